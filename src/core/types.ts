@@ -1,0 +1,92 @@
+import type { Bstr } from './bstr.js';
+
+/** Seconds and nanoseconds, as the kernel keeps them. */
+export interface Timespec { sec: number; nsec: number }
+
+/** A time argument of utimensat: a value, "now", or "leave unchanged". */
+export type TimeSet = Timespec | 'now' | 'omit';
+
+/** Who made the request (fuse_get_context). */
+export interface Caller { uid: number; gid: number; pid: number; umask: number }
+
+/**
+ * Attributes of a merged object, as the overlay reports them. Laid out as a
+ * Float64Array in the StatIdx order of native/sys-api.ts so that a stat from a
+ * layer can be adjusted in place (ino) and handed to the binding without
+ * building an object per getattr. `dev` is ignored by FUSE (the mount's st_dev
+ * is reported).
+ */
+export type AttrArray = Float64Array;
+
+/** One merged directory entry. */
+export interface MergedEntry {
+  name: Bstr;
+  /** S_IFMT bits of the entry (enough for d_type) */
+  type: number;
+  /** the overlay inode number the entry will report on stat */
+  ino: number;
+}
+
+export interface StatFs {
+  bsize: number; frsize: number; blocks: number; bfree: number; bavail: number;
+  files: number; ffree: number; favail: number; fsid: number; flag: number; namemax: number;
+}
+
+/** Flags the core asks the binding to set on an open file (fuse_file_info). */
+export interface OpenResult { fh: number; keepCache: boolean; directIo: boolean }
+
+/**
+ * The operations the FUSE adapter calls. Paths are absolute within the mount
+ * ("/", "/a/b"), as Bstr. Every failure is an FsError; the adapter converts it
+ * to -errno in one place. A `null` path (hard_remove: the name is gone) is only
+ * passed to the fh-based calls.
+ */
+export interface OverlayOps {
+  getattr(path: Bstr): Promise<AttrArray>;
+  fgetattr(path: Bstr | null, fh: number): Promise<AttrArray>;
+  readlink(path: Bstr): Promise<Bstr>;
+
+  opendir(path: Bstr, caller: Caller): Promise<number>;
+  /** the whole merged listing of an open directory (libfuse 2.9 buffers it) */
+  readdir(path: Bstr | null, fh: number): Promise<MergedEntry[]>;
+  releasedir(path: Bstr | null, fh: number): Promise<void>;
+  fsyncdir(path: Bstr | null, fh: number, datasync: boolean): Promise<void>;
+
+  open(path: Bstr, flags: number, caller: Caller): Promise<OpenResult>;
+  create(path: Bstr, mode: number, flags: number, caller: Caller): Promise<OpenResult>;
+  read(path: Bstr | null, fh: number, buf: Buffer, len: number, pos: number): Promise<number>;
+  write(path: Bstr | null, fh: number, buf: Buffer, len: number, pos: number): Promise<number>;
+  flush(path: Bstr | null, fh: number): Promise<void>;
+  fsync(path: Bstr | null, fh: number, datasync: boolean): Promise<void>;
+  release(path: Bstr | null, fh: number): Promise<void>;
+  ftruncate(path: Bstr | null, fh: number, size: number): Promise<void>;
+
+  truncate(path: Bstr, size: number, caller: Caller): Promise<void>;
+  chmod(path: Bstr, mode: number, caller: Caller): Promise<void>;
+  chown(path: Bstr, uid: number, gid: number, caller: Caller): Promise<void>;
+  utimens(path: Bstr, atime: TimeSet, mtime: TimeSet, caller: Caller): Promise<void>;
+
+  mkdir(path: Bstr, mode: number, caller: Caller): Promise<void>;
+  mknod(path: Bstr, mode: number, rdev: number, caller: Caller): Promise<void>;
+  symlink(target: Bstr, path: Bstr, caller: Caller): Promise<void>;
+  link(existing: Bstr, path: Bstr, caller: Caller): Promise<void>;
+  unlink(path: Bstr, caller: Caller): Promise<void>;
+  rmdir(path: Bstr, caller: Caller): Promise<void>;
+  rename(from: Bstr, to: Bstr, flags: number, caller: Caller): Promise<void>;
+
+  getxattr(path: Bstr, name: Bstr): Promise<Buffer>;
+  listxattr(path: Bstr): Promise<Bstr[]>;
+  setxattr(path: Bstr, name: Bstr, value: Buffer, flags: number, caller: Caller): Promise<void>;
+  removexattr(path: Bstr, name: Bstr, caller: Caller): Promise<void>;
+
+  statfs(path: Bstr): Promise<StatFs>;
+
+  /** counters for `stratafs stats` and the benchmark */
+  stats(): OverlayStats;
+}
+
+export interface OverlayStats {
+  lookupCache: { size: number; max: number; hits: number; misses: number };
+  copyUps: { count: number; bytes: number };
+  whiteoutsWritten: number;
+}

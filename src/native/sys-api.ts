@@ -1,0 +1,106 @@
+/**
+ * The contract of the project's syscall addon (src/native/sys.c), as seen from
+ * TypeScript. Node's fs lacks *at calls, mknod, renameat2 flags, nanosecond
+ * utimensat, xattrs, fallocate, flock and a sparse/reflink copy; the addon
+ * provides exactly those, and src/native/sys.ts wraps them with FsError.
+ *
+ * Conventions
+ * - Every path or name argument is a Bstr (latin1 byte string, see core/bstr.ts);
+ *   the C side reads it with napi_get_value_string_latin1, so bytes pass unchanged.
+ * - `rel` is relative to `dirfd`. It may contain slashes; it is resolved with
+ *   openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS): no symlink inside a layer is
+ *   ever followed and nothing outside `dirfd` is reached. The final component is
+ *   never followed either (lstat semantics). `rel === ''` means dirfd itself.
+ * - Sync calls return a value, or a negative errno (never throw on an errno:
+ *   exceptions cost ~10 µs and negative lookups are the common case).
+ * - Stat results are written into a caller-owned Float64Array of STAT_LEN
+ *   (see StatIdx) to avoid an object per call.
+ */
+
+export const STAT_LEN = 16;
+export const StatIdx = {
+  dev: 0, ino: 1, mode: 2, nlink: 3, uid: 4, gid: 5, rdev: 6, size: 7,
+  blksize: 8, blocks: 9, atimeSec: 10, atimeNsec: 11, mtimeSec: 12, mtimeNsec: 13,
+  ctimeSec: 14, ctimeNsec: 15,
+} as const;
+
+export const STATVFS_LEN = 11;
+export const StatvfsIdx = {
+  bsize: 0, frsize: 1, blocks: 2, bfree: 3, bavail: 4, files: 5, ffree: 6,
+  favail: 7, fsid: 8, flag: 9, namemax: 10,
+} as const;
+
+export interface CopyResult {
+  /** bytes of data copied (holes not counted) */
+  bytes: number;
+  /** how the data moved: 'clone' (FICLONE reflink), 'range' (copy_file_range over data segments) */
+  method: 'clone' | 'range';
+}
+
+export interface SysAddon {
+  /** open(path, O_PATH|O_DIRECTORY|O_CLOEXEC), following symlinks: used once per layer root given by the user. */
+  openRoot(path: string): number;
+  /** openat2(dirfd, rel, flags|O_CLOEXEC|O_NOFOLLOW, mode, RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS) */
+  openat(dirfd: number, rel: string, flags: number, mode: number): number;
+  close(fd: number): number;
+  /** lstat of rel beneath dirfd into out; 0 or -errno */
+  lstatat(dirfd: number, rel: string, out: Float64Array): number;
+  fstat(fd: number, out: Float64Array): number;
+  mkdirat(dirfd: number, rel: string, mode: number): number;
+  mknodat(dirfd: number, rel: string, mode: number, dev: number): number;
+  /** flags: 0 or AT_REMOVEDIR */
+  unlinkat(dirfd: number, rel: string, flags: number): number;
+  /** flags: RENAME_NOREPLACE | RENAME_EXCHANGE | RENAME_WHITEOUT */
+  renameat2(olddirfd: number, oldrel: string, newdirfd: number, newrel: string, flags: number): number;
+  linkat(olddirfd: number, oldrel: string, newdirfd: number, newrel: string): number;
+  symlinkat(target: string, dirfd: number, rel: string): number;
+  /** the target as a Bstr, or -errno */
+  readlinkat(dirfd: number, rel: string): string | number;
+  /** never follows; uid/gid -1 leaves that id unchanged */
+  fchownat(dirfd: number, rel: string, uid: number, gid: number): number;
+  /** mode of a non-symlink */
+  fchmodat(dirfd: number, rel: string, mode: number): number;
+  /** nsec may be UTIME_NOW or UTIME_OMIT; never follows */
+  utimensat(dirfd: number, rel: string, aSec: number, aNsec: number, mSec: number, mNsec: number): number;
+  futimens(fd: number, aSec: number, aNsec: number, mSec: number, mNsec: number): number;
+  ftruncate(fd: number, size: number): number;
+  fsync(fd: number, datasync: boolean): number;
+  /** names (without . and ..) and their d_type values, or -errno */
+  readdirat(dirfd: number, rel: string): { names: string[]; types: Uint8Array } | number;
+  /** value, or -errno (-ENODATA when absent) */
+  lgetxattrat(dirfd: number, rel: string, name: string): Buffer | number;
+  lsetxattrat(dirfd: number, rel: string, name: string, value: Buffer, flags: number): number;
+  /** attribute names as Bstrs, or -errno */
+  llistxattrat(dirfd: number, rel: string): string[] | number;
+  lremovexattrat(dirfd: number, rel: string, name: string): number;
+  fgetxattr(fd: number, name: string): Buffer | number;
+  fsetxattr(fd: number, name: string, value: Buffer, flags: number): number;
+  flistxattr(fd: number): string[] | number;
+  fremovexattr(fd: number, name: string): number;
+  fallocate(fd: number, mode: number, offset: number, len: number): number;
+  flock(fd: number, op: number): number;
+  fstatvfs(fd: number, out: Float64Array): number;
+  /**
+   * Copy all data of srcfd into dstfd (both regular files, dst empty) on a thread
+   * of the addon's own, never on libuv's pool and never through JS buffers:
+   * FICLONE first, else copy_file_range over the segments SEEK_DATA/SEEK_HOLE
+   * find, then ftruncate to the source size so trailing holes stay holes.
+   * Rejects with an Error carrying `errno` (positive) and `code`.
+   */
+  copyData(srcfd: number, dstfd: number): Promise<CopyResult>;
+  /** umount2 on a thread of its own: the caller may be the daemon serving that mount. */
+  umount2(path: string, flags: number): Promise<void>;
+  /** name_to_handle_at for the kernel-style origin xattr; -errno on failure */
+  nameToHandle(dirfd: number, rel: string): { type: number; handle: Buffer } | number;
+
+  readonly constants: {
+    UTIME_NOW: number; UTIME_OMIT: number;
+    AT_REMOVEDIR: number;
+    RENAME_NOREPLACE: number; RENAME_EXCHANGE: number; RENAME_WHITEOUT: number;
+    O_PATH: number; O_DIRECTORY: number; O_NOFOLLOW: number; O_TMPFILE: number;
+    XATTR_CREATE: number; XATTR_REPLACE: number;
+    MNT_DETACH: number; MNT_FORCE: number;
+    FALLOC_FL_KEEP_SIZE: number; FALLOC_FL_PUNCH_HOLE: number;
+    LOCK_SH: number; LOCK_EX: number; LOCK_UN: number; LOCK_NB: number;
+  };
+}
