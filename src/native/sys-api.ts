@@ -33,8 +33,11 @@ export const StatvfsIdx = {
 export interface CopyResult {
   /** bytes of data copied (holes not counted) */
   bytes: number;
-  /** how the data moved: 'clone' (FICLONE reflink), 'range' (copy_file_range over data segments) */
-  method: 'clone' | 'range';
+  /**
+   * how the data moved: 'clone' (FICLONE reflink), 'range' (copy_file_range over data segments),
+   * 'readwrite' (pread/pwrite over data segments inside the addon, when copy_file_range refuses, e.g. EXDEV)
+   */
+  method: 'clone' | 'range' | 'readwrite';
 }
 
 export interface SysAddon {
@@ -91,7 +94,7 @@ export interface SysAddon {
   /** umount2 on a thread of its own: the caller may be the daemon serving that mount. */
   umount2(path: string, flags: number): Promise<void>;
   /** name_to_handle_at for the kernel-style origin xattr; -errno on failure */
-  nameToHandle(dirfd: number, rel: string): { type: number; handle: Buffer } | number;
+  nameToHandle(dirfd: number, rel: string): { type: number; handle: Buffer; mountId: number } | number;
 
   readonly constants: {
     UTIME_NOW: number; UTIME_OMIT: number;

@@ -1,0 +1,340 @@
+/**
+ * Typed wrappers over the project's syscall addon (sys.c, contract in sys-api.ts).
+ *
+ * Two flavours:
+ * - the plain names (`lstatat`, `mkdirat`, ...) throw FsError carrying the errno
+ *   code and the path (`rel` for *at calls) and return the useful value;
+ * - the `try*` names and `raw` never throw on an errno: they return the value or
+ *   a negative errno, for hot paths where failure is normal (a lookup probing
+ *   each layer mostly gets ENOENT, and an exception costs ~10 µs).
+ *
+ * Every path/name is a Bstr (latin1 byte string). `rel` is resolved beneath
+ * `dirfd` with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS and its last component is
+ * never followed; `rel === ''` means dirfd itself. See native-notes/syscalls.md.
+ */
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { codeOf, FsError } from '../core/errors.js';
+import type { Bstr } from '../core/bstr.js';
+import { STAT_LEN, STATVFS_LEN, type CopyResult, type SysAddon } from './sys-api.js';
+
+export { STAT_LEN, StatIdx, STATVFS_LEN, StatvfsIdx } from './sys-api.js';
+export type { CopyResult, SysAddon } from './sys-api.js';
+
+/** Where the built addon may live: beside this file (src/native) or, from dist/native, back in src/native. */
+const CANDIDATES = [
+  './build/Release/stratafs_sys.node',
+  '../../src/native/build/Release/stratafs_sys.node',
+  './build/Debug/stratafs_sys.node',
+];
+
+function load(): SysAddon {
+  const req = createRequire(import.meta.url);
+  const override = process.env.STRATAFS_SYS_ADDON;
+  if (override) return req(override) as SysAddon;
+  for (const c of CANDIDATES) {
+    if (existsSync(fileURLToPath(new URL(c, import.meta.url)))) return req(c) as SysAddon;
+  }
+  throw new Error('stratafs: syscall addon not built (src/native/build/Release/stratafs_sys.node); run `node src/native/build.mjs`');
+}
+
+/**
+ * A missing addon must not break importing modules that merely reference these
+ * wrappers (type checks, unit tests of pure code); it fails on first use instead.
+ */
+function loadOrDeferError(): SysAddon {
+  try {
+    return load();
+  } catch (e) {
+    return new Proxy({} as SysAddon, { get() { throw e; } });
+  }
+}
+
+/** The addon itself: every call returns a value or -errno, never throws on an errno. */
+export const raw: SysAddon = loadOrDeferError();
+
+function fail(r: number, path: Bstr, syscall: string, detail?: string): never {
+  throw new FsError(codeOf(-r), path, syscall, detail);
+}
+
+/** Returns r when >= 0, else throws FsError(errno, path). */
+function chk(r: number, path: Bstr, syscall: string, detail?: string): number {
+  if (r < 0) fail(r, path, syscall, detail);
+  return r;
+}
+
+function chkv<T>(r: T | number, path: Bstr, syscall: string): T {
+  if (typeof r === 'number') fail(r, path, syscall);
+  return r;
+}
+
+// ---- constants -------------------------------------------------------------
+
+/** Linux ABI constants read from the C headers at build time (O_* differ between architectures). */
+export const constants: SysAddon['constants'] = (() => {
+  try { return raw.constants; } catch { return new Proxy({} as SysAddon['constants'], { get() { return raw.constants; } }); }
+})();
+
+/** d_type values of readdirat (identical on every Linux architecture). */
+export const DT = {
+  UNKNOWN: 0, FIFO: 1, CHR: 2, DIR: 4, BLK: 6, REG: 8, LNK: 10, SOCK: 12,
+} as const;
+
+/** glibc's makedev for 64-bit dev_t; exact while the result stays below 2^53. */
+export function makedev(major: number, minor: number): number {
+  return (major % 4096) * 256 + Math.floor(major / 4096) * 2 ** 44
+    + (minor % 256) + Math.floor(minor / 256) * 2 ** 20;
+}
+export function major(dev: number): number {
+  return (Math.floor(dev / 256) % 4096) + Math.floor(dev / 2 ** 44) * 4096;
+}
+export function minor(dev: number): number {
+  return (dev % 256) + (Math.floor(dev / 2 ** 20) % 2 ** 24) * 256;
+}
+
+// ---- stat ------------------------------------------------------------------
+
+/** A stat result as an object, for code that is not on a hot path. */
+export interface Stat {
+  dev: number; ino: number; mode: number; nlink: number; uid: number; gid: number;
+  rdev: number; size: number; blksize: number; blocks: number;
+  atimeSec: number; atimeNsec: number; mtimeSec: number; mtimeNsec: number;
+  ctimeSec: number; ctimeNsec: number;
+}
+
+export function statObject(a: Float64Array): Stat {
+  return {
+    dev: a[0]!, ino: a[1]!, mode: a[2]!, nlink: a[3]!, uid: a[4]!, gid: a[5]!, rdev: a[6]!,
+    size: a[7]!, blksize: a[8]!, blocks: a[9]!, atimeSec: a[10]!, atimeNsec: a[11]!,
+    mtimeSec: a[12]!, mtimeNsec: a[13]!, ctimeSec: a[14]!, ctimeNsec: a[15]!,
+  };
+}
+
+export const newStatArray = (): Float64Array => new Float64Array(STAT_LEN);
+
+// ---- open / close ----------------------------------------------------------
+
+/** Open a layer root given by the user (symlinks in it ARE followed: it is trusted input). O_PATH dir fd. */
+export function openRoot(path: Bstr): number {
+  return chk(raw.openRoot(path), path, 'open');
+}
+
+/** openat2 beneath dirfd, never following a symlink (O_NOFOLLOW is always added; with O_PATH a symlink itself opens). */
+export function openat(dirfd: number, rel: Bstr, flags: number, mode = 0): number {
+  return chk(raw.openat(dirfd, rel, flags, mode), rel, 'openat');
+}
+/** fd or -errno */
+export function tryOpenat(dirfd: number, rel: Bstr, flags: number, mode = 0): number {
+  return raw.openat(dirfd, rel, flags, mode);
+}
+
+export function close(fd: number): void {
+  chk(raw.close(fd), '', 'close', `fd ${fd}`);
+}
+
+// ---- stat ------------------------------------------------------------------
+
+/** lstat of rel beneath dirfd, into out (allocated when omitted). */
+export function lstatat(dirfd: number, rel: Bstr, out: Float64Array = newStatArray()): Float64Array {
+  chk(raw.lstatat(dirfd, rel, out), rel, 'lstatat');
+  return out;
+}
+/** 0 or -errno; out filled on success. The hot-path lookup call. */
+export function tryLstatat(dirfd: number, rel: Bstr, out: Float64Array): number {
+  return raw.lstatat(dirfd, rel, out);
+}
+
+export function fstat(fd: number, out: Float64Array = newStatArray(), path: Bstr = ''): Float64Array {
+  chk(raw.fstat(fd, out), path, 'fstat');
+  return out;
+}
+
+export function fstatvfs(fd: number, out: Float64Array = new Float64Array(STATVFS_LEN), path: Bstr = ''): Float64Array {
+  chk(raw.fstatvfs(fd, out), path, 'fstatvfs');
+  return out;
+}
+
+// ---- namespace mutations -------------------------------------------------------
+
+export function mkdirat(dirfd: number, rel: Bstr, mode: number): void {
+  chk(raw.mkdirat(dirfd, rel, mode), rel, 'mkdirat');
+}
+
+/** mode includes the S_IF* type; a whiteout is mknodat(d, name, S_IFCHR, 0). */
+export function mknodat(dirfd: number, rel: Bstr, mode: number, dev = 0): void {
+  chk(raw.mknodat(dirfd, rel, mode, dev), rel, 'mknodat');
+}
+
+/** flags: 0 or constants.AT_REMOVEDIR */
+export function unlinkat(dirfd: number, rel: Bstr, flags = 0): void {
+  chk(raw.unlinkat(dirfd, rel, flags), rel, flags ? 'rmdir' : 'unlinkat');
+}
+export function tryUnlinkat(dirfd: number, rel: Bstr, flags = 0): number {
+  return raw.unlinkat(dirfd, rel, flags);
+}
+
+/** flags: RENAME_NOREPLACE | RENAME_EXCHANGE | RENAME_WHITEOUT (constants). */
+export function renameat2(olddirfd: number, oldrel: Bstr, newdirfd: number, newrel: Bstr, flags = 0): void {
+  chk(raw.renameat2(olddirfd, oldrel, newdirfd, newrel, flags), oldrel, 'renameat2', `-> ${newrel}`);
+}
+export function tryRenameat2(olddirfd: number, oldrel: Bstr, newdirfd: number, newrel: Bstr, flags = 0): number {
+  return raw.renameat2(olddirfd, oldrel, newdirfd, newrel, flags);
+}
+
+/** Hard link; oldrel is not followed if it is a symlink (the link names the symlink). */
+export function linkat(olddirfd: number, oldrel: Bstr, newdirfd: number, newrel: Bstr): void {
+  chk(raw.linkat(olddirfd, oldrel, newdirfd, newrel), oldrel, 'linkat', `-> ${newrel}`);
+}
+
+export function symlinkat(target: Bstr, dirfd: number, rel: Bstr): void {
+  chk(raw.symlinkat(target, dirfd, rel), rel, 'symlinkat');
+}
+
+export function readlinkat(dirfd: number, rel: Bstr): Bstr {
+  return chkv(raw.readlinkat(dirfd, rel), rel, 'readlinkat');
+}
+
+// ---- attributes ------------------------------------------------------------
+
+/** Never follows; -1 leaves an id unchanged. Works on symlinks. */
+export function fchownat(dirfd: number, rel: Bstr, uid: number, gid: number): void {
+  chk(raw.fchownat(dirfd, rel, uid, gid), rel, 'fchownat');
+}
+
+/** Never follows: a symlink gives EOPNOTSUPP (Linux symlinks have no mode of their own). */
+export function fchmodat(dirfd: number, rel: Bstr, mode: number): void {
+  chk(raw.fchmodat(dirfd, rel, mode), rel, 'fchmodat');
+}
+
+/** Nanosecond times; nsec may be constants.UTIME_NOW / UTIME_OMIT. Never follows (sets a symlink's own times). */
+export function utimensat(dirfd: number, rel: Bstr, aSec: number, aNsec: number, mSec: number, mNsec: number): void {
+  chk(raw.utimensat(dirfd, rel, aSec, aNsec, mSec, mNsec), rel, 'utimensat');
+}
+
+export function futimens(fd: number, aSec: number, aNsec: number, mSec: number, mNsec: number, path: Bstr = ''): void {
+  chk(raw.futimens(fd, aSec, aNsec, mSec, mNsec), path, 'futimens');
+}
+
+// ---- file descriptors --------------------------------------------------------
+
+export function ftruncate(fd: number, size: number, path: Bstr = ''): void {
+  chk(raw.ftruncate(fd, size), path, 'ftruncate');
+}
+
+/** Synchronous on the calling thread: prefer node's fs.fsync(fd) (libuv pool) on the event loop. */
+export function fsync(fd: number, datasync = false, path: Bstr = ''): void {
+  chk(raw.fsync(fd, datasync), path, datasync ? 'fdatasync' : 'fsync');
+}
+
+/** mode: 0 or FALLOC_FL_* flags. */
+export function fallocate(fd: number, mode: number, offset: number, len: number, path: Bstr = ''): void {
+  chk(raw.fallocate(fd, mode, offset, len), path, 'fallocate');
+}
+
+/** op: LOCK_SH | LOCK_EX | LOCK_UN, plus LOCK_NB. Without LOCK_NB it blocks the calling (JS) thread. */
+export function flock(fd: number, op: number, path: Bstr = ''): void {
+  chk(raw.flock(fd, op), path, 'flock');
+}
+/** 0 or -errno (-EWOULDBLOCK when LOCK_NB and held elsewhere). */
+export function tryFlock(fd: number, op: number): number {
+  return raw.flock(fd, op);
+}
+
+// ---- directories -------------------------------------------------------------
+
+export interface DirEntries {
+  /** names without . and .., as Bstr */
+  names: Bstr[];
+  /** d_type of each name (DT.*); DT.UNKNOWN on filesystems that do not fill it */
+  types: Uint8Array;
+}
+
+/** All entries of the directory rel beneath dirfd (rel '' = dirfd itself). */
+export function readdirat(dirfd: number, rel: Bstr): DirEntries {
+  return chkv(raw.readdirat(dirfd, rel), rel, 'readdirat');
+}
+
+// ---- xattrs ------------------------------------------------------------------
+
+/** Value of xattr `name` of rel (never followed: a symlink's own xattrs). Throws ENODATA when absent. */
+export function lgetxattrat(dirfd: number, rel: Bstr, name: Bstr): Buffer {
+  return chkv(raw.lgetxattrat(dirfd, rel, name), rel, 'lgetxattr');
+}
+/** Buffer, or -errno (-ENODATA when absent). */
+export function tryLgetxattrat(dirfd: number, rel: Bstr, name: Bstr): Buffer | number {
+  return raw.lgetxattrat(dirfd, rel, name);
+}
+/** flags: 0, XATTR_CREATE or XATTR_REPLACE. */
+export function lsetxattrat(dirfd: number, rel: Bstr, name: Bstr, value: Buffer, flags = 0): void {
+  chk(raw.lsetxattrat(dirfd, rel, name, value, flags), rel, 'lsetxattr', name);
+}
+export function llistxattrat(dirfd: number, rel: Bstr): Bstr[] {
+  return chkv(raw.llistxattrat(dirfd, rel), rel, 'llistxattr');
+}
+export function lremovexattrat(dirfd: number, rel: Bstr, name: Bstr): void {
+  chk(raw.lremovexattrat(dirfd, rel, name), rel, 'lremovexattr', name);
+}
+export function tryLremovexattrat(dirfd: number, rel: Bstr, name: Bstr): number {
+  return raw.lremovexattrat(dirfd, rel, name);
+}
+
+export function fgetxattr(fd: number, name: Bstr, path: Bstr = ''): Buffer {
+  return chkv(raw.fgetxattr(fd, name), path, 'fgetxattr');
+}
+export function tryFgetxattr(fd: number, name: Bstr): Buffer | number {
+  return raw.fgetxattr(fd, name);
+}
+export function fsetxattr(fd: number, name: Bstr, value: Buffer, flags = 0, path: Bstr = ''): void {
+  chk(raw.fsetxattr(fd, name, value, flags), path, 'fsetxattr', name);
+}
+export function flistxattr(fd: number, path: Bstr = ''): Bstr[] {
+  return chkv(raw.flistxattr(fd), path, 'flistxattr');
+}
+export function fremovexattr(fd: number, name: Bstr, path: Bstr = ''): void {
+  chk(raw.fremovexattr(fd, name), path, 'fremovexattr', name);
+}
+
+// ---- handles, copy, umount ---------------------------------------------------
+
+export interface FileHandle {
+  /** handle_type of struct file_handle */
+  type: number;
+  /** f_handle bytes */
+  handle: Buffer;
+  /** mount id name_to_handle_at reported (compare with /proc/self/mountinfo) */
+  mountId: number;
+}
+
+/** name_to_handle_at of rel (not followed): what kernel overlayfs encodes into trusted.overlay.origin. */
+export function nameToHandle(dirfd: number, rel: Bstr): FileHandle {
+  return chkv(raw.nameToHandle(dirfd, rel), rel, 'name_to_handle_at');
+}
+
+/**
+ * Copy every data byte of srcfd into dstfd (regular files; dst should be empty)
+ * on a thread of the addon's own: reflink (FICLONE) first, else copy_file_range
+ * over the SEEK_DATA/SEEK_HOLE data segments, holes kept, dst truncated to the
+ * source size. Neither libuv's pool nor JS buffers are used. Rejects with FsError.
+ */
+export async function copyData(srcfd: number, dstfd: number, path: Bstr = ''): Promise<CopyResult> {
+  try {
+    return await raw.copyData(srcfd, dstfd);
+  } catch (e) {
+    throw asFsError(e, path, 'copyData');
+  }
+}
+
+/** umount2(2) on a thread of its own, so the daemon serving `path` can unmount itself. flags: MNT_DETACH | MNT_FORCE. */
+export async function umount2(path: Bstr, flags = 0): Promise<void> {
+  try {
+    await raw.umount2(path, flags);
+  } catch (e) {
+    throw asFsError(e, path, 'umount2');
+  }
+}
+
+function asFsError(e: unknown, path: Bstr, syscall: string): unknown {
+  const errno = (e as { errno?: unknown } | null)?.errno;
+  return typeof errno === 'number' ? new FsError(codeOf(errno), path, syscall) : e;
+}
