@@ -1,0 +1,520 @@
+/**
+ * The command line, parsed and validated into one typed configuration.
+ * Nothing else in stratafs reads argv: main.ts asks this module what to do,
+ * and the library entry (index.ts) builds the same MountConfig from an object.
+ *
+ * Two layers of parsing:
+ * - commander gives the command structure (`stratafs [-f] [-d] -o OPTS MNT`, the
+ *   mount-helper form `stratafs SOURCE MNT -o OPTS`, `umount`, `stats`);
+ * - the `-o` string is parsed here, as the kernel parses overlayfs options:
+ *   options split at unescaped commas, a backslash escapes the next character
+ *   (`\,` `\:` `\\`), and lowerdir splits at unescaped colons.
+ *
+ * Validation (validateMountConfig) only reads the file system: every bad input is
+ * reported before anything is created or changed on disk.
+ */
+import { Command, CommanderError, Option } from 'commander';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { fromText } from '../core/bstr.js';
+import { DEFAULT_LOOKUP_CACHE_SIZE, type OverlayConfig } from '../core/config.js';
+
+/** Kernel entry/attr cache timeout in seconds, used unless `timeout=` says otherwise (libfuse's own default). */
+export const DEFAULT_TIMEOUT_S = 1;
+/** overlayfs's OVL_MAX_STACK */
+export const MAX_LAYERS = 500;
+
+/** Generic mount flags, applied to the FUSE mount itself. */
+export interface MountFlags {
+  readOnly: boolean;
+  suid: boolean;
+  dev: boolean;
+  exec: boolean;
+  noatime: boolean;
+  sync: boolean;
+  dirsync: boolean;
+}
+
+export interface MountConfig extends OverlayConfig {
+  /** absolute path of the mountpoint (text, as given; symlinks resolved by validation) */
+  mountpoint: string;
+  /** layer roots as the user gave them, absolute, for messages and describe() */
+  lowerPaths: string[];
+  upperPath: string | undefined;
+  workPath: string | undefined;
+  /** -f: serve in this process instead of a detached daemon */
+  foreground: boolean;
+  /** kernel entry and attribute cache timeout, seconds */
+  timeout: number;
+  /** kernel negative-lookup cache timeout, seconds */
+  negativeTimeout: number;
+  allowOther: boolean;
+  /** kernel permission checks (always on as root, where the daemon could otherwise act for anyone) */
+  defaultPermissions: boolean;
+  flags: MountFlags;
+  /** mount over a dead FUSE mount (daemon gone) after aborting and detaching it */
+  force: boolean;
+  /** the source column of the mount table */
+  fsname: string;
+  /** daemon log file; undefined: the runtime dir's default (see runtime.ts) */
+  logFile: string | undefined;
+  /** options stratafs does not know, by name, in order; warned about and ignored */
+  unknownOptions: string[];
+  /** options recognised but without effect here (generic words libfuse 2.9 cannot apply, useless workdir) */
+  ignoredOptions: string[];
+}
+
+export type CliCommand =
+  | { kind: 'mount'; config: MountConfig; daemonChild: boolean }
+  | { kind: 'umount'; mountpoint: string; force: boolean }
+  | { kind: 'stats'; mountpoint: string; json: boolean }
+  | { kind: 'exit'; code: number; output: string };
+
+/** A bad command line or bad input: one line naming the problem and the path. */
+export class ConfigError extends Error {
+  readonly path: string | undefined;
+  constructor(problem: string, p?: string) {
+    super(p === undefined ? problem : `${problem}: ${p}`);
+    this.name = 'ConfigError';
+    this.path = p;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// -o string
+
+/** Split at unescaped commas; escapes are kept for the value parsers (as the kernel's ovl_next_opt does). */
+export function splitOptions(s: string): string[] {
+  const out: string[] = [];
+  let cur = '';
+  for (let i = 0; i < s.length; i++) {
+    const c = s[i]!;
+    if (c === '\\' && i + 1 < s.length) {
+      cur += c + s[i + 1]!;
+      i++;
+    } else if (c === ',') {
+      out.push(cur);
+      cur = '';
+    } else {
+      cur += c;
+    }
+  }
+  out.push(cur);
+  return out.filter((o) => o !== '');
+}
+
+/** `\x` -> `x` */
+export function unescape(s: string): string {
+  return s.replace(/\\(.)/gs, '$1');
+}
+
+/** lowerdir value: split at unescaped colons, then unescape each part. */
+export function splitLowerdir(s: string): string[] {
+  const parts: string[] = [];
+  let cur = '';
+  for (let i = 0; i < s.length; i++) {
+    const c = s[i]!;
+    if (c === '\\' && i + 1 < s.length) {
+      cur += s[i + 1]!;
+      i++;
+    } else if (c === ':') {
+      parts.push(cur);
+      cur = '';
+    } else {
+      cur += c;
+    }
+  }
+  parts.push(cur);
+  return parts;
+}
+
+/** Options that come from fstab/mount(8) and mean nothing to a file system. */
+const SILENT = new Set(['defaults', 'auto', 'noauto', 'nofail', '_netdev', 'user', 'users', 'nouser', 'owner', 'group']);
+/** Generic words the kernel knows but libfuse 2.9's mount cannot apply. */
+const UNAPPLIED = new Set(['relatime', 'norelatime', 'strictatime', 'nostrictatime', 'lazytime', 'nolazytime',
+  'diratime', 'nodiratime', 'iversion', 'noiversion', 'mand', 'nomand', 'silent', 'loud']);
+
+function parseSeconds(key: string, v: string | undefined): number {
+  const n = v === undefined || v.trim() === '' ? NaN : Number(v);
+  if (!Number.isFinite(n) || n < 0) throw new ConfigError(`invalid value for ${key} (seconds >= 0 expected)`, v ?? '');
+  return n;
+}
+
+function parseOnOff(key: string, v: string | undefined): boolean {
+  if (v === 'on' || v === 'yes' || v === '1' || v === 'true') return true;
+  if (v === 'off' || v === 'no' || v === '0' || v === 'false') return false;
+  throw new ConfigError(`invalid value for ${key} (on or off expected)`, v ?? '');
+}
+
+export interface MountArgs {
+  /** every -o string, in order */
+  options: string[];
+  mountpoint: string | undefined;
+  /** the mount-helper form's first argument */
+  source: string | undefined;
+  foreground: boolean;
+  debug: boolean;
+  /** resolves relative paths */
+  cwd: string;
+  /** the uid deciding defaults (root: suid,dev and default_permissions) */
+  uid: number;
+}
+
+/**
+ * Parse the mount options into a MountConfig. Pure: reads no file; paths are only
+ * made absolute. Throws ConfigError.
+ */
+export function parseMountArgs(a: MountArgs): MountConfig {
+  const asRoot = a.uid === 0;
+  let lower: string[] | undefined;
+  let upper: string | undefined;
+  let work: string | undefined;
+  let ro = false;
+  let redirectDir = true;
+  let userxattr = false;
+  let timeout = DEFAULT_TIMEOUT_S;
+  let negativeTimeout: number | undefined;
+  let lookupCacheSize = DEFAULT_LOOKUP_CACHE_SIZE;
+  let allowOther = false;
+  let defaultPermissions = asRoot;
+  let fsync = true;
+  let force = false;
+  let debug = a.debug;
+  let fsname: string | undefined;
+  let logFile: string | undefined;
+  const flags = { suid: asRoot, dev: asRoot, exec: true, noatime: false, sync: false, dirsync: false };
+  const unknown: string[] = [];
+  const ignored: string[] = [];
+
+  for (const optString of a.options) {
+    for (const opt of splitOptions(optString)) {
+      const eq = opt.indexOf('=');
+      const key = eq < 0 ? opt : opt.slice(0, eq);
+      const raw = eq < 0 ? undefined : opt.slice(eq + 1);
+      const val = raw === undefined ? undefined : unescape(raw);
+      const needValue = (): string => {
+        if (val === undefined || val === '') throw new ConfigError(`option ${key} needs a value`, opt);
+        return val;
+      };
+      switch (key) {
+        case 'lowerdir': {
+          if (raw === undefined || raw === '') throw new ConfigError('option lowerdir needs a value', opt);
+          const parts = splitLowerdir(raw);
+          if (parts.some((p) => p === '')) {
+            throw new ConfigError(/::/.test(raw) ? 'data-only lower layers (::) are not supported' : 'empty layer in lowerdir', raw);
+          }
+          if (parts.length > MAX_LAYERS) throw new ConfigError(`too many lower layers (${parts.length}, at most ${MAX_LAYERS})`, raw.slice(0, 64) + '...');
+          lower = parts;
+          break;
+        }
+        case 'upperdir': upper = needValue(); break;
+        case 'workdir': work = needValue(); break;
+        case 'ro': ro = true; break;
+        case 'rw': ro = false; break;
+        case 'redirect_dir':
+          // 'follow' follows redirects written by others but never writes one: rename then gives EXDEV, which is 'off' here.
+          if (val === 'follow' || val === 'nofollow') redirectDir = false;
+          else redirectDir = parseOnOff(key, val);
+          break;
+        case 'userxattr': userxattr = true; break;
+        case 'timeout': timeout = parseSeconds(key, val); break;
+        case 'negative_timeout': negativeTimeout = parseSeconds(key, val); break;
+        case 'lookup_cache': {
+          const n = val === undefined || !/^\d+$/.test(val) ? NaN : Number(val);
+          if (!Number.isSafeInteger(n) || n < 1) throw new ConfigError('invalid value for lookup_cache (entries >= 1 expected)', val ?? '');
+          lookupCacheSize = n;
+          break;
+        }
+        case 'allow_other': allowOther = true; break;
+        case 'default_permissions': defaultPermissions = true; break;
+        case 'volatile': fsync = false; break;
+        case 'fsync': fsync = parseOnOff(key, val); break;
+        case 'force': force = true; break;
+        case 'debug': debug = true; break;
+        case 'fsname': fsname = needValue(); break;
+        case 'log': logFile = path.resolve(a.cwd, needValue()); break;
+        case 'suid': flags.suid = true; break;
+        case 'nosuid': flags.suid = false; break;
+        case 'dev': flags.dev = true; break;
+        case 'nodev': flags.dev = false; break;
+        case 'exec': flags.exec = true; break;
+        case 'noexec': flags.exec = false; break;
+        case 'atime': flags.noatime = false; break;
+        case 'noatime': flags.noatime = true; break;
+        case 'sync': flags.sync = true; break;
+        case 'async': flags.sync = false; break;
+        case 'dirsync': flags.dirsync = true; break;
+        // kernel overlayfs features stratafs does not implement: accepted when off, refused when on
+        case 'index': case 'metacopy': case 'nfs_export':
+          if (parseOnOff(key, val)) throw new ConfigError(`overlayfs feature ${key} is not supported by stratafs`, opt);
+          break;
+        default:
+          if (SILENT.has(key) || key.startsWith('x-') || key === 'comment') break;
+          if (UNAPPLIED.has(key)) { ignored.push(opt); break; }
+          unknown.push(key);
+      }
+    }
+  }
+
+  const mountpoint = a.mountpoint;
+  if (mountpoint === undefined || mountpoint === '') throw new ConfigError('missing mountpoint (usage: stratafs [-f] [-d] -o lowerdir=DIR[:DIR...][,upperdir=DIR,workdir=DIR] MOUNTPOINT)');
+  if (lower === undefined) throw new ConfigError('missing lowerdir option', 'lowerdir=');
+  if (upper !== undefined && work === undefined) throw new ConfigError('upperdir needs a workdir option', upper);
+  if (upper === undefined && work !== undefined) {
+    ignored.push(`workdir=${work}`);
+    work = undefined;
+  }
+  const abs = (p: string): string => path.resolve(a.cwd, p);
+  let lowerPaths = lower.map(abs);
+  let upperPath = upper === undefined ? undefined : abs(upper);
+  let workPath = work === undefined ? undefined : abs(work);
+  if (ro && upperPath !== undefined) {
+    // A read-only mount writes nothing: the upper is served as the top layer and the workdir is not touched.
+    lowerPaths = [upperPath, ...lowerPaths];
+    if (lowerPaths.length > MAX_LAYERS) throw new ConfigError(`too many layers (${lowerPaths.length}, at most ${MAX_LAYERS})`, upperPath);
+    ignored.push(`workdir=${workPath}`);
+    upperPath = undefined;
+    workPath = undefined;
+  }
+  const readOnly = ro || upperPath === undefined;
+  const mnt = abs(mountpoint);
+  return {
+    lowerdirs: lowerPaths.map(fromText),
+    upperdir: upperPath === undefined ? undefined : fromText(upperPath),
+    workdir: workPath === undefined ? undefined : fromText(workPath),
+    redirectDir,
+    userxattr,
+    lookupCacheSize,
+    fsync,
+    debug,
+    mountpoint: mnt,
+    lowerPaths,
+    upperPath,
+    workPath,
+    foreground: a.foreground,
+    timeout,
+    negativeTimeout: negativeTimeout ?? timeout,
+    allowOther,
+    defaultPermissions,
+    flags: { ...flags, readOnly },
+    force,
+    fsname: fsname ?? (a.source !== undefined && a.source !== '' ? a.source : 'stratafs'),
+    logFile,
+    unknownOptions: unknown,
+    ignoredOptions: ignored,
+  };
+}
+
+// ---------------------------------------------------------------------------
+// validation against the file system (read-only)
+
+/** errno codes a stat of a dead FUSE mount returns (daemon gone / connection aborted) */
+export const DEAD_MOUNT_CODES = new Set(['ENOTCONN', 'ECONNABORTED']);
+
+function errCode(e: unknown): string | undefined {
+  return typeof e === 'object' && e !== null && 'code' in e ? String((e as { code: unknown }).code) : undefined;
+}
+
+/** a is b or below b (both absolute, normalised) */
+export function isWithin(a: string, b: string): boolean {
+  if (a === b) return true;
+  const rel = path.relative(b, a);
+  return rel !== '' && !rel.startsWith('..' + path.sep) && rel !== '..' && !path.isAbsolute(rel);
+}
+
+function checkDir(role: string, p: string): { real: string; st: fs.Stats } {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(p);
+  } catch (e) {
+    const code = errCode(e);
+    if (code === 'ENOENT') throw new ConfigError(`${role} does not exist`, p);
+    if (code === 'ENOTDIR') throw new ConfigError(`${role} is not a directory (a path component is not a directory)`, p);
+    if (code === 'EACCES') throw new ConfigError(`${role} is not accessible (permission denied)`, p);
+    if (code !== undefined && DEAD_MOUNT_CODES.has(code)) throw new ConfigError(`${role} is on a dead FUSE mount (${code})`, p);
+    throw new ConfigError(`${role} cannot be read (${code ?? String(e)})`, p);
+  }
+  if (!st.isDirectory()) throw new ConfigError(`${role} is not a directory`, p);
+  return { real: fs.realpathSync(p), st };
+}
+
+export interface Validated {
+  /** the mountpoint is a dead FUSE mount that `force` must clean before mounting */
+  deadMount: boolean;
+}
+
+/**
+ * Check the configuration against the file system, reading only: layers exist and
+ * are directories; upper and workdir do not overlap each other, a lower or the
+ * mountpoint; workdir shares the upper's filesystem; the upper is writable; the
+ * mountpoint exists. Resolves symlinks in place (config.mountpoint becomes its
+ * real path). The lock against a second mount on the same upper/workdir is taken
+ * by the core (openOverlay -> EBUSY), since only holding it proves anything.
+ */
+export function validateMountConfig(c: MountConfig): Validated {
+  const lowers = c.lowerPaths.map((p) => checkDir('lowerdir', p));
+
+  let deadMount = false;
+  let mntReal: string;
+  try {
+    const st = fs.statSync(c.mountpoint);
+    if (!st.isDirectory()) throw new ConfigError('mountpoint is not a directory', c.mountpoint);
+    mntReal = fs.realpathSync(c.mountpoint);
+  } catch (e) {
+    if (e instanceof ConfigError) throw e;
+    const code = errCode(e);
+    if (code === 'ENOENT') throw new ConfigError('mountpoint does not exist', c.mountpoint);
+    if (code === 'ENOTDIR') throw new ConfigError('mountpoint is not a directory (a path component is not a directory)', c.mountpoint);
+    if (code !== undefined && DEAD_MOUNT_CODES.has(code)) {
+      if (!c.force) {
+        throw new ConfigError('mountpoint is a dead FUSE mount (its daemon is gone); clean it with `stratafs umount --force` or mount with -o force', c.mountpoint);
+      }
+      deadMount = true;
+      mntReal = path.resolve(c.mountpoint);
+    } else {
+      throw new ConfigError(`mountpoint cannot be read (${code ?? String(e)})`, c.mountpoint);
+    }
+  }
+
+  // The layers are opened by descriptor before mounting, so the mountpoint may be a
+  // layer root itself (mounting over the top lower works). Strictly below a layer,
+  // resolving that layer would walk into the mount and the daemon would wait on itself.
+  for (const [i, l] of lowers.entries()) {
+    if (mntReal !== l.real && isWithin(mntReal, l.real)) {
+      throw new ConfigError(`mountpoint is inside lowerdir ${c.lowerPaths[i]} (the mount would contain itself)`, c.mountpoint);
+    }
+  }
+
+  if (c.upperPath !== undefined && c.workPath !== undefined) {
+    const up = checkDir('upperdir', c.upperPath);
+    const wk = checkDir('workdir', c.workPath);
+    for (const [i, l] of lowers.entries()) {
+      const lp = c.lowerPaths[i]!;
+      if (up.real === l.real) throw new ConfigError(`upperdir is the same directory as lowerdir ${lp}`, c.upperPath);
+      if (isWithin(up.real, l.real)) throw new ConfigError(`upperdir is inside lowerdir ${lp}`, c.upperPath);
+      if (isWithin(l.real, up.real)) throw new ConfigError(`lowerdir is inside upperdir ${c.upperPath}`, lp);
+      if (isWithin(wk.real, l.real)) throw new ConfigError(`workdir is inside lowerdir ${lp}`, c.workPath);
+      if (isWithin(l.real, wk.real)) throw new ConfigError(`lowerdir is inside workdir ${c.workPath}`, lp);
+    }
+    if (up.real === wk.real) throw new ConfigError('workdir is the same directory as upperdir', c.workPath);
+    if (isWithin(wk.real, up.real)) throw new ConfigError(`workdir is inside upperdir ${c.upperPath}`, c.workPath);
+    if (isWithin(up.real, wk.real)) throw new ConfigError(`upperdir is inside workdir ${c.workPath}`, c.upperPath);
+    if (isWithin(up.real, mntReal)) throw new ConfigError(`upperdir is inside the mountpoint ${c.mountpoint}`, c.upperPath);
+    if (isWithin(wk.real, mntReal)) throw new ConfigError(`workdir is inside the mountpoint ${c.mountpoint}`, c.workPath);
+    if (isWithin(mntReal, up.real)) throw new ConfigError(`mountpoint is inside upperdir ${c.upperPath} (the mount would contain itself)`, c.mountpoint);
+    if (isWithin(mntReal, wk.real)) throw new ConfigError(`mountpoint is inside workdir ${c.workPath}`, c.mountpoint);
+    if (up.st.dev !== wk.st.dev) throw new ConfigError(`workdir is on another filesystem than upperdir ${c.upperPath}`, c.workPath);
+    for (const [role, p] of [['upperdir', c.upperPath], ['workdir', c.workPath]] as const) {
+      try {
+        fs.accessSync(p, fs.constants.W_OK | fs.constants.X_OK);
+      } catch (e) {
+        const code = errCode(e);
+        if (code === 'EROFS') throw new ConfigError(`${role} is on a read-only filesystem`, p);
+        throw new ConfigError(`${role} is not writable (${code ?? String(e)})`, p);
+      }
+    }
+  }
+  c.mountpoint = mntReal;
+  return { deadMount };
+}
+
+// ---------------------------------------------------------------------------
+// command structure
+
+const HELP_OPTIONS = `
+Mount options (-o, comma separated; \\ escapes , and : inside values):
+  lowerdir=DIR[:DIR...]   read-only layers, top first (up to ${MAX_LAYERS})
+  upperdir=DIR,workdir=DIR writable layer and its work area (same filesystem);
+                          without them the mount is read-only
+  ro | rw                 read-only mount (the upper is then served as the top layer)
+  redirect_dir=on|off     rename directories with lower content (on, default) or EXDEV (off)
+  userxattr               user.overlay.* markers instead of trusted.overlay.*
+  timeout=SECONDS         kernel entry/attribute cache (default ${DEFAULT_TIMEOUT_S})
+  negative_timeout=SECONDS kernel negative-lookup cache (default: timeout)
+  lookup_cache=N          lookup cache entries (default ${DEFAULT_LOOKUP_CACHE_SIZE})
+  allow_other             let other users use the mount
+  default_permissions     kernel permission checks (always on as root)
+  volatile | fsync=0      skip fsync
+  force                   mount over a dead FUSE mount (aborts and detaches it first)
+  log=FILE                daemon log (default /run/stratafs/<id>.log as root)
+  fsname=NAME             source column of the mount table (default stratafs)
+  debug                   same as -d
+  suid,nosuid,dev,nodev,exec,noexec,atime,noatime,sync,async,dirsync
+                          mount flags (as root suid,dev by default)
+Unknown options are reported by name and ignored.
+
+Commands:
+  stratafs [-f] [-d] -o OPTIONS MOUNTPOINT
+  stratafs SOURCE MOUNTPOINT -o OPTIONS     (mount helper form, for mount -t fuse.stratafs)
+  stratafs umount [--force] MOUNTPOINT
+  stratafs stats [--json] MOUNTPOINT
+`;
+
+/** the internal flag main.ts passes to the detached daemon it spawns */
+export const DAEMON_CHILD_FLAG = '--daemon-child';
+
+export interface Environment {
+  cwd: string;
+  uid: number;
+  version: string;
+}
+
+/** Parse argv (without node and script) into what to do. Throws ConfigError. */
+export function parseCommandLine(argv: string[], env: Environment): CliCommand {
+  let result: CliCommand | undefined;
+  let out = '';
+  const program = new Command('stratafs')
+    .description('union (overlay) filesystem in user space, on-disk compatible with Linux overlayfs')
+    .version(env.version, '-V, --version')
+    .argument('[source]', 'mount helper form: the source (ignored) followed by the mountpoint')
+    .argument('[mountpoint]')
+    .option('-o <options>', 'mount options (may be repeated)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('-f, --foreground', 'stay in the foreground')
+    .option('-d, --debug', 'log every FUSE operation with result and duration (stderr with -f, else the daemon log)')
+    .addOption(new Option(DAEMON_CHILD_FLAG).hideHelp())
+    .addHelpText('after', HELP_OPTIONS)
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => { out += s; }, writeErr: (s) => { out += s; } })
+    .action((first: string | undefined, second: string | undefined, o: { o: string[]; foreground?: boolean; debug?: boolean; daemonChild?: boolean }) => {
+      const source = second === undefined ? undefined : first;
+      const mountpoint = second === undefined ? first : second;
+      const config = parseMountArgs({
+        options: o.o, mountpoint, source, foreground: !!o.foreground, debug: !!o.debug, cwd: env.cwd, uid: env.uid,
+      });
+      result = { kind: 'mount', config, daemonChild: !!o.daemonChild };
+    });
+
+  program.command('umount')
+    .description('unmount a stratafs mount; --force cleans a mount whose daemon died or hangs')
+    .argument('<mountpoint>')
+    .option('--force', 'abort the FUSE connection (fusectl), then detach the mount')
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => { out += s; }, writeErr: (s) => { out += s; } })
+    .action((mnt: string, o: { force?: boolean }) => {
+      result = { kind: 'umount', mountpoint: path.resolve(env.cwd, mnt), force: !!o.force };
+    });
+
+  program.command('stats')
+    .description('operation counts and latencies, lookup cache, copy-ups and whiteouts of a live mount')
+    .argument('<mountpoint>')
+    .option('--json', 'JSON output')
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => { out += s; }, writeErr: (s) => { out += s; } })
+    .action((mnt: string, o: { json?: boolean }) => {
+      result = { kind: 'stats', mountpoint: path.resolve(env.cwd, mnt), json: !!o.json };
+    });
+
+  try {
+    program.parse(argv, { from: 'user' });
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version' || e.code === 'commander.help') {
+        return { kind: 'exit', code: 0, output: out };
+      }
+      throw new ConfigError(e.message.replace(/^error: /, ''));
+    }
+    throw e;
+  }
+  if (result === undefined) throw new ConfigError('nothing to do (see stratafs --help)');
+  return result;
+}
