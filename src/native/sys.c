@@ -1,0 +1,886 @@
+/*
+ * stratafs_sys: the system calls Node's fs lacks, for the overlay core.
+ * Contract: sys-api.ts. Newcomer's guide: native-notes/syscalls.md.
+ *
+ * Conventions: synchronous calls return a value or -errno and never throw on
+ * an errno (only on wrong argument types). Every `rel` is resolved beneath its
+ * dirfd with openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS) and its last
+ * component is never followed. Strings cross as latin1 so bytes pass unchanged.
+ */
+#define _GNU_SOURCE
+#define NAPI_VERSION 8
+#include <node_api.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/openat2.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+/* Not from <linux/fs.h>: with glibc 2.36 it clashes with <sys/mount.h>. */
+#ifndef FICLONE
+#define FICLONE _IOW(0x94, 9, int)
+#endif
+#ifndef SYS_fchmodat2
+#define SYS_fchmodat2 452
+#endif
+
+/* One byte more than PATH_MAX + NUL, so an over-long string is detectable. */
+#define MAXP (PATH_MAX + 2)
+#define XATTR_BUF 65536
+#define STAT_LEN 16
+#define STATVFS_LEN 11
+#define COPY_POOL 2
+#define COPY_CHUNK ((size_t)1 << 30)
+#define RW_BUF ((size_t)1 << 20)
+
+/* ---- argument and result helpers ------------------------------------- */
+
+static napi_value num(napi_env env, double v) {
+  napi_value r;
+  napi_create_double(env, v, &r);
+  return r;
+}
+
+static int res(long r) { return r < 0 ? -errno : (int)r; }
+
+static bool get_typed(napi_env env, napi_value v, size_t min, double **out) {
+  napi_typedarray_type t;
+  size_t len;
+  void *data;
+  if (napi_get_typedarray_info(env, v, &t, &len, &data, NULL, NULL) != napi_ok) return false;
+  *out = data;
+  return t == napi_float64_array && len >= min;
+}
+
+static bool get_buf(napi_env env, napi_value v, va_list *ap) {
+  void **data = va_arg(*ap, void **);
+  size_t *len = va_arg(*ap, size_t *);
+  return napi_get_buffer_info(env, v, data, len) == napi_ok;
+}
+
+/* latin1 into a MAXP buffer; > 0 is an errno for a string no path can be. */
+static int get_str(napi_env env, napi_value v, char *buf) {
+  size_t len;
+  if (napi_get_value_string_latin1(env, v, buf, MAXP, &len) != napi_ok) return -1;
+  if (len > PATH_MAX) return ENAMETOOLONG;
+  return strlen(buf) == len ? 0 : EINVAL;
+}
+
+/* Reads one argument by format letter; -1 type error, 0 ok, > 0 errno. */
+static int get_one(napi_env env, napi_value v, char c, va_list *ap) {
+  switch (c) {
+  case 'i': return napi_get_value_int32(env, v, va_arg(*ap, int32_t *)) == napi_ok ? 0 : -1;
+  case 'l': return napi_get_value_int64(env, v, va_arg(*ap, int64_t *)) == napi_ok ? 0 : -1;
+  case 'B': return napi_get_value_bool(env, v, va_arg(*ap, bool *)) == napi_ok ? 0 : -1;
+  case 's': return get_str(env, v, va_arg(*ap, char *));
+  case 'b': return get_buf(env, v, ap) ? 0 : -1;
+  case 'S': return get_typed(env, v, STAT_LEN, va_arg(*ap, double **)) ? 0 : -1;
+  case 'V': return get_typed(env, v, STATVFS_LEN, va_arg(*ap, double **)) ? 0 : -1;
+  }
+  return -1;
+}
+
+/*
+ * Parses the call's arguments by a format string (i int32, l int64, B bool,
+ * s latin1 path, b Buffer, S/V Float64Array for stat/statvfs).
+ * Returns 0, -1 after throwing a TypeError, or a positive errno.
+ */
+static int get_args(napi_env env, napi_callback_info info, const char *fmt, ...) {
+  napi_value argv[8];
+  size_t argc = 8, n = strlen(fmt);
+  int e = 0;
+  va_list ap;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < n) e = -1;
+  va_start(ap, fmt);
+  for (size_t i = 0; e == 0 && i < n; i++) e = get_one(env, argv[i], fmt[i], &ap);
+  va_end(ap);
+  if (e < 0) napi_throw_type_error(env, NULL, "stratafs_sys: bad argument types");
+  return e;
+}
+
+#define GET(...)                                   \
+  do {                                             \
+    int e_ = get_args(env, info, __VA_ARGS__);     \
+    if (e_ < 0) return NULL;                       \
+    if (e_ > 0) return num(env, -e_);              \
+  } while (0)
+
+#define FN(name) static napi_value f_##name(napi_env env, napi_callback_info info)
+
+/* ---- resolution beneath a directory fd ------------------------------- */
+
+/* openat2 beneath dirfd: no symlink anywhere, no escape by '..' or absolute path. */
+static int beneath(int dirfd, const char *rel, int flags, int mode) {
+  struct open_how how = {
+    .flags = (unsigned)(flags | O_NOFOLLOW | O_CLOEXEC),
+    .mode = (flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE ? (unsigned)mode : 0,
+    .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS,
+  };
+  long fd;
+  int tries = 0;
+  /* EAGAIN: a concurrent rename made the kernel doubt a '..' step; retry. */
+  do fd = syscall(SYS_openat2, dirfd, rel[0] ? rel : ".", &how, sizeof how);
+  while (fd < 0 && errno == EAGAIN && ++tries < 8);
+  return res(fd);
+}
+
+/* Where a call acts: (fd, base) with base one component, or "" for fd itself. */
+typedef struct {
+  int fd;
+  bool owned;
+  const char *base;
+} At;
+
+static int at_self(int dirfd, const char *rel, At *at) {
+  int fd = beneath(dirfd, rel, O_PATH, 0);
+  if (fd < 0) return fd;
+  at->fd = fd;
+  at->owned = true;
+  at->base = "";
+  return 0;
+}
+
+/*
+ * Splits rel into its parent (opened beneath dirfd) and last component. A
+ * single component needs no openat2: it cannot cross a symlink, and every
+ * caller passes it with AT_SYMLINK_NOFOLLOW (or an l* call). Only '..' could
+ * leave dirfd, so it is refused as RESOLVE_BENEATH would.
+ */
+static int at_parent(int dirfd, char *rel, At *at) {
+  size_t n = strlen(rel);
+  at->fd = dirfd;
+  at->owned = false;
+  at->base = rel;
+  while (n > 1 && rel[n - 1] == '/') rel[--n] = 0;
+  if (rel[0] == '/') return -EXDEV;
+  char *slash = strrchr(rel, '/');
+  if (!slash) return strcmp(rel, "..") ? 0 : -EXDEV;
+  if (!strcmp(slash + 1, "..")) return at_self(dirfd, rel, at);
+  *slash = 0;
+  int fd = beneath(dirfd, rel, O_PATH | O_DIRECTORY, 0);
+  if (fd < 0) return fd;
+  at->fd = fd;
+  at->owned = true;
+  at->base = slash + 1;
+  return 0;
+}
+
+static void at_done(At *at) {
+  if (at->owned) close(at->fd);
+  at->owned = false;
+}
+
+#define EMPTY(at) ((at).base[0] ? 0 : AT_EMPTY_PATH)
+
+/* Runs `call` (a syscall returning < 0 with errno) on At `at` of (dirfd, rel). */
+#define ON_AT(dirfd, rel, call)             \
+  ({                                        \
+    At at;                                  \
+    int r_ = at_parent((dirfd), (rel), &at); \
+    if (r_ == 0) r_ = res(call);            \
+    at_done(&at);                           \
+    r_;                                     \
+  })
+
+/* ---- open, close, stat -------------------------------------------------- */
+
+FN(openRoot) {
+  char path[MAXP];
+  GET("s", path);
+  return num(env, res(open(path, O_PATH | O_DIRECTORY | O_CLOEXEC)));
+}
+
+FN(openat) {
+  int dirfd, flags, mode;
+  char rel[MAXP];
+  GET("isii", &dirfd, rel, &flags, &mode);
+  return num(env, beneath(dirfd, rel, flags, mode));
+}
+
+FN(close) {
+  int fd;
+  GET("i", &fd);
+  return num(env, res(close(fd)));
+}
+
+static void fill_stat(double *o, const struct stat *s) {
+  o[0] = (double)s->st_dev, o[1] = (double)s->st_ino, o[2] = s->st_mode, o[3] = (double)s->st_nlink;
+  o[4] = s->st_uid, o[5] = s->st_gid, o[6] = (double)s->st_rdev, o[7] = (double)s->st_size;
+  o[8] = (double)s->st_blksize, o[9] = (double)s->st_blocks;
+  o[10] = (double)s->st_atim.tv_sec, o[11] = (double)s->st_atim.tv_nsec;
+  o[12] = (double)s->st_mtim.tv_sec, o[13] = (double)s->st_mtim.tv_nsec;
+  o[14] = (double)s->st_ctim.tv_sec, o[15] = (double)s->st_ctim.tv_nsec;
+}
+
+FN(lstatat) {
+  int dirfd;
+  char rel[MAXP];
+  double *out;
+  struct stat st;
+  GET("isS", &dirfd, rel, &out);
+  int r = ON_AT(dirfd, rel, fstatat(at.fd, at.base, &st, AT_SYMLINK_NOFOLLOW | EMPTY(at)));
+  if (r == 0) fill_stat(out, &st);
+  return num(env, r);
+}
+
+FN(fstat) {
+  int fd;
+  double *out;
+  struct stat st;
+  GET("iS", &fd, &out);
+  int r = res(fstat(fd, &st));
+  if (r == 0) fill_stat(out, &st);
+  return num(env, r);
+}
+
+FN(fstatvfs) {
+  int fd;
+  double *o;
+  struct statvfs s;
+  GET("iV", &fd, &o);
+  int r = res(fstatvfs(fd, &s));
+  if (r) return num(env, r);
+  o[0] = (double)s.f_bsize, o[1] = (double)s.f_frsize, o[2] = (double)s.f_blocks;
+  o[3] = (double)s.f_bfree, o[4] = (double)s.f_bavail, o[5] = (double)s.f_files;
+  o[6] = (double)s.f_ffree, o[7] = (double)s.f_favail, o[8] = (double)s.f_fsid;
+  o[9] = (double)s.f_flag, o[10] = (double)s.f_namemax;
+  return num(env, 0);
+}
+
+/* ---- namespace ------------------------------------------------------------ */
+
+FN(mkdirat) {
+  int dirfd, mode;
+  char rel[MAXP];
+  GET("isi", &dirfd, rel, &mode);
+  return num(env, ON_AT(dirfd, rel, mkdirat(at.fd, at.base, (mode_t)mode)));
+}
+
+FN(mknodat) {
+  int dirfd, mode;
+  int64_t dev;
+  char rel[MAXP];
+  GET("isil", &dirfd, rel, &mode, &dev);
+  return num(env, ON_AT(dirfd, rel, mknodat(at.fd, at.base, (mode_t)mode, (dev_t)dev)));
+}
+
+FN(unlinkat) {
+  int dirfd, flags;
+  char rel[MAXP];
+  GET("isi", &dirfd, rel, &flags);
+  return num(env, ON_AT(dirfd, rel, unlinkat(at.fd, at.base, flags)));
+}
+
+FN(symlinkat) {
+  int dirfd;
+  char target[MAXP], rel[MAXP];
+  GET("sis", target, &dirfd, rel);
+  return num(env, ON_AT(dirfd, rel, symlinkat(target, at.fd, at.base)));
+}
+
+/* Two-name calls: both sides resolved beneath their own dirfd. */
+static int two_at(int od, char *orel, int nd, char *nrel, int flags, bool link) {
+  At a, b;
+  int r = at_parent(od, orel, &a);
+  if (r == 0 && (r = at_parent(nd, nrel, &b)) == 0) {
+    if (link) r = res(linkat(a.fd, a.base, b.fd, b.base, EMPTY(a)));
+    else r = res(renameat2(a.fd, a.base, b.fd, b.base, (unsigned)flags));
+    at_done(&b);
+  }
+  at_done(&a);
+  return r;
+}
+
+FN(renameat2) {
+  int od, nd, flags;
+  char orel[MAXP], nrel[MAXP];
+  GET("isisi", &od, orel, &nd, nrel, &flags);
+  return num(env, two_at(od, orel, nd, nrel, flags, false));
+}
+
+/* oldrel '' links the fd itself (AT_EMPTY_PATH, e.g. an O_TMPFILE): needs CAP_DAC_READ_SEARCH. */
+FN(linkat) {
+  int od, nd;
+  char orel[MAXP], nrel[MAXP];
+  GET("isis", &od, orel, &nd, nrel);
+  return num(env, two_at(od, orel, nd, nrel, 0, true));
+}
+
+FN(readlinkat) {
+  int dirfd;
+  char rel[MAXP], buf[PATH_MAX];
+  ssize_t n = 0;
+  napi_value s;
+  GET("is", &dirfd, rel);
+  int r = ON_AT(dirfd, rel, n = readlinkat(at.fd, at.base, buf, sizeof buf));
+  if (r < 0) return num(env, r);
+  napi_create_string_latin1(env, buf, (size_t)n, &s);
+  return s;
+}
+
+/* ---- attributes ------------------------------------------------------------ */
+
+FN(fchownat) {
+  int dirfd, uid, gid;
+  char rel[MAXP];
+  GET("isii", &dirfd, rel, &uid, &gid);
+  return num(env, ON_AT(dirfd, rel,
+      fchownat(at.fd, at.base, (uid_t)uid, (gid_t)gid, AT_SYMLINK_NOFOLLOW | EMPTY(at))));
+}
+
+/* fchmodat2 (Linux 6.6) honours AT_SYMLINK_NOFOLLOW; older kernels get /proc/self/fd. */
+static int chmod_at(At *at, mode_t mode) {
+  char p[64];
+  long r = syscall(SYS_fchmodat2, at->fd, at->base, mode, AT_SYMLINK_NOFOLLOW | EMPTY(*at));
+  if (r == 0 || errno != ENOSYS) return res(r);
+  if (at->base[0]) return res(fchmodat(at->fd, at->base, mode, AT_SYMLINK_NOFOLLOW));
+  snprintf(p, sizeof p, "/proc/self/fd/%d", at->fd);
+  return res(chmod(p, mode));
+}
+
+FN(fchmodat) {
+  int dirfd, mode;
+  char rel[MAXP];
+  At at;
+  GET("isi", &dirfd, rel, &mode);
+  int r = at_parent(dirfd, rel, &at);
+  if (r == 0) r = chmod_at(&at, (mode_t)mode);
+  at_done(&at);
+  return num(env, r);
+}
+
+FN(utimensat) {
+  int dirfd;
+  int64_t as, an, ms, mn;
+  char rel[MAXP];
+  GET("isllll", &dirfd, rel, &as, &an, &ms, &mn);
+  struct timespec ts[2] = {{(time_t)as, (long)an}, {(time_t)ms, (long)mn}};
+  return num(env, ON_AT(dirfd, rel, utimensat(at.fd, at.base, ts, AT_SYMLINK_NOFOLLOW | EMPTY(at))));
+}
+
+FN(futimens) {
+  int fd;
+  int64_t as, an, ms, mn;
+  GET("illll", &fd, &as, &an, &ms, &mn);
+  struct timespec ts[2] = {{(time_t)as, (long)an}, {(time_t)ms, (long)mn}};
+  return num(env, res(futimens(fd, ts)));
+}
+
+/* ---- file descriptors ------------------------------------------------------ */
+
+FN(ftruncate) {
+  int fd;
+  int64_t size;
+  GET("il", &fd, &size);
+  return num(env, res(ftruncate(fd, (off_t)size)));
+}
+
+FN(fsync) {
+  int fd;
+  bool data;
+  GET("iB", &fd, &data);
+  return num(env, res(data ? fdatasync(fd) : fsync(fd)));
+}
+
+FN(fallocate) {
+  int fd, mode;
+  int64_t off, len;
+  GET("iill", &fd, &mode, &off, &len);
+  return num(env, res(fallocate(fd, mode, (off_t)off, (off_t)len)));
+}
+
+FN(flock) {
+  int fd, op;
+  GET("ii", &fd, &op);
+  return num(env, res(flock(fd, op)));
+}
+
+/* ---- readdir ---------------------------------------------------------------- */
+
+typedef struct {
+  uint8_t *p;
+  size_t n, cap;
+} Bytes;
+
+static bool push_byte(Bytes *b, uint8_t v) {
+  if (b->n == b->cap) {
+    size_t cap = b->cap ? b->cap * 2 : 256;
+    uint8_t *p = realloc(b->p, cap);
+    if (!p) return false;
+    b->p = p, b->cap = cap;
+  }
+  b->p[b->n++] = v;
+  return true;
+}
+
+static bool dots(const char *s) { return s[0] == '.' && (!s[1] || (s[1] == '.' && !s[2])); }
+
+/* Appends the records of one getdents64 batch; false on out-of-memory. */
+static bool add_dents(napi_env env, napi_value names, Bytes *types, char *buf, long len) {
+  for (long off = 0; off < len;) {
+    struct dirent64 *d = (struct dirent64 *)(buf + off);
+    off += d->d_reclen;
+    if (dots(d->d_name)) continue;
+    napi_value s;
+    napi_create_string_latin1(env, d->d_name, NAPI_AUTO_LENGTH, &s);
+    napi_set_element(env, names, (uint32_t)types->n, s);
+    if (!push_byte(types, d->d_type)) return false;
+  }
+  return true;
+}
+
+static napi_value dir_result(napi_env env, napi_value names, Bytes *types) {
+  napi_value obj, ab, arr;
+  void *data;
+  napi_create_arraybuffer(env, types->n, &data, &ab);
+  if (types->n) memcpy(data, types->p, types->n);
+  napi_create_typedarray(env, napi_uint8_array, types->n, ab, 0, &arr);
+  napi_create_object(env, &obj);
+  napi_set_named_property(env, obj, "names", names);
+  napi_set_named_property(env, obj, "types", arr);
+  return obj;
+}
+
+static napi_value list_dir(napi_env env, int fd) {
+  char buf[65536];
+  napi_value names, out;
+  Bytes types = {0};
+  long len;
+  bool ok = true;
+  napi_create_array(env, &names);
+  while (ok && (len = getdents64(fd, buf, sizeof buf)) > 0) ok = add_dents(env, names, &types, buf, len);
+  if (!ok) out = num(env, -ENOMEM);
+  else out = len < 0 ? num(env, -errno) : dir_result(env, names, &types);
+  free(types.p);
+  return out;
+}
+
+FN(readdirat) {
+  int dirfd;
+  char rel[MAXP];
+  GET("is", &dirfd, rel);
+  int fd = beneath(dirfd, rel, O_RDONLY | O_DIRECTORY, 0);
+  if (fd < 0) return num(env, fd);
+  napi_value r = list_dir(env, fd);
+  close(fd);
+  return r;
+}
+
+/* ---- xattrs -------------------------------------------------------------- */
+
+/*
+ * A symlink cannot be opened for f*xattr (O_PATH fds give EBADF), and l*xattr
+ * wants a path. "/proc/self/fd/N/base" is one: the kernel jumps through the
+ * magic link /proc/self/fd/N straight to the directory we already resolved
+ * beneath the layer, then looks up only `base` there, unfollowed by l*. No
+ * host path is rebuilt and nothing but one plain component is resolved by name.
+ * For base "" (the fd itself) the non-l call follows the magic link to its inode.
+ */
+static int proc_path(char *out, const At *at) {
+  int n = at->base[0] ? snprintf(out, MAXP + 32, "/proc/self/fd/%d/%s", at->fd, at->base)
+                      : snprintf(out, MAXP + 32, "/proc/self/fd/%d", at->fd);
+  return n >= MAXP + 32 ? -ENAMETOOLONG : 0;
+}
+
+static napi_value xvalue(napi_env env, long n, const char *buf) {
+  napi_value b;
+  if (n < 0) return num(env, -errno);
+  napi_create_buffer_copy(env, (size_t)n, buf, NULL, &b);
+  return b;
+}
+
+static napi_value xnames(napi_env env, long n, const char *buf) {
+  napi_value arr, s;
+  uint32_t i = 0;
+  if (n < 0) return num(env, -errno);
+  napi_create_array(env, &arr);
+  for (long off = 0; off < n; off += (long)strlen(buf + off) + 1) {
+    napi_create_string_latin1(env, buf + off, NAPI_AUTO_LENGTH, &s);
+    napi_set_element(env, arr, i++, s);
+  }
+  return arr;
+}
+
+/* Resolves (dirfd, rel) to a /proc path; at stays open until at_done, as the path names its fd. */
+static int xat(int dirfd, char *rel, At *at, char *path) {
+  int r = at_parent(dirfd, rel, at);
+  return r ? r : proc_path(path, at);
+}
+
+#define XPATH (MAXP + 32)
+
+FN(lgetxattrat) {
+  int dirfd;
+  char rel[MAXP], name[MAXP], path[XPATH], buf[XATTR_BUF];
+  At at;
+  GET("iss", &dirfd, rel, name);
+  long n = xat(dirfd, rel, &at, path);
+  if (n == 0) n = at.base[0] ? lgetxattr(path, name, buf, sizeof buf) : getxattr(path, name, buf, sizeof buf);
+  else errno = (int)-n, n = -1;
+  napi_value v = xvalue(env, n, buf);
+  at_done(&at);
+  return v;
+}
+
+FN(lsetxattrat) {
+  int dirfd, flags;
+  char rel[MAXP], name[MAXP], path[XPATH];
+  void *val;
+  size_t len;
+  At at;
+  GET("issbi", &dirfd, rel, name, &val, &len, &flags);
+  int r = xat(dirfd, rel, &at, path);
+  if (r == 0) r = res(at.base[0] ? lsetxattr(path, name, val, len, flags) : setxattr(path, name, val, len, flags));
+  at_done(&at);
+  return num(env, r);
+}
+
+FN(llistxattrat) {
+  int dirfd;
+  char rel[MAXP], path[XPATH], buf[XATTR_BUF];
+  At at;
+  GET("is", &dirfd, rel);
+  long n = xat(dirfd, rel, &at, path);
+  if (n == 0) n = at.base[0] ? llistxattr(path, buf, sizeof buf) : listxattr(path, buf, sizeof buf);
+  else errno = (int)-n, n = -1;
+  napi_value v = xnames(env, n, buf);
+  at_done(&at);
+  return v;
+}
+
+FN(lremovexattrat) {
+  int dirfd;
+  char rel[MAXP], name[MAXP], path[XPATH];
+  At at;
+  GET("iss", &dirfd, rel, name);
+  int r = xat(dirfd, rel, &at, path);
+  if (r == 0) r = res(at.base[0] ? lremovexattr(path, name) : removexattr(path, name));
+  at_done(&at);
+  return num(env, r);
+}
+
+FN(fgetxattr) {
+  int fd;
+  char name[MAXP], buf[XATTR_BUF];
+  GET("is", &fd, name);
+  return xvalue(env, fgetxattr(fd, name, buf, sizeof buf), buf);
+}
+
+FN(fsetxattr) {
+  int fd, flags;
+  char name[MAXP];
+  void *val;
+  size_t len;
+  GET("isbi", &fd, name, &val, &len, &flags);
+  return num(env, res(fsetxattr(fd, name, val, len, flags)));
+}
+
+FN(flistxattr) {
+  int fd;
+  char buf[XATTR_BUF];
+  GET("i", &fd);
+  return xnames(env, flistxattr(fd, buf, sizeof buf), buf);
+}
+
+FN(fremovexattr) {
+  int fd;
+  char name[MAXP];
+  GET("is", &fd, name);
+  return num(env, res(fremovexattr(fd, name)));
+}
+
+/* ---- file handles ------------------------------------------------------------ */
+
+static napi_value handle_obj(napi_env env, struct file_handle *fh, int mount_id) {
+  napi_value obj, buf;
+  napi_create_object(env, &obj);
+  napi_create_buffer_copy(env, fh->handle_bytes, fh->f_handle, NULL, &buf);
+  napi_set_named_property(env, obj, "type", num(env, fh->handle_type));
+  napi_set_named_property(env, obj, "handle", buf);
+  napi_set_named_property(env, obj, "mountId", num(env, mount_id));
+  return obj;
+}
+
+FN(nameToHandle) {
+  int dirfd, mount_id = 0;
+  char rel[MAXP];
+  union { struct file_handle fh; char space[sizeof(struct file_handle) + MAX_HANDLE_SZ]; } u;
+  GET("is", &dirfd, rel);
+  u.fh.handle_bytes = MAX_HANDLE_SZ;
+  int r = ON_AT(dirfd, rel, name_to_handle_at(at.fd, at.base, &u.fh, &mount_id, EMPTY(at)));
+  return r < 0 ? num(env, r) : handle_obj(env, &u.fh, mount_id);
+}
+
+/* ---- work on threads of our own: copyData, umount2 ------------------------------ */
+
+typedef struct Job {
+  struct Job *next;
+  void (*run)(struct Job *);
+  int src, dst, flags, err;
+  bool rw;
+  int64_t bytes;
+  const char *method;
+  char *buf;
+  char path[MAXP];
+  napi_deferred deferred;
+  napi_threadsafe_function tsfn;
+} Job;
+
+static bool clone_unsupported(int e) {
+  return e == EOPNOTSUPP || e == EXDEV || e == EINVAL || e == ENOTTY || e == ENOSYS;
+}
+
+static ssize_t rw_chunk(Job *j, loff_t *io, loff_t *oo, size_t len) {
+  if (!j->buf && !(j->buf = malloc(RW_BUF))) return (errno = ENOMEM, -1);
+  ssize_t n = pread(j->src, j->buf, len < RW_BUF ? len : RW_BUF, *io);
+  for (ssize_t w = 0, k; n > 0 && w < n; w += k)
+    if ((k = pwrite(j->dst, j->buf + w, (size_t)(n - w), *oo + w)) < 0) return -1;
+  if (n > 0) *io += n, *oo += n;
+  return n;
+}
+
+/* copy_file_range until it refuses the pair (EXDEV and kin), then pread/pwrite in C. */
+static ssize_t copy_chunk(Job *j, loff_t *io, loff_t *oo, size_t len) {
+  if (!j->rw) {
+    ssize_t n = copy_file_range(j->src, io, j->dst, oo, len, 0);
+    if (n >= 0 || !clone_unsupported(errno)) return n;
+    j->rw = true;
+    j->method = "readwrite";
+  }
+  return rw_chunk(j, io, oo, len);
+}
+
+static int copy_segment(Job *j, off_t off, off_t len) {
+  loff_t io = off, oo = off;
+  while (len > 0) {
+    ssize_t n = copy_chunk(j, &io, &oo, (size_t)len < COPY_CHUNK ? (size_t)len : COPY_CHUNK);
+    if (n < 0) return errno;
+    if (n == 0) break; /* the source shrank under us */
+    len -= n, j->bytes += n;
+  }
+  return 0;
+}
+
+/* Copies only the data segments: holes are skipped and stay holes in dst. */
+static int copy_segments(Job *j, off_t size) {
+  for (off_t pos = 0; pos < size;) {
+    off_t data = lseek(j->src, pos, SEEK_DATA);
+    if (data < 0) return errno == ENXIO ? 0 : errno;
+    off_t hole = lseek(j->src, data, SEEK_HOLE);
+    if (hole < 0) return errno;
+    if (hole > size) hole = size;
+    int e = copy_segment(j, data, hole - data);
+    if (e) return e;
+    pos = hole;
+  }
+  return 0;
+}
+
+static void run_copy(Job *j) {
+  struct stat st;
+  if (fstat(j->src, &st) < 0) return (void)(j->err = errno);
+  if (ioctl(j->dst, FICLONE, j->src) == 0) {
+    j->bytes = st.st_size, j->method = "clone";
+    return;
+  }
+  if (!clone_unsupported(errno)) return (void)(j->err = errno);
+  j->method = "range";
+  j->err = copy_segments(j, st.st_size);
+  if (!j->err && ftruncate(j->dst, st.st_size) < 0) j->err = errno;
+}
+
+static void run_umount(Job *j) { j->err = umount2(j->path, j->flags) < 0 ? errno : 0; }
+
+static napi_value errno_error(napi_env env, int err) {
+  napi_value code, msg, e;
+  const char *name = strerrorname_np(err);
+  napi_create_string_utf8(env, name ? name : "EIO", NAPI_AUTO_LENGTH, &code);
+  napi_create_string_utf8(env, strerror(err), NAPI_AUTO_LENGTH, &msg);
+  napi_create_error(env, code, msg, &e);
+  napi_set_named_property(env, e, "errno", num(env, err));
+  return e;
+}
+
+static napi_value copy_result(napi_env env, Job *j) {
+  napi_value obj, m;
+  napi_create_object(env, &obj);
+  napi_create_string_utf8(env, j->method, NAPI_AUTO_LENGTH, &m);
+  napi_set_named_property(env, obj, "bytes", num(env, (double)j->bytes));
+  napi_set_named_property(env, obj, "method", m);
+  return obj;
+}
+
+/* Back on the JS thread: settle the promise. env is NULL at teardown. */
+static void job_done(napi_env env, napi_value cb, void *ctx, void *data) {
+  Job *j = data;
+  napi_value undef;
+  (void)cb, (void)ctx;
+  if (env && j->err) napi_reject_deferred(env, j->deferred, errno_error(env, j->err));
+  else if (env && j->method) napi_resolve_deferred(env, j->deferred, copy_result(env, j));
+  else if (env) napi_get_undefined(env, &undef), napi_resolve_deferred(env, j->deferred, undef);
+  free(j->buf);
+  free(j);
+}
+
+static void finish(Job *j) {
+  j->run(j);
+  napi_call_threadsafe_function(j->tsfn, j, napi_tsfn_blocking);
+  napi_release_threadsafe_function(j->tsfn, napi_tsfn_release);
+}
+
+/* Our threads take no signals: they belong to Node's main thread, and EINTR would cut copies. */
+static void block_signals(void) {
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, NULL);
+}
+
+static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t pool_cv = PTHREAD_COND_INITIALIZER;
+static Job *pool_head, *pool_tail;
+static int pool_threads, pool_idle;
+
+static Job *pool_take(void) {
+  pthread_mutex_lock(&pool_mu);
+  while (!pool_head) {
+    pool_idle++;
+    pthread_cond_wait(&pool_cv, &pool_mu);
+    pool_idle--;
+  }
+  Job *j = pool_head;
+  if (!(pool_head = j->next)) pool_tail = NULL;
+  pthread_mutex_unlock(&pool_mu);
+  return j;
+}
+
+static void *pool_worker(void *arg) {
+  (void)arg;
+  block_signals();
+  for (;;) finish(pool_take());
+  return NULL;
+}
+
+static void *solo_worker(void *arg) {
+  block_signals();
+  finish(arg);
+  return NULL;
+}
+
+static int spawn(void *(*fn)(void *), void *arg) {
+  pthread_t t;
+  pthread_attr_t a;
+  pthread_attr_init(&a);
+  pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+  int e = pthread_create(&t, &a, fn, arg);
+  pthread_attr_destroy(&a);
+  return e;
+}
+
+/* Copies queue for a pool of at most COPY_POOL threads, started on demand. */
+static int pool_submit(Job *j) {
+  int e = 0;
+  pthread_mutex_lock(&pool_mu);
+  j->next = NULL;
+  if (pool_tail) pool_tail->next = j;
+  else pool_head = j;
+  pool_tail = j;
+  if (pool_idle) pthread_cond_signal(&pool_cv);
+  else if (pool_threads < COPY_POOL && !(e = spawn(pool_worker, NULL))) pool_threads++;
+  pthread_mutex_unlock(&pool_mu);
+  return pool_threads ? 0 : e;
+}
+
+/* Creates the promise and its threadsafe function, then hands the job to a thread. */
+static napi_value start_job(napi_env env, Job *j, bool solo) {
+  napi_value promise, name;
+  napi_create_promise(env, &j->deferred, &promise);
+  napi_create_string_utf8(env, "stratafs_sys", NAPI_AUTO_LENGTH, &name);
+  if (napi_create_threadsafe_function(env, NULL, NULL, name, 0, 1, NULL, NULL, NULL, job_done, &j->tsfn) != napi_ok) {
+    napi_reject_deferred(env, j->deferred, errno_error(env, ENOMEM));
+    free(j);
+    return promise;
+  }
+  int e = solo ? spawn(solo_worker, j) : pool_submit(j);
+  if (e) {
+    j->err = e;
+    napi_call_threadsafe_function(j->tsfn, j, napi_tsfn_blocking);
+    napi_release_threadsafe_function(j->tsfn, napi_tsfn_release);
+  }
+  return promise;
+}
+
+FN(copyData) {
+  int src, dst;
+  GET("ii", &src, &dst);
+  Job *j = calloc(1, sizeof *j);
+  if (!j) return NULL;
+  j->src = src, j->dst = dst, j->run = run_copy;
+  return start_job(env, j, false);
+}
+
+FN(umount2) {
+  int flags;
+  Job *j = calloc(1, sizeof *j);
+  if (!j) return NULL;
+  int e = get_args(env, info, "si", j->path, &flags);
+  if (e) return free(j), e < 0 ? NULL : num(env, -e);
+  j->flags = flags, j->run = run_umount;
+  return start_job(env, j, true);
+}
+
+/* ---- module --------------------------------------------------------------------- */
+
+static void set_const(napi_env env, napi_value obj, const char *name, double v) {
+  napi_set_named_property(env, obj, name, num(env, v));
+}
+
+static napi_value make_constants(napi_env env) {
+  napi_value c;
+  napi_create_object(env, &c);
+  set_const(env, c, "UTIME_NOW", UTIME_NOW), set_const(env, c, "UTIME_OMIT", UTIME_OMIT);
+  set_const(env, c, "AT_REMOVEDIR", AT_REMOVEDIR);
+  set_const(env, c, "RENAME_NOREPLACE", RENAME_NOREPLACE);
+  set_const(env, c, "RENAME_EXCHANGE", RENAME_EXCHANGE);
+  set_const(env, c, "RENAME_WHITEOUT", RENAME_WHITEOUT);
+  set_const(env, c, "O_PATH", O_PATH), set_const(env, c, "O_DIRECTORY", O_DIRECTORY);
+  set_const(env, c, "O_NOFOLLOW", O_NOFOLLOW), set_const(env, c, "O_TMPFILE", O_TMPFILE);
+  set_const(env, c, "XATTR_CREATE", XATTR_CREATE), set_const(env, c, "XATTR_REPLACE", XATTR_REPLACE);
+  set_const(env, c, "MNT_DETACH", MNT_DETACH), set_const(env, c, "MNT_FORCE", MNT_FORCE);
+  set_const(env, c, "FALLOC_FL_KEEP_SIZE", FALLOC_FL_KEEP_SIZE);
+  set_const(env, c, "FALLOC_FL_PUNCH_HOLE", FALLOC_FL_PUNCH_HOLE);
+  set_const(env, c, "LOCK_SH", LOCK_SH), set_const(env, c, "LOCK_EX", LOCK_EX);
+  set_const(env, c, "LOCK_UN", LOCK_UN), set_const(env, c, "LOCK_NB", LOCK_NB);
+  return c;
+}
+
+#define P(name) {#name, NULL, f_##name, NULL, NULL, NULL, napi_enumerable, NULL}
+
+NAPI_MODULE_INIT() {
+  napi_property_descriptor props[] = {
+    P(openRoot), P(openat), P(close), P(lstatat), P(fstat), P(fstatvfs), P(mkdirat),
+    P(mknodat), P(unlinkat), P(symlinkat), P(renameat2), P(linkat), P(readlinkat),
+    P(fchownat), P(fchmodat), P(utimensat), P(futimens), P(ftruncate), P(fsync),
+    P(fallocate), P(flock), P(readdirat), P(lgetxattrat), P(lsetxattrat),
+    P(llistxattrat), P(lremovexattrat), P(fgetxattr), P(fsetxattr), P(flistxattr),
+    P(fremovexattr), P(nameToHandle), P(copyData), P(umount2),
+  };
+  napi_define_properties(env, exports, sizeof props / sizeof *props, props);
+  napi_set_named_property(env, exports, "constants", make_constants(env));
+  return exports;
+}
