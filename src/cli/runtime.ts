@@ -1,0 +1,85 @@
+/**
+ * Per-mount runtime files, named after the mountpoint so that `stratafs stats`
+ * and `stratafs umount` find the daemon from the mountpoint alone:
+ *   <dir>/<id>.sock  control socket (stats, describe) served by the daemon
+ *   <dir>/<id>.json  who serves the mount: pid, process start time, layers, log
+ *   <dir>/<id>.log   the detached daemon's stdout/stderr (and -d op log)
+ * <dir> is /run/stratafs as root, else $XDG_RUNTIME_DIR/stratafs, else
+ * <tmpdir>/stratafs-<uid>. The id is a hash: a mountpoint path can be longer
+ * than a unix socket path may be (108 bytes).
+ */
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+export interface RuntimeFiles {
+  dir: string;
+  sock: string;
+  info: string;
+  log: string;
+}
+
+export interface DaemonInfo {
+  pid: number;
+  /** /proc/<pid>/stat field 22: tells a reused pid from the daemon */
+  startTime: string;
+  mountpoint: string;
+  lowerdirs: string[];
+  upperdir: string | undefined;
+  workdir: string | undefined;
+  log: string | undefined;
+  foreground: boolean;
+}
+
+export function runtimeDir(): string {
+  const uid = process.getuid?.() ?? 0;
+  if (uid === 0) return '/run/stratafs';
+  const xdg = process.env.XDG_RUNTIME_DIR;
+  if (xdg && path.isAbsolute(xdg)) return path.join(xdg, 'stratafs');
+  return path.join(os.tmpdir(), `stratafs-${uid}`);
+}
+
+export function runtimeFiles(mountpoint: string): RuntimeFiles {
+  const dir = runtimeDir();
+  const id = createHash('sha256').update(mountpoint).digest('hex').slice(0, 16);
+  return { dir, sock: path.join(dir, `${id}.sock`), info: path.join(dir, `${id}.json`), log: path.join(dir, `${id}.log`) };
+}
+
+export function ensureRuntimeDir(dir: string): void {
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+}
+
+export function processStartTime(pid: number): string | undefined {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'latin1');
+    // comm (field 2) may contain spaces and parentheses: count from the last ')'
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  } catch {
+    return undefined;
+  }
+}
+
+export function readDaemonInfo(file: string): DaemonInfo | undefined {
+  try {
+    return JSON.parse(fs.readFileSync(file, 'utf8')) as DaemonInfo;
+  } catch {
+    return undefined;
+  }
+}
+
+/** the daemon described by info, if that very process still runs */
+export function daemonAlive(info: DaemonInfo): boolean {
+  const st = processStartTime(info.pid);
+  return st !== undefined && st === info.startTime;
+}
+
+export function writeDaemonInfo(file: string, info: DaemonInfo): void {
+  const tmp = `${file}.${process.pid}.tmp`;
+  fs.writeFileSync(tmp, JSON.stringify(info) + '\n', { mode: 0o600 });
+  fs.renameSync(tmp, file);
+}
+
+export function removeQuietly(file: string): void {
+  try { fs.unlinkSync(file); } catch { /* already gone */ }
+}

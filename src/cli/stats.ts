@@ -1,0 +1,62 @@
+/**
+ * `stratafs stats [--json] MOUNTPOINT`: asks the daemon over its control socket
+ * (control.ts) and prints the FUSE op counters of the adapter and the core's
+ * counters. The same document is written to the daemon log on SIGUSR1.
+ */
+import { queryControl } from './control.js';
+import { resolveMountpointArg } from './mountinfo.js';
+import { runtimeFiles } from './runtime.js';
+import type { OpSummary } from '../fuse/adapter.js';
+import type { OverlayStats } from '../core/types.js';
+
+export interface DaemonStats {
+  mountpoint: string;
+  pid: number;
+  uptimeS: number;
+  ops: Record<string, OpSummary>;
+  overlay: OverlayStats;
+}
+
+export async function fetchStats(mountpointArg: string): Promise<DaemonStats> {
+  const mnt = await resolveMountpointArg(mountpointArg);
+  return (await queryControl(runtimeFiles(mnt).sock, 'stats')) as DaemonStats;
+}
+
+const fmtUs = (us: number): string => (us >= 10_000 ? `${(us / 1000).toFixed(1)}ms` : `${Math.round(us)}µs`);
+const fmtBytes = (b: number): string => {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  while (b >= 1024 && i < units.length - 1) { b /= 1024; i++; }
+  return `${i === 0 ? b : b.toFixed(1)} ${units[i]}`;
+};
+
+export function formatStats(s: DaemonStats): string {
+  const lines: string[] = [];
+  lines.push(`mount ${s.mountpoint}  (daemon pid ${s.pid}, up ${s.uptimeS.toFixed(0)} s)`);
+  const names = Object.keys(s.ops).sort((a, b) => s.ops[b]!.count - s.ops[a]!.count);
+  if (names.length === 0) {
+    lines.push('no FUSE operations yet');
+  } else {
+    const head = ['op', 'count', 'errors', 'avg', 'p50', 'p99', 'max', 'bytes', 'avg size'];
+    const rows = names.map((n) => {
+      const o = s.ops[n]!;
+      return [n, String(o.count), String(o.errors), fmtUs(o.avgUs), fmtUs(o.p50Us), fmtUs(o.p99Us), fmtUs(o.maxUs),
+        o.bytes === undefined ? '' : fmtBytes(o.bytes),
+        o.bytes === undefined || o.count === 0 ? '' : fmtBytes(Math.round(o.bytes / o.count))];
+    });
+    const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+    const line = (r: string[]): string => r.map((c, i) => (i === 0 ? c.padEnd(w[i]!) : c.padStart(w[i]!))).join('  ').trimEnd();
+    lines.push(line(head), ...rows.map(line));
+  }
+  const lc = s.overlay.lookupCache;
+  const total = lc.hits + lc.misses;
+  lines.push(`lookup cache: ${lc.size}/${lc.max} entries, ${lc.hits} hits, ${lc.misses} misses${total ? ` (${((100 * lc.hits) / total).toFixed(1)}% hits)` : ''}`);
+  lines.push(`copy-ups: ${s.overlay.copyUps.count} (${fmtBytes(s.overlay.copyUps.bytes)})`);
+  lines.push(`whiteouts written: ${s.overlay.whiteoutsWritten}`);
+  return lines.join('\n');
+}
+
+export async function statsCommand(mountpointArg: string, json: boolean): Promise<string> {
+  const s = await fetchStats(mountpointArg);
+  return json ? JSON.stringify(s, null, 2) : formatStats(s);
+}

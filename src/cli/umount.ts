@@ -1,0 +1,153 @@
+/**
+ * `stratafs umount [--force] MOUNTPOINT`, run in a process that does not serve the
+ * mount. Plain: umount2 as root (no fusermount needed), `fusermount -u` otherwise,
+ * then wait until the daemon has exited so that the upper/workdir lock is free for
+ * the next mount. --force: for a mount whose daemon died (ENOTCONN) or hangs:
+ * abort the FUSE connection through fusectl, detach the mount, and end a daemon
+ * that is still there. Nothing here stats the mountpoint (a hung mount would
+ * block the stat): the mount is found in /proc/self/mountinfo.
+ */
+import { execFile } from 'node:child_process';
+import { promises as fsp } from 'node:fs';
+import { promisify } from 'node:util';
+import { fromText } from '../core/bstr.js';
+import { isFsError } from '../core/errors.js';
+import { findMount, isFuse, readMounts, resolveMountpointArg, type MountEntry } from './mountinfo.js';
+import { daemonAlive, readDaemonInfo, removeQuietly, runtimeFiles, type DaemonInfo } from './runtime.js';
+
+const run = promisify(execFile);
+const FUSECTL = '/sys/fs/fuse/connections';
+const MNT_DETACH = 2;
+
+export class UmountError extends Error {
+  constructor(problem: string, p: string) {
+    super(`${problem}: ${p}`);
+    this.name = 'UmountError';
+  }
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const isRoot = (): boolean => (process.getuid?.() ?? 0) === 0;
+
+async function sysUmount(mnt: string, flags: number): Promise<void> {
+  let sys: typeof import('../native/sys.js') | undefined;
+  try {
+    sys = await import('../native/sys.js');
+    await sys.umount2(fromText(mnt), flags);
+    return;
+  } catch (e) {
+    if (isFsError(e)) {
+      if (e.code === 'EBUSY') throw new UmountError('mount is busy (files open or a process inside it)', mnt);
+      if (e.code === 'EINVAL') throw new UmountError('not a mountpoint', mnt);
+      throw new UmountError(`umount failed (${e.code})`, mnt);
+    }
+    // the syscall addon is not built: util-linux umount does the same syscall
+  }
+  try {
+    await run('umount', flags & MNT_DETACH ? ['-l', mnt] : [mnt]);
+  } catch (e) {
+    const msg = String((e as { stderr?: unknown }).stderr ?? e).trim().split('\n')[0];
+    throw new UmountError(`umount failed (${msg})`, mnt);
+  }
+}
+
+async function fusermount(mnt: string, lazy: boolean): Promise<void> {
+  const args = [lazy ? '-uz' : '-u', mnt];
+  let lastErr: unknown;
+  for (const prog of ['fusermount3', 'fusermount']) {
+    try {
+      await run(prog, args);
+      return;
+    } catch (e) {
+      lastErr = e;
+      if ((e as { code?: unknown }).code !== 'ENOENT') break;
+    }
+  }
+  if ((lastErr as { code?: unknown }).code === 'ENOENT') {
+    throw new UmountError('unmounting as a user needs fusermount (apt-get install fuse3)', mnt);
+  }
+  const msg = String((lastErr as { stderr?: unknown }).stderr ?? lastErr).trim().split('\n')[0];
+  throw new UmountError(`fusermount failed (${msg})`, mnt);
+}
+
+async function detach(mnt: string, lazy: boolean): Promise<void> {
+  if (isRoot()) await sysUmount(mnt, lazy ? MNT_DETACH : 0);
+  else await fusermount(mnt, lazy);
+}
+
+/** wait until the daemon process is gone; true if it went */
+async function waitGone(info: DaemonInfo, ms: number): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (daemonAlive(info)) {
+    if (Date.now() > end) return false;
+    await sleep(25);
+  }
+  return true;
+}
+
+/** The fusectl connection number of a FUSE mount: its kernel dev_t (major 0 for anonymous devices). */
+export function connectionId(m: MountEntry): number {
+  return m.major * 2 ** 20 + m.minor;
+}
+
+export async function ensureFusectl(): Promise<void> {
+  const mounts = await readMounts();
+  if (mounts.some((m) => m.fstype === 'fusectl')) return;
+  try {
+    await run('mount', ['-t', 'fusectl', 'fusectl', FUSECTL]);
+  } catch (e) {
+    const msg = String((e as { stderr?: unknown }).stderr ?? e).trim().split('\n')[0];
+    throw new UmountError(`cannot mount fusectl (${msg})`, FUSECTL);
+  }
+}
+
+/** Abort a FUSE connection: every pending and future request fails with ECONNABORTED. */
+export async function abortConnection(m: MountEntry): Promise<void> {
+  await ensureFusectl();
+  const file = `${FUSECTL}/${connectionId(m)}/abort`;
+  try {
+    await fsp.writeFile(file, '1');
+  } catch (e) {
+    // gone already: the connection ended between reading mountinfo and here
+    if ((e as { code?: unknown }).code !== 'ENOENT') throw new UmountError(`cannot abort the FUSE connection (${String((e as { code?: unknown }).code)})`, file);
+  }
+}
+
+/**
+ * Clean a dead or hung FUSE mount at mnt (an absolute path as mountinfo shows it):
+ * abort, detach lazily, end the daemon if it is still there. Used by
+ * `umount --force` and by mounting with -o force.
+ */
+export async function forceClean(mnt: string, log: (s: string) => void = () => {}): Promise<void> {
+  const m = findMount(await readMounts(), mnt);
+  const files = runtimeFiles(mnt);
+  const info = readDaemonInfo(files.info);
+  if (m === undefined) throw new UmountError('not mounted', mnt);
+  if (isFuse(m)) await abortConnection(m);
+  await detach(mnt, true);
+  if (info !== undefined && daemonAlive(info)) {
+    // An aborted connection ends a healthy daemon's loop; one that hangs in JS never notices.
+    if (!(await waitGone(info, 2000))) {
+      log(`stratafs: daemon ${info.pid} did not exit after the abort; killing it`);
+      try { process.kill(info.pid, 'SIGKILL'); } catch { /* gone meanwhile */ }
+      await waitGone(info, 2000);
+    }
+  }
+  if (info === undefined || !daemonAlive(info)) {
+    removeQuietly(files.sock);
+    removeQuietly(files.info);
+  }
+}
+
+export async function umountCommand(mountpointArg: string, force: boolean, log: (s: string) => void): Promise<void> {
+  const mnt = await resolveMountpointArg(mountpointArg);
+  if (force) return forceClean(mnt, log);
+  const m = findMount(await readMounts(), mnt);
+  if (m === undefined) throw new UmountError('not mounted', mnt);
+  if (!isFuse(m)) throw new UmountError(`not a stratafs mount (${m.fstype})`, mnt);
+  const info = readDaemonInfo(runtimeFiles(mnt).info);
+  await detach(mnt, false);
+  if (info !== undefined && daemonAlive(info) && !(await waitGone(info, 10_000))) {
+    log(`stratafs: unmounted, but daemon ${info.pid} is still running`);
+  }
+}

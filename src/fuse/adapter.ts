@@ -1,0 +1,436 @@
+/**
+ * The FUSE adapter: maps each callback of the (patched) fuse-native binding to
+ * one call of the overlay core (OverlayOps) and nothing more.
+ *
+ * - Errors become -errno in exactly one function, toErrno(): an FsError carries
+ *   its errno; anything else is a bug, reported as EIO and logged with its stack.
+ * - The caller (uid, gid, pid, umask) is read synchronously at handler entry:
+ *   the binding overwrites it for the next request as soon as we yield.
+ * - One wrapper, settle(), ends every request: it counts the op by type with its
+ *   latency (for `stratafs stats`) and, only with -d, logs the op with its result
+ *   and duration. Without -d the logging branch is a constant test.
+ * - Mount options for libfuse are chosen here (mountOptions) from the MountConfig.
+ */
+import { performance } from 'node:perf_hooks';
+import { constants as osConstants } from 'node:os';
+import type { Bstr } from '../core/bstr.js';
+import { toText } from '../core/bstr.js';
+import { FsError } from '../core/errors.js';
+import type { AttrArray, Caller, MergedEntry, OpenResult, OverlayOps, StatFs, TimeSet } from '../core/types.js';
+import { StatIdx } from '../native/sys-api.js';
+import type { MountConfig } from '../cli/options.js';
+
+/** A negative errno, or 0 */
+type Err = number;
+type Cb = (err: Err) => void;
+
+/** UTIME_NOW / UTIME_OMIT: the Linux ABI values ((1 << 30) - 1 and - 2) on every architecture. */
+export const UTIME_NOW = 1073741823;
+export const UTIME_OMIT = 1073741822;
+
+/** open/create reply flags understood by the binding (fuse_file_info bits) */
+const OPEN_KEEP_CACHE = 1;
+const OPEN_DIRECT_IO = 2;
+
+/**
+ * The handler object fuse-native calls (one property per FUSE operation), in the
+ * callback style of the patched binding: the callback takes 0 or -errno first.
+ */
+export interface FuseHandlers {
+  init(cb: Cb): void;
+  getattr(path: Bstr, cb: (err: Err, st?: AttrArray) => void): void;
+  fgetattr(path: Bstr | null, fh: number, cb: (err: Err, st?: AttrArray) => void): void;
+  readlink(path: Bstr, cb: (err: Err, target?: Bstr) => void): void;
+  opendir(path: Bstr, flags: number, cb: (err: Err, fh?: number, openFlags?: number) => void): void;
+  readdir(path: Bstr | null, fh: number, cb: (err: Err, names?: Bstr[], types?: Float64Array) => void): void;
+  releasedir(path: Bstr | null, fh: number, cb: Cb): void;
+  fsyncdir(path: Bstr | null, datasync: number, fh: number, cb: Cb): void;
+  open(path: Bstr, flags: number, cb: (err: Err, fh?: number, openFlags?: number) => void): void;
+  create(path: Bstr, mode: number, flags: number, cb: (err: Err, fh?: number, openFlags?: number) => void): void;
+  read(path: Bstr | null, fh: number, buf: Buffer, len: number, pos: number, cb: (err: Err, n?: number) => void): void;
+  write(path: Bstr | null, fh: number, buf: Buffer, len: number, pos: number, cb: (err: Err, n?: number) => void): void;
+  flush(path: Bstr | null, fh: number, cb: Cb): void;
+  fsync(path: Bstr | null, datasync: number, fh: number, cb: Cb): void;
+  release(path: Bstr | null, fh: number, cb: Cb): void;
+  ftruncate(path: Bstr | null, fh: number, size: number, cb: Cb): void;
+  truncate(path: Bstr, size: number, cb: Cb): void;
+  chmod(path: Bstr, mode: number, cb: Cb): void;
+  chown(path: Bstr, uid: number, gid: number, cb: Cb): void;
+  utimens(path: Bstr, aSec: number, aNsec: number, mSec: number, mNsec: number, cb: Cb): void;
+  mkdir(path: Bstr, mode: number, cb: Cb): void;
+  mknod(path: Bstr, mode: number, dev: number, cb: Cb): void;
+  symlink(target: Bstr, path: Bstr, cb: Cb): void;
+  link(existing: Bstr, path: Bstr, cb: Cb): void;
+  unlink(path: Bstr, cb: Cb): void;
+  rmdir(path: Bstr, cb: Cb): void;
+  rename(from: Bstr, to: Bstr, cb: Cb): void;
+  getxattr(path: Bstr, name: Bstr, position: number, cb: (err: Err, value?: Buffer) => void): void;
+  listxattr(path: Bstr, cb: (err: Err, names?: Bstr[]) => void): void;
+  setxattr(path: Bstr, name: Bstr, value: Buffer, position: number, flags: number, cb: Cb): void;
+  removexattr(path: Bstr, name: Bstr, cb: Cb): void;
+  statfs(path: Bstr, cb: (err: Err, st?: StatFs) => void): void;
+  fallocate?(path: Bstr | null, fh: number, mode: number, offset: number, length: number, cb: Cb): void;
+}
+
+/** fallocate is not part of the OverlayOps contract yet: used when the core has it. */
+interface WithFallocate {
+  fallocate(path: Bstr | null, fh: number, mode: number, offset: number, length: number): Promise<void>;
+}
+const hasFallocate = (o: object): o is WithFallocate => typeof (o as Partial<WithFallocate>).fallocate === 'function';
+
+// ---------------------------------------------------------------------------
+// the one error conversion
+
+const ERRNO = osConstants.errno as Record<string, number>;
+
+/**
+ * -errno for a failure of the core. An FsError says which; a Node SystemError
+ * with a known code is honoured but logged (the core should have wrapped it);
+ * anything else is a bug: EIO, logged with its stack.
+ */
+export function toErrno(e: unknown, op: string, path: Bstr | null, log: (s: string) => void): Err {
+  if (e instanceof FsError) return -e.errno;
+  const code = typeof e === 'object' && e !== null ? (e as { code?: unknown }).code : undefined;
+  const where = `${op} ${path === null ? '(unlinked)' : toText(path)}`;
+  if (typeof code === 'string' && ERRNO[code] !== undefined) {
+    log(`stratafs: ${where}: unwrapped ${code} from the core: ${e instanceof Error ? e.message : String(e)}`);
+    return -ERRNO[code]!;
+  }
+  log(`stratafs: ${where}: internal error, answered EIO: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+  return -ERRNO.EIO!;
+}
+
+// ---------------------------------------------------------------------------
+// op statistics
+
+/** Latency histogram buckets: bucket i counts latencies in [2^(i-1), 2^i) µs. */
+const BUCKETS = 32;
+
+class OpCounter {
+  count = 0;
+  errors = 0;
+  totalUs = 0;
+  maxUs = 0;
+  bytes = 0;
+  readonly hist = new Uint32Array(BUCKETS);
+  constructor(readonly countsBytes: boolean) {}
+  add(us: number, result: number): void {
+    this.count++;
+    this.totalUs += us;
+    if (us > this.maxUs) this.maxUs = us;
+    if (result < 0) this.errors++;
+    else if (this.countsBytes) this.bytes += result;
+    const b = us < 1 ? 0 : Math.min(BUCKETS - 1, 32 - Math.clz32(Math.floor(us)));
+    this.hist[b]!++;
+  }
+  /** upper bound of the bucket holding quantile q */
+  quantile(q: number): number {
+    const want = Math.ceil(q * this.count);
+    let seen = 0;
+    for (let i = 0; i < BUCKETS; i++) {
+      seen += this.hist[i]!;
+      if (seen >= want) return Math.min(2 ** i, this.maxUs);
+    }
+    return this.maxUs;
+  }
+}
+
+export interface OpSummary {
+  count: number;
+  errors: number;
+  avgUs: number;
+  /** p50/p99 are upper bounds of power-of-two latency buckets */
+  p50Us: number;
+  p99Us: number;
+  maxUs: number;
+  /** read/write only: bytes moved by successful requests */
+  bytes?: number;
+}
+
+// ---------------------------------------------------------------------------
+
+export interface AdapterOptions {
+  debug: boolean;
+  log: (line: string) => void;
+  /** the caller of the request being dispatched (binding's fuse_get_context), valid synchronously at handler entry */
+  context: () => Caller;
+}
+
+export interface Adapter {
+  handlers: FuseHandlers;
+  opStats(): Record<string, OpSummary>;
+}
+
+const S_IFDIR = 0o040000;
+
+export function createAdapter(ops: OverlayOps, opt: AdapterOptions): Adapter {
+  const { log, context } = opt;
+  const debug = opt.debug;
+  const counters = new Map<string, OpCounter>();
+  const counter = (op: string): OpCounter => {
+    let c = counters.get(op);
+    if (c === undefined) counters.set(op, (c = new OpCounter(op === 'read' || op === 'write')));
+    return c;
+  };
+
+  function debugLine(op: string, path: Bstr | null, detail: string, result: number, us: number): void {
+    const res = result < 0 ? `-${osErrName(-result)}` : String(result);
+    log(`${new Date().toISOString()} ${op} ${path === null ? '-' : JSON.stringify(toText(path))}${detail ? ' ' + detail : ''} -> ${res} ${us.toFixed(0)}µs`);
+  }
+
+  /**
+   * Runs one core call and answers the kernel: counts, logs with -d, converts a
+   * failure. `result` maps the value to the number reported in stats and logs
+   * (bytes for read/write, fh for open), `reply` answers success.
+   */
+  function settle<T>(
+    op: string, path: Bstr | null, detail: (() => string) | string, cb: Cb,
+    call: () => Promise<T>, reply: (v: T) => void, result?: (v: T) => number,
+  ): void {
+    const c = counter(op);
+    const t0 = performance.now();
+    let p: Promise<T>;
+    try {
+      p = call();
+    } catch (e) {
+      p = Promise.reject(e);
+    }
+    p.then(
+      (v) => {
+        const us = (performance.now() - t0) * 1000;
+        const r = result === undefined ? 0 : result(v);
+        c.add(us, r);
+        if (debug) debugLine(op, path, typeof detail === 'string' ? detail : detail(), r, us);
+        reply(v);
+      },
+      (e: unknown) => {
+        const us = (performance.now() - t0) * 1000;
+        const err = toErrno(e, op, path, log);
+        c.add(us, err);
+        if (debug) debugLine(op, path, typeof detail === 'string' ? detail : detail(), err, us);
+        cb(err);
+      },
+    );
+  }
+
+  const done = (cb: Cb) => (): void => cb(0);
+  const oct = (n: number): string => '0' + n.toString(8);
+  const time = (sec: number, nsec: number): TimeSet => (nsec === UTIME_NOW ? 'now' : nsec === UTIME_OMIT ? 'omit' : { sec, nsec });
+  const openFlags = (r: OpenResult): number => (r.keepCache ? OPEN_KEEP_CACHE : 0) | (r.directIo ? OPEN_DIRECT_IO : 0);
+  const parentOf = (p: Bstr): Bstr => {
+    const i = p.lastIndexOf('/');
+    return i <= 0 ? '/' : p.slice(0, i);
+  };
+  const inoOf = async (p: Bstr | null): Promise<number> => {
+    if (p === null) return 1;
+    try {
+      return (await ops.getattr(p))[StatIdx.ino]!;
+    } catch {
+      return 1;
+    }
+  };
+
+  const handlers: FuseHandlers = {
+    init(cb) { cb(0); },
+
+    getattr(path, cb) {
+      settle('getattr', path, '', cb, () => ops.getattr(path), (st) => cb(0, st));
+    },
+    fgetattr(path, fh, cb) {
+      settle('fgetattr', path, () => `fh=${fh}`, cb, () => ops.fgetattr(path, fh), (st) => cb(0, st));
+    },
+    readlink(path, cb) {
+      settle('readlink', path, '', cb, () => ops.readlink(path), (t) => cb(0, t));
+    },
+
+    opendir(path, flags, cb) {
+      const caller = context();
+      settle('opendir', path, () => `flags=0x${flags.toString(16)}`, cb, () => ops.opendir(path, caller), (fh) => cb(0, fh, 0), (fh) => fh);
+    },
+    readdir(path, fh, cb) {
+      // POSIX getdents lists . and .. ; the core's merged listing holds only real names.
+      settle('readdir', path, () => `fh=${fh}`, cb, async (): Promise<[MergedEntry[], number, number]> => {
+        const entries = await ops.readdir(path, fh);
+        const self = await inoOf(path);
+        const parent = path === null || path === '/' ? self : await inoOf(parentOf(path));
+        return [entries, self, parent];
+      }, ([entries, self, parent]) => {
+        const n = entries.length + 2;
+        const names: Bstr[] = new Array<Bstr>(n);
+        const types = new Float64Array(2 * n);
+        names[0] = '.'; types[0] = S_IFDIR; types[1] = self;
+        names[1] = '..'; types[2] = S_IFDIR; types[3] = parent;
+        for (let i = 0; i < entries.length; i++) {
+          const e = entries[i]!;
+          names[i + 2] = e.name;
+          types[2 * i + 4] = e.type;
+          types[2 * i + 5] = e.ino;
+        }
+        cb(0, names, types);
+      }, ([entries]) => entries.length);
+    },
+    releasedir(path, fh, cb) {
+      settle('releasedir', path, () => `fh=${fh}`, cb, () => ops.releasedir(path, fh), done(cb));
+    },
+    fsyncdir(path, datasync, fh, cb) {
+      settle('fsyncdir', path, () => `fh=${fh} datasync=${datasync}`, cb, () => ops.fsyncdir(path, fh, !!datasync), done(cb));
+    },
+
+    open(path, flags, cb) {
+      const caller = context();
+      settle('open', path, () => `flags=0x${flags.toString(16)}`, cb, () => ops.open(path, flags, caller),
+        (r) => cb(0, r.fh, openFlags(r)), (r) => r.fh);
+    },
+    create(path, mode, flags, cb) {
+      const caller = context();
+      settle('create', path, () => `mode=${oct(mode)} flags=0x${flags.toString(16)}`, cb, () => ops.create(path, mode, flags, caller),
+        (r) => cb(0, r.fh, openFlags(r)), (r) => r.fh);
+    },
+    read(path, fh, buf, len, pos, cb) {
+      settle('read', path, () => `fh=${fh} len=${len} pos=${pos}`, cb, () => ops.read(path, fh, buf, len, pos), (n) => cb(0, n), (n) => n);
+    },
+    write(path, fh, buf, len, pos, cb) {
+      settle('write', path, () => `fh=${fh} len=${len} pos=${pos}`, cb, () => ops.write(path, fh, buf, len, pos), (n) => cb(0, n), (n) => n);
+    },
+    flush(path, fh, cb) {
+      settle('flush', path, () => `fh=${fh}`, cb, () => ops.flush(path, fh), done(cb));
+    },
+    fsync(path, datasync, fh, cb) {
+      settle('fsync', path, () => `fh=${fh} datasync=${datasync}`, cb, () => ops.fsync(path, fh, !!datasync), done(cb));
+    },
+    release(path, fh, cb) {
+      settle('release', path, () => `fh=${fh}`, cb, () => ops.release(path, fh), done(cb));
+    },
+    ftruncate(path, fh, size, cb) {
+      settle('ftruncate', path, () => `fh=${fh} size=${size}`, cb, () => ops.ftruncate(path, fh, size), done(cb));
+    },
+
+    truncate(path, size, cb) {
+      const caller = context();
+      settle('truncate', path, () => `size=${size}`, cb, () => ops.truncate(path, size, caller), done(cb));
+    },
+    chmod(path, mode, cb) {
+      const caller = context();
+      settle('chmod', path, () => `mode=${oct(mode)}`, cb, () => ops.chmod(path, mode, caller), done(cb));
+    },
+    chown(path, uid, gid, cb) {
+      const caller = context();
+      settle('chown', path, () => `uid=${uid} gid=${gid}`, cb, () => ops.chown(path, uid, gid, caller), done(cb));
+    },
+    utimens(path, aSec, aNsec, mSec, mNsec, cb) {
+      const caller = context();
+      const at = time(aSec, aNsec);
+      const mt = time(mSec, mNsec);
+      settle('utimens', path, () => `atime=${JSON.stringify(at)} mtime=${JSON.stringify(mt)}`, cb, () => ops.utimens(path, at, mt, caller), done(cb));
+    },
+
+    mkdir(path, mode, cb) {
+      const caller = context();
+      settle('mkdir', path, () => `mode=${oct(mode)}`, cb, () => ops.mkdir(path, mode, caller), done(cb));
+    },
+    mknod(path, mode, dev, cb) {
+      const caller = context();
+      settle('mknod', path, () => `mode=${oct(mode)} dev=${dev}`, cb, () => ops.mknod(path, mode, dev, caller), done(cb));
+    },
+    symlink(target, path, cb) {
+      const caller = context();
+      settle('symlink', path, () => `target=${JSON.stringify(toText(target))}`, cb, () => ops.symlink(target, path, caller), done(cb));
+    },
+    link(existing, path, cb) {
+      const caller = context();
+      settle('link', path, () => `existing=${JSON.stringify(toText(existing))}`, cb, () => ops.link(existing, path, caller), done(cb));
+    },
+    unlink(path, cb) {
+      const caller = context();
+      settle('unlink', path, '', cb, () => ops.unlink(path, caller), done(cb));
+    },
+    rmdir(path, cb) {
+      const caller = context();
+      settle('rmdir', path, '', cb, () => ops.rmdir(path, caller), done(cb));
+    },
+    rename(from, to, cb) {
+      const caller = context();
+      // libfuse 2.9 (protocol 7.19) carries no renameat2 flags: the kernel refuses them before we see the call.
+      settle('rename', from, () => `to=${JSON.stringify(toText(to))}`, cb, () => ops.rename(from, to, 0, caller), done(cb));
+    },
+
+    getxattr(path, name, _position, cb) {
+      settle('getxattr', path, () => `name=${JSON.stringify(toText(name))}`, cb, () => ops.getxattr(path, name), (v) => cb(0, v), (v) => v.length);
+    },
+    listxattr(path, cb) {
+      settle('listxattr', path, '', cb, () => ops.listxattr(path), (l) => cb(0, l), (l) => l.length);
+    },
+    setxattr(path, name, value, _position, flags, cb) {
+      const caller = context();
+      settle('setxattr', path, () => `name=${JSON.stringify(toText(name))} size=${value.length} flags=${flags}`, cb,
+        () => ops.setxattr(path, name, value, flags, caller), done(cb));
+    },
+    removexattr(path, name, cb) {
+      const caller = context();
+      settle('removexattr', path, () => `name=${JSON.stringify(toText(name))}`, cb, () => ops.removexattr(path, name, caller), done(cb));
+    },
+    statfs(path, cb) {
+      settle('statfs', path, '', cb, () => ops.statfs(path), (s) => cb(0, s));
+    },
+  };
+
+  if (hasFallocate(ops)) {
+    const core = ops;
+    handlers.fallocate = (path, fh, mode, offset, length, cb) => {
+      settle('fallocate', path, () => `fh=${fh} mode=${mode} offset=${offset} len=${length}`, cb,
+        () => core.fallocate(path, fh, mode, offset, length), done(cb));
+    };
+  }
+
+  return {
+    handlers,
+    opStats() {
+      const out: Record<string, OpSummary> = {};
+      for (const [op, c] of [...counters].sort(([a], [b]) => a.localeCompare(b))) {
+        const s: OpSummary = {
+          count: c.count, errors: c.errors, avgUs: c.count ? c.totalUs / c.count : 0,
+          p50Us: c.quantile(0.5), p99Us: c.quantile(0.99), maxUs: c.maxUs,
+        };
+        if (c.countsBytes) s.bytes = c.bytes;
+        out[op] = s;
+      }
+      return out;
+    },
+  };
+}
+
+function osErrName(n: number): string {
+  for (const [k, v] of Object.entries(ERRNO)) if (v === n) return k;
+  return String(n);
+}
+
+// ---------------------------------------------------------------------------
+// libfuse options
+
+/** libfuse 2.9's ceiling for one write request (32 pages) */
+export const MAX_WRITE = 131072;
+
+/** escape a value for libfuse's option parser (a backslash quotes the next character) */
+const fuseEscape = (s: string): string => s.replace(/[\\,]/g, (c) => '\\' + c);
+
+/**
+ * The libfuse -o words for a mount. use_ino: the core numbers inodes itself;
+ * hard_remove: no .fuse_hidden renames (the core serves unlinked open files by
+ * handle); nonempty: mounting over a non-empty directory (or a layer) is normal
+ * for an overlay; suid/dev as configured (libfuse 2.9 defaults to nosuid,nodev).
+ */
+export function mountOptions(c: MountConfig): string[] {
+  const o = [
+    'use_ino', 'hard_remove', 'nonempty', 'big_writes', `max_write=${MAX_WRITE}`,
+    `entry_timeout=${c.timeout}`, `attr_timeout=${c.timeout}`, `negative_timeout=${c.negativeTimeout}`,
+    `fsname=${fuseEscape(c.fsname)}`, 'subtype=stratafs',
+    c.flags.suid ? 'suid' : 'nosuid', c.flags.dev ? 'dev' : 'nodev', c.flags.exec ? 'exec' : 'noexec',
+    c.flags.readOnly ? 'ro' : 'rw',
+  ];
+  if (c.flags.noatime) o.push('noatime');
+  if (c.flags.sync) o.push('sync');
+  if (c.flags.dirsync) o.push('dirsync');
+  if (c.defaultPermissions) o.push('default_permissions');
+  if (c.allowOther) o.push('allow_other');
+  return o;
+}
