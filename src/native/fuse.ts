@@ -1,0 +1,327 @@
+/**
+ * Typed wrapper over our patched fuse-native (see native-notes/fuse-binding.md).
+ *
+ * - Every path and name is a Bstr (latin1 byte string); `null` where libfuse has
+ *   no path (a file unlinked while open, with hard_remove + nullpath_ok).
+ * - Errors are returned as 0 or a negative errno through the callbacks; the
+ *   callbacks (not Promises) keep the per-request cost down.
+ * - stat / statvfs results are Float64Arrays in the layouts of sys-api.ts
+ *   (StatIdx, StatvfsIdx), passed to the kernel untouched. Do not reuse one
+ *   array for several in-flight replies: the binding reads it on the next tick.
+ */
+import { createRequire } from 'node:module';
+import { spawn } from 'node:child_process';
+import { access, constants as fsConstants } from 'node:fs/promises';
+import path from 'node:path';
+import type { Bstr } from '../core/bstr.js';
+
+export type { Bstr };
+
+/** 0 on success, else a negative errno. */
+export type Result = number;
+export type DoneCb = (err: Result) => void;
+export type StatCb = (err: Result, st?: Float64Array) => void;
+/** `openFlags`: bit mask of OpenFlags (kernel page cache handling for this open). */
+export type OpenCb = (err: Result, fh?: number, openFlags?: number) => void;
+/** read/write: bytes transferred, or a negative errno. */
+export type IoCb = (result: number) => void;
+export type ReaddirCb = (err: Result, names?: ReadonlyArray<Bstr | Buffer>, types?: Float64Array) => void;
+export type ReadlinkCb = (err: Result, target?: Bstr | Buffer) => void;
+/** `value` null (or undefined) on success means "no such attribute" (ENODATA). */
+export type GetxattrCb = (err: Result, value?: Buffer | null) => void;
+export type ListxattrCb = (err: Result, names?: ReadonlyArray<Bstr | Buffer>) => void;
+
+export const OpenFlags = { KEEP_CACHE: 1, DIRECT_IO: 2 } as const;
+/** Values a utimens nanoseconds argument may take besides 0..999999999 (linux/stat.h). */
+export const UTIME_NOW = (1 << 30) - 1;
+export const UTIME_OMIT = (1 << 30) - 2;
+
+/** The process behind the request being served. */
+export interface CallerContext {
+  uid: number;
+  gid: number;
+  pid: number;
+  umask: number;
+}
+
+/**
+ * Handlers. `path` is null only where noted (file-handle operations on a file
+ * unlinked while open). readdir `types` is a Float64Array of [mode, ino] pairs,
+ * one per name, so d_type and d_ino reach the kernel without a stat per entry.
+ */
+export interface FuseHandlers {
+  init?(cb: DoneCb): void;
+  access?(path: Bstr, mode: number, cb: DoneCb): void;
+  statfs?(path: Bstr, cb: StatCb): void;
+  getattr?(path: Bstr, cb: StatCb): void;
+  fgetattr?(path: Bstr | null, fh: number, cb: StatCb): void;
+  flush?(path: Bstr | null, fh: number, cb: DoneCb): void;
+  fsync?(path: Bstr | null, datasync: number, fh: number, cb: DoneCb): void;
+  fsyncdir?(path: Bstr | null, datasync: number, fh: number, cb: DoneCb): void;
+  readdir?(path: Bstr | null, cb: ReaddirCb): void;
+  truncate?(path: Bstr, size: number, cb: DoneCb): void;
+  ftruncate?(path: Bstr | null, fh: number, size: number, cb: DoneCb): void;
+  /** nsec values may be UTIME_NOW or UTIME_OMIT; path null for futimens on an unlinked file. */
+  utimens?(path: Bstr | null, atimeSec: number, atimeNsec: number, mtimeSec: number, mtimeNsec: number, cb: DoneCb): void;
+  readlink?(path: Bstr, cb: ReadlinkCb): void;
+  /** uid/gid 0xffffffff (-1) leaves that id unchanged; path null for fchown on an unlinked file. */
+  chown?(path: Bstr | null, uid: number, gid: number, cb: DoneCb): void;
+  chmod?(path: Bstr | null, mode: number, cb: DoneCb): void;
+  mknod?(path: Bstr, mode: number, dev: number, cb: DoneCb): void;
+  setxattr?(path: Bstr, name: Bstr, value: Buffer, position: number, flags: number, cb: DoneCb): void;
+  getxattr?(path: Bstr, name: Bstr, position: number, cb: GetxattrCb): void;
+  listxattr?(path: Bstr, cb: ListxattrCb): void;
+  removexattr?(path: Bstr, name: Bstr, cb: DoneCb): void;
+  open?(path: Bstr, flags: number, cb: OpenCb): void;
+  opendir?(path: Bstr, flags: number, cb: OpenCb): void;
+  /** `buf` is only valid until cb is called. */
+  read?(path: Bstr | null, fh: number, buf: Buffer, len: number, offset: number, cb: IoCb): void;
+  /** `buf` is only valid until cb is called. */
+  write?(path: Bstr | null, fh: number, buf: Buffer, len: number, offset: number, cb: IoCb): void;
+  release?(path: Bstr | null, fh: number, cb: DoneCb): void;
+  releasedir?(path: Bstr | null, fh: number, cb: DoneCb): void;
+  /** `flags` are the open(2) flags (O_EXCL, O_TRUNC, O_APPEND, ...). */
+  create?(path: Bstr, mode: number, flags: number, cb: OpenCb): void;
+  unlink?(path: Bstr, cb: DoneCb): void;
+  rename?(src: Bstr, dest: Bstr, cb: DoneCb): void;
+  link?(existing: Bstr, newPath: Bstr, cb: DoneCb): void;
+  /** `target` is the link's content, `path` the new link. */
+  symlink?(target: Bstr, path: Bstr, cb: DoneCb): void;
+  mkdir?(path: Bstr, mode: number, cb: DoneCb): void;
+  rmdir?(path: Bstr, cb: DoneCb): void;
+  fallocate?(path: Bstr | null, fh: number, mode: number, offset: number, length: number, cb: DoneCb): void;
+}
+
+export type OpName = Exclude<keyof FuseHandlers, 'init'> | 'init';
+
+/** Per-op timeouts in ms (false: none). Applies to the JS handler's answer. */
+export type TimeoutSpec = false | number | (Partial<Record<OpName, number | false>> & { default?: number | false });
+
+export interface FuseOptions {
+  /** libfuse debug output on stderr (every request/reply). */
+  debug?: boolean;
+  allowOther?: boolean;
+  allowRoot?: boolean;
+  defaultPermissions?: boolean;
+  /** Report the handlers' st_ino (and readdir ino). Default true. */
+  useIno?: boolean;
+  /** Let the kernel send writes larger than 4 KiB. Default true. */
+  bigWrites?: boolean;
+  /** Default 131072 (the ceiling of libfuse 2.9's receive buffer). */
+  maxWrite?: number;
+  maxRead?: number;
+  /** Kernel cache lifetimes in seconds (libfuse default 1, negative 0). */
+  entryTimeout?: number;
+  attrTimeout?: number;
+  negativeTimeout?: number;
+  acAttrTimeout?: number;
+  /** Unlink open files at once instead of renaming them to .fuse_hidden*. Default true. */
+  hardRemove?: boolean;
+  /** Allow mounting over a non-empty directory. Default true (fuse-overlayfs does). */
+  nonempty?: boolean;
+  /** Generic mount flags; undefined leaves libfuse's default (nosuid, nodev, exec). */
+  suid?: boolean;
+  dev?: boolean;
+  exec?: boolean;
+  readOnly?: boolean;
+  fsname?: string;
+  subtype?: string;
+  kernelCache?: boolean;
+  autoCache?: boolean;
+  /** More raw -o words, passed unchanged (already escaped). */
+  extra?: readonly string[];
+  /** Default false: a long copy-up must never be cut off with ETIMEDOUT. */
+  timeout?: TimeoutSpec;
+  /** Refuse to mount over a mount point (fuse-native's old guard). Default false. */
+  checkMounted?: boolean;
+  /** Called once when the FUSE session has ended (our unmount or an outside one). */
+  onExit?: () => void;
+}
+
+export interface UnmountOptions {
+  /** Detach now, finish when no longer busy (umount -l / MNT_DETACH / fusermount -uz). */
+  lazy?: boolean;
+}
+
+// --- the JS base class (CommonJS, patched at install) ---
+
+interface NativeOpts {
+  timeout: TimeoutSpec;
+  checkMounted: boolean;
+  onExit: () => void;
+}
+
+interface FuseNativeInstance {
+  readonly mnt: string;
+  readonly opts: NativeOpts;
+  /** nanoresource open: mounts, calls back after INIT */
+  open(cb: (err: Error | null) => void): void;
+  /** The caller of the request being handled; valid synchronously at handler entry only. */
+  context(): CallerContext;
+  _fuseOptions(): string;
+  _close(cb: (err: Error | null) => void): void;
+}
+
+type FuseNativeCtor = new (mnt: string, ops: FuseHandlers, opts: NativeOpts) => FuseNativeInstance;
+
+const require = createRequire(import.meta.url);
+const FuseNative = require('fuse-native') as FuseNativeCtor;
+
+const MNT_DETACH = 2;
+
+/** libfuse option values: ',' separates options and '\' escapes (fuse_opt.c). */
+const escapeOpt = (v: string): string => v.replace(/[\\,]/g, (c) => '\\' + c);
+
+export function buildFuseOptions(o: FuseOptions): string[] {
+  const opts: string[] = [];
+  const flag = (on: boolean | undefined, yes: string, no?: string): void => {
+    if (on === true) opts.push(yes);
+    else if (on === false && no !== undefined) opts.push(no);
+  };
+  flag(o.debug, 'debug');
+  flag(o.allowOther, 'allow_other');
+  flag(o.allowRoot, 'allow_root');
+  flag(o.defaultPermissions, 'default_permissions');
+  flag(o.useIno ?? true, 'use_ino');
+  flag(o.bigWrites ?? true, 'big_writes');
+  opts.push(`max_write=${o.maxWrite ?? 131072}`);
+  if (o.maxRead !== undefined) opts.push(`max_read=${o.maxRead}`);
+  if (o.entryTimeout !== undefined) opts.push(`entry_timeout=${o.entryTimeout}`);
+  if (o.attrTimeout !== undefined) opts.push(`attr_timeout=${o.attrTimeout}`);
+  if (o.negativeTimeout !== undefined) opts.push(`negative_timeout=${o.negativeTimeout}`);
+  if (o.acAttrTimeout !== undefined) opts.push(`ac_attr_timeout=${o.acAttrTimeout}`);
+  flag(o.hardRemove ?? true, 'hard_remove');
+  flag(o.nonempty ?? true, 'nonempty');
+  flag(o.suid, 'suid', 'nosuid');
+  flag(o.dev, 'dev', 'nodev');
+  flag(o.exec, 'exec', 'noexec');
+  flag(o.readOnly, 'ro', 'rw');
+  if (o.fsname !== undefined) opts.push(`fsname=${escapeOpt(o.fsname)}`);
+  if (o.subtype !== undefined) opts.push(`subtype=${escapeOpt(o.subtype)}`);
+  flag(o.kernelCache, 'kernel_cache');
+  flag(o.autoCache, 'auto_cache');
+  if (o.extra) opts.push(...o.extra);
+  return opts;
+}
+
+const isRoot = (): boolean => typeof process.geteuid === 'function' && process.geteuid() === 0;
+
+/** First executable of `names` in PATH (or the dirs libfuse 2.9 tries first). */
+async function findExecutable(names: readonly string[]): Promise<string | undefined> {
+  const dirs = [...(process.env.PATH ?? '').split(':').filter(Boolean), '/usr/local/bin', '/usr/bin', '/bin'];
+  for (const name of names) {
+    for (const dir of dirs) {
+      const file = path.join(dir, name);
+      try {
+        await access(file, fsConstants.X_OK);
+        return file;
+      } catch {
+        // not here
+      }
+    }
+  }
+  return undefined;
+}
+
+function run(cmd: string, args: readonly string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (d: string) => { stderr += d; });
+    child.on('error', reject);
+    child.on('close', (code) => {
+      if (code === 0) resolve();
+      else reject(new Error(`${cmd} ${args.join(' ')} failed (exit ${code}): ${stderr.trim()}`));
+    });
+  });
+}
+
+interface Umount2Module {
+  umount2(path: string, flags: number): Promise<void>;
+}
+
+/** The syscall addon's umount2 (src/native/sys.ts) if it is built, else undefined. */
+async function loadUmount2(): Promise<Umount2Module['umount2'] | undefined> {
+  const spec = './sys.js';
+  try {
+    const mod: unknown = await import(spec);
+    const fn = (mod as Partial<Umount2Module>).umount2;
+    return typeof fn === 'function' ? fn : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Unmount `mountpoint` without touching it from this process (the caller may be
+ * the daemon serving it): as root umount2 on the addon's own thread, else
+ * `umount`, else fusermount -u / fusermount3 -u. Never fs.*Sync, never -z unless asked.
+ */
+export async function unmountPath(mountpoint: Bstr, opts: UnmountOptions = {}): Promise<void> {
+  if (isRoot()) {
+    const umount2 = await loadUmount2();
+    if (umount2) return umount2(mountpoint, opts.lazy ? MNT_DETACH : 0);
+    return run('umount', opts.lazy ? ['-l', mountpoint] : [mountpoint]);
+  }
+  const fusermount = await findExecutable(['fusermount', 'fusermount3']);
+  if (!fusermount) throw new Error('unmount as non-root needs fusermount: install the Debian package fuse3');
+  return run(fusermount, opts.lazy ? ['-u', '-z', mountpoint] : ['-u', mountpoint]);
+}
+
+/**
+ * A FUSE filesystem served by this process.
+ *
+ *   const fuse = new Fuse(mnt, handlers, { allowOther: true, onExit })
+ *   await fuse.mount()      // resolves once the kernel's INIT is answered
+ *   ...
+ *   await fuse.unmount()    // resolves once libfuse's loop has ended
+ */
+export class Fuse extends FuseNative {
+  /** Resolves when the FUSE session ends, however it ends. */
+  readonly exited: Promise<void>;
+  private readonly options: FuseOptions;
+  private hasExited = false;
+
+  constructor(mountpoint: Bstr, handlers: FuseHandlers, options: FuseOptions = {}) {
+    let markExited: () => void = () => undefined;
+    const exited = new Promise<void>((resolve) => { markExited = resolve; });
+    super(mountpoint, handlers, {
+      timeout: options.timeout ?? false,
+      checkMounted: options.checkMounted ?? false,
+      onExit: () => {
+        markExited();
+        options.onExit?.();
+      },
+    });
+    this.exited = exited;
+    this.options = options;
+    void exited.then(() => { this.hasExited = true; });
+  }
+
+  override _fuseOptions(): string {
+    const opts = buildFuseOptions(this.options);
+    return opts.length ? '-o' + opts.join(',') : '';
+  }
+
+  /** Mounts; as non-root without fusermount fails at once naming the package. */
+  async mount(): Promise<void> {
+    if (!isRoot() && !(await findExecutable(['fusermount']))) {
+      throw new Error('mounting as non-root needs the setuid helper fusermount: install the Debian package fuse3 (apt-get install fuse3)');
+    }
+    await new Promise<void>((resolve, reject) => {
+      this.open((err) => (err ? reject(err) : resolve()));
+    });
+  }
+
+  /** Unmounts (see unmountPath) and waits until the session has ended. */
+  async unmount(opts: UnmountOptions = {}): Promise<void> {
+    if (this.hasExited) return;
+    await unmountPath(this.mnt, opts);
+    await this.exited;
+  }
+
+  get mountpoint(): Bstr {
+    return this.mnt;
+  }
+}
