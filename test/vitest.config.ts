@@ -12,5 +12,7 @@ export default defineConfig({
     pool: 'forks',
     testTimeout: 60_000,
     hookTimeout: 60_000,
+    // One temp root per run; its teardown fails the run on leaked mounts or daemons.
+    globalSetup: ['test/integration/setup.ts'],
   },
 });

@@ -1,0 +1,249 @@
+/**
+ * The differential runner: the same operation sequence on two identical copies
+ * of a layer set, one per implementation, then the merged trees, and each
+ * side's upper read by the other implementation.
+ */
+import { mkdir, rm } from 'node:fs/promises';
+import { mustBash, shq } from './proc.js';
+import { join } from 'node:path';
+import { buildLayerSet, convertMarkersForKernel, foreignMarkers, type ForeignMarker, type LayerSetSpec } from './layers.js';
+import { mount, tempDir, type Impl, type Layers, type MountHandle } from './mounts.js';
+import { OpRunner, opPaths, showOp, showResult, type Op, type OpResult } from './ops.js';
+import { compareRaw, compareTrees, readRawUpper, showPath, snapshot, type RawNode, type Tree, type TreeDiff } from './tree.js';
+import type { Divergence } from './divergences.js';
+
+export interface Case {
+  name: string;
+  layers: LayerSetSpec;
+  ops: Op[];
+  /** what the case checks, for reports */
+  about?: string;
+}
+
+export type Difference =
+  | { kind: 'op'; index: number; op: Op; reference: OpResult; candidate: OpResult; allowedBy?: string }
+  | { kind: 'tree'; phase: string; diff: TreeDiff; allowedBy?: string }
+  | { kind: 'mount'; phase: string; message: string };
+
+export interface CaseReport {
+  name: string;
+  reference: Impl;
+  candidate: Impl;
+  /** differences no divergence entry allows: the test fails on these */
+  unexplained: Difference[];
+  /** differences allowed by a divergence entry (id in allowedBy) */
+  allowed: Difference[];
+  /** set when results diverged in a way that changed state: later ops and trees were not compared */
+  stoppedAt?: number;
+  /** informational: normalized raw-upper differences */
+  rawNotes: TreeDiff[];
+  results: { reference: OpResult[]; candidate: OpResult[] };
+  dir: string;
+}
+
+export interface RunOptions {
+  reference?: Impl;
+  candidate: Impl;
+  /** the entries the harness may honour (for stratafs: divergencesFor('stratafs')) */
+  divergences: readonly Divergence[];
+  crossRead?: boolean;
+  /** keep the temp dir even when the case passed */
+  keep?: boolean;
+}
+
+/** Layers in the form the implementation reads: the kernel gets OCI markers converted. */
+function formFor(impl: Impl) {
+  return impl === 'kernel' ? 'kernel' as const : 'native' as const;
+}
+
+function resultKey(r: OpResult): string {
+  return r.ok ? 'ok' : r.errno;
+}
+
+function opAllowed(divs: readonly Divergence[], impl: Impl, o: Op, ref: OpResult, cand: OpResult): string | undefined {
+  for (const d of divs) {
+    if (d.impl !== impl || d.match.kind !== 'op') continue;
+    const m = d.match;
+    if (!m.op.includes(o.op)) continue;
+    if (m.candidate !== resultKey(cand)) continue;
+    if (m.reference !== undefined && m.reference !== resultKey(ref)) continue;
+    if (m.path && !opPaths(o).some((p) => m.path!.test(p))) continue;
+    return d.id;
+  }
+  return undefined;
+}
+
+function treeAllowed(divs: readonly Divergence[], impl: Impl, phase: string, t: TreeDiff): string | undefined {
+  for (const d of divs) {
+    if (d.impl !== impl || d.match.kind !== 'tree') continue;
+    const m = d.match;
+    if (m.phase !== undefined && m.phase !== phase) continue;
+    if (typeof m.field === 'string' ? m.field !== t.field : !m.field.test(t.field)) continue;
+    if (m.path && !m.path.test(t.path)) continue;
+    return d.id;
+  }
+  return undefined;
+}
+
+async function safeUnmount(h: MountHandle | undefined, problems: string[]): Promise<void> {
+  if (!h) return;
+  try {
+    const r = await h.unmount();
+    if (r.killed.length || r.steps.some((s) => s !== 'umount')) problems.push(`${h.impl} at ${h.mnt} needed ${r.steps.join(' -> ')}${r.killed.length ? `, killed ${r.killed.join(',')}` : ''}`);
+  } catch (e) {
+    problems.push(String(e));
+  }
+}
+
+/**
+ * Mounts `upper` (written by another implementation) with `impl` over `layers`'
+ * lowers, read-write with a fresh workdir as a user would, and snapshots it.
+ * The upper is copied first so the cross-read never changes the evidence.
+ */
+async function crossRead(impl: Impl, lowers: string[], upper: string, dir: string, problems: string[], markers: ForeignMarker[]): Promise<Tree> {
+  const copy = join(dir, 'upper');
+  // cp -a keeps xattrs, owners, device nodes, hard links and ns times (fs.cp does not).
+  await mustBash(`set -e\nmkdir -p ${shq(join(dir, 'work'))} ${shq(join(dir, 'mnt'))}\ncp -a ${shq(upper)} ${shq(copy)}`);
+  if (impl === 'kernel') await convertMarkersForKernel(copy, markers);
+  const h = await mount(impl, { lowers, upper: copy, work: join(dir, 'work') }, join(dir, 'mnt'));
+  try {
+    return await snapshot(h.mnt);
+  } finally {
+    await safeUnmount(h, problems);
+  }
+}
+
+export async function runCase(c: Case, opts: RunOptions): Promise<CaseReport> {
+  const refImpl = opts.reference ?? 'kernel';
+  const candImpl = opts.candidate;
+  const dir = await tempDir(`case-${c.name}`);
+  const report: CaseReport = {
+    name: c.name,
+    reference: refImpl,
+    candidate: candImpl,
+    unexplained: [],
+    allowed: [],
+    rawNotes: [],
+    results: { reference: [], candidate: [] },
+    dir,
+  };
+  const problems: string[] = [];
+  const sides = [
+    { impl: refImpl, dir: join(dir, 'ref') },
+    { impl: candImpl, dir: join(dir, 'cand') },
+  ];
+  const layers: Layers[] = [];
+  for (const s of sides) layers.push(await buildLayerSet(c.layers, s.dir, formFor(s.impl)));
+  const handles: (MountHandle | undefined)[] = [undefined, undefined];
+  const runners: OpRunner[] = [];
+  let refTree: Tree | undefined;
+  let candTree: Tree | undefined;
+  try {
+    for (let i = 0; i < 2; i++) {
+      const s = sides[i]!;
+      await mkdir(join(s.dir, 'mnt'));
+      try {
+        handles[i] = await mount(s.impl, layers[i]!, join(s.dir, 'mnt'));
+      } catch (e) {
+        if (i === 0) throw e;
+        report.unexplained.push({ kind: 'mount', phase: 'mount', message: String(e) });
+        return report;
+      }
+      runners.push(new OpRunner(handles[i]!.mnt));
+    }
+    const cutoff = BigInt(Date.now() - 1000) * 1_000_000n;
+    for (let i = 0; i < c.ops.length; i++) {
+      const o = c.ops[i]!;
+      const r = await runners[0]!.apply(o);
+      const k = await runners[1]!.apply(o);
+      report.results.reference.push(r);
+      report.results.candidate.push(k);
+      if (JSON.stringify(r) === JSON.stringify(k)) continue;
+      const allowedBy = opAllowed(opts.divergences, candImpl, o, r, k);
+      const d: Difference = { kind: 'op', index: i, op: o, reference: r, candidate: k, ...(allowedBy ? { allowedBy } : {}) };
+      (allowedBy ? report.allowed : report.unexplained).push(d);
+      // One side changed the tree and the other did not: what follows would only echo this.
+      if (r.ok !== k.ok && !['read', 'readdir', 'stat', 'readlink', 'getxattr', 'listxattr', 'sameInode', 'fdread', 'fdstat'].includes(o.op)) {
+        report.stoppedAt = i;
+        break;
+      }
+    }
+    for (const r of runners) await r.closeAll();
+    if (report.stoppedAt === undefined) {
+      refTree = await snapshot(handles[0]!.mnt);
+      candTree = await snapshot(handles[1]!.mnt);
+      for (const t of compareTrees(refTree, candTree, { mtimeCutoffNs: cutoff })) {
+        const allowedBy = treeAllowed(opts.divergences, candImpl, 'merged', t);
+        (allowedBy ? report.allowed : report.unexplained).push({ kind: 'tree', phase: 'merged', diff: t, ...(allowedBy ? { allowedBy } : {}) });
+      }
+    }
+    await safeUnmount(handles[1], problems);
+    await safeUnmount(handles[0], problems);
+    handles[0] = handles[1] = undefined;
+
+    if (refTree && candTree && layers[0]!.upper && layers[1]!.upper) {
+      let rawRef: Map<string, RawNode> | undefined;
+      let rawCand: Map<string, RawNode> | undefined;
+      try {
+        rawRef = await readRawUpper(layers[0]!.upper);
+        rawCand = await readRawUpper(layers[1]!.upper);
+        report.rawNotes = compareRaw(rawRef, rawCand);
+      } catch (e) {
+        problems.push(`raw upper read: ${String(e)}`);
+      }
+      if (opts.crossRead !== false) {
+        const phases: { phase: string; impl: Impl; lowers: string[]; upper: string; expect: Tree }[] = [
+          // the candidate mounts the reference's upper: must show what the reference showed
+          { phase: `${candImpl} reads ${refImpl}'s upper`, impl: candImpl, lowers: layers[1]!.lowers, upper: layers[0]!.upper, expect: refTree },
+          { phase: `${refImpl} reads ${candImpl}'s upper`, impl: refImpl, lowers: layers[0]!.lowers, upper: layers[1]!.upper, expect: candTree },
+        ];
+        let n = 0;
+        for (const ph of phases) {
+          let got: Tree;
+          try {
+            const markers = ph.impl === 'kernel' && candImpl !== 'kernel' ? foreignMarkers(c.layers.upper ?? []) : [];
+            got = await crossRead(ph.impl, ph.lowers, ph.upper, join(dir, `cross${n++}`), problems, markers);
+          } catch (e) {
+            report.unexplained.push({ kind: 'mount', phase: ph.phase, message: String(e) });
+            continue;
+          }
+          for (const t of compareTrees(ph.expect, got, { mtimeCutoffNs: cutoff })) {
+            const allowedBy = treeAllowed(opts.divergences, candImpl, ph.phase, t);
+            (allowedBy ? report.allowed : report.unexplained).push({ kind: 'tree', phase: ph.phase, diff: t, ...(allowedBy ? { allowedBy } : {}) });
+          }
+        }
+      }
+    }
+  } finally {
+    for (const r of runners) await r.closeAll();
+    await safeUnmount(handles[1], problems);
+    await safeUnmount(handles[0], problems);
+  }
+  for (const p of problems) report.unexplained.push({ kind: 'mount', phase: 'cleanup', message: p });
+  if (!opts.keep && report.unexplained.length === 0) await rm(dir, { recursive: true, force: true }).catch(() => undefined);
+  return report;
+}
+
+export function showDifference(d: Difference): string {
+  const tag = 'allowedBy' in d && d.allowedBy ? ` [allowed: ${d.allowedBy}]` : '';
+  switch (d.kind) {
+    case 'op':
+      return `op #${d.index} ${showOp(d.op)}: reference ${showResult(d.reference)}, candidate ${showResult(d.candidate)}${tag}`;
+    case 'tree':
+      return `${d.phase}: ${showPath(d.diff.path)} ${d.diff.field}: reference ${d.diff.a}, candidate ${d.diff.b}${tag}`;
+    case 'mount':
+      return `${d.phase}: ${d.message}`;
+  }
+}
+
+export function formatReport(r: CaseReport, ops?: Op[]): string {
+  const lines = [`case ${r.name}: ${r.reference} vs ${r.candidate} (${r.dir})`];
+  if (r.stoppedAt !== undefined) lines.push(`  stopped after op #${r.stoppedAt}: the two trees diverged`);
+  for (const d of r.unexplained) lines.push(`  DIFF ${showDifference(d)}`);
+  for (const d of r.allowed) lines.push(`  allowed ${showDifference(d)}`);
+  if (ops) {
+    lines.push('  sequence:');
+    ops.forEach((o, i) => lines.push(`    #${i} ${showOp(o)} -> ${r.results.reference[i] ? showResult(r.results.reference[i]!) : '-'} / ${r.results.candidate[i] ? showResult(r.results.candidate[i]!) : '-'}`));
+  }
+  return lines.join('\n');
+}

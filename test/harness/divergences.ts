@@ -1,0 +1,51 @@
+/**
+ * THE list of intended divergences of stratafs from kernel overlayfs. The
+ * differential harness honours these entries and nothing else: any other
+ * difference in results, errnos or trees fails the tests.
+ *
+ * An entry matches an operation whose results differ (reference = kernel,
+ * candidate = the implementation named), or a tree difference.
+ */
+import type { Impl } from './mounts.js';
+import type { OpKind } from './ops.js';
+
+export interface OpMatcher {
+  kind: 'op';
+  op: OpKind[];
+  /** the candidate's errno, or 'ok' */
+  candidate: string;
+  /** the kernel's result: errno or 'ok'; omitted = any */
+  reference?: string;
+  /** tested against every path the operation names (latin1); omitted = any */
+  path?: RegExp;
+}
+
+export interface TreeMatcher {
+  kind: 'tree';
+  /** 'merged' or a cross-read phase */
+  phase?: string;
+  field: string | RegExp;
+  path?: RegExp;
+}
+
+export interface Divergence {
+  id: string;
+  impl: Exclude<Impl, 'kernel'>;
+  match: OpMatcher | TreeMatcher;
+  reason: string;
+}
+
+export const DIVERGENCES: readonly Divergence[] = [
+  {
+    id: 'wh-prefix-names',
+    impl: 'stratafs',
+    match: { kind: 'op', op: ['create', 'mkdir', 'symlink', 'mkfifo', 'link', 'rename'], candidate: 'EINVAL', reference: 'ok', path: /(^|\/)\.wh\.[^/]*$/ },
+    reason:
+      'stratafs reads OCI `.wh.` whiteouts in every layer, so a user file named `.wh.X` would read back as a whiteout of X ' +
+      '(and be invisible): creating such names is refused with EINVAL, as fuse-overlayfs does. The kernel gives the prefix no meaning.',
+  },
+];
+
+export function divergencesFor(impl: Impl): Divergence[] {
+  return DIVERGENCES.filter((d) => d.impl === impl);
+}

@@ -1,0 +1,286 @@
+/**
+ * The operation language of the differential harness. Operations are applied
+ * to a mounted tree from the test process (async fs calls with a timeout, or
+ * coreutils/attr tools in child processes for what Node's fs lacks: xattrs,
+ * mkfifo, nanosecond utimensat) and each yields ok+value or an errno code.
+ * Paths are latin1 byte strings relative to the mount root.
+ */
+import { open, truncate, chmod, lchown, mkdir, rmdir, unlink, rename, link, symlink, readFile, readdir, lstat, readlink, type FileHandle } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { constants as fsc } from 'node:fs';
+import { bash, errnoFromMessage, shq, withTimeout, TimeoutError } from './proc.js';
+import { showPath } from './tree.js';
+
+export type Time = { sec: number; nsec: number } | 'now' | 'omit';
+
+export type Op =
+  | { op: 'create'; path: string; mode: number; excl?: boolean; trunc?: boolean }
+  | { op: 'write'; path: string; offset: number; data: string }
+  | { op: 'append'; path: string; data: string }
+  | { op: 'truncate'; path: string; size: number }
+  | { op: 'chmod'; path: string; mode: number }
+  | { op: 'chown'; path: string; uid: number; gid: number }
+  | { op: 'utimens'; path: string; atime: Time; mtime: Time }
+  | { op: 'mkdir'; path: string; mode: number }
+  | { op: 'rmdir'; path: string }
+  | { op: 'unlink'; path: string }
+  | { op: 'rename'; from: string; to: string }
+  | { op: 'link'; from: string; to: string }
+  | { op: 'symlink'; target: string; path: string }
+  | { op: 'mkfifo'; path: string; mode: number }
+  | { op: 'setxattr'; path: string; name: string; value: string }
+  | { op: 'removexattr'; path: string; name: string }
+  | { op: 'getxattr'; path: string; name: string }
+  | { op: 'listxattr'; path: string }
+  | { op: 'read'; path: string }
+  | { op: 'readdir'; path: string }
+  | { op: 'stat'; path: string }
+  | { op: 'readlink'; path: string }
+  | { op: 'sameInode'; a: string; b: string }
+  /** open and keep a descriptor under `fd` */
+  | { op: 'open'; fd: string; path: string; flags: 'r' | 'r+' | 'a' | 'w' }
+  | { op: 'fdread'; fd: string }
+  | { op: 'fdwrite'; fd: string; offset: number; data: string }
+  | { op: 'fdstat'; fd: string }
+  | { op: 'close'; fd: string };
+
+export type OpKind = Op['op'];
+
+export type OpResult = { ok: true; value?: unknown } | { ok: false; errno: string };
+
+/** The paths an operation names (for divergence matchers and reports). */
+export function opPaths(o: Op): string[] {
+  switch (o.op) {
+    case 'rename':
+    case 'link':
+      return [o.from, o.to];
+    case 'sameInode':
+      return [o.a, o.b];
+    case 'fdread':
+    case 'fdwrite':
+    case 'fdstat':
+    case 'close':
+      return [];
+    default:
+      return [o.path];
+  }
+}
+
+export function showOp(o: Op): string {
+  const parts: string[] = [o.op];
+  for (const [k, v] of Object.entries(o)) {
+    if (k === 'op') continue;
+    if (typeof v === 'string') parts.push(`${k}=${k === 'data' || k === 'value' ? JSON.stringify(v.length > 40 ? v.slice(0, 40) + '…' : v) : '"' + showPath(v) + '"'}`);
+    else if (typeof v === 'number' && k === 'mode') parts.push(`${k}=0${v.toString(8)}`);
+    else parts.push(`${k}=${JSON.stringify(v)}`);
+  }
+  return parts.join(' ');
+}
+
+export function showResult(r: OpResult): string {
+  return r.ok ? (r.value === undefined ? 'ok' : `ok ${JSON.stringify(r.value)}`) : r.errno;
+}
+
+function statValue(st: { mode: number; uid: number; gid: number; size: number; nlink: number; isDirectory(): boolean }) {
+  const dir = st.isDirectory();
+  return { mode: '0' + st.mode.toString(8), uid: st.uid, gid: st.gid, ...(dir ? {} : { size: st.size, nlink: st.nlink }) };
+}
+
+const hash = (buf: Buffer) => createHash('sha256').update(buf).digest('hex').slice(0, 16);
+
+function timeArg(t: { sec: number; nsec: number }): string {
+  return `@${t.sec}.${String(t.nsec).padStart(9, '0')}`;
+}
+
+/** Runs a tool script and turns its failure into an errno code read from its message. */
+async function tool(script: string, timeoutMs: number): Promise<OpResult & { stdout?: string }> {
+  const r = await bash(script, timeoutMs);
+  if (r.timedOut) throw new TimeoutError(`tool timed out: ${script}`);
+  if (r.code === 0) return { ok: true, stdout: r.stdout.toString('latin1') };
+  const msg = r.stderr.toString('latin1');
+  // attr's tools print their own text for ENODATA
+  const errno = /No such attribute\s*$/.test(msg) ? 'ENODATA' : errnoFromMessage(msg);
+  if (!errno) throw new Error(`cannot read an errno from: ${msg.trim()} (script: ${script})`);
+  return { ok: false, errno };
+}
+
+/** One mounted tree under test, with the descriptors its sequence opened. */
+export class OpRunner {
+  private fds = new Map<string, FileHandle>();
+  constructor(readonly root: string, readonly timeoutMs = 10_000) {}
+
+  private p(rel: string): Buffer {
+    return Buffer.from(rel === '' ? this.root : `${this.root}/${rel}`, 'latin1');
+  }
+
+  async apply(o: Op): Promise<OpResult> {
+    try {
+      return await withTimeout(this.exec(o), this.timeoutMs, showOp(o));
+    } catch (e) {
+      if (e instanceof TimeoutError) throw e;
+      const code = (e as NodeJS.ErrnoException).code;
+      if (typeof code === 'string' && /^E[A-Z0-9]+$/.test(code)) return { ok: false, errno: code };
+      throw e;
+    }
+  }
+
+  /** Closes every descriptor the sequence left open (before unmounting). */
+  async closeAll(): Promise<void> {
+    for (const [k, fh] of this.fds) {
+      this.fds.delete(k);
+      await withTimeout(fh.close(), this.timeoutMs, `close ${k}`).catch(() => undefined);
+    }
+  }
+
+  private async exec(o: Op): Promise<OpResult> {
+    const t = this.timeoutMs;
+    switch (o.op) {
+      case 'create': {
+        const f = fsc.O_CREAT | fsc.O_WRONLY | (o.excl ? fsc.O_EXCL : 0) | (o.trunc ? fsc.O_TRUNC : 0);
+        const fh = await open(this.p(o.path), f, o.mode);
+        await fh.close();
+        return { ok: true };
+      }
+      case 'write': {
+        const fh = await open(this.p(o.path), 'r+');
+        try {
+          await fh.write(Buffer.from(o.data, 'latin1'), 0, o.data.length, o.offset);
+        } finally {
+          await fh.close();
+        }
+        return { ok: true };
+      }
+      case 'append': {
+        const fh = await open(this.p(o.path), 'a');
+        try {
+          await fh.write(Buffer.from(o.data, 'latin1'));
+        } finally {
+          await fh.close();
+        }
+        return { ok: true };
+      }
+      case 'truncate':
+        await truncate(this.p(o.path), o.size);
+        return { ok: true };
+      case 'chmod':
+        await chmod(this.p(o.path), o.mode);
+        return { ok: true };
+      case 'chown':
+        await lchown(this.p(o.path), o.uid, o.gid);
+        return { ok: true };
+      case 'utimens': {
+        // touch -h: utimensat(AT_SYMLINK_NOFOLLOW); -a/-m alone leave the other time UTIME_OMIT.
+        const cmds: string[] = [];
+        const one = (flag: string, tm: Time) => {
+          if (tm === 'omit') return;
+          cmds.push(`touch -h ${flag} ${tm === 'now' ? '' : '-d ' + timeArg(tm)} ${shq(this.p(o.path))}`);
+        };
+        if (o.atime !== 'omit' && o.mtime !== 'omit' && JSON.stringify(o.atime) === JSON.stringify(o.mtime)) one('', o.atime);
+        else {
+          one('-a', o.atime);
+          one('-m', o.mtime);
+        }
+        if (cmds.length === 0) return { ok: true };
+        // touch -h never creates: a missing file fails as utimensat does.
+        const r = await tool(`set -e\n${cmds.join('\n')}`, t);
+        return r.ok ? { ok: true } : r;
+      }
+      case 'mkdir':
+        await mkdir(this.p(o.path), o.mode);
+        return { ok: true };
+      case 'rmdir':
+        await rmdir(this.p(o.path));
+        return { ok: true };
+      case 'unlink':
+        await unlink(this.p(o.path));
+        return { ok: true };
+      case 'rename':
+        await rename(this.p(o.from), this.p(o.to));
+        return { ok: true };
+      case 'link':
+        await link(this.p(o.from), this.p(o.to));
+        return { ok: true };
+      case 'symlink':
+        await symlink(Buffer.from(o.target, 'latin1'), this.p(o.path));
+        return { ok: true };
+      case 'mkfifo': {
+        const r = await tool(`mkfifo -m ${o.mode.toString(8)} ${shq(this.p(o.path))}`, t);
+        return r.ok ? { ok: true } : r;
+      }
+      case 'setxattr': {
+        const v = o.value === '' ? '""' : '0x' + Buffer.from(o.value, 'latin1').toString('hex');
+        const r = await tool(`setfattr -h -n ${shq(o.name)} -v ${v} ${shq(this.p(o.path))}`, t);
+        return r.ok ? { ok: true } : r;
+      }
+      case 'removexattr': {
+        const r = await tool(`setfattr -h -x ${shq(o.name)} ${shq(this.p(o.path))}`, t);
+        return r.ok ? { ok: true } : r;
+      }
+      case 'getxattr': {
+        const r = await tool(`getfattr -h -n ${shq(o.name)} -e hex --absolute-names ${shq(this.p(o.path))}`, t);
+        if (!r.ok) return r;
+        const line = (r.stdout ?? '').split('\n').find((l) => l && !l.startsWith('#')) ?? '';
+        const eq = line.indexOf('=');
+        return { ok: true, value: eq < 0 ? '' : line.slice(eq + 1).replace(/^0x/, '') };
+      }
+      case 'listxattr': {
+        const r = await tool(`getfattr -h -d -m - -e hex --absolute-names ${shq(this.p(o.path))}`, t);
+        if (!r.ok) return r;
+        const names = (r.stdout ?? '').split('\n').filter((l) => l && !l.startsWith('#')).map((l) => l.split('=')[0]!).sort();
+        return { ok: true, value: names };
+      }
+      case 'read': {
+        const buf = await readFile(this.p(o.path));
+        return { ok: true, value: { size: buf.length, hash: hash(buf) } };
+      }
+      case 'readdir': {
+        const ents = await readdir(this.p(o.path), { encoding: 'buffer', withFileTypes: true });
+        const v = ents
+          .map((d) => `${showPath(d.name.toString('latin1'))}:${d.isDirectory() ? 'd' : d.isFile() ? 'f' : d.isSymbolicLink() ? 'l' : d.isFIFO() ? 'p' : d.isCharacterDevice() ? 'c' : '?'}`)
+          .sort();
+        return { ok: true, value: v };
+      }
+      case 'stat':
+        return { ok: true, value: statValue(await lstat(this.p(o.path))) };
+      case 'readlink':
+        return { ok: true, value: showPath((await readlink(this.p(o.path), { encoding: 'buffer' })).toString('latin1')) };
+      case 'sameInode': {
+        const [x, y] = await Promise.all([lstat(this.p(o.a)), lstat(this.p(o.b))]);
+        return { ok: true, value: x.ino === y.ino && x.dev === y.dev };
+      }
+      case 'open': {
+        const old = this.fds.get(o.fd);
+        if (old) await old.close();
+        this.fds.delete(o.fd);
+        this.fds.set(o.fd, await open(this.p(o.path), o.flags));
+        return { ok: true };
+      }
+      case 'fdread': {
+        const fh = this.fds.get(o.fd);
+        if (!fh) return { ok: false, errno: 'EBADF' };
+        const st = await fh.stat();
+        const buf = Buffer.alloc(Math.max(st.size, 0) + 16);
+        const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
+        return { ok: true, value: { size: bytesRead, hash: hash(buf.subarray(0, bytesRead)) } };
+      }
+      case 'fdwrite': {
+        const fh = this.fds.get(o.fd);
+        if (!fh) return { ok: false, errno: 'EBADF' };
+        await fh.write(Buffer.from(o.data, 'latin1'), 0, o.data.length, o.offset);
+        return { ok: true };
+      }
+      case 'fdstat': {
+        const fh = this.fds.get(o.fd);
+        if (!fh) return { ok: false, errno: 'EBADF' };
+        return { ok: true, value: statValue(await fh.stat()) };
+      }
+      case 'close': {
+        const fh = this.fds.get(o.fd);
+        if (!fh) return { ok: false, errno: 'EBADF' };
+        this.fds.delete(o.fd);
+        await fh.close();
+        return { ok: true };
+      }
+    }
+  }
+}
