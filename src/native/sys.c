@@ -125,10 +125,14 @@ static int get_args(napi_env env, napi_callback_info info, const char *fmt, ...)
 
 /* ---- resolution beneath a directory fd ------------------------------- */
 
-/* openat2 beneath dirfd: no symlink anywhere, no escape by '..' or absolute path. */
+/*
+ * openat2 beneath dirfd: no symlink anywhere (ELOOP, the trailing one too unless
+ * the caller asks for O_PATH|O_NOFOLLOW to get the symlink itself), no escape
+ * by '..' or an absolute path (EXDEV).
+ */
 static int beneath(int dirfd, const char *rel, int flags, int mode) {
   struct open_how how = {
-    .flags = (unsigned)(flags | O_NOFOLLOW | O_CLOEXEC),
+    .flags = (unsigned)(flags | O_CLOEXEC),
     .mode = (flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE ? (unsigned)mode : 0,
     .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS,
   };
@@ -210,7 +214,7 @@ FN(openat) {
   int dirfd, flags, mode;
   char rel[MAXP];
   GET("isii", &dirfd, rel, &flags, &mode);
-  return num(env, beneath(dirfd, rel, flags, mode));
+  return num(env, beneath(dirfd, rel, flags | O_NOFOLLOW, mode));
 }
 
 FN(close) {
@@ -738,10 +742,16 @@ static void job_done(napi_env env, napi_value cb, void *ctx, void *data) {
   free(j);
 }
 
+/* j belongs to the JS thread once queued (job_done frees it): keep tsfn in a local. */
+static void settle(Job *j) {
+  napi_threadsafe_function tsfn = j->tsfn;
+  napi_call_threadsafe_function(tsfn, j, napi_tsfn_blocking);
+  napi_release_threadsafe_function(tsfn, napi_tsfn_release);
+}
+
 static void finish(Job *j) {
   j->run(j);
-  napi_call_threadsafe_function(j->tsfn, j, napi_tsfn_blocking);
-  napi_release_threadsafe_function(j->tsfn, napi_tsfn_release);
+  settle(j);
 }
 
 /* Our threads take no signals: they belong to Node's main thread, and EINTR would cut copies. */
@@ -802,8 +812,11 @@ static int pool_submit(Job *j) {
   pool_tail = j;
   if (pool_idle) pthread_cond_signal(&pool_cv);
   else if (pool_threads < COPY_POOL && !(e = spawn(pool_worker, NULL))) pool_threads++;
+  /* No thread at all will ever take it (then the queue held only j): the caller settles it. */
+  if (!pool_threads) pool_head = pool_tail = NULL;
+  else e = 0;
   pthread_mutex_unlock(&pool_mu);
-  return pool_threads ? 0 : e;
+  return e;
 }
 
 /* Creates the promise and its threadsafe function, then hands the job to a thread. */
@@ -819,8 +832,7 @@ static napi_value start_job(napi_env env, Job *j, bool solo) {
   int e = solo ? spawn(solo_worker, j) : pool_submit(j);
   if (e) {
     j->err = e;
-    napi_call_threadsafe_function(j->tsfn, j, napi_tsfn_blocking);
-    napi_release_threadsafe_function(j->tsfn, napi_tsfn_release);
+    settle(j);
   }
   return promise;
 }
