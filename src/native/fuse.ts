@@ -310,7 +310,12 @@ export class Fuse extends FuseNative {
       throw new Error('mounting as non-root needs the setuid helper fusermount: install the Debian package fuse3 (apt-get install fuse3)');
     }
     await new Promise<void>((resolve, reject) => {
-      this.open((err) => (err ? reject(err) : resolve()));
+      this.open((err) => {
+        if (!err) return resolve();
+        // libfuse 2.9 opens /dev/fuse itself before falling back to fusermount
+        if (!isRoot()) err.message += ': as non-root libfuse 2.9 needs /dev/fuse mode 0666 and the setuid fusermount (Debian package fuse3)';
+        reject(err);
+      });
     });
   }
 
