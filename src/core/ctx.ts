@@ -1,0 +1,117 @@
+/**
+ * The state every part of the core shares (the kernel's struct ovl_fs): the
+ * layer stack as directory fds, the workdir, the marker writer, the lookup
+ * cache, inode numbering and open handles. Built once by overlay.ts.
+ */
+import * as sys from '../native/sys.js';
+import type { Bstr } from './bstr.js';
+import type { OverlayConfig } from './config.js';
+import { FsError, type ErrnoCode } from './errors.js';
+import type { InodeNumbers } from './inode.js';
+import type { LookupCache } from './namei.js';
+import type { WhiteoutWriter } from './whiteout.js';
+
+export interface Layer {
+  /** position in Ctx.layers: 0 is the top (the upper when there is one) */
+  index: number;
+  /** O_PATH directory fd of the layer root */
+  fd: number;
+  /** the root path as given (for messages only: all access goes through fd) */
+  root: Bstr;
+  dev: number;
+  upper: boolean;
+}
+
+/** One real object making up a merged object: a path beneath a layer root. */
+export interface LayerRef {
+  layer: number;
+  /** path beneath the layer root, '' for the root itself */
+  rel: Bstr;
+}
+
+/** An open regular file (fuse_file_info.fh). */
+export interface OpenFile {
+  fd: number;
+  path: Bstr | null;
+  flags: number;
+  /** overlay inode number: the key that ties handles of one object together */
+  ino: number;
+  /** the fd is on a lower layer (read-only); re-pointed to the upper after a copy-up */
+  lower: boolean;
+  /** its name is gone while a lower fd holds it: report nlink 0 */
+  unlinked: boolean;
+}
+
+export interface OpenDir {
+  path: Bstr;
+  entries: import('./types.js').MergedEntry[];
+  /** an fd on the top real directory, for fsyncdir (upper only) */
+  fd: number;
+}
+
+export interface Counters {
+  copyUps: number;
+  copyUpBytes: number;
+}
+
+export interface Ctx {
+  config: OverlayConfig;
+  log: (line: string) => void;
+  layers: Layer[];
+  upper: Layer | undefined;
+  /** O_PATH fd of workdir/work (upper mounts only) */
+  workfd: number;
+  /** marker xattrs this mount writes are user.overlay.* (userxattr) */
+  userxattr: boolean;
+  /** trusted.* xattrs can be written in the upper */
+  trustedXattrs: boolean;
+  wh: WhiteoutWriter | undefined;
+  cache: LookupCache;
+  inodes: InodeNumbers;
+  files: Map<number, OpenFile>;
+  dirs: Map<number, OpenDir>;
+  /** open file handles by overlay ino (copy-up re-pointing, unlink bookkeeping) */
+  filesByIno: Map<number, Set<OpenFile>>;
+  /** copy-ups in flight, by mount path: a second caller awaits the first */
+  copyUps: Map<Bstr, Promise<void>>;
+  counters: Counters;
+  nextFh: number;
+  /** scratch stat buffer: valid only until the next call that uses it */
+  st: Float64Array;
+  /** a unique name in workdir/work */
+  tmpName(): Bstr;
+}
+
+export function fail(code: ErrnoCode, path: Bstr, syscall?: string, detail?: string): never {
+  throw new FsError(code, path, syscall, detail);
+}
+
+export function requireUpper(ctx: Ctx, path: Bstr): Layer {
+  if (!ctx.upper) fail('EROFS', path);
+  return ctx.upper;
+}
+
+export const NAME_MAX = 255;
+
+/** Checks for a name about to be created through the mount. */
+export function checkNewName(name: Bstr, path: Bstr): void {
+  if (name.length > NAME_MAX) fail('ENAMETOOLONG', path);
+  // `.wh.` names would be read back as whiteouts by OCI tools and fuse-overlayfs;
+  // fuse-overlayfs refuses them the same way.
+  if (name.startsWith('.wh.')) fail('EINVAL', path, undefined, 'names starting .wh. are reserved');
+}
+
+/** "/a/b" -> ["/a", "b"]; "/a" -> ["/", "a"]. */
+export function parentOf(path: Bstr): [Bstr, Bstr] {
+  const i = path.lastIndexOf('/');
+  return [i <= 0 ? '/' : path.slice(0, i), path.slice(i + 1)];
+}
+
+/** Mount path "/a/b" -> layer-relative "a/b" (the same path in a layer without redirects). */
+export const relOf = (path: Bstr): Bstr => (path === '/' ? '' : path.slice(1));
+
+export function layerFd(ctx: Ctx, ref: LayerRef): number {
+  return ctx.layers[ref.layer]!.fd;
+}
+
+export { sys };

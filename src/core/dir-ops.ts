@@ -1,0 +1,389 @@
+/**
+ * Namespace changes (the kernel's fs/overlayfs/dir.c): create, mkdir, mknod,
+ * symlink, link, unlink, rmdir, rename.
+ *
+ * Kernel behaviours copied (checked on this machine's kernel 6.18):
+ * - a directory created in a merged parent is made opaque (so a lower
+ *   directory of that name can never merge into it), and so is one created
+ *   over a whiteout; an object created over a whiteout is built in
+ *   workdir/work and swapped in with RENAME_EXCHANGE, then the whiteout removed;
+ * - unlink/rmdir of a name a lower layer still has leaves a whiteout: a hard
+ *   link of the shared whiteout inode, swapped in with RENAME_EXCHANGE when an
+ *   upper object was there (atomic: the lower object never shows through);
+ * - rename leaves the whiteout with RENAME_WHITEOUT (the kernel's own whiteout
+ *   then has its own inode, nlink 1, as observed); a directory with lower
+ *   content gets a redirect xattr: the old name when it stays in the same
+ *   parent, else the absolute lower path ("/a/b"); with redirect_dir off EXDEV;
+ *   an upper-only directory moved into a merged parent is made opaque.
+ */
+import type { Bstr } from './bstr.js';
+import { copyUp, settleCopyUps } from './copy-up.js';
+import { checkNewName, fail, parentOf, relOf, requireUpper, sys, type Ctx, type Layer } from './ctx.js';
+import { isFsError } from './errors.js';
+import {
+  hasLowerDir, isUpperEntry, lookup, lowerHasName, lowerPathOf, resolve, resolveDir, type Entry,
+} from './namei.js';
+import { isMergedEmpty } from './readdir.js';
+import type { Caller } from './types.js';
+import { StatIdx } from '../native/sys.js';
+import {
+  isWhiteoutStat, joinRel, markerXattr, OPAQUE_FILE, S_IFDIR, S_IFLNK, S_IFMT, setRedirect, splitPath,
+  whiteoutFileName, type Redirect,
+} from './whiteout.js';
+
+const S_ISGID = 0o2000;
+const ENOENT = 2;
+const EINVAL = 22;
+
+/** What is at a name in the upper before creating there (the name is not visible). */
+type UpperSlot = 'empty' | 'whiteout' | 'whfile';
+
+function upperSlot(ctx: Ctx, upper: Layer, urel: Bstr): UpperSlot {
+  const st = ctx.st;
+  if (sys.tryLstatat(upper.fd, urel, st) === 0) {
+    if (isWhiteoutStat(st)) return 'whiteout';
+    // Something invisible but not a whiteout: cannot happen unless the layers changed behind our back.
+    fail('EIO', '/' + urel, 'create', 'unexpected object in upper');
+  }
+  const [d, n] = splitPath(urel);
+  return sys.tryLstatat(upper.fd, joinRel(d, whiteoutFileName(n)), st) === 0 ? 'whfile' : 'empty';
+}
+
+/** Make a directory (real path dirfd/rel) opaque in the format this mount can write. */
+export function makeOpaque(ctx: Ctx, dirfd: number, rel: Bstr): void {
+  if (ctx.trustedXattrs || ctx.userxattr) {
+    sys.lsetxattrat(dirfd, rel, markerXattr('opaque', ctx.userxattr), Buffer.from('y'), 0);
+  } else {
+    const fd = sys.openat(dirfd, joinRel(rel, OPAQUE_FILE), 0o301 /* O_WRONLY|O_CREAT|O_EXCL */, 0);
+    sys.close(fd);
+  }
+}
+
+/** Create a whiteout at upper `urel` (nothing there yet). */
+function whiteoutAt(ctx: Ctx, urel: Bstr): void {
+  ctx.wh!.create(ctx.upper!.fd, urel);
+}
+
+/**
+ * Remove everything in a real directory (only markers can be left in one whose
+ * merged view is empty) and the directory itself.
+ */
+function removeTree(fd: number, rel: Bstr): void {
+  const r = sys.raw.readdirat(fd, rel);
+  if (typeof r !== 'number') {
+    for (let i = 0; i < r.names.length; i++) {
+      const c = joinRel(rel, r.names[i]!);
+      if (r.types[i] === 4 /* DT_DIR */) removeTree(fd, c);
+      else if (sys.tryUnlinkat(fd, c, 0) === -21 /* EISDIR */) removeTree(fd, c);
+    }
+  }
+  sys.unlinkat(fd, rel, sys.constants.AT_REMOVEDIR);
+}
+
+/** Empty an upper directory of leftover markers, in place. */
+function clearMarkers(fd: number, rel: Bstr): void {
+  const r = sys.raw.readdirat(fd, rel);
+  if (typeof r === 'number' || r.names.length === 0) return;
+  for (let i = 0; i < r.names.length; i++) {
+    const c = joinRel(rel, r.names[i]!);
+    if (r.types[i] === 4) removeTree(fd, c); else sys.unlinkat(fd, c, 0);
+  }
+}
+
+export interface Prepared {
+  parent: Entry;
+  name: Bstr;
+  urel: Bstr;
+  slot: UpperSlot;
+  gid: number;
+  setgidDir: boolean;
+}
+
+/** Checks and copy-ups before creating `path`; the name must not be visible. */
+export async function prepareCreate(ctx: Ctx, path: Bstr, caller: Caller): Promise<Prepared> {
+  const upper = requireUpper(ctx, path);
+  const [ppath, name] = parentOf(path);
+  if (path === '/') fail('EEXIST', path);
+  resolveDir(ctx, ppath);
+  if (lookup(ctx, path) !== undefined) fail('EEXIST', path);
+  checkNewName(name, path);
+  await copyUp(ctx, ppath);
+  const parent = resolveDir(ctx, ppath);
+  if (lookup(ctx, path) !== undefined) fail('EEXIST', path);
+  const urel = relOf(path);
+  const pst = sys.lstatat(upper.fd, relOf(ppath), ctx.st);
+  const setgidDir = (pst[StatIdx.mode]! & S_ISGID) !== 0;
+  const gid = setgidDir ? pst[StatIdx.gid]! : caller.gid;
+  return { parent, name, urel, slot: upperSlot(ctx, upper, urel), gid, setgidDir };
+}
+
+/**
+ * Build a new object with `make(dirfd, rel)` and put it at the prepared name.
+ * Directories (and anything over a whiteout) are built in work/ and moved in
+ * whole; other objects are made in place. Returns make's result.
+ */
+export function placeNew<T>(ctx: Ctx, p: Prepared, caller: Caller, type: number, mode: number,
+  make: (dirfd: number, rel: Bstr) => T, path: Bstr): T {
+  const upper = ctx.upper!;
+  const isDir = type === S_IFDIR;
+  const inWork = isDir || p.slot !== 'empty';
+  const dfd = inWork ? ctx.workfd : upper.fd;
+  const rel = inWork ? ctx.tmpName() : p.urel;
+  const result = make(dfd, rel);
+  try {
+    sys.fchownat(dfd, rel, caller.uid, p.gid);
+    if (type !== S_IFLNK) sys.fchmodat(dfd, rel, (mode & 0o7777) | (isDir && p.setgidDir ? S_ISGID : 0));
+    if (isDir && (p.slot !== 'empty' || hasLowerDir(ctx, p.parent))) makeOpaque(ctx, dfd, rel);
+    if (p.slot === 'whiteout') {
+      sys.renameat2(dfd, rel, upper.fd, p.urel, sys.constants.RENAME_EXCHANGE);
+      sys.unlinkat(dfd, rel, 0);
+    } else if (inWork) {
+      sys.renameat2(dfd, rel, upper.fd, p.urel, sys.constants.RENAME_NOREPLACE);
+      if (p.slot === 'whfile') {
+        const [d, n] = splitPath(p.urel);
+        sys.unlinkat(upper.fd, joinRel(d, whiteoutFileName(n)), 0);
+      }
+    }
+  } catch (e) {
+    // Leave no half-made object behind (in work/ or the upper).
+    if (inWork) sys.raw.unlinkat(dfd, rel, isDir ? sys.constants.AT_REMOVEDIR : 0);
+    else sys.raw.unlinkat(dfd, rel, 0);
+    throw e;
+  } finally {
+    ctx.cache.drop(path);
+  }
+  return result;
+}
+
+export async function mkdir(ctx: Ctx, path: Bstr, mode: number, caller: Caller): Promise<void> {
+  const p = await prepareCreate(ctx, path, caller);
+  placeNew(ctx, p, caller, S_IFDIR, mode, (fd, rel) => sys.mkdirat(fd, rel, 0o700), path);
+}
+
+export async function mknod(ctx: Ctx, path: Bstr, mode: number, rdev: number, caller: Caller): Promise<void> {
+  const p = await prepareCreate(ctx, path, caller);
+  const type = mode & S_IFMT;
+  if (type === S_IFDIR || type === S_IFLNK) fail('EINVAL', path, 'mknod');
+  placeNew(ctx, p, caller, type, mode, (fd, rel) => sys.mknodat(fd, rel, (type || 0o100000) | 0o600, rdev), path);
+}
+
+export async function symlink(ctx: Ctx, target: Bstr, path: Bstr, caller: Caller): Promise<void> {
+  const p = await prepareCreate(ctx, path, caller);
+  placeNew(ctx, p, caller, S_IFLNK, 0o777, (fd, rel) => sys.symlinkat(target, fd, rel), path);
+}
+
+export async function link(ctx: Ctx, existing: Bstr, path: Bstr, caller: Caller): Promise<void> {
+  const upper = requireUpper(ctx, path);
+  const src = resolve(ctx, existing);
+  if (src.type === S_IFDIR) fail('EPERM', existing, 'link');
+  const p0 = await prepareCreate(ctx, path, caller);
+  await copyUp(ctx, existing);
+  // Re-check: the copy-up awaited.
+  const p = lookup(ctx, path) === undefined ? { ...p0, slot: upperSlot(ctx, upper, p0.urel) } : fail('EEXIST', path);
+  const srel = relOf(existing);
+  if (p.slot === 'empty') {
+    sys.linkat(upper.fd, srel, upper.fd, p.urel);
+  } else {
+    const tmp = ctx.tmpName();
+    sys.linkat(upper.fd, srel, ctx.workfd, tmp);
+    if (p.slot === 'whiteout') {
+      sys.renameat2(ctx.workfd, tmp, upper.fd, p.urel, sys.constants.RENAME_EXCHANGE);
+      sys.unlinkat(ctx.workfd, tmp, 0);
+    } else {
+      sys.renameat2(ctx.workfd, tmp, upper.fd, p.urel, sys.constants.RENAME_NOREPLACE);
+      const [d, n] = splitPath(p.urel);
+      sys.unlinkat(upper.fd, joinRel(d, whiteoutFileName(n)), 0);
+    }
+  }
+  ctx.cache.drop(path);
+}
+
+/** Lower-fd handles of an object whose name is gone: report nlink 0 from now on. */
+function markUnlinked(ctx: Ctx, e: Entry): void {
+  const set = ctx.filesByIno.get(e.ino);
+  if (set) for (const f of set) if (f.lower) f.unlinked = true;
+}
+
+/** Forget the upper-ino mapping of an upper object about to lose its last name. */
+function forgetIfLast(ctx: Ctx, urel: Bstr): void {
+  const st = ctx.st;
+  if (sys.tryLstatat(ctx.upper!.fd, urel, st) === 0 && st[StatIdx.nlink]! <= 1 && (st[StatIdx.mode]! & S_IFMT) !== S_IFDIR) {
+    ctx.inodes.forgetUpper(st[StatIdx.ino]!);
+  }
+}
+
+/**
+ * Replace the upper object at urel by a whiteout, atomically (a whiteout built
+ * in work/ and exchanged), and return the work/ name the old object now has.
+ * Without char-dev whiteouts: remove it and write `.wh.<name>` (not atomic).
+ */
+function exchangeWithWhiteout(ctx: Ctx, urel: Bstr, isDir: boolean): void {
+  const upper = ctx.upper!;
+  if (ctx.wh!.useCharDev) {
+    const tmp = ctx.tmpName();
+    ctx.wh!.create(ctx.workfd, tmp);
+    sys.renameat2(ctx.workfd, tmp, upper.fd, urel, sys.constants.RENAME_EXCHANGE);
+    if (isDir) removeTree(ctx.workfd, tmp); else sys.unlinkat(ctx.workfd, tmp, 0);
+  } else {
+    if (isDir) removeTree(upper.fd, urel); else sys.unlinkat(upper.fd, urel, 0);
+    whiteoutAt(ctx, urel);
+  }
+}
+
+export async function unlink(ctx: Ctx, path: Bstr, _caller: Caller): Promise<void> {
+  requireUpper(ctx, path);
+  await settleCopyUps(ctx, path);
+  const e = resolve(ctx, path);
+  if (e.type === S_IFDIR) fail('EISDIR', path, 'unlink');
+  const [ppath, name] = parentOf(path);
+  const urel = relOf(path);
+  if (isUpperEntry(ctx, e)) {
+    const parent = resolveDir(ctx, ppath);
+    forgetIfLast(ctx, urel);
+    if (lowerHasName(ctx, parent, name)) exchangeWithWhiteout(ctx, urel, false);
+    else sys.unlinkat(ctx.upper!.fd, urel, 0);
+  } else {
+    await copyUp(ctx, ppath);
+    if (lookup(ctx, path) !== e) {
+      // Changed while the parent was copied up: start over on the new state.
+      return unlink(ctx, path, _caller);
+    }
+    whiteoutAt(ctx, urel);
+    markUnlinked(ctx, e);
+  }
+  ctx.cache.drop(path);
+  ctx.cache.setNegative(path);
+}
+
+export async function rmdir(ctx: Ctx, path: Bstr, _caller: Caller): Promise<void> {
+  requireUpper(ctx, path);
+  if (path === '/') fail('EBUSY', path, 'rmdir');
+  await settleCopyUps(ctx, path);
+  const e = resolve(ctx, path);
+  if (e.type !== S_IFDIR) fail('ENOTDIR', path, 'rmdir');
+  if (!isMergedEmpty(ctx, e)) fail('ENOTEMPTY', path, 'rmdir');
+  const [ppath, name] = parentOf(path);
+  const urel = relOf(path);
+  if (isUpperEntry(ctx, e)) {
+    const parent = resolveDir(ctx, ppath);
+    const needWh = hasLowerDir(ctx, e) || lowerHasName(ctx, parent, name);
+    if (needWh) exchangeWithWhiteout(ctx, urel, true);
+    else removeTree(ctx.upper!.fd, urel);
+  } else {
+    await copyUp(ctx, ppath);
+    if (lookup(ctx, path) !== e) return rmdir(ctx, path, _caller);
+    whiteoutAt(ctx, urel);
+  }
+  ctx.cache.dropTree(path);
+  ctx.cache.setNegative(path);
+}
+
+/**
+ * rename(2) on the merged view. flags: libfuse 2.9 (FUSE 7.19) cannot pass
+ * RENAME_NOREPLACE/EXCHANGE, so any flag is EINVAL, as the kernel's fuse
+ * client reports for such a filesystem.
+ */
+export async function rename(ctx: Ctx, from: Bstr, to: Bstr, flags: number, caller: Caller): Promise<void> {
+  const upper = requireUpper(ctx, from);
+  if (flags !== 0) fail('EINVAL', from, 'rename', 'flags not supported');
+  if (from === '/' || to === '/') fail('EBUSY', from, 'rename');
+  let src = resolve(ctx, from);
+  const [fp, fname] = parentOf(from);
+  const [tp, tname] = parentOf(to);
+  resolveDir(ctx, tp);
+  if (from === to) return;
+  if (to.startsWith(from + '/')) fail('EINVAL', from, 'rename', 'target inside source');
+  const srcIsDir = src.type === S_IFDIR;
+  let tgt = lookup(ctx, to);
+  if (from.startsWith(to + '/')) fail('ENOTEMPTY', to, 'rename');
+  checkNewName(tname, to);
+  checkTarget(ctx, src, tgt, to);
+  if (tgt && tgt.ino === src.ino && !srcIsDir && tgt.stack[0]!.layer === src.stack[0]!.layer) {
+    // Two names of one object: rename(2) does nothing.
+    return;
+  }
+  const needsRedirect = srcIsDir && hasLowerDir(ctx, src);
+  if (needsRedirect && !ctx.config.redirectDir) fail('EXDEV', from, 'rename', 'directory with lower content; mount with redirect_dir=on');
+
+  await settleCopyUps(ctx, from);
+  await settleCopyUps(ctx, to);
+  await copyUp(ctx, from);
+  await copyUp(ctx, tp);
+  // Everything below is synchronous: no other operation interleaves.
+  src = resolve(ctx, from);
+  tgt = lookup(ctx, to);
+  checkTarget(ctx, src, tgt, to);
+  const sparent = resolveDir(ctx, fp);
+  const tparent = resolveDir(ctx, tp);
+  const srel = relOf(from);
+  const trel = relOf(to);
+
+  if (srcIsDir) {
+    if (hasLowerDir(ctx, src)) {
+      setRedirect(upper.fd, srel, redirectFor(ctx, src, fname, fp === tp), ctx.userxattr);
+    } else if (!src.opaque && hasLowerDir(ctx, tparent)) {
+      makeOpaque(ctx, upper.fd, srel);
+    }
+  }
+  if (tgt && isUpperEntry(ctx, tgt)) {
+    if (tgt.type === S_IFDIR) clearMarkers(upper.fd, trel);
+    else forgetIfLast(ctx, trel);
+  }
+  const oldNeedsWh = lowerHasName(ctx, sparent, fname);
+  const slot = tgt && isUpperEntry(ctx, tgt) ? 'empty' : upperSlot(ctx, upper, trel);
+  const C = sys.constants;
+
+  if (slot === 'whiteout' && srcIsDir) {
+    // A directory cannot replace a char device: swap, and the whiteout lands at the old name.
+    sys.renameat2(upper.fd, srel, upper.fd, trel, C.RENAME_EXCHANGE);
+    if (!oldNeedsWh) sys.unlinkat(upper.fd, srel, 0);
+  } else if (oldNeedsWh && ctx.wh!.useCharDev) {
+    const r = sys.tryRenameat2(upper.fd, srel, upper.fd, trel, C.RENAME_WHITEOUT);
+    if (r === -EINVAL) {
+      sys.renameat2(upper.fd, srel, upper.fd, trel, 0);
+      whiteoutAt(ctx, srel);
+    } else if (r < 0) {
+      sys.renameat2(upper.fd, srel, upper.fd, trel, 0); // throws the real error
+    } else {
+      ctx.wh!.written++;
+    }
+  } else {
+    sys.renameat2(upper.fd, srel, upper.fd, trel, 0);
+    if (oldNeedsWh) whiteoutAt(ctx, srel);
+  }
+  if (slot === 'whfile') {
+    const [d, n] = splitPath(trel);
+    if (sys.tryUnlinkat(upper.fd, joinRel(d, whiteoutFileName(n)), 0) === -ENOENT) { /* already gone */ }
+  }
+  if (tgt && !isUpperEntry(ctx, tgt)) markUnlinked(ctx, tgt);
+  if (srcIsDir) { ctx.cache.dropTree(from); ctx.cache.dropTree(to); }
+  else { ctx.cache.drop(from); ctx.cache.drop(to); }
+  ctx.cache.setNegative(from);
+  void caller;
+}
+
+function checkTarget(ctx: Ctx, src: Entry, tgt: Entry | undefined, to: Bstr): void {
+  if (!tgt) return;
+  const srcIsDir = src.type === S_IFDIR;
+  const tgtIsDir = tgt.type === S_IFDIR;
+  if (srcIsDir && !tgtIsDir) fail('ENOTDIR', to, 'rename');
+  if (!srcIsDir && tgtIsDir) fail('EISDIR', to, 'rename');
+  if (tgtIsDir && !isMergedEmpty(ctx, tgt)) fail('ENOTEMPTY', to, 'rename');
+}
+
+/**
+ * The redirect a directory with lower content gets when renamed (kernel
+ * ovl_get_redirect): within the same parent, its existing redirect or else
+ * its old name (relative); across parents, an existing absolute redirect or
+ * the absolute path of its lower content.
+ */
+function redirectFor(ctx: Ctx, src: Entry, oldName: Bstr, samedir: boolean): Redirect {
+  const cur = src.redirect;
+  if (samedir) return cur ?? { absolute: false, name: oldName };
+  if (cur?.absolute) return cur;
+  const lp = lowerPathOf(ctx, src);
+  if (lp === undefined) fail('EIO', src.path, 'rename', 'no lower path for redirect');
+  return { absolute: true, path: lp };
+}
+
+export { isFsError };

@@ -1,0 +1,147 @@
+/**
+ * Open files (the kernel's fs/overlayfs/file.c): open/create, read/write on
+ * the real fd, flush, fsync, release, ftruncate, fsyncdir.
+ *
+ * Opening a lower file for writing (or with O_TRUNC) copies it up first; an
+ * O_TRUNC open copies no data. Read-only handles of a lower file are
+ * re-pointed to the upper copy when something copies it up (copy-up.ts), as
+ * kernel >= 4.19 does.
+ *
+ * read/write use node's readSync/writeSync on the real fd, on the JS thread.
+ * Measured here (4 KiB pread from the page cache): readSync ~2-3 µs, the
+ * async fs.read through libuv's pool ~25-40 µs; every FUSE handler runs on the
+ * JS thread anyway, and a sync call cannot race with the fd swap of a
+ * copy-up. A read that has to go to the disk blocks the loop for that time.
+ */
+import * as fs from 'node:fs';
+import { promisify } from 'node:util';
+import type { Bstr } from './bstr.js';
+import { copyUp } from './copy-up.js';
+import { fail, requireUpper, sys, type Ctx, type OpenFile } from './ctx.js';
+import { FsError, isFsError, type ErrnoCode } from './errors.js';
+import { prepareCreate, placeNew } from './dir-ops.js';
+import { isUpperEntry, lookup, resolve } from './namei.js';
+import type { Caller, OpenResult } from './types.js';
+import { S_IFDIR, S_IFREG } from './whiteout.js';
+
+const fsyncAsync = promisify(fs.fsync);
+const fdatasyncAsync = promisify(fs.fdatasync);
+
+const { O_RDONLY, O_TRUNC, O_CREAT, O_EXCL, O_NOCTTY, O_DIRECTORY } = fs.constants;
+const O_ACCMODE = 3;
+/** Flags that mean something to path resolution or creation, not to the open fd. */
+const STRIP = O_CREAT | O_EXCL | O_NOCTTY;
+
+function nodeErr(e: unknown, path: Bstr | null, syscall: string): FsError {
+  if (isFsError(e)) return e;
+  const code = (e as NodeJS.ErrnoException | null)?.code;
+  return new FsError((typeof code === 'string' ? code : 'EIO') as ErrnoCode, path ?? '', syscall);
+}
+
+function register(ctx: Ctx, f: OpenFile): OpenResult {
+  const fh = ctx.nextFh++;
+  ctx.files.set(fh, f);
+  let set = ctx.filesByIno.get(f.ino);
+  if (!set) { set = new Set(); ctx.filesByIno.set(f.ino, set); }
+  set.add(f);
+  // Every change comes through the mount: the kernel's page cache stays valid across opens.
+  return { fh, keepCache: true, directIo: false };
+}
+
+function handle(ctx: Ctx, fh: number, path: Bstr | null, syscall: string): OpenFile {
+  const f = ctx.files.get(fh);
+  if (!f) fail('EBADF', path ?? '', syscall);
+  return f;
+}
+
+export async function open(ctx: Ctx, path: Bstr, flags: number, _caller: Caller): Promise<OpenResult> {
+  let e = resolve(ctx, path);
+  if (e.type === S_IFDIR && (flags & O_ACCMODE) !== O_RDONLY) fail('EISDIR', path, 'open');
+  const writing = (flags & O_ACCMODE) !== O_RDONLY || (flags & O_TRUNC) !== 0;
+  if (writing) {
+    requireUpper(ctx, path);
+    if (!isUpperEntry(ctx, e)) e = await copyUp(ctx, path, { noData: (flags & O_TRUNC) !== 0 && e.type === S_IFREG });
+  }
+  const ref = e.stack[0]!;
+  const L = ctx.layers[ref.layer]!;
+  const fd = sys.openat(L.fd, ref.rel, flags & ~STRIP, 0);
+  return register(ctx, { fd, path, flags, ino: e.ino, lower: !L.upper, unlinked: false });
+}
+
+export async function create(ctx: Ctx, path: Bstr, mode: number, flags: number, caller: Caller): Promise<OpenResult> {
+  requireUpper(ctx, path);
+  const existing = lookup(ctx, path);
+  if (existing !== undefined) {
+    if (flags & O_EXCL) fail('EEXIST', path, 'create');
+    return open(ctx, path, flags & ~O_CREAT, caller);
+  }
+  const p = await prepareCreate(ctx, path, caller);
+  const openFlags = (flags & ~(STRIP | O_TRUNC | O_DIRECTORY)) | O_CREAT | O_EXCL;
+  const fd = placeNew(ctx, p, caller, S_IFREG, mode, (dfd, rel) => sys.openat(dfd, rel, openFlags, 0o600), path);
+  const e = resolve(ctx, path);
+  return register(ctx, { fd, path, flags, ino: e.ino, lower: false, unlinked: false });
+}
+
+export function read(ctx: Ctx, path: Bstr | null, fh: number, buf: Buffer, len: number, pos: number): number {
+  const f = handle(ctx, fh, path, 'read');
+  try {
+    return fs.readSync(f.fd, buf, 0, len, pos);
+  } catch (e) {
+    throw nodeErr(e, path, 'read');
+  }
+}
+
+export function write(ctx: Ctx, path: Bstr | null, fh: number, buf: Buffer, len: number, pos: number): number {
+  const f = handle(ctx, fh, path, 'write');
+  try {
+    return fs.writeSync(f.fd, buf, 0, len, pos);
+  } catch (e) {
+    throw nodeErr(e, path, 'write');
+  }
+}
+
+export function flush(ctx: Ctx, path: Bstr | null, fh: number): void {
+  handle(ctx, fh, path, 'flush');
+}
+
+export async function fsync(ctx: Ctx, path: Bstr | null, fh: number, datasync: boolean): Promise<void> {
+  const f = handle(ctx, fh, path, 'fsync');
+  if (!ctx.config.fsync) return;
+  try {
+    await (datasync ? fdatasyncAsync(f.fd) : fsyncAsync(f.fd));
+  } catch (e) {
+    throw nodeErr(e, path, 'fsync');
+  }
+}
+
+export function release(ctx: Ctx, _path: Bstr | null, fh: number): void {
+  const f = ctx.files.get(fh);
+  if (!f) return;
+  ctx.files.delete(fh);
+  const set = ctx.filesByIno.get(f.ino);
+  if (set) { set.delete(f); if (set.size === 0) ctx.filesByIno.delete(f.ino); }
+  sys.raw.close(f.fd);
+}
+
+export function ftruncate(ctx: Ctx, path: Bstr | null, fh: number, size: number): void {
+  const f = handle(ctx, fh, path, 'ftruncate');
+  if (f.lower) fail('EBADF', path ?? '', 'ftruncate');
+  sys.ftruncate(f.fd, size, path ?? '');
+}
+
+export async function fsyncdir(ctx: Ctx, path: Bstr | null, fh: number, datasync: boolean): Promise<void> {
+  const d = ctx.dirs.get(fh);
+  if (!d) fail('EBADF', path ?? '', 'fsyncdir');
+  if (!ctx.config.fsync || !ctx.upper) return;
+  const e = lookup(ctx, d.path);
+  if (!e || !isUpperEntry(ctx, e)) return;
+  const fd = sys.tryOpenat(ctx.upper.fd, e.stack[0]!.rel, O_RDONLY | O_DIRECTORY, 0);
+  if (fd < 0) return;
+  try {
+    await (datasync ? fdatasyncAsync(fd) : fsyncAsync(fd));
+  } catch (err) {
+    throw nodeErr(err, path, 'fsyncdir');
+  } finally {
+    sys.raw.close(fd);
+  }
+}

@@ -1,0 +1,115 @@
+/**
+ * Attribute operations (the kernel's fs/overlayfs/inode.c): getattr, chmod,
+ * chown, utimens, truncate, readlink, statfs. Changes copy the object up
+ * first; reads go to the top real object.
+ */
+import * as fs from 'node:fs';
+import { STAT_LEN, StatIdx, StatvfsIdx } from '../native/sys.js';
+import type { Bstr } from './bstr.js';
+import { copyUp } from './copy-up.js';
+import { fail, relOf, requireUpper, sys, type Ctx } from './ctx.js';
+import { isUpperEntry, resolve, type Entry } from './namei.js';
+import type { AttrArray, Caller, StatFs, TimeSet } from './types.js';
+import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from './whiteout.js';
+
+/** Attributes of a resolved entry: the top real object's, with the overlay's st_ino. */
+export function attrsOf(ctx: Ctx, e: Entry): AttrArray {
+  const out = new Float64Array(STAT_LEN);
+  const ref = e.stack[0]!;
+  const r = sys.tryLstatat(ctx.layers[ref.layer]!.fd, ref.rel, out);
+  if (r < 0) {
+    // Vanished behind the cache's back (only through changes outside the mount).
+    ctx.cache.drop(e.path);
+    fail(r === -2 ? 'ENOENT' : 'EIO', e.path, 'lstat');
+  }
+  out[StatIdx.ino] = e.ino;
+  // As the kernel: counting subdirectories of a merged directory is not worth it; find(1) accepts 1.
+  if (e.type === S_IFDIR && e.stack.length > 1) out[StatIdx.nlink] = 1;
+  return out;
+}
+
+export function getattr(ctx: Ctx, path: Bstr): AttrArray {
+  return attrsOf(ctx, resolve(ctx, path));
+}
+
+export function fgetattr(ctx: Ctx, path: Bstr | null, fh: number): AttrArray {
+  const f = ctx.files.get(fh);
+  if (!f) {
+    if (path !== null) return getattr(ctx, path);
+    fail('EBADF', '', 'fgetattr');
+  }
+  const out = new Float64Array(STAT_LEN);
+  sys.fstat(f.fd, out, path ?? '');
+  out[StatIdx.ino] = f.ino;
+  if (f.unlinked) out[StatIdx.nlink] = 0;
+  return out;
+}
+
+export function readlink(ctx: Ctx, path: Bstr): Bstr {
+  const e = resolve(ctx, path);
+  if (e.type !== S_IFLNK) fail('EINVAL', path, 'readlink');
+  const ref = e.stack[0]!;
+  return sys.readlinkat(ctx.layers[ref.layer]!.fd, ref.rel);
+}
+
+/** Resolve and copy up: the common start of every attribute change. */
+async function upperFor(ctx: Ctx, path: Bstr, noData = false): Promise<Entry> {
+  requireUpper(ctx, path);
+  const e = resolve(ctx, path);
+  return isUpperEntry(ctx, e) ? e : copyUp(ctx, path, { noData });
+}
+
+export async function chmod(ctx: Ctx, path: Bstr, mode: number, _caller: Caller): Promise<void> {
+  const e = await upperFor(ctx, path);
+  if (e.type === S_IFLNK) fail('EOPNOTSUPP', path, 'chmod');
+  sys.fchmodat(ctx.upper!.fd, relOf(path), mode & 0o7777);
+}
+
+export async function chown(ctx: Ctx, path: Bstr, uid: number, gid: number, _caller: Caller): Promise<void> {
+  await upperFor(ctx, path);
+  // -1 (or its unsigned form from the binding) leaves an id unchanged.
+  const u = uid === 0xffffffff ? -1 : uid;
+  const g = gid === 0xffffffff ? -1 : gid;
+  sys.fchownat(ctx.upper!.fd, relOf(path), u, g);
+}
+
+function timeArgs(ctx: Ctx, t: TimeSet): [number, number] {
+  if (t === 'now') return [0, sys.constants.UTIME_NOW];
+  if (t === 'omit') return [0, sys.constants.UTIME_OMIT];
+  return [t.sec, t.nsec];
+}
+
+export async function utimens(ctx: Ctx, path: Bstr, atime: TimeSet, mtime: TimeSet, _caller: Caller): Promise<void> {
+  await upperFor(ctx, path);
+  const [as, an] = timeArgs(ctx, atime);
+  const [ms, mn] = timeArgs(ctx, mtime);
+  sys.utimensat(ctx.upper!.fd, relOf(path), as, an, ms, mn);
+}
+
+export async function truncate(ctx: Ctx, path: Bstr, size: number, _caller: Caller): Promise<void> {
+  requireUpper(ctx, path);
+  const e0 = resolve(ctx, path);
+  if (e0.type === S_IFDIR) fail('EISDIR', path, 'truncate');
+  if (e0.type !== S_IFREG) fail('EINVAL', path, 'truncate');
+  if (size < 0) fail('EINVAL', path, 'truncate');
+  await upperFor(ctx, path, size === 0);
+  const fd = sys.openat(ctx.upper!.fd, relOf(path), fs.constants.O_WRONLY, 0);
+  try {
+    sys.ftruncate(fd, size, path);
+  } finally {
+    sys.raw.close(fd);
+  }
+}
+
+export function statfs(ctx: Ctx, path: Bstr): StatFs {
+  const L = ctx.upper ?? ctx.layers[0]!;
+  const a = sys.fstatvfs(L.fd, undefined, path);
+  return {
+    bsize: a[StatvfsIdx.bsize]!, frsize: a[StatvfsIdx.frsize]!, blocks: a[StatvfsIdx.blocks]!,
+    bfree: a[StatvfsIdx.bfree]!, bavail: a[StatvfsIdx.bavail]!, files: a[StatvfsIdx.files]!,
+    ffree: a[StatvfsIdx.ffree]!, favail: a[StatvfsIdx.favail]!, fsid: a[StatvfsIdx.fsid]!,
+    flag: a[StatvfsIdx.flag]!, namemax: a[StatvfsIdx.namemax]!,
+  };
+}
+
+export { S_IFMT };

@@ -1,0 +1,301 @@
+/**
+ * Lookup (the kernel's fs/overlayfs/namei.c): resolve a mount path to the
+ * stack of real objects that make it up, one component at a time, top layer
+ * down. A name in a higher layer hides the same name below; only directories
+ * merge; a non-directory, a whiteout or an opaque directory ends the merge;
+ * a redirect xattr sends the lookup in lower layers to another path.
+ *
+ * Resolution never follows a symlink inside a layer: every real path is
+ * reached with the addon's RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS beneath the
+ * layer's root fd, and only directories are walked into.
+ *
+ * Results, positive and negative, live in a bounded LRU (lru-cache) keyed by
+ * mount path. The core calls drop()/dropTree() for every change it makes, so
+ * a hit is always what a fresh lookup would give.
+ */
+import { LRUCache } from 'lru-cache';
+import { StatIdx } from '../native/sys.js';
+import type { Bstr } from './bstr.js';
+import { fail, parentOf, sys, type Ctx, type LayerRef } from './ctx.js';
+import {
+  isOpaqueDir, isWhiteoutStat, joinRel, listXattrsOrEmpty, readRedirect, splitPath,
+  whiteoutFileName, S_IFDIR, S_IFMT, S_IFREG, TRUSTED_PREFIX, USER_PREFIX, type Redirect,
+} from './whiteout.js';
+
+const ENOENT = 2;
+const ENOTDIR = 20;
+
+/** A resolved merged object. Immutable once cached: changes replace or drop it. */
+export interface Entry {
+  path: Bstr;
+  /** S_IFMT bits */
+  type: number;
+  /** the real objects, top first; [0] is what stat and open see; directories list every merged layer */
+  stack: LayerRef[];
+  ino: number;
+  /** redirect on the top directory, if it has one */
+  redirect: Redirect | undefined;
+  /** the top directory is opaque (a merged listing stops there) */
+  opaque: boolean;
+}
+
+const NEGATIVE = Symbol('negative');
+type Cached = Entry | typeof NEGATIVE;
+
+export const isDir = (e: Entry): boolean => e.type === S_IFDIR;
+
+export function isUpperEntry(ctx: Ctx, e: Entry): boolean {
+  return ctx.upper !== undefined && e.stack[0]!.layer === 0;
+}
+
+/** A directory with content in some lower layer (renaming it needs a redirect). */
+export function hasLowerDir(ctx: Ctx, e: Entry): boolean {
+  return e.stack.some((r) => !ctx.layers[r.layer]!.upper);
+}
+
+/** The path of the upper copy (same as the mount path: the upper is never redirected at its top). */
+export function upperRef(e: Entry): LayerRef { return e.stack[0]!; }
+
+export class LookupCache {
+  private readonly lru: LRUCache<Bstr, Cached> | undefined;
+  hits = 0;
+  misses = 0;
+  readonly max: number;
+
+  constructor(max: number) {
+    this.max = max;
+    this.lru = max > 0 ? new LRUCache<Bstr, Cached>({ max }) : undefined;
+  }
+
+  get size(): number { return this.lru?.size ?? 0; }
+
+  get(path: Bstr): Cached | undefined {
+    const v = this.lru?.get(path);
+    if (v === undefined) this.misses++; else this.hits++;
+    return v;
+  }
+
+  setPositive(e: Entry): void { this.lru?.set(e.path, e); }
+  setNegative(path: Bstr): void { this.lru?.set(path, NEGATIVE); }
+
+  /** Forget one path. */
+  drop(path: Bstr): void { this.lru?.delete(path); }
+
+  /**
+   * Forget a path and everything beneath it (directory rename, rmdir). A scan
+   * of the keys: O(cache size), paid only by directory renames and rmdirs.
+   */
+  dropTree(path: Bstr): void {
+    if (!this.lru) return;
+    this.lru.delete(path);
+    const prefix = path === '/' ? '/' : path + '/';
+    const doomed: Bstr[] = [];
+    for (const k of this.lru.keys()) if (k.startsWith(prefix)) doomed.push(k);
+    for (const k of doomed) this.lru.delete(k);
+  }
+
+  clear(): void { this.lru?.clear(); }
+}
+
+export { NEGATIVE };
+
+/** The root: every layer's root directory merged (opaque/redirect at a root mean nothing). */
+export function rootEntry(ctx: Ctx): Entry {
+  const top = ctx.layers.find((l) => !l.upper) ?? ctx.layers[0]!;
+  sys.lstatat(top.fd, '', ctx.st);
+  return {
+    path: '/', type: S_IFDIR, stack: ctx.layers.map((l) => ({ layer: l.index, rel: '' })),
+    ino: ctx.inodes.real(ctx.st[StatIdx.dev]!, ctx.st[StatIdx.ino]!), redirect: undefined, opaque: false,
+  };
+}
+
+/**
+ * Resolve a mount path, or undefined when nothing is there. Throws ENOTDIR
+ * when a parent component is not a directory, ENAMETOOLONG for long names.
+ */
+export function lookup(ctx: Ctx, path: Bstr): Entry | undefined {
+  const c = ctx.cache.get(path);
+  if (c !== undefined) return c === NEGATIVE ? undefined : c;
+  if (path === '/') {
+    const r = rootEntry(ctx);
+    ctx.cache.setPositive(r);
+    return r;
+  }
+  const [ppath, name] = parentOf(path);
+  if (name.length > 255) fail('ENAMETOOLONG', path);
+  const parent = lookup(ctx, ppath);
+  if (parent === undefined) return undefined;
+  if (parent.type !== S_IFDIR) fail('ENOTDIR', path);
+  const e = lookupChild(ctx, parent, name);
+  if (e === undefined) ctx.cache.setNegative(path); else ctx.cache.setPositive(e);
+  return e;
+}
+
+/** lookup() that fails ENOENT. */
+export function resolve(ctx: Ctx, path: Bstr): Entry {
+  const e = lookup(ctx, path);
+  if (e === undefined) fail('ENOENT', path);
+  return e;
+}
+
+/** resolve() of a path whose last component must be a directory. */
+export function resolveDir(ctx: Ctx, path: Bstr): Entry {
+  const e = resolve(ctx, path);
+  if (e.type !== S_IFDIR) fail('ENOTDIR', path);
+  return e;
+}
+
+/** Cached lookup of `name` in the already resolved directory `parent`. */
+export function lookupIn(ctx: Ctx, parent: Entry, name: Bstr): Entry | undefined {
+  const path = parent.path === '/' ? '/' + name : parent.path + '/' + name;
+  const c = ctx.cache.get(path);
+  if (c !== undefined) return c === NEGATIVE ? undefined : c;
+  const e = lookupChild(ctx, parent, name);
+  if (e === undefined) ctx.cache.setNegative(path); else ctx.cache.setPositive(e);
+  return e;
+}
+
+/** Look `name` up in the merged directory `parent` (uncached). */
+export function lookupChild(ctx: Ctx, parent: Entry, name: Bstr): Entry | undefined {
+  const path = parent.path === '/' ? '/' + name : parent.path + '/' + name;
+  // Markers are never visible, and cannot name anything.
+  if (name.startsWith('.wh.')) return undefined;
+  const st = ctx.st;
+  const stack: LayerRef[] = [];
+  let type = 0;
+  let topDev = 0;
+  let topIno = 0;
+  let firstLowerDev = -1;
+  let firstLowerIno = 0;
+  let redirect: Redirect | undefined;
+  let opaque = false;
+  let curName = name;
+  let absPath: Bstr | undefined;
+  let list: readonly LayerRef[] = parent.stack;
+  let upperXattrs: Bstr[] | undefined;
+
+  for (let i = 0; i < list.length; i++) {
+    const { layer, rel: prel } = list[i]!;
+    const L = ctx.layers[layer]!;
+    const rel = absPath ?? joinRel(prel, curName);
+    const r = sys.tryLstatat(L.fd, rel, st);
+    if (r < 0) {
+      if (r === -ENOENT || r === -ENOTDIR) {
+        // An OCI/fuse-overlayfs whiteout beside the name hides it below.
+        const [d, n] = splitPath(rel);
+        if (sys.tryLstatat(L.fd, joinRel(d, whiteoutFileName(n)), st) === 0) break;
+        continue;
+      }
+      if (r === -36) fail('ENAMETOOLONG', path);
+      fail('EIO', path, 'lstat', `layer ${L.index} errno ${-r}`);
+    }
+    if (isWhiteoutStat(st)) break;
+    const t = st[StatIdx.mode]! & S_IFMT;
+    if (stack.length === 0) {
+      type = t;
+      topDev = st[StatIdx.dev]!;
+      topIno = st[StatIdx.ino]!;
+      stack.push({ layer, rel });
+      if (!L.upper) { firstLowerDev = topDev; firstLowerIno = topIno; }
+      if (t !== S_IFDIR) {
+        if (L.upper && t === S_IFREG && parent.stack.length > 1) upperXattrs = listXattrsOrEmpty(L.fd, rel);
+        break;
+      }
+    } else {
+      // A non-directory below a directory ends the merge.
+      if (t !== S_IFDIR) break;
+      stack.push({ layer, rel });
+      if (firstLowerDev < 0 && !L.upper) { firstLowerDev = st[StatIdx.dev]!; firstLowerIno = st[StatIdx.ino]!; }
+    }
+    // A directory: does it stop the merge or send it elsewhere? Not worth asking of the
+    // bottom layer. (An absolute redirect restarts from the root stack, so even a
+    // directory whose parent has no lower content may continue below.)
+    if (layer === ctx.layers.length - 1) break;
+    const xnames = listXattrsOrEmpty(L.fd, rel);
+    if (isOpaqueDir(L.fd, rel, st, xnames)) {
+      if (stack.length === 1) opaque = true;
+      break;
+    }
+    const rd = readRedirect(L.fd, rel, ctx.userxattr, xnames);
+    if (rd !== undefined) {
+      if (stack.length === 1) redirect = rd;
+      if (rd.absolute) {
+        // Continue in every layer below this one, from its root (kernel: poe = roe).
+        absPath = rd.path;
+        list = ctx.layers.slice(layer + 1).map((l) => ({ layer: l.index, rel: '' }));
+        i = -1;
+      } else {
+        curName = rd.name;
+      }
+    }
+  }
+  if (stack.length === 0) return undefined;
+
+  let ino: number;
+  if (type === S_IFDIR) {
+    ino = firstLowerDev >= 0 ? ctx.inodes.real(firstLowerDev, firstLowerIno) : ctx.inodes.upper(topDev, topIno);
+  } else if (ctx.layers[stack[0]!.layer]!.upper) {
+    ino = upperFileIno(ctx, parent, name, path, topDev, topIno, upperXattrs);
+  } else {
+    ino = ctx.inodes.real(topDev, topIno);
+  }
+  return { path, type, stack, ino, redirect, opaque };
+}
+
+/**
+ * An upper non-directory keeps its lower origin's number: recorded by a
+ * copy-up in this mount, or (a copy-up by an earlier mount or the kernel,
+ * marked by an origin xattr) the number of the lower object at the same path.
+ * Refuses metacopy files: their data lives in a lower file stratafs does not follow.
+ */
+function upperFileIno(ctx: Ctx, parent: Entry, name: Bstr, path: Bstr, dev: number, ino: number, xattrs: Bstr[] | undefined): number {
+  const mapped = ctx.inodes.upper(dev, ino);
+  if (!xattrs || xattrs.length === 0) return mapped;
+  for (const p of [TRUSTED_PREFIX, USER_PREFIX]) {
+    if (xattrs.includes(p + 'metacopy')) {
+      ctx.log(`refusing ${path}: upper file made with the metacopy feature (${p}metacopy), which stratafs does not read`);
+      fail('EIO', path, 'lookup', 'metacopy upper file: feature not supported');
+    }
+  }
+  if (mapped !== ctx.inodes.real(dev, ino)) return mapped;
+  const originName = (ctx.userxattr ? USER_PREFIX : TRUSTED_PREFIX) + 'origin';
+  if (!xattrs.includes(originName)) return mapped;
+  const st = new Float64Array(ctx.st.length);
+  for (const ref of parent.stack) {
+    const L = ctx.layers[ref.layer]!;
+    if (L.upper) continue;
+    const rel = joinRel(ref.rel, name);
+    if (sys.tryLstatat(L.fd, rel, st) !== 0) continue;
+    if (isWhiteoutStat(st) || (st[StatIdx.mode]! & S_IFMT) === S_IFDIR) break;
+    const n = ctx.inodes.real(st[StatIdx.dev]!, st[StatIdx.ino]!);
+    ctx.inodes.recordCopyUp(ino, n);
+    return n;
+  }
+  return mapped;
+}
+
+/**
+ * Does some lower layer still have `name` in the merged directory `parent`
+ * (so removing or renaming away the upper object must leave a whiteout)?
+ */
+export function lowerHasName(ctx: Ctx, parent: Entry, name: Bstr): boolean {
+  const st = ctx.st;
+  for (const ref of parent.stack) {
+    const L = ctx.layers[ref.layer]!;
+    if (L.upper) continue;
+    const rel = joinRel(ref.rel, name);
+    const r = sys.tryLstatat(L.fd, rel, st);
+    if (r === 0) return !isWhiteoutStat(st);
+    const [d, n] = splitPath(rel);
+    if (sys.tryLstatat(L.fd, joinRel(d, whiteoutFileName(n)), st) === 0) return false;
+  }
+  return false;
+}
+
+/** The path the lower content of directory `e` lives at (for a redirect), or undefined if it has none. */
+export function lowerPathOf(ctx: Ctx, e: Entry): Bstr | undefined {
+  const ref = e.stack.find((r) => !ctx.layers[r.layer]!.upper);
+  return ref?.rel;
+}
+
+export { ENOTDIR };

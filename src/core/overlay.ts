@@ -1,0 +1,279 @@
+/**
+ * Setting up an overlay (the kernel's fs/overlayfs/super.c + params.c):
+ * open every layer root once as an O_PATH directory fd (all later access goes
+ * through these, so mounting over the top lower itself works and nothing
+ * outside a layer is ever reached), lock the upper and workdir, refuse
+ * layers made with features stratafs does not read, empty workdir/work and
+ * probe what the upper's filesystem allows. Then `Overlay` dispatches the
+ * OverlayOps to the per-concern files.
+ */
+import * as fs from 'node:fs';
+import { StatIdx } from '../native/sys.js';
+import { toText, type Bstr } from './bstr.js';
+import type { OverlayConfig } from './config.js';
+import { copyUp as copyUpPath } from './copy-up.js';
+import { sys, type Ctx, type Layer } from './ctx.js';
+import * as dirOps from './dir-ops.js';
+import { FsError, isFsError, type ErrnoCode } from './errors.js';
+import * as fileOps from './file-ops.js';
+import { InodeNumbers } from './inode.js';
+import * as inodeOps from './inode-ops.js';
+import { LookupCache } from './namei.js';
+import * as readdirOps from './readdir.js';
+import type {
+  AttrArray, Caller, MergedEntry, OpenResult, OverlayOps, OverlayStats, StatFs, TimeSet,
+} from './types.js';
+import {
+  canMknodWhiteout, canWriteTrustedXattr, listXattrsOrEmpty, TRUSTED_PREFIX, USER_PREFIX, WhiteoutWriter,
+} from './whiteout.js';
+import * as xattrOps from './xattr.js';
+
+export interface OverlayDescription {
+  layers: { role: 'upper' | 'lower'; path: string; dev: number }[];
+  workdir: string | undefined;
+  readOnly: boolean;
+  redirectDir: boolean;
+  userxattr: boolean;
+  whiteouts: 'char-dev' | '.wh.-files' | 'none';
+  markerXattrs: 'trusted.overlay.*' | 'user.overlay.*' | '.wh..wh..opq files' | 'none';
+  filesystems: number;
+  lookupCacheSize: number;
+  fsync: boolean;
+}
+
+const O_RDONLY = fs.constants.O_RDONLY;
+const O_DIRECTORY = fs.constants.O_DIRECTORY;
+const EWOULDBLOCK = 11;
+
+function closeQuiet(fd: number): void { if (fd >= 0) sys.raw.close(fd); }
+
+/** Hold an exclusive flock on directory `path` (fd beneath rootfd), or fail EBUSY naming it. */
+function lockDir(rootfd: number, path: Bstr): number {
+  const fd = sys.openat(rootfd, '', O_RDONLY | O_DIRECTORY, 0);
+  const C = sys.constants;
+  const r = sys.tryFlock(fd, C.LOCK_EX | C.LOCK_NB);
+  if (r < 0) {
+    closeQuiet(fd);
+    if (r === -EWOULDBLOCK) throw new FsError('EBUSY', path, 'flock', 'in use by another stratafs mount');
+    throw new FsError('EIO', path, 'flock');
+  }
+  return fd;
+}
+
+/** Remove a directory tree beneath dirfd (rel not followed). */
+function removeTree(dirfd: number, rel: Bstr): void {
+  const r = sys.raw.readdirat(dirfd, rel);
+  if (typeof r !== 'number') {
+    for (let i = 0; i < r.names.length; i++) {
+      const c = rel === '' ? r.names[i]! : rel + '/' + r.names[i]!;
+      if (r.types[i] === 4 || sys.tryUnlinkat(dirfd, c, 0) === -21) removeTree(dirfd, c);
+    }
+  }
+  if (rel !== '') sys.unlinkat(dirfd, rel, sys.constants.AT_REMOVEDIR);
+}
+
+/** Refuse layers that use on-disk features a merge by stratafs would misread. */
+function checkFeatures(layers: Layer[], workRoot: number | undefined, workdir: Bstr | undefined): void {
+  for (const L of layers) {
+    const names = listXattrsOrEmpty(L.fd, '');
+    for (const p of [TRUSTED_PREFIX, USER_PREFIX]) {
+      // The kernel writes these on the upper root only with index=on / nfs_export / metacopy setups.
+      if (names.includes(p + 'origin') && L.upper) {
+        throw new FsError('EINVAL', L.root, 'mount', `layer made with the kernel's index feature (${p}origin on the upper root): not supported`);
+      }
+      if (names.includes(p + 'metacopy')) {
+        throw new FsError('EINVAL', L.root, 'mount', `layer uses the metacopy feature (${p}metacopy): not supported`);
+      }
+    }
+  }
+  if (workRoot !== undefined) {
+    const r = sys.raw.readdirat(workRoot, 'index');
+    if (typeof r !== 'number' && r.names.length > 0) {
+      throw new FsError('EINVAL', (workdir ?? '') + '/index', 'mount', "workdir holds an index made with the kernel's index feature: not supported");
+    }
+  }
+}
+
+/** Open, check, lock and prepare an overlay. */
+export async function openOverlay(config: OverlayConfig, log: (line: string) => void): Promise<Overlay> {
+  const opened: number[] = [];
+  try {
+    if (config.lowerdirs.length === 0) throw new FsError('EINVAL', '', 'mount', 'no lowerdir');
+    if ((config.upperdir === undefined) !== (config.workdir === undefined)) {
+      throw new FsError('EINVAL', config.upperdir ?? config.workdir ?? '', 'mount', 'upperdir and workdir go together');
+    }
+    const roots: { path: Bstr; upper: boolean }[] = [];
+    if (config.upperdir !== undefined) roots.push({ path: config.upperdir, upper: true });
+    for (const l of config.lowerdirs) roots.push({ path: l, upper: false });
+    const st = new Float64Array(16);
+    const layers: Layer[] = roots.map((r, index) => {
+      const fd = sys.openRoot(r.path);
+      opened.push(fd);
+      sys.fstat(fd, st, r.path);
+      return { index, fd, root: r.path, dev: st[StatIdx.dev]!, upper: r.upper };
+    });
+    const upper = layers[0]!.upper ? layers[0] : undefined;
+
+    let workRoot: number | undefined;
+    let workfd = -1;
+    const locks: number[] = [];
+    let trustedXattrs = false;
+    let wh: WhiteoutWriter | undefined;
+    if (upper && config.workdir !== undefined) {
+      workRoot = sys.openRoot(config.workdir);
+      opened.push(workRoot);
+      sys.fstat(workRoot, st, config.workdir);
+      if (st[StatIdx.dev] !== upper.dev) {
+        throw new FsError('EXDEV', config.workdir, 'mount', 'workdir and upperdir must be on the same filesystem');
+      }
+      locks.push(lockDir(workRoot, config.workdir));
+      opened.push(locks[0]!);
+      locks.push(lockDir(upper.fd, upper.root));
+      opened.push(locks[1]!);
+    }
+    checkFeatures(layers, workRoot, config.workdir);
+    if (upper && workRoot !== undefined) {
+      // Like the kernel: work/ is scratch space; whatever a crash left there goes.
+      if (sys.tryLstatat(workRoot, 'work', st) === 0) removeTree(workRoot, 'work');
+      sys.mkdirat(workRoot, 'work', 0);
+      workfd = sys.openat(workRoot, 'work', sys.constants.O_PATH | O_DIRECTORY, 0);
+      opened.push(workfd);
+      const mknodOk = canMknodWhiteout(workfd);
+      if (!mknodOk) log(`stratafs: cannot mknod char 0/0 whiteouts in ${toText(config.workdir!)}: writing .wh.<name> files instead`);
+      trustedXattrs = !config.userxattr && canWriteTrustedXattr(workfd);
+      if (!config.userxattr && !trustedXattrs) {
+        log('stratafs: cannot write trusted.* xattrs in the upper: opaque directories as .wh..wh..opq files, no redirects (directory renames with lower content: EXDEV)');
+      }
+      wh = new WhiteoutWriter(workfd, mknodOk);
+    }
+
+    let tmpSeq = 0;
+    const ctx: Ctx = {
+      config, log, layers, upper, workfd, userxattr: config.userxattr, trustedXattrs, wh,
+      cache: new LookupCache(config.lookupCacheSize),
+      inodes: new InodeNumbers(layers.map((l) => l.dev)),
+      files: new Map(), dirs: new Map(), filesByIno: new Map(), copyUps: new Map(),
+      counters: { copyUps: 0, copyUpBytes: 0 },
+      nextFh: 1,
+      st: new Float64Array(16),
+      tmpName: () => `#${process.pid.toString(16)}.${(tmpSeq++).toString(16)}`,
+    };
+    if (!trustedXattrs && !config.userxattr && config.redirectDir) {
+      ctx.config = { ...config, redirectDir: false };
+    }
+    return new Overlay(ctx, opened, locks, workRoot);
+  } catch (e) {
+    for (const fd of opened) closeQuiet(fd);
+    throw e;
+  }
+}
+
+/** Any error out of the core is an FsError. */
+function asFsError(e: unknown, path: Bstr | null, op: string): FsError {
+  if (isFsError(e)) return e;
+  const code = (e as NodeJS.ErrnoException | null)?.code;
+  if (typeof code === 'string' && /^E[A-Z0-9]+$/.test(code)) return new FsError(code as ErrnoCode, path ?? '', op);
+  return new FsError('EIO', path ?? '', op, e instanceof Error ? e.message : String(e));
+}
+
+export class Overlay implements OverlayOps {
+  private closed = false;
+
+  constructor(
+    readonly ctx: Ctx,
+    private readonly fds: number[],
+    private readonly locks: number[],
+    private readonly workRoot: number | undefined,
+  ) {}
+
+  private async run<T>(path: Bstr | null, op: string, f: () => T | Promise<T>): Promise<T> {
+    if (this.closed) throw new FsError('EIO', path ?? '', op, 'overlay closed');
+    try {
+      return await f();
+    } catch (e) {
+      throw asFsError(e, path, op);
+    }
+  }
+
+  getattr(path: Bstr): Promise<AttrArray> { return this.run(path, 'getattr', () => inodeOps.getattr(this.ctx, path)); }
+  fgetattr(path: Bstr | null, fh: number): Promise<AttrArray> { return this.run(path, 'fgetattr', () => inodeOps.fgetattr(this.ctx, path, fh)); }
+  readlink(path: Bstr): Promise<Bstr> { return this.run(path, 'readlink', () => inodeOps.readlink(this.ctx, path)); }
+
+  opendir(path: Bstr, caller: Caller): Promise<number> { return this.run(path, 'opendir', () => readdirOps.opendir(this.ctx, path, caller)); }
+  readdir(path: Bstr | null, fh: number): Promise<MergedEntry[]> { return this.run(path, 'readdir', () => readdirOps.readdir(this.ctx, path, fh)); }
+  releasedir(path: Bstr | null, fh: number): Promise<void> { return this.run(path, 'releasedir', () => readdirOps.releasedir(this.ctx, path, fh)); }
+  fsyncdir(path: Bstr | null, fh: number, datasync: boolean): Promise<void> { return this.run(path, 'fsyncdir', () => fileOps.fsyncdir(this.ctx, path, fh, datasync)); }
+
+  open(path: Bstr, flags: number, caller: Caller): Promise<OpenResult> { return this.run(path, 'open', () => fileOps.open(this.ctx, path, flags, caller)); }
+  create(path: Bstr, mode: number, flags: number, caller: Caller): Promise<OpenResult> { return this.run(path, 'create', () => fileOps.create(this.ctx, path, mode, flags, caller)); }
+  read(path: Bstr | null, fh: number, buf: Buffer, len: number, pos: number): Promise<number> { return this.run(path, 'read', () => fileOps.read(this.ctx, path, fh, buf, len, pos)); }
+  write(path: Bstr | null, fh: number, buf: Buffer, len: number, pos: number): Promise<number> { return this.run(path, 'write', () => fileOps.write(this.ctx, path, fh, buf, len, pos)); }
+  flush(path: Bstr | null, fh: number): Promise<void> { return this.run(path, 'flush', () => fileOps.flush(this.ctx, path, fh)); }
+  fsync(path: Bstr | null, fh: number, datasync: boolean): Promise<void> { return this.run(path, 'fsync', () => fileOps.fsync(this.ctx, path, fh, datasync)); }
+  release(path: Bstr | null, fh: number): Promise<void> { return this.run(path, 'release', () => fileOps.release(this.ctx, path, fh)); }
+  ftruncate(path: Bstr | null, fh: number, size: number): Promise<void> { return this.run(path, 'ftruncate', () => fileOps.ftruncate(this.ctx, path, fh, size)); }
+
+  truncate(path: Bstr, size: number, caller: Caller): Promise<void> { return this.run(path, 'truncate', () => inodeOps.truncate(this.ctx, path, size, caller)); }
+  chmod(path: Bstr, mode: number, caller: Caller): Promise<void> { return this.run(path, 'chmod', () => inodeOps.chmod(this.ctx, path, mode, caller)); }
+  chown(path: Bstr, uid: number, gid: number, caller: Caller): Promise<void> { return this.run(path, 'chown', () => inodeOps.chown(this.ctx, path, uid, gid, caller)); }
+  utimens(path: Bstr, atime: TimeSet, mtime: TimeSet, caller: Caller): Promise<void> { return this.run(path, 'utimens', () => inodeOps.utimens(this.ctx, path, atime, mtime, caller)); }
+
+  mkdir(path: Bstr, mode: number, caller: Caller): Promise<void> { return this.run(path, 'mkdir', () => dirOps.mkdir(this.ctx, path, mode, caller)); }
+  mknod(path: Bstr, mode: number, rdev: number, caller: Caller): Promise<void> { return this.run(path, 'mknod', () => dirOps.mknod(this.ctx, path, mode, rdev, caller)); }
+  symlink(target: Bstr, path: Bstr, caller: Caller): Promise<void> { return this.run(path, 'symlink', () => dirOps.symlink(this.ctx, target, path, caller)); }
+  link(existing: Bstr, path: Bstr, caller: Caller): Promise<void> { return this.run(path, 'link', () => dirOps.link(this.ctx, existing, path, caller)); }
+  unlink(path: Bstr, caller: Caller): Promise<void> { return this.run(path, 'unlink', () => dirOps.unlink(this.ctx, path, caller)); }
+  rmdir(path: Bstr, caller: Caller): Promise<void> { return this.run(path, 'rmdir', () => dirOps.rmdir(this.ctx, path, caller)); }
+  rename(from: Bstr, to: Bstr, flags: number, caller: Caller): Promise<void> { return this.run(from, 'rename', () => dirOps.rename(this.ctx, from, to, flags, caller)); }
+
+  getxattr(path: Bstr, name: Bstr): Promise<Buffer> { return this.run(path, 'getxattr', () => xattrOps.getxattr(this.ctx, path, name)); }
+  listxattr(path: Bstr): Promise<Bstr[]> { return this.run(path, 'listxattr', () => xattrOps.listxattr(this.ctx, path)); }
+  setxattr(path: Bstr, name: Bstr, value: Buffer, flags: number, caller: Caller): Promise<void> { return this.run(path, 'setxattr', () => xattrOps.setxattr(this.ctx, path, name, value, flags, caller)); }
+  removexattr(path: Bstr, name: Bstr, caller: Caller): Promise<void> { return this.run(path, 'removexattr', () => xattrOps.removexattr(this.ctx, path, name, caller)); }
+
+  statfs(path: Bstr): Promise<StatFs> { return this.run(path, 'statfs', () => inodeOps.statfs(this.ctx, path)); }
+
+  /** Copy `path` up now (image commit, tests); no-op when it is in the upper already. */
+  copyUp(path: Bstr): Promise<void> { return this.run(path, 'copyup', async () => { await copyUpPath(this.ctx, path); }); }
+
+  stats(): OverlayStats {
+    const c = this.ctx.cache;
+    return {
+      lookupCache: { size: c.size, max: c.max, hits: c.hits, misses: c.misses },
+      copyUps: { count: this.ctx.counters.copyUps, bytes: this.ctx.counters.copyUpBytes },
+      whiteoutsWritten: this.ctx.wh?.written ?? 0,
+    };
+  }
+
+  describe(): OverlayDescription {
+    const ctx = this.ctx;
+    return {
+      layers: ctx.layers.map((l) => ({ role: l.upper ? 'upper' : 'lower', path: toText(l.root), dev: l.dev })),
+      workdir: ctx.config.workdir === undefined ? undefined : toText(ctx.config.workdir),
+      readOnly: ctx.upper === undefined,
+      redirectDir: ctx.config.redirectDir,
+      userxattr: ctx.userxattr,
+      whiteouts: ctx.wh === undefined ? 'none' : ctx.wh.useCharDev ? 'char-dev' : '.wh.-files',
+      markerXattrs: ctx.upper === undefined ? 'none' : ctx.userxattr ? 'user.overlay.*' : ctx.trustedXattrs ? 'trusted.overlay.*' : '.wh..wh..opq files',
+      filesystems: ctx.inodes.filesystems,
+      lookupCacheSize: ctx.cache.max,
+      fsync: ctx.config.fsync,
+    };
+  }
+
+  /** Close every layer fd and open handle, drop the workdir/upper locks. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    // Let copy-ups in flight finish: their temporary files are in work/, and the next mount empties it anyway.
+    await Promise.allSettled([...this.ctx.copyUps.values()]);
+    this.closed = true;
+    for (const f of this.ctx.files.values()) closeQuiet(f.fd);
+    this.ctx.files.clear();
+    this.ctx.filesByIno.clear();
+    this.ctx.dirs.clear();
+    this.ctx.wh?.dispose();
+    this.ctx.cache.clear();
+    for (const fd of this.fds) closeQuiet(fd);
+    void this.locks; void this.workRoot;
+  }
+}

@@ -1,0 +1,71 @@
+/**
+ * Merged directory listings (the kernel's fs/overlayfs/readdir.c): the names
+ * of every layer in the directory's merge stack, upper first, each once, with
+ * markers (`.wh.*`, char 0/0 whiteouts) hiding what they should.
+ *
+ * Each distinct name is resolved with the same lookup the mount uses
+ * (namei.lookupIn), so a listed entry has exactly the type and st_ino a stat
+ * of it reports, and the lookup cache is warm for the `ls -l` that follows.
+ * The listing is built at opendir and held until releasedir: memory is linear
+ * in the entries of open directories.
+ */
+import type { Bstr } from './bstr.js';
+import { fail, sys, type Ctx } from './ctx.js';
+import { lookupIn, resolveDir, type Entry } from './namei.js';
+import type { Caller, MergedEntry } from './types.js';
+
+/** All visible entries of the merged directory `dir`. */
+export function mergedEntries(ctx: Ctx, dir: Entry): MergedEntry[] {
+  const seen = new Set<Bstr>();
+  const out: MergedEntry[] = [];
+  for (const ref of dir.stack) {
+    const L = ctx.layers[ref.layer]!;
+    const r = sys.raw.readdirat(L.fd, ref.rel);
+    if (typeof r === 'number') fail('EIO', dir.path, 'readdir', `layer ${L.index} errno ${-r}`);
+    for (const name of r.names) {
+      if (seen.has(name)) continue;
+      seen.add(name);
+      if (name.startsWith('.wh.')) continue;
+      const e = lookupIn(ctx, dir, name);
+      if (e !== undefined) out.push({ name, type: e.type, ino: e.ino });
+    }
+  }
+  return out;
+}
+
+/** True when the merged directory shows no entry (rmdir, rename over a directory). */
+export function isMergedEmpty(ctx: Ctx, dir: Entry): boolean {
+  const seen = new Set<Bstr>();
+  for (const ref of dir.stack) {
+    const L = ctx.layers[ref.layer]!;
+    const r = sys.raw.readdirat(L.fd, ref.rel);
+    if (typeof r === 'number') fail('EIO', dir.path, 'readdir', `layer ${L.index} errno ${-r}`);
+    for (const name of r.names) {
+      if (seen.has(name) || name.startsWith('.wh.')) continue;
+      seen.add(name);
+      if (lookupIn(ctx, dir, name) !== undefined) return false;
+    }
+  }
+  return true;
+}
+
+export function opendir(ctx: Ctx, path: Bstr, _caller: Caller): number {
+  const dir = resolveDir(ctx, path);
+  const entries = mergedEntries(ctx, dir);
+  const fh = ctx.nextFh++;
+  ctx.dirs.set(fh, { path, entries, fd: -1 });
+  return fh;
+}
+
+export function readdir(ctx: Ctx, path: Bstr | null, fh: number): MergedEntry[] {
+  const d = ctx.dirs.get(fh);
+  if (!d) fail('EBADF', path ?? '', 'readdir');
+  return d.entries;
+}
+
+export function releasedir(ctx: Ctx, _path: Bstr | null, fh: number): void {
+  const d = ctx.dirs.get(fh);
+  if (!d) return;
+  ctx.dirs.delete(fh);
+  if (d.fd >= 0) sys.raw.close(d.fd);
+}

@@ -1,0 +1,123 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { code, coreTree, createFile, ino, kernelView, ls, makeLayers, open, readFile, root, tree, type Layers } from './core-helpers.js';
+import type { Overlay } from '../../src/core/overlay.js';
+
+let L: Layers | undefined;
+let O: Overlay | undefined;
+afterEach(async () => {
+  await O?.close(); O = undefined;
+  L?.cleanup(); L = undefined;
+});
+
+describe('core lookup and merge', () => {
+  it('merges directories top down; non-directories and markers stop the merge', async () => {
+    L = makeLayers({
+      l0: { 'd/a': 'l0a', 'd/f': { dir: true }, 'x': 'l0x', 'd/.wh.gone': '', 'op': { opaque: true }, 'op/o0': '0', 'oci/.wh..wh..opq': '', 'oci/n': 'new' },
+      l1: { 'd/a': 'l1a', 'd/b': 'l1b', 'd/f/deep': 'hidden', 'd/gone': 'g', 'x/inner': 'no', 'op/o1': '1', 'oci/old': 'o' },
+      upper: { 'd/c': 'uc', 'd/b': { wh: true } },
+    });
+    O = await open(L);
+    expect(await ls(O, '/')).toEqual(['d', 'oci', 'op', 'x']);
+    expect(await ls(O, '/d')).toEqual(['a', 'c', 'f']);
+    expect(await readFile(O, '/d/a')).toBe('l0a');
+    expect(await ls(O, '/d/f')).toEqual(['deep']);
+    expect(await ls(O, '/op')).toEqual(['o0']);
+    expect(await ls(O, '/oci')).toEqual(['n']);
+    expect(await code(O.getattr('/d/b'))).toBe('ENOENT');
+    expect(await code(O.getattr('/d/gone'))).toBe('ENOENT');
+    expect(await code(O.getattr('/d/.wh.gone'))).toBe('ENOENT');
+    expect(await code(O.getattr('/x/inner'))).toBe('ENOTDIR');
+    expect(await coreTree(O)).toEqual(kernelView(L, 'redirect_dir=on'));
+  });
+
+  it('follows kernel redirects (relative and absolute)', async () => {
+    L = makeLayers({ l0: { 'a/sub/f': 'F', 'b/g': 'G' } }, 1);
+    // Let the kernel write the redirects.
+    const kw = path.join(L.dir, 'kw0'); fs.mkdirSync(kw);
+    const { execFileSync } = await import('node:child_process');
+    execFileSync('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${L.lowers[0]},upperdir=${L.upper},workdir=${kw},redirect_dir=on`, L.mnt]);
+    try {
+      fs.renameSync(path.join(L.mnt, 'a'), path.join(L.mnt, 'a2'));
+      fs.mkdirSync(path.join(L.mnt, 'n'));
+      fs.renameSync(path.join(L.mnt, 'b'), path.join(L.mnt, 'n/b2'));
+    } finally { execFileSync('umount', [L.mnt]); }
+    O = await open(L);
+    expect(await coreTree(O)).toEqual(['a2/', 'a2/sub/', 'a2/sub/f = F', 'n/', 'n/b2/', 'n/b2/g = G']);
+  });
+
+  it('never resolves through a symlink inside a layer', async () => {
+    L = makeLayers({ l0: { 'etc': { link: '/etc' } }, l1: { 'etc/x': 'x' } });
+    O = await open(L);
+    expect(await code(O.getattr('/etc/passwd'))).toBe('ENOTDIR');
+    expect(await O.readlink('/etc')).toBe('/etc');
+  });
+
+  it('keeps positive and negative results and drops exactly what changes', async () => {
+    L = makeLayers({ l0: { 'd/s/f': 'f', 'd/s/t/u': 'u' } });
+    O = await open(L);
+    await O.getattr('/d/s/f');
+    expect(await code(O.getattr('/d/s/nope'))).toBe('ENOENT');
+    const before = O.stats().lookupCache;
+    await O.getattr('/d/s/f');
+    expect(await code(O.getattr('/d/s/nope'))).toBe('ENOENT');
+    const after = O.stats().lookupCache;
+    expect(after.hits - before.hits).toBe(2);
+    expect(after.misses - before.misses).toBe(0);
+    await createFile(O, '/d/s/nope', 'now');
+    expect(await readFile(O, '/d/s/nope')).toBe('now');
+    // Directory rename drops descendants.
+    await O.rename('/d/s', '/d/r', 0, root);
+    expect(await code(O.getattr('/d/s/f'))).toBe('ENOENT');
+    expect(await code(O.getattr('/d/s'))).toBe('ENOENT');
+    expect(await readFile(O, '/d/r/t/u')).toBe('u');
+    expect(await readFile(O, '/d/r/nope')).toBe('now');
+    // rmdir of a subtree drops it too.
+    await O.unlink('/d/r/t/u', root);
+    await O.rmdir('/d/r/t', root);
+    expect(await code(O.getattr('/d/r/t/u'))).toBe('ENOENT');
+    expect(await code(O.getattr('/d/r/t'))).toBe('ENOENT');
+    await O.mkdir('/d/r/t', 0o755, root);
+    expect(await ls(O, '/d/r/t')).toEqual([]);
+    const t = await coreTree(O);
+    await O.close(); O = undefined;
+    expect(kernelView(L)).toEqual(t);
+  });
+
+  it('st_ino is stable across copy-up and unique', async () => {
+    L = makeLayers({ l0: { 'f': 'a', 'd/g': 'b' }, l1: { 'd/h': 'c' } });
+    O = await open(L);
+    const i1 = ino(await O.getattr('/f'));
+    const id = ino(await O.getattr('/d'));
+    await O.chmod('/f', 0o600, root);
+    await O.chmod('/d', 0o700, root);
+    expect(ino(await O.getattr('/f'))).toBe(i1);
+    expect(ino(await O.getattr('/d'))).toBe(id);
+    await O.link('/f', '/d/f2', root);
+    expect(ino(await O.getattr('/d/f2'))).toBe(i1);
+    const fh = await O.opendir('/d', root);
+    const ents = await O.readdir('/d', fh);
+    await O.releasedir('/d', fh);
+    for (const e of ents) expect(e.ino).toBe(ino(await O.getattr('/d/' + e.name)));
+    expect(new Set(ents.map((e) => e.ino)).size).toBe(ents.length);
+  });
+
+  it('lists 100,000 entries completely', async () => {
+    L = makeLayers({}, 1);
+    const d = path.join(L.lowers[0]!, 'big');
+    fs.mkdirSync(d);
+    for (let i = 0; i < 100_000; i++) fs.writeFileSync(path.join(d, `f${i}`), '');
+    O = await open(L, { lookupCacheSize: 1000 });
+    const fh = await O.opendir('/big', root);
+    const ents = await O.readdir('/big', fh);
+    await O.releasedir('/big', fh);
+    expect(ents.length).toBe(100_000);
+    expect(new Set(ents.map((e) => e.name)).size).toBe(100_000);
+  }, 120_000);
+
+  it('tree helper sanity', () => {
+    L = makeLayers({ l0: { a: 'x' } }, 1);
+    expect(tree(L.lowers[0]!)).toEqual(['a = x']);
+  });
+});
