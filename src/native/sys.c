@@ -232,13 +232,27 @@ static void fill_stat(double *o, const struct stat *s) {
   o[14] = (double)s->st_ctim.tv_sec, o[15] = (double)s->st_ctim.tv_nsec;
 }
 
+/*
+ * A single component goes straight to fstatat (it cannot cross a symlink);
+ * longer names open the object itself (O_PATH|O_NOFOLLOW: a final symlink
+ * opens as itself) and fstat it, which measured cheaper than opening the parent.
+ */
+static int lstat_rel(int dirfd, char *rel, struct stat *st) {
+  if (!strchr(rel, '/') || !rel[0]) return ON_AT(dirfd, rel, fstatat(at.fd, at.base, st, AT_SYMLINK_NOFOLLOW | EMPTY(at)));
+  int fd = beneath(dirfd, rel, O_PATH | O_NOFOLLOW, 0);
+  if (fd < 0) return fd;
+  int r = res(fstatat(fd, "", st, AT_EMPTY_PATH));
+  close(fd);
+  return r;
+}
+
 FN(lstatat) {
   int dirfd;
   char rel[MAXP];
   double *out;
   struct stat st;
   GET("isS", &dirfd, rel, &out);
-  int r = ON_AT(dirfd, rel, fstatat(at.fd, at.base, &st, AT_SYMLINK_NOFOLLOW | EMPTY(at)));
+  int r = lstat_rel(dirfd, rel, &st);
   if (r == 0) fill_stat(out, &st);
   return num(env, r);
 }

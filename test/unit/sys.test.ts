@@ -55,6 +55,7 @@ describe('resolution beneath a dirfd', () => {
   it('never follows the final symlink', () => {
     expect(type(sys.lstatat(root, 'etc'))).toBe(S_IFLNK);
     expect(type(sys.lstatat(root, 'a/b/etc'))).toBe(S_IFLNK);
+    expect(sys.readlinkat(root, 'a/b/etc')).toBe('/etc');
   });
 
   it('a layer holding etc -> /etc cannot reach the host file', () => {
@@ -432,6 +433,19 @@ describe('copyData', () => {
       expect(fs.statSync(p(`${name}.copy`)).size).toBe(fs.statSync(p(name)).size);
       expect(fs.statSync(p(`${name}.copy`)).blocks).toBeLessThanOrEqual(8);
     }
+  });
+
+  it('settles 100 concurrent copies exactly once each (bounded pool, promises from another thread)', async () => {
+    const jobs: Promise<sys.CopyResult>[] = [];
+    for (let i = 0; i < 100; i++) {
+      fs.writeFileSync(p(`s${i}`), `data-${i}`.repeat(i + 1));
+      const s = track(sys.openat(root, `s${i}`, O_RDONLY));
+      const d = track(sys.openat(root, `d${i}`, O_WRONLY | O_CREAT | O_EXCL, 0o600));
+      jobs.push(sys.copyData(s, d));
+    }
+    const results = await Promise.all(jobs);
+    results.forEach((r, i) => expect(r.bytes).toBe(`data-${i}`.length * (i + 1)));
+    for (let i = 0; i < 100; i++) expect(fs.readFileSync(p(`d${i}`), 'utf8')).toBe(`data-${i}`.repeat(i + 1));
   });
 
   it('rejects with FsError carrying errno and path', async () => {
