@@ -417,7 +417,27 @@ describe('copyData', () => {
     expect(dst.size).toBe(200 * MiB);
     expect(dst.blocks).toBeLessThanOrEqual(src.blocks + 64);
     expect(dst.blocks).toBeGreaterThanOrEqual(4096);
+    console.log(`sparse 200 MiB copy: st_blocks source ${src.blocks}, copy ${dst.blocks}`);
     expect(await fileHash(p('copy'))).toBe(await fileHash(p('sparse')));
+  });
+
+  it('falls back to pread/pwrite in C across filesystems (tmpfs -> ext4), still keeping holes', async () => {
+    const shm = fs.mkdtempSync('/dev/shm/stratafs-sys-');
+    try {
+      const fd = fs.openSync(path.join(shm, 'src'), 'w');
+      fs.writeSync(fd, Buffer.alloc(64 << 10, 0xab), 0, 64 << 10, 8 << 20);
+      fs.ftruncateSync(fd, 32 << 20);
+      fs.closeSync(fd);
+      const shmfd = track(sys.openRoot(shm));
+      const s = track(sys.openat(shmfd, 'src', O_RDONLY));
+      const d = track(sys.openat(root, 'dst', O_WRONLY | O_CREAT | O_EXCL, 0o600));
+      expect(await sys.copyData(s, d)).toEqual({ bytes: 64 << 10, method: 'readwrite' });
+      expect(fs.statSync(p('dst')).size).toBe(32 << 20);
+      expect(fs.statSync(p('dst')).blocks).toBeLessThanOrEqual(128 + 8);
+      expect(await fileHash(p('dst'))).toBe(await fileHash(path.join(shm, 'src')));
+    } finally {
+      fs.rmSync(shm, { recursive: true, force: true });
+    }
   });
 
   it('keeps a trailing hole and an empty file empty', async () => {
