@@ -466,6 +466,15 @@ describe('copyData', () => {
     const results = await Promise.all(jobs);
     results.forEach((r, i) => expect(r.bytes).toBe(`data-${i}`.length * (i + 1)));
     for (let i = 0; i < 100; i++) expect(fs.readFileSync(p(`d${i}`), 'utf8')).toBe(`data-${i}`.repeat(i + 1));
+    // Many tiny jobs make completions race their own threads' last steps (a use-after-free here once crashed the process).
+    const s = track(sys.openat(root, 's0', O_RDONLY));
+    const d = track(sys.openat(root, 'many', O_WRONLY | O_CREAT, 0o600));
+    let total = 0;
+    for (let round = 0; round < 20; round++) {
+      const rs = await Promise.all(Array.from({ length: 200 }, () => sys.copyData(s, d)));
+      total += rs.reduce((n, r) => n + r.bytes, 0);
+    }
+    expect(total).toBe(20 * 200 * 'data-0'.length);
   });
 
   it('rejects with FsError carrying errno and path', async () => {
