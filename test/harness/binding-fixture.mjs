@@ -99,7 +99,7 @@ export async function startFixture(options = {}, extra = {}, where = {}) {
       logOffset = Buffer.from(await readFile(log, 'latin1'), 'latin1').toString('utf8').length;
     },
     /** Unmount (SIGTERM lets the fixture unmount itself), then make sure nothing is left. */
-    async stop() {
+    async stop(keepFiles = false) {
       if (!done) {
         child.kill('SIGTERM');
         await Promise.race([exited, sleep(5000)]);
@@ -111,7 +111,7 @@ export async function startFixture(options = {}, extra = {}, where = {}) {
         child.kill('SIGKILL');
         await exited;
       }
-      if ((await mountinfoAt(mnt)).length === 0) await rm(base, { recursive: true, force: true });
+      if (!keepFiles && (await mountinfoAt(mnt)).length === 0) await rm(base, { recursive: true, force: true });
     },
   };
   return fx;
