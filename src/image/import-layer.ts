@@ -1,0 +1,208 @@
+/**
+ * `stratafs layer import`: one layer blob (tar, tar+gzip, tar+zstd) into the
+ * store as a snapshot named by its diff-id.
+ *
+ * Two passes over the blob: the first hashes it (cheap, no decompression) to
+ * verify the digest before anything is unpacked and to find an existing
+ * snapshot of the same blob; the second decompresses, hashes the tar (diff-id)
+ * and extracts into a temp dir of the store, re-hashing the blob in case the
+ * file changed in between. The temp dir is renamed into place only when all
+ * checks pass; any failure removes it and names the cause.
+ */
+import { createHash, type Hash } from 'node:crypto';
+import { createReadStream, openSync, readSync, closeSync, statSync, mkdirSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { Transform, type TransformCallback, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
+import { Decompress as ZstdDecompress } from 'fzstd';
+import { FsError, isFsError } from '../core/errors.js';
+import { extractTar, defaultExtractOptions, type ExtractOptions, type ExtractStats } from './extract.js';
+import { Store, checkDigest, removeTree, DIGEST_RE, type LayerRecord } from './store.js';
+import { treeSize } from './size.js';
+
+export type Compression = 'gzip' | 'zstd' | 'none';
+
+export interface LayerImportOptions {
+  /** expected blob digest; when absent and the file is named by a digest (blobs/sha256/<hex>), that one */
+  digest?: string | undefined;
+  /** expected diff-id (from an image config): checked after unpacking */
+  diffId?: string | undefined;
+  extract?: ExtractOptions;
+  /** called with bytes of the blob read so far (second pass) */
+  progress?: ((done: number, total: number) => void) | undefined;
+}
+
+export interface LayerImportResult {
+  diffId: string;
+  blobDigest: string;
+  compression: Compression;
+  /** the snapshot existed already: nothing was unpacked */
+  reused: boolean;
+  /** the lowerdir */
+  snapshot: string;
+  blobSize: number;
+  /** bytes of the uncompressed tar (0 when reused) */
+  tarSize: number;
+  stats: ExtractStats | undefined;
+  seconds: number;
+}
+
+/** The digest a file's name implies: `.../sha256/<hex>` (OCI blob layout) or `sha256:<hex>[.ext]`. */
+export function digestFromFileName(file: string): string | undefined {
+  const b = basename(file);
+  if (/^[0-9a-f]{64}$/.test(b) && basename(dirname(file)) === 'sha256') return 'sha256:' + b;
+  const m = /^(sha256)[:_-]([0-9a-f]{64})(\..*)?$/.exec(b);
+  return m ? `sha256:${m[2]}` : undefined;
+}
+
+export function detectCompression(head: Buffer): Compression {
+  if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) return 'gzip';
+  if (head.length >= 4 && head.readUInt32LE(0) === 0xfd2fb528) return 'zstd';
+  return 'none';
+}
+
+function readHead(file: string): Buffer {
+  const fd = openSync(file, 'r');
+  try {
+    const b = Buffer.alloc(8);
+    const n = readSync(fd, b, 0, 8, 0);
+    return b.subarray(0, n);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Passes data through, hashing and counting it. */
+class HashCount extends Transform {
+  readonly hash: Hash = createHash('sha256');
+  bytes = 0;
+  constructor(private readonly onBytes?: (n: number) => void) {
+    super();
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.hash.update(chunk);
+    this.bytes += chunk.length;
+    this.onBytes?.(this.bytes);
+    cb(null, chunk);
+  }
+  digest(): string {
+    return 'sha256:' + this.hash.digest('hex');
+  }
+}
+
+/** fzstd (pure JS, no native build) as a stream. */
+class ZstdStream extends Transform {
+  private readonly d = new ZstdDecompress((chunk) => { this.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)); });
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    try { this.d.push(chunk); cb(); } catch (e) { cb(e as Error); }
+  }
+  override _flush(cb: TransformCallback): void {
+    try { this.d.push(new Uint8Array(0), true); cb(); } catch (e) { cb(e as Error); }
+  }
+}
+
+function decompressor(c: Compression): Transform | undefined {
+  if (c === 'gzip') return createGunzip();
+  if (c === 'zstd') return new ZstdStream();
+  return undefined;
+}
+
+export async function hashFile(file: string): Promise<string> {
+  const h = new HashCount();
+  await pipeline(createReadStream(file), h, async function* (src: AsyncIterable<Buffer>) { for await (const _ of src) { /* drain */ } });
+  return h.digest();
+}
+
+/** Translate a decompression/tar error into an FsError that says which file and why. */
+function explain(e: unknown, file: string, c: Compression): FsError {
+  if (isFsError(e)) return e;
+  const err = e as NodeJS.ErrnoException;
+  const msg = err?.message ?? String(e);
+  if (err?.code && /^E[A-Z]+$/.test(err.code) && err.code in { ENOSPC: 1, EDQUOT: 1, EIO: 1, EACCES: 1, EROFS: 1 }) {
+    return new FsError(err.code as 'ENOSPC', file, 'import', msg);
+  }
+  if (c === 'gzip' && (err?.code?.startsWith('Z_') || /unexpected end of file|incorrect header|invalid/.test(msg))) {
+    return new FsError('EIO', file, 'gunzip', `truncated or corrupt gzip: ${msg}`);
+  }
+  if (c === 'zstd') return new FsError('EIO', file, 'zstd', `truncated or corrupt zstd: ${msg}`);
+  return new FsError('EIO', file, 'tar', `truncated or corrupt tar: ${msg}`);
+}
+
+export async function importLayer(store: Store, file: string, opts: LayerImportOptions = {}): Promise<LayerImportResult> {
+  const t0 = performance.now();
+  const st = statSync(file);
+  if (!st.isFile()) throw new FsError('EINVAL', file, 'layer import', 'not a regular file');
+  const expected = opts.digest !== undefined ? checkDigest(opts.digest, '--digest') : digestFromFileName(file);
+  if (opts.diffId !== undefined) checkDigest(opts.diffId, 'diff-id');
+  const compression = detectCompression(readHead(file));
+
+  // Pass 1: verify the blob before unpacking a byte of it.
+  const blobDigest = await hashFile(file);
+  if (expected !== undefined && blobDigest !== expected) {
+    throw new FsError('EBADMSG', file, 'layer import', `digest mismatch: expected ${expected}, file has ${blobDigest}`);
+  }
+  const known = store.diffIdOfBlob(blobDigest) ?? (compression === 'none' ? blobDigest : undefined);
+  if (known !== undefined && store.hasSnapshot(known)) {
+    if (opts.diffId !== undefined && opts.diffId !== known) {
+      throw new FsError('EBADMSG', file, 'layer import', `diff-id mismatch: expected ${opts.diffId}, layer has ${known}`);
+    }
+    store.addBlobDigest(known, blobDigest);
+    return {
+      diffId: known, blobDigest, compression, reused: true, snapshot: store.snapshotFs(known),
+      blobSize: st.size, tarSize: 0, stats: undefined, seconds: (performance.now() - t0) / 1000,
+    };
+  }
+
+  // Pass 2: decompress, hash the tar, extract into a temp dir of the store.
+  const temp = store.makeTemp('import');
+  const cleanup = (): void => { try { removeTree(temp); } catch { /* already reporting the first error */ } };
+  const onSignal = (sig: NodeJS.Signals): void => { cleanup(); process.kill(process.pid, sig); };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    const fsDir = join(temp, 'fs');
+    mkdirSync(fsDir, { mode: 0o755 });
+    const blobHash = new HashCount(opts.progress ? (n) => opts.progress!(n, st.size) : undefined);
+    const tarHash = new HashCount();
+    const src = createReadStream(file, { highWaterMark: 1 << 20 });
+    const dec = decompressor(compression);
+    const stages: (Readable | Transform)[] = [src, blobHash, ...(dec ? [dec] : []), tarHash];
+    for (let i = 0; i + 1 < stages.length; i++) {
+      const from = stages[i]!;
+      const to = stages[i + 1] as Transform;
+      from.on('error', (e: Error) => to.destroy(e));
+      from.pipe(to);
+    }
+    let stats: ExtractStats;
+    try {
+      stats = await extractTar(tarHash, fsDir, opts.extract ?? defaultExtractOptions());
+    } catch (e) {
+      throw explain(e, file, compression);
+    }
+    const diffId = tarHash.digest();
+    const blobAgain = blobHash.digest();
+    if (blobAgain !== blobDigest) throw new FsError('EBADMSG', file, 'layer import', 'file changed while being imported');
+    if (opts.diffId !== undefined && diffId !== opts.diffId) {
+      throw new FsError('EBADMSG', file, 'layer import', `diff-id mismatch: expected ${opts.diffId}, layer has ${diffId}`);
+    }
+    if (!DIGEST_RE.test(diffId)) throw new FsError('EIO', file, 'layer import', 'internal: bad diff-id');
+    const rec: LayerRecord = {
+      diffId, blobDigests: [blobDigest], tarSize: tarHash.bytes, size: treeSize(fsDir).bytes,
+      entries: stats.entries, created: new Date().toISOString(),
+    };
+    const fresh = store.commitSnapshot(temp, rec);
+    if (!fresh) store.addBlobDigest(diffId, blobDigest);
+    else store.rememberBlob(blobDigest, diffId);
+    return {
+      diffId, blobDigest, compression, reused: !fresh, snapshot: store.snapshotFs(diffId),
+      blobSize: st.size, tarSize: tarHash.bytes, stats, seconds: (performance.now() - t0) / 1000,
+    };
+  } catch (e) {
+    cleanup();
+    throw e;
+  } finally {
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
+  }
+}
