@@ -80,6 +80,11 @@ export interface SysAddon {
   fsetxattr(fd: number, name: string, value: Buffer, flags: number): number;
   flistxattr(fd: number): string[] | number;
   fremovexattr(fd: number, name: string): number;
+  /**
+   * Test hook: true makes the l*xattrat calls use the /proc/self/fd route even
+   * where the kernel has *xattrat (Linux 6.13+), so both routes stay tested. Returns 0.
+   */
+  xattrViaProc(on: boolean): number;
   fallocate(fd: number, mode: number, offset: number, len: number): number;
   flock(fd: number, op: number): number;
   fstatvfs(fd: number, out: Float64Array): number;

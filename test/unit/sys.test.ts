@@ -319,7 +319,13 @@ describe('readdirat', () => {
   });
 });
 
-describe('xattrs', () => {
+describe.each([
+  ['*xattrat syscalls (Linux 6.13+)', false],
+  ['/proc/self/fd route', true],
+])('xattrs via %s', (_route, viaProc) => {
+  beforeEach(() => { sys.raw.xattrViaProc(viaProc); });
+  afterEach(() => { sys.raw.xattrViaProc(false); });
+
   it('trusted.* on a symlink beneath the dirfd, not on its target', () => {
     fs.mkdirSync(p('d/e'), { recursive: true });
     fs.writeFileSync(p('target'), '');
@@ -351,10 +357,18 @@ describe('xattrs', () => {
     const big = Buffer.alloc(4000, 7);
     sys.lsetxattrat(root, 'd', 'trusted.big', big);
     expect(sys.lgetxattrat(root, 'd', 'trusted.big')).toEqual(big);
+    const many = Array.from({ length: 40 }, (_, i) => `trusted.a-rather-long-attribute-name-${i}`);
+    // ext4 keeps all xattrs of an inode in one 4 KiB block: a list longer than 256 bytes on another dir
+    fs.mkdirSync(p('d2'));
+    for (const n of many) sys.lsetxattrat(root, 'd2', n, Buffer.from('1'));
+    expect(sys.llistxattrat(root, 'd2').sort()).toEqual(many.slice().sort());
   });
 
   it('f* variants on an open fd', () => {
     const fd = track(sys.openat(root, 'f', O_RDWR | O_CREAT, 0o600));
+    sys.fsetxattr(fd, 'user.big', Buffer.alloc(1000, 3));
+    expect(sys.fgetxattr(fd, 'user.big')).toEqual(Buffer.alloc(1000, 3));
+    sys.fremovexattr(fd, 'user.big');
     sys.fsetxattr(fd, 'user.k', Buffer.from('v'));
     expect(sys.fgetxattr(fd, 'user.k').toString()).toBe('v');
     expect(sys.flistxattr(fd)).toEqual(['user.k']);
