@@ -159,7 +159,9 @@ async function copyUpOne(ctx: Ctx, e: Entry, opts: CopyUpOptions): Promise<void>
     sys.raw.utimensat(upper.fd, uparent, pst[StatIdx.atimeSec]!, pst[StatIdx.atimeNsec]!, pst[StatIdx.mtimeSec]!, pst[StatIdx.mtimeNsec]!);
   }
   const ust = sys.lstatat(upper.fd, urel, new Float64Array(ctx.st.length));
-  if (type !== S_IFDIR) ctx.inodes.recordCopyUp(ust[StatIdx.ino]!, e.ino);
+  // Like the kernel: a lower file with several links keeps its number only while in
+  // the lower; copies of its names are separate files, so each reports its own.
+  if (type !== S_IFDIR && st[StatIdx.nlink] === 1) ctx.inodes.recordCopyUp(ust[StatIdx.ino]!, e.ino);
   ctx.counters.copyUps++;
   ctx.counters.copyUpBytes += bytes;
   ctx.cache.drop(path);

@@ -23,6 +23,7 @@ import { prepareCreate, placeNew } from './dir-ops.js';
 import { isUpperEntry, lookup, resolve } from './namei.js';
 import type { Caller, OpenResult } from './types.js';
 import { S_IFDIR, S_IFREG } from './whiteout.js';
+import { StatIdx } from '../native/sys.js';
 
 const fsyncAsync = promisify(fs.fsync);
 const fdatasyncAsync = promisify(fs.fdatasync);
@@ -38,14 +39,22 @@ function nodeErr(e: unknown, path: Bstr | null, syscall: string): FsError {
   return new FsError((typeof code === 'string' ? code : 'EIO') as ErrnoCode, path ?? '', syscall);
 }
 
+/**
+ * keep_cache only for a file with one name: libfuse's high-level API gives
+ * each path its own kernel inode, so a write through another hard link would
+ * not invalidate this name's page cache; without keep_cache the kernel drops
+ * it at open.
+ */
 function register(ctx: Ctx, f: OpenFile): OpenResult {
+  const st = ctx.st;
+  const keepCache = sys.raw.fstat(f.fd, st) === 0 && st[StatIdx.nlink]! <= 1;
   const fh = ctx.nextFh++;
   ctx.files.set(fh, f);
   let set = ctx.filesByIno.get(f.ino);
   if (!set) { set = new Set(); ctx.filesByIno.set(f.ino, set); }
   set.add(f);
   // Every change comes through the mount: the kernel's page cache stays valid across opens.
-  return { fh, keepCache: true, directIo: false };
+  return { fh, keepCache, directIo: false };
 }
 
 function handle(ctx: Ctx, fh: number, path: Bstr | null, syscall: string): OpenFile {

@@ -266,7 +266,7 @@ function upperFileIno(ctx: Ctx, parent: Entry, name: Bstr, path: Bstr, dev: numb
     if (L.upper) continue;
     const rel = joinRel(ref.rel, name);
     if (sys.tryLstatat(L.fd, rel, st) !== 0) continue;
-    if (isWhiteoutStat(st) || (st[StatIdx.mode]! & S_IFMT) === S_IFDIR) break;
+    if (isWhiteoutStat(st) || (st[StatIdx.mode]! & S_IFMT) === S_IFDIR || st[StatIdx.nlink]! > 1) break;
     const n = ctx.inodes.real(st[StatIdx.dev]!, st[StatIdx.ino]!);
     ctx.inodes.recordCopyUp(ino, n);
     return n;

@@ -18,9 +18,15 @@ import { fail, relOf, requireUpper, sys, type Ctx } from './ctx.js';
 import { codeOf } from './errors.js';
 import { isUpperEntry, resolve } from './namei.js';
 import type { Caller } from './types.js';
-import { FUSE_OVERLAYFS_PREFIX, TRUSTED_PREFIX, USER_PREFIX } from './whiteout.js';
+import { FUSE_OVERLAYFS_PREFIX, OPAQUE_XATTRS, TRUSTED_PREFIX, USER_PREFIX } from './whiteout.js';
 
 const ESC = 'overlay.';
+/**
+ * Names lookup reads as markers whatever the mount's namespace (whiteout.ts
+ * OPAQUE_XATTRS): hidden too, so the merged view never shows a marker, and
+ * not settable, so no user can make a directory opaque by accident.
+ */
+const READ_AS_MARKERS: readonly Bstr[] = OPAQUE_XATTRS;
 
 function markerPrefix(ctx: Ctx): Bstr { return ctx.userxattr ? USER_PREFIX : TRUSTED_PREFIX; }
 
@@ -28,7 +34,7 @@ function markerPrefix(ctx: Ctx): Bstr { return ctx.userxattr ? USER_PREFIX : TRU
 export function escapeXattr(ctx: Ctx, name: Bstr): Bstr | undefined {
   const p = markerPrefix(ctx);
   if (name.startsWith(p)) return p + ESC + name.slice(p.length);
-  if (name.startsWith(FUSE_OVERLAYFS_PREFIX)) return undefined;
+  if (name.startsWith(FUSE_OVERLAYFS_PREFIX) || READ_AS_MARKERS.includes(name)) return undefined;
   // The other marker namespace (e.g. trusted.overlay.* with userxattr) is read as markers too: keep it private.
   if (name.startsWith(TRUSTED_PREFIX) || (ctx.userxattr && name.startsWith(USER_PREFIX))) return undefined;
   return name;
@@ -38,7 +44,7 @@ export function escapeXattr(ctx: Ctx, name: Bstr): Bstr | undefined {
 export function unescapeXattr(ctx: Ctx, real: Bstr): Bstr | undefined {
   const p = markerPrefix(ctx);
   if (real.startsWith(p)) return real.startsWith(p + ESC) ? p + real.slice(p.length + ESC.length) : undefined;
-  if (real.startsWith(FUSE_OVERLAYFS_PREFIX)) return undefined;
+  if (real.startsWith(FUSE_OVERLAYFS_PREFIX) || READ_AS_MARKERS.includes(real)) return undefined;
   if (real.startsWith(TRUSTED_PREFIX)) return undefined;
   return real;
 }

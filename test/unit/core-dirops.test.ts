@@ -157,6 +157,15 @@ describe('core namespace changes', () => {
     expect((await O.getattr('/d/fifo'))[StatIdx.mode]! & 0o170000).toBe(0o010000);
   });
 
+  it('copies of lower hard links are separate files with their own numbers, as in the kernel', async () => {
+    L = makeLayers({ l0: { 'h1': 'x' } }, 1);
+    fs.linkSync(path.join(L.lowers[0]!, 'h1'), path.join(L.lowers[0]!, 'h2'));
+    O = await open(L);
+    expect((await O.getattr('/h1'))[StatIdx.ino]).toBe((await O.getattr('/h2'))[StatIdx.ino]);
+    await O.chmod('/h1', 0o600, root);
+    expect((await O.getattr('/h1'))[StatIdx.ino]).not.toBe((await O.getattr('/h2'))[StatIdx.ino]);
+  });
+
   it('link: both names report one st_ino, also over a whiteout', async () => {
     L = makeLayers(base);
     O = await open(L);
@@ -172,9 +181,11 @@ describe('core namespace changes', () => {
   });
 
   it('xattrs: overlay names hidden, trusted.overlay.* stored escaped like kernel 6.7+', async () => {
-    L = makeLayers({ l0: { 'o': { opaque: true }, 'o/f': '1' } }, 1);
+    L = makeLayers({ l0: { 'o': { opaque: true }, 'o/f': '1', 'uo': { xattr: { 'user.overlay.opaque': 'y', 'user.x': '1' }, dir: true } } }, 1);
     O = await open(L);
     expect(await O.listxattr('/o')).toEqual([]);
+    expect(await O.listxattr('/uo')).toEqual(['user.x']);
+    expect(await code(O.setxattr('/uo', 'user.overlay.opaque', Buffer.from('y'), 0, root))).toBe('EPERM');
     expect(await code(O.getxattr('/o', 'trusted.overlay.opaque'))).toBe('ENODATA');
     await O.setxattr('/o', 'trusted.overlay.foo', Buffer.from('bar'), 0, root);
     await O.setxattr('/o', 'user.plain', Buffer.from('p'), 0, root);
