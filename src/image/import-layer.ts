@@ -62,7 +62,7 @@ export function detectCompression(head: Buffer): Compression {
   return 'none';
 }
 
-function readHead(file: string): Buffer {
+export function readHead(file: string): Buffer {
   const fd = openSync(file, 'r');
   try {
     const b = Buffer.alloc(8);
