@@ -116,3 +116,30 @@ export async function startFixture(options = {}, extra = {}, where = {}) {
   };
   return fx;
 }
+
+/**
+ * Starts the fixture with options that must make mount() fail; returns how it
+ * ended and the mounts it left at its mountpoint (checked before any cleanup).
+ */
+export async function failingFixture(options) {
+  const base = await mkdtemp(join(tmpdir(), 'stratafs-binding-'));
+  const mnt = join(base, 'mnt');
+  await mkdir(mnt);
+  const log = join(base, 'log.jsonl');
+  const child = spawn(process.execPath, [FIXTURE, JSON.stringify({ mnt, log, options })], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  let stdout = '';
+  child.stdout.setEncoding('utf8').on('data', (d) => { stdout += d; });
+  child.stderr.setEncoding('utf8').on('data', (d) => { stderr += d; });
+  const t0 = Date.now();
+  const ended = await Promise.race([
+    new Promise((res) => child.on('exit', (code) => res({ code }))),
+    sleep(15_000).then(() => ({ code: 'timeout' })),
+  ]);
+  const ms = Date.now() - t0;
+  const mountsLeft = (await mountinfoAt(mnt)).length;
+  await forceUnmount(mnt);
+  if (ended.code === 'timeout') child.kill('SIGKILL');
+  await rm(base, { recursive: true, force: true });
+  return { code: ended.code, stdout, stderr, ms, mountsLeft };
+}

@@ -11,7 +11,7 @@ import { mkdir, mkdtemp, open, readdir, rm, stat, statfs, unlink, writeFile } fr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 // @ts-expect-error plain .mjs harness module without type declarations
-import { ensureBuilt, mountinfoAt, startFixture } from '../harness/binding-fixture.mjs';
+import { ensureBuilt, failingFixture, mountinfoAt, startFixture } from '../harness/binding-fixture.mjs';
 
 interface LogEntry {
   op: string;
@@ -32,6 +32,7 @@ interface Fixture {
 }
 const start = startFixture as (options?: object, extra?: object, where?: { mnt?: string }) => Promise<Fixture>;
 const mountsAt = mountinfoAt as (mnt: string) => Promise<string[]>;
+const startFailing = failingFixture as (options: object) => Promise<{ code: number | string; stdout: string; stderr: string; ms: number; mountsLeft: number }>;
 
 const UTIME_NOW = (1 << 30) - 1;
 const UTIME_OMIT = (1 << 30) - 2;
@@ -332,6 +333,16 @@ describe('mount options and the session lifecycle', () => {
     await f.stop();
     expect(await mountsAt(deep)).toEqual([]);
     await rm(deepBase, { recursive: true, force: true });
+  });
+
+  // the unpatched binding left the kernel mount of fuse_mount behind when fuse_new failed
+  it('an option libfuse rejects fails the mount at once and leaves no mount behind', async () => {
+    const r = await startFailing({ extra: ['no_such_option'] });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("unknown option `no_such_option'");
+    expect(r.stderr).toContain('fuse_new failed');
+    expect(r.mountsLeft).toBe(0);
+    expect(r.stdout).not.toContain('READY');
   });
 
   it('the 15 s per-operation timeout is off by default: a 16 s read completes', async () => {
