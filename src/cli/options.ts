@@ -18,6 +18,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fromText } from '../core/bstr.js';
 import { DEFAULT_LOOKUP_CACHE_SIZE, type OverlayConfig } from '../core/config.js';
+import { resolveMountpointArgSync } from './mountinfo.js';
 
 /** Kernel entry/attr cache timeout in seconds, used unless `timeout=` says otherwise (libfuse's own default). */
 export const DEFAULT_TIMEOUT_S = 1;
@@ -370,7 +371,7 @@ export function validateMountConfig(c: MountConfig): Validated {
         throw new ConfigError('mountpoint is a dead FUSE mount (its daemon is gone); clean it with `stratafs umount --force` or mount with -o force', c.mountpoint);
       }
       deadMount = true;
-      mntReal = path.resolve(c.mountpoint);
+      mntReal = resolveMountpointArgSync(c.mountpoint, fs.realpathSync);
     } else {
       throw new ConfigError(`mountpoint cannot be read (${code ?? String(e)})`, c.mountpoint);
     }

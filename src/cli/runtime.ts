@@ -50,14 +50,18 @@ export function ensureRuntimeDir(dir: string): void {
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
 }
 
-export function processStartTime(pid: number): string | undefined {
+/** fields 3.. of /proc/<pid>/stat (comm may contain spaces and parentheses: split after the last ')') */
+function procStat(pid: number): string[] | undefined {
   try {
     const stat = fs.readFileSync(`/proc/${pid}/stat`, 'latin1');
-    // comm (field 2) may contain spaces and parentheses: count from the last ')'
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   } catch {
     return undefined;
   }
+}
+
+export function processStartTime(pid: number): string | undefined {
+  return procStat(pid)?.[19];
 }
 
 export function readDaemonInfo(file: string): DaemonInfo | undefined {
@@ -70,8 +74,9 @@ export function readDaemonInfo(file: string): DaemonInfo | undefined {
 
 /** the daemon described by info, if that very process still runs */
 export function daemonAlive(info: DaemonInfo): boolean {
-  const st = processStartTime(info.pid);
-  return st !== undefined && st === info.startTime;
+  const f = procStat(info.pid);
+  // A zombie has exited (it only waits to be reaped, which a container's init may do late).
+  return f !== undefined && f[19] === info.startTime && f[0] !== 'Z' && f[0] !== 'X';
 }
 
 export function writeDaemonInfo(file: string, info: DaemonInfo): void {

@@ -9,68 +9,21 @@
  * - One wrapper, settle(), ends every request: it counts the op by type with its
  *   latency (for `stratafs stats`) and, only with -d, logs the op with its result
  *   and duration. Without -d the logging branch is a constant test.
- * - Mount options for libfuse are chosen here (mountOptions) from the MountConfig.
+ * - Mount options for libfuse are chosen here (fuseOptions) from the MountConfig.
  */
 import { performance } from 'node:perf_hooks';
 import { constants as osConstants } from 'node:os';
 import type { Bstr } from '../core/bstr.js';
 import { toText } from '../core/bstr.js';
 import { FsError } from '../core/errors.js';
-import type { AttrArray, Caller, MergedEntry, OpenResult, OverlayOps, StatFs, TimeSet } from '../core/types.js';
-import { StatIdx } from '../native/sys-api.js';
+import type { Caller, MergedEntry, OpenResult, OverlayOps, StatFs, TimeSet } from '../core/types.js';
+import { StatIdx, STATVFS_LEN, StatvfsIdx } from '../native/sys-api.js';
+import { OpenFlags, UTIME_NOW, UTIME_OMIT, type FuseHandlers, type FuseOptions } from '../native/fuse.js';
 import type { MountConfig } from '../cli/options.js';
 
 /** A negative errno, or 0 */
 type Err = number;
 type Cb = (err: Err) => void;
-
-/** UTIME_NOW / UTIME_OMIT: the Linux ABI values ((1 << 30) - 1 and - 2) on every architecture. */
-export const UTIME_NOW = 1073741823;
-export const UTIME_OMIT = 1073741822;
-
-/** open/create reply flags understood by the binding (fuse_file_info bits) */
-const OPEN_KEEP_CACHE = 1;
-const OPEN_DIRECT_IO = 2;
-
-/**
- * The handler object fuse-native calls (one property per FUSE operation), in the
- * callback style of the patched binding: the callback takes 0 or -errno first.
- */
-export interface FuseHandlers {
-  init(cb: Cb): void;
-  getattr(path: Bstr, cb: (err: Err, st?: AttrArray) => void): void;
-  fgetattr(path: Bstr | null, fh: number, cb: (err: Err, st?: AttrArray) => void): void;
-  readlink(path: Bstr, cb: (err: Err, target?: Bstr) => void): void;
-  opendir(path: Bstr, flags: number, cb: (err: Err, fh?: number, openFlags?: number) => void): void;
-  readdir(path: Bstr | null, fh: number, cb: (err: Err, names?: Bstr[], types?: Float64Array) => void): void;
-  releasedir(path: Bstr | null, fh: number, cb: Cb): void;
-  fsyncdir(path: Bstr | null, datasync: number, fh: number, cb: Cb): void;
-  open(path: Bstr, flags: number, cb: (err: Err, fh?: number, openFlags?: number) => void): void;
-  create(path: Bstr, mode: number, flags: number, cb: (err: Err, fh?: number, openFlags?: number) => void): void;
-  read(path: Bstr | null, fh: number, buf: Buffer, len: number, pos: number, cb: (err: Err, n?: number) => void): void;
-  write(path: Bstr | null, fh: number, buf: Buffer, len: number, pos: number, cb: (err: Err, n?: number) => void): void;
-  flush(path: Bstr | null, fh: number, cb: Cb): void;
-  fsync(path: Bstr | null, datasync: number, fh: number, cb: Cb): void;
-  release(path: Bstr | null, fh: number, cb: Cb): void;
-  ftruncate(path: Bstr | null, fh: number, size: number, cb: Cb): void;
-  truncate(path: Bstr, size: number, cb: Cb): void;
-  chmod(path: Bstr, mode: number, cb: Cb): void;
-  chown(path: Bstr, uid: number, gid: number, cb: Cb): void;
-  utimens(path: Bstr, aSec: number, aNsec: number, mSec: number, mNsec: number, cb: Cb): void;
-  mkdir(path: Bstr, mode: number, cb: Cb): void;
-  mknod(path: Bstr, mode: number, dev: number, cb: Cb): void;
-  symlink(target: Bstr, path: Bstr, cb: Cb): void;
-  link(existing: Bstr, path: Bstr, cb: Cb): void;
-  unlink(path: Bstr, cb: Cb): void;
-  rmdir(path: Bstr, cb: Cb): void;
-  rename(from: Bstr, to: Bstr, cb: Cb): void;
-  getxattr(path: Bstr, name: Bstr, position: number, cb: (err: Err, value?: Buffer) => void): void;
-  listxattr(path: Bstr, cb: (err: Err, names?: Bstr[]) => void): void;
-  setxattr(path: Bstr, name: Bstr, value: Buffer, position: number, flags: number, cb: Cb): void;
-  removexattr(path: Bstr, name: Bstr, cb: Cb): void;
-  statfs(path: Bstr, cb: (err: Err, st?: StatFs) => void): void;
-  fallocate?(path: Bstr | null, fh: number, mode: number, offset: number, length: number, cb: Cb): void;
-}
 
 /** fallocate is not part of the OverlayOps contract yet: used when the core has it. */
 interface WithFallocate {
@@ -163,8 +116,42 @@ export interface Adapter {
 
 const S_IFDIR = 0o040000;
 
+/** fh of the open directory handles by path (see readdir) */
+class OpenDirs {
+  private readonly byPath = new Map<Bstr, number[]>();
+  private readonly pathOf = new Map<number, Bstr>();
+  add(path: Bstr, fh: number): void {
+    const l = this.byPath.get(path);
+    if (l) l.push(fh);
+    else this.byPath.set(path, [fh]);
+    this.pathOf.set(fh, path);
+  }
+  find(path: Bstr): number | undefined {
+    const l = this.byPath.get(path);
+    return l === undefined ? undefined : l[l.length - 1];
+  }
+  remove(fh: number): void {
+    const p = this.pathOf.get(fh);
+    if (p === undefined) return;
+    this.pathOf.delete(fh);
+    const l = this.byPath.get(p)!;
+    l.splice(l.indexOf(fh), 1);
+    if (l.length === 0) this.byPath.delete(p);
+  }
+}
+
+function statvfsArray(s: StatFs): Float64Array {
+  const a = new Float64Array(STATVFS_LEN);
+  a[StatvfsIdx.bsize] = s.bsize; a[StatvfsIdx.frsize] = s.frsize; a[StatvfsIdx.blocks] = s.blocks;
+  a[StatvfsIdx.bfree] = s.bfree; a[StatvfsIdx.bavail] = s.bavail; a[StatvfsIdx.files] = s.files;
+  a[StatvfsIdx.ffree] = s.ffree; a[StatvfsIdx.favail] = s.favail; a[StatvfsIdx.fsid] = s.fsid;
+  a[StatvfsIdx.flag] = s.flag; a[StatvfsIdx.namemax] = s.namemax;
+  return a;
+}
+
 export function createAdapter(ops: OverlayOps, opt: AdapterOptions): Adapter {
   const { log, context } = opt;
+  const openDirs = new OpenDirs();
   const debug = opt.debug;
   const counters = new Map<string, OpCounter>();
   const counter = (op: string): OpCounter => {
@@ -216,10 +203,14 @@ export function createAdapter(ops: OverlayOps, opt: AdapterOptions): Adapter {
   const done = (cb: Cb) => (): void => cb(0);
   const oct = (n: number): string => '0' + n.toString(8);
   const time = (sec: number, nsec: number): TimeSet => (nsec === UTIME_NOW ? 'now' : nsec === UTIME_OMIT ? 'omit' : { sec, nsec });
-  const openFlags = (r: OpenResult): number => (r.keepCache ? OPEN_KEEP_CACHE : 0) | (r.directIo ? OPEN_DIRECT_IO : 0);
+  const openFlags = (r: OpenResult): number => (r.keepCache ? OpenFlags.KEEP_CACHE : 0) | (r.directIo ? OpenFlags.DIRECT_IO : 0);
   const parentOf = (p: Bstr): Bstr => {
     const i = p.lastIndexOf('/');
     return i <= 0 ? '/' : p.slice(0, i);
+  };
+  const named = (p: Bstr | null, op: string): Bstr => {
+    if (p === null) throw new FsError('ENOENT', '', op, 'file unlinked while open');
+    return p;
   };
   const inoOf = async (p: Bstr | null): Promise<number> => {
     if (p === null) return 1;
@@ -245,12 +236,30 @@ export function createAdapter(ops: OverlayOps, opt: AdapterOptions): Adapter {
 
     opendir(path, flags, cb) {
       const caller = context();
-      settle('opendir', path, () => `flags=0x${flags.toString(16)}`, cb, () => ops.opendir(path, caller), (fh) => cb(0, fh, 0), (fh) => fh);
+      settle('opendir', path, () => `flags=0x${flags.toString(16)}`, cb, () => ops.opendir(path, caller), (fh) => {
+        openDirs.add(path, fh);
+        cb(0, fh, 0);
+      }, (fh) => fh);
     },
-    readdir(path, fh, cb) {
-      // POSIX getdents lists . and .. ; the core's merged listing holds only real names.
-      settle('readdir', path, () => `fh=${fh}`, cb, async (): Promise<[MergedEntry[], number, number]> => {
-        const entries = await ops.readdir(path, fh);
+    readdir(path, cb) {
+      // The binding does not pass the directory's fh to readdir yet: the listing
+      // built at opendir is found by path (any open handle of that path holds an
+      // equally fresh listing); without one, a listing is built for this call.
+      const fh = path === null ? undefined : openDirs.find(path);
+      settle('readdir', path, () => `fh=${fh ?? 'none'}`, cb, async (): Promise<[MergedEntry[], number, number]> => {
+        let entries: MergedEntry[];
+        if (fh !== undefined) {
+          entries = await ops.readdir(path, fh);
+        } else {
+          if (path === null) throw new FsError('EBADF', '', 'readdir');
+          const tmp = await ops.opendir(path, context());
+          try {
+            entries = await ops.readdir(path, tmp);
+          } finally {
+            await ops.releasedir(path, tmp);
+          }
+        }
+        // POSIX getdents lists . and .. ; the core's merged listing holds only real names.
         const self = await inoOf(path);
         const parent = path === null || path === '/' ? self : await inoOf(parentOf(path));
         return [entries, self, parent];
@@ -270,6 +279,7 @@ export function createAdapter(ops: OverlayOps, opt: AdapterOptions): Adapter {
       }, ([entries]) => entries.length);
     },
     releasedir(path, fh, cb) {
+      openDirs.remove(fh);
       settle('releasedir', path, () => `fh=${fh}`, cb, () => ops.releasedir(path, fh), done(cb));
     },
     fsyncdir(path, datasync, fh, cb) {
@@ -287,10 +297,10 @@ export function createAdapter(ops: OverlayOps, opt: AdapterOptions): Adapter {
         (r) => cb(0, r.fh, openFlags(r)), (r) => r.fh);
     },
     read(path, fh, buf, len, pos, cb) {
-      settle('read', path, () => `fh=${fh} len=${len} pos=${pos}`, cb, () => ops.read(path, fh, buf, len, pos), (n) => cb(0, n), (n) => n);
+      settle('read', path, () => `fh=${fh} len=${len} pos=${pos}`, cb, () => ops.read(path, fh, buf, len, pos), (n) => cb(n), (n) => n);
     },
     write(path, fh, buf, len, pos, cb) {
-      settle('write', path, () => `fh=${fh} len=${len} pos=${pos}`, cb, () => ops.write(path, fh, buf, len, pos), (n) => cb(0, n), (n) => n);
+      settle('write', path, () => `fh=${fh} len=${len} pos=${pos}`, cb, () => ops.write(path, fh, buf, len, pos), (n) => cb(n), (n) => n);
     },
     flush(path, fh, cb) {
       settle('flush', path, () => `fh=${fh}`, cb, () => ops.flush(path, fh), done(cb));
@@ -309,19 +319,22 @@ export function createAdapter(ops: OverlayOps, opt: AdapterOptions): Adapter {
       const caller = context();
       settle('truncate', path, () => `size=${size}`, cb, () => ops.truncate(path, size, caller), done(cb));
     },
+    // path is null for fchmod/fchown/futimens on a file unlinked while open: the
+    // core has no handle-based variant of these (yet), so they fail with ENOENT.
     chmod(path, mode, cb) {
       const caller = context();
-      settle('chmod', path, () => `mode=${oct(mode)}`, cb, () => ops.chmod(path, mode, caller), done(cb));
+      settle('chmod', path, () => `mode=${oct(mode)}`, cb, () => ops.chmod(named(path, 'chmod'), mode, caller), done(cb));
     },
     chown(path, uid, gid, cb) {
       const caller = context();
-      settle('chown', path, () => `uid=${uid} gid=${gid}`, cb, () => ops.chown(path, uid, gid, caller), done(cb));
+      settle('chown', path, () => `uid=${uid} gid=${gid}`, cb, () => ops.chown(named(path, 'chown'), uid, gid, caller), done(cb));
     },
     utimens(path, aSec, aNsec, mSec, mNsec, cb) {
       const caller = context();
       const at = time(aSec, aNsec);
       const mt = time(mSec, mNsec);
-      settle('utimens', path, () => `atime=${JSON.stringify(at)} mtime=${JSON.stringify(mt)}`, cb, () => ops.utimens(path, at, mt, caller), done(cb));
+      settle('utimens', path, () => `atime=${JSON.stringify(at)} mtime=${JSON.stringify(mt)}`, cb,
+        () => ops.utimens(named(path, 'utimens'), at, mt, caller), done(cb));
     },
 
     mkdir(path, mode, cb) {
@@ -370,7 +383,7 @@ export function createAdapter(ops: OverlayOps, opt: AdapterOptions): Adapter {
       settle('removexattr', path, () => `name=${JSON.stringify(toText(name))}`, cb, () => ops.removexattr(path, name, caller), done(cb));
     },
     statfs(path, cb) {
-      settle('statfs', path, '', cb, () => ops.statfs(path), (s) => cb(0, s));
+      settle('statfs', path, '', cb, () => ops.statfs(path), (s) => cb(0, statvfsArray(s)));
     },
   };
 
@@ -407,30 +420,27 @@ function osErrName(n: number): string {
 // ---------------------------------------------------------------------------
 // libfuse options
 
-/** libfuse 2.9's ceiling for one write request (32 pages) */
-export const MAX_WRITE = 131072;
-
-/** escape a value for libfuse's option parser (a backslash quotes the next character) */
-const fuseEscape = (s: string): string => s.replace(/[\\,]/g, (c) => '\\' + c);
-
 /**
- * The libfuse -o words for a mount. use_ino: the core numbers inodes itself;
- * hard_remove: no .fuse_hidden renames (the core serves unlinked open files by
- * handle); nonempty: mounting over a non-empty directory (or a layer) is normal
- * for an overlay; suid/dev as configured (libfuse 2.9 defaults to nosuid,nodev).
+ * The binding's mount options for a MountConfig. On top of the binding's
+ * defaults (use_ino: the core numbers inodes; big_writes with max_write=131072;
+ * hard_remove: no .fuse_hidden renames, the core serves unlinked open files by
+ * handle; nonempty: mounting over a non-empty directory or a layer is normal for
+ * an overlay): the kernel cache timeouts, permissions, and the generic mount
+ * flags (libfuse 2.9 itself would mount nosuid,nodev).
  */
-export function mountOptions(c: MountConfig): string[] {
-  const o = [
-    'use_ino', 'hard_remove', 'nonempty', 'big_writes', `max_write=${MAX_WRITE}`,
-    `entry_timeout=${c.timeout}`, `attr_timeout=${c.timeout}`, `negative_timeout=${c.negativeTimeout}`,
-    `fsname=${fuseEscape(c.fsname)}`, 'subtype=stratafs',
-    c.flags.suid ? 'suid' : 'nosuid', c.flags.dev ? 'dev' : 'nodev', c.flags.exec ? 'exec' : 'noexec',
-    c.flags.readOnly ? 'ro' : 'rw',
-  ];
-  if (c.flags.noatime) o.push('noatime');
-  if (c.flags.sync) o.push('sync');
-  if (c.flags.dirsync) o.push('dirsync');
-  if (c.defaultPermissions) o.push('default_permissions');
-  if (c.allowOther) o.push('allow_other');
-  return o;
+export function fuseOptions(c: MountConfig, onExit: () => void): FuseOptions {
+  const extra: string[] = [];
+  if (c.flags.noatime) extra.push('noatime');
+  if (c.flags.sync) extra.push('sync');
+  if (c.flags.dirsync) extra.push('dirsync');
+  return {
+    useIno: true, bigWrites: true, maxWrite: 131072, hardRemove: true, nonempty: true,
+    entryTimeout: c.timeout, attrTimeout: c.timeout, negativeTimeout: c.negativeTimeout,
+    defaultPermissions: c.defaultPermissions, allowOther: c.allowOther,
+    suid: c.flags.suid, dev: c.flags.dev, exec: c.flags.exec, readOnly: c.flags.readOnly,
+    fsname: c.fsname, subtype: 'stratafs',
+    extra,
+    timeout: false,
+    onExit,
+  };
 }

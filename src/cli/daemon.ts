@@ -1,0 +1,190 @@
+/**
+ * Running a mount as a daemon.
+ *
+ * Without -f the CLI validates everything, then spawns itself detached (a new
+ * session: setsid through `detached: true`) with an internal flag, stdin from
+ * /dev/null and stdout/stderr appended to the mount's log file, plus a pipe on
+ * fd 3. The child mounts and writes one line on that pipe: "ready" once the
+ * kernel's INIT has been answered (the mount answers from then on), or
+ * "error <message>". The parent exits 0 on "ready", else 1 with the child's line,
+ * so `mount -t fuse.stratafs`, fstab and scripts see success only for a working
+ * mount.
+ *
+ * The serving process (daemon or -f) unmounts on SIGTERM/SIGINT through the
+ * binding's async unmount, exits when the mount is removed from outside, dumps
+ * its stats to the log on SIGUSR1, and serves `stratafs stats` on the control
+ * socket.
+ */
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import type { Readable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { DAEMON_CHILD_FLAG, type MountConfig } from './options.js';
+import { serveControl } from './control.js';
+import {
+  ensureRuntimeDir, processStartTime, removeQuietly, runtimeFiles, writeDaemonInfo,
+} from './runtime.js';
+import type { Served } from './serve.js';
+
+/** how long the parent waits for the child's verdict (opening a huge workdir can take a while) */
+const READY_TIMEOUT_MS = 120_000;
+const READY_FD = 3;
+
+export interface Notifier {
+  ready(): void;
+  fail(message: string): void;
+}
+
+/** the daemon child's side of the readiness pipe */
+export const pipeNotifier: Notifier = {
+  ready() { writeFd(`ready\n`); },
+  fail(message) { writeFd(`error ${message.replace(/\n/g, ' ')}\n`); },
+};
+
+function writeFd(s: string): void {
+  try {
+    fs.writeSync(READY_FD, s);
+    fs.closeSync(READY_FD);
+  } catch {
+    // started by hand without the pipe: nobody waits
+  }
+}
+
+export const stderrNotifier: Notifier = {
+  ready() { /* -f: nothing to tell */ },
+  fail(message) { process.stderr.write(`stratafs: ${message}\n`); },
+};
+
+export const logLine = (line: string): void => {
+  process.stderr.write(line + '\n');
+};
+
+/** The log the daemon of this mount writes to. */
+export function daemonLogPath(c: MountConfig): string {
+  return c.logFile ?? runtimeFiles(c.mountpoint).log;
+}
+
+/**
+ * Parent side: spawn the daemon and wait for its verdict. argv is the CLI's own
+ * argument list; the child parses it again (same cwd), so it gets the same config.
+ */
+export async function spawnDaemon(argv: string[], c: MountConfig): Promise<number> {
+  const files = runtimeFiles(c.mountpoint);
+  ensureRuntimeDir(files.dir);
+  const logPath = daemonLogPath(c);
+  const logFd = fs.openSync(logPath, 'a', 0o600);
+  const script = fileURLToPath(new URL('./main.js', import.meta.url));
+  const child = spawn(process.execPath, [...process.execArgv, script, DAEMON_CHILD_FLAG, ...argv], {
+    detached: true,
+    stdio: ['ignore', logFd, logFd, 'pipe'],
+  });
+  fs.closeSync(logFd);
+  if (c.debug) process.stderr.write(`stratafs: debug log: ${logPath}\n`);
+
+  return new Promise<number>((resolve) => {
+    let decided = false;
+    const decide = (code: number, message?: string): void => {
+      if (decided) return;
+      decided = true;
+      clearTimeout(timer);
+      if (message !== undefined) process.stderr.write(`stratafs: ${message}\n`);
+      pipe.destroy();
+      child.unref();
+      resolve(code);
+    };
+    const pipe = child.stdio[READY_FD] as Readable;
+    let buf = '';
+    pipe.setEncoding('utf8');
+    pipe.on('data', (d: string) => {
+      buf += d;
+      const nl = buf.indexOf('\n');
+      if (nl < 0) return;
+      const line = buf.slice(0, nl);
+      if (line === 'ready') decide(0);
+      else decide(1, line.startsWith('error ') ? line.slice(6) : `daemon said: ${line}`);
+    });
+    pipe.on('error', () => { /* the exit handler reports */ });
+    child.on('error', (e) => decide(1, `cannot start the daemon: ${e.message}`));
+    child.on('exit', (code, signal) => {
+      // the pipe may still hold the verdict: let it drain first
+      setImmediate(() => decide(1, `daemon exited (${signal ?? `code ${code}`}) before the mount was ready; see ${logPath}`));
+    });
+    const timer = setTimeout(() => {
+      if (child.pid !== undefined) {
+        try { process.kill(child.pid, 'SIGKILL'); } catch { /* gone */ }
+      }
+      decide(1, `the mount did not become ready within ${READY_TIMEOUT_MS / 1000} s; see ${logPath}`);
+    }, READY_TIMEOUT_MS);
+  });
+}
+
+/**
+ * Serve a mount in this process until it ends. Returns the exit code.
+ * Used by the daemon child (pipe notifier) and by -f (stderr notifier).
+ */
+export async function runServer(c: MountConfig, notify: Notifier, log: (s: string) => void = logLine): Promise<number> {
+  const { serve, ServeError } = await import('./serve.js');
+  let served: Served;
+  try {
+    served = await serve(c, log);
+  } catch (e) {
+    notify.fail(e instanceof ServeError ? e.message : e instanceof Error ? (e.stack ?? e.message) : String(e));
+    return 1;
+  }
+
+  const files = runtimeFiles(c.mountpoint);
+  let server: import('node:net').Server | undefined;
+  try {
+    ensureRuntimeDir(files.dir);
+    writeDaemonInfo(files.info, {
+      pid: process.pid, startTime: processStartTime(process.pid) ?? '', mountpoint: c.mountpoint,
+      lowerdirs: c.lowerPaths, upperdir: c.upperPath, workdir: c.workPath,
+      log: c.foreground ? undefined : daemonLogPath(c), foreground: c.foreground,
+    });
+    server = await serveControl(files.sock, served, log);
+  } catch (e) {
+    log(`stratafs: warning: no control socket (stats unavailable): ${e instanceof Error ? e.message : String(e)}`);
+  }
+
+  let stopping = false;
+  const stop = (sig: string): void => {
+    if (stopping) {
+      // A second signal while the mount is held busy: leave now; the kernel
+      // ends the connection when this process closes /dev/fuse.
+      log(`stratafs: ${sig} again: exiting without waiting`);
+      cleanup();
+      process.exit(1);
+    }
+    stopping = true;
+    log(`stratafs: ${sig}: unmounting ${c.mountpoint}`);
+    served.unmount().catch(async (e: unknown) => {
+      // Busy (a process has a file open or its cwd inside): detach now, as
+      // libfuse does, and keep serving until the last user lets go.
+      log(`stratafs: unmount failed (${e instanceof Error ? e.message : String(e)}); detaching lazily`);
+      const { unmountPath } = await import('../native/fuse.js');
+      const { fromText } = await import('../core/bstr.js');
+      await unmountPath(fromText(c.mountpoint), { lazy: true }).catch((e2: unknown) => {
+        log(`stratafs: lazy unmount failed too: ${e2 instanceof Error ? e2.message : String(e2)}`);
+      });
+    });
+  };
+  const cleanup = (): void => {
+    server?.close();
+    removeQuietly(files.sock);
+    removeQuietly(files.info);
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGHUP', () => { /* detached: no terminal to lose; ignore */ });
+  process.on('SIGUSR1', () => log(`stratafs: stats ${JSON.stringify(served.stats())}`));
+  process.on('uncaughtException', (e) => {
+    // A bug outside a request must not take the mount down with it (every user would get ENOTCONN).
+    log(`stratafs: uncaught exception (mount kept serving): ${e.stack ?? e.message}`);
+  });
+
+  notify.ready();
+  await served.ended;
+  log(`stratafs: ${c.mountpoint} unmounted; exiting`);
+  cleanup();
+  return 0;
+}

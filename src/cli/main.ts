@@ -1,0 +1,107 @@
+#!/usr/bin/env node
+/**
+ * The stratafs command. Everything about the command line is in options.ts;
+ * this file only dispatches. Modules that load the FUSE binding are imported
+ * lazily, so `umount`, `stats` and bad input never load native code.
+ */
+import { readFileSync } from 'node:fs';
+import { ConfigError, parseCommandLine, validateMountConfig, type CliCommand } from './options.js';
+
+function version(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: string };
+    return pkg.version ?? 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
+const err = (s: string): void => { process.stderr.write(s + '\n'); };
+
+async function mountCommand(cmd: Extract<CliCommand, { kind: 'mount' }>, argv: string[]): Promise<number> {
+  const c = cmd.config;
+  let deadMount: boolean;
+  try {
+    deadMount = validateMountConfig(c).deadMount;
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      err(`stratafs: ${e.message}`);
+      return 1;
+    }
+    throw e;
+  }
+  const daemon = await import('./daemon.js');
+  if (cmd.daemonChild) {
+    // The daemon must not keep the caller's cwd busy; every path is absolute by now.
+    process.chdir('/');
+    return daemon.runServer(c, daemon.pipeNotifier);
+  }
+  if (c.unknownOptions.length) err(`stratafs: warning: unknown options ignored: ${c.unknownOptions.join(', ')}`);
+  if (c.ignoredOptions.length) err(`stratafs: warning: options without effect here: ${c.ignoredOptions.join(', ')}`);
+  if (deadMount) {
+    const { forceClean } = await import('./umount.js');
+    try {
+      await forceClean(c.mountpoint, err);
+    } catch (e) {
+      err(`stratafs: cannot clean the dead mount: ${e instanceof Error ? e.message : String(e)}`);
+      return 1;
+    }
+  }
+  if (c.foreground) return daemon.runServer(c, daemon.stderrNotifier);
+  return daemon.spawnDaemon(argv, c);
+}
+
+async function main(argv: string[]): Promise<number> {
+  let cmd: CliCommand;
+  try {
+    cmd = parseCommandLine(argv, { cwd: process.cwd(), uid: process.getuid?.() ?? 0, version: version() });
+  } catch (e) {
+    if (e instanceof ConfigError) {
+      err(`stratafs: ${e.message}`);
+      return 1;
+    }
+    throw e;
+  }
+  switch (cmd.kind) {
+    case 'exit':
+      process.stdout.write(cmd.output);
+      return cmd.code;
+    case 'mount':
+      return mountCommand(cmd, argv);
+    case 'umount': {
+      const { umountCommand, UmountError } = await import('./umount.js');
+      try {
+        await umountCommand(cmd.mountpoint, cmd.force, err);
+        return 0;
+      } catch (e) {
+        if (e instanceof UmountError) {
+          err(`stratafs: ${e.message}`);
+          return 1;
+        }
+        throw e;
+      }
+    }
+    case 'stats': {
+      const { statsCommand } = await import('./stats.js');
+      const { ControlError } = await import('./control.js');
+      try {
+        process.stdout.write((await statsCommand(cmd.mountpoint, cmd.json)) + '\n');
+        return 0;
+      } catch (e) {
+        if (e instanceof ControlError) {
+          err(`stratafs: ${e.message}`);
+          return 1;
+        }
+        throw e;
+      }
+    }
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (e: unknown) => {
+    err(`stratafs: internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+    process.exit(1);
+  },
+);

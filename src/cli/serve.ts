@@ -1,0 +1,119 @@
+/**
+ * Serving a mount in this process: open the overlay core, build the adapter,
+ * mount through the binding and wait for the kernel's INIT. Used by the daemon,
+ * by `-f`, and by the library entry (index.ts).
+ *
+ * This process answers the mount's requests on its event loop: it must never
+ * touch the mountpoint synchronously (an fs.*Sync call on it would wait for an
+ * answer only this same thread can give). Unmounting goes through the binding's
+ * async unmount (umount2 on a thread of the addon, or fusermount).
+ */
+import { openOverlay, type Overlay } from '../core/overlay.js';
+import { fromText } from '../core/bstr.js';
+import { isFsError } from '../core/errors.js';
+import { Fuse } from '../native/fuse.js';
+import { createAdapter, fuseOptions, type Adapter } from '../fuse/adapter.js';
+import type { MountConfig } from './options.js';
+import type { DaemonStats } from './stats.js';
+
+export interface Served {
+  readonly config: MountConfig;
+  stats(): DaemonStats;
+  describe(): unknown;
+  /** unmount (async, never touching the mountpoint) and close the core; idempotent */
+  unmount(): Promise<void>;
+  /** resolves once the FUSE session has ended (our unmount or an outside umount) and the core is closed */
+  readonly ended: Promise<void>;
+}
+
+/** A mount that could not be set up: one line naming the problem and the path. */
+export class ServeError extends Error {
+  override name = 'ServeError';
+}
+
+function explain(e: unknown, c: MountConfig): string {
+  if (isFsError(e)) {
+    if (e.code === 'EBUSY') {
+      return `upperdir/workdir is in use by another stratafs mount: ${c.workPath ?? c.upperPath ?? e.path}`;
+    }
+    return e.message;
+  }
+  return e instanceof Error ? e.message : String(e);
+}
+
+export async function serve(config: MountConfig, log: (line: string) => void): Promise<Served> {
+  let overlay: Overlay;
+  try {
+    overlay = await openOverlay(config, log);
+  } catch (e) {
+    throw new ServeError(explain(e, config));
+  }
+  const started = Date.now();
+  let fuse: Fuse | undefined;
+  let closed = false;
+  let markEnded: () => void = () => undefined;
+  const ended = new Promise<void>((resolve) => { markEnded = resolve; });
+  const closeCore = async (): Promise<void> => {
+    if (closed) return;
+    closed = true;
+    try {
+      await overlay.close();
+    } catch (e) {
+      log(`stratafs: closing the overlay: ${e instanceof Error ? e.message : String(e)}`);
+    }
+    markEnded();
+  };
+
+  const adapter: Adapter = createAdapter(overlay, {
+    debug: config.debug,
+    log,
+    context: () => fuse!.context(),
+  });
+  fuse = new Fuse(fromText(config.mountpoint), adapter.handlers, fuseOptions(config, () => { void closeCore(); }));
+  try {
+    await fuse.mount();
+  } catch (e) {
+    await closeCore();
+    throw new ServeError(`cannot mount ${config.mountpoint}: ${e instanceof Error ? e.message : String(e)}`);
+  }
+
+  const f = fuse;
+  let unmounting: Promise<void> | undefined;
+  return {
+    config,
+    stats: () => ({
+      mountpoint: config.mountpoint,
+      pid: process.pid,
+      uptimeS: (Date.now() - started) / 1000,
+      ops: adapter.opStats(),
+      overlay: overlay.stats(),
+    }),
+    describe: () => ({
+      mountpoint: config.mountpoint,
+      pid: process.pid,
+      lowerdirs: config.lowerPaths,
+      upperdir: config.upperPath ?? null,
+      workdir: config.workPath ?? null,
+      options: {
+        readOnly: config.flags.readOnly, redirectDir: config.redirectDir, userxattr: config.userxattr,
+        timeout: config.timeout, negativeTimeout: config.negativeTimeout, lookupCache: config.lookupCacheSize,
+        fsync: config.fsync, allowOther: config.allowOther, defaultPermissions: config.defaultPermissions,
+        flags: config.flags, fsname: config.fsname,
+      },
+      overlay: overlay.describe(),
+    }),
+    unmount: () => {
+      unmounting ??= (async () => {
+        try {
+          await f.unmount();
+        } catch (e) {
+          unmounting = undefined; // busy now, may work later
+          throw e;
+        }
+        await ended;
+      })();
+      return unmounting;
+    },
+    ended,
+  };
+}
