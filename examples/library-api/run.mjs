@@ -10,5 +10,5 @@ const root = join(here, '..', '..');
 const out = join(here, '.build');
 execFileSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'),
   '--module', 'nodenext', '--moduleResolution', 'nodenext', '--target', 'es2022', '--strict',
-  '--skipLibCheck', '--types', 'node', '--outDir', out, join(here, 'demo.ts')], { stdio: 'inherit', cwd: root });
+  '--skipLibCheck', '--types', 'node', '--rootDir', here, '--outDir', out, join(here, 'demo.ts')], { stdio: 'inherit', cwd: root });
 execFileSync(process.execPath, [join(out, 'demo.js')], { stdio: 'inherit', cwd: root });
