@@ -198,7 +198,12 @@ export function lookupChild(ctx: Ctx, parent: Entry, name: Bstr): Entry | undefi
       stack.push({ layer, rel });
       if (!L.upper) { firstLowerDev = topDev; firstLowerIno = topIno; }
       if (t !== S_IFDIR) {
-        if (L.upper && t === S_IFREG && parent.stack.length > 1) upperXattrs = listXattrsOrEmpty(L.fd, rel);
+        // Only a single-link upper file can be matched to its origin by path: another name of
+        // it would find no lower object and report a different number.
+        if (L.upper && t === S_IFREG && parent.stack.length > 1) {
+          upperXattrs = listXattrsOrEmpty(L.fd, rel);
+          if (st[StatIdx.nlink]! > 1) upperXattrs = upperXattrs.filter((x) => !x.endsWith('.origin'));
+        }
         break;
       }
     } else {

@@ -62,6 +62,21 @@ describe('core lookup and merge', () => {
     expect(await coreTree(O)).toEqual(['a2/', 'a2/sub/', 'a2/sub/f = F', 'n/', 'n/b2/', 'n/b2/g = G']);
   });
 
+  it('reads a kernel upper: copied-up files keep the origin number, hard links made by the kernel share one', async () => {
+    L = makeLayers({ l0: { 'd/low': 'x', 'd/solo': 'y' } }, 1);
+    const lowIno = fs.statSync(path.join(L.lowers[0]!, 'd/solo')).ino;
+    const kw = path.join(L.dir, 'kw0'); fs.mkdirSync(kw);
+    const { execFileSync } = await import('node:child_process');
+    execFileSync('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${L.lowers[0]},upperdir=${L.upper},workdir=${kw}`, L.mnt]);
+    try {
+      fs.linkSync(path.join(L.mnt, 'd/low'), path.join(L.mnt, 'd/low.ln'));
+      fs.chmodSync(path.join(L.mnt, 'd/solo'), 0o600);
+    } finally { execFileSync('umount', [L.mnt]); }
+    O = await open(L);
+    expect(ino(await O.getattr('/d/low'))).toBe(ino(await O.getattr('/d/low.ln')));
+    expect(ino(await O.getattr('/d/solo'))).toBe(lowIno);
+  });
+
   it('never resolves through a symlink inside a layer', async () => {
     L = makeLayers({ l0: { 'etc': { link: '/etc' } }, l1: { 'etc/x': 'x' } });
     O = await open(L);
