@@ -24,6 +24,7 @@ import type { Bstr } from './bstr.js';
 import { fail, parentOf, relOf, requireUpper, sys, type Ctx } from './ctx.js';
 import { FsError, isFsError } from './errors.js';
 import { isUpperEntry, resolve, type Entry } from './namei.js';
+import { mergedEntries } from './readdir.js';
 import {
   markerXattr, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, TRUSTED_PREFIX, USER_PREFIX, FUSE_OVERLAYFS_PREFIX,
 } from './whiteout.js';
@@ -227,6 +228,27 @@ function repointHandles(ctx: Ctx, ino: number, urel: Bstr): void {
     f.fd = fd;
     f.lower = false;
     sys.raw.close(old);
+  }
+}
+
+/**
+ * The fallback for renaming a directory with lower content where a redirect
+ * cannot be written (no trusted.* xattrs, or userxattr, where the kernel
+ * refuses to follow redirects): copy the whole merged subtree up and make
+ * every directory in it opaque, so it no longer depends on any lower path.
+ */
+export async function copyUpTreeOpaque(ctx: Ctx, path: Bstr, makeOpaque: (dirfd: number, rel: Bstr) => void): Promise<void> {
+  const e = await copyUp(ctx, path);
+  if ((e.type & S_IFMT) !== S_IFDIR) return;
+  for (const child of mergedEntries(ctx, resolve(ctx, path))) {
+    const cp = path === '/' ? '/' + child.name : path + '/' + child.name;
+    if (child.type === S_IFDIR) await copyUpTreeOpaque(ctx, cp, makeOpaque);
+    else await copyUp(ctx, cp);
+  }
+  const cur = resolve(ctx, path);
+  if (!cur.opaque) {
+    makeOpaque(ctx.upper!.fd, relOf(path));
+    ctx.cache.dropTree(path);
   }
 }
 

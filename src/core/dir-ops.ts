@@ -17,7 +17,7 @@
  *   an upper-only directory moved into a merged parent is made opaque.
  */
 import type { Bstr } from './bstr.js';
-import { copyUp, settleCopyUps } from './copy-up.js';
+import { copyUp, copyUpTreeOpaque, settleCopyUps } from './copy-up.js';
 import { checkNewName, fail, parentOf, relOf, requireUpper, sys, type Ctx, type Layer } from './ctx.js';
 import { isFsError } from './errors.js';
 import {
@@ -307,6 +307,10 @@ export async function rename(ctx: Ctx, from: Bstr, to: Bstr, flags: number, call
 
   await settleCopyUps(ctx, from);
   await settleCopyUps(ctx, to);
+  // Redirects only where a kernel mount would follow them (trusted.* xattrs).
+  if (needsRedirect && (ctx.userxattr || !ctx.trustedXattrs)) {
+    await copyUpTreeOpaque(ctx, from, (fd, rel) => makeOpaque(ctx, fd, rel));
+  }
   await copyUp(ctx, from);
   await copyUp(ctx, tp);
   // Everything below is synchronous: no other operation interleaves.
@@ -319,7 +323,7 @@ export async function rename(ctx: Ctx, from: Bstr, to: Bstr, flags: number, call
   const trel = relOf(to);
 
   if (srcIsDir) {
-    if (hasLowerDir(ctx, src)) {
+    if (hasLowerDir(ctx, src) && !src.opaque) {
       setRedirect(upper.fd, srel, redirectFor(ctx, src, fname, fp === tp), ctx.userxattr);
     } else if (!src.opaque && hasLowerDir(ctx, tparent)) {
       makeOpaque(ctx, upper.fd, srel);

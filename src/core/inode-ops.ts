@@ -14,9 +14,11 @@ import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from './whiteout.js';
 
 /** Attributes of a resolved entry: the top real object's, with the overlay's st_ino. */
 export function attrsOf(ctx: Ctx, e: Entry): AttrArray {
+  if (e.attrs !== undefined) return e.attrs.slice();
   const out = new Float64Array(STAT_LEN);
   const ref = e.stack[0]!;
-  const r = sys.tryLstatat(ctx.layers[ref.layer]!.fd, ref.rel, out);
+  const L = ctx.layers[ref.layer]!;
+  const r = sys.tryLstatat(L.fd, ref.rel, out);
   if (r < 0) {
     // Vanished behind the cache's back (only through changes outside the mount).
     ctx.cache.drop(e.path);
@@ -25,6 +27,7 @@ export function attrsOf(ctx: Ctx, e: Entry): AttrArray {
   out[StatIdx.ino] = e.ino;
   // As the kernel: counting subdirectories of a merged directory is not worth it; find(1) accepts 1.
   if (e.type === S_IFDIR && e.stack.length > 1) out[StatIdx.nlink] = 1;
+  if (!L.upper) e.attrs = out.slice();
   return out;
 }
 

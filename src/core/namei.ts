@@ -37,6 +37,12 @@ export interface Entry {
   redirect: Redirect | undefined;
   /** the top directory is opaque (a merged listing stops there) */
   opaque: boolean;
+  /**
+   * Attributes of a lower-only object, kept after the first getattr: lower
+   * layers do not change under a mount, and any change through it copies the
+   * object up, which replaces this entry. Never set for upper objects.
+   */
+  attrs?: Float64Array;
 }
 
 const NEGATIVE = Symbol('negative');

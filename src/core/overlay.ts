@@ -118,6 +118,7 @@ export async function openOverlay(config: OverlayConfig, log: (line: string) => 
     let workfd = -1;
     const locks: number[] = [];
     let trustedXattrs = false;
+    let userxattr = config.userxattr;
     let wh: WhiteoutWriter | undefined;
     if (upper && config.workdir !== undefined) {
       workRoot = sys.openRoot(config.workdir);
@@ -142,14 +143,16 @@ export async function openOverlay(config: OverlayConfig, log: (line: string) => 
       if (!mknodOk) log(`stratafs: cannot mknod char 0/0 whiteouts in ${toText(config.workdir!)}: writing .wh.<name> files instead`);
       trustedXattrs = !config.userxattr && canWriteTrustedXattr(workfd);
       if (!config.userxattr && !trustedXattrs) {
-        log('stratafs: cannot write trusted.* xattrs in the upper: opaque directories as .wh..wh..opq files, no redirects (directory renames with lower content: EXDEV)');
+        // Unprivileged: the kernel's userxattr namespace is what a kernel mount could read back.
+        log('stratafs: cannot write trusted.* xattrs in the upper: writing user.overlay.* markers instead (as kernel overlayfs with -o userxattr)');
+        userxattr = true;
       }
       wh = new WhiteoutWriter(workfd, mknodOk);
     }
 
     let tmpSeq = 0;
     const ctx: Ctx = {
-      config, log, layers, upper, workfd, userxattr: config.userxattr, trustedXattrs, wh,
+      config, log, layers, upper, workfd, userxattr, trustedXattrs, wh,
       cache: new LookupCache(config.lookupCacheSize),
       inodes: new InodeNumbers(layers.map((l) => l.dev)),
       files: new Map(), dirs: new Map(), filesByIno: new Map(), copyUps: new Map(),
@@ -158,9 +161,6 @@ export async function openOverlay(config: OverlayConfig, log: (line: string) => 
       st: new Float64Array(16),
       tmpName: () => `#${process.pid.toString(16)}.${(tmpSeq++).toString(16)}`,
     };
-    if (!trustedXattrs && !config.userxattr && config.redirectDir) {
-      ctx.config = { ...config, redirectDir: false };
-    }
     return new Overlay(ctx, opened, locks, workRoot);
   } catch (e) {
     for (const fd of opened) closeQuiet(fd);

@@ -82,6 +82,23 @@ describe('core namespace changes', () => {
     expect(await coreTree(O)).toEqual(mine);
   });
 
+  it('userxattr: user.overlay.* markers; lower directories rename by a full opaque copy the kernel reads', async () => {
+    L = makeLayers(base);
+    O = await open(L, { userxattr: true });
+    await O.unlink('/d/sub/x', root);
+    await O.rename('/d', '/n', 0, root);
+    await O.rmdir('/e', root);
+    await O.mkdir('/e', 0o755, root);
+    expect(getx(path.join(L.upper, 'e'), 'user.overlay.opaque')).toBe('y');
+    expect(getx(path.join(L.upper, 'n'), 'user.overlay.opaque')).toBe('y');
+    expect(getx(path.join(L.upper, 'n/sub'), 'user.overlay.opaque')).toBe('y');
+    expect(getx(path.join(L.upper, 'n'), 'user.overlay.redirect')).toBeUndefined();
+    expect(await ls(O, '/n/sub')).toEqual(['y']);
+    const mine = await coreTree(O);
+    await O.close(); O = undefined;
+    expect(kernelView(L, 'userxattr')).toEqual(mine);
+  });
+
   it('redirect_dir off: EXDEV for directories with lower content only', async () => {
     L = makeLayers(base);
     O = await open(L, { redirectDir: false });
