@@ -141,6 +141,35 @@ describe('core copy-up', () => {
     await O.release('/big', h.fh);
   });
 
+  it('a long copy-up does not stall other operations', async () => {
+    L = makeLayers({ l0: { 'other/f': 'o' } }, 1);
+    const size = 96 * 1024 * 1024;
+    fs.writeFileSync(path.join(L.lowers[0]!, 'big'), Buffer.alloc(size, 0x61));
+    O = await open(L);
+    const o = O;
+    let copyDone = 0;
+    const t0 = performance.now();
+    const pending = o.open('/big', O_RDWR, root).then((r) => { copyDone = performance.now(); return r; });
+    // While the data moves on the addon's thread, the loop serves other requests.
+    let served = 0;
+    let lastServed = 0;
+    while (copyDone === 0) {
+      await o.getattr('/other/f');
+      const dh = await o.opendir('/', root);
+      await o.readdir('/', dh);
+      await o.releasedir('/', dh);
+      served++;
+      lastServed = performance.now();
+      await new Promise((r) => setImmediate(r));
+    }
+    const h = await pending;
+    expect(served).toBeGreaterThan(1);
+    expect(lastServed - t0).toBeGreaterThan(0);
+    expect(O.stats().copyUps).toEqual({ count: 1, bytes: size });
+    expect(fs.statSync(path.join(L.upper, 'big')).size).toBe(size);
+    await O.release('/big', h.fh);
+  }, 60_000);
+
   it('read-only mounts refuse every change with EROFS', async () => {
     L = makeLayers({ l0: { 'f': 'x', 'd/g': 'y' } }, 1);
     O = await open(L, { upperdir: undefined, workdir: undefined });
