@@ -59,6 +59,13 @@ export const logLine = (line: string): void => {
   process.stderr.write(line + '\n');
 };
 
+/** a failed start that wrote nothing leaves no log file behind */
+function removeIfEmpty(file: string): void {
+  try {
+    if (fs.statSync(file).size === 0) fs.unlinkSync(file);
+  } catch { /* gone */ }
+}
+
 /** The log the daemon of this mount writes to. */
 export function daemonLogPath(c: MountConfig): string {
   return c.logFile ?? runtimeFiles(c.mountpoint).log;
@@ -88,6 +95,7 @@ export async function spawnDaemon(argv: string[], c: MountConfig): Promise<numbe
       decided = true;
       clearTimeout(timer);
       if (message !== undefined) process.stderr.write(`stratafs: ${message}\n`);
+      if (code !== 0) removeIfEmpty(logPath);
       pipe.destroy();
       child.unref();
       resolve(code);

@@ -1,0 +1,158 @@
+/**
+ * Helpers for the CLI tests (test/integration/cli-*.test.ts), on top of the
+ * shared harness (mounts.ts, proc.ts): run the real CLI in a child process,
+ * start it in the foreground, find the daemon serving a mount, snapshot
+ * directories to prove that nothing changed, and clean up whatever a test
+ * left (mounts by path, processes by the PIDs it started), also on failure.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { forceCleanup, mountsAt, pidsWithArg, STRATAFS_CLI } from './mounts.js';
+import { run, type RunResult } from './proc.js';
+
+export { STRATAFS_CLI };
+
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  timedOut: boolean;
+}
+
+const text = (r: RunResult): CliResult => ({
+  code: r.code, stdout: r.stdout.toString('utf8'), stderr: r.stderr.toString('utf8'), timedOut: r.timedOut,
+});
+
+/** Run `node dist/cli/main.js ARGS` to completion (a daemonizing mount returns once ready). */
+export async function cli(args: string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> {
+  return text(await run(process.execPath, [STRATAFS_CLI, ...args], { timeoutMs: opts.timeoutMs ?? 30_000, env: opts.env }));
+}
+
+export async function runText(file: string, args: string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> {
+  return text(await run(file, args, opts));
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Poll until cond() holds or ms pass; returns whether it held. */
+export async function waitFor(cond: () => Promise<boolean> | boolean, ms: number, stepMs = 20): Promise<boolean> {
+  const end = Date.now() + ms;
+  for (;;) {
+    if (await cond()) return true;
+    if (Date.now() > end) return false;
+    await sleep(stepMs);
+  }
+}
+
+export async function isMounted(mnt: string): Promise<boolean> {
+  return (await mountsAt(mnt)).length > 0;
+}
+
+/** A process that has exited counts as gone even while it waits (as a zombie) to be reaped. */
+export async function pidAlive(pid: number): Promise<boolean> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'latin1').catch(() => undefined);
+  if (stat === undefined) return false;
+  const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+  return state !== 'Z' && state !== 'X';
+}
+
+/** fields of /proc/PID/stat after the command name: [state, ppid, pgrp, session, ...] */
+export async function procStat(pid: number): Promise<string[]> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'latin1');
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+}
+
+/** PIDs of live processes with mnt as one of their arguments (a daemon names its mountpoint), the test process excluded. */
+export async function daemonPids(mnt: string): Promise<number[]> {
+  const out: number[] = [];
+  for (const p of await pidsWithArg(mnt)) {
+    const args = (await readFile(`/proc/${p}/cmdline`, 'latin1').catch(() => '')).split('\0');
+    if (args.includes(mnt) && (await pidAlive(p))) out.push(p);
+  }
+  return out;
+}
+
+/**
+ * Everything a test made that must not outlive it: mountpoints and PIDs.
+ * cleanup() removes every mount at the registered paths (umount, else fusectl
+ * abort + lazy umount) and kills registered PIDs and any process naming a
+ * registered mountpoint. Call it in afterEach.
+ */
+export class Leftovers {
+  private readonly mnts = new Set<string>();
+  private readonly pids = new Set<number>();
+  private readonly children = new Set<ChildProcess>();
+  mount(mnt: string): string { this.mnts.add(mnt); return mnt; }
+  pid(pid: number): void { this.pids.add(pid); }
+  child(c: ChildProcess): void { this.children.add(c); if (c.pid !== undefined) this.pids.add(c.pid); }
+  async cleanup(): Promise<string[]> {
+    const errors: string[] = [];
+    // deepest first: a mount inside another goes first
+    for (const mnt of [...this.mnts].sort((a, b) => b.length - a.length)) {
+      try {
+        await forceCleanup(mnt, [...this.pids]);
+      } catch (e) {
+        errors.push(String(e));
+      }
+    }
+    const { killPids } = await import('./mounts.js');
+    await killPids([...this.pids]);
+    this.mnts.clear();
+    this.pids.clear();
+    this.children.clear();
+    return errors;
+  }
+}
+
+/** A CLI started in the foreground (-f): the test process is its parent. */
+export interface Foreground {
+  child: ChildProcess;
+  stderr(): string;
+  /** resolves with the exit code (or signal name) */
+  exited: Promise<number | string>;
+}
+
+export function startForeground(args: string[], left: Leftovers): Foreground {
+  const child = spawn(process.execPath, [STRATAFS_CLI, '-f', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  left.child(child);
+  let err = '';
+  child.stderr!.setEncoding('utf8');
+  child.stderr!.on('data', (d: string) => { err += d; });
+  const exited = new Promise<number | string>((resolve) => {
+    child.on('exit', (code, signal) => resolve(code ?? signal ?? -1));
+  });
+  return { child, stderr: () => err, exited };
+}
+
+/** Mount options for a layer set, escaped as the -o parser wants. */
+export function layerOptions(l: { lowers: string[]; upper?: string; work?: string }): string {
+  const esc = (p: string): string => p.replace(/[\\,:]/g, (c) => '\\' + c);
+  const parts = [`lowerdir=${l.lowers.map(esc).join(':')}`];
+  if (l.upper !== undefined) parts.push(`upperdir=${esc(l.upper)}`);
+  if (l.work !== undefined) parts.push(`workdir=${esc(l.work)}`);
+  return parts.join(',');
+}
+
+/**
+ * Every entry below root (root included) with type, mode, owner, size, mtime,
+ * ctime (ns), a content hash for small files, link targets: two equal
+ * snapshots mean nothing was created, removed or changed. Directories in
+ * `skip` (live mounts) are listed but not entered.
+ */
+export async function dirSnapshot(root: string, skip: string[] = []): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  const walk = async (p: string, rel: string): Promise<void> => {
+    const st = await lstat(p, { bigint: true });
+    let extra = '';
+    if (st.isFile() && st.size < 1_000_000n) extra = createHash('sha256').update(await readFile(p)).digest('hex').slice(0, 16);
+    if (st.isSymbolicLink()) extra = await readlink(p);
+    out.set(rel, `${st.mode.toString(8)} ${st.uid}:${st.gid} ${st.size} m${st.mtimeNs} c${st.ctimeNs} ${extra}`);
+    if (st.isDirectory() && !skip.includes(p)) {
+      for (const name of (await readdir(p)).sort()) await walk(join(p, name), rel === '' ? name : `${rel}/${name}`);
+    }
+  };
+  await walk(root, '');
+  return out;
+}
