@@ -1,0 +1,294 @@
+import type { ImplName } from './impls.js';
+import type { Unit } from './workloads.js';
+
+export type Mode = 'cold' | 'warm';
+
+export interface RunRecord {
+  seconds: number;
+  value: number;
+  detail: string;
+  /** Daemon CPU (utime+stime) spent during this run, FUSE implementations only. */
+  daemonCpuSeconds?: number;
+}
+
+export interface Cell {
+  workload: string;
+  title: string;
+  mode: Mode;
+  impl: ImplName;
+  unit: Unit;
+  status: 'ok' | 'failed' | 'absent';
+  error?: string;
+  runs: RunRecord[];
+  median?: number;
+  /** Largest VmHWM seen over this cell's daemons. */
+  daemonPeakRssBytes?: number;
+  daemonCpuSecondsMedian?: number;
+  /** stratafs `stats --json`: after the last run, and the numeric change over that run. */
+  statsAfter?: unknown;
+  statsDelta?: unknown;
+  /** Per-op profile of the last run, when the counters have stratafs's shape. */
+  profile?: StratafsProfile;
+}
+
+export interface ImplStatus {
+  name: ImplName;
+  available: boolean;
+  reason?: string;
+}
+
+export interface Results {
+  format: 'stratafs-bench/1';
+  startedAt: string;
+  finishedAt: string;
+  quick: boolean;
+  runsPerCell: number;
+  dataset: { hash: string; dir: string; totalFiles: number; totalBytes: number };
+  host: { kernel: string; cpus: number; node: string; load: number[] };
+  impls: ImplStatus[];
+  cells: Cell[];
+}
+
+export function median(xs: readonly number[]): number {
+  if (xs.length === 0) throw new RangeError('median of nothing');
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 === 1 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
+}
+
+/**
+ * How many times more it costs stratafs than `other`: >1 means stratafs is slower, for seconds and for
+ * IOPS alike (IOPS are inverted), so one threshold (e.g. 1.2x) reads the same way in every row.
+ */
+export function costRatio(unit: Unit, stratafs: number, other: number): number {
+  if (unit === 'IOPS') return stratafs > 0 ? other / stratafs : Infinity;
+  return other > 0 ? stratafs / other : Infinity;
+}
+
+/** Recursive numeric difference (after - before) of two JSON values; non-numeric leaves come from `after`. */
+export function numericDelta(before: unknown, after: unknown): unknown {
+  if (typeof after === 'number' && typeof before === 'number') return after - before;
+  if (after !== null && typeof after === 'object' && !Array.isArray(after)) {
+    const b = before !== null && typeof before === 'object' && !Array.isArray(before) ? (before as Record<string, unknown>) : {};
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(after as Record<string, unknown>)) out[k] = numericDelta(b[k], v);
+    return out;
+  }
+  return after;
+}
+
+function fmtValue(unit: Unit, v: number | undefined): string {
+  if (v === undefined) return '–';
+  if (unit === 'IOPS') return `${Math.round(v)} IOPS`;
+  return v >= 10 ? `${v.toFixed(1)} s` : v >= 0.1 ? `${v.toFixed(2)} s` : `${(v * 1000).toFixed(1)} ms`;
+}
+
+function fmtRatio(r: number | undefined): string {
+  if (r === undefined || !Number.isFinite(r)) return '–';
+  return `${r.toFixed(2)}×`;
+}
+
+function fmtMiB(b: number | undefined): string {
+  return b === undefined ? '–' : `${(b / (1024 * 1024)).toFixed(0)} MiB`;
+}
+
+function fmtCpu(s: number | undefined): string {
+  return s === undefined ? '–' : `${s.toFixed(2)} s`;
+}
+
+export function cellFor(r: Results, workload: string, mode: Mode, impl: ImplName): Cell | undefined {
+  return r.cells.find((c) => c.workload === workload && c.mode === mode && c.impl === impl);
+}
+
+function shown(c: Cell | undefined): string {
+  if (c === undefined) return '–';
+  if (c.status === 'absent') return 'absent';
+  if (c.status === 'failed') return '**FAILED**';
+  return fmtValue(c.unit, c.median);
+}
+
+/** Rows in first-seen order of (workload, mode). */
+function rowKeys(r: Results): { workload: string; title: string; mode: Mode; unit: Unit }[] {
+  const seen = new Set<string>();
+  const out: { workload: string; title: string; mode: Mode; unit: Unit }[] = [];
+  for (const c of r.cells) {
+    const k = `${c.workload}/${c.mode}`;
+    if (seen.has(k)) continue;
+    seen.add(k);
+    out.push({ workload: c.workload, title: c.title, mode: c.mode, unit: c.unit });
+  }
+  return out;
+}
+
+export function markdown(r: Results): string {
+  const lines: string[] = [];
+  lines.push(`# stratafs benchmark ${r.quick ? '(--quick)' : '(full data set)'}`);
+  lines.push('');
+  lines.push(
+    `${r.startedAt} → ${r.finishedAt}; kernel ${r.host.kernel}, ${r.host.cpus} CPUs, node ${r.host.node}, ` +
+      `load at start ${r.host.load.map((x) => x.toFixed(2)).join(' ')}; median of ${r.runsPerCell} run(s); ` +
+      `data set ${r.dataset.hash}: ${r.dataset.totalFiles} files, ${fmtMiB(r.dataset.totalBytes)}.`,
+  );
+  lines.push('');
+  for (const s of r.impls) if (!s.available) lines.push(`- **${s.name}: absent** — ${s.reason ?? ''}`);
+  if (r.impls.some((s) => !s.available)) lines.push('');
+  lines.push('Ratios are stratafs cost ÷ other cost (>1 = stratafs slower; IOPS inverted). RSS = daemon peak VmHWM, CPU = daemon utime+stime per run (median).');
+  lines.push('');
+  lines.push('| workload | mode | kernel | fuse-overlayfs | stratafs | s/fo | s/k | fo RSS | fo CPU | s RSS | s CPU |');
+  lines.push('|---|---|---|---|---|---|---|---|---|---|---|');
+  for (const row of rowKeys(r)) {
+    const k = cellFor(r, row.workload, row.mode, 'kernel');
+    const fo = cellFor(r, row.workload, row.mode, 'fuse-overlayfs');
+    const s = cellFor(r, row.workload, row.mode, 'stratafs');
+    const ok = (c: Cell | undefined): number | undefined => (c?.status === 'ok' ? c.median : undefined);
+    const sv = ok(s);
+    const rfo = sv !== undefined && ok(fo) !== undefined ? costRatio(row.unit, sv, ok(fo) as number) : undefined;
+    const rk = sv !== undefined && ok(k) !== undefined ? costRatio(row.unit, sv, ok(k) as number) : undefined;
+    lines.push(
+      `| ${row.title} | ${row.mode} | ${shown(k)} | ${shown(fo)} | ${shown(s)} | ${fmtRatio(rfo)} | ${fmtRatio(rk)} | ` +
+        `${fmtMiB(fo?.daemonPeakRssBytes)} | ${fmtCpu(fo?.daemonCpuSecondsMedian)} | ${fmtMiB(s?.daemonPeakRssBytes)} | ${fmtCpu(s?.daemonCpuSecondsMedian)} |`,
+    );
+  }
+  const failures = r.cells.filter((c) => c.status === 'failed');
+  if (failures.length > 0) {
+    lines.push('');
+    lines.push('## Failures');
+    lines.push('');
+    for (const c of failures) lines.push(`- ${c.impl} / ${c.workload} / ${c.mode}: ${(c.error ?? '').replace(/\s*\n\s*/g, ' ⏎ ')}`);
+  }
+  const withStats = r.cells.filter((c) => c.impl === 'stratafs' && (c.profile !== undefined || c.statsDelta !== undefined));
+  if (withStats.length > 0) {
+    lines.push('');
+    lines.push('## stratafs profile (FUSE ops of the last measured run: count × mean handler time = total, by total)');
+    lines.push('');
+    for (const c of withStats) {
+      const body = c.profile !== undefined ? formatProfile(c.profile) : `\`${JSON.stringify(compactStats(c.statsDelta))}\``;
+      lines.push(`- ${c.workload} / ${c.mode}: ${body}`);
+    }
+  }
+  lines.push('');
+  return lines.join('\n');
+}
+
+/** Drops zero counters so the per-workload line shows what the workload actually did. */
+export function compactStats(v: unknown): unknown {
+  if (v !== null && typeof v === 'object' && !Array.isArray(v)) {
+    const out: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
+      const c = compactStats(x);
+      if (c === 0) continue;
+      if (c !== null && typeof c === 'object' && !Array.isArray(c) && Object.keys(c).length === 0) continue;
+      out[k] = c;
+    }
+    return out;
+  }
+  return v;
+}
+
+/** Lines comparing `now` with an earlier run, per workload/mode/implementation present in both. */
+export function compare(old: Results, now: Results): string {
+  const lines = ['| workload | mode | impl | before | now | change |', '|---|---|---|---|---|---|'];
+  for (const c of now.cells) {
+    const o = cellFor(old, c.workload, c.mode, c.impl);
+    if (o === undefined) continue;
+    const before = o.status === 'ok' ? o.median : undefined;
+    const after = c.status === 'ok' ? c.median : undefined;
+    let change = '–';
+    if (before !== undefined && after !== undefined && before > 0) {
+      // Positive = slower now, for time and IOPS alike.
+      const cost = costRatio(c.unit, after, before);
+      change = `${cost >= 1 ? '+' : ''}${((cost - 1) * 100).toFixed(1)}% ${cost > 1.05 ? '(slower)' : cost < 0.95 ? '(faster)' : ''}`.trim();
+    } else if (o.status !== c.status) {
+      change = `${o.status} → ${c.status}`;
+    }
+    lines.push(`| ${c.title} | ${c.mode} | ${c.impl} | ${o.status === 'ok' ? fmtValue(o.unit, before) : o.status} | ${c.status === 'ok' ? fmtValue(c.unit, after) : c.status} | ${change} |`);
+  }
+  return lines.join('\n');
+}
+
+/** Where a FUSE daemon's time went during one run, per op type (from stratafs `stats --json`). */
+export interface StratafsProfile {
+  ops: { op: string; count: number; errors: number; totalMs: number; avgUs: number }[];
+  lookupCache?: { hits: number; misses: number; hitRate: number; size: number; max: number };
+  copyUps?: { count: number; bytes: number };
+  whiteoutsWritten?: number;
+}
+
+interface OpLike {
+  count: number;
+  errors?: number;
+  avgUs: number;
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
+
+function opOf(v: unknown): OpLike | null {
+  if (!isRecord(v) || typeof v.count !== 'number' || typeof v.avgUs !== 'number') return null;
+  return { count: v.count, avgUs: v.avgUs, ...(typeof v.errors === 'number' ? { errors: v.errors } : {}) };
+}
+
+function num(v: unknown, ...keys: string[]): number | undefined {
+  let cur: unknown = v;
+  for (const k of keys) cur = isRecord(cur) ? cur[k] : undefined;
+  return typeof cur === 'number' ? cur : undefined;
+}
+
+/**
+ * The counters' change over one run. Averages cannot be subtracted, but count × avg can: the op's total
+ * handler time in the run is after.count·after.avg − before.count·before.avg. Null if the shape is not
+ * the one stratafs's stats command prints (then the raw documents are kept instead).
+ */
+export function stratafsProfile(before: unknown, after: unknown): StratafsProfile | null {
+  if (!isRecord(after) || !isRecord(after.ops)) return null;
+  const bOps = isRecord(before) && isRecord(before.ops) ? before.ops : {};
+  const ops: StratafsProfile['ops'] = [];
+  for (const [op, v] of Object.entries(after.ops)) {
+    const a = opOf(v);
+    if (a === null) return null;
+    const b = opOf(bOps[op]) ?? { count: 0, avgUs: 0, errors: 0 };
+    const count = a.count - b.count;
+    if (count <= 0) continue;
+    const totalUs = a.count * a.avgUs - b.count * b.avgUs;
+    ops.push({ op, count, errors: (a.errors ?? 0) - (b.errors ?? 0), totalMs: totalUs / 1000, avgUs: totalUs / count });
+  }
+  ops.sort((x, y) => y.totalMs - x.totalMs);
+  const p: StratafsProfile = { ops };
+  const hitsA = num(after, 'overlay', 'lookupCache', 'hits');
+  const missA = num(after, 'overlay', 'lookupCache', 'misses');
+  if (hitsA !== undefined && missA !== undefined) {
+    const hits = hitsA - (num(before, 'overlay', 'lookupCache', 'hits') ?? 0);
+    const misses = missA - (num(before, 'overlay', 'lookupCache', 'misses') ?? 0);
+    p.lookupCache = {
+      hits,
+      misses,
+      hitRate: hits + misses > 0 ? hits / (hits + misses) : 0,
+      size: num(after, 'overlay', 'lookupCache', 'size') ?? 0,
+      max: num(after, 'overlay', 'lookupCache', 'max') ?? 0,
+    };
+  }
+  const cu = num(after, 'overlay', 'copyUps', 'count');
+  if (cu !== undefined) {
+    p.copyUps = {
+      count: cu - (num(before, 'overlay', 'copyUps', 'count') ?? 0),
+      bytes: (num(after, 'overlay', 'copyUps', 'bytes') ?? 0) - (num(before, 'overlay', 'copyUps', 'bytes') ?? 0),
+    };
+  }
+  const wo = num(after, 'overlay', 'whiteoutsWritten');
+  if (wo !== undefined) p.whiteoutsWritten = wo - (num(before, 'overlay', 'whiteoutsWritten') ?? 0);
+  return p;
+}
+
+export function formatProfile(p: StratafsProfile): string {
+  const total = p.ops.reduce((s, o) => s + o.totalMs, 0);
+  const parts = p.ops.map((o) => `${o.op} ${o.count}× ${o.avgUs.toFixed(0)} µs = ${o.totalMs.toFixed(0)} ms${o.errors > 0 ? ` (${o.errors} err)` : ''}`);
+  const tail: string[] = [`handlers ${total.toFixed(0)} ms`];
+  if (p.lookupCache !== undefined) {
+    const lc = p.lookupCache;
+    tail.push(`lookup cache ${(lc.hitRate * 100).toFixed(1)}% hits (${lc.hits}/${lc.hits + lc.misses}), ${lc.size}/${lc.max} entries`);
+  }
+  if (p.copyUps !== undefined && p.copyUps.count > 0) tail.push(`copy-ups ${p.copyUps.count} (${(p.copyUps.bytes / 1048576).toFixed(1)} MiB)`);
+  if (p.whiteoutsWritten !== undefined && p.whiteoutsWritten > 0) tail.push(`whiteouts ${p.whiteoutsWritten}`);
+  return `${parts.join('; ')} — ${tail.join(', ')}`;
+}

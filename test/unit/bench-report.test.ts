@@ -1,0 +1,72 @@
+import { describe, expect, it } from 'vitest';
+import { compare, costRatio, markdown, median, stratafsProfile, type Results } from '../../src/bench/report.js';
+
+function results(cells: Results['cells'], impls: Results['impls'] = []): Results {
+  return {
+    format: 'stratafs-bench/1',
+    startedAt: 'a',
+    finishedAt: 'b',
+    quick: true,
+    runsPerCell: 1,
+    dataset: { hash: 'h', dir: '/d', totalFiles: 1, totalBytes: 1 },
+    host: { kernel: 'k', cpus: 2, node: 'v20', load: [0, 0, 0] },
+    impls,
+    cells,
+  };
+}
+
+describe('bench report math', () => {
+  it('takes the median of odd and even counts', () => {
+    expect(median([3, 1, 2])).toBe(2);
+    expect(median([4, 1, 3, 2])).toBe(2.5);
+    expect(() => median([])).toThrow();
+  });
+
+  it('reads cost ratios the same way for seconds and IOPS', () => {
+    expect(costRatio('s', 2, 1)).toBe(2);
+    expect(costRatio('IOPS', 500, 1000)).toBe(2);
+    expect(costRatio('IOPS', 0, 1000)).toBe(Infinity);
+  });
+
+  it('turns two stats documents into per-op totals and a hit rate', () => {
+    const before = { ops: { getattr: { count: 10, errors: 0, avgUs: 20 } }, overlay: { lookupCache: { size: 5, max: 100, hits: 10, misses: 5 }, copyUps: { count: 0, bytes: 0 }, whiteoutsWritten: 0 } };
+    const after = {
+      ops: { getattr: { count: 30, errors: 1, avgUs: 30 }, read: { count: 4, errors: 0, avgUs: 100 } },
+      overlay: { lookupCache: { size: 9, max: 100, hits: 40, misses: 15 }, copyUps: { count: 2, bytes: 10 }, whiteoutsWritten: 1 },
+    };
+    const p = stratafsProfile(before, after);
+    expect(p).not.toBeNull();
+    const getattr = p?.ops.find((o) => o.op === 'getattr');
+    // 30·30 − 10·20 = 700 µs over 20 calls.
+    expect(getattr?.totalMs).toBeCloseTo(0.7);
+    expect(getattr?.avgUs).toBeCloseTo(35);
+    expect(getattr?.errors).toBe(1);
+    expect(p?.ops[0]?.op).toBe('getattr');
+    expect(p?.lookupCache?.hitRate).toBeCloseTo(30 / 40);
+    expect(p?.copyUps).toEqual({ count: 2, bytes: 10 });
+    expect(stratafsProfile(undefined, { other: 1 })).toBeNull();
+  });
+
+  it('marks absent and failed implementations in the table and compares runs', () => {
+    const old = results([
+      { workload: 'walk', title: 'walk', mode: 'cold', impl: 'kernel', unit: 's', status: 'ok', runs: [], median: 1 },
+      { workload: 'fio', title: 'fio', mode: 'warm', impl: 'kernel', unit: 'IOPS', status: 'ok', runs: [], median: 1000 },
+    ]);
+    const now = results(
+      [
+        { workload: 'walk', title: 'walk', mode: 'cold', impl: 'kernel', unit: 's', status: 'ok', runs: [], median: 1.5 },
+        { workload: 'walk', title: 'walk', mode: 'cold', impl: 'fuse-overlayfs', unit: 's', status: 'failed', error: 'WRONG RESULT: x', runs: [] },
+        { workload: 'walk', title: 'walk', mode: 'cold', impl: 'stratafs', unit: 's', status: 'absent', error: 'no', runs: [] },
+        { workload: 'fio', title: 'fio', mode: 'warm', impl: 'kernel', unit: 'IOPS', status: 'ok', runs: [], median: 500 },
+      ],
+      [{ name: 'stratafs', available: false, reason: 'stratafs: mount failed: nope' }],
+    );
+    const md = markdown(now);
+    expect(md).toContain('stratafs: mount failed: nope');
+    expect(md).toContain('**FAILED**');
+    expect(md).toMatch(/\| walk \| cold \| 1\.50 s \| \*\*FAILED\*\* \| absent \|/);
+    const cmp = compare(old, now);
+    expect(cmp).toMatch(/walk \| cold \| kernel \| 1\.00 s \| 1\.50 s \| \+50\.0% \(slower\)/);
+    expect(cmp).toMatch(/fio \| warm \| kernel \| 1000 IOPS \| 500 IOPS \| \+100\.0% \(slower\)/);
+  });
+});
