@@ -139,6 +139,13 @@ export function ftruncate(ctx: Ctx, path: Bstr | null, fh: number, size: number)
   sys.ftruncate(f.fd, size, path ?? '');
 }
 
+/** fallocate(2) on the real fd (the handle must be writable: a lower fd is read-only). */
+export function fallocate(ctx: Ctx, path: Bstr | null, fh: number, mode: number, offset: number, length: number): void {
+  const f = handle(ctx, fh, path, 'fallocate');
+  if (f.lower) fail('EBADF', path ?? '', 'fallocate');
+  sys.fallocate(f.fd, mode, offset, length, path ?? '');
+}
+
 export async function fsyncdir(ctx: Ctx, path: Bstr | null, fh: number, datasync: boolean): Promise<void> {
   const d = ctx.dirs.get(fh);
   if (!d) fail('EBADF', path ?? '', 'fsyncdir');

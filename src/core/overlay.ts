@@ -212,6 +212,8 @@ export class Overlay implements OverlayOps {
   fsync(path: Bstr | null, fh: number, datasync: boolean): Promise<void> { return this.run(path, 'fsync', () => fileOps.fsync(this.ctx, path, fh, datasync)); }
   release(path: Bstr | null, fh: number): Promise<void> { return this.run(path, 'release', () => fileOps.release(this.ctx, path, fh)); }
   ftruncate(path: Bstr | null, fh: number, size: number): Promise<void> { return this.run(path, 'ftruncate', () => fileOps.ftruncate(this.ctx, path, fh, size)); }
+  /** Not in OverlayOps yet: the adapter uses it when present. */
+  fallocate(path: Bstr | null, fh: number, mode: number, offset: number, length: number): Promise<void> { return this.run(path, 'fallocate', () => fileOps.fallocate(this.ctx, path, fh, mode, offset, length)); }
 
   truncate(path: Bstr, size: number, caller: Caller): Promise<void> { return this.run(path, 'truncate', () => inodeOps.truncate(this.ctx, path, size, caller)); }
   chmod(path: Bstr, mode: number, caller: Caller): Promise<void> { return this.run(path, 'chmod', () => inodeOps.chmod(this.ctx, path, mode, caller)); }

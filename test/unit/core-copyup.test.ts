@@ -138,6 +138,8 @@ describe('core copy-up', () => {
     expect(await O.read('/big', h.fh, buf, 8, 5 * 2 ** 30)).toBe(4);
     expect(buf.subarray(0, 4).toString()).toBe('endX');
     expect((await O.fgetattr('/big', h.fh))[StatIdx.size]).toBe(5 * 2 ** 30 + 4);
+    await O.fallocate('/big', h.fh, 0, 6 * 2 ** 30, 4096);
+    expect((await O.fgetattr('/big', h.fh))[StatIdx.size]).toBe(6 * 2 ** 30 + 4096);
     await O.release('/big', h.fh);
   });
 

@@ -2,7 +2,10 @@ import { afterEach, describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { code, coreTree, createFile, ino, kernelView, ls, makeLayers, open, readFile, root, tree, type Layers } from './core-helpers.js';
-import type { Overlay } from '../../src/core/overlay.js';
+import { openOverlay, type Overlay } from '../../src/core/overlay.js';
+import { configFor } from './core-helpers.js';
+
+const openOverlayOn = (l: Layers, lowers: string[]): Promise<Overlay> => openOverlay(configFor(l, { lowerdirs: lowers }), () => undefined);
 
 let L: Layers | undefined;
 let O: Overlay | undefined;
@@ -131,6 +134,24 @@ describe('core lookup and merge', () => {
     await O.releasedir('/d', fh);
     for (const e of ents) expect(e.ino).toBe(ino(await O.getattr('/d/' + e.name)));
     expect(new Set(ents.map((e) => e.ino)).size).toBe(ents.length);
+  });
+
+  it('layers on different filesystems get distinct inode number ranges (xino-like)', async () => {
+    if (!fs.existsSync('/dev/shm')) throw new Error('needs a tmpfs at /dev/shm');
+    L = makeLayers({ l0: { 'a': 'ext' } }, 1);
+    const shm = fs.mkdtempSync('/dev/shm/strata-core-');
+    try {
+      fs.writeFileSync(path.join(shm, 'b'), 'tmpfs');
+      O = await openOverlayOn(L, [L.lowers[0]!, shm]);
+      const a = ino(await O.getattr('/a'));
+      const b = ino(await O.getattr('/b'));
+      expect(Math.floor(a / 2 ** 40)).not.toBe(Math.floor(b / 2 ** 40));
+      expect(b % 2 ** 40).toBe(fs.statSync(path.join(shm, 'b')).ino);
+      expect(O.describe().filesystems).toBe(2);
+    } finally {
+      await O?.close(); O = undefined;
+      fs.rmSync(shm, { recursive: true, force: true });
+    }
   });
 
   it('lists 100,000 entries completely', async () => {
