@@ -131,8 +131,52 @@ export async function spawnDaemon(argv: string[], c: MountConfig): Promise<numbe
  * Used by the daemon child (pipe notifier) and by -f (stderr notifier).
  */
 export async function runServer(c: MountConfig, notify: Notifier, log: (s: string) => void = logLine): Promise<number> {
+  const files = runtimeFiles(c.mountpoint);
+  let served: Served | undefined;
+  let server: import('node:net').Server | undefined;
+  let stopping: string | undefined;
+
+  const cleanup = (): void => {
+    server?.close();
+    removeQuietly(files.sock);
+    removeQuietly(files.info);
+  };
+  const unmount = (s: Served, sig: string): void => {
+    log(`stratafs: ${sig}: unmounting ${c.mountpoint}`);
+    s.unmount().catch(async (e: unknown) => {
+      // Busy (a process has a file open or its cwd inside): detach now, as
+      // libfuse does, and keep serving until the last user lets go.
+      log(`stratafs: unmount failed (${e instanceof Error ? e.message : String(e)}); detaching lazily`);
+      const { unmountPath } = await import('../native/fuse.js');
+      const { fromText } = await import('../core/bstr.js');
+      await unmountPath(fromText(c.mountpoint), { lazy: true }).catch((e2: unknown) => {
+        log(`stratafs: lazy unmount failed too: ${e2 instanceof Error ? e2.message : String(e2)}`);
+      });
+    });
+  };
+  const stop = (sig: string): void => {
+    if (stopping !== undefined) {
+      // A second signal while the mount is held busy (or setup hangs): leave now;
+      // the kernel ends the connection when this process closes /dev/fuse.
+      log(`stratafs: ${sig} again: exiting without waiting`);
+      cleanup();
+      process.exit(1);
+    }
+    stopping = sig;
+    // Before the mount is up the signal is remembered and acted on as soon as it is.
+    if (served !== undefined) unmount(served, sig);
+  };
+  // Handlers first: a signal that arrives while mounting must still unmount cleanly.
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGHUP', () => { /* detached: no terminal to lose; ignore */ });
+  process.on('SIGUSR1', () => log(`stratafs: stats ${JSON.stringify(served?.stats() ?? null)}`));
+  process.on('uncaughtException', (e) => {
+    // A bug outside a request must not take the mount down with it (every user would get ENOTCONN).
+    log(`stratafs: uncaught exception (mount kept serving): ${e.stack ?? e.message}`);
+  });
+
   const { serve, ServeError } = await import('./serve.js');
-  let served: Served;
   try {
     served = await serve(c, log);
   } catch (e) {
@@ -140,8 +184,6 @@ export async function runServer(c: MountConfig, notify: Notifier, log: (s: strin
     return 1;
   }
 
-  const files = runtimeFiles(c.mountpoint);
-  let server: import('node:net').Server | undefined;
   try {
     ensureRuntimeDir(files.dir);
     writeDaemonInfo(files.info, {
@@ -154,43 +196,12 @@ export async function runServer(c: MountConfig, notify: Notifier, log: (s: strin
     log(`stratafs: warning: no control socket (stats unavailable): ${e instanceof Error ? e.message : String(e)}`);
   }
 
-  let stopping = false;
-  const stop = (sig: string): void => {
-    if (stopping) {
-      // A second signal while the mount is held busy: leave now; the kernel
-      // ends the connection when this process closes /dev/fuse.
-      log(`stratafs: ${sig} again: exiting without waiting`);
-      cleanup();
-      process.exit(1);
-    }
-    stopping = true;
-    log(`stratafs: ${sig}: unmounting ${c.mountpoint}`);
-    served.unmount().catch(async (e: unknown) => {
-      // Busy (a process has a file open or its cwd inside): detach now, as
-      // libfuse does, and keep serving until the last user lets go.
-      log(`stratafs: unmount failed (${e instanceof Error ? e.message : String(e)}); detaching lazily`);
-      const { unmountPath } = await import('../native/fuse.js');
-      const { fromText } = await import('../core/bstr.js');
-      await unmountPath(fromText(c.mountpoint), { lazy: true }).catch((e2: unknown) => {
-        log(`stratafs: lazy unmount failed too: ${e2 instanceof Error ? e2.message : String(e2)}`);
-      });
-    });
-  };
-  const cleanup = (): void => {
-    server?.close();
-    removeQuietly(files.sock);
-    removeQuietly(files.info);
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
-  process.on('SIGHUP', () => { /* detached: no terminal to lose; ignore */ });
-  process.on('SIGUSR1', () => log(`stratafs: stats ${JSON.stringify(served.stats())}`));
-  process.on('uncaughtException', (e) => {
-    // A bug outside a request must not take the mount down with it (every user would get ENOTCONN).
-    log(`stratafs: uncaught exception (mount kept serving): ${e.stack ?? e.message}`);
-  });
-
-  notify.ready();
+  if (stopping !== undefined) {
+    notify.fail(`stopped by ${stopping} while mounting`);
+    unmount(served, stopping);
+  } else {
+    notify.ready();
+  }
   await served.ended;
   log(`stratafs: ${c.mountpoint} unmounted; exiting`);
   cleanup();

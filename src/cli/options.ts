@@ -18,7 +18,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fromText } from '../core/bstr.js';
 import { DEFAULT_LOOKUP_CACHE_SIZE, type OverlayConfig } from '../core/config.js';
-import { resolveMountpointArgSync } from './mountinfo.js';
+import { findMount, isFuse, readMountsSync, resolveMountpointArgSync } from './mountinfo.js';
+import { daemonAlive, readDaemonInfo, runtimeFiles } from './runtime.js';
 
 /** Kernel entry/attr cache timeout in seconds, used unless `timeout=` says otherwise (libfuse's own default). */
 export const DEFAULT_TIMEOUT_S = 1;
@@ -309,6 +310,8 @@ export function parseMountArgs(a: MountArgs): MountConfig {
 // ---------------------------------------------------------------------------
 // validation against the file system (read-only)
 
+const DEAD_MOUNT_MESSAGE = 'mountpoint is a dead FUSE mount (its daemon is gone); clean it with `stratafs umount --force` or mount with -o force';
+
 /** errno codes a stat of a dead FUSE mount returns (daemon gone / connection aborted) */
 export const DEAD_MOUNT_CODES = new Set(['ENOTCONN', 'ECONNABORTED']);
 
@@ -357,23 +360,33 @@ export function validateMountConfig(c: MountConfig): Validated {
 
   let deadMount = false;
   let mntReal: string;
-  try {
-    const st = fs.statSync(c.mountpoint);
-    if (!st.isDirectory()) throw new ConfigError('mountpoint is not a directory', c.mountpoint);
-    mntReal = fs.realpathSync(c.mountpoint);
-  } catch (e) {
-    if (e instanceof ConfigError) throw e;
-    const code = errCode(e);
-    if (code === 'ENOENT') throw new ConfigError('mountpoint does not exist', c.mountpoint);
-    if (code === 'ENOTDIR') throw new ConfigError('mountpoint is not a directory (a path component is not a directory)', c.mountpoint);
-    if (code !== undefined && DEAD_MOUNT_CODES.has(code)) {
-      if (!c.force) {
-        throw new ConfigError('mountpoint is a dead FUSE mount (its daemon is gone); clean it with `stratafs umount --force` or mount with -o force', c.mountpoint);
+  // A stratafs mount whose daemon is gone can still answer a stat from the
+  // kernel's attribute cache: ask the mount table and the daemon record first,
+  // which never touches the mount.
+  const mntPath = resolveMountpointArgSync(c.mountpoint, fs.realpathSync);
+  const existing = findMount(readMountsSync(), mntPath);
+  const info = existing !== undefined && isFuse(existing) ? readDaemonInfo(runtimeFiles(mntPath).info) : undefined;
+  if (info !== undefined && !daemonAlive(info)) {
+    if (!c.force) throw new ConfigError(DEAD_MOUNT_MESSAGE, c.mountpoint);
+    deadMount = true;
+    mntReal = mntPath;
+  } else {
+    try {
+      const st = fs.statSync(c.mountpoint);
+      if (!st.isDirectory()) throw new ConfigError('mountpoint is not a directory', c.mountpoint);
+      mntReal = fs.realpathSync(c.mountpoint);
+    } catch (e) {
+      if (e instanceof ConfigError) throw e;
+      const code = errCode(e);
+      if (code === 'ENOENT') throw new ConfigError('mountpoint does not exist', c.mountpoint);
+      if (code === 'ENOTDIR') throw new ConfigError('mountpoint is not a directory (a path component is not a directory)', c.mountpoint);
+      if (code !== undefined && DEAD_MOUNT_CODES.has(code)) {
+        if (!c.force) throw new ConfigError(DEAD_MOUNT_MESSAGE, c.mountpoint);
+        deadMount = true;
+        mntReal = mntPath;
+      } else {
+        throw new ConfigError(`mountpoint cannot be read (${code ?? String(e)})`, c.mountpoint);
       }
-      deadMount = true;
-      mntReal = resolveMountpointArgSync(c.mountpoint, fs.realpathSync);
-    } else {
-      throw new ConfigError(`mountpoint cannot be read (${code ?? String(e)})`, c.mountpoint);
     }
   }
 
