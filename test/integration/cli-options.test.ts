@@ -1,0 +1,162 @@
+/**
+ * Mount options and invocation forms of the real CLI: the mount-helper form
+ * through mount.fuse3, mount(8) and an fstab line; unknown options warned by
+ * name; read-only mounts (EROFS); generic mount flags; mounting over a
+ * non-empty directory and over the top lower layer.
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { chmod, mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { tempDir } from '../harness/mounts.js';
+import { withTimeout } from '../harness/proc.js';
+import {
+  cli, daemonPids, dirSnapshot, isMounted, layerOptions, Leftovers, runText, STRATAFS_CLI,
+} from '../harness/cli-mount.js';
+
+let t: string;
+let left: Leftovers;
+let mnt: string;
+const p = (rel: string): string => join(t, rel);
+
+beforeEach(async () => {
+  t = await tempDir('cli-opt');
+  for (const d of ['l1', 'l2', 'u', 'w', 'mnt', 'bin']) await mkdir(p(d));
+  await writeFile(p('l1/a'), 'from l1\n');
+  await writeFile(p('l2/b'), 'from l2\n');
+  left = new Leftovers();
+  mnt = left.mount(p('mnt'));
+});
+
+afterEach(async () => {
+  expect(await left.cleanup()).toEqual([]);
+});
+
+const rw = (): string => layerOptions({ lowers: [p('l1'), p('l2')], upper: p('u'), work: p('w') });
+
+async function mountLine(m: string): Promise<string> {
+  const lines = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').filter((l) => l.split(' ')[4] === m);
+  expect(lines).toHaveLength(1);
+  return lines[0]!;
+}
+
+async function expectMerged(m: string): Promise<void> {
+  expect((await withTimeout(readdir(m), 5000, 'readdir')).sort()).toEqual(['a', 'b']);
+  expect(await withTimeout(readFile(join(m, 'b'), 'utf8'), 5000, 'read')).toBe('from l2\n');
+}
+
+async function trackDaemon(m: string): Promise<void> {
+  for (const pid of await daemonPids(m)) left.pid(pid);
+}
+
+/** `stratafs` as a mount helper finds it: an executable named stratafs (here a wrapper running the built CLI) */
+async function helperBin(): Promise<string> {
+  const f = p('bin/stratafs');
+  await writeFile(f, `#!/bin/sh\nexec ${process.execPath} ${STRATAFS_CLI} "$@"\n`);
+  await chmod(f, 0o755);
+  return f;
+}
+
+describe('mount helper form: stratafs SOURCE MOUNTPOINT -o OPTIONS', () => {
+  it('through mount.fuse3 -t fuse.stratafs (stratafs found on PATH)', async () => {
+    await helperBin();
+    const r = await runText('mount.fuse3', ['stratafs', mnt, '-t', 'fuse.stratafs', '-o', rw()], {
+      env: { PATH: `${p('bin')}:${process.env.PATH ?? '/usr/bin:/bin'}` }, timeoutMs: 30_000,
+    });
+    await trackDaemon(mnt);
+    expect(r.code, r.stderr).toBe(0);
+    expect(await mountLine(mnt)).toMatch(/ - fuse\.stratafs stratafs /);
+    await expectMerged(mnt);
+    expect((await cli(['umount', mnt])).code).toBe(0);
+  });
+
+  it('through mount(8): mount -t fuse "/path/to/stratafs#SOURCE" MOUNTPOINT -o OPTIONS', async () => {
+    const bin = await helperBin();
+    const r = await runText('mount', ['-t', 'fuse', `${bin}#myimage`, mnt, '-o', rw()], { timeoutMs: 30_000 });
+    await trackDaemon(mnt);
+    expect(r.code, r.stderr).toBe(0);
+    // the source becomes the mount's fsname
+    expect(await mountLine(mnt)).toMatch(/ - fuse\.stratafs myimage /);
+    await expectMerged(mnt);
+    const u = await runText('umount', [mnt]);
+    expect(u.code, u.stderr).toBe(0);
+  });
+
+  it('from an fstab line (mount --fstab FILE MOUNTPOINT)', async () => {
+    const bin = await helperBin();
+    await writeFile(p('fstab'), `${bin}#stratafs ${mnt} fuse ${rw()},noatime 0 0\n`);
+    const r = await runText('mount', ['--fstab', p('fstab'), mnt], { timeoutMs: 30_000 });
+    await trackDaemon(mnt);
+    expect(r.code, r.stderr).toBe(0);
+    expect(await mountLine(mnt)).toMatch(/noatime/);
+    await expectMerged(mnt);
+  });
+});
+
+describe('options', () => {
+  it('unknown options (as podman passes them) are named in a warning and ignored', async () => {
+    const r = await cli(['-o', `${rw()},context="system_u:object_r:container_file_t:s0",uidmapping=0:1000:1,squash_to_root`, mnt]);
+    await trackDaemon(mnt);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr.trim()).toBe('stratafs: warning: unknown options ignored: context, uidmapping, squash_to_root');
+    await expectMerged(mnt);
+  });
+
+  it('without upperdir the mount is read-only: writes fail with EROFS', async () => {
+    const r = await cli(['-o', layerOptions({ lowers: [p('l1'), p('l2')] }), mnt]);
+    await trackDaemon(mnt);
+    expect(r.code, r.stderr).toBe(0);
+    await expectMerged(mnt);
+    const before = await dirSnapshot(t, [mnt]);
+    for (const args of [['touch', join(mnt, 'new')], ['rm', join(mnt, 'a')], ['mkdir', join(mnt, 'd')], ['touch', join(mnt, 'a')]]) {
+      const w = await runText(args[0]!, args.slice(1), { timeoutMs: 5000 });
+      expect(w.code).not.toBe(0);
+      expect(w.stderr).toMatch(/Read-only file system/);
+    }
+    expect(await mountLine(mnt)).toMatch(/ ro[, ]/);
+    expect(await dirSnapshot(t, [mnt])).toEqual(before);
+  });
+
+  it('ro with an upper shows the upper read-only and writes nothing', async () => {
+    await writeFile(p('u/c'), 'from upper\n');
+    const r = await cli(['-o', `${rw()},ro`, mnt]);
+    await trackDaemon(mnt);
+    expect(r.code, r.stderr).toBe(0);
+    expect((await withTimeout(readdir(mnt), 5000, 'readdir')).sort()).toEqual(['a', 'b', 'c']);
+    const before = await dirSnapshot(t, [mnt]);
+    const w = await runText('sh', ['-c', `echo x >> ${join(mnt, 'a')}`], { timeoutMs: 5000 });
+    expect(w.stderr).toMatch(/Read-only file system/);
+    expect(await dirSnapshot(t, [mnt])).toEqual(before);
+  });
+
+  it('as root the mount is suid,dev by default; nosuid,nodev,noexec,noatime are applied', async () => {
+    expect((await cli(['-o', rw(), mnt])).code).toBe(0);
+    await trackDaemon(mnt);
+    const def = (await mountLine(mnt)).split(' ')[5]!.split(',');
+    expect(def).not.toContain('nosuid');
+    expect(def).not.toContain('nodev');
+    expect(def).not.toContain('noexec');
+    expect((await cli(['umount', mnt])).code).toBe(0);
+
+    expect((await cli(['-o', `${rw()},nosuid,nodev,noexec,noatime`, mnt])).code).toBe(0);
+    await trackDaemon(mnt);
+    const opts = (await mountLine(mnt)).split(' ')[5]!.split(',');
+    expect(opts).toEqual(expect.arrayContaining(['nosuid', 'nodev', 'noexec', 'noatime']));
+  });
+
+  it('mounts over a non-empty directory (its files are hidden while mounted)', async () => {
+    await writeFile(join(mnt, 'under'), 'x');
+    expect((await cli(['-o', rw(), mnt])).code).toBe(0);
+    await trackDaemon(mnt);
+    await expectMerged(mnt);
+  });
+
+  it('mounts over the top lower directory itself', async () => {
+    const top = left.mount(p('l1'));
+    const r = await cli(['-o', rw(), top]);
+    await trackDaemon(top);
+    expect(r.code, r.stderr).toBe(0);
+    await expectMerged(top);
+    await writeFile(join(top, 'n'), 'new');
+    expect(await readFile(p('u/n'), 'utf8')).toBe('new');
+  });
+});
