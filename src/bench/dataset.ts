@@ -113,6 +113,13 @@ export function planDataset(p: DatasetParams): DatasetPlan {
   };
 }
 
+/** The small file that wins in the merged view for each path (middle over bottom), repo/ included. */
+export function mergedSmallFiles(plan: DatasetPlan): Map<string, SmallFile> {
+  const out = new Map<string, SmallFile>();
+  for (const f of [...plan.bottom, ...plan.repo, ...plan.middle]) if (plan.merged.has(f.path) || f.path.startsWith('repo/')) out.set(f.path, f);
+  return out;
+}
+
 /** Printable pool shared by all small files; a file is a header naming it plus a window of the pool. */
 export function textPool(seed: number): Buffer {
   return new Prng(seed ^ 0x7e57_7e57).bytes(POOL_BYTES, true);

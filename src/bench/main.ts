@@ -28,6 +28,7 @@ interface Options {
   timeout?: number;
   fioSeconds?: number;
   stratafsCli?: string;
+  prepareOnly: boolean;
 }
 
 function positiveInt(v: string): number {
@@ -50,6 +51,7 @@ const log = (s: string): void => {
 
 /** Mounts in use, so that an interrupted run still unmounts everything it mounted. */
 const active = new Set<MountHandle>();
+let activeRunRoot: string | null = null;
 
 async function cleanupAndExit(code: number): Promise<never> {
   for (const h of active) {
@@ -60,6 +62,10 @@ async function cleanupAndExit(code: number): Promise<never> {
     }
   }
   await reapDaemons();
+  // Only when nothing of ours is mounted below it any more: rm -rf must never walk into a live mount.
+  if (activeRunRoot !== null && [...active].every((h) => findMount(h.mnt) === null)) {
+    fs.rmSync(activeRunRoot, { recursive: true, force: true });
+  }
   process.exit(code);
 }
 
@@ -282,7 +288,8 @@ async function main(): Promise<void> {
     .option('--modes <list>', 'cold,warm', list<Mode>(['cold', 'warm']), ['cold', 'warm'] as Mode[])
     .option('--timeout <seconds>', 'per command timeout (default 600, --quick 180)', positiveInt)
     .option('--fio-seconds <n>', 'fio runtime (default 10, --quick 3)', positiveInt)
-    .option('--stratafs-cli <path>', 'stratafs CLI script (default dist/cli/main.js of this checkout)');
+    .option('--stratafs-cli <path>', 'stratafs CLI script (default dist/cli/main.js of this checkout)')
+    .option('--prepare-only', 'build (or find) the data set, print its manifest path, and stop', false);
   program.parse();
   const o = program.opts<Options>();
   if (process.getuid?.() !== 0) throw new Error('the benchmark needs root (mount, drop_caches)');
@@ -301,7 +308,12 @@ async function main(): Promise<void> {
   const startedAt = new Date().toISOString();
   const load = os.loadavg();
   const manifest = ensureDataset(o.quick ? QUICK_PARAMS : FULL_PARAMS, path.resolve(o.cache), log);
+  if (o.prepareOnly) {
+    process.stdout.write(`${path.join(manifest.dir, 'manifest.json')}\n`);
+    return;
+  }
   const runRoot = fs.mkdtempSync(path.join(path.dirname(manifest.dir), 'run-'));
+  activeRunRoot = runRoot;
   const runner = new Runner(manifest, runRoot, { runs, timeoutMs, fioSeconds });
 
   const byName: Record<ImplName, Impl> = { kernel: kernelImpl, 'fuse-overlayfs': fuseOverlayfsImpl, stratafs: makeStratafsImpl(stratafsCli(o.stratafsCli)) };
@@ -339,6 +351,7 @@ async function main(): Promise<void> {
     }
   }
   fs.rmSync(runRoot, { recursive: true, force: true });
+  activeRunRoot = null;
   await reapDaemons();
 
   const results: Results = {

@@ -149,6 +149,12 @@ export function markdown(r: Results): string {
         `${fmtMiB(fo?.daemonPeakRssBytes)} | ${fmtCpu(fo?.daemonCpuSecondsMedian)} | ${fmtMiB(s?.daemonPeakRssBytes)} | ${fmtCpu(s?.daemonCpuSecondsMedian)} |`,
     );
   }
+  if (r.cells.some((c) => c.impl === 'stratafs' && c.status !== 'absent')) {
+    lines.push('');
+    lines.push('## Targets of issue 5 (ratios from this one run)');
+    lines.push('');
+    lines.push(targetsMarkdown(r));
+  }
   const failures = r.cells.filter((c) => c.status === 'failed');
   if (failures.length > 0) {
     lines.push('');
@@ -291,4 +297,56 @@ export function formatProfile(p: StratafsProfile): string {
   if (p.copyUps !== undefined && p.copyUps.count > 0) tail.push(`copy-ups ${p.copyUps.count} (${(p.copyUps.bytes / 1048576).toFixed(1)} MiB)`);
   if (p.whiteoutsWritten !== undefined && p.whiteoutsWritten > 0) tail.push(`whiteouts ${p.whiteoutsWritten}`);
   return `${parts.join('; ')} — ${tail.join(', ')}`;
+}
+
+/** The round's targets from issue 5: stratafs cost ÷ fuse-overlayfs cost at most `limit`. */
+export const TARGETS: readonly { group: string; mode: Mode; workloads: readonly string[]; limit: number }[] = [
+  { group: 'warm cached reads', mode: 'warm', workloads: ['lstat', 'read-small', 'fio-randread', 'read-big'], limit: 1.2 },
+  { group: 'warm listing workloads', mode: 'warm', workloads: ['walk', 'ls-l', 'git-status', 'untar', 'rm-rf'], limit: 2 },
+  { group: 'big-file read, cold', mode: 'cold', workloads: ['read-big'], limit: 1.2 },
+  { group: 'big-file copy-up', mode: 'cold', workloads: ['copyup-big'], limit: 1.2 },
+  { group: 'big-file copy-up', mode: 'warm', workloads: ['copyup-big'], limit: 1.2 },
+  { group: 'cold metadata', mode: 'cold', workloads: ['walk', 'lstat', 'ls-l', 'read-small', 'untar', 'rm-rf', 'git-status'], limit: 2 },
+];
+
+export const RSS_TARGET_BYTES = 200 * 1000 * 1000;
+
+export function targetsMarkdown(r: Results): string {
+  const lines = ['| target | workload | mode | stratafs ÷ fuse-overlayfs | limit | met |', '|---|---|---|---|---|---|'];
+  let met = 0;
+  let total = 0;
+  for (const t of TARGETS) {
+    for (const w of t.workloads) {
+      const s = cellFor(r, w, t.mode, 'stratafs');
+      const fo = cellFor(r, w, t.mode, 'fuse-overlayfs');
+      if (s === undefined || fo === undefined) continue;
+      let ratio: number | undefined;
+      let verdict: string;
+      if (s.status !== 'ok') verdict = s.status === 'failed' ? '**no (stratafs failed)**' : 'n/a (stratafs absent)';
+      else if (fo.status !== 'ok' || fo.median === undefined || s.median === undefined) verdict = 'n/a (no fuse-overlayfs number)';
+      else {
+        ratio = costRatio(s.unit, s.median, fo.median);
+        total++;
+        if (ratio <= t.limit) met++;
+        verdict = ratio <= t.limit ? 'yes' : '**no**';
+      }
+      lines.push(`| ${t.group} | ${s.title} | ${t.mode} | ${fmtRatio(ratio)} | ${t.limit}× | ${verdict} |`);
+    }
+  }
+  const sCells = r.cells.filter((c) => c.impl === 'stratafs' && c.daemonPeakRssBytes !== undefined);
+  if (sCells.length > 0) {
+    const peak = Math.max(...sCells.map((c) => c.daemonPeakRssBytes as number));
+    total++;
+    if (peak < RSS_TARGET_BYTES) met++;
+    lines.push(`| daemon peak RSS${r.quick ? ' (quick data set: indicative only)' : ''} | all | – | ${(peak / 1e6).toFixed(0)} MB | < 200 MB | ${peak < RSS_TARGET_BYTES ? 'yes' : '**no**'} |`);
+  }
+  const lc = r.cells.map((c) => c.profile?.lookupCache).filter((x): x is NonNullable<typeof x> => x !== undefined && x.max > 0);
+  if (lc.length > 0) {
+    const worst = lc.reduce((a, b) => (b.size / b.max > a.size / a.max ? b : a));
+    total++;
+    if (worst.size <= worst.max) met++;
+    lines.push(`| lookup cache within its bound | all | – | ${worst.size} / ${worst.max} entries (fullest) | ≤ bound | ${worst.size <= worst.max ? 'yes' : '**no**'} |`);
+  }
+  lines.push('', `${met} of ${total} measurable targets met.`);
+  return lines.join('\n');
 }

@@ -1,7 +1,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { bash, describeFailure, sq, type RunResult } from './proc.js';
-import { BLOCK, blockPool, expectedSlice, gitEnv, type Manifest } from './dataset.js';
+import { createHash } from 'node:crypto';
+import { BLOCK, blockPool, expectedSlice, gitEnv, mergedSmallFiles, planDataset, smallContent, textPool, type Manifest, type SmallFile } from './dataset.js';
 
 /** A fast wrong answer: the benchmark reports it loudly and exits non-zero. */
 export class CorrectnessError extends Error {}
@@ -74,6 +75,46 @@ async function spotCheck(c: WorkloadCtx, rel: string, fileIndex: number, offset:
   if (!got.equals(want)) throw new CorrectnessError(`${rel}: wrong data at offset ${offset} (${got.length} bytes read)`);
 }
 
+let specsCache: { seed: number; hash: string; specs: Map<string, SmallFile>; pool: Buffer } | null = null;
+
+function specs(m: Manifest): { specs: Map<string, SmallFile>; pool: Buffer } {
+  if (specsCache === null || specsCache.hash !== m.hash) {
+    specsCache = { seed: m.params.seed, hash: m.hash, specs: mergedSmallFiles(planDataset(m.params)), pool: textPool(m.params.seed) };
+  }
+  return specsCache;
+}
+
+/**
+ * Content check of small files read through the mount (sha256 in a child, against the generator):
+ * sizes alone would not notice the lower version of a file served instead of the middle one.
+ */
+async function contentCheck(c: WorkloadCtx, rels: readonly string[], suffix: string, what: string): Promise<void> {
+  const { specs: sp, pool } = specs(c.m);
+  const list = path.join(c.scratch, `check-${process.pid}.lst`);
+  fs.writeFileSync(list, rels.map((r) => `${r}\0`).join(''), 'latin1');
+  const r = await sh(c, `xargs -0 -a ${sq(list)} sha256sum --`, `sha256sum (${what})`);
+  const got = new Map<string, string>();
+  for (const line of r.stdout.split('\n')) {
+    const m = /^([0-9a-f]{64}) {2}(.*)$/.exec(line);
+    if (m?.[1] !== undefined && m[2] !== undefined) got.set(m[2], m[1]);
+  }
+  for (const rel of rels) {
+    const spec = sp.get(rel);
+    if (spec === undefined) throw new CorrectnessError(`${what}: ${rel} is not in the data set plan`);
+    const want = createHash('sha256').update(Buffer.concat([smallContent(pool, spec), Buffer.from(suffix)])).digest('hex');
+    if (got.get(rel) !== want) throw new CorrectnessError(`${what}: wrong contents in ${rel}`);
+  }
+}
+
+/** Every k-th entry: spread over the whole tree, and the same entries on every implementation. */
+function every<T>(xs: readonly T[], k: number): T[] {
+  return xs.filter((_, i) => i % k === 0);
+}
+
+function readList(file: string): string[] {
+  return fs.readFileSync(file, 'latin1').split('\0').filter((s) => s.length > 0);
+}
+
 function listFor(c: WorkloadCtx, k: number, of: number): string {
   const p = path.join(c.scratch, `tree-${k}-of-${of}.lst`);
   if (!fs.existsSync(p)) {
@@ -134,6 +175,11 @@ export function workloads(): Workload[] {
         expectEq('bytes read', Number(r.stdout.trim()), c.m.treeBytes);
         return measured(r, `${c.m.treeFiles} files, ${c.m.treeBytes} bytes`);
       },
+      async verify(c) {
+        const all = readList(c.m.treeList);
+        const opaque = all.filter((p) => c.m.opaqueDirs.some((d) => p.startsWith(`${d}/`)));
+        await contentCheck(c, [...new Set([...every(all, 37), ...opaque])], '', 'small-file contents');
+      },
     },
     {
       id: 'read-big',
@@ -191,7 +237,8 @@ export function workloads(): Workload[] {
         const [n, s] = r.stdout.trim().split(' ').map(Number);
         expectEq('files after copy-up', n ?? -1, c.m.copyUpFiles);
         expectEq('bytes after copy-up', s ?? -1, c.m.copyUpBytesBefore + c.m.copyUpFiles);
-        const list = fs.readFileSync(c.m.copyUpList, 'latin1').split('\0').filter((x) => x.length > 0);
+        const list = readList(c.m.copyUpList);
+        await contentCheck(c, every(list, 10), 'x', 'copied-up contents');
         const inUpper = list.filter((rel) => fs.statSync(path.join(c.upper, rel), { throwIfNoEntry: false })?.isFile() === true).length;
         expectEq('copied-up files present in upperdir', inUpper, c.m.copyUpFiles);
       },
