@@ -203,7 +203,9 @@ export async function runServer(c: MountConfig, notify: Notifier, log: (s: strin
     notify.ready();
   }
   await served.ended;
-  log(`stratafs: ${c.mountpoint} unmounted; exiting`);
+  if (c.debug) log(`stratafs: ${c.mountpoint} unmounted; exiting`);
   cleanup();
+  // A session that logged nothing leaves no log behind (runtime dirs fill up with temp mountpoints otherwise).
+  if (!c.foreground) removeIfEmpty(daemonLogPath(c));
   return 0;
 }
