@@ -1,0 +1,54 @@
+import { describe, expect, it } from 'vitest';
+import { constants } from 'node:os';
+import { FsError } from '../../src/core/errors.js';
+import { fuseOptions, toErrno } from '../../src/fuse/adapter.js';
+import { buildFuseOptions } from '../../src/native/fuse.js';
+import { parseMountArgs } from '../../src/cli/options.js';
+
+describe('toErrno: the one place failures become -errno', () => {
+  it('an FsError gives its own errno, silently', () => {
+    const logged: string[] = [];
+    expect(toErrno(new FsError('ENOENT', '/x', 'lookup'), 'getattr', '/x', (s) => logged.push(s))).toBe(-constants.errno.ENOENT);
+    expect(toErrno(new FsError('EXDEV', '/d', 'rename'), 'rename', '/d', (s) => logged.push(s))).toBe(-constants.errno.EXDEV);
+    expect(logged).toEqual([]);
+  });
+  it('a Node system error keeps its errno but is logged (the core should have wrapped it)', () => {
+    const logged: string[] = [];
+    const e = Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+    expect(toErrno(e, 'write', '/f', (s) => logged.push(s))).toBe(-constants.errno.ENOSPC);
+    expect(logged).toHaveLength(1);
+    expect(logged[0]).toMatch(/write \/f: unwrapped ENOSPC/);
+  });
+  it('anything else is a bug: EIO, logged with the stack', () => {
+    const logged: string[] = [];
+    expect(toErrno(new TypeError('x is undefined'), 'open', null, (s) => logged.push(s))).toBe(-constants.errno.EIO);
+    expect(toErrno('a string', 'open', '/caf\u00c3\u00a9', (s) => logged.push(s))).toBe(-constants.errno.EIO);
+    expect(logged[0]).toMatch(/open \(unlinked\): internal error, answered EIO: TypeError: x is undefined\n/);
+    expect(logged[1]).toMatch(/open \/café: internal error/);
+  });
+});
+
+describe('libfuse options of a mount', () => {
+  const cfg = (o: string, uid = 0) => parseMountArgs({
+    options: [o], mountpoint: '/m', source: undefined, foreground: false, debug: false, cwd: '/', uid,
+  });
+  it('defaults as root: big writes, use_ino, hard_remove, nonempty, timeouts, suid,dev, default_permissions', () => {
+    const words = buildFuseOptions(fuseOptions(cfg('lowerdir=/a,upperdir=/u,workdir=/w'), () => {}));
+    expect(words).toEqual(expect.arrayContaining([
+      'use_ino', 'big_writes', 'max_write=131072', 'hard_remove', 'nonempty', 'entry_timeout=1', 'attr_timeout=1',
+      'negative_timeout=1', 'suid', 'dev', 'exec', 'rw', 'default_permissions', 'fsname=stratafs', 'subtype=stratafs',
+    ]));
+    expect(words).not.toContain('allow_other');
+  });
+  it('options carry through', () => {
+    const words = buildFuseOptions(fuseOptions(cfg('lowerdir=/a,timeout=0.5,negative_timeout=0,allow_other,nosuid,nodev,noexec,noatime,fsname=a\\,b'), () => {}));
+    expect(words).toEqual(expect.arrayContaining([
+      'entry_timeout=0.5', 'attr_timeout=0.5', 'negative_timeout=0', 'allow_other', 'nosuid', 'nodev', 'noexec', 'noatime', 'ro', 'fsname=a\\,b',
+    ]));
+  });
+  it('as a user: nosuid,nodev and no default_permissions unless asked', () => {
+    const words = buildFuseOptions(fuseOptions(cfg('lowerdir=/a', 1000), () => {}));
+    expect(words).toEqual(expect.arrayContaining(['nosuid', 'nodev']));
+    expect(words).not.toContain('default_permissions');
+  });
+});
