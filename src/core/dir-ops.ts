@@ -175,6 +175,9 @@ export async function symlink(ctx: Ctx, target: Bstr, path: Bstr, caller: Caller
 export async function link(ctx: Ctx, existing: Bstr, path: Bstr, caller: Caller): Promise<void> {
   const upper = requireUpper(ctx, path);
   const src = resolve(ctx, existing);
+  // linkat(2)'s order: the new name is looked up (EEXIST, ENOENT) before the source type is judged.
+  resolveDir(ctx, parentOf(path)[0]);
+  if (lookup(ctx, path) !== undefined) fail('EEXIST', path, 'link');
   if (src.type === S_IFDIR) fail('EPERM', existing, 'link');
   const p0 = await prepareCreate(ctx, path, caller);
   await copyUp(ctx, existing);
