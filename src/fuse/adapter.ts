@@ -246,13 +246,14 @@ export function createAdapter(ops: OverlayOps, opt: AdapterOptions): Adapter {
       // built at opendir is found by path (any open handle of that path holds an
       // equally fresh listing); without one, a listing is built for this call.
       const fh = path === null ? undefined : openDirs.find(path);
+      const caller = fh === undefined ? context() : undefined;
       settle('readdir', path, () => `fh=${fh ?? 'none'}`, cb, async (): Promise<[MergedEntry[], number, number]> => {
         let entries: MergedEntry[];
         if (fh !== undefined) {
           entries = await ops.readdir(path, fh);
         } else {
           if (path === null) throw new FsError('EBADF', '', 'readdir');
-          const tmp = await ops.opendir(path, context());
+          const tmp = await ops.opendir(path, caller!);
           try {
             entries = await ops.readdir(path, tmp);
           } finally {
