@@ -164,6 +164,11 @@ async function coreOp(O: Overlay, o: Op): Promise<string> {
   }
 }
 
+function xattrsOf(full: string): string {
+  const r = execFileSync('getfattr', ['-h', '-d', '-m', '^user\\.', '--absolute-names', full], { encoding: 'latin1' });
+  return r.split('\n').filter((l) => l.startsWith('user.')).map((l) => l.replace(/"/g, '')).sort().join(';');
+}
+
 /** Everything comparable about a tree, read with lstat through a mount (or the core). */
 function describeTree(dir: string): string[] {
   const out: string[] = [];
@@ -172,7 +177,7 @@ function describeTree(dir: string): string[] {
       const r = rel ? `${rel}/${name}` : name;
       const full = path.join(dir, r);
       const st = fs.lstatSync(full);
-      const base = `${r} ${(st.mode & 0o177777).toString(8)} ${st.uid}:${st.gid}`;
+      const base = `${r} ${(st.mode & 0o177777).toString(8)} ${st.uid}:${st.gid} n${st.nlink} ${xattrsOf(full)}`;
       if (st.isDirectory()) { out.push(base); walk(r); }
       else if (st.isSymbolicLink()) out.push(`${base} -> ${fs.readlinkSync(full)}`);
       else out.push(`${base} = ${fs.readFileSync(full, 'latin1')}`);
@@ -192,7 +197,10 @@ async function describeCore(O: Overlay): Promise<string[]> {
       const mp = dir === '/' ? `/${e.name}` : `${dir}/${e.name}`;
       const st = await O.getattr(mp);
       const m = st[StatIdx.mode]!;
-      const base = `${mp.slice(1)} ${(m & 0o177777).toString(8)} ${st[StatIdx.uid]}:${st[StatIdx.gid]}`;
+      const xs = (await O.listxattr(mp)).filter((x) => x.startsWith('user.')).sort();
+      const xv: string[] = [];
+      for (const x of xs) xv.push(`${x}=${(await O.getxattr(mp, x)).toString('latin1')}`);
+      const base = `${mp.slice(1)} ${(m & 0o177777).toString(8)} ${st[StatIdx.uid]}:${st[StatIdx.gid]} n${st[StatIdx.nlink]} ${xv.join(';')}`;
       if ((m & 0o170000) === 0o040000) { out.push(base); await walk(mp); }
       else if ((m & 0o170000) === 0o120000) out.push(`${base} -> ${await O.readlink(mp)}`);
       else {
@@ -248,6 +256,6 @@ describe('core vs kernel overlayfs, random operation sequences', () => {
         await O?.close(); O = undefined;
         K.cleanup(); C.cleanup(); Ls = [];
       }
-    }), { numRuns: Number(process.env.CORE_RANDOM_RUNS ?? 40), seed: Number(process.env.CORE_RANDOM_SEED ?? 20261126), endOnFailure: true });
+    }), { numRuns: Number(process.env.CORE_RANDOM_RUNS ?? 30), seed: Number(process.env.CORE_RANDOM_SEED ?? 20261126), endOnFailure: true });
   }, 600_000);
 });
