@@ -4,7 +4,7 @@
  * side's upper read by the other implementation.
  */
 import { mkdir, rm } from 'node:fs/promises';
-import { mustBash, shq } from './proc.js';
+import { mustBash, shq, TimeoutError } from './proc.js';
 import { join } from 'node:path';
 import { buildLayerSet, convertMarkersForKernel, foreignMarkers, type ForeignMarker, type LayerSetSpec } from './layers.js';
 import { mount, tempDir, type Impl, type Layers, type MountHandle } from './mounts.js';
@@ -49,6 +49,8 @@ export interface RunOptions {
   crossRead?: boolean;
   /** keep the temp dir even when the case passed */
   keep?: boolean;
+  /** bound on one snapshot of a mount (a hung daemon turns into a difference after this) */
+  snapshotTimeoutMs?: number;
 }
 
 /** Layers in the form the implementation reads: the kernel gets OCI markers converted. */
@@ -68,6 +70,7 @@ function opAllowed(divs: readonly Divergence[], impl: Impl, o: Op, ref: OpResult
     if (m.candidate !== resultKey(cand)) continue;
     if (m.reference !== undefined && m.reference !== resultKey(ref)) continue;
     if (m.path && !opPaths(o).some((p) => m.path!.test(p))) continue;
+    if (m.results && !m.results.test(`${showResult(ref)} / ${showResult(cand)}`)) continue;
     return d.id;
   }
   return undefined;
@@ -80,6 +83,7 @@ function treeAllowed(divs: readonly Divergence[], impl: Impl, phase: string, t: 
     if (m.phase !== undefined && m.phase !== phase) continue;
     if (typeof m.field === 'string' ? m.field !== t.field : !m.field.test(t.field)) continue;
     if (m.path && !m.path.test(t.path)) continue;
+    if (m.nodeType && !(t.nodeType && m.nodeType.includes(t.nodeType))) continue;
     return d.id;
   }
   return undefined;
@@ -100,14 +104,14 @@ async function safeUnmount(h: MountHandle | undefined, problems: string[]): Prom
  * lowers, read-write with a fresh workdir as a user would, and snapshots it.
  * The upper is copied first so the cross-read never changes the evidence.
  */
-async function crossRead(impl: Impl, lowers: string[], upper: string, dir: string, problems: string[], markers: ForeignMarker[]): Promise<Tree> {
+async function crossRead(impl: Impl, lowers: string[], upper: string, dir: string, problems: string[], markers: ForeignMarker[], timeoutMs: number): Promise<Tree> {
   const copy = join(dir, 'upper');
   // cp -a keeps xattrs, owners, device nodes, hard links and ns times (fs.cp does not).
   await mustBash(`set -e\nmkdir -p ${shq(join(dir, 'work'))} ${shq(join(dir, 'mnt'))}\ncp -a ${shq(upper)} ${shq(copy)}`);
   if (impl === 'kernel') await convertMarkersForKernel(copy, markers);
   const h = await mount(impl, { lowers, upper: copy, work: join(dir, 'work') }, join(dir, 'mnt'));
   try {
-    return await snapshot(h.mnt);
+    return await snapshot(h.mnt, { timeoutMs });
   } finally {
     await safeUnmount(h, problems);
   }
@@ -128,6 +132,7 @@ export async function runCase(c: Case, opts: RunOptions): Promise<CaseReport> {
     dir,
   };
   const problems: string[] = [];
+  const snapTimeout = opts.snapshotTimeoutMs ?? 30_000;
   const sides = [
     { impl: refImpl, dir: join(dir, 'ref') },
     { impl: candImpl, dir: join(dir, 'cand') },
@@ -155,7 +160,11 @@ export async function runCase(c: Case, opts: RunOptions): Promise<CaseReport> {
     for (let i = 0; i < c.ops.length; i++) {
       const o = c.ops[i]!;
       const r = await runners[0]!.apply(o);
-      const k = await runners[1]!.apply(o);
+      // A hung candidate is a finding, not a crash of the harness: record it and stop.
+      const k: OpResult = await runners[1]!.apply(o).catch((e: unknown) => {
+        if (e instanceof TimeoutError) return { ok: false as const, errno: 'TIMEOUT' };
+        throw e;
+      });
       report.results.reference.push(r);
       report.results.candidate.push(k);
       if (JSON.stringify(r) === JSON.stringify(k)) continue;
@@ -163,6 +172,10 @@ export async function runCase(c: Case, opts: RunOptions): Promise<CaseReport> {
       const d: Difference = { kind: 'op', index: i, op: o, reference: r, candidate: k, ...(allowedBy ? { allowedBy } : {}) };
       (allowedBy ? report.allowed : report.unexplained).push(d);
       // One side changed the tree and the other did not: what follows would only echo this.
+      if (!k.ok && k.errno === 'TIMEOUT') {
+        report.stoppedAt = i;
+        break;
+      }
       if (r.ok !== k.ok && !['read', 'readdir', 'stat', 'readlink', 'getxattr', 'listxattr', 'sameInode', 'fdread', 'fdstat'].includes(o.op)) {
         report.stoppedAt = i;
         break;
@@ -170,8 +183,14 @@ export async function runCase(c: Case, opts: RunOptions): Promise<CaseReport> {
     }
     for (const r of runners) await r.closeAll();
     if (report.stoppedAt === undefined) {
-      refTree = await snapshot(handles[0]!.mnt);
-      candTree = await snapshot(handles[1]!.mnt);
+      refTree = await snapshot(handles[0]!.mnt, { timeoutMs: snapTimeout });
+      try {
+        candTree = await snapshot(handles[1]!.mnt, { timeoutMs: snapTimeout });
+      } catch (e) {
+        report.unexplained.push({ kind: 'mount', phase: 'snapshot of the merged view', message: String(e) });
+      }
+    }
+    if (refTree && candTree) {
       for (const t of compareTrees(refTree, candTree, { mtimeCutoffNs: cutoff })) {
         const allowedBy = treeAllowed(opts.divergences, candImpl, 'merged', t);
         (allowedBy ? report.allowed : report.unexplained).push({ kind: 'tree', phase: 'merged', diff: t, ...(allowedBy ? { allowedBy } : {}) });
@@ -202,7 +221,7 @@ export async function runCase(c: Case, opts: RunOptions): Promise<CaseReport> {
           let got: Tree;
           try {
             const markers = ph.impl === 'kernel' && candImpl !== 'kernel' ? foreignMarkers(c.layers.upper ?? []) : [];
-            got = await crossRead(ph.impl, ph.lowers, ph.upper, join(dir, `cross${n++}`), problems, markers);
+            got = await crossRead(ph.impl, ph.lowers, ph.upper, join(dir, `cross${n++}`), problems, markers, snapTimeout);
           } catch (e) {
             report.unexplained.push({ kind: 'mount', phase: ph.phase, message: String(e) });
             continue;

@@ -18,6 +18,8 @@ export interface OpMatcher {
   reference?: string;
   /** tested against every path the operation names (latin1); omitted = any */
   path?: RegExp;
+  /** tested against "REFERENCE / CANDIDATE" as showResult prints them (for differing values) */
+  results?: RegExp;
 }
 
 export interface TreeMatcher {
@@ -26,6 +28,8 @@ export interface TreeMatcher {
   phase?: string;
   field: string | RegExp;
   path?: RegExp;
+  /** the node's type in the reference tree */
+  nodeType?: string[];
 }
 
 export interface Divergence {

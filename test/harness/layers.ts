@@ -198,18 +198,22 @@ export function foreignMarkers(entries: Entry[]): ForeignMarker[] {
  * by itself stays visible to the kernel as the foreign thing it is.
  */
 export async function convertMarkersForKernel(dir: string, markers: ForeignMarker[]): Promise<void> {
-  const lines: string[] = [];
+  // Converting must not show up as a change: keep each touched directory's times.
+  const lines: string[] = ['ref=$(mktemp)'];
+  const keep = (d: string, cmd: string) => `touch -h -r ${shq(d)} "$ref"; ${cmd}; touch -h -r "$ref" ${shq(d)}`;
   for (const m of markers) {
     const abs = joinB(dir, m.path);
+    const par = joinB(dir, parentOf(m.path));
     if (m.kind === 'oci-whiteout') {
       const wh = joinB(dir, joinB(parentOf(m.path), '.wh.' + baseOf(m.path)));
-      lines.push(`if [ -f ${shq(wh)} ]; then rm -f ${shq(wh)}; [ -e ${shq(abs)} ] || [ -L ${shq(abs)} ] || mknod -m 000 ${shq(abs)} c 0 0; fi`);
+      lines.push(`if [ -f ${shq(wh)} ]; then ${keep(par, `rm -f ${shq(wh)}; [ -e ${shq(abs)} ] || [ -L ${shq(abs)} ] || mknod -m 000 ${shq(abs)} c 0 0`)}; fi`);
     } else if (m.kind === 'oci-opaque') {
       const opq = joinB(abs, '.wh..wh..opq');
-      lines.push(`if [ -f ${shq(opq)} ]; then rm -f ${shq(opq)}; setfattr -n trusted.overlay.opaque -v y ${shq(abs)}; fi`);
+      lines.push(`if [ -f ${shq(opq)} ]; then ${keep(abs, `rm -f ${shq(opq)}; setfattr -n trusted.overlay.opaque -v y ${shq(abs)}`)}; fi`);
     } else {
       lines.push(`if [ "$(getfattr --only-values -n user.overlay.opaque ${shq(abs)} 2>/dev/null)" = y ]; then setfattr -x user.overlay.opaque ${shq(abs)}; setfattr -n trusted.overlay.opaque -v y ${shq(abs)}; fi`);
     }
   }
-  if (lines.length) await mustBash(lines.join('\n') + '\n');
+  lines.push('rm -f "$ref"');
+  if (markers.length) await mustBash(lines.join('\n') + '\n');
 }

@@ -228,8 +228,14 @@ export async function forceCleanup(mnt: string, pids: number[] = []): Promise<Un
     steps.push(l.code === 0 ? 'umount -l' : `umount -l failed (${l.stderr.toString().trim()})`);
   }
   const stillMounted = (await mountsAt(mnt)).length > 0;
-  const others = await pidsWithArg(mnt);
-  const killed = await killPids([...new Set([...pids, ...others])]);
+  // A FUSE daemon exits by itself once its mount is gone: give it time before signalling.
+  const deadline = Date.now() + 3000;
+  let left = [...new Set([...pids, ...(await pidsWithArg(mnt))])].filter(alive);
+  while (left.length && Date.now() < deadline) {
+    await sleep(50);
+    left = left.filter(alive);
+  }
+  const killed = await killPids(left);
   if (stillMounted) throw new Error(`could not remove the mount at ${mnt}: ${steps.join(' -> ')}`);
   return { steps, killed };
 }

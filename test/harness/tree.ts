@@ -7,7 +7,8 @@ import { lstat, readdir, readlink, readFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { run, withTimeout } from './proc.js';
 
-export type NodeType = 'file' | 'dir' | 'symlink' | 'fifo' | 'chr' | 'blk' | 'sock';
+/** 'phantom': readdir lists the name but lstat says ENOENT (e.g. a whiteout the kernel lists in a pure-upper dir) */
+export type NodeType = 'file' | 'dir' | 'symlink' | 'fifo' | 'chr' | 'blk' | 'sock' | 'phantom';
 
 export interface TreeNode {
   path: string;
@@ -76,8 +77,10 @@ export async function readXattrs(root: string, timeoutMs = 30_000): Promise<Map<
   const r = await run('getfattr', ['-R', '-P', '-h', '-d', '-m', '-', '-e', 'hex', '--absolute-names', root], { timeoutMs });
   if (r.timedOut) throw new Error(`getfattr on ${root} timed out`);
   // getfattr exits 1 when some file could not be read; its stderr says which.
-  const errs = r.stderr.toString('latin1').trim();
-  if (r.code !== 0 && errs) throw new Error(`getfattr on ${root} failed: ${errs}`);
+  // A name listed but not found (a whiteout a kernel lists in a pure-upper dir)
+  // is the walk's business (type 'phantom'), not an error here.
+  const errs = r.stderr.toString('latin1').split('\n').filter((l) => l.trim() && !/: No such file or directory$/.test(l));
+  if (r.code !== 0 && errs.length) throw new Error(`getfattr on ${root} failed: ${errs.join('\n')}`);
   const byAbs = parseGetfattr(r.stdout.toString('latin1'));
   const out = new Map<string, Record<string, string>>();
   for (const [abs, x] of byAbs) {
@@ -98,7 +101,14 @@ export async function snapshot(root: string, opts: { timeoutMs?: number; hashCon
     const tree: Tree = new Map();
     const visit = async (rel: string): Promise<void> => {
       const abs = b(rel === '' ? root : `${root}/${rel}`);
-      const st = await lstat(abs, { bigint: true });
+      let st;
+      try {
+        st = await lstat(abs, { bigint: true });
+      } catch (e) {
+        if (rel === '' || (e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+        tree.set(rel, { path: rel, type: 'phantom', mode: 0, uid: 0, gid: 0, mtimeNs: 0n, ino: 0n, xattrs: {} });
+        return;
+      }
       const type = typeOf(st);
       const node: TreeNode = {
         path: rel,
@@ -190,6 +200,8 @@ export interface TreeDiff {
   field: string;
   a: string;
   b: string;
+  /** the node's type on the first side, where it exists */
+  nodeType?: NodeType;
 }
 
 /** Printable form of a latin1 byte-string path: non-printable bytes as \xHH. */
@@ -200,7 +212,7 @@ export function showPath(p: string): string {
 function linkPeers(tree: Tree): Map<string, string> {
   const byIno = new Map<bigint, string[]>();
   for (const n of tree.values()) {
-    if (n.type === 'dir') continue;
+    if (n.type === 'dir' || n.type === 'phantom') continue;
     const l = byIno.get(n.ino) ?? [];
     l.push(n.path);
     byIno.set(n.ino, l);
@@ -238,10 +250,10 @@ export function compareTrees(a: Tree, bTree: Tree, opts: CompareOptions): TreeDi
     const cmp = (field: string, u: unknown, v: unknown) => {
       const su = typeof u === 'string' && (field === 'target') ? showPath(u) : String(u);
       const sv = typeof v === 'string' && (field === 'target') ? showPath(v) : String(v);
-      if (su !== sv) diffs.push({ path: p, field, a: su, b: sv });
+      if (su !== sv) diffs.push({ path: p, field, a: su, b: sv, nodeType: x.type });
     };
     cmp('type', x.type, y.type);
-    if (x.type !== y.type) continue;
+    if (x.type !== y.type || x.type === 'phantom') continue;
     cmp('mode', '0' + x.mode.toString(8), '0' + y.mode.toString(8));
     cmp('uid', x.uid, y.uid);
     cmp('gid', x.gid, y.gid);

@@ -66,7 +66,9 @@ export async function teardown(): Promise<void> {
   }
   await killPids([...pids]);
   if (leaks.length === 0) {
-    await rm(root, { recursive: true, force: true });
+    // STRATAFS_KEEP_TMP=1 keeps the layer sets and uppers of the run for a post-mortem.
+    if (process.env.STRATAFS_KEEP_TMP) console.log(`test files kept in ${root}`);
+    else await rm(root, { recursive: true, force: true });
     return;
   }
   throw new Error(`test run left mounts or processes behind (cleaned up now; files kept in ${root}):\n${leaks.join('\n')}`);
