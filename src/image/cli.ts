@@ -25,7 +25,7 @@ export class ImageCliError extends Error {}
 
 export interface StackSpec { upper: string | undefined; lowers: string[]; source: string }
 
-interface StackOpts { o?: string[]; image?: string; store?: string; upper?: string }
+interface StackOpts { options?: string[]; image?: string; store?: string; upper?: string }
 
 /** lowerdir/upperdir from one or more -o strings (later options win, as for mount). */
 export function stackFromOptions(opts: string[]): StackSpec {
@@ -58,10 +58,10 @@ export function stackFromMount(arg: string): StackSpec {
 }
 
 export function resolveStack(o: StackOpts, positional: string | undefined, needUpper: boolean): StackSpec {
-  const ways = [o.o && o.o.length > 0, o.image !== undefined, positional !== undefined].filter(Boolean).length;
+  const ways = [o.options && o.options.length > 0, o.image !== undefined, positional !== undefined].filter(Boolean).length;
   if (ways !== 1) throw new ImageCliError('name the layers one way: -o lowerdir=...,upperdir=..., --image NAME --store DIR [--upper U], or a MOUNTPOINT');
   let spec: StackSpec;
-  if (o.o && o.o.length > 0) spec = stackFromOptions(o.o);
+  if (o.options && o.options.length > 0) spec = stackFromOptions(o.options);
   else if (o.image !== undefined) {
     if (!o.store) throw new ImageCliError('--image needs --store DIR');
     spec = { upper: o.upper ? path.resolve(o.upper) : undefined, lowers: resolveImageLowers(o.store, o.image), source: `image ${o.image}` };
@@ -241,7 +241,7 @@ export function buildImageProgram(): Command {
     .option('--json', 'machine-readable output')
     .action(async (mp: string | undefined, o: StackOpts & { json?: boolean }) => {
       const { containerSize, storeSize, humanSize } = await import('./size.js');
-      if (o.store && o.image === undefined && (!o.o || o.o.length === 0) && mp === undefined) {
+      if (o.store && o.image === undefined && (!o.options || o.options.length === 0) && mp === undefined) {
         const s = storeSize(Store.open(o.store));
         if (o.json) { json(s); return; }
         out(`${'IMAGE'.padEnd(40)} ${'LAYERS'.padStart(6)} ${'SIZE'.padStart(10)} ${'SHARED'.padStart(10)} ${'UNIQUE'.padStart(10)}\n`);

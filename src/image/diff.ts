@@ -49,14 +49,16 @@ export function diff(upper: string, lowers: string[]): Change[] {
  */
 function diffDir(stack: Stack, rel: Bstr, source: LowerDir[], compare: LowerDir[], emit: (c: Change) => void): void {
   const ufd = stack.upper!.fd;
-  const { names } = sys.readdirat(ufd, rel);
+  const { names, types } = sys.readdirat(ufd, rel);
+  const dtypes = new Map<Bstr, number>();
+  names.forEach((n, i) => dtypes.set(n, types[i]!));
   names.sort(compareBstr);
   const st = sys.newStatArray();
   const moved = source !== compare; // opaque or redirected: lower content is not simply "unchanged"
   const inUpper = new Set<Bstr>();
   const whiteouts = new Set<Bstr>();
   for (const name of names) {
-    const k = classifyUpper(ufd, rel, name, st);
+    const k = classifyUpper(ufd, rel, name, st, dtypes.get(name));
     const path = joinRel(rel, name);
     switch (k.kind) {
       case 'opaque-marker':

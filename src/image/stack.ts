@@ -35,6 +35,9 @@ export interface LowerHit {
   dirs: LowerDir[];
 }
 
+/** lookups in one lower dir before it is listed instead */
+const LIST_AFTER = 64;
+
 const toB = (p: string): Bstr => Buffer.from(p, 'utf8').toString('latin1');
 
 export class Stack {
@@ -71,9 +74,31 @@ export class Stack {
   }
 
   /** Is `name` in lower dir d hidden there by a whiteout (either form)? */
-  private whitedOut(d: LowerDir, name: Bstr): boolean {
-    const fd = this.lowers[d.layer]!.fd;
-    return sys.tryLstatat(fd, joinRel(d.rel, whiteoutFileName(name)), this.st) === 0;
+  private whitedOut(d: LowerDir, name: Bstr, listing: Set<Bstr> | undefined): boolean {
+    const wh = whiteoutFileName(name);
+    if (listing) return listing.has(wh);
+    return sys.tryLstatat(this.lowers[d.layer]!.fd, joinRel(d.rel, wh), this.st) === 0;
+  }
+
+  private readonly probes = new Map<string, number>();
+  private readonly listings = new Map<string, Set<Bstr>>();
+  /**
+   * Names of a lower dir once the upper has asked about many names in it: one
+   * readdir then answers every absent name without two lstats each. A lower
+   * dir the upper asks about only a few times is never listed.
+   */
+  private listingOf(d: LowerDir): Set<Bstr> | undefined {
+    const key = `${d.layer}\0${d.rel}`;
+    const have = this.listings.get(key);
+    if (have) return have;
+    const n = (this.probes.get(key) ?? 0) + 1;
+    this.probes.set(key, n);
+    if (n < LIST_AFTER) return undefined;
+    const r = sys.raw.readdirat(this.lowers[d.layer]!.fd, d.rel);
+    const set = new Set<Bstr>(typeof r === 'number' ? [] : r.names);
+    this.listings.set(key, set);
+    this.probes.delete(key);
+    return set;
   }
 
   /** The topmost lower object named `name` in the merged directory made of `dirs`. */
@@ -83,7 +108,8 @@ export class Stack {
       const fd = this.lowers[d.layer]!.fd;
       const rel = joinRel(d.rel, name);
       const st = sys.newStatArray();
-      if (sys.tryLstatat(fd, rel, st) === 0) {
+      const listing = this.listingOf(d);
+      if ((!listing || listing.has(name)) && sys.tryLstatat(fd, rel, st) === 0) {
         if (isWhiteoutStat(st)) break;
         const isDir = (st[StatIdx.mode]! & S_IFMT) === S_IFDIR;
         if (!hit) {
@@ -92,7 +118,7 @@ export class Stack {
         } else if (!isDir) break; // a non-directory below a directory is hidden, and so is all beneath it
         hit.dirs.push({ layer: d.layer, rel });
         if (isOpaqueDir(fd, rel, this.st)) break;
-      } else if (this.whitedOut(d, name)) break;
+      } else if (this.whitedOut(d, name, listing)) break;
     }
     return hit;
   }
@@ -129,11 +155,18 @@ export type UpperKind =
   | { kind: 'dir'; opaque: boolean; redirect: Redirect | undefined; xattrs: Bstr[] }
   | { kind: 'other'; type: number };
 
+const DT_TO_TYPE: Record<number, number> = {
+  [sys.DT.REG]: 0o100000, [sys.DT.LNK]: 0o120000, [sys.DT.FIFO]: 0o010000, [sys.DT.SOCK]: 0o140000, [sys.DT.BLK]: 0o060000,
+};
+
 /** Classify `name` in upper dir `rel`, with its lstat in `st`. */
-export function classifyUpper(fd: number, rel: Bstr, name: Bstr, st: Float64Array): UpperKind {
+export function classifyUpper(fd: number, rel: Bstr, name: Bstr, st: Float64Array, dtype: number = sys.DT.UNKNOWN): UpperKind {
   if (name === OPAQUE_FILE) return { kind: 'opaque-marker' };
   const t = whiteoutTargetOf(name);
   if (t !== undefined) return { kind: 'whiteout', target: t, form: 'file' };
+  // d_type answers for everything but char devices (a whiteout needs rdev) and directories (markers in xattrs)
+  const known = DT_TO_TYPE[dtype];
+  if (known !== undefined) return { kind: 'other', type: known };
   const p = joinRel(rel, name);
   if (sys.tryLstatat(fd, p, st) < 0) throw new FsError('ENOENT', p, 'lstat', 'vanished during the walk');
   const type = st[StatIdx.mode]! & S_IFMT;
