@@ -26,6 +26,8 @@ export interface Impl {
   /** null when the implementation can be run, else why not (reported, never silently skipped). */
   prepare(): Promise<string | null>;
   mount(m: Manifest, d: MountDirs): Promise<MountHandle>;
+  /** One line saying which build this is (recorded in the results, so --compare can tell). */
+  version(): Promise<string>;
   /** Implementation's own counters (stratafs `stats --json`), or null when it has none. */
   stats(mnt: string): Promise<unknown>;
 }
@@ -99,6 +101,9 @@ function overlayOpts(m: Manifest, d: MountDirs): string {
 export const kernelImpl: Impl = {
   name: 'kernel',
   fuse: false,
+  async version() {
+    return `overlayfs in Linux ${fs.readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim()}, redirect_dir=on`;
+  },
   async prepare() {
     const fsList = fs.readFileSync('/proc/filesystems', 'utf8');
     if (!/\boverlay\b/.test(fsList)) {
@@ -133,6 +138,10 @@ async function which(cmd: string): Promise<string | null> {
 export const fuseOverlayfsImpl: Impl = {
   name: 'fuse-overlayfs',
   fuse: true,
+  async version() {
+    const r = await run('fuse-overlayfs', ['--version'], { timeoutMs: 5000 });
+    return (r.stdout + r.stderr).split('\n').filter((l) => /version/i.test(l)).join('; ') || 'unknown version';
+  },
   async prepare() {
     if ((await which('fuse-overlayfs')) !== null) return null;
     process.stderr.write('bench: fuse-overlayfs missing; trying apt-get install -y fuse-overlayfs\n');
@@ -194,6 +203,13 @@ export function makeStratafsImpl(cli: string): Impl {
   return {
     name: 'stratafs',
     fuse: true,
+    async version() {
+      const cwd = path.dirname(cli);
+      const head = await run('git', ['log', '-1', '--format=%h %cI'], { cwd, timeoutMs: 5000 });
+      const dirty = await run('git', ['status', '--porcelain', '--untracked-files=no', '--', 'src'], { cwd, timeoutMs: 10_000 });
+      if (head.code !== 0) return cli;
+      return `${cli} at commit ${head.stdout.trim()}${dirty.stdout.trim().length > 0 ? ' + uncommitted changes in src/' : ''}`;
+    },
     async prepare() {
       if (!fs.existsSync(cli)) return `${cli} not found (stratafs CLI not built yet)`;
       return null;

@@ -324,7 +324,7 @@ async function main(): Promise<void> {
     const absent = await impl.prepare();
     const reason = absent ?? (await runner.probe(impl));
     if (reason === null) {
-      statuses.push({ name, available: true });
+      statuses.push({ name, available: true, version: await impl.version() });
       impls.push(impl);
       log(`${name}: ready`);
     } else {

@@ -35,6 +35,8 @@ export interface ImplStatus {
   name: ImplName;
   available: boolean;
   reason?: string;
+  /** What exactly was measured: kernel release, package version, stratafs commit. */
+  version?: string;
 }
 
 export interface Results {
@@ -130,8 +132,11 @@ export function markdown(r: Results): string {
       `data set ${r.dataset.hash}: ${r.dataset.totalFiles} files, ${fmtMiB(r.dataset.totalBytes)}.`,
   );
   lines.push('');
-  for (const s of r.impls) if (!s.available) lines.push(`- **${s.name}: absent** — ${s.reason ?? ''}`);
-  if (r.impls.some((s) => !s.available)) lines.push('');
+  for (const s of r.impls) {
+    if (!s.available) lines.push(`- **${s.name}: absent** — ${s.reason ?? ''}`);
+    else if (s.version !== undefined) lines.push(`- ${s.name}: ${s.version}`);
+  }
+  if (r.impls.length > 0) lines.push('');
   lines.push('Ratios are stratafs cost ÷ other cost (>1 = stratafs slower; IOPS inverted). RSS = daemon peak VmHWM, CPU = daemon utime+stime per run (median).');
   lines.push('');
   lines.push('| workload | mode | kernel | fuse-overlayfs | stratafs | s/fo | s/k | fo RSS | fo CPU | s RSS | s CPU |');
@@ -168,7 +173,7 @@ export function markdown(r: Results): string {
     lines.push('## stratafs profile (FUSE ops of the last measured run: count × mean handler time = total, by total)');
     lines.push('');
     for (const c of withStats) {
-      const body = c.profile !== undefined ? formatProfile(c.profile) : `\`${JSON.stringify(compactStats(c.statsDelta))}\``;
+      const body = c.profile !== undefined ? formatProfile(c.profile, c.runs.at(-1)) : `\`${JSON.stringify(compactStats(c.statsDelta))}\``;
       lines.push(`- ${c.workload} / ${c.mode}: ${body}`);
     }
   }
@@ -193,7 +198,14 @@ export function compactStats(v: unknown): unknown {
 
 /** Lines comparing `now` with an earlier run, per workload/mode/implementation present in both. */
 export function compare(old: Results, now: Results): string {
-  const lines = ['| workload | mode | impl | before | now | change |', '|---|---|---|---|---|---|'];
+  const lines: string[] = [];
+  if (old.dataset.hash !== now.dataset.hash) lines.push(`Note: different data sets (${old.dataset.hash} then ${now.dataset.hash}); the numbers are not comparable.`, '');
+  if (old.runsPerCell !== now.runsPerCell) lines.push(`Note: median of ${old.runsPerCell} run(s) then of ${now.runsPerCell}.`, '');
+  for (const s of now.impls) {
+    const o = old.impls.find((x) => x.name === s.name);
+    if (o?.version !== undefined && s.version !== undefined && o.version !== s.version) lines.push(`- ${s.name}: ${o.version} → ${s.version}`);
+  }
+  lines.push('| workload | mode | impl | before | now | change |', '|---|---|---|---|---|---|');
   for (const c of now.cells) {
     const o = cellFor(old, c.workload, c.mode, c.impl);
     if (o === undefined) continue;
@@ -286,10 +298,23 @@ export function stratafsProfile(before: unknown, after: unknown): StratafsProfil
   return p;
 }
 
-export function formatProfile(p: StratafsProfile): string {
+/**
+ * `run` (wall time and daemon CPU of the same run) puts the handler time in proportion: what the
+ * handlers do not account for is the trip through the kernel, libfuse and the binding to the JS thread.
+ */
+export function formatProfile(p: StratafsProfile, run?: RunRecord): string {
   const total = p.ops.reduce((s, o) => s + o.totalMs, 0);
+  const nOps = p.ops.reduce((s, o) => s + o.count, 0);
   const parts = p.ops.map((o) => `${o.op} ${o.count}× ${o.avgUs.toFixed(0)} µs = ${o.totalMs.toFixed(0)} ms${o.errors > 0 ? ` (${o.errors} err)` : ''}`);
-  const tail: string[] = [`handlers ${total.toFixed(0)} ms`];
+  const tail: string[] = [];
+  if (run !== undefined && nOps > 0) {
+    tail.push(
+      `${nOps} ops in ${run.seconds.toFixed(2)} s wall (${((run.seconds * 1e6) / nOps).toFixed(0)} µs/op), handlers ${total.toFixed(0)} ms = ` +
+        `${((total / 10) / run.seconds).toFixed(0)}% of wall${run.daemonCpuSeconds !== undefined ? `, daemon CPU ${run.daemonCpuSeconds.toFixed(2)} s` : ''}`,
+    );
+  } else {
+    tail.push(`handlers ${total.toFixed(0)} ms`);
+  }
   if (p.lookupCache !== undefined) {
     const lc = p.lookupCache;
     tail.push(`lookup cache ${(lc.hitRate * 100).toFixed(1)}% hits (${lc.hits}/${lc.hits + lc.misses}), ${lc.size}/${lc.max} entries`);
