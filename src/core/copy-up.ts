@@ -156,6 +156,7 @@ async function copyUpOne(ctx: Ctx, e: Entry, opts: CopyUpOptions): Promise<void>
     }
     throw err;
   }
+  if (path !== '/') markImpure(ctx, uparent);
   if (parentTimes) {
     sys.raw.utimensat(upper.fd, uparent, pst[StatIdx.atimeSec]!, pst[StatIdx.atimeNsec]!, pst[StatIdx.mtimeSec]!, pst[StatIdx.mtimeNsec]!);
   }
@@ -211,6 +212,19 @@ function writeOrigin(ctx: Ctx, sfd: number, srel: Bstr, dfd: number, drel: Bstr)
   const h = sys.raw.nameToHandle(sfd, srel);
   if (typeof h === 'number' || h.type > 255) return;
   sys.raw.lsetxattrat(dfd, drel, markerXattr('origin', ctx.userxattr), encodeOrigin(h.type, h.handle), 0);
+}
+
+/**
+ * The kernel marks an upper directory "impure" once it holds objects with an
+ * origin (copied up) or a redirect, so that its readdir reports the origin's
+ * d_ino for them; we do the same so a kernel mount of our upper agrees.
+ */
+export function markImpure(ctx: Ctx, udir: Bstr): void {
+  if (!ctx.trustedXattrs && !ctx.userxattr) return;
+  const name = markerXattr('impure', ctx.userxattr);
+  const v = sys.raw.lgetxattrat(ctx.upper!.fd, udir, name);
+  if (typeof v !== 'number') return;
+  sys.raw.lsetxattrat(ctx.upper!.fd, udir, name, Buffer.from('y'), 0);
 }
 
 /**

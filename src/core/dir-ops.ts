@@ -17,7 +17,7 @@
  *   an upper-only directory moved into a merged parent is made opaque.
  */
 import type { Bstr } from './bstr.js';
-import { copyUp, copyUpTreeOpaque, settleCopyUps } from './copy-up.js';
+import { copyUp, copyUpTreeOpaque, markImpure, settleCopyUps } from './copy-up.js';
 import { checkNewName, fail, parentOf, relOf, requireUpper, sys, type Ctx, type Layer } from './ctx.js';
 import { isFsError } from './errors.js';
 import {
@@ -314,6 +314,7 @@ export async function rename(ctx: Ctx, from: Bstr, to: Bstr, flags: number, call
   if (needsRedirect && (ctx.userxattr || !ctx.trustedXattrs)) {
     await copyUpTreeOpaque(ctx, from, (fd, rel) => makeOpaque(ctx, fd, rel));
   }
+  const fromLower = !isUpperEntry(ctx, src);
   await copyUp(ctx, from);
   await copyUp(ctx, tp);
   // Everything below is synchronous: no other operation interleaves.
@@ -363,6 +364,7 @@ export async function rename(ctx: Ctx, from: Bstr, to: Bstr, flags: number, call
     if (sys.tryUnlinkat(upper.fd, joinRel(d, whiteoutFileName(n)), 0) === -ENOENT) { /* already gone */ }
   }
   if (tgt && !isUpperEntry(ctx, tgt)) markUnlinked(ctx, tgt);
+  if (fromLower || (srcIsDir && hasLowerDir(ctx, src))) markImpure(ctx, relOf(tp));
   if (srcIsDir) { ctx.cache.dropTree(from); ctx.cache.dropTree(to); }
   else { ctx.cache.drop(from); ctx.cache.drop(to); }
   ctx.cache.setNegative(from);

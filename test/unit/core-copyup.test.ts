@@ -44,6 +44,7 @@ describe('core copy-up', () => {
     expect(getx(u, 'user.new')).toBe('1');
     expect(getx(u, 'trusted.overlay.opaque')).toBeUndefined();
     expect(getx(u, 'trusted.overlay.origin')?.charCodeAt(1)).toBe(0xfb);
+    expect(getx(path.join(L.upper, 'd'), 'trusted.overlay.impure')).toBe('y');
     expect(fs.readFileSync(u, 'latin1')).toBe('data');
     const after = await O.getattr('/d/f');
     expect(after[StatIdx.ino]).toBe(before[StatIdx.ino]);
@@ -171,6 +172,27 @@ describe('core copy-up', () => {
     expect(fs.statSync(path.join(L.upper, 'big')).size).toBe(size);
     await O.release('/big', h.fh);
   }, 60_000);
+
+  it('ENOSPC during a copy-up leaves no partial file in the upper', async () => {
+    L = makeLayers({ l0: { 'd/small': 's' } }, 1);
+    fs.writeFileSync(path.join(L.lowers[0]!, 'd/big'), Buffer.alloc(3 * 1024 * 1024, 0x62));
+    const small = path.join(L.dir, 'small');
+    fs.mkdirSync(small);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', small]);
+    try {
+      fs.mkdirSync(path.join(small, 'u')); fs.mkdirSync(path.join(small, 'w'));
+      O = await open(L, { upperdir: path.join(small, 'u'), workdir: path.join(small, 'w') });
+      expect(await code(O.open('/d/big', O_RDWR, root))).toBe('ENOSPC');
+      expect(fs.existsSync(path.join(small, 'u/d/big'))).toBe(false);
+      expect(fs.readdirSync(path.join(small, 'w/work')).filter((n) => !n.startsWith('#wh'))).toEqual([]);
+      expect((await O.getattr('/d/big'))[StatIdx.size]).toBe(3 * 1024 * 1024);
+      await O.chmod('/d/small', 0o600, root);
+      expect(await readFile(O, '/d/small')).toBe('s');
+    } finally {
+      await O?.close(); O = undefined;
+      execFileSync('umount', [small]);
+    }
+  });
 
   it('read-only mounts refuse every change with EROFS', async () => {
     L = makeLayers({ l0: { 'f': 'x', 'd/g': 'y' } }, 1);
