@@ -438,13 +438,15 @@ export function validateMountConfig(c: MountConfig): Validated {
 const HELP_OPTIONS = `
 Mount options (-o, comma separated; \\ escapes , and : inside values):
   lowerdir=DIR[:DIR...]   read-only layers, top first (up to ${MAX_LAYERS})
-  upperdir=DIR,workdir=DIR writable layer and its work area (same filesystem);
-                          without them the mount is read-only
+  upperdir=DIR            writable layer
+  workdir=DIR             its work area, on the upper's filesystem; without
+                          upperdir and workdir the mount is read-only
   ro | rw                 read-only mount (the upper is then served as the top layer)
   redirect_dir=on|off     rename directories with lower content (on, default) or EXDEV (off)
   userxattr               user.overlay.* markers instead of trusted.overlay.*
   timeout=SECONDS         kernel entry/attribute cache (default ${DEFAULT_TIMEOUT_S})
-  negative_timeout=SECONDS kernel negative-lookup cache (default: timeout)
+  negative_timeout=SECONDS
+                          kernel negative-lookup cache (default: timeout)
   lookup_cache=N          lookup cache entries (default ${DEFAULT_LOOKUP_CACHE_SIZE})
   allow_other             let other users use the mount
   default_permissions     kernel permission checks (always on as root)
@@ -457,11 +459,12 @@ Mount options (-o, comma separated; \\ escapes , and : inside values):
                           mount flags (as root suid,dev by default)
 Unknown options are reported by name and ignored.
 
-Commands:
-  stratafs [-f] [-d] -o OPTIONS MOUNTPOINT
-  stratafs SOURCE MOUNTPOINT -o OPTIONS     (mount helper form, for mount -t fuse.stratafs)
+Forms:
+  stratafs [-f] [-d] -o OPTIONS MOUNTPOINT  mount; without -f as a daemon, exit 0 once it answers
+  stratafs SOURCE MOUNTPOINT -o OPTIONS     mount helper form (mount -t fuse.stratafs, fstab)
   stratafs umount [--force] MOUNTPOINT
   stratafs stats [--json] MOUNTPOINT
+  stratafs layer|image|diff|commit|size ... image commands (each has --help)
 `;
 
 /** the internal flag main.ts passes to the detached daemon it spawns */
@@ -482,18 +485,18 @@ export function parseCommandLine(argv: string[], env: Environment): CliCommand {
     .version(env.version, '-V, --version')
     .argument('[source]', 'mount helper form: the source (ignored) followed by the mountpoint')
     .argument('[mountpoint]')
-    .option('-o <options>', 'mount options (may be repeated)', (v: string, prev: string[]) => [...prev, v], [] as string[])
+    .option('-o <options>', 'mount options (may be repeated; see below)', (v: string, prev: string[] | undefined) => [...(prev ?? []), v])
     .option('-f, --foreground', 'stay in the foreground')
     .option('-d, --debug', 'log every FUSE operation with result and duration (stderr with -f, else the daemon log)')
     .addOption(new Option(DAEMON_CHILD_FLAG).hideHelp())
     .addHelpText('after', HELP_OPTIONS)
     .exitOverride()
     .configureOutput({ writeOut: (s) => { out += s; }, writeErr: (s) => { out += s; } })
-    .action((first: string | undefined, second: string | undefined, o: { o: string[]; foreground?: boolean; debug?: boolean; daemonChild?: boolean }) => {
+    .action((first: string | undefined, second: string | undefined, o: { o?: string[]; foreground?: boolean; debug?: boolean; daemonChild?: boolean }) => {
       const source = second === undefined ? undefined : first;
       const mountpoint = second === undefined ? first : second;
       const config = parseMountArgs({
-        options: o.o, mountpoint, source, foreground: !!o.foreground, debug: !!o.debug, cwd: env.cwd, uid: env.uid,
+        options: o.o ?? [], mountpoint, source, foreground: !!o.foreground, debug: !!o.debug, cwd: env.cwd, uid: env.uid,
       });
       result = { kind: 'mount', config, daemonChild: !!o.daemonChild };
     });
