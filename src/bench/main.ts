@@ -12,7 +12,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { ensureDataset, type Manifest } from './dataset.js';
 import { FULL_PARAMS, QUICK_PARAMS } from './params.js';
 import { IMPL_NAMES, MountError, fuseOverlayfsImpl, kernelImpl, makeStratafsImpl, reapDaemons, stratafsCli, type Impl, type ImplName, type MountHandle } from './impls.js';
-import { bash, describeFailure, dropCaches, findMount, sampleProc } from './proc.js';
+import { bash, describeFailure, dropCaches, findMount, killRunningChildren, sampleProc } from './proc.js';
 import { CorrectnessError, workloads, type Workload, type WorkloadCtx } from './workloads.js';
 import { compare, markdown, median, numericDelta, stratafsProfile, type Cell, type ImplStatus, type Mode, type Results, type RunRecord } from './report.js';
 
@@ -52,8 +52,16 @@ const log = (s: string): void => {
 /** Mounts in use, so that an interrupted run still unmounts everything it mounted. */
 const active = new Set<MountHandle>();
 let activeRunRoot: string | null = null;
+let onInterrupt: (() => void) | null = null;
+/** First Ctrl-C: stop the running workload, keep what was measured, unmount, exit. Second: exit now. */
+let interrupted = false;
 
 async function cleanupAndExit(code: number): Promise<never> {
+  try {
+    onInterrupt?.();
+  } catch {
+    /* the mounts matter more than the partial results */
+  }
   for (const h of active) {
     try {
       await h.unmount();
@@ -204,7 +212,7 @@ class Runner {
     };
     if (!w.mutates) {
       const mounts = cold !== null ? n : 1;
-      for (let i = 0; i < mounts && !(cold?.failed ?? false); i++) {
+      for (let i = 0; i < mounts && !(cold?.failed ?? false) && !interrupted; i++) {
         let current: CellAcc | null = cold;
         try {
           const { peakRss } = await this.withMount(impl, w.id, async (h, c) => {
@@ -213,7 +221,7 @@ class Runner {
             else await (w.warm ?? w.measure)(c);
             if (i === mounts - 1 && warm !== null) {
               current = warm;
-              for (let j = 0; j < n; j++) {
+              for (let j = 0; j < n && !interrupted; j++) {
                 c.runIndex = j;
                 await measure(warm, h, c, j);
               }
@@ -231,7 +239,7 @@ class Runner {
     } else {
       for (const acc of [cold, warm]) {
         if (acc === null) continue;
-        for (let i = 0; i < n && !acc.failed; i++) {
+        for (let i = 0; i < n && !acc.failed && !interrupted; i++) {
           try {
             const { peakRss } = await this.withMount(impl, w.id, async (h, c) => {
               await w.setup?.(c);
@@ -336,42 +344,61 @@ async function main(): Promise<void> {
   }
 
   const cells: Cell[] = [];
+  const outDir = path.resolve(o.out);
+  fs.mkdirSync(outDir, { recursive: true });
+  const base = path.join(outDir, `bench-${o.quick ? 'quick-' : ''}${startedAt.replace(/[:.]/g, '-')}`);
+  const snapshot = (complete: boolean): Results => ({
+    format: 'stratafs-bench/1',
+    startedAt,
+    finishedAt: new Date().toISOString(),
+    ...(complete ? {} : { partial: true }),
+    quick: o.quick,
+    runsPerCell: runs,
+    dataset: { hash: manifest.hash, dir: manifest.dir, totalFiles: manifest.totalFiles, totalBytes: manifest.totalBytes },
+    host: { kernel: os.release(), cpus: os.cpus().length, node: process.version, load },
+    impls: statuses,
+    cells: [...cells],
+  });
+  const save = (r: Results): string => {
+    const md = markdown(r);
+    fs.writeFileSync(`${base}.json`, `${JSON.stringify(r, null, 2)}\n`);
+    fs.writeFileSync(`${base}.md`, md);
+    return md;
+  };
+  // Saved after every workload, so an interrupted (or timed-out) long run still leaves its numbers.
+  onInterrupt = () => {
+    if (cells.length > 0) save(snapshot(false));
+  };
   for (const w of chosen) {
     for (const impl of impls) {
       const t0 = Date.now();
-      for (const c of await runner.cells(impl, w, o.modes)) {
+      const got = await runner.cells(impl, w, o.modes);
+      // Cells cut short by an interrupt measured nothing worth keeping.
+      if (interrupted) break;
+      for (const c of got) {
         cells.push(c);
         log(`[${impl.name}] ${w.id} ${c.mode}: ${summarize(c)}`);
         if (c.status === 'failed') process.stderr.write(`\n!!! ${impl.name} / ${w.id} / ${c.mode} FAILED: ${c.error ?? ''}\n\n`);
       }
       log(`[${impl.name}] ${w.id}: ${((Date.now() - t0) / 1000).toFixed(1)} s in all`);
     }
+    if (interrupted) break;
     for (const s of statuses.filter((x) => !x.available)) {
       for (const mode of o.modes) cells.push({ workload: w.id, title: w.title, mode, impl: s.name, unit: w.unit, status: 'absent', error: s.reason ?? '', runs: [] });
     }
+    save(snapshot(false));
   }
+  if (interrupted) {
+    log('interrupted: partial results saved');
+    await cleanupAndExit(130);
+  }
+  onInterrupt = null;
   fs.rmSync(runRoot, { recursive: true, force: true });
   activeRunRoot = null;
   await reapDaemons();
 
-  const results: Results = {
-    format: 'stratafs-bench/1',
-    startedAt,
-    finishedAt: new Date().toISOString(),
-    quick: o.quick,
-    runsPerCell: runs,
-    dataset: { hash: manifest.hash, dir: manifest.dir, totalFiles: manifest.totalFiles, totalBytes: manifest.totalBytes },
-    host: { kernel: os.release(), cpus: os.cpus().length, node: process.version, load },
-    impls: statuses,
-    cells,
-  };
-  const outDir = path.resolve(o.out);
-  fs.mkdirSync(outDir, { recursive: true });
-  const stamp = startedAt.replace(/[:.]/g, '-');
-  const base = path.join(outDir, `bench-${o.quick ? 'quick-' : ''}${stamp}`);
-  const md = markdown(results);
-  fs.writeFileSync(`${base}.json`, `${JSON.stringify(results, null, 2)}\n`);
-  fs.writeFileSync(`${base}.md`, md);
+  const results = snapshot(true);
+  const md = save(results);
   process.stdout.write(`${md}\n`);
   if (oldResults !== undefined) process.stdout.write(`\n## Change against ${o.compare ?? ''}\n\n${compare(oldResults, results)}\n`);
   log(`results: ${base}.json, ${base}.md`);
@@ -383,8 +410,17 @@ async function main(): Promise<void> {
   }
 }
 
-process.on('SIGINT', () => void cleanupAndExit(130));
-process.on('SIGTERM', () => void cleanupAndExit(143));
+function interrupt(code: number): void {
+  if (interrupted) {
+    void cleanupAndExit(code);
+    return;
+  }
+  interrupted = true;
+  process.stderr.write('\nbench: interrupted; stopping the running workload, saving partial results, unmounting (again to force)\n');
+  killRunningChildren();
+}
+process.on('SIGINT', () => interrupt(130));
+process.on('SIGTERM', () => interrupt(143));
 main().catch(async (err: unknown) => {
   process.stderr.write(`bench: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
   await cleanupAndExit(2);

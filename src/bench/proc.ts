@@ -22,6 +22,19 @@ export interface RunOptions {
  * Runs a command in a child process and times it from spawn to exit. Workloads always run in children:
  * a hung mount then costs a killed child and a timeout, not a hung benchmark.
  */
+/** Process groups of running workload children, so an interrupt can stop them at once. */
+const running = new Set<number>();
+
+export function killRunningChildren(): void {
+  for (const pgid of running) {
+    try {
+      process.kill(-pgid, 'SIGKILL');
+    } catch {
+      /* already gone */
+    }
+  }
+}
+
 export function run(cmd: string, args: readonly string[], opts: RunOptions): Promise<RunResult> {
   const max = opts.maxStdout ?? 1 << 20;
   return new Promise((resolve) => {
@@ -31,6 +44,8 @@ export function run(cmd: string, args: readonly string[], opts: RunOptions): Pro
     let stdout = '';
     let stderr = '';
     let timedOut = false;
+    const pgid = child.pid;
+    if (pgid !== undefined) running.add(pgid);
     child.stdout.setEncoding('latin1');
     child.stderr.setEncoding('latin1');
     child.stdout.on('data', (d: string) => {
@@ -51,10 +66,12 @@ export function run(cmd: string, args: readonly string[], opts: RunOptions): Pro
     }, opts.timeoutMs);
     child.on('error', (err) => {
       clearTimeout(timer);
+      if (pgid !== undefined) running.delete(pgid);
       resolve({ code: 127, signal: null, stdout, stderr: stderr + String(err), seconds: 0, timedOut });
     });
     child.on('close', (code, signal) => {
       clearTimeout(timer);
+      if (pgid !== undefined) running.delete(pgid);
       const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
       resolve({ code, signal, stdout, stderr, seconds, timedOut });
     });

@@ -43,6 +43,8 @@ export interface Results {
   format: 'stratafs-bench/1';
   startedAt: string;
   finishedAt: string;
+  /** Set while the run is in progress or when it was interrupted. */
+  partial?: boolean;
   quick: boolean;
   runsPerCell: number;
   dataset: { hash: string; dir: string; totalFiles: number; totalBytes: number };
@@ -124,7 +126,7 @@ function rowKeys(r: Results): { workload: string; title: string; mode: Mode; uni
 
 export function markdown(r: Results): string {
   const lines: string[] = [];
-  lines.push(`# stratafs benchmark ${r.quick ? '(--quick)' : '(full data set)'}`);
+  lines.push(`# stratafs benchmark ${r.quick ? '(--quick)' : '(full data set)'}${r.partial === true ? ' — PARTIAL (run unfinished or interrupted)' : ''}`);
   lines.push('');
   lines.push(
     `${r.startedAt} → ${r.finishedAt}; kernel ${r.host.kernel}, ${r.host.cpus} CPUs, node ${r.host.node}, ` +
