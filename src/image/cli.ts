@@ -177,7 +177,7 @@ export function buildImageProgram(): Command {
       if (o.json) { json(r); return; }
       out(`image ${r.image.name}: ${r.image.layers.length} layers, config ${r.image.config.digest}\n`);
       r.layers.forEach((l, i) => out(`  ${i + 1}. ${l.diffId} ${l.reused ? '(reused)' : `(${(l.tarSize / MIB).toFixed(1)} MiB in ${l.seconds.toFixed(2)} s)`}\n`));
-      out(`mount: stratafs mount --image ${JSON.stringify(r.image.name)} --store ${store.dir} MOUNTPOINT\n`);
+      out(`mount: stratafs -o lowerdir="$(stratafs image lowers ${JSON.stringify(r.image.name)} --store ${store.dir})" MOUNTPOINT\n`);
     });
   image.command('ls')
     .description('list the images of a store')
