@@ -159,4 +159,30 @@ describe('options', () => {
     await writeFile(join(top, 'n'), 'new');
     expect(await readFile(p('u/n'), 'utf8')).toBe('new');
   });
+
+  it('redirect_dir=off makes a rename of a lower directory fail with EXDEV; the default (on) renames it', async () => {
+    await mkdir(p('l2/dir'));
+    await writeFile(p('l2/dir/f'), 'in dir\n');
+    const rename = (from: string, to: string) => runText('perl', ['-e', 'rename($ARGV[0], $ARGV[1]) or die "$!\n"', from, to], { timeoutMs: 10_000 });
+    expect((await cli(['-o', `${rw()},redirect_dir=off`, mnt])).code).toBe(0);
+    await trackDaemon(mnt);
+    const off = await rename(join(mnt, 'dir'), join(mnt, 'moved'));
+    expect(off.code).not.toBe(0);
+    expect(off.stderr.trim()).toBe('Invalid cross-device link');
+    expect((await cli(['umount', mnt])).code).toBe(0);
+
+    expect((await cli(['-o', rw(), mnt])).code).toBe(0);
+    await trackDaemon(mnt);
+    const on = await rename(join(mnt, 'dir'), join(mnt, 'moved'));
+    expect(on.code, on.stderr).toBe(0);
+    expect(await withTimeout(readFile(join(mnt, 'moved/f'), 'utf8'), 5000, 'read')).toBe('in dir\n');
+  });
+
+  it('lookup_cache=N sizes the lookup cache (seen in stats)', async () => {
+    expect((await cli(['-o', `${rw()},lookup_cache=5`, mnt])).code).toBe(0);
+    await trackDaemon(mnt);
+    await expectMerged(mnt);
+    const s = await cli(['stats', '--json', mnt]);
+    expect((JSON.parse(s.stdout) as { overlay: { lookupCache: { max: number; size: number } } }).overlay.lookupCache.max).toBe(5);
+  });
 });
