@@ -403,6 +403,12 @@ async function main(): Promise<void> {
   if (oldResults !== undefined) process.stdout.write(`\n## Change against ${o.compare ?? ''}\n\n${compare(oldResults, results)}\n`);
   log(`results: ${base}.json, ${base}.md`);
 
+  // "absent" (not installed, not built) is a fact about the machine; "mount failed" is a defect.
+  const mountFailures = statuses.filter((x) => !x.available && (x.reason ?? '').includes(': mount failed:'));
+  if (mountFailures.length > 0) {
+    process.stderr.write(`\n!!! ${mountFailures.map((x) => x.reason ?? x.name).join('\n!!! ')}\n`);
+    process.exitCode = 1;
+  }
   const failed = cells.filter((c) => c.status === 'failed');
   if (failed.length > 0) {
     process.stderr.write(`\n!!! ${failed.length} cell(s) FAILED:\n${failed.map((c) => `!!!   ${c.impl} / ${c.workload} / ${c.mode}: ${c.error ?? ''}`).join('\n')}\n`);
