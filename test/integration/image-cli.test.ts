@@ -3,12 +3,12 @@
  * processes: output, --json, exit codes and messages, sizes.
  */
 import { describe, test, expect, beforeAll, afterAll } from 'vitest';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, readdirSync, rmSync, existsSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, mkdirSync, writeFileSync, readFileSync, readdirSync, rmSync, existsSync, chmodSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { createHash } from 'node:crypto';
-import { cli } from '../harness/cli-mount.js';
+import { cli, runText, STRATAFS_CLI, waitFor } from '../harness/cli-mount.js';
 
 let base: string;
 const sh = (cmd: string, cwd?: string): string => execFileSync('bash', ['-c', cmd], { cwd, stdio: ['ignore', 'pipe', 'pipe'] }).toString();
@@ -156,5 +156,59 @@ with tarfile.open('${evil}', 'w') as t:
     const r3 = await cli(['diff', base]);
     expect(r3.code).toBe(1);
     expect(r3.stderr).toMatch(/not a stratafs or overlay mount/);
+  });
+
+  test('as an unprivileged user: setuid bits and owners not kept, trusted.* xattrs reported, devices refused', async () => {
+    const src = join(base, 'nr-src');
+    mkdirSync(src);
+    sh(`echo x > suid && chown 1234:1234 suid && chmod 4755 suid && setfattr -n user.note -v kept suid && setfattr -n trusted.secret -v no suid && mkfifo pipe`, src);
+    sh(`tar --format=posix --xattrs --xattrs-include='*' -C ${src} -cf ${base}/nr.tar .`);
+    const dir = join(base, 'nr');
+    mkdirSync(dir);
+    chmodSync(dir, 0o777);
+    chmodSync(base, 0o755); // mkdtemp made it 0700: nobody could not reach the tarball or the store
+    const asNobody = ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, STRATAFS_CLI];
+    const r = await runText('setpriv', [...asNobody, 'layer', 'import', `${base}/nr.tar`, '--store', join(dir, 'store')]);
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain('xattr trusted.secret not kept (EPERM)');
+    const snap = r.stdout.match(/lowerdir (\S+)/)![1]!;
+    const st = statSync(join(snap, 'suid'));
+    expect(st.mode & 0o7777).toBe(0o755);
+    expect(st.uid).toBe(65534);
+    expect(sh(`getfattr --only-values -n user.note ${join(snap, 'suid')}`)).toBe('kept');
+    expect(statSync(join(snap, 'pipe')).isFIFO()).toBe(true);
+    const dev = join(base, 'dev.tar');
+    sh(`mknod ${src}/null c 1 3 && tar -C ${src} -cf ${dev} null`);
+    const d = await runText('setpriv', [...asNobody, 'layer', 'import', dev, '--store', join(dir, 'store')]);
+    expect(d.code).toBe(1);
+    expect(d.stderr).toBe('stratafs: EPERM: extract null (device nodes are not permitted (not root, or --no-devices))\n');
+  });
+
+  test('an interrupted import leaves nothing: SIGINT cleans up, a killed one is swept on the next open', async () => {
+    const src = join(base, 'int-src');
+    mkdirSync(src);
+    for (let i = 0; i < 64; i++) writeFileSync(join(src, `f${i}`), Buffer.alloc(4 << 20, i));
+    sh(`tar -C ${src} -cf ${base}/int.tar .`);
+    for (const sig of ['SIGINT', 'SIGKILL'] as const) {
+      const store = join(base, `store-${sig}`);
+      const child = spawn(process.execPath, [STRATAFS_CLI, 'layer', 'import', `${base}/int.tar`, '--store', store], { stdio: 'ignore' });
+      const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
+      // wait until it is unpacking (its temp dir has files), then interrupt it
+      const started = await waitFor(() => {
+        try {
+          const t = readdirSync(join(store, 'tmp'));
+          return t.length > 0 && existsSync(join(store, 'tmp', t[0]!, 'fs', 'f1'));
+        } catch { return false; }
+      }, 20_000, 5);
+      expect(started).toBe(true);
+      child.kill(sig);
+      await exited;
+      expect(readdirSync(join(store, 'snapshots'))).toEqual([]);
+      if (sig === 'SIGINT') expect(readdirSync(join(store, 'tmp'))).toEqual([]);
+      // the next command on the store sweeps what a dead import left
+      const ls = await cli(['layer', 'ls', '--store', store]);
+      expect(ls.code).toBe(0);
+      expect(readdirSync(join(store, 'tmp'))).toEqual([]);
+    }
   });
 });
