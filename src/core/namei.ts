@@ -184,6 +184,15 @@ export function lookupChild(ctx: Ctx, parent: Entry, name: Bstr): Entry | undefi
     const { layer, rel: prel } = list[i]!;
     const L = ctx.layers[layer]!;
     const rel = absPath ?? joinRel(prel, curName);
+    if (!L.upper) {
+      // Lower layers never change: their directory listings answer most probes without a syscall.
+      const [d, n] = absPath === undefined ? [prel, curName] : splitPath(rel);
+      const info = lowerDirInfo(ctx, layer, d);
+      if (info !== undefined) {
+        if (info.wh.has(n)) break;
+        if (info.names !== undefined && !info.names.has(n)) continue;
+      }
+    }
     const r = sys.tryLstatat(L.fd, rel, st);
     if (r < 0) {
       if (r === -ENOENT || r === -ENOTDIR) {
@@ -223,7 +232,8 @@ export function lookupChild(ctx: Ctx, parent: Entry, name: Bstr): Entry | undefi
     // directory whose parent has no lower content may continue below.)
     if (layer === ctx.layers.length - 1) break;
     const xnames = listXattrsOrEmpty(L.fd, rel);
-    if (isOpaqueDir(L.fd, rel, st, xnames)) {
+    const opqFile = L.upper ? undefined : lowerDirInfo(ctx, layer, rel)?.opq;
+    if (isOpaqueDir(L.fd, rel, st, xnames, opqFile)) {
       if (stack.length === 1) opaque = true;
       break;
     }
@@ -283,6 +293,37 @@ function upperFileIno(ctx: Ctx, parent: Entry, name: Bstr, path: Bstr, dev: numb
     return n;
   }
   return mapped;
+}
+
+/** What lookup needs to know of one lower-layer directory, from one readdir. */
+export interface LowerDirInfo {
+  /** every name in it; undefined for very large directories (then lstat answers) */
+  names: Set<Bstr> | undefined;
+  /** targets of `.wh.<name>` files */
+  wh: Set<Bstr>;
+  /** it holds `.wh..wh..opq` */
+  opq: boolean;
+}
+
+const NAMES_KEPT_MAX = 20_000;
+
+/** Listing facts of directory `rel` of lower layer `layer` (cached; lower layers are immutable). */
+export function lowerDirInfo(ctx: Ctx, layer: number, rel: Bstr): LowerDirInfo | undefined {
+  const key = layer + '\0' + rel;
+  const hit = ctx.lowerDirs.get(key);
+  if (hit !== undefined) return hit;
+  const r = sys.raw.readdirat(ctx.layers[layer]!.fd, rel);
+  if (typeof r === 'number') return undefined;
+  const wh = new Set<Bstr>();
+  let opq = false;
+  for (const n of r.names) {
+    if (!n.startsWith('.wh.')) continue;
+    if (n === '.wh..wh..opq') opq = true;
+    else if (n.length > 4) wh.add(n.slice(4));
+  }
+  const info: LowerDirInfo = { names: r.names.length <= NAMES_KEPT_MAX ? new Set(r.names) : undefined, wh, opq };
+  ctx.lowerDirs.set(key, info);
+  return info;
 }
 
 /**

@@ -18,7 +18,8 @@ import { FsError, isFsError, type ErrnoCode } from './errors.js';
 import * as fileOps from './file-ops.js';
 import { InodeNumbers } from './inode.js';
 import * as inodeOps from './inode-ops.js';
-import { LookupCache } from './namei.js';
+import { LookupCache, type LowerDirInfo } from './namei.js';
+import { LRUCache } from 'lru-cache';
 import * as readdirOps from './readdir.js';
 import type {
   AttrArray, Caller, MergedEntry, OpenResult, OverlayOps, OverlayStats, StatFs, TimeSet,
@@ -154,6 +155,11 @@ export async function openOverlay(config: OverlayConfig, log: (line: string) => 
     const ctx: Ctx = {
       config, log, layers, upper, workfd, userxattr, trustedXattrs, wh,
       cache: new LookupCache(config.lookupCacheSize),
+      // Bounded by names held (about 50 bytes each), not by directories.
+      lowerDirs: new LRUCache<string, LowerDirInfo>({
+        maxSize: Math.max(100_000, config.lookupCacheSize * 10),
+        sizeCalculation: (v) => (v.names?.size ?? 0) + v.wh.size + 1,
+      }),
       inodes: new InodeNumbers(layers.map((l) => l.dev)),
       files: new Map(), dirs: new Map(), filesByIno: new Map(), copyUps: new Map(),
       counters: { copyUps: 0, copyUpBytes: 0 },
@@ -275,6 +281,7 @@ export class Overlay implements OverlayOps {
     this.ctx.dirs.clear();
     this.ctx.wh?.dispose();
     this.ctx.cache.clear();
+    this.ctx.lowerDirs.clear();
     for (const fd of this.fds) closeQuiet(fd);
     void this.locks; void this.workRoot;
   }
