@@ -353,6 +353,7 @@ async function main(): Promise<void> {
     finishedAt: new Date().toISOString(),
     ...(complete ? {} : { partial: true }),
     quick: o.quick,
+    args: process.argv.slice(2),
     runsPerCell: runs,
     dataset: { hash: manifest.hash, dir: manifest.dir, totalFiles: manifest.totalFiles, totalBytes: manifest.totalBytes },
     host: { kernel: os.release(), cpus: os.cpus().length, node: process.version, load },

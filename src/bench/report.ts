@@ -46,6 +46,8 @@ export interface Results {
   /** Set while the run is in progress or when it was interrupted. */
   partial?: boolean;
   quick: boolean;
+  /** The bench's own arguments, to rerun the same thing. */
+  args?: string[];
   runsPerCell: number;
   dataset: { hash: string; dir: string; totalFiles: number; totalBytes: number };
   host: { kernel: string; cpus: number; node: string; load: number[] };
@@ -133,6 +135,7 @@ export function markdown(r: Results): string {
       `load at start ${r.host.load.map((x) => x.toFixed(2)).join(' ')}; median of ${r.runsPerCell} run(s); ` +
       `data set ${r.dataset.hash}: ${r.dataset.totalFiles} files, ${fmtMiB(r.dataset.totalBytes)}.`,
   );
+  if (r.args !== undefined) lines.push('', `Command: \`node dist/bench/main.js ${r.args.join(' ')}\``);
   lines.push('');
   for (const s of r.impls) {
     if (!s.available) lines.push(`- **${s.name}: absent** — ${s.reason ?? ''}`);
