@@ -98,7 +98,7 @@ async function progressBar(total: number, enabled: boolean, label: string): Prom
   const t0 = performance.now();
   bar.start(Math.ceil(total / MIB), 0, { speed: '0' });
   return {
-    update: (n) => bar.update(Math.floor(n / MIB), { speed: (n / MIB / Math.max(0.001, (performance.now() - t0) / 1000)).toFixed(0) }),
+    update: (n) => bar.update(Math.ceil(n / MIB), { speed: (n / MIB / Math.max(0.001, (performance.now() - t0) / 1000)).toFixed(0) }),
     stop: () => bar.stop(),
   };
 }
@@ -131,6 +131,7 @@ export function buildImageProgram(): Command {
       let r;
       try {
         r = await importLayer(store, file, { digest: o.digest, progress: bar.update, extract: ext });
+        bar.update(r.blobSize); // the last chunk's update may not have been drawn
       } finally {
         bar.stop();
       }

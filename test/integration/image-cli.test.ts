@@ -211,4 +211,17 @@ with tarfile.open('${evil}', 'w') as t:
       expect(readdirSync(join(store, 'tmp'))).toEqual([]);
     }
   });
+
+  test('a progress bar on a terminal (script(1) gives the CLI a TTY), none with --json', () => {
+    const src = join(base, 'tty-src');
+    mkdirSync(src);
+    writeFileSync(join(src, 'big'), Buffer.alloc(8 << 20, 5));
+    sh(`tar -C ${src} -cf ${base}/tty.tar .`);
+    const onTty = (extra: string): string =>
+      sh(`script -qec "${process.execPath} ${STRATAFS_CLI} layer import ${base}/tty.tar --store ${base}/store-tty-$RANDOM ${extra}" /dev/null`);
+    expect(onTty('')).toMatch(/tty\.tar \[█+\] 100% 9\/9 MiB/); // 8 MiB of data + tar headers, rounded up
+    const j = onTty('--json');
+    expect(j).not.toContain('█');
+    expect(j).toContain('"reused": false');
+  });
 });
