@@ -13,7 +13,7 @@ import { ensureDataset, type Manifest } from './dataset.js';
 import { FULL_PARAMS, QUICK_PARAMS } from './params.js';
 import { IMPL_NAMES, MountError, fuseOverlayfsImpl, kernelImpl, makeStratafsImpl, reapDaemons, stratafsCli, type Impl, type ImplName, type MountHandle } from './impls.js';
 import { bash, describeFailure, dropCaches, findMount, killRunningChildren, sampleProc } from './proc.js';
-import { CorrectnessError, workloads, type Workload, type WorkloadCtx } from './workloads.js';
+import { CommandError, CorrectnessError, workloads, type Workload, type WorkloadCtx } from './workloads.js';
 import { compare, markdown, median, numericDelta, stratafsProfile, type Cell, type ImplStatus, type Mode, type Results, type RunRecord } from './report.js';
 
 interface Options {
@@ -109,6 +109,7 @@ class CellAcc {
     this.cell.status = 'failed';
     let msg: string;
     if (err instanceof MountError) msg = `mount failed: ${err.message}`;
+    else if (err instanceof CommandError) msg = `COMMAND FAILED: ${err.message}`;
     else if (err instanceof CorrectnessError) msg = `WRONG RESULT: ${err.message}`;
     else msg = err instanceof Error ? (err.stack ?? err.message) : String(err);
     this.cell.error = prefix + msg;

@@ -7,6 +7,9 @@ import { BLOCK, blockPool, expectedSlice, gitEnv, mergedSmallFiles, planDataset,
 /** A fast wrong answer: the benchmark reports it loudly and exits non-zero. */
 export class CorrectnessError extends Error {}
 
+/** A workload command that failed or timed out: no answer at all, which fails the cell the same way. */
+export class CommandError extends CorrectnessError {}
+
 export interface WorkloadCtx {
   mnt: string;
   /** The mount's upper dir, read directly (it is a plain directory) to prove copy-ups happened. */
@@ -45,7 +48,7 @@ export interface Workload {
 }
 
 function must(r: RunResult, what: string): RunResult {
-  if (r.code !== 0 || r.timedOut) throw new CorrectnessError(`${what}: ${describeFailure(r)}`);
+  if (r.code !== 0 || r.timedOut) throw new CommandError(`${what}: ${describeFailure(r)}`);
   return r;
 }
 
