@@ -7,6 +7,7 @@ import {
 } from './core-helpers.js';
 import type { Overlay } from '../../src/core/overlay.js';
 import { StatIdx } from '../../src/native/sys.js';
+import { WhiteoutWriter } from '../../src/core/whiteout.js';
 
 let L: Layers | undefined;
 let O: Overlay | undefined;
@@ -97,6 +98,39 @@ describe('core namespace changes', () => {
     const mine = await coreTree(O);
     await O.close(); O = undefined;
     expect(kernelView(L, 'userxattr')).toEqual(mine);
+  });
+
+  it('without mknod: .wh. whiteout files that fuse-overlayfs reads back the same', async () => {
+    L = makeLayers(base);
+    O = await open(L);
+    // What openOverlay picks when the mknod probe fails (an unprivileged upper).
+    O.ctx.wh = new WhiteoutWriter(O.ctx.workfd, false);
+    await O.unlink('/f', root);
+    await O.unlink('/d/b', root);
+    await O.unlink('/d/sub/x', root);
+    await O.unlink('/d/sub/y', root);
+    await O.rmdir('/d/sub', root);
+    await O.rename('/m/k', '/m/k2', 0, root);
+    await O.rename('/h', '/h2', 0, root);
+    await createFile(O, '/f', 'again');
+    expect(fs.existsSync(path.join(L.upper, '.wh.h'))).toBe(true);
+    expect(fs.existsSync(path.join(L.upper, 'd/.wh.sub'))).toBe(true);
+    expect(fs.existsSync(path.join(L.upper, '.wh.f'))).toBe(false);
+    const mine = await coreTree(O);
+    await O.close(); O = undefined;
+    expect(mine).not.toContain('h = H');
+    expect(mine).toContain('f = again');
+    O = await open(L);
+    expect(await coreTree(O)).toEqual(mine);
+    await O.close(); O = undefined;
+    // fuse-overlayfs reads .wh. files: same view.
+    const fw = path.join(L.dir, 'fw'); fs.mkdirSync(fw);
+    execFileSync('fuse-overlayfs', ['-o', `lowerdir=${L.lowers.join(':')},upperdir=${L.upper},workdir=${fw}`, L.mnt]);
+    try {
+      expect(tree(L.mnt)).toEqual(mine);
+    } finally {
+      execFileSync('umount', [L.mnt]);
+    }
   });
 
   it('redirect_dir off: EXDEV for directories with lower content only', async () => {

@@ -84,6 +84,19 @@ describe('whiteout codec', () => {
     expect(f.written).toBe(1);
   });
 
+  it('starts a new shared whiteout inode when the link count is exhausted (EMLINK)', () => {
+    L = makeLayers({}, 1);
+    const up = sys.openRoot(L.upper); fds.push(up);
+    fs.mkdirSync(path.join(L.work, 'work'));
+    const work = sys.openRoot(path.join(L.work, 'work')); fds.push(work);
+    const w = new WhiteoutWriter(work, true);
+    // ext4 allows 65000 links per inode.
+    for (let i = 0; i < 65_001; i++) w.create(up, `w${i}`);
+    const inos = new Set([0, 64_998, 64_999, 65_000].map((i) => fs.lstatSync(path.join(L!.upper, `w${i}`)).ino));
+    expect(inos.size).toBe(2);
+    expect(w.written).toBe(65_001);
+  }, 120_000);
+
   it('encodes origin handles in the kernel layout and knows private xattrs', () => {
     const b = encodeOrigin(1, Buffer.from([1, 2, 3, 4, 5, 6, 7, 8]));
     expect(b.length).toBe(29);
