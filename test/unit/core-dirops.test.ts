@@ -248,6 +248,15 @@ describe('core namespace changes', () => {
     expect(await O.listxattr('/o')).toEqual(['user.plain']);
   });
 
+  it('refuses an upper made by the kernel with index=on, naming the feature', async () => {
+    L = makeLayers(base);
+    const kw = path.join(L.dir, 'kwi'); fs.mkdirSync(kw);
+    execFileSync('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${L.lowers.join(':')},upperdir=${L.upper},workdir=${kw},index=on`, L.mnt]);
+    try { fs.appendFileSync(path.join(L.mnt, 'f'), 'x'); } finally { execFileSync('umount', [L.mnt]); }
+    const e = await open(L, { workdir: kw }).then(() => 'opened', (err: Error) => err.message);
+    expect(e).toMatch(/index feature/);
+  });
+
   it('locks the workdir, empties work/, refuses unknown features', async () => {
     L = makeLayers(base);
     fs.mkdirSync(path.join(L.work, 'work/stale'), { recursive: true });
