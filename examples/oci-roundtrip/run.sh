@@ -45,6 +45,10 @@ echo "== stratafs diff (of the live mount)"
 stratafs diff "$mnt"
 echo "== stratafs size"
 stratafs size "$mnt"
+echo "== stratafs which"
+stratafs which "$mnt/work/hello.txt"
+stratafs which "$mnt/work/delete-me.txt" || true
+stratafs which "$mnt/app/config"
 
 stratafs umount "$mnt"
 

@@ -52,8 +52,8 @@ async function mountCommand(cmd: Extract<CliCommand, { kind: 'mount' }>, argv: s
 }
 
 async function main(argv: string[]): Promise<number> {
-  // Image commands (layer, image, diff, commit, size) live in src/image/cli.ts.
-  if (argv[0] !== undefined && ['layer', 'image', 'diff', 'commit', 'size'].includes(argv[0])) {
+  // Image commands (layer, image, diff, commit, size, which) live in src/image/cli.ts.
+  if (argv[0] !== undefined && ['layer', 'image', 'diff', 'commit', 'size', 'which'].includes(argv[0])) {
     return (await import('../image/cli.js')).runImageCli(argv);
   }
   let cmd: CliCommand;

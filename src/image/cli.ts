@@ -18,7 +18,7 @@ import { readMountsSync, findMount, resolveMountpointArgSync } from '../cli/moun
 import { runtimeFiles, readDaemonInfo } from '../cli/runtime.js';
 import { Store, resolveImageLowers } from './store.js';
 
-export const IMAGE_COMMANDS = new Set(['layer', 'image', 'diff', 'commit', 'size']);
+export const IMAGE_COMMANDS = new Set(['layer', 'image', 'diff', 'commit', 'size', 'which']);
 
 /** A user-facing failure: printed as one line, exit code 1. */
 export class ImageCliError extends Error {}
@@ -256,7 +256,41 @@ export function buildImageProgram(): Command {
       out(`${humanSize(s.writable.bytes)} (virtual ${humanSize(s.virtual)})\n`);
     });
 
+  addStackOptions(program.command('which <path>'))
+    .description('which layer supplies a path: MOUNTPOINT/PATH of a live mount, or a PATH within the layers given by -o or --image')
+    .option('--json', 'machine-readable output')
+    .action(async (p: string, o: StackOpts & { json?: boolean }) => {
+      const { which, formatWhich } = await import('./which.js');
+      let spec: StackSpec;
+      let rel: string;
+      if ((o.options && o.options.length > 0) || o.image !== undefined) {
+        spec = resolveStack(o, undefined, false);
+        rel = p;
+      } else {
+        const abs = path.resolve(p);
+        const mp = mountContaining(abs);
+        if (!mp) throw new ImageCliError(`${p}: not inside a stratafs or overlay mount (give -o lowerdir=... or --image)`);
+        spec = stackFromMount(mp);
+        rel = abs.slice(mp === '/' ? 0 : mp.length) || '/';
+      }
+      const r = which(spec.upper, spec.lowers, Buffer.from(rel, 'utf8').toString('latin1'));
+      if (o.json) json({ ...r, ...jsonPath(r.path) });
+      else out(formatWhich(r));
+      if (!r.found) process.exitCode = 2;
+    });
+
   return program;
+}
+
+/** The innermost stratafs (FUSE) or overlay mount holding abs, from mountinfo (the mount itself is not touched). */
+function mountContaining(abs: string): string | undefined {
+  let best: string | undefined;
+  for (const m of readMountsSync()) {
+    if (!(m.fstype === 'overlay' || m.fstype.startsWith('fuse'))) continue;
+    const mp = m.mountpoint;
+    if (abs === mp || abs.startsWith(mp === '/' ? '/' : mp + '/')) if (!best || mp.length > best.length) best = mp;
+  }
+  return best;
 }
 
 /** Run an image command; returns the exit code. */
@@ -264,7 +298,7 @@ export async function runImageCli(argv: string[]): Promise<number> {
   const program = buildImageProgram();
   try {
     await program.parseAsync(argv, { from: 'user' });
-    return 0;
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode;
     if (e instanceof ImageCliError || e instanceof FsError) {

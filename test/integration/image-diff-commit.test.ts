@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { createHash } from 'node:crypto';
 import { gunzipSync } from 'node:zlib';
 import { diff, formatChange } from '../../src/image/diff.js';
+import { which } from '../../src/image/which.js';
 import { commit } from '../../src/image/commit.js';
 import { Store } from '../../src/image/store.js';
 import { importLayer } from '../../src/image/import-layer.js';
@@ -95,6 +96,26 @@ describe('diff', () => {
       'A /etc/conf.d/z',
     ].sort());
     expect(formatChange({ kind: 'A', path: '/caf\xe9' })).toEqual(Buffer.from('A /caf\xe9\n', 'latin1'));
+  });
+});
+
+describe('which', () => {
+  test('the layer that supplies a path, through redirects, whiteouts and opaque dirs', () => {
+    const w = (p: string) => which(upper, [l2, l1], p);
+    const moved = w('/app/new/sub/f2');
+    expect(moved.found).toBe(true);
+    expect(moved.from).toEqual({ layer: 1, root: l1, path: '/app/old/sub/f2' });
+    const dir = w('/app/new');
+    expect(dir.from?.layer).toBe('upper');
+    expect(dir.redirect).toMatch(/^(\/app\/)?old$/);
+    expect(dir.mergedFrom?.map((r) => r.layer)).toEqual(['upper', 1]);
+    expect(w('/app/old').hiddenBy).toEqual({ reason: 'whiteout', at: { layer: 'upper', root: upper, path: '/app/old' }, form: 'chardev' });
+    expect(w('/etc/conf.d/x').hiddenBy?.reason).toBe('opaque-parent');
+    expect(w('/etc/conf.d').opaque).toBe(true);
+    expect(w('/work/content.txt').from).toEqual({ layer: 0, root: l2, path: '/work/content.txt' });
+    expect(w('/etc').mergedFrom?.map((r) => r.layer)).toEqual(['upper', 0, 1]);
+    expect(w('/bin/hi').type).toBe('symlink');
+    expect(w('/nope').found).toBe(false);
   });
 });
 

@@ -23,6 +23,9 @@ describe('examples/oci-roundtrip', () => {
       expect(stdout).toContain('  var/log/.wh..wh..opq');
       expect(stdout).toContain('  work/.wh.delete-me.txt');
       expect(stdout).toMatch(/round trip: same tree \(\d+ objects\)/);
+      expect(stdout).toMatch(/\/work\/hello\.txt: file from upper \(/);
+      expect(stdout).toMatch(/\/work\/delete-me\.txt: deleted: whiteout \(char 0\/0\) in upper/);
+      expect(stdout).toMatch(/\/app\/config: directory from lower 1 \(.*\/app\/config\), opaque/);
       // the committed layer in the store, as its digest says
       const layer = await readFile(join(dir, '4-changes.tar.gz'));
       expect(layer.length).toBeGreaterThan(0);
