@@ -10,6 +10,10 @@ const wanted = [
   { pkg: 'fuse-overlayfs', file: '/usr/bin/fuse-overlayfs' },
   { pkg: 'fuse3', file: '/sbin/mount.fuse3' },
   { pkg: 'attr', file: '/usr/bin/getfattr' },
+  // image tests (test/*/image-*.test.ts): OCI layouts and archives made by real tools, zstd layers
+  { pkg: 'umoci', file: '/usr/bin/umoci' },
+  { pkg: 'skopeo', file: '/usr/bin/skopeo' },
+  { pkg: 'zstd', file: '/usr/bin/zstd' },
 ];
 const missing = wanted.filter((w) => !existsSync(w.file)).map((w) => w.pkg);
 if (missing.length === 0) process.exit(0);
