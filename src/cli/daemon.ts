@@ -90,15 +90,31 @@ export async function spawnDaemon(argv: string[], c: MountConfig): Promise<numbe
 
   return new Promise<number>((resolve) => {
     let decided = false;
+    let exited = false;
     const decide = (code: number, message?: string): void => {
       if (decided) return;
       decided = true;
       clearTimeout(timer);
       if (message !== undefined) process.stderr.write(`stratafs: ${message}\n`);
-      if (code !== 0) removeIfEmpty(logPath);
       pipe.destroy();
-      child.unref();
-      resolve(code);
+      if (code === 0 || exited) {
+        if (code !== 0) removeIfEmpty(logPath);
+        child.unref();
+        resolve(code);
+        return;
+      }
+      // A failed daemon is on its way out: return only once it is gone, so
+      // that a non-zero exit leaves no process behind.
+      const kill = setTimeout(() => {
+        if (child.pid !== undefined) {
+          try { process.kill(child.pid, 'SIGKILL'); } catch { /* gone */ }
+        }
+      }, 10_000);
+      child.once('exit', () => {
+        clearTimeout(kill);
+        removeIfEmpty(logPath);
+        resolve(code);
+      });
     };
     const pipe = child.stdio[READY_FD] as Readable;
     let buf = '';
@@ -114,6 +130,7 @@ export async function spawnDaemon(argv: string[], c: MountConfig): Promise<numbe
     pipe.on('error', () => { /* the exit handler reports */ });
     child.on('error', (e) => decide(1, `cannot start the daemon: ${e.message}`));
     child.on('exit', (code, signal) => {
+      exited = true;
       // the pipe may still hold the verdict: let it drain first
       setImmediate(() => decide(1, `daemon exited (${signal ?? `code ${code}`}) before the mount was ready; see ${logPath}`));
     });
