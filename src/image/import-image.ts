@@ -39,6 +39,8 @@ interface ImageConfig { rootfs?: { type?: string; diff_ids?: string[] } }
 interface DockerManifestEntry { Config: string; RepoTags?: string[] | null; Layers: string[] }
 
 const REF_NAME = 'org.opencontainers.image.ref.name';
+/** docker save (25+) and containerd put the full name here; ref.name then holds only the tag */
+const FULL_NAME = 'io.containerd.image.name';
 const INDEX_TYPES = new Set(['application/vnd.oci.image.index.v1+json', 'application/vnd.docker.distribution.manifest.list.v2+json']);
 const GOARCH: Record<string, string> = { x64: 'amd64', arm64: 'arm64', arm: 'arm', ia32: '386', ppc64: 'ppc64le', s390x: 's390x', riscv64: 'riscv64' };
 
@@ -71,7 +73,7 @@ function pickManifest(layout: string, index: OciIndex, name: string | undefined,
   if (ms.length === 0) throw new FsError('EINVAL', where, 'image import', 'index.json lists no manifests');
   if (name !== undefined && ms.length > 1) {
     const tag = name.includes(':') ? name.slice(name.lastIndexOf(':') + 1) : name;
-    const hit = ms.filter((m) => m.annotations?.[REF_NAME] === name || m.annotations?.[REF_NAME] === tag);
+    const hit = ms.filter((m) => m.annotations?.[FULL_NAME] === name || m.annotations?.[REF_NAME] === name || m.annotations?.[REF_NAME] === tag);
     if (hit.length > 0) ms = hit;
   }
   const distinct = [...new Set(ms.map((m) => m.digest))];
@@ -122,7 +124,7 @@ async function importOciLayout(store: Store, layout: string, opts: ImageImportOp
     return { file: inside(layout, join('blobs', 'sha256', hexOf(l.digest)), `layer blob ${l.digest}`), digest: l.digest, diffId: diffIds[i], size: l.size ?? 0 };
   });
   const results = await importLayers(store, files, opts);
-  const name = opts.name ?? md.annotations?.[REF_NAME] ?? md.digest;
+  const name = opts.name ?? md.annotations?.[FULL_NAME] ?? md.annotations?.[REF_NAME] ?? md.digest;
   const layers: ImageLayerRef[] = manifest.layers.map((l, i) => ({
     diffId: results[i]!.diffId, blobDigest: l.digest, mediaType: l.mediaType ?? '', size: l.size ?? results[i]!.blobSize,
   }));
