@@ -11,7 +11,8 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
-const layers = join(here, '..', 'container-story', 'layers');
+// Compiled into .build/ by run.mjs, hence two levels up to examples/.
+const layers = process.argv[2] ?? join(here, '..', '..', 'container-story', 'layers');
 
 async function main(): Promise<void> {
   const run = await mkdtemp(join(tmpdir(), 'stratafs-lib-'));
