@@ -412,11 +412,15 @@ export const SCRIPTED: Case[] = [
     { op: 'unlink', path: 'new\xe9\xff' },
     { op: 'readdir', path: '' },
   ]),
-  c('names-wh-prefix', 'a name starting with .wh. through the mount', [
-    { op: 'create', path: '.wh.foo', mode: 0o644 },
-    { op: 'mkdir', path: 'd/.wh.dir', mode: 0o755 },
+  c('names-wh-prefix', 'a name starting with .wh. through the mount: markers never show; creating one', [
     { op: 'stat', path: '.wh.ociGone' },
+    { op: 'stat', path: 'ociOpq/.wh..wh..opq' },
     { op: 'readdir', path: 'ociOpq' },
+    { op: 'stat', path: 'dirm/.wh.m1' },
+    { op: 'create', path: '.wh.foo', mode: 0o644 },
+  ]),
+  c('names-wh-prefix-dir', 'a directory name starting with .wh. through the mount', [
+    { op: 'mkdir', path: 'd/.wh.dir', mode: 0o755 },
   ]),
   c('read-only', 'without upperdir every write fails with EROFS', [
     { op: 'read', path: 'f1' },

@@ -6,7 +6,7 @@
 import { mkdir, rm } from 'node:fs/promises';
 import { mustBash, shq, TimeoutError } from './proc.js';
 import { join } from 'node:path';
-import { buildLayerSet, convertMarkersForKernel, foreignMarkers, type ForeignMarker, type LayerSetSpec } from './layers.js';
+import { buildLayerSet, convertMarkersForKernel, foreignMarkers, ociMarkerFiles, type ForeignMarker, type LayerSetSpec } from './layers.js';
 import { mount, tempDir, type Impl, type Layers, type MountHandle } from './mounts.js';
 import { OpRunner, opPaths, showOp, showResult, type Op, type OpResult } from './ops.js';
 import { compareRaw, compareTrees, readRawUpper, showPath, snapshot, type RawNode, type Tree, type TreeDiff } from './tree.js';
@@ -104,11 +104,12 @@ async function safeUnmount(h: MountHandle | undefined, problems: string[]): Prom
  * lowers, read-write with a fresh workdir as a user would, and snapshots it.
  * The upper is copied first so the cross-read never changes the evidence.
  */
-async function crossRead(impl: Impl, lowers: string[], upper: string, dir: string, problems: string[], markers: ForeignMarker[], timeoutMs: number): Promise<Tree> {
+async function crossRead(impl: Impl, writer: Impl, lowers: string[], upper: string, dir: string, problems: string[], markers: ForeignMarker[], timeoutMs: number): Promise<Tree> {
   const copy = join(dir, 'upper');
   // cp -a keeps xattrs, owners, device nodes, hard links and ns times (fs.cp does not).
   await mustBash(`set -e\nmkdir -p ${shq(join(dir, 'work'))} ${shq(join(dir, 'mnt'))}\ncp -a ${shq(upper)} ${shq(copy)}`);
-  if (impl === 'kernel') await convertMarkersForKernel(copy, markers);
+  // An upper written by an implementation that reads `.wh.` files as whiteouts means them as such.
+  if (impl === 'kernel' && writer !== 'kernel') await convertMarkersForKernel(copy, markers);
   const h = await mount(impl, { lowers, upper: copy, work: join(dir, 'work') }, join(dir, 'mnt'));
   try {
     return await snapshot(h.mnt, { timeoutMs });
@@ -210,6 +211,16 @@ export async function runCase(c: Case, opts: RunOptions): Promise<CaseReport> {
       } catch (e) {
         problems.push(`raw upper read: ${String(e)}`);
       }
+      // As root an implementation writes kernel markers; `.wh.` files in its upper
+      // that the layer set did not bring are its own doing and the kernel cannot read them.
+      const brought = new Set(foreignMarkers(c.layers.upper ?? []).map((m) => (m.kind === 'oci-opaque' ? '.wh..wh..opq' : m.kind === 'oci-whiteout' ? '.wh.' + (m.path.split('/').pop() ?? '') : '')));
+      for (const rel of await ociMarkerFiles(layers[1]!.upper)) {
+        // brought in by the layer set, or a user's file the candidate shows as such (the kernel gives `.wh.` no meaning)
+        if (brought.has(rel.split('/').pop() ?? '') || candTree.has(rel)) continue;
+        const t: TreeDiff = { path: rel, field: 'oci-marker', a: '(none)', b: 'file' };
+        const allowedBy = treeAllowed(opts.divergences, candImpl, 'upper on disk', t);
+        (allowedBy ? report.allowed : report.unexplained).push({ kind: 'tree', phase: 'upper on disk', diff: t, ...(allowedBy ? { allowedBy } : {}) });
+      }
       if (opts.crossRead !== false) {
         const phases: { phase: string; impl: Impl; lowers: string[]; upper: string; expect: Tree }[] = [
           // the candidate mounts the reference's upper: must show what the reference showed
@@ -221,7 +232,7 @@ export async function runCase(c: Case, opts: RunOptions): Promise<CaseReport> {
           let got: Tree;
           try {
             const markers = ph.impl === 'kernel' && candImpl !== 'kernel' ? foreignMarkers(c.layers.upper ?? []) : [];
-            got = await crossRead(ph.impl, ph.lowers, ph.upper, join(dir, `cross${n++}`), problems, markers, snapTimeout);
+            got = await crossRead(ph.impl, ph.impl === candImpl ? refImpl : candImpl, ph.lowers, ph.upper, join(dir, `cross${n++}`), problems, markers, snapTimeout);
           } catch (e) {
             report.unexplained.push({ kind: 'mount', phase: ph.phase, message: String(e) });
             continue;

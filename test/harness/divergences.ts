@@ -48,6 +48,14 @@ export const DIVERGENCES: readonly Divergence[] = [
       'stratafs reads OCI `.wh.` whiteouts in every layer, so a user file named `.wh.X` would read back as a whiteout of X ' +
       '(and be invisible): creating such names is refused with EINVAL, as fuse-overlayfs does. The kernel gives the prefix no meaning.',
   },
+  {
+    id: 'wh-prefix-names-read',
+    impl: 'stratafs',
+    match: { kind: 'tree', phase: "stratafs reads kernel's upper", field: 'exists', path: /(^|\/)\.wh\.[^/]*$/ },
+    reason:
+      'the other side of wh-prefix-names: a kernel upper may hold a user file named `.wh.X` (the kernel allows it); ' +
+      'stratafs reads it as an OCI whiteout, as fuse-overlayfs and containers/storage do, so it does not show.',
+  },
 ];
 
 export function divergencesFor(impl: Impl): Divergence[] {

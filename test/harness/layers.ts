@@ -5,7 +5,7 @@
  *   (stratafs and fuse-overlayfs read those; the kernel does not).
  * Paths are latin1 byte strings (Bstr), so names may hold any byte but '/' and NUL.
  */
-import { mkdir, rename, rm } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
@@ -192,28 +192,48 @@ export function foreignMarkers(entries: Entry[]): ForeignMarker[] {
 }
 
 /**
- * Rewrites the given markers under `dir` (a copy of a native-form upper that
- * another implementation used) into the kernel's form, where they still exist:
- * only what the layer set brought in, so a `.wh.` file an implementation wrote
- * by itself stays visible to the kernel as the foreign thing it is.
+ * Rewrites every OCI marker under `dir` (a copy of an upper another
+ * implementation used) into the kernel's form: `.wh..wh..opq` files become
+ * trusted.overlay.opaque=y, `.wh.NAME` files char 0/0 NAME, and the listed
+ * user.overlay.opaque dirs trusted ones. Directory times are kept. Markers can
+ * have moved with a renamed directory, so all `.wh.` regular files are taken;
+ * the differential runner separately reports `.wh.` files that an
+ * implementation wrote by itself.
  */
 export async function convertMarkersForKernel(dir: string, markers: ForeignMarker[]): Promise<void> {
-  // Converting must not show up as a change: keep each touched directory's times.
-  const lines: string[] = ['ref=$(mktemp)'];
+  const lines: string[] = ['set -e', 'ref=$(mktemp)'];
   const keep = (d: string, cmd: string) => `touch -h -r ${shq(d)} "$ref"; ${cmd}; touch -h -r "$ref" ${shq(d)}`;
-  for (const m of markers) {
-    const abs = joinB(dir, m.path);
-    const par = joinB(dir, parentOf(m.path));
-    if (m.kind === 'oci-whiteout') {
-      const wh = joinB(dir, joinB(parentOf(m.path), '.wh.' + baseOf(m.path)));
-      lines.push(`if [ -f ${shq(wh)} ]; then ${keep(par, `rm -f ${shq(wh)}; [ -e ${shq(abs)} ] || [ -L ${shq(abs)} ] || mknod -m 000 ${shq(abs)} c 0 0`)}; fi`);
-    } else if (m.kind === 'oci-opaque') {
-      const opq = joinB(abs, '.wh..wh..opq');
-      lines.push(`if [ -f ${shq(opq)} ]; then ${keep(abs, `rm -f ${shq(opq)}; setfattr -n trusted.overlay.opaque -v y ${shq(abs)}`)}; fi`);
+  for (const rel of await ociMarkerFiles(dir)) {
+    const par = joinB(dir, parentOf(rel));
+    const name = baseOf(rel);
+    if (name === '.wh..wh..opq') {
+      lines.push(keep(par, `rm -f ${shq(joinB(dir, rel))}; setfattr -n trusted.overlay.opaque -v y ${shq(par)}`));
     } else {
-      lines.push(`if [ "$(getfattr --only-values -n user.overlay.opaque ${shq(abs)} 2>/dev/null)" = y ]; then setfattr -x user.overlay.opaque ${shq(abs)}; setfattr -n trusted.overlay.opaque -v y ${shq(abs)}; fi`);
+      const target = joinB(par, name.slice(4));
+      lines.push(keep(par, `rm -f ${shq(joinB(dir, rel))}; [ -e ${shq(target)} ] || [ -L ${shq(target)} ] || mknod -m 000 ${shq(target)} c 0 0`));
     }
   }
+  for (const m of markers) {
+    if (m.kind !== 'user-opaque') continue;
+    const abs = joinB(dir, m.path);
+    lines.push(`if [ "$(getfattr --only-values -n user.overlay.opaque ${shq(abs)} 2>/dev/null)" = y ]; then setfattr -x user.overlay.opaque ${shq(abs)}; setfattr -n trusted.overlay.opaque -v y ${shq(abs)}; fi`);
+  }
   lines.push('rm -f "$ref"');
-  if (markers.length) await mustBash(lines.join('\n') + '\n');
+  await mustBash(lines.join('\n') + '\n');
+}
+
+/** Relative paths of `.wh.*` regular files under dir (OCI whiteouts and opaque markers). */
+export async function ociMarkerFiles(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (rel: string): Promise<void> => {
+    const abs = Buffer.from(joinB(dir, rel), 'latin1');
+    for (const d of await readdir(abs, { encoding: 'buffer', withFileTypes: true })) {
+      const name = d.name.toString('latin1');
+      const childRel = rel === '' ? name : `${rel}/${name}`;
+      if (d.isDirectory()) await walk(childRel);
+      else if (d.isFile() && name.startsWith('.wh.')) out.push(childRel);
+    }
+  };
+  await walk('');
+  return out;
 }

@@ -206,7 +206,7 @@ export interface TreeDiff {
 
 /** Printable form of a latin1 byte-string path: non-printable bytes as \xHH. */
 export function showPath(p: string): string {
-  return JSON.stringify(p.replace(/[^\x20-\x7e]/g, (c) => '\\x' + c.charCodeAt(0).toString(16).padStart(2, '0'))).slice(1, -1) || '/';
+  return p.replace(/[^\x20-\x7e]|[\\"]/g, (c) => '\\x' + c.charCodeAt(0).toString(16).padStart(2, '0')) || '/';
 }
 
 function linkPeers(tree: Tree): Map<string, string> {
