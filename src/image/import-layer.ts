@@ -86,8 +86,10 @@ class HashCount extends Transform {
     this.onBytes?.(this.bytes);
     cb(null, chunk);
   }
+  private done: string | undefined;
   digest(): string {
-    return 'sha256:' + this.hash.digest('hex');
+    this.done ??= 'sha256:' + this.hash.digest('hex');
+    return this.done;
   }
 }
 
@@ -164,10 +166,11 @@ export async function importLayer(store: Store, file: string, opts: LayerImportO
     const fsDir = join(temp, 'fs');
     mkdirSync(fsDir, { mode: 0o755 });
     const blobHash = new HashCount(opts.progress ? (n) => opts.progress!(n, st.size) : undefined);
-    const tarHash = new HashCount();
     const src = createReadStream(file, { highWaterMark: 1 << 20 });
     const dec = decompressor(compression);
-    const stages: (Readable | Transform)[] = [src, blobHash, ...(dec ? [dec] : []), tarHash];
+    // uncompressed: the blob is the tar, one hash serves both
+    const tarHash = dec ? new HashCount() : blobHash;
+    const stages: (Readable | Transform)[] = dec ? [src, blobHash, dec, tarHash] : [src, blobHash];
     for (let i = 0; i + 1 < stages.length; i++) {
       const from = stages[i]!;
       const to = stages[i + 1] as Transform;
