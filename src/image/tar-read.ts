@@ -89,13 +89,21 @@ export function tarReader(): Writable & AsyncIterable<RawEntry> {
   return tarStream.extract(opts) as unknown as Writable & AsyncIterable<RawEntry>;
 }
 
+/** A PAX numeric record, when present and sane. */
+function paxInt(pax: PaxRecords | null | undefined, key: string): number | undefined {
+  const v = pax?.[key];
+  if (v === undefined || !/^\d{1,15}$/.test(v)) return undefined;
+  return parseInt(v, 10);
+}
+
 export function toTarHeader(h: RawHeader): TarHeader {
   return {
     name: h.name,
     type: h.type ?? null,
     mode: h.mode ?? 0,
-    uid: h.uid ?? 0,
-    gid: h.gid ?? 0,
+    // tar-stream applies PAX path, linkpath and size itself, not uid/gid (ids above 2097151 need them)
+    uid: paxInt(h.pax, 'uid') ?? h.uid ?? 0,
+    gid: paxInt(h.pax, 'gid') ?? h.gid ?? 0,
     size: h.size ?? 0,
     mtimeSec: h.mtime ? Math.floor(h.mtime.getTime() / 1000) : 0,
     linkname: h.linkname ?? null,
