@@ -201,6 +201,12 @@ export async function link(ctx: Ctx, existing: Bstr, path: Bstr, caller: Caller)
   ctx.cache.drop(path);
 }
 
+/** Same real top object (entries are re-created when the cache is small or off). */
+function sameObject(a: Entry | undefined, b: Entry): boolean {
+  return a !== undefined && a.ino === b.ino && a.type === b.type &&
+    a.stack[0]!.layer === b.stack[0]!.layer && a.stack[0]!.rel === b.stack[0]!.rel;
+}
+
 /** Lower-fd handles of an object whose name is gone: report nlink 0 from now on. */
 function markUnlinked(ctx: Ctx, e: Entry): void {
   const set = ctx.filesByIno.get(e.ino);
@@ -247,7 +253,7 @@ export async function unlink(ctx: Ctx, path: Bstr, _caller: Caller): Promise<voi
     else sys.unlinkat(ctx.upper!.fd, urel, 0);
   } else {
     await copyUp(ctx, ppath);
-    if (lookup(ctx, path) !== e) {
+    if (!sameObject(lookup(ctx, path), e)) {
       // Changed while the parent was copied up: start over on the new state.
       return unlink(ctx, path, _caller);
     }
@@ -274,7 +280,7 @@ export async function rmdir(ctx: Ctx, path: Bstr, _caller: Caller): Promise<void
     else removeTree(ctx.upper!.fd, urel);
   } else {
     await copyUp(ctx, ppath);
-    if (lookup(ctx, path) !== e) return rmdir(ctx, path, _caller);
+    if (!sameObject(lookup(ctx, path), e)) return rmdir(ctx, path, _caller);
     whiteoutAt(ctx, urel);
   }
   ctx.cache.dropTree(path);

@@ -257,14 +257,16 @@ afterEach(async () => {
 
 describe('core vs kernel overlayfs, random operation sequences', () => {
   it('agree on every result, the merged tree and each other\'s upper', async () => {
-    await fc.assert(fc.asyncProperty(fc.array(opArb, { minLength: 1, maxLength: Number(process.env.CORE_RANDOM_LEN ?? 25) }), async (ops) => {
+    // Cache sizes: off, tiny (constant eviction) and ample: results must not depend on it.
+    const cacheSize = fc.constantFrom(0, 3, 1000);
+    await fc.assert(fc.asyncProperty(fc.array(opArb, { minLength: 1, maxLength: Number(process.env.CORE_RANDOM_LEN ?? 25) }), cacheSize, async (ops, lookupCacheSize) => {
       const K = makeLayers(SPEC); const C = makeLayers(SPEC); Ls.push(K, C);
       try {
         const kres = withKernel(K, K.upper, (mnt) => {
           const r = ops.map((o) => kernelOp(mnt, o));
           return { r, tree: describeTree(mnt) };
         });
-        O = await open(C);
+        O = await open(C, { lookupCacheSize });
         const cres: string[] = [];
         for (const o of ops) cres.push(await coreOp(O, o));
         const ctree = await describeCore(O);
