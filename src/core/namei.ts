@@ -71,6 +71,7 @@ export class LookupCache {
   constructor(max: number) {
     this.max = max;
     this.lru = max > 0 ? new LRUCache<Bstr, Cached>({ max }) : undefined;
+    this.upperDirs = max > 0 ? new LRUCache<Bstr, boolean>({ max: Math.max(16, Math.ceil(max / 10)) }) : undefined;
   }
 
   get size(): number { return this.lru?.size ?? 0; }
@@ -92,15 +93,26 @@ export class LookupCache {
    * of the keys: O(cache size), paid only by directory renames and rmdirs.
    */
   dropTree(path: Bstr): void {
-    if (!this.lru) return;
-    this.lru.delete(path);
     const prefix = path === '/' ? '/' : path + '/';
-    const doomed: Bstr[] = [];
-    for (const k of this.lru.keys()) if (k.startsWith(prefix)) doomed.push(k);
-    for (const k of doomed) this.lru.delete(k);
+    for (const lru of [this.lru, this.upperDirs]) {
+      if (!lru) continue;
+      lru.delete(path);
+      const doomed: Bstr[] = [];
+      for (const k of lru.keys()) if (k.startsWith(prefix)) doomed.push(k);
+      for (const k of doomed) lru.delete(k);
+    }
   }
 
-  clear(): void { this.lru?.clear(); }
+  /**
+   * Upper directories (by mount path) known to hold no `.wh.` file, so that a
+   * name missing from one needs no second probe for `.wh.<name>`. Only used
+   * when this mount writes char-dev whiteouts (it then never adds `.wh.`
+   * files). Every other way a directory at a path could gain one is a
+   * directory rename onto it, which calls dropTree; new directories are empty.
+   */
+  readonly upperDirs: LRUCache<Bstr, boolean> | undefined;
+
+  clear(): void { this.lru?.clear(); this.upperDirs?.clear(); }
 }
 
 export { NEGATIVE };
@@ -196,6 +208,7 @@ export function lookupChild(ctx: Ctx, parent: Entry, name: Bstr): Entry | undefi
     const r = sys.tryLstatat(L.fd, rel, st);
     if (r < 0) {
       if (r === -ENOENT || r === -ENOTDIR) {
+        if (L.upper && absPath === undefined && r === -ENOENT && upperDirClean(ctx, parent.path, prel)) continue;
         // An OCI/fuse-overlayfs whiteout beside the name hides it below.
         const [d, n] = splitPath(rel);
         if (sys.tryLstatat(L.fd, joinRel(d, whiteoutFileName(n)), st) === 0) break;
@@ -293,6 +306,19 @@ function upperFileIno(ctx: Ctx, parent: Entry, name: Bstr, path: Bstr, dev: numb
     return n;
   }
   return mapped;
+}
+
+/** Does the upper directory of mount path `mpath` (at upper rel `urel`) hold no `.wh.` file? */
+export function upperDirClean(ctx: Ctx, mpath: Bstr, urel: Bstr): boolean {
+  const m = ctx.cache.upperDirs;
+  if (m === undefined || !ctx.wh?.useCharDev) return false;
+  const known = m.get(mpath);
+  if (known !== undefined) return known;
+  const r = sys.raw.readdirat(ctx.upper!.fd, urel);
+  if (typeof r === 'number') return false;
+  const clean = !r.names.some((n) => n.startsWith('.wh.'));
+  m.set(mpath, clean);
+  return clean;
 }
 
 /** What lookup needs to know of one lower-layer directory, from one readdir. */
