@@ -139,33 +139,34 @@ export async function runCase(c: Case, opts: RunOptions): Promise<CaseReport> {
     { impl: candImpl, dir: join(dir, 'cand') },
   ];
   const layers: Layers[] = [];
-  for (const s of sides) layers.push(await buildLayerSet(c.layers, s.dir, formFor(s.impl)));
+  layers.push(...(await Promise.all(sides.map((s) => buildLayerSet(c.layers, s.dir, formFor(s.impl))))));
   const handles: (MountHandle | undefined)[] = [undefined, undefined];
   const runners: OpRunner[] = [];
   let refTree: Tree | undefined;
   let candTree: Tree | undefined;
   try {
-    for (let i = 0; i < 2; i++) {
-      const s = sides[i]!;
+    // The two sides are independent mounts: set up, drive and read them concurrently (2 cores).
+    const mounted = await Promise.allSettled(sides.map(async (s, i) => {
       await mkdir(join(s.dir, 'mnt'));
-      try {
-        handles[i] = await mount(s.impl, layers[i]!, join(s.dir, 'mnt'));
-      } catch (e) {
-        if (i === 0) throw e;
-        report.unexplained.push({ kind: 'mount', phase: 'mount', message: String(e) });
-        return report;
-      }
-      runners.push(new OpRunner(handles[i]!.mnt));
+      handles[i] = await mount(s.impl, layers[i]!, join(s.dir, 'mnt'));
+    }));
+    if (mounted[0]!.status === 'rejected') throw mounted[0]!.reason;
+    if (mounted[1]!.status === 'rejected') {
+      report.unexplained.push({ kind: 'mount', phase: 'mount', message: String(mounted[1]!.reason) });
+      return report;
     }
+    runners.push(new OpRunner(handles[0]!.mnt), new OpRunner(handles[1]!.mnt));
     const cutoff = BigInt(Date.now() - 1000) * 1_000_000n;
     for (let i = 0; i < c.ops.length; i++) {
       const o = c.ops[i]!;
-      const r = await runners[0]!.apply(o);
-      // A hung candidate is a finding, not a crash of the harness: record it and stop.
-      const k: OpResult = await runners[1]!.apply(o).catch((e: unknown) => {
-        if (e instanceof TimeoutError) return { ok: false as const, errno: 'TIMEOUT' };
-        throw e;
-      });
+      const [r, k] = await Promise.all([
+        runners[0]!.apply(o),
+        // A hung candidate is a finding, not a crash of the harness: record it and stop.
+        runners[1]!.apply(o).catch((e: unknown): OpResult => {
+          if (e instanceof TimeoutError) return { ok: false, errno: 'TIMEOUT' };
+          throw e;
+        }),
+      ]);
       report.results.reference.push(r);
       report.results.candidate.push(k);
       if (JSON.stringify(r) === JSON.stringify(k)) continue;
@@ -184,12 +185,11 @@ export async function runCase(c: Case, opts: RunOptions): Promise<CaseReport> {
     }
     for (const r of runners) await r.closeAll();
     if (report.stoppedAt === undefined) {
-      refTree = await snapshot(handles[0]!.mnt, { timeoutMs: snapTimeout });
-      try {
-        candTree = await snapshot(handles[1]!.mnt, { timeoutMs: snapTimeout });
-      } catch (e) {
-        report.unexplained.push({ kind: 'mount', phase: 'snapshot of the merged view', message: String(e) });
-      }
+      const [rs, cs] = await Promise.allSettled([snapshot(handles[0]!.mnt, { timeoutMs: snapTimeout }), snapshot(handles[1]!.mnt, { timeoutMs: snapTimeout })]);
+      if (rs.status === 'rejected') throw rs.reason;
+      refTree = rs.value;
+      if (cs.status === 'fulfilled') candTree = cs.value;
+      else report.unexplained.push({ kind: 'mount', phase: 'snapshot of the merged view', message: String(cs.reason) });
     }
     if (refTree && candTree) {
       for (const t of compareTrees(refTree, candTree, { mtimeCutoffNs: cutoff })) {
@@ -197,8 +197,7 @@ export async function runCase(c: Case, opts: RunOptions): Promise<CaseReport> {
         (allowedBy ? report.allowed : report.unexplained).push({ kind: 'tree', phase: 'merged', diff: t, ...(allowedBy ? { allowedBy } : {}) });
       }
     }
-    await safeUnmount(handles[1], problems);
-    await safeUnmount(handles[0], problems);
+    await Promise.all([safeUnmount(handles[1], problems), safeUnmount(handles[0], problems)]);
     handles[0] = handles[1] = undefined;
 
     if (refTree && candTree && layers[0]!.upper && layers[1]!.upper) {
@@ -227,21 +226,21 @@ export async function runCase(c: Case, opts: RunOptions): Promise<CaseReport> {
           { phase: `${candImpl} reads ${refImpl}'s upper`, impl: candImpl, lowers: layers[1]!.lowers, upper: layers[0]!.upper, expect: refTree },
           { phase: `${refImpl} reads ${candImpl}'s upper`, impl: refImpl, lowers: layers[0]!.lowers, upper: layers[1]!.upper, expect: candTree },
         ];
-        let n = 0;
-        for (const ph of phases) {
-          let got: Tree;
-          try {
-            const markers = ph.impl === 'kernel' && candImpl !== 'kernel' ? foreignMarkers(c.layers.upper ?? []) : [];
-            got = await crossRead(ph.impl, ph.impl === candImpl ? refImpl : candImpl, ph.lowers, ph.upper, join(dir, `cross${n++}`), problems, markers, snapTimeout);
-          } catch (e) {
-            report.unexplained.push({ kind: 'mount', phase: ph.phase, message: String(e) });
-            continue;
+        const got = await Promise.allSettled(phases.map((ph, n) => {
+          const markers = ph.impl === 'kernel' && candImpl !== 'kernel' ? foreignMarkers(c.layers.upper ?? []) : [];
+          return crossRead(ph.impl, ph.impl === candImpl ? refImpl : candImpl, ph.lowers, ph.upper, join(dir, `cross${n}`), problems, markers, snapTimeout);
+        }));
+        phases.forEach((ph, n) => {
+          const g = got[n]!;
+          if (g.status === 'rejected') {
+            report.unexplained.push({ kind: 'mount', phase: ph.phase, message: String(g.reason) });
+            return;
           }
-          for (const t of compareTrees(ph.expect, got, { mtimeCutoffNs: cutoff })) {
+          for (const t of compareTrees(ph.expect, g.value, { mtimeCutoffNs: cutoff })) {
             const allowedBy = treeAllowed(opts.divergences, candImpl, ph.phase, t);
             (allowedBy ? report.allowed : report.unexplained).push({ kind: 'tree', phase: ph.phase, diff: t, ...(allowedBy ? { allowedBy } : {}) });
           }
-        }
+        });
       }
     }
   } finally {
@@ -271,6 +270,8 @@ export function formatReport(r: CaseReport, ops?: Op[]): string {
   if (r.stoppedAt !== undefined) lines.push(`  stopped after op #${r.stoppedAt}: the two trees diverged`);
   for (const d of r.unexplained) lines.push(`  DIFF ${showDifference(d)}`);
   for (const d of r.allowed) lines.push(`  allowed ${showDifference(d)}`);
+  // On-disk form may differ legitimately (e.g. redirect values); shown only as context for a failure.
+  if (r.unexplained.length) for (const t of r.rawNotes) lines.push(`  note, raw uppers: ${showPath(t.path)} ${t.field}: reference ${t.a}, candidate ${t.b}`);
   if (ops) {
     lines.push('  sequence:');
     ops.forEach((o, i) => lines.push(`    #${i} ${showOp(o)} -> ${r.results.reference[i] ? showResult(r.results.reference[i]!) : '-'} / ${r.results.candidate[i] ? showResult(r.results.candidate[i]!) : '-'}`));

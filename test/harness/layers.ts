@@ -145,8 +145,30 @@ export function layerScript(root: string, entries: Entry[], form: MarkerForm): s
 export async function buildLayerSet(spec: LayerSetSpec, dir: string, form: MarkerForm): Promise<Layers> {
   const key = createHash('sha256').update(JSON.stringify(spec)).update(form).digest('hex').slice(0, 16);
   const template = join(testRoot(), '.templates', `${key}-${form}`);
+  let building = templates.get(template);
+  if (!building) {
+    building = buildTemplate(spec, form, template);
+    templates.set(template, building);
+  }
+  await building;
+  await mkdir(dir, { recursive: true });
+  await mustBash(`set -e\ncp -a ${shq(template)}/. ${shq(dir)}/\n`, 60_000);
+  const lowers = spec.lowers.map((_, i) => join(dir, `lower${i}`));
+  const layers: Layers = { lowers };
+  if (spec.upper) {
+    layers.upper = join(dir, 'upper');
+    layers.work = join(dir, 'work');
+    await mkdir(layers.work);
+  }
+  return layers;
+}
+
+/** one build per template and process, even when two sides ask at once */
+const templates = new Map<string, Promise<void>>();
+
+async function buildTemplate(spec: LayerSetSpec, form: MarkerForm, template: string): Promise<void> {
   if (!existsSync(template)) {
-    const tmp = `${template}.tmp${process.pid}`;
+    const tmp = `${template}.tmp${process.pid}-${Math.random().toString(36).slice(2)}`;
     await rm(tmp, { recursive: true, force: true });
     await mkdir(tmp, { recursive: true });
     let script = '';
@@ -161,16 +183,6 @@ export async function buildLayerSet(spec: LayerSetSpec, dir: string, form: Marke
       else throw e;
     });
   }
-  await mkdir(dir, { recursive: true });
-  await mustBash(`set -e\ncp -a ${shq(template)}/. ${shq(dir)}/\n`, 60_000);
-  const lowers = spec.lowers.map((_, i) => join(dir, `lower${i}`));
-  const layers: Layers = { lowers };
-  if (spec.upper) {
-    layers.upper = join(dir, 'upper');
-    layers.work = join(dir, 'work');
-    await mkdir(layers.work);
-  }
-  return layers;
 }
 
 /** A marker the kernel does not read, as the spec placed it in a layer. */

@@ -143,8 +143,8 @@ describe('harness proof: kernel vs fuse-overlayfs reports the known differences 
 });
 
 describe('harness proof: random sequences, kernel vs fuse-overlayfs', () => {
-  const RUNS = 12;
-  const LENGTH = 15;
+  const RUNS = 20;
+  const LENGTH = 20;
   it(`${RUNS} sequences of up to ${LENGTH} ops (seed 4242)`, async () => {
     if (!requireKernel()) return;
     const seen = new Set<string>();

@@ -15,8 +15,8 @@ import { PATH_POOL, SPECIAL_PATHS, sequenceArb } from '../harness/random.js';
 
 const DIVERGENCES = divergencesFor('stratafs');
 /** Randomized workload: RUNS sequences of up to LENGTH operations, fixed seed (override with STRATAFS_DIFF_SEED). */
-const RUNS = Number(process.env.STRATAFS_DIFF_RUNS ?? 30);
-const LENGTH = Number(process.env.STRATAFS_DIFF_LENGTH ?? 25);
+const RUNS = Number(process.env.STRATAFS_DIFF_RUNS ?? 50);
+const LENGTH = Number(process.env.STRATAFS_DIFF_LENGTH ?? 30);
 const SEED = Number(process.env.STRATAFS_DIFF_SEED ?? 20261126);
 
 let kernelProblem: string | undefined;
