@@ -118,6 +118,20 @@ describe('core lookup and merge', () => {
     expect(kernelView(L)).toEqual(t);
   });
 
+  it('an OCI whiteout carried by a directory rename still hides (upper .wh. scan cache is dropped)', async () => {
+    L = makeLayers({ l0: { 'src/foo': 'hidden', 'src/bar': 'shown' }, upper: { 'src/.wh.foo': '' } }, 1);
+    O = await open(L);
+    await O.mkdir('/dst', 0o755, root);
+    expect(await code(O.getattr('/dst/zzz'))).toBe('ENOENT');
+    await O.rmdir('/dst', root);
+    await O.mkdir('/dst', 0o755, root);
+    expect(await code(O.getattr('/dst/foo'))).toBe('ENOENT');
+    await O.rmdir('/dst', root);
+    await O.rename('/src', '/dst', 0, root);
+    expect(await ls(O, '/dst')).toEqual(['bar']);
+    expect(await code(O.getattr('/dst/foo'))).toBe('ENOENT');
+  });
+
   it('st_ino is stable across copy-up and unique', async () => {
     L = makeLayers({ l0: { 'f': 'a', 'd/g': 'b' }, l1: { 'd/h': 'c' } });
     O = await open(L);
