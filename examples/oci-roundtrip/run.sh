@@ -26,11 +26,11 @@ echo "== build an OCI image layout from the three story layers"
 "$here/make-image.sh" "$run/image" story:1
 echo "== stratafs image import"
 stratafs image import "$run/image" --store "$store" --name story:1
-lowers=$(stratafs image lowers story:1 --store "$store")
 
 echo "== mount it with a writable upper"
-# equivalent: stratafs mount --image story:1 --store "$store" --upper "$run/upper" --work "$run/work" "$mnt"
-stratafs -o "lowerdir=$lowers,upperdir=$run/upper,workdir=$run/work" "$mnt"
+lowers=$(stratafs image lowers story:1 --store "$store")   # for commit and the re-import below
+stratafs mount --image story:1 --store "$store" --upper "$run/upper" --work "$run/work" "$mnt"
+stratafs inspect "$mnt" | head -8
 echo "merged: $(cd "$mnt" && find . -mindepth 1 | LC_ALL=C sort | tr '\n' ' ')"
 
 echo "== change it: append (copy-up), delete (whiteout), replace a directory (opaque), add files"

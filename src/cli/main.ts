@@ -58,7 +58,8 @@ async function main(argv: string[]): Promise<number> {
   }
   let cmd: CliCommand;
   try {
-    cmd = parseCommandLine(argv, { cwd: process.cwd(), uid: process.getuid?.() ?? 0, version: version() });
+    const imageLowers = argv.includes('mount') ? (await import('../image/store.js')).resolveImageLowers : undefined;
+    cmd = parseCommandLine(argv, { cwd: process.cwd(), uid: process.getuid?.() ?? 0, version: version(), imageLowers });
   } catch (e) {
     if (e instanceof ConfigError) {
       err(`stratafs: ${e.message}`);
@@ -85,11 +86,13 @@ async function main(argv: string[]): Promise<number> {
         throw e;
       }
     }
+    case 'inspect':
     case 'stats': {
-      const { statsCommand } = await import('./stats.js');
+      const { statsCommand, inspectCommand } = await import('./stats.js');
       const { ControlError } = await import('./control.js');
       try {
-        process.stdout.write((await statsCommand(cmd.mountpoint, cmd.json)) + '\n');
+        const text = cmd.kind === 'stats' ? await statsCommand(cmd.mountpoint, cmd.json) : await inspectCommand(cmd.mountpoint, cmd.json);
+        process.stdout.write(text + '\n');
         return 0;
       } catch (e) {
         if (e instanceof ControlError) {

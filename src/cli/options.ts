@@ -70,6 +70,7 @@ export type CliCommand =
   | { kind: 'mount'; config: MountConfig; daemonChild: boolean }
   | { kind: 'umount'; mountpoint: string; force: boolean }
   | { kind: 'stats'; mountpoint: string; json: boolean }
+  | { kind: 'inspect'; mountpoint: string; json: boolean }
   | { kind: 'exit'; code: number; output: string };
 
 /** A bad command line or bad input: one line naming the problem and the path. */
@@ -474,6 +475,13 @@ export interface Environment {
   cwd: string;
   uid: number;
   version: string;
+  /** lowers of an imported image, top first (src/image/store.ts); throws when unknown */
+  imageLowers?: (store: string, name: string) => string[];
+}
+
+/** Escape a path for an -o value: the parsers above unescape `\,` `\:` `\\`. */
+export function escapeOptionValue(p: string): string {
+  return p.replace(/[\\,:]/g, (c) => '\\' + c);
 }
 
 /** Parse argv (without node and script) into what to do. Throws ConfigError. */
@@ -519,6 +527,54 @@ export function parseCommandLine(argv: string[], env: Environment): CliCommand {
     .configureOutput({ writeOut: (s) => { out += s; }, writeErr: (s) => { out += s; } })
     .action((mnt: string, o: { json?: boolean }) => {
       result = { kind: 'stats', mountpoint: path.resolve(env.cwd, mnt), json: !!o.json };
+    });
+
+  program.command('inspect')
+    .description('the layer stack, options and stats of a live mount')
+    .argument('<mountpoint>')
+    .option('--json', 'JSON output')
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => { out += s; }, writeErr: (s) => { out += s; } })
+    .action((mnt: string, o: { json?: boolean }) => {
+      result = { kind: 'inspect', mountpoint: path.resolve(env.cwd, mnt), json: !!o.json };
+    });
+
+  // `mount --image NAME --store DIR [--upper U --work W]`: an imported image's snapshots as
+  // the lowers; turned into the same -o words as the plain form so validation is shared.
+  program.command('mount')
+    .description('mount an imported image (see `stratafs image import`), or the same as the plain form with -o')
+    .argument('<mountpoint>')
+    .option('--image <name>', 'image name in the store')
+    .option('--store <dir>', 'snapshot store directory')
+    .option('--upper <dir>', 'writable upper directory (read-only mount without it)')
+    .option('--work <dir>', 'workdir, on the same filesystem as --upper')
+    .option('-o <options>', 'more mount options', (v: string, prev: string[] | undefined) => [...(prev ?? []), v])
+    .option('-f, --foreground', 'stay in the foreground')
+    .option('-d, --debug', 'log every FUSE operation')
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => { out += s; }, writeErr: (s) => { out += s; } })
+    .action((mnt: string, o: { image?: string; store?: string; upper?: string; work?: string; o?: string[]; foreground?: boolean; debug?: boolean }) => {
+      const words = [...(o.o ?? [])];
+      if (o.image !== undefined) {
+        if (o.store === undefined) throw new ConfigError('--image needs --store');
+        if (env.imageLowers === undefined) throw new ConfigError('image support is not available');
+        let lowers: string[];
+        try {
+          lowers = env.imageLowers(path.resolve(env.cwd, o.store), o.image);
+        } catch (e) {
+          throw new ConfigError(e instanceof Error ? e.message : String(e));
+        }
+        words.unshift(`lowerdir=${lowers.map(escapeOptionValue).join(':')}`);
+      }
+      if ((o.upper === undefined) !== (o.work === undefined)) throw new ConfigError('--upper and --work go together');
+      if (o.upper !== undefined && o.work !== undefined) {
+        words.push(`upperdir=${escapeOptionValue(path.resolve(env.cwd, o.upper))}`, `workdir=${escapeOptionValue(path.resolve(env.cwd, o.work))}`);
+      }
+      const config = parseMountArgs({
+        options: words, mountpoint: mnt, source: undefined, foreground: !!o.foreground, debug: !!o.debug, cwd: env.cwd, uid: env.uid,
+      });
+      // The detached daemon re-runs this command line behind the top-level DAEMON_CHILD_FLAG.
+      result = { kind: 'mount', config, daemonChild: !!program.opts<{ daemonChild?: boolean }>().daemonChild };
     });
 
   try {

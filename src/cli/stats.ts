@@ -60,3 +60,35 @@ export async function statsCommand(mountpointArg: string, json: boolean): Promis
   const s = await fetchStats(mountpointArg);
   return json ? JSON.stringify(s, null, 2) : formatStats(s);
 }
+
+/** What the daemon's control socket answers to "describe" (serve.ts). */
+export interface DaemonDescription {
+  mountpoint: string;
+  pid: number;
+  lowerdirs: string[];
+  upperdir: string | null;
+  workdir: string | null;
+  options: Record<string, unknown>;
+  overlay: Record<string, unknown>;
+}
+
+/** `stratafs inspect [--json] MOUNTPOINT`: the layer stack, options and stats of a live mount. */
+export async function inspectCommand(mountpointArg: string, json: boolean): Promise<string> {
+  const mnt = await resolveMountpointArg(mountpointArg);
+  const sock = runtimeFiles(mnt).sock;
+  const d = (await queryControl(sock, 'describe')) as DaemonDescription;
+  const s = (await queryControl(sock, 'stats')) as DaemonStats;
+  if (json) return JSON.stringify({ ...d, stats: s }, null, 2);
+  const lines = [`mount ${d.mountpoint}  (daemon pid ${d.pid})`, 'layers, top first:'];
+  if (d.upperdir !== null) lines.push(`  upper  ${d.upperdir}`);
+  d.lowerdirs.forEach((l, i) => lines.push(`  lower${i}  ${l}`));
+  if (d.workdir !== null) lines.push(`  work   ${d.workdir}`);
+  lines.push('options:');
+  for (const [k, v] of Object.entries(d.options)) lines.push(`  ${k}: ${typeof v === 'object' ? JSON.stringify(v) : String(v)}`);
+  lines.push('overlay:');
+  for (const [k, v] of Object.entries(d.overlay)) {
+    if (k !== 'layers') lines.push(`  ${k}: ${typeof v === 'object' ? JSON.stringify(v) : String(v)}`);
+  }
+  lines.push('', formatStats(s));
+  return lines.join('\n');
+}
