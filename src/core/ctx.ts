@@ -38,8 +38,6 @@ export interface OpenFile {
   ino: number;
   /** the fd is on a lower layer (read-only); re-pointed to the upper after a copy-up */
   lower: boolean;
-  /** its name is gone while a lower fd holds it: report nlink 0 */
-  unlinked: boolean;
 }
 
 export interface OpenDir {
@@ -74,6 +72,8 @@ export interface Ctx {
   dirs: Map<number, OpenDir>;
   /** open file handles by overlay ino (copy-up re-pointing, unlink bookkeeping) */
   filesByIno: Map<number, Set<OpenFile>>;
+  /** libfuse's .fuse_hidden names of files unlinked while open, by name (hidden.ts) */
+  hidden: Map<Bstr, import('./hidden.js').HiddenFile>;
   /** copy-ups in flight, by mount path: a second caller awaits the first */
   copyUps: Map<Bstr, Promise<void>>;
   counters: Counters;

@@ -207,12 +207,6 @@ function sameObject(a: Entry | undefined, b: Entry): boolean {
     a.stack[0]!.layer === b.stack[0]!.layer && a.stack[0]!.rel === b.stack[0]!.rel;
 }
 
-/** Lower-fd handles of an object whose name is gone: report nlink 0 from now on. */
-function markUnlinked(ctx: Ctx, e: Entry): void {
-  const set = ctx.filesByIno.get(e.ino);
-  if (set) for (const f of set) if (f.lower) f.unlinked = true;
-}
-
 /** Forget the upper-ino mapping of an upper object about to lose its last name. */
 function forgetIfLast(ctx: Ctx, urel: Bstr): void {
   const st = ctx.st;
@@ -258,7 +252,6 @@ export async function unlink(ctx: Ctx, path: Bstr, _caller: Caller): Promise<voi
       return unlink(ctx, path, _caller);
     }
     whiteoutAt(ctx, urel);
-    markUnlinked(ctx, e);
   }
   ctx.cache.drop(path);
   ctx.cache.setNegative(path);
@@ -369,7 +362,6 @@ export async function rename(ctx: Ctx, from: Bstr, to: Bstr, flags: number, call
     const [d, n] = splitPath(trel);
     if (sys.tryUnlinkat(upper.fd, joinRel(d, whiteoutFileName(n)), 0) === -ENOENT) { /* already gone */ }
   }
-  if (tgt && !isUpperEntry(ctx, tgt)) markUnlinked(ctx, tgt);
   if (fromLower || (srcIsDir && hasLowerDir(ctx, src))) markImpure(ctx, relOf(tp));
   if (srcIsDir) { ctx.cache.dropTree(from); ctx.cache.dropTree(to); }
   else { ctx.cache.drop(from); ctx.cache.drop(to); }

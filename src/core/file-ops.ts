@@ -21,6 +21,7 @@ import { copyUp } from './copy-up.js';
 import { fail, requireUpper, sys, type Ctx, type OpenFile } from './ctx.js';
 import { FsError, isFsError, type ErrnoCode } from './errors.js';
 import { prepareCreate, placeNew } from './dir-ops.js';
+import { forgetHandle, reopenForOpen, type HiddenFile } from './hidden.js';
 import { isUpperEntry, lookup, resolve } from './namei.js';
 import type { Caller, OpenResult } from './types.js';
 import { S_IFDIR, S_IFREG } from './whiteout.js';
@@ -46,7 +47,7 @@ function nodeErr(e: unknown, path: Bstr | null, syscall: string): FsError {
  * not invalidate this name's page cache; without keep_cache the kernel drops
  * it at open.
  */
-function register(ctx: Ctx, f: OpenFile): OpenResult {
+export function register(ctx: Ctx, f: OpenFile): OpenResult {
   const st = ctx.st;
   const keepCache = sys.raw.fstat(f.fd, st) === 0 && st[StatIdx.nlink]! <= 1;
   const fh = ctx.nextFh++;
@@ -75,7 +76,16 @@ export async function open(ctx: Ctx, path: Bstr, flags: number, _caller: Caller)
   const ref = e.stack[0]!;
   const L = ctx.layers[ref.layer]!;
   const fd = sys.openat(L.fd, ref.rel, flags & ~STRIP, 0);
-  return register(ctx, { fd, path, flags, ino: e.ino, lower: !L.upper, unlinked: false });
+  return register(ctx, { fd, path, flags, ino: e.ino, lower: !L.upper });
+}
+
+/** open(2) of a virtual .fuse_hidden name (hidden.ts): a new handle on the unlinked object. */
+export function openHidden(ctx: Ctx, h: HiddenFile, path: Bstr, flags: number): OpenResult {
+  const { fd, like } = reopenForOpen(h, path, flags);
+  const f: OpenFile = { fd, path, flags, ino: h.ino, lower: like.lower };
+  const r = register(ctx, f);
+  h.files.add(f);
+  return r;
 }
 
 export async function create(ctx: Ctx, path: Bstr, mode: number, flags: number, caller: Caller): Promise<OpenResult> {
@@ -89,7 +99,7 @@ export async function create(ctx: Ctx, path: Bstr, mode: number, flags: number, 
   const openFlags = (flags & ~(STRIP | O_TRUNC | O_DIRECTORY)) | O_CREAT | O_EXCL;
   const fd = placeNew(ctx, p, caller, S_IFREG, mode, (dfd, rel) => sys.openat(dfd, rel, openFlags, 0o600), path);
   const e = resolve(ctx, path);
-  return register(ctx, { fd, path, flags, ino: e.ino, lower: false, unlinked: false });
+  return register(ctx, { fd, path, flags, ino: e.ino, lower: false });
 }
 
 export function read(ctx: Ctx, path: Bstr | null, fh: number, buf: Buffer, len: number, pos: number): number {
@@ -128,6 +138,7 @@ export function release(ctx: Ctx, _path: Bstr | null, fh: number): void {
   const f = ctx.files.get(fh);
   if (!f) return;
   ctx.files.delete(fh);
+  forgetHandle(ctx, f);
   const set = ctx.filesByIno.get(f.ino);
   if (set) { set.delete(f); if (set.size === 0) ctx.filesByIno.delete(f.ino); }
   sys.raw.close(f.fd);

@@ -44,7 +44,6 @@ export function fgetattr(ctx: Ctx, path: Bstr | null, fh: number): AttrArray {
   const out = new Float64Array(STAT_LEN);
   sys.fstat(f.fd, out, path ?? '');
   out[StatIdx.ino] = f.ino;
-  if (f.unlinked) out[StatIdx.nlink] = 0;
   return out;
 }
 

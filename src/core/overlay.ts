@@ -16,6 +16,8 @@ import { sys, type Ctx, type Layer } from './ctx.js';
 import * as dirOps from './dir-ops.js';
 import { FsError, isFsError, type ErrnoCode } from './errors.js';
 import * as fileOps from './file-ops.js';
+import * as hidden from './hidden.js';
+import { hiddenAt } from './hidden.js';
 import { InodeNumbers } from './inode.js';
 import * as inodeOps from './inode-ops.js';
 import { LookupCache, type LowerDirInfo } from './namei.js';
@@ -161,7 +163,7 @@ export async function openOverlay(config: OverlayConfig, log: (line: string) => 
         sizeCalculation: (v) => (v.names?.size ?? 0) + v.wh.size + 1,
       }),
       inodes: new InodeNumbers(layers.map((l) => l.dev)),
-      files: new Map(), dirs: new Map(), filesByIno: new Map(), copyUps: new Map(),
+      files: new Map(), dirs: new Map(), filesByIno: new Map(), hidden: new Map(), copyUps: new Map(),
       counters: { copyUps: 0, copyUpBytes: 0 },
       nextFh: 1,
       st: new Float64Array(16),
@@ -201,8 +203,18 @@ export class Overlay implements OverlayOps {
     }
   }
 
-  getattr(path: Bstr): Promise<AttrArray> { return this.run(path, 'getattr', () => inodeOps.getattr(this.ctx, path)); }
-  fgetattr(path: Bstr | null, fh: number): Promise<AttrArray> { return this.run(path, 'fgetattr', () => inodeOps.fgetattr(this.ctx, path, fh)); }
+  getattr(path: Bstr): Promise<AttrArray> {
+    return this.run(path, 'getattr', () => {
+      const h = hiddenAt(this.ctx, path);
+      return h ? hidden.attrs(this.ctx, h, path) : inodeOps.getattr(this.ctx, path);
+    });
+  }
+  fgetattr(path: Bstr | null, fh: number): Promise<AttrArray> {
+    return this.run(path, 'fgetattr', () => {
+      const h = hiddenAt(this.ctx, path);
+      return h ? hidden.attrs(this.ctx, h, path!, fh) : inodeOps.fgetattr(this.ctx, path, fh);
+    });
+  }
   readlink(path: Bstr): Promise<Bstr> { return this.run(path, 'readlink', () => inodeOps.readlink(this.ctx, path)); }
 
   opendir(path: Bstr, caller: Caller): Promise<number> { return this.run(path, 'opendir', () => readdirOps.opendir(this.ctx, path, caller)); }
@@ -210,7 +222,12 @@ export class Overlay implements OverlayOps {
   releasedir(path: Bstr | null, fh: number): Promise<void> { return this.run(path, 'releasedir', () => readdirOps.releasedir(this.ctx, path, fh)); }
   fsyncdir(path: Bstr | null, fh: number, datasync: boolean): Promise<void> { return this.run(path, 'fsyncdir', () => fileOps.fsyncdir(this.ctx, path, fh, datasync)); }
 
-  open(path: Bstr, flags: number, caller: Caller): Promise<OpenResult> { return this.run(path, 'open', () => fileOps.open(this.ctx, path, flags, caller)); }
+  open(path: Bstr, flags: number, caller: Caller): Promise<OpenResult> {
+    return this.run(path, 'open', () => {
+      const h = hiddenAt(this.ctx, path);
+      return h ? fileOps.openHidden(this.ctx, h, path, flags) : fileOps.open(this.ctx, path, flags, caller);
+    });
+  }
   create(path: Bstr, mode: number, flags: number, caller: Caller): Promise<OpenResult> { return this.run(path, 'create', () => fileOps.create(this.ctx, path, mode, flags, caller)); }
   read(path: Bstr | null, fh: number, buf: Buffer, len: number, pos: number): Promise<number> { return this.run(path, 'read', () => fileOps.read(this.ctx, path, fh, buf, len, pos)); }
   write(path: Bstr | null, fh: number, buf: Buffer, len: number, pos: number): Promise<number> { return this.run(path, 'write', () => fileOps.write(this.ctx, path, fh, buf, len, pos)); }
@@ -221,23 +238,73 @@ export class Overlay implements OverlayOps {
   /** Not in OverlayOps yet: the adapter uses it when present. */
   fallocate(path: Bstr | null, fh: number, mode: number, offset: number, length: number): Promise<void> { return this.run(path, 'fallocate', () => fileOps.fallocate(this.ctx, path, fh, mode, offset, length)); }
 
-  truncate(path: Bstr, size: number, caller: Caller): Promise<void> { return this.run(path, 'truncate', () => inodeOps.truncate(this.ctx, path, size, caller)); }
-  chmod(path: Bstr, mode: number, caller: Caller): Promise<void> { return this.run(path, 'chmod', () => inodeOps.chmod(this.ctx, path, mode, caller)); }
-  chown(path: Bstr, uid: number, gid: number, caller: Caller): Promise<void> { return this.run(path, 'chown', () => inodeOps.chown(this.ctx, path, uid, gid, caller)); }
-  utimens(path: Bstr, atime: TimeSet, mtime: TimeSet, caller: Caller): Promise<void> { return this.run(path, 'utimens', () => inodeOps.utimens(this.ctx, path, atime, mtime, caller)); }
+  truncate(path: Bstr, size: number, caller: Caller): Promise<void> {
+    return this.run(path, 'truncate', () => {
+      const h = hiddenAt(this.ctx, path);
+      return h ? hidden.truncate(h, path, size) : inodeOps.truncate(this.ctx, path, size, caller);
+    });
+  }
+  chmod(path: Bstr, mode: number, caller: Caller): Promise<void> {
+    return this.run(path, 'chmod', () => {
+      const h = hiddenAt(this.ctx, path);
+      return h ? hidden.chmod(h, path, mode) : inodeOps.chmod(this.ctx, path, mode, caller);
+    });
+  }
+  chown(path: Bstr, uid: number, gid: number, caller: Caller): Promise<void> {
+    return this.run(path, 'chown', () => {
+      const h = hiddenAt(this.ctx, path);
+      return h ? hidden.chown(h, path, uid, gid) : inodeOps.chown(this.ctx, path, uid, gid, caller);
+    });
+  }
+  utimens(path: Bstr, atime: TimeSet, mtime: TimeSet, caller: Caller): Promise<void> {
+    return this.run(path, 'utimens', () => {
+      const h = hiddenAt(this.ctx, path);
+      return h ? hidden.utimens(h, path, atime, mtime) : inodeOps.utimens(this.ctx, path, atime, mtime, caller);
+    });
+  }
 
   mkdir(path: Bstr, mode: number, caller: Caller): Promise<void> { return this.run(path, 'mkdir', () => dirOps.mkdir(this.ctx, path, mode, caller)); }
   mknod(path: Bstr, mode: number, rdev: number, caller: Caller): Promise<void> { return this.run(path, 'mknod', () => dirOps.mknod(this.ctx, path, mode, rdev, caller)); }
   symlink(target: Bstr, path: Bstr, caller: Caller): Promise<void> { return this.run(path, 'symlink', () => dirOps.symlink(this.ctx, target, path, caller)); }
   link(existing: Bstr, path: Bstr, caller: Caller): Promise<void> { return this.run(path, 'link', () => dirOps.link(this.ctx, existing, path, caller)); }
-  unlink(path: Bstr, caller: Caller): Promise<void> { return this.run(path, 'unlink', () => dirOps.unlink(this.ctx, path, caller)); }
+  unlink(path: Bstr, caller: Caller): Promise<void> {
+    return this.run(path, 'unlink', () => (hiddenAt(this.ctx, path) ? hidden.drop(this.ctx, path) : dirOps.unlink(this.ctx, path, caller)));
+  }
   rmdir(path: Bstr, caller: Caller): Promise<void> { return this.run(path, 'rmdir', () => dirOps.rmdir(this.ctx, path, caller)); }
-  rename(from: Bstr, to: Bstr, flags: number, caller: Caller): Promise<void> { return this.run(from, 'rename', () => dirOps.rename(this.ctx, from, to, flags, caller)); }
+  rename(from: Bstr, to: Bstr, flags: number, caller: Caller): Promise<void> {
+    return this.run(from, 'rename', () => {
+      const ctx = this.ctx;
+      if (flags === 0 && hidden.isHide(ctx, from, to)) return hidden.hide(ctx, from, to, (p) => dirOps.unlink(ctx, p, caller));
+      // A virtual name has no directory entry to move (and never a new name but another hidden one).
+      if (hiddenAt(ctx, from)) throw new FsError('ENOENT', from, 'rename', 'file unlinked while open');
+      return dirOps.rename(ctx, from, to, flags, caller);
+    });
+  }
 
-  getxattr(path: Bstr, name: Bstr): Promise<Buffer> { return this.run(path, 'getxattr', () => xattrOps.getxattr(this.ctx, path, name)); }
-  listxattr(path: Bstr): Promise<Bstr[]> { return this.run(path, 'listxattr', () => xattrOps.listxattr(this.ctx, path)); }
-  setxattr(path: Bstr, name: Bstr, value: Buffer, flags: number, caller: Caller): Promise<void> { return this.run(path, 'setxattr', () => xattrOps.setxattr(this.ctx, path, name, value, flags, caller)); }
-  removexattr(path: Bstr, name: Bstr, caller: Caller): Promise<void> { return this.run(path, 'removexattr', () => xattrOps.removexattr(this.ctx, path, name, caller)); }
+  getxattr(path: Bstr, name: Bstr): Promise<Buffer> {
+    return this.run(path, 'getxattr', () => {
+      const h = hiddenAt(this.ctx, path);
+      return h ? hidden.getxattr(this.ctx, h, path, name) : xattrOps.getxattr(this.ctx, path, name);
+    });
+  }
+  listxattr(path: Bstr): Promise<Bstr[]> {
+    return this.run(path, 'listxattr', () => {
+      const h = hiddenAt(this.ctx, path);
+      return h ? hidden.listxattr(this.ctx, h, path) : xattrOps.listxattr(this.ctx, path);
+    });
+  }
+  setxattr(path: Bstr, name: Bstr, value: Buffer, flags: number, caller: Caller): Promise<void> {
+    return this.run(path, 'setxattr', () => {
+      const h = hiddenAt(this.ctx, path);
+      return h ? hidden.setxattr(this.ctx, h, path, name, value, flags) : xattrOps.setxattr(this.ctx, path, name, value, flags, caller);
+    });
+  }
+  removexattr(path: Bstr, name: Bstr, caller: Caller): Promise<void> {
+    return this.run(path, 'removexattr', () => {
+      const h = hiddenAt(this.ctx, path);
+      return h ? hidden.removexattr(this.ctx, h, path, name) : xattrOps.removexattr(this.ctx, path, name, caller);
+    });
+  }
 
   statfs(path: Bstr): Promise<StatFs> { return this.run(path, 'statfs', () => inodeOps.statfs(this.ctx, path)); }
 
@@ -278,6 +345,7 @@ export class Overlay implements OverlayOps {
     for (const f of this.ctx.files.values()) closeQuiet(f.fd);
     this.ctx.files.clear();
     this.ctx.filesByIno.clear();
+    this.ctx.hidden.clear();
     this.ctx.dirs.clear();
     this.ctx.wh?.dispose();
     this.ctx.cache.clear();

@@ -106,26 +106,6 @@ describe('core copy-up', () => {
     await O.release('/f', rw.fh);
   });
 
-  it('an unlinked open file stays usable and reports nlink 0', async () => {
-    L = makeLayers({ l0: { 'f': 'lower', 'g': 'ro' } }, 1);
-    O = await open(L);
-    const h = await O.open('/f', O_RDWR, root);
-    const hg = await O.open('/g', O_RDONLY, root);
-    await O.unlink('/f', root);
-    await O.unlink('/g', root);
-    expect(await code(O.getattr('/f'))).toBe('ENOENT');
-    await O.write(null, h.fh, Buffer.from('UP'), 2, 0);
-    const buf = Buffer.alloc(10);
-    const n = await O.read(null, h.fh, buf, 10, 0);
-    expect(buf.subarray(0, n).toString()).toBe('UPwer');
-    expect((await O.fgetattr(null, h.fh))[StatIdx.nlink]).toBe(0);
-    expect((await O.fgetattr(null, hg.fh))[StatIdx.nlink]).toBe(0);
-    expect(await O.read(null, hg.fh, buf, 10, 0)).toBe(2);
-    await O.release(null, h.fh);
-    await O.release(null, hg.fh);
-    expect(fs.lstatSync(path.join(L.upper, 'f')).isCharacterDevice()).toBe(true);
-  });
-
   it('copies a file over 4 GiB sparse, and writes beyond 4 GiB', async () => {
     L = makeLayers({}, 1);
     const f = path.join(L.lowers[0]!, 'big');
