@@ -320,8 +320,9 @@ export function createAdapter(ops: OverlayOps, opt: AdapterOptions): Adapter {
       const caller = context();
       settle('truncate', path, () => `size=${size}`, cb, () => ops.truncate(path, size, caller), done(cb));
     },
-    // path is null for fchmod/fchown/futimens on a file unlinked while open: the
-    // core has no handle-based variant of these (yet), so they fail with ENOENT.
+    // Without hard_remove libfuse names a file unlinked while open `.fuse_hidden…`
+    // and passes that name (core/hidden.ts), so path is never null here; should
+    // it be (a hard_remove mount), these fail with ENOENT instead of crashing.
     chmod(path, mode, cb) {
       const caller = context();
       settle('chmod', path, () => `mode=${oct(mode)}`, cb, () => ops.chmod(named(path, 'chmod'), mode, caller), done(cb));
@@ -422,12 +423,15 @@ function osErrName(n: number): string {
 // libfuse options
 
 /**
- * The binding's mount options for a MountConfig. On top of the binding's
- * defaults (use_ino: the core numbers inodes; big_writes with max_write=131072;
- * hard_remove: no .fuse_hidden renames, the core serves unlinked open files by
- * handle; nonempty: mounting over a non-empty directory or a layer is normal for
- * an overlay): the kernel cache timeouts, permissions, and the generic mount
- * flags (libfuse 2.9 itself would mount nosuid,nodev).
+ * The binding's mount options for a MountConfig: use_ino (the core numbers
+ * inodes); big_writes with max_write=131072; nonempty (mounting over a
+ * non-empty directory or a layer is normal for an overlay); NOT hard_remove:
+ * libfuse then renames a file unlinked while open to a `.fuse_hidden` name,
+ * which the core turns into the real unlink plus a virtual name served from
+ * the open fds (core/hidden.ts) -- with hard_remove libfuse loses the node's
+ * path and answers fstat with ENOENT itself. Plus the kernel cache timeouts,
+ * permissions, and the generic mount flags (libfuse 2.9 itself would mount
+ * nosuid,nodev).
  */
 export function fuseOptions(c: MountConfig, onExit: () => void): FuseOptions {
   const extra: string[] = [];
@@ -435,7 +439,7 @@ export function fuseOptions(c: MountConfig, onExit: () => void): FuseOptions {
   if (c.flags.sync) extra.push('sync');
   if (c.flags.dirsync) extra.push('dirsync');
   return {
-    useIno: true, bigWrites: true, maxWrite: 131072, hardRemove: true, nonempty: true,
+    useIno: true, bigWrites: true, maxWrite: 131072, hardRemove: false, nonempty: true,
     entryTimeout: c.timeout, attrTimeout: c.timeout, negativeTimeout: c.negativeTimeout,
     defaultPermissions: c.defaultPermissions, allowOther: c.allowOther,
     suid: c.flags.suid, dev: c.flags.dev, exec: c.flags.exec, readOnly: c.flags.readOnly,

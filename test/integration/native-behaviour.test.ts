@@ -148,14 +148,22 @@ describe('callers and names', () => {
 });
 
 describe('unlinked open files', () => {
-  it('stay readable and writable, report nlink 0, and leave no .fuse_hidden file', async () => {
-    await fsp.writeFile(p('doomed'), 'still here');
-    const fh = await fsp.open(p('doomed'), 'r+');
+  /** every name under a directory on disk, recursively */
+  const allNames = async (d: string): Promise<string[]> =>
+    (await fsp.readdir(d, { recursive: true })).map((n) => String(n));
+  const hiddenIn = (names: string[]): string[] => names.filter((n) => n.includes('.fuse_hidden'));
+
+  it('stay readable and writable, report nlink 0, take fchmod/fchown/futimens/ftruncate, and leave no .fuse_hidden file', async () => {
+    await fsp.mkdir(p('ul'));
+    await fsp.writeFile(p('ul', 'doomed'), 'still here');
+    const fh = await fsp.open(p('ul', 'doomed'), 'r+');
     try {
-      await fsp.unlink(p('doomed'));
-      const names = await fsp.readdir(p());
-      expect(names.filter((n) => n.startsWith('.fuse_hidden'))).toEqual([]);
-      expect(names).not.toContain('doomed');
+      await fsp.unlink(p('ul', 'doomed'));
+      expect(await fsp.readdir(p('ul'))).toEqual([]);
+      expect(hiddenIn(await allNames(p()))).toEqual([]);
+      // libfuse's .fuse_hidden name is virtual: nothing in the upper or the workdir either, while open
+      expect(hiddenIn([...await allNames(join(dir, 'upper')), ...await allNames(join(dir, 'work'))])).toEqual([]);
+      await expect(fsp.stat(p('ul', 'doomed'))).rejects.toMatchObject({ code: 'ENOENT' });
       const buf = Buffer.alloc(10);
       const { bytesRead } = await fh.read(buf, 0, 10, 0);
       expect(buf.subarray(0, bytesRead).toString()).toBe('still here');
@@ -163,14 +171,25 @@ describe('unlinked open files', () => {
       const again = Buffer.alloc(10);
       await fh.read(again, 0, 10, 0);
       expect(again.toString()).toBe('STILL here');
-      // fstat here gives ENOENT once the kernel's attribute cache expires: libfuse 2.9 cannot find a
-      // path for a hard-removed node and the kernel sends GETATTR without the file handle
-      // (native-notes/fuse-binding.md). Kernel overlayfs reports nlink 0.
+      // fstat reaches the daemon (the unlink invalidated the kernel's attributes) as GETATTR without a handle
+      expect((await fh.stat()).nlink).toBe(0);
+      await fh.chmod(0o600);
+      expect((await fh.stat()).mode & 0o7777).toBe(0o600);
+      await fh.chown(1000, 1001);
+      expect(await fh.stat()).toMatchObject({ uid: 1000, gid: 1001 });
+      const t = new Date('2001-02-03T04:05:06.789Z');
+      await fh.utimes(t, t);
+      expect((await fh.stat()).mtimeMs).toBe(t.getTime());
+      await fh.truncate(5);
+      const st = await fh.stat();
+      expect(st.size).toBe(5);
+      expect(st.nlink).toBe(0);
+      // the directory it was in can go: the unlinked file does not keep it non-empty
+      await fsp.rmdir(p('ul'));
     } finally {
       await fh.close();
     }
-    const upperNames = await fsp.readdir(join(dir, 'upper'));
-    expect(upperNames.filter((n) => n.startsWith('.fuse_hidden'))).toEqual([]);
+    expect(hiddenIn([...await allNames(join(dir, 'upper')), ...await allNames(join(dir, 'work')), ...await allNames(p())])).toEqual([]);
   });
 
   it('an unlinked lower file opened read-only stays readable', async () => {
@@ -180,6 +199,11 @@ describe('unlinked open files', () => {
       const buf = Buffer.alloc(64);
       const { bytesRead } = await fh.read(buf, 0, 64, 0);
       expect(buf.subarray(0, bytesRead).toString()).toBe('from the lower layer\n');
+      // as kernel overlayfs (checked on 6.18): the lower file keeps its link count, and it
+      // cannot be changed (the copy-up finds the whiteout: EEXIST)
+      expect((await fh.stat()).nlink).toBe(1);
+      await expect(fh.chmod(0o600)).rejects.toMatchObject({ code: 'EEXIST' });
+      expect(hiddenIn(await allNames(p()))).toEqual([]);
     } finally {
       await fh.close();
     }

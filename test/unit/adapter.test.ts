@@ -32,13 +32,15 @@ describe('libfuse options of a mount', () => {
   const cfg = (o: string, uid = 0) => parseMountArgs({
     options: [o], mountpoint: '/m', source: undefined, foreground: false, debug: false, cwd: '/', uid,
   });
-  it('defaults as root: big writes, use_ino, hard_remove, nonempty, timeouts, suid,dev, default_permissions', () => {
+  it('defaults as root: big writes, use_ino, nonempty, no hard_remove, timeouts, suid,dev, default_permissions', () => {
     const words = buildFuseOptions(fuseOptions(cfg('lowerdir=/a,upperdir=/u,workdir=/w'), () => {}));
     expect(words).toEqual(expect.arrayContaining([
-      'use_ino', 'big_writes', 'max_write=131072', 'hard_remove', 'nonempty', 'entry_timeout=1', 'attr_timeout=1',
+      'use_ino', 'big_writes', 'max_write=131072', 'nonempty', 'entry_timeout=1', 'attr_timeout=1',
       'negative_timeout=1', 'suid', 'dev', 'exec', 'rw', 'default_permissions', 'fsname=stratafs', 'subtype=stratafs',
     ]));
     expect(words).not.toContain('allow_other');
+    // files unlinked while open go through libfuse's .fuse_hidden rename (core/hidden.ts)
+    expect(words).not.toContain('hard_remove');
   });
   it('options carry through', () => {
     const words = buildFuseOptions(fuseOptions(cfg('lowerdir=/a,timeout=0.5,negative_timeout=0,allow_other,nosuid,nodev,noexec,noatime,fsname=a\\,b'), () => {}));
