@@ -5,7 +5,7 @@
  * mkfifo, nanosecond utimensat) and each yields ok+value or an errno code.
  * Paths are latin1 byte strings relative to the mount root.
  */
-import { open, truncate, chmod, lchown, mkdir, rmdir, unlink, rename, link, symlink, readFile, readdir, lstat, readlink, type FileHandle } from 'node:fs/promises';
+import { open, truncate, chmod, lchown, mkdir, rmdir, unlink, rename, link, symlink, readdir, lstat, readlink, type FileHandle } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { constants as fsc } from 'node:fs';
 import { bash, errnoFromMessage, shq, withTimeout, TimeoutError } from './proc.js';
@@ -92,6 +92,13 @@ function timeArg(t: { sec: number; nsec: number }): string {
   return `@${t.sec}.${String(t.nsec).padStart(9, '0')}`;
 }
 
+/**
+ * Every open is non-blocking: opening a FIFO would otherwise wait for a peer
+ * forever (FIFO opens are served by the VFS on every implementation alike, so
+ * O_NONBLOCK answers the same everywhere: ENXIO for a writer, EOF for a reader).
+ */
+const NB = fsc.O_NONBLOCK;
+
 /** Runs a tool script and turns its failure into an errno code read from its message. */
 async function tool(script: string, timeoutMs: number): Promise<OpResult & { stdout?: string }> {
   const r = await bash(script, timeoutMs);
@@ -136,13 +143,13 @@ export class OpRunner {
     const t = this.timeoutMs;
     switch (o.op) {
       case 'create': {
-        const f = fsc.O_CREAT | fsc.O_WRONLY | (o.excl ? fsc.O_EXCL : 0) | (o.trunc ? fsc.O_TRUNC : 0);
+        const f = NB | fsc.O_CREAT | fsc.O_WRONLY | (o.excl ? fsc.O_EXCL : 0) | (o.trunc ? fsc.O_TRUNC : 0);
         const fh = await open(this.p(o.path), f, o.mode);
         await fh.close();
         return { ok: true };
       }
       case 'write': {
-        const fh = await open(this.p(o.path), 'r+');
+        const fh = await open(this.p(o.path), NB | fsc.O_RDWR);
         try {
           await fh.write(Buffer.from(o.data, 'latin1'), 0, o.data.length, o.offset);
         } finally {
@@ -151,7 +158,7 @@ export class OpRunner {
         return { ok: true };
       }
       case 'append': {
-        const fh = await open(this.p(o.path), 'a');
+        const fh = await open(this.p(o.path), NB | fsc.O_WRONLY | fsc.O_APPEND | fsc.O_CREAT, 0o666);
         try {
           await fh.write(Buffer.from(o.data, 'latin1'));
         } finally {
@@ -230,7 +237,13 @@ export class OpRunner {
         return { ok: true, value: names };
       }
       case 'read': {
-        const buf = await readFile(this.p(o.path));
+        const fh = await open(this.p(o.path), NB | fsc.O_RDONLY);
+        let buf: Buffer;
+        try {
+          buf = await fh.readFile();
+        } finally {
+          await fh.close();
+        }
         return { ok: true, value: { size: buf.length, hash: hash(buf) } };
       }
       case 'readdir': {
@@ -252,7 +265,8 @@ export class OpRunner {
         const old = this.fds.get(o.fd);
         if (old) await old.close();
         this.fds.delete(o.fd);
-        this.fds.set(o.fd, await open(this.p(o.path), o.flags));
+        const fl = { r: fsc.O_RDONLY, 'r+': fsc.O_RDWR, a: fsc.O_WRONLY | fsc.O_APPEND | fsc.O_CREAT, w: fsc.O_WRONLY | fsc.O_CREAT | fsc.O_TRUNC }[o.flags];
+        this.fds.set(o.fd, await open(this.p(o.path), NB | fl, 0o666));
         return { ok: true };
       }
       case 'fdread': {
