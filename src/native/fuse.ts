@@ -58,7 +58,8 @@ export interface FuseHandlers {
   flush?(path: Bstr | null, fh: number, cb: DoneCb): void;
   fsync?(path: Bstr | null, datasync: number, fh: number, cb: DoneCb): void;
   fsyncdir?(path: Bstr | null, datasync: number, fh: number, cb: DoneCb): void;
-  readdir?(path: Bstr | null, cb: ReaddirCb): void;
+  /** fh: what opendir answered for this directory handle (0 if opendir gave none); path null for a removed directory. */
+  readdir?(path: Bstr | null, fh: number, cb: ReaddirCb): void;
   truncate?(path: Bstr, size: number, cb: DoneCb): void;
   ftruncate?(path: Bstr | null, fh: number, size: number, cb: DoneCb): void;
   /** nsec values may be UTIME_NOW or UTIME_OMIT; path null for futimens on an unlinked file. */
@@ -115,7 +116,11 @@ export interface FuseOptions {
   attrTimeout?: number;
   negativeTimeout?: number;
   acAttrTimeout?: number;
-  /** Unlink open files at once instead of renaming them to .fuse_hidden*. Default true. */
+  /**
+   * Unlink open files at once instead of renaming them to .fuse_hidden*. Default true.
+   * Then fh-based handlers get a null path, and libfuse answers a GETATTR of the removed
+   * node (fstat) with ENOENT itself; stratafs mounts without it (core/hidden.ts).
+   */
   hardRemove?: boolean;
   /** Allow mounting over a non-empty directory. Default true (fuse-overlayfs does). */
   nonempty?: boolean;

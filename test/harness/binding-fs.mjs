@@ -125,8 +125,8 @@ const handlers = {
     cb(0, stat(n));
   },
   access(path, mode, cb) { log({ op: 'access', path, mode }); cb(0); },
-  readdir(path, cb) {
-    log({ op: 'readdir', path });
+  readdir(path, fh, cb) {
+    log({ op: 'readdir', path, fh });
     const names = children(path);
     const types = new Float64Array(names.length * 2 + 4);
     const self = nodes.get(path);
@@ -139,8 +139,14 @@ const handlers = {
     });
     cb(0, out, types);
   },
-  opendir(path, flags, cb) { cb(0, 0); },
-  releasedir(path, fh, cb) { cb(0); },
+  opendir(path, flags, cb) {
+    const n = nodes.get(path);
+    if (!n) return cb(-ENOENT);
+    const fh = openHandle(n);
+    log({ op: 'opendir', path, fh });
+    cb(0, fh);
+  },
+  releasedir(path, fh, cb) { handles.delete(fh); cb(0); },
   create(path, mode, flags, cb) {
     const ctx = fuse.context();
     const n = newNode(path, mode);

@@ -156,6 +156,18 @@ print(json.dumps({e.name: [e.inode(), e.is_dir(follow_symlinks=False), e.is_file
     expect(ops(await fx.entries(), 'getattr', '/big')).toHaveLength(0);
   });
 
+  it('readdir gets the directory handle that opendir answered', async () => {
+    await fx.mark();
+    await readdir(fx.mnt);
+    const e = await fx.entries();
+    const opened = ops(e, 'opendir', '/');
+    const listed = ops(e, 'readdir', '/');
+    expect(opened).toHaveLength(1);
+    expect(listed.length).toBeGreaterThan(0);
+    expect(opened[0]!.fh).toBeGreaterThan(0);
+    for (const r of listed) expect(r.fh).toBe(opened[0]!.fh);
+  });
+
   it('a name that is not UTF-8 round-trips through create, readdir, stat and unlink', async () => {
     const name = Buffer.from([0x63, 0x61, 0x66, 0xe9]); // "caf\xe9"
     const file = Buffer.concat([Buffer.from(fx.mnt + '/'), name]);
