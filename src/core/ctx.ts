@@ -43,6 +43,8 @@ export interface OpenFile {
 export interface OpenDir {
   path: Bstr;
   entries: import('./types.js').MergedEntry[];
+  /** readdir has served `entries` once (a later readdir is a rewind: list afresh) */
+  listed: boolean;
   /** an fd on the top real directory, for fsyncdir (upper only) */
   fd: number;
 }

@@ -53,13 +53,22 @@ export function opendir(ctx: Ctx, path: Bstr, _caller: Caller): number {
   const dir = resolveDir(ctx, path);
   const entries = mergedEntries(ctx, dir);
   const fh = ctx.nextFh++;
-  ctx.dirs.set(fh, { path, entries, fd: -1 });
+  ctx.dirs.set(fh, { path, entries, fd: -1, listed: false });
   return fh;
 }
 
+/**
+ * The listing of an open directory. libfuse 2.9 buffers the whole listing and
+ * asks again (offset 0) only on a rewind: the first call gets the opendir
+ * listing, a later one a fresh listing, as rewinddir(3) on the kernel's
+ * overlayfs sees changes made since. `path` is libfuse's current path of the
+ * directory (null once it is removed: then it lists empty).
+ */
 export function readdir(ctx: Ctx, path: Bstr | null, fh: number): MergedEntry[] {
   const d = ctx.dirs.get(fh);
   if (!d) fail('EBADF', path ?? '', 'readdir');
+  if (d.listed) d.entries = path === null ? [] : mergedEntries(ctx, resolveDir(ctx, path));
+  d.listed = true;
   return d.entries;
 }
 

@@ -116,30 +116,6 @@ export interface Adapter {
 
 const S_IFDIR = 0o040000;
 
-/** fh of the open directory handles by path (see readdir) */
-class OpenDirs {
-  private readonly byPath = new Map<Bstr, number[]>();
-  private readonly pathOf = new Map<number, Bstr>();
-  add(path: Bstr, fh: number): void {
-    const l = this.byPath.get(path);
-    if (l) l.push(fh);
-    else this.byPath.set(path, [fh]);
-    this.pathOf.set(fh, path);
-  }
-  find(path: Bstr): number | undefined {
-    const l = this.byPath.get(path);
-    return l === undefined ? undefined : l[l.length - 1];
-  }
-  remove(fh: number): void {
-    const p = this.pathOf.get(fh);
-    if (p === undefined) return;
-    this.pathOf.delete(fh);
-    const l = this.byPath.get(p)!;
-    l.splice(l.indexOf(fh), 1);
-    if (l.length === 0) this.byPath.delete(p);
-  }
-}
-
 function statvfsArray(s: StatFs): Float64Array {
   const a = new Float64Array(STATVFS_LEN);
   a[StatvfsIdx.bsize] = s.bsize; a[StatvfsIdx.frsize] = s.frsize; a[StatvfsIdx.blocks] = s.blocks;
@@ -151,7 +127,6 @@ function statvfsArray(s: StatFs): Float64Array {
 
 export function createAdapter(ops: OverlayOps, opt: AdapterOptions): Adapter {
   const { log, context } = opt;
-  const openDirs = new OpenDirs();
   const debug = opt.debug;
   const counters = new Map<string, OpCounter>();
   const counter = (op: string): OpCounter => {
@@ -236,30 +211,13 @@ export function createAdapter(ops: OverlayOps, opt: AdapterOptions): Adapter {
 
     opendir(path, flags, cb) {
       const caller = context();
-      settle('opendir', path, () => `flags=0x${flags.toString(16)}`, cb, () => ops.opendir(path, caller), (fh) => {
-        openDirs.add(path, fh);
-        cb(0, fh, 0);
-      }, (fh) => fh);
+      settle('opendir', path, () => `flags=0x${flags.toString(16)}`, cb, () => ops.opendir(path, caller),
+        (fh) => cb(0, fh, 0), (fh) => fh);
     },
-    readdir(path, cb) {
-      // The binding does not pass the directory's fh to readdir yet: the listing
-      // built at opendir is found by path (any open handle of that path holds an
-      // equally fresh listing); without one, a listing is built for this call.
-      const fh = path === null ? undefined : openDirs.find(path);
-      const caller = fh === undefined ? context() : undefined;
-      settle('readdir', path, () => `fh=${fh ?? 'none'}`, cb, async (): Promise<[MergedEntry[], number, number]> => {
-        let entries: MergedEntry[];
-        if (fh !== undefined) {
-          entries = await ops.readdir(path, fh);
-        } else {
-          if (path === null) throw new FsError('EBADF', '', 'readdir');
-          const tmp = await ops.opendir(path, caller!);
-          try {
-            entries = await ops.readdir(path, tmp);
-          } finally {
-            await ops.releasedir(path, tmp);
-          }
-        }
+    readdir(path, fh, cb) {
+      // fh is what opendir answered: the listing the core built for this handle.
+      settle('readdir', path, () => `fh=${fh}`, cb, async (): Promise<[MergedEntry[], number, number]> => {
+        const entries = await ops.readdir(path, fh);
         // POSIX getdents lists . and .. ; the core's merged listing holds only real names.
         const self = await inoOf(path);
         const parent = path === null || path === '/' ? self : await inoOf(parentOf(path));
@@ -280,7 +238,6 @@ export function createAdapter(ops: OverlayOps, opt: AdapterOptions): Adapter {
       }, ([entries]) => entries.length);
     },
     releasedir(path, fh, cb) {
-      openDirs.remove(fh);
       settle('releasedir', path, () => `fh=${fh}`, cb, () => ops.releasedir(path, fh), done(cb));
     },
     fsyncdir(path, datasync, fh, cb) {

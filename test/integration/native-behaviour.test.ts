@@ -147,6 +147,24 @@ describe('callers and names', () => {
   });
 });
 
+describe('directory handles', () => {
+  it('rewinddir on an open directory shows entries created since (as kernel overlayfs)', async () => {
+    await fsp.mkdir(p('rw'));
+    await fsp.writeFile(p('rw', 'a'), '');
+    // python's listdir(fd) rewinds the one open directory handle each time
+    const out = await sh(`cd '${p('rw')}' && python3 -c "
+import os
+fd = os.open('.', os.O_RDONLY)
+print(sorted(os.listdir(fd)))
+open('b', 'w').close()
+print(sorted(os.listdir(fd)))
+os.unlink('a')
+print(sorted(os.listdir(fd)))
+"`);
+    expect(out.trim().split('\n')).toEqual([`['a']`, `['a', 'b']`, `['b']`]);
+  });
+});
+
 describe('unlinked open files', () => {
   /** every name under a directory on disk, recursively */
   const allNames = async (d: string): Promise<string[]> =>
