@@ -210,6 +210,27 @@ describe('unlinked open files', () => {
     expect(hiddenIn([...await allNames(join(dir, 'upper')), ...await allNames(join(dir, 'work')), ...await allNames(p())])).toEqual([]);
   });
 
+  it('a file renamed over while open keeps its data through the fd; reopening it through /proc works', async () => {
+    await fsp.writeFile(p('victim'), 'old content');
+    await fsp.writeFile(p('newer'), 'new content');
+    const fh = await fsp.open(p('victim'), 'r');
+    try {
+      await fsp.rename(p('newer'), p('victim'));
+      expect(await fsp.readFile(p('victim'), 'utf8')).toBe('new content');
+      const buf = Buffer.alloc(32);
+      const { bytesRead } = await fh.read(buf, 0, 32, 0);
+      expect(buf.subarray(0, bytesRead).toString()).toBe('old content');
+      expect((await fh.stat()).nlink).toBe(0);
+      // open(2) of /proc/PID/fd/N reaches the hidden node by its name
+      expect(await fsp.readFile(`/proc/self/fd/${fh.fd}`, 'utf8')).toBe('old content');
+      expect(hiddenIn(await allNames(p()))).toEqual([]);
+      expect(hiddenIn(await allNames(join(dir, 'upper')))).toEqual([]);
+    } finally {
+      await fh.close();
+    }
+    expect(await fsp.readFile(p('victim'), 'utf8')).toBe('new content');
+  });
+
   it('an unlinked lower file opened read-only stays readable', async () => {
     const fh = await fsp.open(p('lower-file'), 'r');
     try {
