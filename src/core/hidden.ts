@@ -27,6 +27,11 @@
  * guessed) reaches the unlinked file; and renaming a file that is open onto a
  * name of exactly this form (`.fuse_hidden` + 16 hex digits) that does not
  * exist is taken as libfuse's hide, so that file is gone once it is closed.
+ * A rename onto such a name of a file with no open handle is an ordinary
+ * rename: that keeps a user's file safe, and leaves a real `.fuse_hidden`
+ * file only in libfuse's own race (an unlink on one thread while the last
+ * release runs on another, where libfuse hides a node whose last handle is
+ * already closed and never unlinks it).
  */
 import * as fs from 'node:fs';
 import { constants as osConstants } from 'node:os';
