@@ -88,6 +88,44 @@ export const BASE: LayerSetSpec = {
 /** read-only: the same lowers, no upper */
 export const BASE_RO: LayerSetSpec = { lowers: BASE.lowers };
 
+/**
+ * Three lowers, one of them an old kernel upper: a directory renamed with
+ * redirect_dir=on (absolute and relative redirects), whiteouts of dirs in
+ * both forms, an opaque dir in the middle of the stack.
+ */
+export const DEEP: LayerSetSpec = {
+  lowers: [
+    [
+      { kind: 'dir', path: 'moved', xattrs: { 'trusted.overlay.redirect': '/orig' } },
+      { kind: 'file', path: 'moved/added', content: 'added after the rename\n' },
+      { kind: 'whiteout', path: 'orig' },
+      { kind: 'dir', path: 'p' },
+      { kind: 'dir', path: 'p/rel', xattrs: { 'trusted.overlay.redirect': 'relorig' } },
+      { kind: 'whiteout', path: 'p/relorig' },
+      { kind: 'whiteout', path: 'ocidir', style: 'oci' },
+      { kind: 'file', path: 'mid/top-only' },
+    ],
+    [
+      { kind: 'dir', path: 'mid', opaque: 'oci' },
+      { kind: 'file', path: 'mid/middle' },
+      { kind: 'dir', path: 'p' },
+      { kind: 'file', path: 'p/relorig/r1', content: 'r1\n' },
+    ],
+    [
+      { kind: 'dir', path: 'orig' },
+      { kind: 'file', path: 'orig/a', content: 'a\n' },
+      { kind: 'dir', path: 'orig/sub' },
+      { kind: 'file', path: 'orig/sub/b', content: 'b\n' },
+      { kind: 'dir', path: 'ocidir' },
+      { kind: 'file', path: 'ocidir/x' },
+      { kind: 'dir', path: 'mid' },
+      { kind: 'file', path: 'mid/bottom' },
+      { kind: 'file', path: 'p/relorig/r2', content: 'r2\n' },
+    ],
+  ],
+  upper: [{ kind: 'dir', path: 'up' }],
+};
+
 const c = (name: string, about: string, ops: Op[], layers: LayerSetSpec = BASE): Case => ({ name, about, ops, layers });
 const T1 = { sec: 1_234_567_890, nsec: 123_456_789 };
 const T2 = { sec: 1_300_000_000, nsec: 999_999_999 };
@@ -436,6 +474,28 @@ export const SCRIPTED: Case[] = [
     { op: 'open', fd: 'w', path: 'f1', flags: 'r+' },
     { op: 'utimens', path: 'f1', atime: T1, mtime: T1 },
   ], BASE_RO),
+  c('deep-redirects', 'three lowers: redirects written by the kernel in a lower are followed; dir whiteouts; opaque mid-stack', [
+    { op: 'readdir', path: '' },
+    { op: 'readdir', path: 'moved' },
+    { op: 'read', path: 'moved/sub/b' },
+    { op: 'stat', path: 'orig' },
+    { op: 'readdir', path: 'p/rel' },
+    { op: 'stat', path: 'p/relorig' },
+    { op: 'stat', path: 'ocidir' },
+    { op: 'readdir', path: 'mid' },
+    { op: 'listxattr', path: 'moved' },
+    { op: 'append', path: 'moved/a', data: 'more' },
+    { op: 'rename', from: 'moved', to: 'up/moved2' },
+    { op: 'readdir', path: 'up/moved2' },
+    { op: 'rename', from: 'p/rel', to: 'rel2' },
+    { op: 'readdir', path: 'rel2' },
+    { op: 'mkdir', path: 'orig', mode: 0o755 },
+    { op: 'readdir', path: 'orig' },
+    { op: 'mkdir', path: 'ocidir', mode: 0o755 },
+    { op: 'readdir', path: 'ocidir' },
+    { op: 'unlink', path: 'mid/middle' },
+    { op: 'readdir', path: 'mid' },
+  ], DEEP),
   c('hardlink-copy-up', 'a lower file with two names: copy-up of one name', [
     { op: 'stat', path: 'hl1' },
     { op: 'append', path: 'hl1', data: 'more' },

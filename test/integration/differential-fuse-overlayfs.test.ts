@@ -40,6 +40,10 @@ const FUSE_OVERLAYFS_KNOWN: Divergence[] = [
     reason: 'fuse-overlayfs refuses trusted.overlay.* through the mount (EPERM); kernel >= 6.7 stores it escaped' },
   { id: 'wh-prefix-read', impl: FO, match: { kind: 'tree', phase: "fuse-overlayfs reads kernel's upper", field: 'exists', path: /(^|\/)\.wh\./ },
     reason: 'fuse-overlayfs reads every `.wh.X` in any layer as a whiteout, so a file or dir the kernel let a user name `.wh.X` vanishes' },
+  { id: 'redirect-not-followed', impl: FO, match: { kind: 'op', op: ['readdir'], candidate: 'ok', path: /^(moved|p\/rel)$/ },
+    reason: 'fuse-overlayfs ignores trusted.overlay.redirect in lower layers (a dir the kernel renamed with redirect_dir=on): only its own layer shows' },
+  { id: 'redirect-not-followed-read', impl: FO, match: { kind: 'op', op: ['read', 'stat'], candidate: 'ENOENT', reference: 'ok', path: /^moved\// },
+    reason: 'as redirect-not-followed' },
   { id: 'copy-up-parent-mtime', impl: FO, match: { kind: 'tree', field: 'mtime', nodeType: ['dir'] },
     reason: 'the kernel restores the parent directory times after a copy-up; fuse-overlayfs leaves them at the copy-up time ' +
       '(echo >> m/d/low; stat -c %y m/d) and keeps reporting a stale root mtime from its attribute cache' },
@@ -83,6 +87,7 @@ const MUST_REPORT: Record<string, string[]> = {
   // fuse-overlayfs refuses only files named .wh.*; a dir of that name is created and then hidden from anyone reading the upper as it does
   'names-wh-prefix-dir': ['wh-prefix-read'],
   'xattr-overlay-private': ['trusted-overlay-xattr'],
+  'deep-redirects': ['redirect-not-followed', 'redirect-not-followed-read', 'lower-dir-rename-exdev'],
 };
 
 /**
