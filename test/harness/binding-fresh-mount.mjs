@@ -22,7 +22,7 @@ const handlers = {
     if (path === '/hello') return cb(0, st(0o100644, content.length, 2));
     cb(-2);
   },
-  readdir(path, cb) { cb(0, ['hello']); },
+  readdir(path, fh, cb) { cb(0, ['hello']); },
   open(path, flags, cb) { cb(0, 42); },
   read(path, fh, buf, len, offset, cb) {
     const n = Math.max(0, Math.min(len, content.length - offset));
