@@ -62,7 +62,7 @@ function resultKey(r: OpResult): string {
   return r.ok ? 'ok' : r.errno;
 }
 
-function opAllowed(divs: readonly Divergence[], impl: Impl, o: Op, ref: OpResult, cand: OpResult): string | undefined {
+export function opAllowed(divs: readonly Divergence[], impl: Impl, o: Op, ref: OpResult, cand: OpResult): string | undefined {
   for (const d of divs) {
     if (d.impl !== impl || d.match.kind !== 'op') continue;
     const m = d.match;
@@ -76,7 +76,7 @@ function opAllowed(divs: readonly Divergence[], impl: Impl, o: Op, ref: OpResult
   return undefined;
 }
 
-function treeAllowed(divs: readonly Divergence[], impl: Impl, phase: string, t: TreeDiff): string | undefined {
+export function treeAllowed(divs: readonly Divergence[], impl: Impl, phase: string, t: TreeDiff): string | undefined {
   for (const d of divs) {
     if (d.impl !== impl || d.match.kind !== 'tree') continue;
     const m = d.match;
