@@ -71,5 +71,7 @@ export async function teardown(): Promise<void> {
     else await rm(root, { recursive: true, force: true });
     return;
   }
+  // vitest only logs a teardown error ("error during close"); the exit code is what fails CI.
+  process.exitCode = 1;
   throw new Error(`test run left mounts or processes behind (cleaned up now; files kept in ${root}):\n${leaks.join('\n')}`);
 }
