@@ -2,6 +2,20 @@
  * The differential runner: the same operation sequence on two identical copies
  * of a layer set, one per implementation, then the merged trees, and each
  * side's upper read by the other implementation.
+ *
+ * Use:
+ *   const r = await runCase({ name, layers: BASE, ops }, { candidate: 'stratafs', divergences: divergencesFor('stratafs') });
+ *   expect(r.unexplained, formatReport(r, ops)).toEqual([]);
+ * Layer sets: layers.ts (LayerSetSpec; OCI markers are converted for the kernel's copy).
+ * Operations: ops.ts (Op, applied by OpRunner; results are ok+value or an errno code).
+ * Trees: tree.ts (snapshot, compareTrees, readRawUpper). Mounts: mounts.ts (mount, MountHandle.unmount).
+ * Intended differences: divergences.ts, the only list the runner honours.
+ *
+ * Per case: build both copies, mount both, apply each op to both (concurrently)
+ * and compare results; when one side changed the tree and the other did not,
+ * stop (what follows would only echo it). Then compare merged trees, unmount,
+ * look for `.wh.` files the candidate wrote itself, and mount each upper with
+ * the other implementation (on a copy, with a fresh workdir) to compare again.
  */
 import { mkdir, rm } from 'node:fs/promises';
 import { mustBash, shq, TimeoutError } from './proc.js';
