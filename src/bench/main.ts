@@ -7,12 +7,11 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { execFileSync } from 'node:child_process';
 import { Command, InvalidArgumentError } from 'commander';
 import { ensureDataset, type Manifest } from './dataset.js';
 import { FULL_PARAMS, QUICK_PARAMS } from './params.js';
 import { IMPL_NAMES, MountError, fuseOverlayfsImpl, kernelImpl, makeStratafsImpl, reapDaemons, stratafsCli, type Impl, type ImplName, type MountHandle } from './impls.js';
-import { bash, describeFailure, dropCaches, findMount, killRunningChildren, sampleProc } from './proc.js';
+import { bash, describeFailure, findMount, syncAndDrop, killRunningChildren, sampleProc } from './proc.js';
 import { CommandError, CorrectnessError, workloads, type Workload, type WorkloadCtx } from './workloads.js';
 import { compare, markdown, median, numericDelta, stratafsProfile, type Cell, type ImplStatus, type Mode, type Results, type RunRecord } from './report.js';
 
@@ -184,8 +183,7 @@ class Runner {
   ): Promise<Measured> {
     const statsBefore = opts.stats ? await impl.stats(c.mnt) : undefined;
     // sync in warm mode too: write-back of an earlier run's dirty data must not land inside this one.
-    if (opts.cold) dropCaches();
-    else execFileSync('sync');
+    await syncAndDrop(opts.cold);
     const before = h.pid !== null ? sampleProc(h.pid) : null;
     const m = await w.measure(c);
     const after = h.pid !== null ? sampleProc(h.pid) : null;

@@ -1,5 +1,5 @@
 import * as fs from 'node:fs';
-import { spawn, execFileSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 
 export interface RunResult {
   code: number | null;
@@ -22,17 +22,11 @@ export interface RunOptions {
  * Runs a command in a child process and times it from spawn to exit. Workloads always run in children:
  * a hung mount then costs a killed child and a timeout, not a hung benchmark.
  */
-/** Process groups of running workload children, so an interrupt can stop them at once. */
-const running = new Set<number>();
+/** Stop functions of the running children, so an interrupt can stop them all at once. */
+const running = new Map<number, () => void>();
 
 export function killRunningChildren(): void {
-  for (const pgid of running) {
-    try {
-      process.kill(-pgid, 'SIGKILL');
-    } catch {
-      /* already gone */
-    }
-  }
+  for (const stop of [...running.values()]) stop();
 }
 
 export function run(cmd: string, args: readonly string[], opts: RunOptions): Promise<RunResult> {
@@ -45,7 +39,6 @@ export function run(cmd: string, args: readonly string[], opts: RunOptions): Pro
     let stderr = '';
     let timedOut = false;
     const pgid = child.pid;
-    if (pgid !== undefined) running.add(pgid);
     child.stdout.setEncoding('latin1');
     child.stderr.setEncoding('latin1');
     child.stdout.on('data', (d: string) => {
@@ -54,27 +47,41 @@ export function run(cmd: string, args: readonly string[], opts: RunOptions): Pro
     child.stderr.on('data', (d: string) => {
       if (stderr.length < 65536) stderr += d;
     });
-    const timer = setTimeout(() => {
-      timedOut = true;
-      if (child.pid !== undefined) {
+    let settled = false;
+    const finish = (code: number | null, signal: NodeJS.Signals | null, extra = ''): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      clearTimeout(grace);
+      if (pgid !== undefined) running.delete(pgid);
+      const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+      resolve({ code, signal, stdout, stderr: stderr + extra, seconds, timedOut });
+    };
+    let grace: NodeJS.Timeout | undefined;
+    const stop = (): void => {
+      if (grace !== undefined) return;
+      if (pgid !== undefined) {
         try {
-          process.kill(-child.pid, 'SIGKILL');
+          process.kill(-pgid, 'SIGKILL');
         } catch {
           /* already gone */
         }
       }
+      // A process waiting on a FUSE request the daemon never answers sits in D state, immune to SIGKILL,
+      // and keeps the pipes open: 'close' would never come. Give up on it after a grace period.
+      grace = setTimeout(() => {
+        child.stdout.destroy();
+        child.stderr.destroy();
+        finish(null, 'SIGKILL', '\n(a process of this command is stuck in the kernel, probably on an unanswered FUSE request)');
+      }, 5000);
+    };
+    const timer = setTimeout(() => {
+      timedOut = true;
+      stop();
     }, opts.timeoutMs);
-    child.on('error', (err) => {
-      clearTimeout(timer);
-      if (pgid !== undefined) running.delete(pgid);
-      resolve({ code: 127, signal: null, stdout, stderr: stderr + String(err), seconds: 0, timedOut });
-    });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      if (pgid !== undefined) running.delete(pgid);
-      const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-      resolve({ code, signal, stdout, stderr, seconds, timedOut });
-    });
+    if (pgid !== undefined) running.set(pgid, stop);
+    child.on('error', (err) => finish(127, null, String(err)));
+    child.on('close', (code, signal) => finish(code, signal));
   });
 }
 
@@ -88,10 +95,14 @@ export function describeFailure(r: RunResult): string {
   return err ? `${why}: ${err}` : why;
 }
 
-/** sync + drop page, dentry and inode caches, so the next workload starts cold. Needs root. */
-export function dropCaches(): void {
-  execFileSync('sync');
-  fs.writeFileSync('/proc/sys/vm/drop_caches', '3');
+/**
+ * sync (+ drop page, dentry and inode caches, so the next workload starts cold; needs root).
+ * In children with a timeout: sync(2) waits for write-back to every mount, a hung FUSE daemon's included,
+ * and a synchronous call would freeze the whole benchmark with it.
+ */
+export async function syncAndDrop(drop: boolean): Promise<void> {
+  const r = await run('sh', ['-c', drop ? 'sync && echo 3 > /proc/sys/vm/drop_caches' : 'sync'], { timeoutMs: 120_000 });
+  if (r.code !== 0) throw new Error(`${drop ? 'sync + drop_caches' : 'sync'}: ${describeFailure(r)}`);
 }
 
 /** Quote for bash single-quoted context. */
