@@ -258,6 +258,10 @@ export function lookupChild(ctx: Ctx, parent: Entry, name: Bstr): Entry | undefi
         absPath = rd.path;
         list = ctx.layers.slice(layer + 1).map((l) => ({ layer: l.index, rel: '' }));
         i = -1;
+      } else if (absPath !== undefined) {
+        // A relative redirect met on an absolute walk replaces the last component of the
+        // path walked so far (kernel ovl_check_redirect keeps the prefix).
+        absPath = joinRel(splitPath(absPath)[0], rd.name);
       } else {
         curName = rd.name;
       }

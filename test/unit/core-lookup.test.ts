@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { code, coreTree, createFile, ino, kernelView, ls, makeLayers, open, readFile, root, tree, type Layers } from './core-helpers.js';
+import { code, coreTree, createFile, getx, ino, kernelView, ls, makeLayers, open, readFile, root, tree, type Layers } from './core-helpers.js';
 import { openOverlay, type Overlay } from '../../src/core/overlay.js';
 import { configFor } from './core-helpers.js';
 
@@ -63,6 +63,31 @@ describe('core lookup and merge', () => {
     } finally { execFileSync('umount', [L.mnt]); }
     O = await open(L);
     expect(await coreTree(O)).toEqual(['a2/', 'a2/sub/', 'a2/sub/f = F', 'n/', 'n/b2/', 'n/b2/g = G']);
+  });
+
+  it('follows a relative redirect met on an absolute one; renaming such a dir writes what the kernel writes', async () => {
+    // l0 p/rel carries a kernel relative redirect to p/relorig (whited out in l0, content below).
+    L = makeLayers({
+      l0: { 'p/rel': { dir: true, xattr: { 'trusted.overlay.redirect': 'relorig' } }, 'p/relorig': { wh: true } },
+      l1: { 'p/relorig/r1': 'r1' },
+      l2: { 'p/relorig/r2': 'r2' },
+    }, 3);
+    O = await open(L);
+    expect(await ls(O, '/p/rel')).toEqual(['r1', 'r2']);
+    await O.rename('/p/rel', '/rel2', 0, root);
+    // The kernel (6.18, redirect_dir=on) writes the path of the lower dir's own name: "/p/rel".
+    expect(getx(path.join(L.upper, 'rel2'), 'trusted.overlay.redirect')).toBe('/p/rel');
+    expect(await ls(O, '/rel2')).toEqual(['r1', 'r2']);
+    await O.rename('/rel2', '/rel3', 0, root);
+    expect(getx(path.join(L.upper, 'rel3'), 'trusted.overlay.redirect')).toBe('/p/rel');
+    await O.mkdir('/q', 0o755, root);
+    await O.rename('/rel3', '/q/rel4', 0, root);
+    expect(await readFile(O, '/q/rel4/r2')).toBe('r2');
+    await O.close(); O = undefined;
+    O = await open(L);
+    const mine = await coreTree(O);
+    expect(mine).toEqual(['p/', 'q/', 'q/rel4/', 'q/rel4/r1 = r1', 'q/rel4/r2 = r2']);
+    expect(kernelView(L)).toEqual(mine);
   });
 
   it('reads a kernel upper: copied-up files keep the origin number, hard links made by the kernel share one', async () => {
