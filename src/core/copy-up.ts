@@ -26,7 +26,7 @@ import { FsError, isFsError } from './errors.js';
 import { isUpperEntry, resolve, type Entry } from './namei.js';
 import { mergedEntries } from './readdir.js';
 import {
-  markerXattr, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, TRUSTED_PREFIX, USER_PREFIX, FUSE_OVERLAYFS_PREFIX,
+  markerXattr, OPAQUE_XATTRS, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, TRUSTED_PREFIX, USER_PREFIX, FUSE_OVERLAYFS_PREFIX,
 } from './whiteout.js';
 
 const fsyncAsync = promisify(fs.fsync);
@@ -43,6 +43,10 @@ const ENODATA = 61;
  * form trusted.overlay.overlay.* is user data (a nested overlay's marker).
  */
 export function isPrivateXattr(name: Bstr, userxattr: boolean): boolean {
+  // Every name lookup reads as an opaque marker, whatever the mount's namespace: a copied-up
+  // directory is never opaque (the kernel copies no marker), else an upper copy of a lower
+  // opaque dir would hide the lower's own entries.
+  if (OPAQUE_XATTRS.includes(name)) return true;
   if (name.startsWith(TRUSTED_PREFIX)) return !name.startsWith(TRUSTED_PREFIX + 'overlay.');
   if (name.startsWith(FUSE_OVERLAYFS_PREFIX)) return true;
   if (userxattr && name.startsWith(USER_PREFIX)) return !name.startsWith(USER_PREFIX + 'overlay.');

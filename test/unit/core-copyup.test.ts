@@ -16,6 +16,25 @@ afterEach(async () => {
 const { O_RDONLY, O_WRONLY, O_RDWR, O_TRUNC, O_APPEND } = fs.constants;
 
 describe('core copy-up', () => {
+  it('copies no opaque marker up: the upper copy of a lower opaque dir (any format) keeps showing its entries', async () => {
+    L = makeLayers({
+      l0: {
+        'uo': { xattr: { 'user.overlay.opaque': 'y', 'user.keep': 'k' }, dir: true }, 'uo/new': 'n',
+        'fo': { xattr: { 'user.fuseoverlayfs.opaque': 'y' }, dir: true }, 'fo/new': 'n',
+      },
+      l1: { 'uo/old': 'hidden', 'fo/old': 'hidden' },
+    });
+    O = await open(L);
+    for (const d of ['/uo', '/fo']) {
+      const { fh } = await O.create(`${d}/made`, 0o644, O_WRONLY, root);
+      await O.release(`${d}/made`, fh);
+      expect((await coreTree(O, d)).sort()).toEqual(['made = ', 'new = n']);
+    }
+    expect(getx(path.join(L.upper, 'uo'), 'user.overlay.opaque')).toBeUndefined();
+    expect(getx(path.join(L.upper, 'fo'), 'user.fuseoverlayfs.opaque')).toBeUndefined();
+    expect(getx(path.join(L.upper, 'uo'), 'user.keep')).toBe('k');
+  });
+
   it('keeps mode bits, owner, ns times and xattrs; writes origin; restores parent times', async () => {
     L = makeLayers({ l0: { 'd/f': 'data', 'd/l': { link: 'f' } } }, 1);
     const f = path.join(L.lowers[0]!, 'd/f');

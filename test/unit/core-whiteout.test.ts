@@ -105,7 +105,7 @@ describe('whiteout codec', () => {
     expect(isPrivateXattr('trusted.overlay.opaque', false)).toBe(true);
     expect(isPrivateXattr('trusted.overlay.overlay.x', false)).toBe(false);
     expect(isPrivateXattr('user.fuseoverlayfs.opaque', false)).toBe(true);
-    expect(isPrivateXattr('user.overlay.opaque', false)).toBe(false);
+    expect(isPrivateXattr('user.overlay.opaque', false)).toBe(true); // read as a marker: never copied up
     expect(isPrivateXattr('user.overlay.opaque', true)).toBe(true);
     expect(isPrivateXattr('user.x', true)).toBe(false);
   });
