@@ -192,10 +192,23 @@ export function lookupChild(ctx: Ctx, parent: Entry, name: Bstr): Entry | undefi
   let list: readonly LayerRef[] = parent.stack;
   let upperXattrs: Bstr[] | undefined;
 
+  // An opaque dir on the way to an absolute redirect target ends the merge after that layer,
+  // unless the target itself redirects absolutely (kernel ovl_check_redirect clears d->stop).
+  let stopBelow = false;
   for (let i = 0; i < list.length; i++) {
+    if (stopBelow) break;
     const { layer, rel: prel } = list[i]!;
     const L = ctx.layers[layer]!;
     const rel = absPath ?? joinRel(prel, curName);
+    // An absolute redirect is walked in each layer one component at a time, as the kernel's
+    // ovl_lookup_layer does: what lies on the way there can stop or redirect the lookup below.
+    if (absPath !== undefined && absPath.includes('/')) {
+      const w = walkAbsolute(ctx, layer, absPath);
+      if (w.state === 'stop') break;
+      stopBelow = w.opaque;
+      absPath = w.next;
+      if (w.state === 'missing') continue;
+    }
     if (!L.upper) {
       // Lower layers never change: their directory listings answer most probes without a syscall.
       const [d, n] = absPath === undefined ? [prel, curName] : splitPath(rel);
@@ -256,6 +269,7 @@ export function lookupChild(ctx: Ctx, parent: Entry, name: Bstr): Entry | undefi
       if (rd.absolute) {
         // Continue in every layer below this one, from its root (kernel: poe = roe).
         absPath = rd.path;
+        stopBelow = false;
         list = ctx.layers.slice(layer + 1).map((l) => ({ layer: l.index, rel: '' }));
         i = -1;
       } else if (absPath !== undefined) {
@@ -278,6 +292,56 @@ export function lookupChild(ctx: Ctx, parent: Entry, name: Bstr): Entry | undefi
     ino = ctx.inodes.real(topDev, topIno);
   }
   return { path, type, stack, ino, redirect, opaque };
+}
+
+/**
+ * Walk the components of `abs` before its last one in lower layer `layer`
+ * (kernel ovl_lookup_single on each element of an absolute redirect path): a
+ * missing one means this layer has nothing there (what was met before it
+ * still counts); a whiteout or a
+ * non-directory stops the lookup in every layer below; an opaque directory
+ * stops it after this layer; a redirect on the way rewrites the path the
+ * layers below are searched at (relative: that component; absolute: the
+ * prefix). The bottom layer's directories are not asked for markers.
+ */
+interface AbsWalk {
+  state: 'found' | 'missing' | 'stop';
+  /** an opaque dir was met: search no layer below this one */
+  opaque: boolean;
+  /** the path to search the layers below at */
+  next: Bstr;
+}
+
+function walkAbsolute(ctx: Ctx, layer: number, abs: Bstr): AbsWalk {
+  const L = ctx.layers[layer]!;
+  const bottom = layer === ctx.layers.length - 1;
+  const st = new Float64Array(ctx.st.length);
+  const parts = abs.split('/');
+  let next = parts.slice();
+  let opaque = false;
+  let cur = '';
+  for (let k = 0; k < parts.length - 1; k++) {
+    const name = parts[k]!;
+    const rel = joinRel(cur, name);
+    const r = sys.tryLstatat(L.fd, rel, st);
+    if (r < 0) {
+      if (r !== -ENOENT && r !== -ENOTDIR) fail('EIO', '/' + abs, 'lstat', `layer ${L.index} errno ${-r}`);
+      const whf = sys.tryLstatat(L.fd, joinRel(cur, whiteoutFileName(name)), st) === 0;
+      return { state: whf ? 'stop' : 'missing', opaque, next: next.join('/') };
+    }
+    if (isWhiteoutStat(st) || (st[StatIdx.mode]! & S_IFMT) !== S_IFDIR) return { state: 'stop', opaque, next: abs };
+    cur = rel;
+    if (bottom) continue;
+    const xnames = listXattrsOrEmpty(L.fd, rel);
+    if (isOpaqueDir(L.fd, rel, st, xnames, lowerDirInfo(ctx, layer, rel)?.opq)) { opaque = true; continue; }
+    const rd = readRedirect(L.fd, rel, ctx.userxattr, xnames);
+    if (rd === undefined) continue;
+    // Components after this one keep their place counted from the end of the path.
+    const post = next.slice(next.length - (parts.length - 1 - k));
+    if (rd.absolute) { next = [...(rd.path === '' ? [] : rd.path.split('/')), ...post]; opaque = false; }
+    else next = [...next.slice(0, next.length - (parts.length - k)), rd.name, ...post];
+  }
+  return { state: 'found', opaque, next: next.join('/') };
 }
 
 /**

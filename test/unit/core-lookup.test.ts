@@ -90,6 +90,27 @@ describe('core lookup and merge', () => {
     expect(kernelView(L)).toEqual(mine);
   });
 
+  it('walks an absolute redirect component by component like the kernel: opaque, whiteout, redirect on the way', async () => {
+    const rd = (v: string) => ({ dir: true as const, xattr: { 'trusted.overlay.redirect': v } });
+    L = makeLayers({
+      l0: {
+        'a': { opaque: true }, 'a/b/c0': 'c0', // opaque on the way: nothing below l0
+        'q': rd('z'), 'q/b/q0': 'q0', // relative redirect on the way: layers below are searched at z/b
+        'w': { wh: true }, // whiteout on the way: nothing below
+      },
+      l1: { 'a/b/c1': 'c1', 'z/b/z1': 'z1', 'z/k/b/k1': 'k1', 'w/b/w1': 'w1', 'm/b/m1': 'm1' },
+      l2: { 'a/b/c2': 'c2', 'm/b/m2': 'm2' },
+      upper: { 'X': rd('/a/b'), 'Y': rd('/q/b'), 'Z': rd('/w/b'), 'V': rd('/m/b'), 'W': rd('/q/k/b'), 'a': { wh: true }, 'q': { wh: true }, 'm': { wh: true }, 'z': { wh: true } },
+    }, 3);
+    O = await open(L);
+    expect(await ls(O, '/X')).toEqual(['c0']);
+    expect(await ls(O, '/Y')).toEqual(['q0', 'z1']);
+    expect(await ls(O, '/Z')).toEqual([]);
+    expect(await ls(O, '/V')).toEqual(['m1', 'm2']);
+    expect(await ls(O, '/W')).toEqual(['k1']);
+    expect(await coreTree(O)).toEqual(kernelView(L));
+  });
+
   it('reads a kernel upper: copied-up files keep the origin number, hard links made by the kernel share one', async () => {
     L = makeLayers({ l0: { 'd/low': 'x', 'd/solo': 'y' } }, 1);
     const lowIno = fs.statSync(path.join(L.lowers[0]!, 'd/solo')).ino;
