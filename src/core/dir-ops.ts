@@ -306,6 +306,7 @@ export async function rename(ctx: Ctx, from: Bstr, to: Bstr, flags: number, call
   }
   const needsRedirect = srcIsDir && hasLowerDir(ctx, src);
   if (needsRedirect && !ctx.config.redirectDir) fail('EXDEV', from, 'rename', 'directory with lower content; mount with redirect_dir=on');
+  checkTargetEmpty(ctx, tgt, to);
 
   await settleCopyUps(ctx, from);
   await settleCopyUps(ctx, to);
@@ -320,6 +321,23 @@ export async function rename(ctx: Ctx, from: Bstr, to: Bstr, flags: number, call
   src = resolve(ctx, from);
   tgt = lookup(ctx, to);
   checkTarget(ctx, src, tgt, to);
+  checkTargetEmpty(ctx, tgt, to);
+  // A failure of the real rename below (a non-empty pure upper target) leaves the source
+  // copied up with its redirect, as the kernel does: forget what the cache knew of it.
+  try {
+    renameUpper(ctx, from, to, src, tgt, srcIsDir, fromLower);
+  } catch (e) {
+    ctx.cache.dropTree(from);
+    throw e;
+  }
+  void caller;
+}
+
+/** The synchronous part of rename: markers, then the move in the upper. */
+function renameUpper(ctx: Ctx, from: Bstr, to: Bstr, src: Entry, tgt: Entry | undefined, srcIsDir: boolean, fromLower: boolean): void {
+  const upper = ctx.upper!;
+  const [fp, fname] = parentOf(from);
+  const [tp] = parentOf(to);
   const sparent = resolveDir(ctx, fp);
   const tparent = resolveDir(ctx, tp);
   const srel = relOf(from);
@@ -333,7 +351,9 @@ export async function rename(ctx: Ctx, from: Bstr, to: Bstr, flags: number, call
     }
   }
   if (tgt && isUpperEntry(ctx, tgt)) {
-    if (tgt.type === S_IFDIR) clearMarkers(upper.fd, trel);
+    // Only a target checked empty in the merged view can hold nothing but markers; a pure
+    // upper one holds none, and the real rename judges whether it is empty.
+    if (tgt.type === S_IFDIR) { if (tgt.opaque || hasLowerDir(ctx, tgt)) clearMarkers(upper.fd, trel); }
     else forgetIfLast(ctx, trel);
   }
   const oldNeedsWh = lowerHasName(ctx, sparent, fname);
@@ -366,16 +386,28 @@ export async function rename(ctx: Ctx, from: Bstr, to: Bstr, flags: number, call
   if (srcIsDir) { ctx.cache.dropTree(from); ctx.cache.dropTree(to); }
   else { ctx.cache.drop(from); ctx.cache.drop(to); }
   ctx.cache.setNegative(from);
-  void caller;
 }
 
-function checkTarget(ctx: Ctx, src: Entry, tgt: Entry | undefined, to: Bstr): void {
+/** The VFS's checks of a rename target's type (before the filesystem is asked anything). */
+function checkTarget(_ctx: Ctx, src: Entry, tgt: Entry | undefined, to: Bstr): void {
   if (!tgt) return;
   const srcIsDir = src.type === S_IFDIR;
   const tgtIsDir = tgt.type === S_IFDIR;
   if (srcIsDir && !tgtIsDir) fail('ENOTDIR', to, 'rename');
   if (!srcIsDir && tgtIsDir) fail('EISDIR', to, 'rename');
-  if (tgtIsDir && !isMergedEmpty(ctx, tgt)) fail('ENOTEMPTY', to, 'rename');
+}
+
+/**
+ * A directory target must be empty in the merged view. As the kernel's
+ * ovl_rename, this is checked before any copy-up only for a target that has
+ * lower content or may hold whiteouts (opaque); a pure upper directory is left
+ * to the real rename, which fails ENOTEMPTY after the source was copied up and
+ * given its redirect (observed on 6.18).
+ */
+function checkTargetEmpty(ctx: Ctx, tgt: Entry | undefined, to: Bstr): void {
+  if (!tgt || tgt.type !== S_IFDIR) return;
+  if (isUpperEntry(ctx, tgt) && !hasLowerDir(ctx, tgt) && !tgt.opaque) return;
+  if (!isMergedEmpty(ctx, tgt)) fail('ENOTEMPTY', to, 'rename');
 }
 
 /**

@@ -22,6 +22,25 @@ const base: Record<string, Record<string, Node>> = {
 };
 
 describe('core namespace changes', () => {
+  it('rename onto a non-empty directory: merged targets fail first (after EXDEV), pure upper ones after the copy-up, as the kernel', async () => {
+    L = makeLayers({ l0: { 'src/x': 'x', 'tgt/y': 'y' }, upper: { 'pu/z': 'z' } }, 1);
+    O = await open(L, { redirectDir: false });
+    expect(await code(O.rename('/src', '/tgt', 0, root))).toBe('EXDEV');
+    expect(await code(O.rename('/src', '/pu', 0, root))).toBe('EXDEV');
+    await O.close(); O = undefined;
+    O = await open(L);
+    expect(await code(O.rename('/src', '/tgt', 0, root))).toBe('ENOTEMPTY');
+    expect(fs.existsSync(path.join(L.upper, 'src'))).toBe(false);
+    expect(await code(O.rename('/src', '/pu', 0, root))).toBe('ENOTEMPTY');
+    // The kernel (6.18) has copied the source up and given it a redirect to its own name by then.
+    expect(getx(path.join(L.upper, 'src'), 'trusted.overlay.redirect')).toBe('src');
+    expect(await readFile(O, '/pu/z')).toBe('z');
+    expect(await ls(O, '/src')).toEqual(['x']);
+    const mine = await coreTree(O);
+    await O.close(); O = undefined;
+    expect(kernelView(L)).toEqual(mine);
+  });
+
   it('unlink/rmdir leave kernel whiteouts sharing one inode; mkdir over a whiteout is opaque', async () => {
     L = makeLayers(base);
     O = await open(L);
