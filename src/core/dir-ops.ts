@@ -21,7 +21,7 @@ import { copyUp, copyUpTreeOpaque, markImpure, settleCopyUps } from './copy-up.j
 import { checkNewName, fail, parentOf, relOf, requireUpper, sys, type Ctx, type Layer } from './ctx.js';
 import { isFsError } from './errors.js';
 import {
-  hasLowerDir, isUpperEntry, lookup, lowerHasName, lowerPathOf, resolve, resolveDir, type Entry,
+  hasLowerDir, isUpperEntry, lookup, lowerHasName, resolve, resolveDir, type Entry,
 } from './namei.js';
 import { isMergedEmpty } from './readdir.js';
 import type { Caller } from './types.js';
@@ -412,17 +412,30 @@ function checkTargetEmpty(ctx: Ctx, tgt: Entry | undefined, to: Bstr): void {
 
 /**
  * The redirect a directory with lower content gets when renamed (kernel
- * ovl_get_redirect): within the same parent, its existing redirect or else
+ * ovl_set_redirect): within the same parent, its existing redirect or else
  * its old name (relative); across parents, an existing absolute redirect or
- * the absolute path of its lower content.
+ * else the path ovl_get_redirect builds: from the directory up, each
+ * component's upper redirect or else its name, until an absolute redirect or
+ * the root. Redirects read in lower layers count for nothing there (the kernel
+ * keeps only the upper's: observed on 6.18, a lower dir p/rel redirected to
+ * "relorig" in a lower, renamed to /rel2, gets "/p/rel"); lookup follows them
+ * when walking the path.
  */
 function redirectFor(ctx: Ctx, src: Entry, oldName: Bstr, samedir: boolean): Redirect {
-  const cur = src.redirect;
+  const upperRd = (e: Entry): Redirect | undefined => (isUpperEntry(ctx, e) ? e.redirect : undefined);
+  const cur = upperRd(src);
   if (samedir) return cur ?? { absolute: false, name: oldName };
   if (cur?.absolute) return cur;
-  const lp = lowerPathOf(ctx, src);
-  if (lp === undefined) fail('EIO', src.path, 'rename', 'no lower path for redirect');
-  return { absolute: true, path: lp };
+  const parts: Bstr[] = [];
+  for (let p = src.path, e = src; p !== '/';) {
+    const rd = upperRd(e);
+    if (rd?.absolute) { if (rd.path !== '') parts.unshift(rd.path); break; }
+    const [pp, name] = parentOf(p);
+    parts.unshift(rd ? rd.name : name);
+    p = pp;
+    if (p !== '/') e = resolveDir(ctx, p);
+  }
+  return { absolute: true, path: parts.join('/') };
 }
 
 export { isFsError };

@@ -438,10 +438,5 @@ export function lowerHasName(ctx: Ctx, parent: Entry, name: Bstr): boolean {
   return false;
 }
 
-/** The path the lower content of directory `e` lives at (for a redirect), or undefined if it has none. */
-export function lowerPathOf(ctx: Ctx, e: Entry): Bstr | undefined {
-  const ref = e.stack.find((r) => !ctx.layers[r.layer]!.upper);
-  return ref?.rel;
-}
 
 export { ENOTDIR };

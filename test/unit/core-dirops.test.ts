@@ -22,6 +22,27 @@ const base: Record<string, Record<string, Node>> = {
 };
 
 describe('core namespace changes', () => {
+  it('a renamed dir under a lower-redirected dir gets the redirect the kernel writes (ancestors by name)', async () => {
+    L = makeLayers({
+      l0: { 'moved': { dir: true, xattr: { 'trusted.overlay.redirect': '/orig' } }, 'orig': { wh: true } },
+      l1: { 'orig/sub/b': 'b', 'orig/a': 'a' },
+    });
+    O = await open(L);
+    await O.rename('/moved/sub', '/sub2', 0, root);
+    // kernel 6.18, same rename: trusted.overlay.redirect="/moved/sub"
+    expect(getx(path.join(L.upper, 'sub2'), 'trusted.overlay.redirect')).toBe('/moved/sub');
+    expect(await ls(O, '/sub2')).toEqual(['b']);
+    await O.mkdir('/n', 0o755, root);
+    await O.rename('/moved', '/n/m2', 0, root);
+    expect(getx(path.join(L.upper, 'n/m2'), 'trusted.overlay.redirect')).toBe('/moved');
+    const mine = await coreTree(O);
+    expect(mine).toEqual(['n/', 'n/m2/', 'n/m2/a = a', 'sub2/', 'sub2/b = b']);
+    await O.close(); O = undefined;
+    expect(kernelView(L)).toEqual(mine);
+    O = await open(L);
+    expect(await coreTree(O)).toEqual(mine);
+  });
+
   it('rename onto a non-empty directory: merged targets fail first (after EXDEV), pure upper ones after the copy-up, as the kernel', async () => {
     L = makeLayers({ l0: { 'src/x': 'x', 'tgt/y': 'y' }, upper: { 'pu/z': 'z' } }, 1);
     O = await open(L, { redirectDir: false });
