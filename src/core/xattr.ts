@@ -86,6 +86,12 @@ export async function removexattr(ctx: Ctx, path: Bstr, name: Bstr, _caller: Cal
   const real = escapeXattr(ctx, name);
   if (real === undefined) fail('ENODATA', path, 'removexattr', name);
   const e = resolve(ctx, path);
-  if (!isUpperEntry(ctx, e)) await copyUp(ctx, path);
+  if (!isUpperEntry(ctx, e)) {
+    // Removing a name the lower object lacks copies nothing up (kernel ovl_xattr_set asks the lower first).
+    const ref = e.stack[0]!;
+    const v = sys.raw.lgetxattrat(ctx.layers[ref.layer]!.fd, ref.rel, real);
+    if (typeof v === 'number') fail(codeOf(-v), path, 'removexattr', name);
+    await copyUp(ctx, path);
+  }
   sys.lremovexattrat(ctx.upper!.fd, relOf(path), real);
 }

@@ -16,6 +16,17 @@ afterEach(async () => {
 const { O_RDONLY, O_WRONLY, O_RDWR, O_TRUNC, O_APPEND } = fs.constants;
 
 describe('core copy-up', () => {
+  it('removexattr of a name the lower object lacks fails ENODATA without a copy-up (kernel 6.18); set with XATTR_REPLACE copies up', async () => {
+    L = makeLayers({ l0: { 'f': { xattr: { 'user.a': '1' } } } }, 1);
+    O = await open(L);
+    expect(await code(O.removexattr('/f', 'user.nope', root))).toBe('ENODATA');
+    expect(fs.existsSync(path.join(L.upper, 'f'))).toBe(false);
+    expect(await code(O.setxattr('/f', 'user.zz', Buffer.from('1'), 2 /* XATTR_REPLACE */, root))).toBe('ENODATA');
+    expect(fs.existsSync(path.join(L.upper, 'f'))).toBe(true);
+    await O.removexattr('/f', 'user.a', root);
+    expect(getx(path.join(L.upper, 'f'), 'user.a')).toBeUndefined();
+  });
+
   it('copies no opaque marker up: the upper copy of a lower opaque dir (any format) keeps showing its entries', async () => {
     L = makeLayers({
       l0: {
