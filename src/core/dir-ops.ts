@@ -300,8 +300,10 @@ export async function rename(ctx: Ctx, from: Bstr, to: Bstr, flags: number, call
   if (from.startsWith(to + '/')) fail('ENOTEMPTY', to, 'rename');
   checkNewName(tname, to);
   checkTarget(ctx, src, tgt, to);
-  if (tgt && tgt.ino === src.ino && !srcIsDir && tgt.stack[0]!.layer === src.stack[0]!.layer) {
-    // Two names of one object: rename(2) does nothing.
+  if (tgt && !srcIsDir && sameUpperFile(ctx, src, tgt)) {
+    // Two names of one object: rename(2) does nothing. Only upper hard links are one object
+    // to the kernel; two names of a lower hard link are two (each copies up on its own), and
+    // the rename goes ahead (observed on 6.18).
     return;
   }
   const needsRedirect = srcIsDir && hasLowerDir(ctx, src);
@@ -386,6 +388,16 @@ function renameUpper(ctx: Ctx, from: Bstr, to: Bstr, src: Entry, tgt: Entry | un
   if (srcIsDir) { ctx.cache.dropTree(from); ctx.cache.dropTree(to); }
   else { ctx.cache.drop(from); ctx.cache.drop(to); }
   ctx.cache.setNegative(from);
+}
+
+/** Are two entries names of one upper file (the same real inode)? */
+function sameUpperFile(ctx: Ctx, a: Entry, b: Entry): boolean {
+  if (a.ino !== b.ino || !isUpperEntry(ctx, a) || !isUpperEntry(ctx, b)) return false;
+  const st = ctx.st;
+  if (sys.tryLstatat(ctx.upper!.fd, a.stack[0]!.rel, st) !== 0) return false;
+  const ino = st[StatIdx.ino]!;
+  if (sys.tryLstatat(ctx.upper!.fd, b.stack[0]!.rel, st) !== 0) return false;
+  return st[StatIdx.ino] === ino;
 }
 
 /** The VFS's checks of a rename target's type (before the filesystem is asked anything). */

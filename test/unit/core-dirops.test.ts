@@ -43,6 +43,22 @@ describe('core namespace changes', () => {
     expect(await coreTree(O)).toEqual(mine);
   });
 
+  it('rename between two names of a lower hard link renames (two objects to the kernel); between upper hard links does nothing', async () => {
+    L = makeLayers({ l0: { 'hl1': 'h' } }, 1);
+    fs.linkSync(path.join(L.lowers[0]!, 'hl1'), path.join(L.lowers[0]!, 'hl2'));
+    O = await open(L);
+    await O.rename('/hl1', '/hl2', 0, root);
+    expect(await ls(O, '/')).toEqual(['hl2']);
+    expect((await O.getattr('/hl2'))[StatIdx.nlink]).toBe(1);
+    await O.link('/hl2', '/x', root);
+    await O.rename('/hl2', '/x', 0, root);
+    expect(await ls(O, '/')).toEqual(['hl2', 'x']);
+    expect((await O.getattr('/x'))[StatIdx.nlink]).toBe(2);
+    const mine = await coreTree(O);
+    await O.close(); O = undefined;
+    expect(kernelView(L)).toEqual(mine);
+  });
+
   it('rename onto a non-empty directory: merged targets fail first (after EXDEV), pure upper ones after the copy-up, as the kernel', async () => {
     L = makeLayers({ l0: { 'src/x': 'x', 'tgt/y': 'y' }, upper: { 'pu/z': 'z' } }, 1);
     O = await open(L, { redirectDir: false });
