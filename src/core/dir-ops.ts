@@ -32,6 +32,8 @@ import {
 } from './whiteout.js';
 
 const S_ISGID = 0o2000;
+/** overlay module parameter redirect_max (default 256, as on this machine's 6.18) */
+const REDIRECT_MAX = 256;
 const ENOENT = 2;
 const EINVAL = 22;
 
@@ -447,7 +449,10 @@ function redirectFor(ctx: Ctx, src: Entry, oldName: Bstr, samedir: boolean): Red
     p = pp;
     if (p !== '/') e = resolveDir(ctx, p);
   }
-  return { absolute: true, path: parts.join('/') };
+  const path = parts.join('/');
+  // The kernel's redirect_max (256 here): a longer path is EXDEV, for programs to copy instead.
+  if (path.length + 1 > REDIRECT_MAX) fail('EXDEV', src.path, 'rename', `redirect longer than ${REDIRECT_MAX} bytes`);
+  return { absolute: true, path };
 }
 
 export { isFsError };

@@ -59,6 +59,17 @@ describe('core namespace changes', () => {
     expect(kernelView(L)).toEqual(mine);
   });
 
+  it('a redirect longer than the kernel redirect_max (256) is EXDEV, as the kernel', async () => {
+    const long = Array.from({ length: 5 }, () => 'd'.repeat(60)).join('/');
+    L = makeLayers({ l0: { [`${long}/x`]: 'x' } }, 1);
+    O = await open(L);
+    expect(await code(O.rename('/' + long, '/top', 0, root))).toBe('EXDEV'); // "/" + 304 bytes
+    const four = long.split('/').slice(0, 4).join('/');
+    await O.rename('/' + four, '/top', 0, root); // 244 bytes
+    expect(getx(path.join(L.upper, 'top'), 'trusted.overlay.redirect')).toBe('/' + four);
+    expect(await readFile(O, `/top/${'d'.repeat(60)}/x`)).toBe('x');
+  });
+
   it('rename onto a non-empty directory: merged targets fail first (after EXDEV), pure upper ones after the copy-up, as the kernel', async () => {
     L = makeLayers({ l0: { 'src/x': 'x', 'tgt/y': 'y' }, upper: { 'pu/z': 'z' } }, 1);
     O = await open(L, { redirectDir: false });
