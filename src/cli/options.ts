@@ -21,8 +21,16 @@ import { DEFAULT_LOOKUP_CACHE_SIZE, type OverlayConfig } from '../core/config.js
 import { findMount, isFuse, readMountsSync, resolveMountpointArgSync } from './mountinfo.js';
 import { daemonAlive, readDaemonInfo, runtimeFiles } from './runtime.js';
 
-/** Kernel entry/attr cache timeout in seconds, used unless `timeout=` says otherwise (libfuse's own default). */
+/** Kernel entry cache timeout in seconds, used unless `timeout=` says otherwise (libfuse's own default). */
 export const DEFAULT_TIMEOUT_S = 1;
+/**
+ * Kernel attribute cache timeout. 0 by default because a cached attribute can be wrong under
+ * libfuse 2.9's high-level API: each name of a hard-linked file is its own kernel inode (a change
+ * through one name leaves the others' nlink, size and times stale), and the kernel does not
+ * refresh a directory's attributes after a failed operation that changed it (a failed rename
+ * that copied up). Entries stay cached (`timeout=`): the kernel keeps names coherent itself.
+ */
+export const DEFAULT_ATTR_TIMEOUT_S = 0;
 /** overlayfs's OVL_MAX_STACK */
 export const MAX_LAYERS = 500;
 
@@ -46,8 +54,10 @@ export interface MountConfig extends OverlayConfig {
   workPath: string | undefined;
   /** -f: serve in this process instead of a detached daemon */
   foreground: boolean;
-  /** kernel entry and attribute cache timeout, seconds */
+  /** kernel entry cache timeout, seconds */
   timeout: number;
+  /** kernel attribute cache timeout, seconds (see DEFAULT_ATTR_TIMEOUT_S) */
+  attrTimeout: number;
   /** kernel negative-lookup cache timeout, seconds */
   negativeTimeout: number;
   allowOther: boolean;
@@ -177,6 +187,7 @@ export function parseMountArgs(a: MountArgs): MountConfig {
   let userxattr = false;
   let timeout = DEFAULT_TIMEOUT_S;
   let negativeTimeout: number | undefined;
+  let attrTimeout = DEFAULT_ATTR_TIMEOUT_S;
   let lookupCacheSize = DEFAULT_LOOKUP_CACHE_SIZE;
   let allowOther = false;
   let defaultPermissions = asRoot;
@@ -222,6 +233,7 @@ export function parseMountArgs(a: MountArgs): MountConfig {
         case 'userxattr': userxattr = true; break;
         case 'timeout': timeout = parseSeconds(key, val); break;
         case 'negative_timeout': negativeTimeout = parseSeconds(key, val); break;
+        case 'attr_timeout': attrTimeout = parseSeconds(key, val); break;
         case 'lookup_cache': {
           const n = val === undefined || !/^\d+$/.test(val) ? NaN : Number(val);
           if (!Number.isSafeInteger(n) || n < 1) throw new ConfigError('invalid value for lookup_cache (entries >= 1 expected)', val ?? '');
@@ -297,6 +309,7 @@ export function parseMountArgs(a: MountArgs): MountConfig {
     foreground: a.foreground,
     timeout,
     negativeTimeout: negativeTimeout ?? timeout,
+    attrTimeout,
     allowOther,
     defaultPermissions,
     flags: { ...flags, readOnly },
@@ -445,7 +458,9 @@ Mount options (-o, comma separated; \\ escapes , and : inside values):
   ro | rw                 read-only mount (the upper is then served as the top layer)
   redirect_dir=on|off     rename directories with lower content (on, default) or EXDEV (off)
   userxattr               user.overlay.* markers instead of trusted.overlay.*
-  timeout=SECONDS         kernel entry/attribute cache (default ${DEFAULT_TIMEOUT_S})
+  timeout=SECONDS         kernel entry cache (default ${DEFAULT_TIMEOUT_S})
+  attr_timeout=SECONDS    kernel attribute cache (default ${DEFAULT_ATTR_TIMEOUT_S}: exact nlink/size/times
+                          across hard links and after failed operations; >0 trades that for speed)
   negative_timeout=SECONDS
                           kernel negative-lookup cache (default: timeout)
   lookup_cache=N          lookup cache entries (default ${DEFAULT_LOOKUP_CACHE_SIZE})

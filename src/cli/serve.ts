@@ -96,7 +96,7 @@ export async function serve(config: MountConfig, log: (line: string) => void): P
       workdir: config.workPath ?? null,
       options: {
         readOnly: config.flags.readOnly, redirectDir: config.redirectDir, userxattr: config.userxattr,
-        timeout: config.timeout, negativeTimeout: config.negativeTimeout, lookupCache: config.lookupCacheSize,
+        timeout: config.timeout, attrTimeout: config.attrTimeout, negativeTimeout: config.negativeTimeout, lookupCache: config.lookupCacheSize,
         fsync: config.fsync, allowOther: config.allowOther, defaultPermissions: config.defaultPermissions,
         flags: config.flags, fsname: config.fsname,
       },

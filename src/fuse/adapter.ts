@@ -397,7 +397,7 @@ export function fuseOptions(c: MountConfig, onExit: () => void): FuseOptions {
   if (c.flags.dirsync) extra.push('dirsync');
   return {
     useIno: true, bigWrites: true, maxWrite: 131072, hardRemove: false, nonempty: true,
-    entryTimeout: c.timeout, attrTimeout: c.timeout, negativeTimeout: c.negativeTimeout,
+    entryTimeout: c.timeout, attrTimeout: c.attrTimeout, negativeTimeout: c.negativeTimeout,
     defaultPermissions: c.defaultPermissions, allowOther: c.allowOther,
     suid: c.flags.suid, dev: c.flags.dev, exec: c.flags.exec, readOnly: c.flags.readOnly,
     fsname: c.fsname, subtype: 'stratafs',

@@ -35,7 +35,7 @@ describe('libfuse options of a mount', () => {
   it('defaults as root: big writes, use_ino, nonempty, no hard_remove, timeouts, suid,dev, default_permissions', () => {
     const words = buildFuseOptions(fuseOptions(cfg('lowerdir=/a,upperdir=/u,workdir=/w'), () => {}));
     expect(words).toEqual(expect.arrayContaining([
-      'use_ino', 'big_writes', 'max_write=131072', 'nonempty', 'entry_timeout=1', 'attr_timeout=1',
+      'use_ino', 'big_writes', 'max_write=131072', 'nonempty', 'entry_timeout=1', 'attr_timeout=0',
       'negative_timeout=1', 'suid', 'dev', 'exec', 'rw', 'default_permissions', 'fsname=stratafs', 'subtype=stratafs',
     ]));
     expect(words).not.toContain('allow_other');
@@ -43,9 +43,9 @@ describe('libfuse options of a mount', () => {
     expect(words).not.toContain('hard_remove');
   });
   it('options carry through', () => {
-    const words = buildFuseOptions(fuseOptions(cfg('lowerdir=/a,timeout=0.5,negative_timeout=0,allow_other,nosuid,nodev,noexec,noatime,fsname=a\\,b'), () => {}));
+    const words = buildFuseOptions(fuseOptions(cfg('lowerdir=/a,timeout=0.5,attr_timeout=0.25,negative_timeout=0,allow_other,nosuid,nodev,noexec,noatime,fsname=a\\,b'), () => {}));
     expect(words).toEqual(expect.arrayContaining([
-      'entry_timeout=0.5', 'attr_timeout=0.5', 'negative_timeout=0', 'allow_other', 'nosuid', 'nodev', 'noexec', 'noatime', 'ro', 'fsname=a\\,b',
+      'entry_timeout=0.5', 'attr_timeout=0.25', 'negative_timeout=0', 'allow_other', 'nosuid', 'nodev', 'noexec', 'noatime', 'ro', 'fsname=a\\,b',
     ]));
   });
   it('as a user: nosuid,nodev and no default_permissions unless asked', () => {
