@@ -358,3 +358,16 @@ export async function kernelOverlayProblem(): Promise<string | undefined> {
   }
   return undefined;
 }
+
+/**
+ * Whether a differential test may run: true when kernel overlayfs mounts here. Otherwise it
+ * fails with the reason, unless the run opted out with STRATAFS_SKIP_KERNEL_DIFF=1 (never in CI).
+ */
+export function requireKernel(kernelProblem: string | undefined): boolean {
+  if (!kernelProblem) return true;
+  if (process.env.STRATAFS_SKIP_KERNEL_DIFF === '1') {
+    console.warn(`kernel differential skipped on request (STRATAFS_SKIP_KERNEL_DIFF=1): ${kernelProblem}`);
+    return false;
+  }
+  throw new Error(`${kernelProblem}. The differential tests need root and kernel overlayfs; set STRATAFS_SKIP_KERNEL_DIFF=1 to opt out (never in CI).`);
+}

@@ -17,7 +17,7 @@ import { BASE, SCRIPTED } from '../harness/cases.js';
 import { formatReport, runCase, type CaseReport } from '../harness/differential.js';
 import type { Divergence } from '../harness/divergences.js';
 import type { OpKind } from '../harness/ops.js';
-import { kernelOverlayProblem, unmountAll } from '../harness/mounts.js';
+import { kernelOverlayProblem, unmountAll, requireKernel } from '../harness/mounts.js';
 import { PATH_POOL, sequenceArb } from '../harness/random.js';
 
 const FO = 'fuse-overlayfs' as const;
@@ -108,21 +108,13 @@ afterAll(async () => {
   expect(await unmountAll()).toEqual([]);
 });
 
-function requireKernel(): boolean {
-  if (!kernelProblem) return true;
-  if (process.env.STRATAFS_SKIP_KERNEL_DIFF === '1') {
-    console.warn(`kernel differential skipped on request (STRATAFS_SKIP_KERNEL_DIFF=1): ${kernelProblem}`);
-    return false;
-  }
-  throw new Error(`${kernelProblem}. The differential tests need root and kernel overlayfs; set STRATAFS_SKIP_KERNEL_DIFF=1 to opt out (never in CI).`);
-}
 
 const ids = (r: CaseReport) => [...new Set(r.allowed.map((d) => ('allowedBy' in d ? d.allowedBy : undefined)).filter(Boolean))].sort();
 
 describe('harness self-check: kernel vs kernel reports nothing', () => {
   for (const c of SCRIPTED) {
     it(c.name, async () => {
-      if (!requireKernel()) return;
+      if (!requireKernel(kernelProblem)) return;
       const r = await runCase(c, { candidate: 'kernel', divergences: [] });
       expect(r.unexplained.length + r.allowed.length, formatReport(r, c.ops)).toBe(0);
       expect(r.stoppedAt).toBeUndefined();
@@ -133,7 +125,7 @@ describe('harness self-check: kernel vs kernel reports nothing', () => {
 describe('harness proof: kernel vs fuse-overlayfs reports the known differences and nothing else', () => {
   for (const c of SCRIPTED) {
     it(c.name, async () => {
-      if (!requireKernel()) return;
+      if (!requireKernel(kernelProblem)) return;
       const r = await runCase(c, { candidate: FO, divergences: FUSE_OVERLAYFS_KNOWN, snapshotTimeoutMs: 8_000 });
       const text = formatReport(r, c.ops);
       const hang = HANGS[c.name];
@@ -154,7 +146,7 @@ describe('harness proof: random sequences, kernel vs fuse-overlayfs', () => {
   const RUNS = 20;
   const LENGTH = 20;
   it(`${RUNS} sequences of up to ${LENGTH} ops (seed 4242)`, async () => {
-    if (!requireKernel()) return;
+    if (!requireKernel(kernelProblem)) return;
     const seen = new Set<string>();
     await fc.assert(
       fc.asyncProperty(sequenceArb(LENGTH, PATH_POOL), async (ops) => {

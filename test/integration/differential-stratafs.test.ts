@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BASE, SCRIPTED } from '../harness/cases.js';
 import { formatReport, runCase } from '../harness/differential.js';
 import { divergencesFor } from '../harness/divergences.js';
-import { kernelOverlayProblem, unmountAll } from '../harness/mounts.js';
+import { kernelOverlayProblem, unmountAll, requireKernel } from '../harness/mounts.js';
 import { PATH_POOL, sequenceArb, withSpecial } from '../harness/random.js';
 
 const DIVERGENCES = divergencesFor('stratafs');
@@ -27,19 +27,11 @@ afterAll(async () => {
   expect(await unmountAll()).toEqual([]);
 });
 
-function requireKernel(): boolean {
-  if (!kernelProblem) return true;
-  if (process.env.STRATAFS_SKIP_KERNEL_DIFF === '1') {
-    console.warn(`kernel differential skipped on request (STRATAFS_SKIP_KERNEL_DIFF=1): ${kernelProblem}`);
-    return false;
-  }
-  throw new Error(`${kernelProblem}. The differential tests need root and kernel overlayfs; set STRATAFS_SKIP_KERNEL_DIFF=1 to opt out (never in CI).`);
-}
 
 describe('stratafs vs kernel overlayfs: scripted cases', () => {
   for (const c of SCRIPTED) {
     it(`${c.name}: ${c.about ?? ''}`, async () => {
-      if (!requireKernel()) return;
+      if (!requireKernel(kernelProblem)) return;
       const r = await runCase(c, { candidate: 'stratafs', divergences: DIVERGENCES });
       const text = formatReport(r, c.ops);
       if (r.allowed.length) console.log(text);
@@ -50,7 +42,7 @@ describe('stratafs vs kernel overlayfs: scripted cases', () => {
 
 describe('stratafs vs kernel overlayfs: randomized sequences', () => {
   it(`${RUNS} sequences of up to ${LENGTH} ops, seed ${SEED}`, async () => {
-    if (!requireKernel()) return;
+    if (!requireKernel(kernelProblem)) return;
     let stopped = 0;
     await fc.assert(
       fc.asyncProperty(sequenceArb(LENGTH, withSpecial(PATH_POOL)), async (ops) => {
