@@ -220,6 +220,8 @@ class Runner {
             else await (w.warm ?? w.measure)(c);
             if (i === mounts - 1 && warm !== null) {
               current = warm;
+              // A cold run may not have touched everything (fio reads a random part of the file).
+              if (cold !== null) await w.warm?.(c);
               for (let j = 0; j < n && !interrupted; j++) {
                 c.runIndex = j;
                 await measure(warm, h, c, j);
