@@ -200,7 +200,12 @@ print(json.dumps({e.name: [e.inode(), e.is_dir(follow_symlinks=False), e.is_file
     } finally {
       await fh.close();
     }
-    const e = await fx.entries();
+    // The kernel sends RELEASE asynchronously after close() returns: wait for it to reach the fixture.
+    let e = await fx.entries();
+    for (let i = 0; i < 50 && ops(e, 'release', null).length === 0; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      e = await fx.entries();
+    }
     expect(ops(e, 'rename')).toEqual([]);
     expect(ops(e, 'read', null).length).toBeGreaterThan(0);
     expect(ops(e, 'write', null).length).toBeGreaterThan(0);
