@@ -95,28 +95,23 @@ function diffDir(stack: Stack, rel: Bstr, source: LowerDir[], compare: LowerDir[
   if (!moved) return;
   // Lower content that shows through here without an upper copy (redirect), and
   // what the lowers had here that no longer shows (opaque, redirect).
+  lowerOnly(stack, rel, source, compare, emit, (name) => inUpper.has(name) || whiteouts.has(name));
+}
+
+/**
+ * Lower content at `rel` without an upper copy (a directory that moved here, or what shows
+ * through a redirect), against what the lowers had here (`compare`): everything in it.
+ * `decided` names entries the upper already accounted for.
+ */
+function lowerOnly(
+  stack: Stack, rel: Bstr, source: LowerDir[], compare: LowerDir[], emit: (c: Change) => void,
+  decided: (name: Bstr) => boolean = () => false,
+): void {
   const visible = source.length > 0 ? stack.listMerged(source) : new Map<Bstr, LowerHit>();
   const hidden = compare.length > 0 ? stack.listMerged(compare) : new Map<Bstr, LowerHit>();
   const all = [...new Set([...visible.keys(), ...hidden.keys()])].sort(compareBstr);
   for (const name of all) {
-    if (inUpper.has(name) || whiteouts.has(name)) {
-      continue;
-    }
-    const v = visible.get(name);
-    const h = hidden.get(name);
-    const path = joinRel(rel, name);
-    if (!v) { emit({ kind: 'D', path: '/' + path }); continue; }
-    emit({ kind: h ? 'C' : 'A', path: '/' + path });
-    if (isDirSt(v.st)) lowerOnly(stack, path, v.dirs, h && isDirSt(h.st) ? h.dirs : [], emit);
-  }
-}
-
-/** A directory that moved here from elsewhere in the lowers (no upper copy): everything in it, against `compare`. */
-function lowerOnly(stack: Stack, rel: Bstr, source: LowerDir[], compare: LowerDir[], emit: (c: Change) => void): void {
-  const visible = stack.listMerged(source);
-  const hidden = compare.length > 0 ? stack.listMerged(compare) : new Map<Bstr, LowerHit>();
-  const all = [...new Set([...visible.keys(), ...hidden.keys()])].sort(compareBstr);
-  for (const name of all) {
+    if (decided(name)) continue;
     const v = visible.get(name);
     const h = hidden.get(name);
     const path = joinRel(rel, name);
