@@ -524,39 +524,38 @@ export function parseCommandLine(argv: string[], env: Environment): CliCommand {
       result = { kind: 'mount', config, daemonChild: !!o.daemonChild };
     });
 
-  program.command('umount')
+  // Subcommands throw instead of exiting and write help into `out`, like the program itself.
+  const sub = (name: string): Command => program.command(name)
+    .exitOverride()
+    .configureOutput({ writeOut: (t) => { out += t; }, writeErr: (t) => { out += t; } });
+
+  sub('umount')
     .description('unmount a stratafs mount; --force cleans a mount whose daemon died or hangs')
     .argument('<mountpoint>')
     .option('--force', 'abort the FUSE connection (fusectl), then detach the mount')
-    .exitOverride()
-    .configureOutput({ writeOut: (s) => { out += s; }, writeErr: (s) => { out += s; } })
     .action((mnt: string, o: { force?: boolean }) => {
       result = { kind: 'umount', mountpoint: path.resolve(env.cwd, mnt), force: !!o.force };
     });
 
-  program.command('stats')
+  sub('stats')
     .description('operation counts and latencies, lookup cache, copy-ups and whiteouts of a live mount')
     .argument('<mountpoint>')
     .option('--json', 'JSON output')
-    .exitOverride()
-    .configureOutput({ writeOut: (s) => { out += s; }, writeErr: (s) => { out += s; } })
     .action((mnt: string, o: { json?: boolean }) => {
       result = { kind: 'stats', mountpoint: path.resolve(env.cwd, mnt), json: !!o.json };
     });
 
-  program.command('inspect')
+  sub('inspect')
     .description('the layer stack, options and stats of a live mount')
     .argument('<mountpoint>')
     .option('--json', 'JSON output')
-    .exitOverride()
-    .configureOutput({ writeOut: (s) => { out += s; }, writeErr: (s) => { out += s; } })
     .action((mnt: string, o: { json?: boolean }) => {
       result = { kind: 'inspect', mountpoint: path.resolve(env.cwd, mnt), json: !!o.json };
     });
 
   // `mount --image NAME --store DIR [--upper U --work W]`: an imported image's snapshots as
   // the lowers; turned into the same -o words as the plain form so validation is shared.
-  program.command('mount')
+  sub('mount')
     .description('mount an imported image (see `stratafs image import`), or the same as the plain form with -o')
     .argument('<mountpoint>')
     .option('--image <name>', 'image name in the store')
@@ -566,8 +565,6 @@ export function parseCommandLine(argv: string[], env: Environment): CliCommand {
     .option('-o <options>', 'more mount options', (v: string, prev: string[] | undefined) => [...(prev ?? []), v])
     .option('-f, --foreground', 'stay in the foreground')
     .option('-d, --debug', 'log every FUSE operation')
-    .exitOverride()
-    .configureOutput({ writeOut: (s) => { out += s; }, writeErr: (s) => { out += s; } })
     .action((mnt: string, o: { image?: string; store?: string; upper?: string; work?: string; o?: string[]; foreground?: boolean; debug?: boolean }) => {
       const words = [...(o.o ?? [])];
       if (o.image !== undefined) {
