@@ -65,7 +65,12 @@ export interface RunOptions {
   keep?: boolean;
   /** bound on one snapshot of a mount (a hung daemon turns into a difference after this) */
   snapshotTimeoutMs?: number;
+  /** extra -o words for every mount of the candidate (e.g. kernel cache timeouts) */
+  candidateOptions?: string[];
 }
+
+/** Operations that change nothing: a differing result there is reported, and the sequence goes on. */
+const READ_ONLY: ReadonlySet<string> = new Set(['read', 'readdir', 'stat', 'readlink', 'getxattr', 'listxattr', 'sameInode', 'fdread', 'fdstat', 'attrs', 'fdattrs']);
 
 /** Layers in the form the implementation reads: the kernel gets OCI markers converted. */
 function formFor(impl: Impl) {
@@ -118,13 +123,13 @@ async function safeUnmount(h: MountHandle | undefined, problems: string[]): Prom
  * lowers, read-write with a fresh workdir as a user would, and snapshots it.
  * The upper is copied first so the cross-read never changes the evidence.
  */
-async function crossRead(impl: Impl, writer: Impl, lowers: string[], upper: string, dir: string, problems: string[], markers: ForeignMarker[], timeoutMs: number): Promise<Tree> {
+async function crossRead(impl: Impl, writer: Impl, lowers: string[], upper: string, dir: string, problems: string[], markers: ForeignMarker[], timeoutMs: number, extra: string[]): Promise<Tree> {
   const copy = join(dir, 'upper');
   // cp -a keeps xattrs, owners, device nodes, hard links and ns times (fs.cp does not).
   await mustBash(`set -e\nmkdir -p ${shq(join(dir, 'work'))} ${shq(join(dir, 'mnt'))}\ncp -a ${shq(upper)} ${shq(copy)}`);
   // An upper written by an implementation that reads `.wh.` files as whiteouts means them as such.
   if (impl === 'kernel' && writer !== 'kernel') await convertMarkersForKernel(copy, markers);
-  const h = await mount(impl, { lowers, upper: copy, work: join(dir, 'work') }, join(dir, 'mnt'));
+  const h = await mount(impl, { lowers, upper: copy, work: join(dir, 'work') }, join(dir, 'mnt'), { extra });
   try {
     return await snapshot(h.mnt, { timeoutMs });
   } finally {
@@ -162,7 +167,7 @@ export async function runCase(c: Case, opts: RunOptions): Promise<CaseReport> {
     // The two sides are independent mounts: set up, drive and read them concurrently (2 cores).
     const mounted = await Promise.allSettled(sides.map(async (s, i) => {
       await mkdir(join(s.dir, 'mnt'));
-      handles[i] = await mount(s.impl, layers[i]!, join(s.dir, 'mnt'));
+      handles[i] = await mount(s.impl, layers[i]!, join(s.dir, 'mnt'), { extra: i === 1 ? opts.candidateOptions ?? [] : [] });
     }));
     if (mounted[0]!.status === 'rejected') throw mounted[0]!.reason;
     if (mounted[1]!.status === 'rejected') {
@@ -192,7 +197,7 @@ export async function runCase(c: Case, opts: RunOptions): Promise<CaseReport> {
         report.stoppedAt = i;
         break;
       }
-      if (r.ok !== k.ok && !['read', 'readdir', 'stat', 'readlink', 'getxattr', 'listxattr', 'sameInode', 'fdread', 'fdstat'].includes(o.op)) {
+      if (r.ok !== k.ok && !READ_ONLY.has(o.op)) {
         report.stoppedAt = i;
         break;
       }
@@ -242,7 +247,8 @@ export async function runCase(c: Case, opts: RunOptions): Promise<CaseReport> {
         ];
         const got = await Promise.allSettled(phases.map((ph, n) => {
           const markers = ph.impl === 'kernel' && candImpl !== 'kernel' ? foreignMarkers(c.layers.upper ?? []) : [];
-          return crossRead(ph.impl, ph.impl === candImpl ? refImpl : candImpl, ph.lowers, ph.upper, join(dir, `cross${n}`), problems, markers, snapTimeout);
+          const extra = ph.impl === candImpl ? opts.candidateOptions ?? [] : [];
+          return crossRead(ph.impl, ph.impl === candImpl ? refImpl : candImpl, ph.lowers, ph.upper, join(dir, `cross${n}`), problems, markers, snapTimeout, extra);
         }));
         phases.forEach((ph, n) => {
           const g = got[n]!;

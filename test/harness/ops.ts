@@ -7,7 +7,7 @@
  */
 import { open, truncate, chmod, lchown, mkdir, rmdir, unlink, rename, link, symlink, readdir, lstat, readlink, type FileHandle } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
-import { constants as fsc } from 'node:fs';
+import { constants as fsc, type BigIntStats } from 'node:fs';
 import { bash, errnoFromMessage, shq, withTimeout, TimeoutError } from './proc.js';
 import { showPath } from './tree.js';
 
@@ -42,7 +42,17 @@ export type Op =
   | { op: 'fdread'; fd: string }
   | { op: 'fdwrite'; fd: string; offset: number; data: string }
   | { op: 'fdstat'; fd: string }
-  | { op: 'close'; fd: string };
+  | { op: 'close'; fd: string }
+  /**
+   * lstat with every attribute a kernel attribute cache holds (see attrsValue), for
+   * cache-coherence cases: `mark` remembers this stat under a name, `since` adds how
+   * ino, mtime and ctime compare with an earlier mark (of this or another name).
+   */
+  | { op: 'attrs'; path: string; mark?: string; since?: string }
+  /** the same through an open descriptor (fstat), e.g. of an unlinked file */
+  | { op: 'fdattrs'; fd: string; mark?: string; since?: string }
+  | { op: 'fdtruncate'; fd: string; size: number }
+  | { op: 'fdchmod'; fd: string; mode: number };
 
 export type OpKind = Op['op'];
 
@@ -60,6 +70,9 @@ export function opPaths(o: Op): string[] {
     case 'fdwrite':
     case 'fdstat':
     case 'close':
+    case 'fdattrs':
+    case 'fdtruncate':
+    case 'fdchmod':
       return [];
     default:
       return [o.path];
@@ -84,6 +97,59 @@ export function showResult(r: OpResult): string {
 function statValue(st: { mode: number; uid: number; gid: number; size: number; nlink: number; isDirectory(): boolean }) {
   const dir = st.isDirectory();
   return { mode: '0' + st.mode.toString(8), uid: st.uid, gid: st.gid, ...(dir ? {} : { size: st.size, nlink: st.nlink }) };
+}
+
+/**
+ * Times from the clock differ between two mounts by nature; times older than this were
+ * set on purpose (layer build, utimensat to a past time) and are compared exactly.
+ */
+const CLOCK_CUTOFF_NS = 1_577_836_800n * 1_000_000_000n; // 2020-01-01
+
+function nsText(ns: bigint): string {
+  if (ns >= CLOCK_CUTOFF_NS) return 'recent';
+  return `${ns / 1_000_000_000n}.${(ns % 1_000_000_000n).toString().padStart(9, '0')}`;
+}
+
+function typeName(st: BigIntStats): string {
+  if (st.isFile()) return 'file';
+  if (st.isDirectory()) return 'dir';
+  if (st.isSymbolicLink()) return 'symlink';
+  if (st.isFIFO()) return 'fifo';
+  if (st.isCharacterDevice()) return 'chr';
+  if (st.isBlockDevice()) return 'blk';
+  return 'sock';
+}
+
+function order(a: bigint, b: bigint): 'same' | 'later' | 'earlier' {
+  return a === b ? 'same' : a > b ? 'later' : 'earlier';
+}
+
+/**
+ * Unlike statValue, directories keep nlink and size too: a stale cached attribute of a
+ * directory is as wrong as one of a file. ino is never shown as a number (each
+ * implementation numbers its own), only as same/other against a mark.
+ */
+function attrsValue(st: BigIntStats, marks: Map<string, BigIntStats>, mark: string | undefined, since: string | undefined): OpResult {
+  const v: Record<string, unknown> = {
+    type: typeName(st),
+    mode: '0' + st.mode.toString(8),
+    uid: Number(st.uid),
+    gid: Number(st.gid),
+    size: Number(st.size),
+    nlink: Number(st.nlink),
+    mtime: nsText(st.mtimeNs),
+  };
+  if (since !== undefined) {
+    const m = marks.get(since);
+    if (!m) throw new Error(`attrs: no mark named ${since}`);
+    // Times of two different objects compare by the clock's grain, not by anything the
+    // filesystem decides: only one object's times are compared with its own earlier ones.
+    v.since = st.ino === m.ino && st.dev === m.dev
+      ? { ino: 'same', mtime: order(st.mtimeNs, m.mtimeNs), ctime: order(st.ctimeNs, m.ctimeNs) }
+      : { ino: 'other' };
+  }
+  if (mark !== undefined) marks.set(mark, st);
+  return { ok: true, value: v };
 }
 
 const hash = (buf: Buffer) => createHash('sha256').update(buf).digest('hex').slice(0, 16);
@@ -114,6 +180,8 @@ async function tool(script: string, timeoutMs: number): Promise<OpResult & { std
 /** One mounted tree under test, with the descriptors its sequence opened. */
 export class OpRunner {
   private fds = new Map<string, FileHandle>();
+  /** stats remembered by `attrs`/`fdattrs` with `mark` */
+  private marks = new Map<string, BigIntStats>();
   constructor(readonly root: string, readonly timeoutMs = 10_000) {}
 
   private p(rel: string): Buffer {
@@ -295,6 +363,25 @@ export class OpRunner {
         if (!fh) return { ok: false, errno: 'EBADF' };
         this.fds.delete(o.fd);
         await fh.close();
+        return { ok: true };
+      }
+      case 'attrs':
+        return attrsValue(await lstat(this.p(o.path), { bigint: true }), this.marks, o.mark, o.since);
+      case 'fdattrs': {
+        const fh = this.fds.get(o.fd);
+        if (!fh) return { ok: false, errno: 'EBADF' };
+        return attrsValue(await fh.stat({ bigint: true }), this.marks, o.mark, o.since);
+      }
+      case 'fdtruncate': {
+        const fh = this.fds.get(o.fd);
+        if (!fh) return { ok: false, errno: 'EBADF' };
+        await fh.truncate(o.size);
+        return { ok: true };
+      }
+      case 'fdchmod': {
+        const fh = this.fds.get(o.fd);
+        if (!fh) return { ok: false, errno: 'EBADF' };
+        await fh.chmod(o.mode);
         return { ok: true };
       }
     }
