@@ -21,7 +21,7 @@ import * as fs from 'node:fs';
 import { promisify } from 'node:util';
 import { StatIdx } from '../native/sys.js';
 import type { Bstr } from './bstr.js';
-import { fail, parentOf, relOf, requireUpper, sys, type Ctx } from './ctx.js';
+import { fail, parentOf, relOf, requireUpper, sys, type Ctx, type LayerRef } from './ctx.js';
 import { FsError, isFsError } from './errors.js';
 import { isUpperEntry, resolve, type Entry } from './namei.js';
 import { mergedEntries } from './readdir.js';
@@ -171,7 +171,7 @@ async function copyUpOne(ctx: Ctx, e: Entry, opts: CopyUpOptions): Promise<void>
   ctx.counters.copyUps++;
   ctx.counters.copyUpBytes += bytes;
   ctx.cache.drop(path);
-  if (type === S_IFREG) repointHandles(ctx, e.ino, urel);
+  if (type === S_IFREG) repointHandles(ctx, e.ino, src, urel);
 }
 
 /** Owner, xattrs, mode, times of the real object (sfd, srel) onto (dfd, drel). */
@@ -235,11 +235,11 @@ export function markImpure(ctx: Ctx, udir: Bstr): void {
  * As on kernel >= 4.19: read-only handles opened on the lower object now read
  * the upper copy (the kernel re-points the overlay inode; we swap the fd).
  */
-function repointHandles(ctx: Ctx, ino: number, urel: Bstr): void {
+function repointHandles(ctx: Ctx, ino: number, src: LayerRef, urel: Bstr): void {
   const set = ctx.filesByIno.get(ino);
   if (!set) return;
   for (const f of set) {
-    if (!f.lower) continue;
+    if (!f.lower || f.lowerRef === undefined || f.lowerRef.layer !== src.layer || f.lowerRef.rel !== src.rel) continue;
     const fd = sys.tryOpenat(ctx.upper!.fd, urel, O_RDONLY, 0);
     if (fd < 0) continue;
     const old = f.fd;

@@ -38,6 +38,12 @@ export interface OpenFile {
   ino: number;
   /** the fd is on a lower layer (read-only); re-pointed to the upper after a copy-up */
   lower: boolean;
+  /**
+   * the lower object the fd was opened on: a copy-up re-points only handles of
+   * that object, not those of its other hard links (same st_ino, but the kernel
+   * copies up one name and leaves the others' handles on the lower)
+   */
+  lowerRef?: LayerRef;
 }
 
 export interface OpenDir {

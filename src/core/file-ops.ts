@@ -76,13 +76,13 @@ export async function open(ctx: Ctx, path: Bstr, flags: number, _caller: Caller)
   const ref = e.stack[0]!;
   const L = ctx.layers[ref.layer]!;
   const fd = sys.openat(L.fd, ref.rel, flags & ~STRIP, 0);
-  return register(ctx, { fd, path, flags, ino: e.ino, lower: !L.upper });
+  return register(ctx, L.upper ? { fd, path, flags, ino: e.ino, lower: false } : { fd, path, flags, ino: e.ino, lower: true, lowerRef: ref });
 }
 
 /** open(2) of a virtual .fuse_hidden name (hidden.ts): a new handle on the unlinked object. */
 export function openHidden(ctx: Ctx, h: HiddenFile, path: Bstr, flags: number): OpenResult {
   const { fd, like } = reopenForOpen(h, path, flags);
-  const f: OpenFile = { fd, path, flags, ino: h.ino, lower: like.lower };
+  const f: OpenFile = like.lowerRef ? { fd, path, flags, ino: h.ino, lower: like.lower, lowerRef: like.lowerRef } : { fd, path, flags, ino: h.ino, lower: like.lower };
   const r = register(ctx, f);
   h.files.add(f);
   return r;
