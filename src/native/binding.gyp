@@ -6,6 +6,33 @@
       "cflags": ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "defines": ["NAPI_VERSION=8"],
       "libraries": ["-lpthread"]
+    },
+    {
+      # The low-level FUSE server (fuse-ll.c), linked to the libfuse 2.9.9 that
+      # fuse-native ships in fuse-shared-library; RPATH $ORIGIN finds the copy
+      # placed beside the addon, so no system libfuse2 is needed.
+      "target_name": "stratafs_fuse",
+      "sources": ["fuse-ll.c"],
+      "include_dirs": ["<!(node -e \"require('fuse-shared-library/include')\")"],
+      "libraries": ["<!(node -e \"require('fuse-shared-library/lib')\")"],
+      "ldflags": ["-Wl,-rpath,'$$ORIGIN'"],
+      "cflags": ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter", "-Wno-missing-field-initializers"],
+      "defines": ["NAPI_VERSION=8", "_FILE_OFFSET_BITS=64"]
+    },
+    {
+      "target_name": "libfuse_copy",
+      "type": "none",
+      "dependencies": ["stratafs_fuse"],
+      "copies": [{
+        "destination": "<(PRODUCT_DIR)",
+        "files": ["<!(node -e \"require('fuse-shared-library/lib')\")"]
+      }],
+      "actions": [{
+        "action_name": "soname_link",
+        "inputs": ["<!(node -e \"require('fuse-shared-library/lib')\")"],
+        "outputs": ["<(PRODUCT_DIR)/libfuse.so.2"],
+        "action": ["ln", "-sf", "libfuse.so", "<(PRODUCT_DIR)/libfuse.so.2"]
+      }]
     }
   ]
 }

@@ -1,0 +1,112 @@
+/**
+ * Typed wrapper over the low-level FUSE server (src/native/fuse-ll.c,
+ * native-notes/fuse-lowlevel.md).
+ *
+ * Requests arrive as calls of LowLevelHandlers with a request id first; each
+ * request is answered exactly once with one of the reply functions (a second
+ * answer, or one after the session ended, is ignored by the addon). Names are
+ * Bstr (latin1 byte strings); attributes are Float64Arrays in StatIdx order.
+ * `forget` has no request id and no answer.
+ */
+import { createRequire } from 'node:module';
+import type { Bstr } from '../core/bstr.js';
+
+export type ReqId = number;
+/** FUSE node id: 1 is the root */
+export type NodeId = number;
+
+/** setattr `valid` bits (fuse_lowlevel.h) */
+export const SetattrValid = {
+  MODE: 1 << 0, UID: 1 << 1, GID: 1 << 2, SIZE: 1 << 3, ATIME: 1 << 4, MTIME: 1 << 5,
+  ATIME_NOW: 1 << 7, MTIME_NOW: 1 << 8,
+} as const;
+
+/** Handlers. `fh` is -1 where the kernel named no open file. */
+export interface LowLevelHandlers {
+  /** the kernel's INIT was answered: the mount is usable */
+  init(): void;
+  lookup(req: ReqId, parent: NodeId, name: Bstr): void;
+  forget(node: NodeId, nlookup: number): void;
+  getattr(req: ReqId, node: NodeId, fh: number): void;
+  setattr(req: ReqId, node: NodeId, valid: number, mode: number, uid: number, gid: number, size: number,
+    atimeSec: number, atimeNsec: number, mtimeSec: number, mtimeNsec: number, fh: number): void;
+  readlink(req: ReqId, node: NodeId): void;
+  mknod(req: ReqId, parent: NodeId, name: Bstr, mode: number, rdev: number): void;
+  mkdir(req: ReqId, parent: NodeId, name: Bstr, mode: number): void;
+  unlink(req: ReqId, parent: NodeId, name: Bstr): void;
+  rmdir(req: ReqId, parent: NodeId, name: Bstr): void;
+  symlink(req: ReqId, target: Bstr, parent: NodeId, name: Bstr): void;
+  rename(req: ReqId, parent: NodeId, name: Bstr, newParent: NodeId, newName: Bstr): void;
+  link(req: ReqId, node: NodeId, newParent: NodeId, newName: Bstr): void;
+  open(req: ReqId, node: NodeId, flags: number): void;
+  read(req: ReqId, node: NodeId, size: number, offset: number, fh: number): void;
+  /** `data` is the handler's own copy */
+  write(req: ReqId, node: NodeId, data: Buffer, offset: number, fh: number): void;
+  flush(req: ReqId, node: NodeId, fh: number): void;
+  release(req: ReqId, node: NodeId, fh: number): void;
+  fsync(req: ReqId, node: NodeId, datasync: number, fh: number): void;
+  opendir(req: ReqId, node: NodeId, flags: number): void;
+  readdir(req: ReqId, node: NodeId, size: number, offset: number, fh: number): void;
+  releasedir(req: ReqId, node: NodeId, fh: number): void;
+  fsyncdir(req: ReqId, node: NodeId, datasync: number, fh: number): void;
+  statfs(req: ReqId, node: NodeId): void;
+  setxattr(req: ReqId, node: NodeId, name: Bstr, value: Buffer, flags: number): void;
+  /** size 0: answer the value's size with replyXattr */
+  getxattr(req: ReqId, node: NodeId, name: Bstr, size: number): void;
+  listxattr(req: ReqId, node: NodeId, size: number): void;
+  removexattr(req: ReqId, node: NodeId, name: Bstr): void;
+  create(req: ReqId, parent: NodeId, name: Bstr, mode: number, flags: number): void;
+  fallocate(req: ReqId, node: NodeId, mode: number, offset: number, length: number, fh: number): void;
+}
+
+declare const sessionBrand: unique symbol;
+export type Session = { readonly [sessionBrand]: true };
+
+export interface LowLevelAddon {
+  /**
+   * Mounts and starts serving on this thread's event loop. `args` is libfuse's
+   * argv (["stratafs", "-o", "opt,opt"]); `ctx` receives [uid, gid, pid, umask]
+   * of each request just before its handler runs. Throws if mounting fails.
+   */
+  mount(mountpoint: Bstr, args: readonly string[], handlers: LowLevelHandlers, ctx: Int32Array, onExit: () => void): Session;
+  /** End the session now; with `unmount`, detach the mount too (lazy). */
+  close(session: Session, unmount: boolean): void;
+  /** Drop the kernel's cached attributes of a node (0 or -errno; -ENOENT: the kernel has no such inode cached). */
+  invalAttr(session: Session, node: NodeId): number;
+  /** requests handed to JS and not answered yet, over all sessions */
+  pending(): number;
+
+  replyErr(req: ReqId, errno: number): void;
+  /** ino 0: a negative entry, cached for entryTimeout */
+  replyEntry(req: ReqId, ino: NodeId, generation: number, attr: Float64Array, attrTimeout: number, entryTimeout: number): void;
+  replyCreate(req: ReqId, ino: NodeId, generation: number, attr: Float64Array, attrTimeout: number, entryTimeout: number,
+    fh: number, openFlags: number): void;
+  replyAttr(req: ReqId, attr: Float64Array, timeout: number): void;
+  /** openFlags: bit 1 keep_cache, bit 2 direct_io */
+  replyOpen(req: ReqId, fh: number, openFlags: number): void;
+  replyReadlink(req: ReqId, target: Bstr): void;
+  replyBuf(req: ReqId, buf: Buffer, length: number): void;
+  replyWrite(req: ReqId, count: number): void;
+  replyXattr(req: ReqId, size: number): void;
+  replyStatfs(req: ReqId, statvfs: Float64Array): void;
+  /** names[i] gets offset firstOffset+i+1; returns how many fitted in size bytes */
+  replyDir(req: ReqId, size: number, firstOffset: number, names: readonly Bstr[], modeIno: Float64Array): number;
+}
+
+const require = createRequire(import.meta.url);
+
+function load(): LowLevelAddon {
+  // dist/native/fuse-ll.js and src/native/fuse-ll.ts both sit two levels below the package root
+  const candidates = ['../../src/native/build/Release/stratafs_fuse.node', './build/Release/stratafs_fuse.node'];
+  let first: unknown;
+  for (const c of candidates) {
+    try {
+      return require(c) as LowLevelAddon;
+    } catch (e) {
+      first ??= e;
+    }
+  }
+  throw new Error(`the low-level FUSE addon is not built (npm install runs src/native/build.mjs): ${first instanceof Error ? first.message : String(first)}`);
+}
+
+export const ll: LowLevelAddon = load();
