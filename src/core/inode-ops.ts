@@ -12,8 +12,12 @@ import { isUpperEntry, resolve, type Entry } from './namei.js';
 import type { AttrArray, Caller, StatFs, TimeSet } from './types.js';
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from './whiteout.js';
 
-/** Attributes of a resolved entry: the top real object's, with the overlay's st_ino. */
-export function attrsOf(ctx: Ctx, e: Entry): AttrArray {
+/**
+ * Attributes of a resolved entry: the top real object's, with the overlay's
+ * st_ino. `real`, if given, receives the top real object's own inode number
+ * (lower-only entries with cached attributes leave it unchanged).
+ */
+export function attrsOf(ctx: Ctx, e: Entry, real?: { ino: number }): AttrArray {
   if (e.attrs !== undefined) return e.attrs.slice();
   const out = new Float64Array(STAT_LEN);
   const ref = e.stack[0]!;
@@ -24,6 +28,7 @@ export function attrsOf(ctx: Ctx, e: Entry): AttrArray {
     ctx.cache.drop(e.path);
     fail(r === -2 ? 'ENOENT' : 'EIO', e.path, 'lstat');
   }
+  if (real) real.ino = out[StatIdx.ino]!;
   out[StatIdx.ino] = e.ino;
   // As the kernel: counting subdirectories of a merged directory is not worth it; find(1) accepts 1.
   if (e.type === S_IFDIR && e.stack.length > 1) out[StatIdx.nlink] = 1;

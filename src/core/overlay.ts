@@ -12,24 +12,37 @@ import { StatIdx } from '../native/sys.js';
 import { toText, type Bstr } from './bstr.js';
 import type { OverlayConfig } from './config.js';
 import { copyUp as copyUpPath } from './copy-up.js';
-import { sys, type Ctx, type Layer } from './ctx.js';
+import { sys, type Ctx, type Layer, type OpenFile } from './ctx.js';
 import * as dirOps from './dir-ops.js';
 import { FsError, isFsError, type ErrnoCode } from './errors.js';
 import * as fileOps from './file-ops.js';
 import * as hidden from './hidden.js';
-import { hiddenAt } from './hidden.js';
+import { hiddenAt, type HiddenFile } from './hidden.js';
 import { InodeNumbers } from './inode.js';
 import * as inodeOps from './inode-ops.js';
-import { LookupCache, type LowerDirInfo } from './namei.js';
+import { isUpperEntry, LookupCache, resolve, type LowerDirInfo } from './namei.js';
 import { LRUCache } from 'lru-cache';
 import * as readdirOps from './readdir.js';
 import type {
   AttrArray, Caller, MergedEntry, OpenResult, OverlayOps, OverlayStats, StatFs, TimeSet,
 } from './types.js';
 import {
-  canMknodWhiteout, canWriteTrustedXattr, listXattrsOrEmpty, TRUSTED_PREFIX, USER_PREFIX, WhiteoutWriter,
+  canMknodWhiteout, canWriteTrustedXattr, listXattrsOrEmpty, S_IFDIR, TRUSTED_PREFIX, USER_PREFIX, WhiteoutWriter,
 } from './whiteout.js';
 import * as xattrOps from './xattr.js';
+
+/** What the low-level binding needs to give an object its node (see fuse/nodes.ts). */
+export interface NodeInfo {
+  attr: AttrArray;
+  /**
+   * Set when other names may stand for the same object, equal for all of them:
+   * an upper non-directory with several links (kernel overlayfs hashes it by
+   * the upper inode), or, on a read-only mount, a lower one (hashed by the
+   * lower inode). Lower hard links under an upper stay apart, as in the kernel
+   * (a copy-up breaks them).
+   */
+  key: string | undefined;
+}
 
 export interface OverlayDescription {
   layers: { role: 'upper' | 'lower'; path: string; dev: number }[];
@@ -216,6 +229,52 @@ export class Overlay implements OverlayOps {
     });
   }
   readlink(path: Bstr): Promise<Bstr> { return this.run(path, 'readlink', () => inodeOps.readlink(this.ctx, path)); }
+
+  /** getattr plus the hard-link identity of the object (NodeInfo). */
+  lookupNode(path: Bstr): Promise<NodeInfo> {
+    return this.run(path, 'lookup', () => {
+      const ctx = this.ctx;
+      const e = resolve(ctx, path);
+      const real = { ino: 0 };
+      const attr = inodeOps.attrsOf(ctx, e, real);
+      let key: string | undefined;
+      if (e.type !== S_IFDIR && attr[StatIdx.nlink]! > 1) {
+        if (isUpperEntry(ctx, e)) key = 'u' + real.ino;
+        else if (ctx.upper === undefined) key = 'o' + attr[StatIdx.ino]!;
+      }
+      return { attr, key };
+    });
+  }
+
+  // --- an object unlinked while open, reached through its open handles `fhs`
+  // (the low-level binding: the kernel addresses it by node, which has no path;
+  // fchmod, fchown, futimens and f*xattr carry no handle in FUSE 7.19)
+
+  private orphan(fhs: Iterable<number>, op: string): HiddenFile {
+    const files = new Set<OpenFile>();
+    let ino = 0;
+    for (const fh of fhs) {
+      const f = this.ctx.files.get(fh);
+      if (f) { files.add(f); ino = f.ino; }
+    }
+    if (files.size === 0) throw new FsError('ENOENT', '', op, 'unlinked and no longer open');
+    return { ino, files };
+  }
+  getattrOpen(fhs: Iterable<number>): Promise<AttrArray> {
+    return this.run(null, 'getattr', () => {
+      for (const fh of fhs) if (this.ctx.files.has(fh)) return inodeOps.fgetattr(this.ctx, null, fh);
+      throw new FsError('ENOENT', '', 'getattr', 'unlinked and no longer open');
+    });
+  }
+  openOpen(fhs: Iterable<number>, flags: number): Promise<OpenResult> { return this.run(null, 'open', () => fileOps.openHidden(this.ctx, this.orphan(fhs, 'open'), '', flags)); }
+  truncateOpen(fhs: Iterable<number>, size: number): Promise<void> { return this.run(null, 'truncate', () => hidden.truncate(this.orphan(fhs, 'truncate'), '', size)); }
+  chmodOpen(fhs: Iterable<number>, mode: number): Promise<void> { return this.run(null, 'chmod', () => hidden.chmod(this.orphan(fhs, 'chmod'), '', mode)); }
+  chownOpen(fhs: Iterable<number>, uid: number, gid: number): Promise<void> { return this.run(null, 'chown', () => hidden.chown(this.orphan(fhs, 'chown'), '', uid, gid)); }
+  utimensOpen(fhs: Iterable<number>, atime: TimeSet, mtime: TimeSet): Promise<void> { return this.run(null, 'utimens', () => hidden.utimens(this.orphan(fhs, 'utimens'), '', atime, mtime)); }
+  getxattrOpen(fhs: Iterable<number>, name: Bstr): Promise<Buffer> { return this.run(null, 'getxattr', () => hidden.getxattr(this.ctx, this.orphan(fhs, 'getxattr'), '', name)); }
+  listxattrOpen(fhs: Iterable<number>): Promise<Bstr[]> { return this.run(null, 'listxattr', () => hidden.listxattr(this.ctx, this.orphan(fhs, 'listxattr'), '')); }
+  setxattrOpen(fhs: Iterable<number>, name: Bstr, value: Buffer, flags: number): Promise<void> { return this.run(null, 'setxattr', () => hidden.setxattr(this.ctx, this.orphan(fhs, 'setxattr'), '', name, value, flags)); }
+  removexattrOpen(fhs: Iterable<number>, name: Bstr): Promise<void> { return this.run(null, 'removexattr', () => hidden.removexattr(this.ctx, this.orphan(fhs, 'removexattr'), '', name)); }
 
   opendir(path: Bstr, caller: Caller): Promise<number> { return this.run(path, 'opendir', () => readdirOps.opendir(this.ctx, path, caller)); }
   readdir(path: Bstr | null, fh: number): Promise<MergedEntry[]> { return this.run(path, 'readdir', () => readdirOps.readdir(this.ctx, path, fh)); }

@@ -274,6 +274,13 @@ export async function unmountPath(mountpoint: Bstr, opts: UnmountOptions = {}): 
   return run(fusermount, opts.lazy ? ['-u', '-z', mountpoint] : ['-u', mountpoint]);
 }
 
+/** libfuse 2.9 mounts as non-root only through the setuid fusermount: fail at once, naming the package. */
+export async function checkCanMount(): Promise<void> {
+  if (!isRoot() && !(await findExecutable(['fusermount']))) {
+    throw new Error('mounting as non-root needs the setuid helper fusermount: install the Debian package fuse3 (apt-get install fuse3)');
+  }
+}
+
 /**
  * A FUSE filesystem served by this process.
  *
@@ -311,9 +318,7 @@ export class Fuse extends FuseNative {
 
   /** Mounts; as non-root without fusermount fails at once naming the package. */
   async mount(): Promise<void> {
-    if (!isRoot() && !(await findExecutable(['fusermount']))) {
-      throw new Error('mounting as non-root needs the setuid helper fusermount: install the Debian package fuse3 (apt-get install fuse3)');
-    }
+    await checkCanMount();
     await new Promise<void>((resolve, reject) => {
       this.open((err) => {
         if (!err) return resolve();

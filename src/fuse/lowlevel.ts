@@ -1,0 +1,526 @@
+/**
+ * The FUSE adapter for the low-level binding (native/fuse-ll.ts): node ids to
+ * paths (nodes.ts), each request to one core call, the answer back.
+ *
+ * - Errors become errno in one place, toErrno() (requests.ts).
+ * - The caller (uid, gid, pid, umask) is read at handler entry from the array
+ *   the binding fills before each request.
+ * - settle() ends every request: counts it with its latency (`stratafs stats`),
+ *   logs it with -d, answers a failure.
+ * - Kernel caching: every entry and attribute reply carries the mount's
+ *   timeouts. The kernel keeps them coherent for changes made through the
+ *   mount (one node per overlay object, see nodes.ts); what it cannot see --
+ *   directories copied up as a side effect, or changed by an operation that
+ *   then failed -- is invalidated here (invalidateAfter).
+ */
+import { performance } from 'node:perf_hooks';
+import type { Bstr } from '../core/bstr.js';
+import { toText } from '../core/bstr.js';
+import { FsError } from '../core/errors.js';
+import type { NodeInfo } from '../core/overlay.js';
+import type { AttrArray, Caller, MergedEntry, OpenResult, OverlayOps, StatFs, TimeSet } from '../core/types.js';
+import { ll, SetattrValid, type LowLevelHandlers, type NodeId, type ReqId, type Session } from '../native/fuse-ll.js';
+import { STATVFS_LEN, StatIdx, StatvfsIdx, STAT_LEN } from '../native/sys-api.js';
+import { Node, NodeTable } from './nodes.js';
+import { osErrName, RequestStats, toErrno, type OpSummary } from './requests.js';
+import type { MountConfig } from '../cli/options.js';
+
+/** The core as the low-level adapter uses it: OverlayOps plus node identity and handle-based calls. */
+export interface LowLevelCore extends OverlayOps {
+  lookupNode(path: Bstr): Promise<NodeInfo>;
+  fallocate(path: Bstr | null, fh: number, mode: number, offset: number, length: number): Promise<void>;
+  getattrOpen(fhs: Iterable<number>): Promise<AttrArray>;
+  openOpen(fhs: Iterable<number>, flags: number): Promise<OpenResult>;
+  truncateOpen(fhs: Iterable<number>, size: number): Promise<void>;
+  chmodOpen(fhs: Iterable<number>, mode: number): Promise<void>;
+  chownOpen(fhs: Iterable<number>, uid: number, gid: number): Promise<void>;
+  utimensOpen(fhs: Iterable<number>, atime: TimeSet, mtime: TimeSet): Promise<void>;
+  getxattrOpen(fhs: Iterable<number>, name: Bstr): Promise<Buffer>;
+  listxattrOpen(fhs: Iterable<number>): Promise<Bstr[]>;
+  setxattrOpen(fhs: Iterable<number>, name: Bstr, value: Buffer, flags: number): Promise<void>;
+  removexattrOpen(fhs: Iterable<number>, name: Bstr): Promise<void>;
+}
+
+export interface LowLevelOptions {
+  debug: boolean;
+  log: (line: string) => void;
+  /** kernel cache lifetimes, seconds */
+  entryTimeout: number;
+  attrTimeout: number;
+  negativeTimeout: number;
+  /** st_ino of the root directory */
+  rootIno: number;
+  /** copy-ups done so far by the core: a change tells which requests copied something up */
+  copyUps: () => number;
+}
+
+export interface LowLevelAdapter {
+  handlers: LowLevelHandlers;
+  /** filled by the binding with [uid, gid, pid, umask] of the request being dispatched */
+  ctx: Int32Array;
+  /** set once mounted: invalidations need the session */
+  attach(session: Session): void;
+  /** resolves when the kernel's INIT has been answered */
+  readonly initialized: Promise<void>;
+  opStats(): Record<string, OpSummary>;
+  nodeCount(): number;
+}
+
+const S_IFMT = 0o170000;
+const S_IFDIR = 0o040000;
+const ERANGE = 34;
+const ENOENT = 2;
+const NO_ATTR = new Float64Array(STAT_LEN);
+/** open flags the binding passes on: bit 1 keep_cache, bit 2 direct_io */
+const openFlags = (r: OpenResult): number => (r.keepCache ? 1 : 0) | (r.directIo ? 2 : 0);
+
+/** One open directory: its listing, with . and .., as the binding sends it. */
+interface DirListing { names: Bstr[]; modeIno: Float64Array }
+
+function statvfsArray(s: StatFs): Float64Array {
+  const a = new Float64Array(STATVFS_LEN);
+  a[StatvfsIdx.bsize] = s.bsize; a[StatvfsIdx.frsize] = s.frsize; a[StatvfsIdx.blocks] = s.blocks;
+  a[StatvfsIdx.bfree] = s.bfree; a[StatvfsIdx.bavail] = s.bavail; a[StatvfsIdx.files] = s.files;
+  a[StatvfsIdx.ffree] = s.ffree; a[StatvfsIdx.favail] = s.favail; a[StatvfsIdx.fsid] = s.fsid;
+  a[StatvfsIdx.flag] = s.flag; a[StatvfsIdx.namemax] = s.namemax;
+  return a;
+}
+
+function listing(self: number, parent: number, entries: MergedEntry[]): DirListing {
+  const n = entries.length + 2;
+  const names = new Array<Bstr>(n);
+  const modeIno = new Float64Array(2 * n);
+  names[0] = '.'; modeIno[0] = S_IFDIR; modeIno[1] = self;
+  names[1] = '..'; modeIno[2] = S_IFDIR; modeIno[3] = parent;
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i]!;
+    names[i + 2] = e.name;
+    modeIno[2 * i + 4] = e.type;
+    modeIno[2 * i + 5] = e.ino;
+  }
+  return { names, modeIno };
+}
+
+/** Names and their NUL terminators, as listxattr answers. */
+const xattrList = (names: Bstr[]): Buffer => Buffer.from(names.map((n) => n + '\0').join(''), 'latin1');
+
+export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions): LowLevelAdapter {
+  const { log, debug, entryTimeout, attrTimeout, negativeTimeout } = opt;
+  const nodes = new NodeTable(opt.rootIno);
+  const ctx = new Int32Array(4);
+  const requests = new RequestStats();
+  const dirs = new Map<number, DirListing>();
+  let session: Session | undefined;
+  let markInit: () => void = () => undefined;
+  const initialized = new Promise<void>((resolve) => { markInit = resolve; });
+
+  const caller = (): Caller => ({ uid: ctx[0]! >>> 0, gid: ctx[1]! >>> 0, pid: ctx[2]!, umask: ctx[3]! });
+  const oct = (n: number): string => '0' + n.toString(8);
+
+  /** A request that cannot even be started: unknown node or no path. */
+  class Gone extends FsError {}
+  const nodeOf = (id: NodeId): Node => {
+    const n = nodes.get(id);
+    if (n === undefined) throw new Gone('ENOENT', '', 'node', `unknown node ${id}`);
+    return n;
+  };
+  const pathOf = (n: Node): Bstr => {
+    const p = nodes.path(n);
+    if (p === null) throw new Gone('ENOENT', '', 'node', 'no longer has a name');
+    return p;
+  };
+  const childPath = (parent: Node, name: Bstr): Bstr => {
+    const p = pathOf(parent);
+    return p === '/' ? '/' + name : p + '/' + name;
+  };
+  const describe = (id: NodeId, name?: Bstr): string => {
+    const n = nodes.get(id);
+    const p = n === undefined ? `#${id}` : nodes.path(n) ?? `#${id}(unlinked)`;
+    return JSON.stringify(toText(name === undefined ? p : (p === '/' ? '' : p) + '/' + name));
+  };
+
+  /**
+   * Drop cached attributes the kernel cannot know changed. A request that
+   * copied something up may have turned lower directories above its target
+   * into merged ones (new ctime; nlink 1, as the kernel overlay reports merged
+   * directories): all ancestors go. A request that failed may still have
+   * changed the objects it named (a copy-up, a redirect written before the
+   * target turned out not empty), which the kernel refreshes only on success:
+   * those go.
+   */
+  function invalidateAfter(starts: (Node | undefined)[], copyUpsBefore: number, failed: boolean): void {
+    if (session === undefined) return;
+    const walk = opt.copyUps() !== copyUpsBefore;
+    if (!walk && !failed) return;
+    const seen = new Set<Node>();
+    for (const start of starts) {
+      for (let n: Node | undefined = start; n !== undefined && !seen.has(n); n = walk ? n.names[n.names.length - 1]?.parent : undefined) {
+        seen.add(n);
+        ll.invalAttr(session, n.id);
+      }
+    }
+  }
+
+  /**
+   * Runs one core call and answers: counts, logs with -d, converts a failure.
+   * `where` names the request in logs (built only with -d); `changes`, for
+   * requests that change the tree, is the node whose ancestors' attributes
+   * may need dropping afterwards.
+   */
+  function settle<T>(
+    op: string, req: ReqId, where: () => string,
+    call: () => Promise<T>, reply: (v: T) => number | void,
+    opts?: { changes?: () => (Node | undefined)[]; onError?: (errno: number) => boolean },
+  ): void {
+    const c = requests.counter(op);
+    const t0 = performance.now();
+    const before = opts?.changes ? opt.copyUps() : 0;
+    let p: Promise<T>;
+    try {
+      p = call();
+    } catch (e) {
+      p = Promise.reject(e);
+    }
+    p.then(
+      (v) => {
+        let r: number;
+        try {
+          // before the answer: the caller may stat the moment its call returns
+          if (opts?.changes) invalidateAfter(opts.changes(), before, false);
+          r = reply(v) ?? 0;
+        } catch (e) {
+          // A bug here must not leave the caller waiting forever (a second answer is ignored).
+          r = toErrno(e, op, null, log);
+          ll.replyErr(req, -r);
+        }
+        const us = (performance.now() - t0) * 1000;
+        c.add(us, r);
+        if (debug) log(`${new Date().toISOString()} ${op} ${where()} -> ${r} ${us.toFixed(0)}µs`);
+      },
+      (e: unknown) => {
+        const us = (performance.now() - t0) * 1000;
+        const errno = -toErrno(e, op, null, log);
+        if (opts?.changes) invalidateAfter(opts.changes(), before, true);
+        if (!(opts?.onError?.(errno) ?? false)) ll.replyErr(req, errno);
+        c.add(us, -errno);
+        if (debug) log(`${new Date().toISOString()} ${op} ${where()} -> -${osErrName(errno)} ${us.toFixed(0)}µs`);
+      },
+    );
+  }
+
+  /** Answer a request that made `name` in `parent`: look the new object up and hand out its node. */
+  async function entryOf(parent: Node, name: Bstr): Promise<[Node, AttrArray]> {
+    const info = await core.lookupNode(childPath(parent, name));
+    const n = nodes.found(parent, name, (info.attr[StatIdx.mode]! & S_IFMT) === S_IFDIR, info.attr[StatIdx.ino]!, info.key);
+    return [n, info.attr];
+  }
+  const replyEntry = (req: ReqId) => ([n, attr]: [Node, AttrArray]): number => {
+    ll.replyEntry(req, n.id, 0, attr, attrTimeout, entryTimeout);
+    return n.id;
+  };
+
+  const time = (set: boolean, now: boolean, sec: number, nsec: number): TimeSet => (now ? 'now' : set ? { sec, nsec } : 'omit');
+
+  const handlers: LowLevelHandlers = {
+    init() { markInit(); },
+
+    lookup(req, parent, name) {
+      let P: Node;
+      settle('lookup', req, () => describe(parent, name), async () => {
+        P = nodeOf(parent);
+        return entryOf(P, name);
+      }, replyEntry(req), {
+        onError: (errno) => {
+          // A negative entry the kernel may cache: the next lookups of the name cost nothing.
+          if (errno !== ENOENT || negativeTimeout <= 0) return false;
+          ll.replyEntry(req, 0, 0, NO_ATTR, 0, negativeTimeout);
+          return true;
+        },
+      });
+    },
+
+    forget(id, count) { nodes.forget(id, count); },
+
+    getattr(req, id, fh) {
+      settle('getattr', req, () => describe(id), () => {
+        const n = nodeOf(id);
+        if (fh >= 0) return core.fgetattr(nodes.path(n), fh);
+        const p = nodes.path(n);
+        if (p !== null) return core.getattr(p);
+        return core.getattrOpen(n.fhs ?? []);
+      }, (attr) => { ll.replyAttr(req, attr, attrTimeout); });
+    },
+
+    setattr(req, id, valid, mode, uid, gid, size, aSec, aNsec, mSec, mNsec, fh) {
+      const V = SetattrValid;
+      let n: Node | undefined;
+      settle('setattr', req, () => `${describe(id)} valid=0x${valid.toString(16)} mode=${oct(mode)} uid=${uid} gid=${gid} size=${size} fh=${fh}`, async () => {
+        n = nodeOf(id);
+        const who = caller();
+        const p = nodes.path(n);
+        const fhs = n.fhs ?? [];
+        // libfuse's order (fuse.c): mode, owner, size, times
+        if (valid & V.MODE) await (p !== null ? core.chmod(p, mode, who) : core.chmodOpen(fhs, mode));
+        if (valid & (V.UID | V.GID)) {
+          const u = valid & V.UID ? uid : -1;
+          const g = valid & V.GID ? gid : -1;
+          await (p !== null ? core.chown(p, u, g, who) : core.chownOpen(fhs, u, g));
+        }
+        if (valid & V.SIZE) {
+          if (fh >= 0) await core.ftruncate(p, fh, size);
+          else await (p !== null ? core.truncate(p, size, who) : core.truncateOpen(fhs, size));
+        }
+        if (valid & (V.ATIME | V.MTIME | V.ATIME_NOW | V.MTIME_NOW)) {
+          const at = time((valid & V.ATIME) !== 0, (valid & V.ATIME_NOW) !== 0, aSec, aNsec);
+          const mt = time((valid & V.MTIME) !== 0, (valid & V.MTIME_NOW) !== 0, mSec, mNsec);
+          await (p !== null ? core.utimens(p, at, mt, who) : core.utimensOpen(fhs, at, mt));
+        }
+        if (fh >= 0) return core.fgetattr(p, fh);
+        return p !== null ? core.getattr(p) : core.getattrOpen(fhs);
+      }, (attr) => { ll.replyAttr(req, attr, attrTimeout); }, { changes: () => [n] });
+    },
+
+    readlink(req, id) {
+      settle('readlink', req, () => describe(id), () => core.readlink(pathOf(nodeOf(id))), (t) => { ll.replyReadlink(req, t); });
+    },
+
+    mknod(req, parent, name, mode, rdev) {
+      let P: Node | undefined;
+      settle('mknod', req, () => `${describe(parent, name)} mode=${oct(mode)} rdev=${rdev}`, async () => {
+        P = nodeOf(parent);
+        await core.mknod(childPath(P, name), mode, rdev, caller());
+        return entryOf(P, name);
+      }, replyEntry(req), { changes: () => [P] });
+    },
+    mkdir(req, parent, name, mode) {
+      let P: Node | undefined;
+      settle('mkdir', req, () => `${describe(parent, name)} mode=${oct(mode)}`, async () => {
+        P = nodeOf(parent);
+        await core.mkdir(childPath(P, name), mode, caller());
+        return entryOf(P, name);
+      }, replyEntry(req), { changes: () => [P] });
+    },
+    symlink(req, target, parent, name) {
+      let P: Node | undefined;
+      settle('symlink', req, () => `${describe(parent, name)} target=${JSON.stringify(toText(target))}`, async () => {
+        P = nodeOf(parent);
+        await core.symlink(target, childPath(P, name), caller());
+        return entryOf(P, name);
+      }, replyEntry(req), { changes: () => [P] });
+    },
+    link(req, id, newParent, newName) {
+      let P: Node | undefined;
+      settle('link', req, () => `${describe(id)} to ${describe(newParent, newName)}`, async () => {
+        const n = nodeOf(id);
+        P = nodeOf(newParent);
+        const to = childPath(P, newName);
+        await core.link(pathOf(n), to, caller());
+        // Both names now stand for one upper object: make the new name find this node.
+        const info = await core.lookupNode(to);
+        nodes.setKey(n, info.key);
+        const m = nodes.found(P, newName, false, info.attr[StatIdx.ino]!, info.key);
+        return [m, info.attr] as [Node, AttrArray];
+      }, replyEntry(req), { changes: () => [P, nodes.get(id)] });
+    },
+    unlink(req, parent, name) {
+      let P: Node | undefined;
+      settle('unlink', req, () => describe(parent, name), async () => {
+        P = nodeOf(parent);
+        await core.unlink(childPath(P, name), caller());
+        nodes.removed(P, name);
+      }, () => { ll.replyErr(req, 0); }, { changes: () => [P] });
+    },
+    rmdir(req, parent, name) {
+      let P: Node | undefined;
+      settle('rmdir', req, () => describe(parent, name), async () => {
+        P = nodeOf(parent);
+        await core.rmdir(childPath(P, name), caller());
+        nodes.removed(P, name);
+      }, () => { ll.replyErr(req, 0); }, { changes: () => [P] });
+    },
+    rename(req, parent, name, newParent, newName) {
+      let P: Node | undefined;
+      let Q: Node | undefined;
+      settle('rename', req, () => `${describe(parent, name)} to ${describe(newParent, newName)}`, async () => {
+        P = nodeOf(parent);
+        Q = nodeOf(newParent);
+        // FUSE 7.19 carries no renameat2 flags: the kernel refuses them before we see the call.
+        await core.rename(childPath(P, name), childPath(Q, newName), 0, caller());
+        nodes.renamed(P, name, Q, newName);
+      }, () => { ll.replyErr(req, 0); }, {
+        // the source may have been copied up even when the rename then failed
+        changes: () => [P, Q, P && nodes.child(P, name), Q && nodes.child(Q, newName)],
+      });
+    },
+
+    open(req, id, flags) {
+      let n: Node | undefined;
+      settle('open', req, () => `${describe(id)} flags=0x${flags.toString(16)}`, () => {
+        n = nodeOf(id);
+        const p = nodes.path(n);
+        return p !== null ? core.open(p, flags, caller()) : core.openOpen(n.fhs ?? [], flags);
+      }, (r) => {
+        (n!.fhs ??= new Set()).add(r.fh);
+        ll.replyOpen(req, r.fh, openFlags(r));
+        return r.fh;
+      }, { changes: () => [n] });
+    },
+    create(req, parent, name, mode, flags) {
+      let P: Node | undefined;
+      settle('create', req, () => `${describe(parent, name)} mode=${oct(mode)} flags=0x${flags.toString(16)}`, async () => {
+        P = nodeOf(parent);
+        const r = await core.create(childPath(P, name), mode, flags, caller());
+        try {
+          const [n, attr] = await entryOf(P, name);
+          return { r, n, attr };
+        } catch (e) {
+          await core.release(null, r.fh).catch(() => undefined);
+          throw e;
+        }
+      }, ({ r, n, attr }) => {
+        (n.fhs ??= new Set()).add(r.fh);
+        ll.replyCreate(req, n.id, 0, attr, attrTimeout, entryTimeout, r.fh, openFlags(r));
+        return r.fh;
+      }, { changes: () => [P] });
+    },
+    read(req, id, size, offset, fh) {
+      const buf = Buffer.allocUnsafe(size);
+      settle('read', req, () => `${describe(id)} fh=${fh} size=${size} off=${offset}`, () => {
+        const n = nodes.get(id);
+        return core.read(n ? nodes.path(n) : null, fh, buf, size, offset);
+      }, (got) => { ll.replyBuf(req, buf, got); return got; });
+    },
+    write(req, id, data, offset, fh) {
+      settle('write', req, () => `${describe(id)} fh=${fh} size=${data.length} off=${offset}`, () => {
+        const n = nodes.get(id);
+        return core.write(n ? nodes.path(n) : null, fh, data, data.length, offset);
+      }, (done) => { ll.replyWrite(req, done); return done; });
+    },
+    flush(req, id, fh) {
+      settle('flush', req, () => `${describe(id)} fh=${fh}`, () => core.flush(null, fh), () => { ll.replyErr(req, 0); });
+    },
+    release(req, id, fh) {
+      settle('release', req, () => `${describe(id)} fh=${fh}`, () => {
+        nodes.get(id)?.fhs?.delete(fh);
+        return core.release(null, fh);
+      }, () => { ll.replyErr(req, 0); });
+    },
+    fsync(req, id, datasync, fh) {
+      settle('fsync', req, () => `${describe(id)} fh=${fh} datasync=${datasync}`, () => core.fsync(null, fh, datasync !== 0), () => { ll.replyErr(req, 0); });
+    },
+
+    opendir(req, id, flags) {
+      settle('opendir', req, () => `${describe(id)} flags=0x${flags.toString(16)}`, () => core.opendir(pathOf(nodeOf(id)), caller()),
+        (fh) => { ll.replyOpen(req, fh, 0); return fh; });
+    },
+    readdir(req, id, size, offset, fh) {
+      settle('readdir', req, () => `${describe(id)} fh=${fh} size=${size} off=${offset}`, async () => {
+        let l = dirs.get(fh);
+        // offset 0 is a new listing (opendir or rewinddir): list afresh
+        if (l === undefined || offset === 0) {
+          const n = nodeOf(id);
+          const entries = await core.readdir(nodes.path(n), fh);
+          const up = n.names[n.names.length - 1]?.parent ?? n;
+          l = listing(n.ino, up.ino, entries);
+          dirs.set(fh, l);
+        }
+        return l;
+      }, (l) => {
+        // an entry takes at least 32 bytes (fuse_dirent with a name up to 8 bytes)
+        const max = Math.ceil(size / 32);
+        const names = offset === 0 && l.names.length <= max ? l.names : l.names.slice(offset, offset + max);
+        return ll.replyDir(req, size, offset, names, l.modeIno.subarray(2 * offset, 2 * (offset + names.length)));
+      });
+    },
+    releasedir(req, id, fh) {
+      settle('releasedir', req, () => `${describe(id)} fh=${fh}`, () => {
+        dirs.delete(fh);
+        return core.releasedir(null, fh);
+      }, () => { ll.replyErr(req, 0); });
+    },
+    fsyncdir(req, id, datasync, fh) {
+      settle('fsyncdir', req, () => `${describe(id)} fh=${fh}`, () => core.fsyncdir(null, fh, datasync !== 0), () => { ll.replyErr(req, 0); });
+    },
+    statfs(req, id) {
+      settle('statfs', req, () => describe(id), () => core.statfs(nodes.path(nodes.get(id) ?? nodes.root) ?? '/'),
+        (s) => { ll.replyStatfs(req, statvfsArray(s)); });
+    },
+
+    setxattr(req, id, name, value, flags) {
+      let n: Node | undefined;
+      settle('setxattr', req, () => `${describe(id)} name=${JSON.stringify(toText(name))} size=${value.length} flags=${flags}`, () => {
+        n = nodeOf(id);
+        const p = nodes.path(n);
+        return p !== null ? core.setxattr(p, name, value, flags, caller()) : core.setxattrOpen(n.fhs ?? [], name, value, flags);
+      }, () => { ll.replyErr(req, 0); }, { changes: () => [n] });
+    },
+    getxattr(req, id, name, size) {
+      settle('getxattr', req, () => `${describe(id)} name=${JSON.stringify(toText(name))} size=${size}`, () => {
+        const n = nodeOf(id);
+        const p = nodes.path(n);
+        return p !== null ? core.getxattr(p, name) : core.getxattrOpen(n.fhs ?? [], name);
+      }, (v) => {
+        if (size === 0) ll.replyXattr(req, v.length);
+        else if (v.length > size) ll.replyErr(req, ERANGE);
+        else ll.replyBuf(req, v, v.length);
+        return v.length;
+      });
+    },
+    listxattr(req, id, size) {
+      settle('listxattr', req, () => `${describe(id)} size=${size}`, () => {
+        const n = nodeOf(id);
+        const p = nodes.path(n);
+        return p !== null ? core.listxattr(p) : core.listxattrOpen(n.fhs ?? []);
+      }, (names) => {
+        const v = xattrList(names);
+        if (size === 0) ll.replyXattr(req, v.length);
+        else if (v.length > size) ll.replyErr(req, ERANGE);
+        else ll.replyBuf(req, v, v.length);
+        return v.length;
+      });
+    },
+    removexattr(req, id, name) {
+      let n: Node | undefined;
+      settle('removexattr', req, () => `${describe(id)} name=${JSON.stringify(toText(name))}`, () => {
+        n = nodeOf(id);
+        const p = nodes.path(n);
+        return p !== null ? core.removexattr(p, name, caller()) : core.removexattrOpen(n.fhs ?? [], name);
+      }, () => { ll.replyErr(req, 0); }, { changes: () => [n] });
+    },
+    fallocate(req, id, mode, offset, length, fh) {
+      settle('fallocate', req, () => `${describe(id)} fh=${fh} mode=${mode} off=${offset} len=${length}`, () => {
+        const n = nodes.get(id);
+        return core.fallocate(n ? nodes.path(n) : null, fh, mode, offset, length);
+      }, () => { ll.replyErr(req, 0); });
+    },
+  };
+
+  return {
+    handlers,
+    ctx,
+    attach(s) { session = s; },
+    initialized,
+    opStats: () => requests.summary(),
+    nodeCount: () => nodes.size,
+  };
+}
+
+/** libfuse 2.9 escapes ',' and '\\' in option values (fuse_opt.c) */
+const escapeOpt = (v: string): string => v.replace(/[\\,]/g, (c) => '\\' + c);
+
+/**
+ * libfuse's argv for a mount: kernel mount options (permissions, generic
+ * flags; libfuse 2.9 itself would mount nosuid,nodev) and the session's
+ * (128 KiB writes). Cache timeouts are not options here: every reply carries them.
+ */
+export function lowLevelArgs(c: MountConfig): string[] {
+  const o: string[] = ['nonempty', 'big_writes', 'max_write=131072'];
+  if (c.allowOther) o.push('allow_other');
+  if (c.defaultPermissions) o.push('default_permissions');
+  o.push(c.flags.suid ? 'suid' : 'nosuid', c.flags.dev ? 'dev' : 'nodev', c.flags.exec ? 'exec' : 'noexec', c.flags.readOnly ? 'ro' : 'rw');
+  if (c.flags.noatime) o.push('noatime');
+  if (c.flags.sync) o.push('sync');
+  if (c.flags.dirsync) o.push('dirsync');
+  o.push(`fsname=${escapeOpt(c.fsname)}`, 'subtype=stratafs');
+  return ['stratafs', '-o', o.join(',')];
+}

@@ -1,0 +1,170 @@
+/**
+ * The node table of the low-level binding: which FUSE node id stands for which
+ * overlay object, and by which names the kernel knows it.
+ *
+ * The kernel keeps one inode per node id and caches its attributes, so a node
+ * must be one overlay *object*, as in kernel overlayfs (ovl_get_inode):
+ * - a directory has one name;
+ * - hard links of one upper file share a node (the kernel overlay hashes them by
+ *   the upper inode), so a write or chmod through one name shows through the
+ *   others at once, cached or not;
+ * - lower hard links under a writable mount are separate nodes (the kernel does
+ *   not share them either: a copy-up breaks the link), read-only mounts share
+ *   them (hashed by the lower inode).
+ * The core says which objects share a node with a `key` (Overlay.lookupNode).
+ *
+ * Names are tracked, not paths: a node's path is rebuilt from its parent chain,
+ * so renaming a directory moves everything below it at once. Paths are cached
+ * per node and the whole cache is void after any rename of a directory.
+ *
+ * Lifetime follows the kernel's lookup count: every reply that hands the
+ * kernel a node (lookup, create, mkdir, mknod, symlink, link) counts one, each
+ * FORGET takes its count off, and a node at zero is gone. A node whose last
+ * name was removed lives on nameless while the kernel still holds it (a file
+ * unlinked while open).
+ */
+import type { Bstr } from '../core/bstr.js';
+import type { NodeId } from '../native/fuse-ll.js';
+
+export const ROOT_ID: NodeId = 1;
+
+interface Name { parent: Node; name: Bstr }
+
+export class Node {
+  nlookup = 0;
+  /** names the kernel has for it, most recent last; directories have at most one */
+  readonly names: Name[] = [];
+  /** identity shared by hard links (see Overlay.lookupNode), when it has one */
+  key: string | undefined;
+  /** open file handles (to reach a nameless node) */
+  fhs: Set<number> | undefined;
+  cachedPath: Bstr | null = null;
+  cachedGen = -1;
+  constructor(readonly id: NodeId, readonly isDir: boolean, public ino: number) {}
+}
+
+const childKey = (parent: Node, name: Bstr): string => parent.id + '/' + name;
+
+export class NodeTable {
+  readonly root: Node;
+  private readonly byId = new Map<NodeId, Node>();
+  private readonly children = new Map<string, Node>();
+  private readonly byKey = new Map<string, Node>();
+  private nextId = ROOT_ID + 1;
+  /** bumped by every rename of a directory: cached paths below it are stale */
+  private pathGen = 0;
+
+  constructor(rootIno: number) {
+    this.root = new Node(ROOT_ID, true, rootIno);
+    this.root.nlookup = 1; // the kernel never forgets the root
+    this.byId.set(ROOT_ID, this.root);
+  }
+
+  get size(): number { return this.byId.size; }
+
+  get(id: NodeId): Node | undefined { return this.byId.get(id); }
+
+  /** The node the kernel knows under `name` in `parent`, if any. */
+  child(parent: Node, name: Bstr): Node | undefined { return this.children.get(childKey(parent, name)); }
+
+  /** The node's path in the mount, or null once it has no name (or an ancestor lost its). */
+  path(n: Node): Bstr | null {
+    if (n === this.root) return '/';
+    if (n.cachedGen === this.pathGen) return n.cachedPath;
+    const last = n.names[n.names.length - 1];
+    let p: Bstr | null = null;
+    if (last !== undefined) {
+      const pp = this.path(last.parent);
+      if (pp !== null) p = pp === '/' ? '/' + last.name : pp + '/' + last.name;
+    }
+    n.cachedPath = p;
+    n.cachedGen = this.pathGen;
+    return p;
+  }
+
+  /**
+   * A lookup (or create) found `name` in `parent`: the node for that object,
+   * existing or new, with its lookup count raised by one.
+   */
+  found(parent: Node, name: Bstr, isDir: boolean, ino: number, key: string | undefined): Node {
+    const ck = childKey(parent, name);
+    const bound = this.children.get(ck);
+    let n: Node | undefined;
+    if (key !== undefined) {
+      const k = this.byKey.get(key);
+      if (k !== undefined && k.isDir === isDir) n = k;
+    }
+    // The same name still standing for the same object (a lookup after the
+    // kernel's entry timed out): keep its node, or the kernel would see a new inode.
+    if (n === undefined && bound !== undefined && bound.isDir === isDir && bound.ino === ino &&
+        (bound.key === undefined || bound.key === key)) {
+      n = bound;
+    }
+    if (n === undefined) {
+      n = new Node(this.nextId++, isDir, ino);
+      this.byId.set(n.id, n);
+    }
+    n.ino = ino;
+    if (bound !== undefined && bound !== n) this.unbind(bound, parent, name);
+    if (bound !== n) this.bind(n, parent, name);
+    this.setKey(n, key);
+    n.nlookup++;
+    return n;
+  }
+
+  /** The kernel dropped `count` references. */
+  forget(id: NodeId, count: number): void {
+    const n = this.byId.get(id);
+    if (n === undefined || n === this.root) return;
+    n.nlookup -= count;
+    if (n.nlookup > 0) return;
+    this.byId.delete(id);
+    for (const { parent, name } of n.names) {
+      const ck = childKey(parent, name);
+      if (this.children.get(ck) === n) this.children.delete(ck);
+    }
+    n.names.length = 0;
+    if (n.key !== undefined && this.byKey.get(n.key) === n) this.byKey.delete(n.key);
+  }
+
+  /** `name` in `parent` is gone (unlink, rmdir). */
+  removed(parent: Node, name: Bstr): void {
+    const n = this.children.get(childKey(parent, name));
+    if (n !== undefined) this.unbind(n, parent, name);
+  }
+
+  /** `name` moved from `parent` to `newName` in `newParent`, replacing whatever had that name. */
+  renamed(parent: Node, name: Bstr, newParent: Node, newName: Bstr): void {
+    const n = this.children.get(childKey(parent, name));
+    this.removed(newParent, newName);
+    if (n === undefined) return;
+    this.unbind(n, parent, name);
+    this.bind(n, newParent, newName);
+    if (n.isDir) this.pathGen++;
+  }
+
+  /** Record (or clear) the hard-link identity of a node after a change (a link made, a copy-up). */
+  setKey(n: Node, key: string | undefined): void {
+    if (n.key === key) return;
+    if (n.key !== undefined && this.byKey.get(n.key) === n) this.byKey.delete(n.key);
+    n.key = key;
+    if (key !== undefined) this.byKey.set(key, n);
+  }
+
+  private bind(n: Node, parent: Node, name: Bstr): void {
+    this.children.set(childKey(parent, name), n);
+    n.names.push({ parent, name });
+    n.cachedGen = -1;
+  }
+
+  private unbind(n: Node, parent: Node, name: Bstr): void {
+    const ck = childKey(parent, name);
+    if (this.children.get(ck) === n) this.children.delete(ck);
+    const i = n.names.findIndex((x) => x.parent === parent && x.name === name);
+    if (i >= 0) n.names.splice(i, 1);
+    n.cachedGen = -1;
+    if (n.isDir) this.pathGen++;
+    // A nameless object's inode number may be reused by the upper filesystem: never match it by key again.
+    if (n.names.length === 0 && n.key !== undefined && this.byKey.get(n.key) === n) this.byKey.delete(n.key);
+  }
+}

@@ -1,0 +1,107 @@
+/**
+ * What both FUSE adapters share: the one conversion of core failures to errno,
+ * and per-op request statistics (counts, errors, power-of-two latency
+ * histograms) for `stratafs stats` and the benchmark.
+ */
+import { constants as osConstants } from 'node:os';
+import type { Bstr } from '../core/bstr.js';
+import { toText } from '../core/bstr.js';
+import { FsError } from '../core/errors.js';
+
+// ---------------------------------------------------------------------------
+// the one error conversion
+
+const ERRNO = osConstants.errno as Record<string, number>;
+
+/**
+ * -errno for a failure of the core. An FsError says which; a Node SystemError
+ * with a known code is honoured but logged (the core should have wrapped it);
+ * anything else is a bug: EIO, logged with its stack.
+ */
+export function toErrno(e: unknown, op: string, path: Bstr | null, log: (s: string) => void): number {
+  if (e instanceof FsError) return -e.errno;
+  const code = typeof e === 'object' && e !== null ? (e as { code?: unknown }).code : undefined;
+  const where = `${op} ${path === null ? '(unlinked)' : toText(path)}`;
+  if (typeof code === 'string' && ERRNO[code] !== undefined) {
+    log(`stratafs: ${where}: unwrapped ${code} from the core: ${e instanceof Error ? e.message : String(e)}`);
+    return -ERRNO[code]!;
+  }
+  log(`stratafs: ${where}: internal error, answered EIO: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+  return -ERRNO.EIO!;
+}
+
+// ---------------------------------------------------------------------------
+// op statistics
+
+/** Latency histogram buckets: bucket i counts latencies in [2^(i-1), 2^i) µs. */
+const BUCKETS = 32;
+
+export class OpCounter {
+  count = 0;
+  errors = 0;
+  totalUs = 0;
+  maxUs = 0;
+  bytes = 0;
+  readonly hist = new Uint32Array(BUCKETS);
+  constructor(readonly countsBytes: boolean) {}
+  add(us: number, result: number): void {
+    this.count++;
+    this.totalUs += us;
+    if (us > this.maxUs) this.maxUs = us;
+    if (result < 0) this.errors++;
+    else if (this.countsBytes) this.bytes += result;
+    const b = us < 1 ? 0 : Math.min(BUCKETS - 1, 32 - Math.clz32(Math.floor(us)));
+    this.hist[b]!++;
+  }
+  /** upper bound of the bucket holding quantile q */
+  quantile(q: number): number {
+    const want = Math.ceil(q * this.count);
+    let seen = 0;
+    for (let i = 0; i < BUCKETS; i++) {
+      seen += this.hist[i]!;
+      if (seen >= want) return Math.min(2 ** i, this.maxUs);
+    }
+    return this.maxUs;
+  }
+}
+
+export interface OpSummary {
+  count: number;
+  errors: number;
+  avgUs: number;
+  /** p50/p99 are upper bounds of power-of-two latency buckets */
+  p50Us: number;
+  p99Us: number;
+  maxUs: number;
+  /** read/write only: bytes moved by successful requests */
+  bytes?: number;
+}
+
+/** Counters by op name. */
+export class RequestStats {
+  private readonly counters = new Map<string, OpCounter>();
+
+  counter(op: string): OpCounter {
+    let c = this.counters.get(op);
+    if (c === undefined) this.counters.set(op, (c = new OpCounter(op === 'read' || op === 'write')));
+    return c;
+  }
+
+  summary(): Record<string, OpSummary> {
+    const out: Record<string, OpSummary> = {};
+    for (const [op, c] of [...this.counters].sort(([a], [b]) => a.localeCompare(b))) {
+      const s: OpSummary = {
+        count: c.count, errors: c.errors, avgUs: c.count ? c.totalUs / c.count : 0,
+        p50Us: c.quantile(0.5), p99Us: c.quantile(0.99), maxUs: c.maxUs,
+      };
+      if (c.countsBytes) s.bytes = c.bytes;
+      out[op] = s;
+    }
+    return out;
+  }
+}
+
+export function osErrName(n: number): string {
+  for (const [k, v] of Object.entries(ERRNO)) if (v === n) return k;
+  return String(n);
+}
