@@ -21,16 +21,16 @@ import { DEFAULT_LOOKUP_CACHE_SIZE, type OverlayConfig } from '../core/config.js
 import { findMount, isFuse, readMountsSync, resolveMountpointArgSync } from './mountinfo.js';
 import { daemonAlive, readDaemonInfo, runtimeFiles } from './runtime.js';
 
-/** Kernel entry cache timeout in seconds, used unless `timeout=` says otherwise (libfuse's own default). */
-export const DEFAULT_TIMEOUT_S = 1;
 /**
- * Kernel attribute cache timeout. 0 by default because a cached attribute can be wrong under
- * libfuse 2.9's high-level API: each name of a hard-linked file is its own kernel inode (a change
- * through one name leaves the others' nlink, size and times stale), and the kernel does not
- * refresh a directory's attributes after a failed operation that changed it (a failed rename
- * that copied up). Entries stay cached (`timeout=`): the kernel keeps names coherent itself.
+ * Kernel cache timeout (entries, attributes, negative entries) in seconds unless options say
+ * otherwise: a day, as good as forever (fuse-overlayfs's default is effectively infinite, and
+ * kernel overlayfs caches dentries until memory is short). Safe because every change goes
+ * through the mount: the kernel keeps its caches coherent for those (one FUSE node per overlay
+ * object, fuse/nodes.ts), and the adapter invalidates what the kernel cannot see (directories
+ * copied up as a side effect, fuse/lowlevel.ts). Changing layers under a mount is undefined,
+ * as in overlayfs; a shorter `timeout=` bounds how long such changes stay unseen.
  */
-export const DEFAULT_ATTR_TIMEOUT_S = 0;
+export const DEFAULT_TIMEOUT_S = 86400;
 /** overlayfs's OVL_MAX_STACK */
 export const MAX_LAYERS = 500;
 
@@ -56,8 +56,14 @@ export interface MountConfig extends OverlayConfig {
   foreground: boolean;
   /** kernel entry cache timeout, seconds */
   timeout: number;
-  /** kernel attribute cache timeout, seconds (see DEFAULT_ATTR_TIMEOUT_S) */
+  /** kernel attribute cache timeout, seconds */
   attrTimeout: number;
+  /**
+   * which libfuse API serves the mount: the low-level one (src/native/fuse-ll.c, the default)
+   * or fuse-native's high-level binding (one kernel inode per name, so attributes are not
+   * cached by default there: attr_timeout=0)
+   */
+  fuseApi: 'lowlevel' | 'highlevel';
   /** kernel negative-lookup cache timeout, seconds */
   negativeTimeout: number;
   allowOther: boolean;
@@ -187,7 +193,8 @@ export function parseMountArgs(a: MountArgs): MountConfig {
   let userxattr = false;
   let timeout = DEFAULT_TIMEOUT_S;
   let negativeTimeout: number | undefined;
-  let attrTimeout = DEFAULT_ATTR_TIMEOUT_S;
+  let attrTimeout: number | undefined;
+  let fuseApi: 'lowlevel' | 'highlevel' = 'lowlevel';
   let lookupCacheSize = DEFAULT_LOOKUP_CACHE_SIZE;
   let allowOther = false;
   let defaultPermissions = asRoot;
@@ -234,6 +241,10 @@ export function parseMountArgs(a: MountArgs): MountConfig {
         case 'timeout': timeout = parseSeconds(key, val); break;
         case 'negative_timeout': negativeTimeout = parseSeconds(key, val); break;
         case 'attr_timeout': attrTimeout = parseSeconds(key, val); break;
+        case 'fuse_api':
+          if (val !== 'lowlevel' && val !== 'highlevel') throw new ConfigError('invalid value for fuse_api (lowlevel or highlevel expected)', val ?? '');
+          fuseApi = val;
+          break;
         case 'lookup_cache': {
           const n = val === undefined || !/^\d+$/.test(val) ? NaN : Number(val);
           if (!Number.isSafeInteger(n) || n < 1) throw new ConfigError('invalid value for lookup_cache (entries >= 1 expected)', val ?? '');
@@ -309,7 +320,9 @@ export function parseMountArgs(a: MountArgs): MountConfig {
     foreground: a.foreground,
     timeout,
     negativeTimeout: negativeTimeout ?? timeout,
-    attrTimeout,
+    // The high-level API gives each hard link its own kernel inode: a cached attribute could be stale.
+    attrTimeout: attrTimeout ?? (fuseApi === 'highlevel' ? 0 : timeout),
+    fuseApi,
     allowOther,
     defaultPermissions,
     flags: { ...flags, readOnly },
@@ -458,9 +471,13 @@ Mount options (-o, comma separated; \\ escapes , and : inside values):
   ro | rw                 read-only mount (the upper is then served as the top layer)
   redirect_dir=on|off     rename directories with lower content (on, default) or EXDEV (off)
   userxattr               user.overlay.* markers instead of trusted.overlay.*
-  timeout=SECONDS         kernel entry cache (default ${DEFAULT_TIMEOUT_S})
-  attr_timeout=SECONDS    kernel attribute cache (default ${DEFAULT_ATTR_TIMEOUT_S}: exact nlink/size/times
-                          across hard links and after failed operations; >0 trades that for speed)
+  timeout=SECONDS         kernel cache of entries (default ${DEFAULT_TIMEOUT_S}); also the
+                          default of attr_timeout and negative_timeout. Changes made
+                          to the layers behind the mount's back show after this long
+  attr_timeout=SECONDS    kernel attribute cache (default: timeout; 0 with fuse_api=highlevel)
+  fuse_api=lowlevel|highlevel
+                          serve through libfuse's low-level API (default) or
+                          fuse-native's high-level binding (slower, for comparison)
   negative_timeout=SECONDS
                           kernel negative-lookup cache (default: timeout)
   lookup_cache=N          lookup cache entries (default ${DEFAULT_LOOKUP_CACHE_SIZE})

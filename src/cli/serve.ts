@@ -11,8 +11,11 @@
 import { openOverlay, type Overlay } from '../core/overlay.js';
 import { fromText } from '../core/bstr.js';
 import { isFsError } from '../core/errors.js';
-import { Fuse } from '../native/fuse.js';
-import { createAdapter, fuseOptions, type Adapter } from '../fuse/adapter.js';
+import { checkCanMount, Fuse, unmountPath } from '../native/fuse.js';
+import { createAdapter, fuseOptions } from '../fuse/adapter.js';
+import { ll, type Session } from '../native/fuse-ll.js';
+import { StatIdx } from '../native/sys-api.js';
+import { createLowLevelAdapter, lowLevelArgs } from '../fuse/lowlevel.js';
 import type { MountConfig } from './options.js';
 import type { DaemonStats } from './stats.js';
 
@@ -49,7 +52,6 @@ export async function serve(config: MountConfig, log: (line: string) => void): P
     throw new ServeError(explain(e, config));
   }
   const started = Date.now();
-  let fuse: Fuse | undefined;
   let closed = false;
   let markEnded: () => void = () => undefined;
   const ended = new Promise<void>((resolve) => { markEnded = resolve; });
@@ -64,20 +66,44 @@ export async function serve(config: MountConfig, log: (line: string) => void): P
     markEnded();
   };
 
-  const adapter: Adapter = createAdapter(overlay, {
-    debug: config.debug,
-    log,
-    context: () => fuse!.context(),
-  });
-  fuse = new Fuse(fromText(config.mountpoint), adapter.handlers, fuseOptions(config, () => { void closeCore(); }));
+  let markExited: () => void = () => undefined;
+  const exited = new Promise<void>((resolve) => { markExited = resolve; });
+  const onExit = (): void => {
+    markExited();
+    void closeCore();
+  };
+  let opStats: () => DaemonStats['ops'];
+  let nodeCount: () => number | undefined = () => undefined;
   try {
-    await fuse.mount();
+    await checkCanMount();
+    if (config.fuseApi === 'highlevel') {
+      let fuse: Fuse | undefined;
+      const adapter = createAdapter(overlay, { debug: config.debug, log, context: () => fuse!.context() });
+      fuse = new Fuse(fromText(config.mountpoint), adapter.handlers, fuseOptions(config, onExit));
+      await fuse.mount();
+      opStats = adapter.opStats;
+    } else {
+      const root = await overlay.getattr('/');
+      const adapter = createLowLevelAdapter(overlay, {
+        debug: config.debug,
+        log,
+        entryTimeout: config.timeout,
+        attrTimeout: config.attrTimeout,
+        negativeTimeout: config.negativeTimeout,
+        rootIno: root[StatIdx.ino]!,
+        copyUps: () => overlay.ctx.counters.copyUps,
+      });
+      const session: Session = ll.mount(fromText(config.mountpoint), lowLevelArgs(config), adapter.handlers, adapter.ctx, onExit);
+      adapter.attach(session);
+      await adapter.initialized;
+      opStats = adapter.opStats;
+      nodeCount = adapter.nodeCount;
+    }
   } catch (e) {
     await closeCore();
     throw new ServeError(`cannot mount ${config.mountpoint}: ${e instanceof Error ? e.message : String(e)}`);
   }
 
-  const f = fuse;
   let unmounting: Promise<void> | undefined;
   return {
     config,
@@ -85,7 +111,8 @@ export async function serve(config: MountConfig, log: (line: string) => void): P
       mountpoint: config.mountpoint,
       pid: process.pid,
       uptimeS: (Date.now() - started) / 1000,
-      ops: adapter.opStats(),
+      ops: opStats(),
+      nodes: nodeCount(),
       overlay: overlay.stats(),
     }),
     describe: () => ({
@@ -96,7 +123,7 @@ export async function serve(config: MountConfig, log: (line: string) => void): P
       workdir: config.workPath ?? null,
       options: {
         readOnly: config.flags.readOnly, redirectDir: config.redirectDir, userxattr: config.userxattr,
-        timeout: config.timeout, attrTimeout: config.attrTimeout, negativeTimeout: config.negativeTimeout, lookupCache: config.lookupCacheSize,
+        fuseApi: config.fuseApi, timeout: config.timeout, attrTimeout: config.attrTimeout, negativeTimeout: config.negativeTimeout, lookupCache: config.lookupCacheSize,
         fsync: config.fsync, allowOther: config.allowOther, defaultPermissions: config.defaultPermissions,
         flags: config.flags, fsname: config.fsname,
       },
@@ -105,7 +132,9 @@ export async function serve(config: MountConfig, log: (line: string) => void): P
     unmount: () => {
       unmounting ??= (async () => {
         try {
-          await f.unmount();
+          // umount2 from a thread of the addon (never this loop's): the kernel then ends the session (ENODEV)
+          await unmountPath(fromText(config.mountpoint));
+          await exited;
         } catch (e) {
           unmounting = undefined; // busy now, may work later
           throw e;

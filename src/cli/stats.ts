@@ -14,6 +14,8 @@ export interface DaemonStats {
   pid: number;
   uptimeS: number;
   ops: Record<string, OpSummary>;
+  /** FUSE nodes the kernel holds (low-level API only) */
+  nodes?: number | undefined;
   overlay: OverlayStats;
 }
 

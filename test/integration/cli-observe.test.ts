@@ -65,9 +65,9 @@ describe('-d', () => {
     await expect(withTimeout(stat(join(mnt, 'missing')), 5000, 'stat')).rejects.toMatchObject({ code: 'ENOENT' });
     expect(await withTimeout(readFile(join(mnt, 'a'), 'utf8'), 5000, 'read')).toBe('lower a\n');
     const text = await readFile(log, 'utf8');
-    expect(text).toMatch(/ getattr "\/missing" -> -ENOENT \d+µs$/m);
+    expect(text).toMatch(/ lookup "\/missing" -> -ENOENT \d+µs$/m);
     expect(text).toMatch(/ open "\/a" flags=0x[0-9a-f]+ -> \d+ \d+µs$/m);
-    expect(text).toMatch(/ read "\/a" fh=\d+ len=\d+ pos=0 -> 8 \d+µs$/m);
+    expect(text).toMatch(/ read "\/a" fh=\d+ size=\d+ off=0 -> 8 \d+µs$/m);
   });
 
   it('with -f the op log goes to stderr', async () => {

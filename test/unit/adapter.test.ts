@@ -1,7 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { constants } from 'node:os';
 import { FsError } from '../../src/core/errors.js';
-import { fuseOptions, toErrno } from '../../src/fuse/adapter.js';
+import { fuseOptions } from '../../src/fuse/adapter.js';
+import { lowLevelArgs } from '../../src/fuse/lowlevel.js';
+import { toErrno } from '../../src/fuse/requests.js';
 import { buildFuseOptions } from '../../src/native/fuse.js';
 import { parseMountArgs } from '../../src/cli/options.js';
 
@@ -32,11 +34,34 @@ describe('libfuse options of a mount', () => {
   const cfg = (o: string, uid = 0) => parseMountArgs({
     options: [o], mountpoint: '/m', source: undefined, foreground: false, debug: false, cwd: '/', uid,
   });
-  it('defaults as root: big writes, use_ino, nonempty, no hard_remove, timeouts, suid,dev, default_permissions', () => {
-    const words = buildFuseOptions(fuseOptions(cfg('lowerdir=/a,upperdir=/u,workdir=/w'), () => {}));
+  it('low-level API, defaults as root: big writes, nonempty, suid,dev, default_permissions; no high-level words', () => {
+    const words = lowLevelArgs(cfg('lowerdir=/a,upperdir=/u,workdir=/w'));
+    expect(words.slice(0, 2)).toEqual(['stratafs', '-o']);
+    const o = words[2]!.split(',');
+    expect(o).toEqual(expect.arrayContaining([
+      'big_writes', 'max_write=131072', 'nonempty', 'suid', 'dev', 'exec', 'rw', 'default_permissions', 'fsname=stratafs', 'subtype=stratafs',
+    ]));
+    // fuse_lowlevel_new refuses the high-level API's options; timeouts travel with each reply
+    for (const w of o) expect(w).not.toMatch(/^(use_ino|hard_remove|entry_timeout|attr_timeout|negative_timeout|kernel_cache|auto_cache)/);
+  });
+  it('low-level API as a user: nosuid,nodev, escaped fsname', () => {
+    const o = lowLevelArgs(cfg('lowerdir=/a,fsname=a\\,b', 1000))[2]!.split(/(?<!\\),/);
+    expect(o).toEqual(expect.arrayContaining(['nosuid', 'nodev', 'ro', 'fsname=a\\,b']));
+    expect(o).not.toContain('default_permissions');
+  });
+  it('cache timeouts: a day by default; attr_timeout 0 by default only with the high-level API', () => {
+    const d = cfg('lowerdir=/a');
+    expect([d.timeout, d.attrTimeout, d.negativeTimeout]).toEqual([86400, 86400, 86400]);
+    const h = cfg('lowerdir=/a,fuse_api=highlevel');
+    expect([h.timeout, h.attrTimeout, h.negativeTimeout, h.fuseApi]).toEqual([86400, 0, 86400, 'highlevel']);
+    const t = cfg('lowerdir=/a,timeout=2');
+    expect([t.timeout, t.attrTimeout, t.negativeTimeout, t.fuseApi]).toEqual([2, 2, 2, 'lowlevel']);
+  });
+  it('high-level API, defaults as root: big writes, use_ino, nonempty, no hard_remove, timeouts, suid,dev, default_permissions', () => {
+    const words = buildFuseOptions(fuseOptions(cfg('lowerdir=/a,upperdir=/u,workdir=/w,fuse_api=highlevel'), () => {}));
     expect(words).toEqual(expect.arrayContaining([
-      'use_ino', 'big_writes', 'max_write=131072', 'nonempty', 'entry_timeout=1', 'attr_timeout=0',
-      'negative_timeout=1', 'suid', 'dev', 'exec', 'rw', 'default_permissions', 'fsname=stratafs', 'subtype=stratafs',
+      'use_ino', 'big_writes', 'max_write=131072', 'nonempty', 'entry_timeout=86400', 'attr_timeout=0',
+      'negative_timeout=86400', 'suid', 'dev', 'exec', 'rw', 'default_permissions', 'fsname=stratafs', 'subtype=stratafs',
     ]));
     expect(words).not.toContain('allow_other');
     // files unlinked while open go through libfuse's .fuse_hidden rename (core/hidden.ts)
