@@ -36,6 +36,8 @@ export class Node {
   readonly names: Name[] = [];
   /** identity shared by hard links (see Overlay.lookupNode), when it has one */
   key: string | undefined;
+  /** names bound under this directory (to unbind them when it is forgotten) */
+  kids: Set<Bstr> | undefined;
   /** open file handles (to reach a nameless node) */
   fhs: Set<number> | undefined;
   cachedPath: Bstr | null = null;
@@ -96,8 +98,9 @@ export class NodeTable {
     }
     // The same name still standing for the same object (a lookup after the
     // kernel's entry timed out): keep its node, or the kernel would see a new inode.
+    // No key any more is no proof of another object: the link count fell back to 1.
     if (n === undefined && bound !== undefined && bound.isDir === isDir && bound.ino === ino &&
-        (bound.key === undefined || bound.key === key)) {
+        (bound.key === undefined || key === undefined || bound.key === key)) {
       n = bound;
     }
     if (n === undefined) {
@@ -121,10 +124,23 @@ export class NodeTable {
     this.byId.delete(id);
     for (const { parent, name } of n.names) {
       const ck = childKey(parent, name);
-      if (this.children.get(ck) === n) this.children.delete(ck);
+      if (this.children.get(ck) === n) { this.children.delete(ck); parent.kids?.delete(name); }
     }
     n.names.length = 0;
     if (n.key !== undefined && this.byKey.get(n.key) === n) this.byKey.delete(n.key);
+    // Names still bound under a forgotten directory are names whose dentries the
+    // kernel dropped first: a hard link kept alive by its other name (an open
+    // file, a cached dentry elsewhere). Left bound, such a name could be the
+    // link's last one, which path() follows into a node that no longer exists
+    // (null, or a stale cached path), while the other name is fine.
+    if (n.kids !== undefined && n.kids.size > 0) {
+      for (const name of n.kids) {
+        const c = this.children.get(childKey(n, name));
+        if (c !== undefined) this.unbind(c, n, name);
+      }
+      this.pathGen++;
+    }
+    n.kids = undefined;
   }
 
   /** `name` in `parent` is gone (unlink, rmdir). */
@@ -140,6 +156,8 @@ export class NodeTable {
     if (n === undefined) return;
     this.unbind(n, parent, name);
     this.bind(n, newParent, newName);
+    // unbinding its only name dropped its key: a hard link renamed is still the same object as its other names
+    if (n.key !== undefined && !this.byKey.has(n.key)) this.byKey.set(n.key, n);
     if (n.isDir) this.pathGen++;
   }
 
@@ -153,13 +171,14 @@ export class NodeTable {
 
   private bind(n: Node, parent: Node, name: Bstr): void {
     this.children.set(childKey(parent, name), n);
+    (parent.kids ??= new Set()).add(name);
     n.names.push({ parent, name });
     n.cachedGen = -1;
   }
 
   private unbind(n: Node, parent: Node, name: Bstr): void {
     const ck = childKey(parent, name);
-    if (this.children.get(ck) === n) this.children.delete(ck);
+    if (this.children.get(ck) === n) { this.children.delete(ck); parent.kids?.delete(name); }
     const i = n.names.findIndex((x) => x.parent === parent && x.name === name);
     if (i >= 0) n.names.splice(i, 1);
     n.cachedGen = -1;
