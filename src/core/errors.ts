@@ -7,21 +7,35 @@ export type ErrnoCode = keyof typeof osConstants.errno;
  * The one error type the overlay core throws. The FUSE adapter turns it into
  * -errno in exactly one place; everything else only reads `code` and `path`.
  * `path` is a byte string (latin1, see bstr.ts) relative to the mount or a layer.
+ *
+ * Thrown on hot paths (every failed lookup and getxattr is one), so it is
+ * cheap: no stack trace (an errno is an answer, not a bug; bugs are other
+ * errors and keep theirs) and the message is only built when read.
  */
 export class FsError extends Error {
   readonly code: ErrnoCode;
   readonly errno: number;
   readonly path: string;
   readonly syscall: string | undefined;
+  private readonly detail: string | undefined;
 
   constructor(code: ErrnoCode, path: string, syscall?: string, detail?: string) {
-    const shown = Buffer.from(path, 'latin1').toString('utf8');
-    super(`${code}: ${syscall ? syscall + ' ' : ''}${shown}${detail ? ` (${detail})` : ''}`);
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
+    super();
+    Error.stackTraceLimit = limit;
     this.name = 'FsError';
     this.code = code;
     this.errno = osConstants.errno[code];
     this.path = path;
     this.syscall = syscall;
+    this.detail = detail;
+  }
+
+  override get message(): string {
+    const shown = Buffer.from(this.path, 'latin1').toString('utf8');
+    const { code, syscall, detail } = this;
+    return `${code}: ${syscall ? syscall + ' ' : ''}${shown}${detail ? ` (${detail})` : ''}`;
   }
 }
 
