@@ -46,6 +46,7 @@ export class Node {
 }
 
 const childKey = (parent: Node, name: Bstr): string => parent.id + '/' + name;
+const open = (n: Node): boolean => n.fhs !== undefined && n.fhs.size > 0;
 
 export class NodeTable {
   readonly root: Node;
@@ -94,7 +95,7 @@ export class NodeTable {
     let n: Node | undefined;
     if (key !== undefined) {
       const k = this.byKey.get(key);
-      if (k !== undefined && k.isDir === isDir) n = k;
+      if (k !== undefined && k.isDir === isDir && (k.names.length > 0 || open(k))) n = k;
     }
     // The same name still standing for the same object (a lookup after the
     // kernel's entry timed out): keep its node, or the kernel would see a new inode.
@@ -183,7 +184,9 @@ export class NodeTable {
     if (i >= 0) n.names.splice(i, 1);
     n.cachedGen = -1;
     if (n.isDir) this.pathGen++;
-    // A nameless object's inode number may be reused by the upper filesystem: never match it by key again.
-    if (n.names.length === 0 && n.key !== undefined && this.byKey.get(n.key) === n) this.byKey.delete(n.key);
+    // A nameless object's inode number may be reused by the upper filesystem: never match it by key again --
+    // unless it is open here: our open handle holds the inode (and its number), so another name with that
+    // key is the same file (kernel overlayfs: one inode), and found() checks that it is still open.
+    if (n.names.length === 0 && !open(n) && n.key !== undefined && this.byKey.get(n.key) === n) this.byKey.delete(n.key);
   }
 }
