@@ -81,6 +81,20 @@ describe('NodeTable: targeted cases', () => {
     expect(t.path(b)).toBe('/b');
   });
 
+  it('a nameless node with a key that is still open here is matched by key: the open handle holds the inode number', () => {
+    // open a, rm a, then a lookup of b (another link the kernel did not know): one inode, as in kernel overlayfs
+    const t = new NodeTable(ROOT_INO);
+    const a = t.found(t.root, 'a', false, 10, 'u10');
+    a.fhs = new Set([7]);
+    t.removed(t.root, 'a');
+    expect(t.found(t.root, 'b', false, 10, 'u10')).toBe(a);
+    expect(t.path(a)).toBe('/b');
+    // closed and nameless again: no longer matched
+    t.removed(t.root, 'b');
+    a.fhs.delete(7);
+    expect(t.found(t.root, 'c', false, 10, 'u10')).not.toBe(a);
+  });
+
   it('renaming a directory moves the cached paths of everything below it', () => {
     const t = new NodeTable(ROOT_INO);
     const d = t.found(t.root, 'd', true, 2, undefined);
@@ -221,8 +235,8 @@ interface Obj {
   kids: Map<string, Obj>;
 }
 
-/** A kernel dentry: hashed (reachable by name) or, once unlinked, kept only by open files. */
-interface Dentry { parent: number; name: string; node: number; hashed: boolean; pins: number }
+/** A kernel dentry: hashed (reachable by name) or, once unlinked, kept only by open files (their handles in `fhs`). */
+interface Dentry { parent: number; name: string; node: number; hashed: boolean; pins: number; fhs: number[] }
 
 const NAMES = ['a', 'b', 'c', 'd'];
 
@@ -257,6 +271,7 @@ class World {
   readonly table = new NodeTable(ROOT_INO);
   readonly rootObj: Obj = { oid: 0, isDir: true, ino: ROOT_INO, links: [], kids: new Map() };
   private nextOid = 1;
+  private nextFh = 1;
   /** node id -> the object it stands for (kept after a forget, to check a node is never handed out again) */
   readonly objOf = new Map<number, Obj>([[ROOT_ID, this.rootObj]]);
   /** node objects by id, including forgotten ones */
@@ -289,9 +304,10 @@ class World {
     return !o.isDir && o.links.length > 1 ? 'u' + o.ino : undefined;
   }
 
-  /** Inode numbers are reused as soon as no name holds them (an open file may still hold the number in reality: harsher). */
+  /** Inode numbers are reused as soon as no name and no open file holds them. */
   private allocIno(): number {
     const used = new Set<number>();
+    for (const d of this.dentries) if (d.pins > 0) used.add(this.objOf.get(d.node)!.ino);
     const walk = (o: Obj): void => {
       used.add(o.ino);
       for (const k of o.kids.values()) walk(k);
@@ -382,10 +398,10 @@ class World {
       expect.fail(`found(${parent}/${name}) made node ${n.id} although node ${prevTold.node} has that name for the same object ${o.oid}`);
     }
     if (key !== undefined) {
-      // two names of one keyed object share a node while that node has a name the kernel can use
+      // two names of one keyed object share a node while that node has a name the kernel can use, or is open
       for (const [id, ob] of this.objOf) {
-        if (ob === o && this.live(id) && id !== n.id && [...this.dentries].some((d) => d.hashed && d.node === id)) {
-          expect.fail(`found(${parent}/${name}) made node ${n.id}; node ${id} of the same keyed object ${o.oid} is in the dcache`);
+        if (ob === o && this.live(id) && id !== n.id && [...this.dentries].some((d) => (d.hashed || d.pins > 0) && d.node === id)) {
+          expect.fail(`found(${parent}/${name}) made node ${n.id}; node ${id} of the same keyed object ${o.oid} is in the dcache or open`);
         }
       }
     }
@@ -396,7 +412,7 @@ class World {
     const d = this.hashed(parent, name);
     if (d?.node !== n.id) {
       this.unhash(d);
-      this.dentries.add({ parent, name, node: n.id, hashed: true, pins: 0 });
+      this.dentries.add({ parent, name, node: n.id, hashed: true, pins: 0, fhs: [] });
     }
     return n.id;
   }
@@ -502,8 +518,11 @@ class World {
       case 'open': {
         const d = pick(dentries.filter((x) => x.hashed && !this.objOf.get(x.node)!.isDir && this.reachable().has(x.node)), op.dentry);
         if (!d) return;
-        this.log.push(`open node ${d.node} via ${d.parent}/${d.name}`);
+        const fh = this.nextFh++;
+        this.log.push(`open node ${d.node} via ${d.parent}/${d.name}: fh ${fh}`);
         d.pins++;
+        d.fhs.push(fh);
+        (this.nodes.get(d.node)!.fhs ??= new Set()).add(fh);
         return;
       }
       case 'close': {
@@ -511,6 +530,7 @@ class World {
         if (!d) return;
         this.log.push(`close node ${d.node} (${d.hashed ? '' : 'un'}hashed ${d.parent}/${d.name})`);
         d.pins--;
+        this.nodes.get(d.node)!.fhs!.delete(d.fhs.pop()!);
         this.tryFree(d, 0);
         return;
       }
@@ -539,7 +559,11 @@ class World {
   /** Every file closed, every dentry dropped (leaves first), as `echo 2 > drop_caches` after the last close. */
   dropAll(): void {
     for (const d of [...this.dentries]) {
-      if (d.pins > 0) { d.pins = 0; this.tryFree(d, 1); }
+      if (d.pins > 0) {
+        for (const fh of d.fhs.splice(0)) this.nodes.get(d.node)!.fhs!.delete(fh);
+        d.pins = 0;
+        this.tryFree(d, 1);
+      }
     }
     for (let i = 0; this.dentries.size > 0; i++) {
       const before = this.dentries.size;
