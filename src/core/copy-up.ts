@@ -21,7 +21,7 @@ import * as fs from 'node:fs';
 import { promisify } from 'node:util';
 import { StatIdx } from '../native/sys.js';
 import type { Bstr } from './bstr.js';
-import { fail, parentOf, relOf, requireUpper, sys, type Ctx, type LayerRef } from './ctx.js';
+import { closeWhenIdle, fail, parentOf, relOf, requireUpper, sys, type Ctx, type LayerRef } from './ctx.js';
 import { FsError, isFsError } from './errors.js';
 import { isUpperEntry, resolve, type Entry } from './namei.js';
 import { mergedEntries } from './readdir.js';
@@ -245,7 +245,7 @@ function repointHandles(ctx: Ctx, ino: number, src: LayerRef, urel: Bstr): void 
     const old = f.fd;
     f.fd = fd;
     f.lower = false;
-    sys.raw.close(old);
+    closeWhenIdle(f, old);
   }
 }
 

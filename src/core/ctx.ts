@@ -44,6 +44,10 @@ export interface OpenFile {
    * copies up one name and leaves the others' handles on the lower)
    */
   lowerRef?: LayerRef;
+  /** large reads running on libuv's pool with `fd` (file-ops.ts read) */
+  reads?: number;
+  /** fds replaced (copy-up) while such reads ran: closed when the last one ends */
+  retired?: number[];
 }
 
 export interface OpenDir {
@@ -140,3 +144,9 @@ export function layerFd(ctx: Ctx, ref: LayerRef): number {
 }
 
 export { sys };
+
+/** Close fds that a copy-up replaced once no pool read uses them (the fd number could be reused meanwhile). */
+export function closeWhenIdle(f: OpenFile, fd: number): void {
+  if (f.reads) (f.retired ??= []).push(fd);
+  else sys.raw.close(fd);
+}

@@ -18,7 +18,7 @@ import * as fs from 'node:fs';
 import { promisify } from 'node:util';
 import type { Bstr } from './bstr.js';
 import { copyUp } from './copy-up.js';
-import { fail, requireUpper, sys, type Ctx, type OpenFile } from './ctx.js';
+import { closeWhenIdle, fail, requireUpper, sys, type Ctx, type OpenFile } from './ctx.js';
 import { FsError, isFsError, type ErrnoCode } from './errors.js';
 import { prepareCreate, placeNew } from './dir-ops.js';
 import { forgetHandle, reopenForOpen, type HiddenFile } from './hidden.js';
@@ -102,13 +102,34 @@ export async function create(ctx: Ctx, path: Bstr, mode: number, flags: number, 
   return register(ctx, { fd, path, flags, ino: e.ino, lower: false });
 }
 
-export function read(ctx: Ctx, path: Bstr | null, fh: number, buf: Buffer, len: number, pos: number): number {
+/**
+ * Reads this large go to libuv's pool: a cold sequential read arrives as
+ * several readahead requests at once, and only threads let their disk reads
+ * overlap. Small reads stay synchronous (a pool round trip costs more than
+ * they do, and they are usually page-cache hits on the layer).
+ */
+const ASYNC_READ_MIN = 64 * 1024;
+
+export function read(ctx: Ctx, path: Bstr | null, fh: number, buf: Buffer, len: number, pos: number): number | Promise<number> {
   const f = handle(ctx, fh, path, 'read');
-  try {
-    return fs.readSync(f.fd, buf, 0, len, pos);
-  } catch (e) {
-    throw nodeErr(e, path, 'read');
+  if (len < ASYNC_READ_MIN) {
+    try {
+      return fs.readSync(f.fd, buf, 0, len, pos);
+    } catch (e) {
+      throw nodeErr(e, path, 'read');
+    }
   }
+  f.reads = (f.reads ?? 0) + 1;
+  return new Promise<number>((resolve, reject) => {
+    fs.read(f.fd, buf, 0, len, pos, (err, n) => {
+      if (--f.reads! === 0 && f.retired) {
+        for (const fd of f.retired) sys.raw.close(fd);
+        f.retired = undefined;
+      }
+      if (err) reject(nodeErr(err, path, 'read'));
+      else resolve(n);
+    });
+  });
 }
 
 export function write(ctx: Ctx, path: Bstr | null, fh: number, buf: Buffer, len: number, pos: number): number {
@@ -141,7 +162,7 @@ export function release(ctx: Ctx, _path: Bstr | null, fh: number): void {
   forgetHandle(ctx, f);
   const set = ctx.filesByIno.get(f.ino);
   if (set) { set.delete(f); if (set.size === 0) ctx.filesByIno.delete(f.ino); }
-  sys.raw.close(f.fd);
+  closeWhenIdle(f, f.fd);
 }
 
 export function ftruncate(ctx: Ctx, path: Bstr | null, fh: number, size: number): void {
