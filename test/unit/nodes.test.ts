@@ -608,11 +608,13 @@ class World {
       if (reach.has(id)) expect(p, `node ${id} is in the dcache but has no path\n${ctx()}`).not.toBeNull();
       if (o.isDir && p !== null) expect(p).toBe(this.fsPath(o));
     }
-    // no binding leads to a forgotten node, whatever the parent
+    // no binding leads to a forgotten node, and none is left under a forgotten directory
     for (const parent of this.nodes.values()) {
       for (const name of NAMES) {
         const c = t.child(parent, name);
-        if (c !== undefined) expect(t.get(c.id), `binding ${parent.id}/${name} -> forgotten node ${c.id}\n${ctx()}`).toBe(c);
+        if (c === undefined) continue;
+        expect(t.get(c.id), `binding ${parent.id}/${name} -> forgotten node ${c.id}\n${ctx()}`).toBe(c);
+        expect(this.live(parent.id), `binding ${parent.id}/${name} -> ${c.id} under a forgotten directory\n${ctx()}`).toBe(true);
       }
     }
   }
@@ -632,7 +634,7 @@ describe('NodeTable: property test against a model of the filesystem and the ker
         w.check();
         expect(w.table.size).toBe(1);
       }),
-      { numRuns: 1000 },
+      { numRuns: 1500 },
     );
   });
 });
