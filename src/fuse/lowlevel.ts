@@ -117,16 +117,14 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
   const caller = (): Caller => ({ uid: ctx[0]! >>> 0, gid: ctx[1]! >>> 0, pid: ctx[2]!, umask: ctx[3]! });
   const oct = (n: number): string => '0' + n.toString(8);
 
-  /** A request that cannot even be started: unknown node or no path. */
-  class Gone extends FsError {}
   const nodeOf = (id: NodeId): Node => {
     const n = nodes.get(id);
-    if (n === undefined) throw new Gone('ENOENT', '', 'node', `unknown node ${id}`);
+    if (n === undefined) throw new FsError('ENOENT', '', 'node', `unknown node ${id}`);
     return n;
   };
   const pathOf = (n: Node): Bstr => {
     const p = nodes.path(n);
-    if (p === null) throw new Gone('ENOENT', '', 'node', 'no longer has a name');
+    if (p === null) throw new FsError('ENOENT', '', 'node', 'no longer has a name');
     return p;
   };
   const childPath = (parent: Node, name: Bstr): Bstr => {
