@@ -16,6 +16,7 @@
 import { LRUCache } from 'lru-cache';
 import { StatIdx } from '../native/sys.js';
 import type { Bstr } from './bstr.js';
+import type { MergedEntry } from './types.js';
 import { fail, parentOf, sys, type Ctx, type LayerRef } from './ctx.js';
 import {
   isOpaqueDir, isWhiteoutStat, joinRel, listXattrsOrEmpty, readRedirect, splitPath,
@@ -72,6 +73,25 @@ export class LookupCache {
     this.max = max;
     this.lru = max > 0 ? new LRUCache<Bstr, Cached>({ max }) : undefined;
     this.upperDirs = max > 0 ? new LRUCache<Bstr, boolean>({ max: Math.max(16, Math.ceil(max / 10)) }) : undefined;
+    this.listings = max > 0
+      ? new LRUCache<Bstr, MergedEntry[]>({ maxSize: Math.max(100_000, max), sizeCalculation: (v) => v.length + 1 })
+      : undefined;
+  }
+
+  /**
+   * Merged listings of directories by mount path (readdir.ts), bounded by the
+   * entries they hold. Every change of a name goes through drop() or
+   * dropTree() of that name (the positive and negative entries above depend on
+   * it), which also drops the listing of its directory; a copy-up drops the
+   * path too. So a listing is served from here only while no name in it changed.
+   */
+  readonly listings: LRUCache<Bstr, MergedEntry[]> | undefined;
+
+  private dropListings(path: Bstr): void {
+    if (!this.listings) return;
+    this.listings.delete(path);
+    const i = path.lastIndexOf('/');
+    this.listings.delete(i <= 0 ? '/' : path.slice(0, i));
   }
 
   get size(): number { return this.lru?.size ?? 0; }
@@ -86,7 +106,10 @@ export class LookupCache {
   setNegative(path: Bstr): void { this.lru?.set(path, NEGATIVE); }
 
   /** Forget one path. */
-  drop(path: Bstr): void { this.lru?.delete(path); }
+  drop(path: Bstr): void {
+    this.lru?.delete(path);
+    this.dropListings(path);
+  }
 
   /**
    * Forget a path and everything beneath it (directory rename, rmdir). A scan
@@ -94,7 +117,8 @@ export class LookupCache {
    */
   dropTree(path: Bstr): void {
     const prefix = path === '/' ? '/' : path + '/';
-    for (const lru of [this.lru, this.upperDirs]) {
+    this.dropListings(path);
+    for (const lru of [this.lru, this.upperDirs, this.listings]) {
       if (!lru) continue;
       lru.delete(path);
       const doomed: Bstr[] = [];
@@ -112,7 +136,7 @@ export class LookupCache {
    */
   readonly upperDirs: LRUCache<Bstr, boolean> | undefined;
 
-  clear(): void { this.lru?.clear(); this.upperDirs?.clear(); }
+  clear(): void { this.lru?.clear(); this.upperDirs?.clear(); this.listings?.clear(); }
 }
 
 export { NEGATIVE };

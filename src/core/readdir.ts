@@ -49,9 +49,18 @@ export function isMergedEmpty(ctx: Ctx, dir: Entry): boolean {
   return true;
 }
 
-export function opendir(ctx: Ctx, path: Bstr, _caller: Caller): number {
+/** The listing of the directory at `path`, from the cache while nothing in it changed (namei.ts LookupCache.listings). */
+function listingOf(ctx: Ctx, path: Bstr): MergedEntry[] {
   const dir = resolveDir(ctx, path);
+  const cached = ctx.cache.listings?.get(path);
+  if (cached !== undefined) return cached;
   const entries = mergedEntries(ctx, dir);
+  ctx.cache.listings?.set(path, entries);
+  return entries;
+}
+
+export function opendir(ctx: Ctx, path: Bstr, _caller: Caller): number {
+  const entries = listingOf(ctx, path);
   const fh = ctx.nextFh++;
   ctx.dirs.set(fh, { path, entries, fd: -1, listed: false });
   return fh;
@@ -67,7 +76,7 @@ export function opendir(ctx: Ctx, path: Bstr, _caller: Caller): number {
 export function readdir(ctx: Ctx, path: Bstr | null, fh: number): MergedEntry[] {
   const d = ctx.dirs.get(fh);
   if (!d) fail('EBADF', path ?? '', 'readdir');
-  if (d.listed) d.entries = path === null ? [] : mergedEntries(ctx, resolveDir(ctx, path));
+  if (d.listed) d.entries = path === null ? [] : listingOf(ctx, path);
   d.listed = true;
   return d.entries;
 }
