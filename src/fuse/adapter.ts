@@ -12,15 +12,14 @@
  * - Mount options for libfuse are chosen here (fuseOptions) from the MountConfig.
  */
 import { performance } from 'node:perf_hooks';
-import { constants as osConstants } from 'node:os';
 import type { Bstr } from '../core/bstr.js';
 import { toText } from '../core/bstr.js';
 import { FsError } from '../core/errors.js';
-import { osErrName, RequestStats, toErrno, type OpSummary } from './requests.js';
+import { dirListing, osErrName, RequestStats, statvfsArray, toErrno, type OpSummary } from './requests.js';
 
 export type { OpSummary };
-import type { Caller, MergedEntry, OpenResult, OverlayOps, StatFs, TimeSet } from '../core/types.js';
-import { StatIdx, STATVFS_LEN, StatvfsIdx } from '../native/sys-api.js';
+import type { Caller, MergedEntry, OpenResult, OverlayOps, TimeSet } from '../core/types.js';
+import { StatIdx } from '../native/sys-api.js';
 import { OpenFlags, UTIME_NOW, UTIME_OMIT, type FuseHandlers, type FuseOptions } from '../native/fuse.js';
 import type { MountConfig } from '../cli/options.js';
 
@@ -48,16 +47,7 @@ export interface Adapter {
   opStats(): Record<string, OpSummary>;
 }
 
-const S_IFDIR = 0o040000;
 
-function statvfsArray(s: StatFs): Float64Array {
-  const a = new Float64Array(STATVFS_LEN);
-  a[StatvfsIdx.bsize] = s.bsize; a[StatvfsIdx.frsize] = s.frsize; a[StatvfsIdx.blocks] = s.blocks;
-  a[StatvfsIdx.bfree] = s.bfree; a[StatvfsIdx.bavail] = s.bavail; a[StatvfsIdx.files] = s.files;
-  a[StatvfsIdx.ffree] = s.ffree; a[StatvfsIdx.favail] = s.favail; a[StatvfsIdx.fsid] = s.fsid;
-  a[StatvfsIdx.flag] = s.flag; a[StatvfsIdx.namemax] = s.namemax;
-  return a;
-}
 
 export function createAdapter(ops: OverlayOps, opt: AdapterOptions): Adapter {
   const { log, context } = opt;
@@ -153,18 +143,8 @@ export function createAdapter(ops: OverlayOps, opt: AdapterOptions): Adapter {
         const parent = path === null || path === '/' ? self : await inoOf(parentOf(path));
         return [entries, self, parent];
       }, ([entries, self, parent]) => {
-        const n = entries.length + 2;
-        const names: Bstr[] = new Array<Bstr>(n);
-        const types = new Float64Array(2 * n);
-        names[0] = '.'; types[0] = S_IFDIR; types[1] = self;
-        names[1] = '..'; types[2] = S_IFDIR; types[3] = parent;
-        for (let i = 0; i < entries.length; i++) {
-          const e = entries[i]!;
-          names[i + 2] = e.name;
-          types[2 * i + 4] = e.type;
-          types[2 * i + 5] = e.ino;
-        }
-        cb(0, names, types);
+        const l = dirListing(self, parent, entries);
+        cb(0, l.names, l.modeIno);
       }, ([entries]) => entries.length);
     },
     releasedir(path, fh, cb) {

@@ -18,11 +18,11 @@ import type { Bstr } from '../core/bstr.js';
 import { toText } from '../core/bstr.js';
 import { FsError } from '../core/errors.js';
 import type { NodeInfo } from '../core/overlay.js';
-import type { AttrArray, Caller, MergedEntry, OpenResult, OverlayOps, StatFs, TimeSet } from '../core/types.js';
+import type { AttrArray, Caller, OpenResult, OverlayOps, TimeSet } from '../core/types.js';
 import { ll, SetattrValid, type LowLevelHandlers, type NodeId, type ReqId, type Session } from '../native/fuse-ll.js';
-import { STATVFS_LEN, StatIdx, StatvfsIdx, STAT_LEN } from '../native/sys-api.js';
+import { StatIdx, STAT_LEN } from '../native/sys-api.js';
 import { Node, NodeTable } from './nodes.js';
-import { osErrName, RequestStats, toErrno, type OpSummary } from './requests.js';
+import { dirListing, osErrName, RequestStats, statvfsArray, toErrno, type DirListing, type OpSummary } from './requests.js';
 import type { MountConfig } from '../cli/options.js';
 
 /** The core as the low-level adapter uses it: OverlayOps plus node identity and handle-based calls. */
@@ -73,33 +73,6 @@ const ENOENT = 2;
 const NO_ATTR = new Float64Array(STAT_LEN);
 /** open flags the binding passes on: bit 1 keep_cache, bit 2 direct_io */
 const openFlags = (r: OpenResult): number => (r.keepCache ? 1 : 0) | (r.directIo ? 2 : 0);
-
-/** One open directory: its listing, with . and .., as the binding sends it. */
-interface DirListing { names: Bstr[]; modeIno: Float64Array }
-
-function statvfsArray(s: StatFs): Float64Array {
-  const a = new Float64Array(STATVFS_LEN);
-  a[StatvfsIdx.bsize] = s.bsize; a[StatvfsIdx.frsize] = s.frsize; a[StatvfsIdx.blocks] = s.blocks;
-  a[StatvfsIdx.bfree] = s.bfree; a[StatvfsIdx.bavail] = s.bavail; a[StatvfsIdx.files] = s.files;
-  a[StatvfsIdx.ffree] = s.ffree; a[StatvfsIdx.favail] = s.favail; a[StatvfsIdx.fsid] = s.fsid;
-  a[StatvfsIdx.flag] = s.flag; a[StatvfsIdx.namemax] = s.namemax;
-  return a;
-}
-
-function listing(self: number, parent: number, entries: MergedEntry[]): DirListing {
-  const n = entries.length + 2;
-  const names = new Array<Bstr>(n);
-  const modeIno = new Float64Array(2 * n);
-  names[0] = '.'; modeIno[0] = S_IFDIR; modeIno[1] = self;
-  names[1] = '..'; modeIno[2] = S_IFDIR; modeIno[3] = parent;
-  for (let i = 0; i < entries.length; i++) {
-    const e = entries[i]!;
-    names[i + 2] = e.name;
-    modeIno[2 * i + 4] = e.type;
-    modeIno[2 * i + 5] = e.ino;
-  }
-  return { names, modeIno };
-}
 
 /** Names and their NUL terminators, as listxattr answers. */
 const xattrList = (names: Bstr[]): Buffer => Buffer.from(names.map((n) => n + '\0').join(''), 'latin1');
@@ -425,7 +398,7 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
           const n = nodeOf(id);
           const entries = await core.readdir(nodes.path(n), fh);
           const up = n.names[n.names.length - 1]?.parent ?? n;
-          l = listing(n.ino, up.ino, entries);
+          l = dirListing(n.ino, up.ino, entries);
           dirs.set(fh, l);
         }
         return l;

@@ -7,6 +7,8 @@ import { constants as osConstants } from 'node:os';
 import type { Bstr } from '../core/bstr.js';
 import { toText } from '../core/bstr.js';
 import { FsError } from '../core/errors.js';
+import type { MergedEntry, StatFs } from '../core/types.js';
+import { STATVFS_LEN, StatvfsIdx } from '../native/sys-api.js';
 
 // ---------------------------------------------------------------------------
 // the one error conversion
@@ -104,4 +106,37 @@ export class RequestStats {
 export function osErrName(n: number): string {
   for (const [k, v] of Object.entries(ERRNO)) if (v === n) return k;
   return String(n);
+}
+
+// ---------------------------------------------------------------------------
+// answers both bindings send in the same layout
+
+const S_IFDIR = 0o040000;
+
+/** A directory listing as the bindings send it: `.` and `..` first, and [mode, ino] pairs for d_type and d_ino. */
+export interface DirListing { names: Bstr[]; modeIno: Float64Array }
+
+export function dirListing(self: number, parent: number, entries: readonly MergedEntry[]): DirListing {
+  const n = entries.length + 2;
+  const names = new Array<Bstr>(n);
+  const modeIno = new Float64Array(2 * n);
+  names[0] = '.'; modeIno[0] = S_IFDIR; modeIno[1] = self;
+  names[1] = '..'; modeIno[2] = S_IFDIR; modeIno[3] = parent;
+  for (let i = 0; i < entries.length; i++) {
+    const e = entries[i]!;
+    names[i + 2] = e.name;
+    modeIno[2 * i + 4] = e.type;
+    modeIno[2 * i + 5] = e.ino;
+  }
+  return { names, modeIno };
+}
+
+/** statvfs in the StatvfsIdx layout of sys-api.ts */
+export function statvfsArray(s: StatFs): Float64Array {
+  const a = new Float64Array(STATVFS_LEN);
+  a[StatvfsIdx.bsize] = s.bsize; a[StatvfsIdx.frsize] = s.frsize; a[StatvfsIdx.blocks] = s.blocks;
+  a[StatvfsIdx.bfree] = s.bfree; a[StatvfsIdx.bavail] = s.bavail; a[StatvfsIdx.files] = s.files;
+  a[StatvfsIdx.ffree] = s.ffree; a[StatvfsIdx.favail] = s.favail; a[StatvfsIdx.fsid] = s.fsid;
+  a[StatvfsIdx.flag] = s.flag; a[StatvfsIdx.namemax] = s.namemax;
+  return a;
 }
