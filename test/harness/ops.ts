@@ -9,7 +9,7 @@ import { open, truncate, chmod, lchown, mkdir, rmdir, unlink, rename, link, syml
 import { createHash } from 'node:crypto';
 import { constants as fsc, type BigIntStats } from 'node:fs';
 import { bash, errnoFromMessage, shq, withTimeout, TimeoutError } from './proc.js';
-import { showPath } from './tree.js';
+import { showPath, typeOf } from './tree.js';
 
 export type Time = { sec: number; nsec: number } | 'now' | 'omit';
 
@@ -110,15 +110,6 @@ function nsText(ns: bigint): string {
   return `${ns / 1_000_000_000n}.${(ns % 1_000_000_000n).toString().padStart(9, '0')}`;
 }
 
-function typeName(st: BigIntStats): string {
-  if (st.isFile()) return 'file';
-  if (st.isDirectory()) return 'dir';
-  if (st.isSymbolicLink()) return 'symlink';
-  if (st.isFIFO()) return 'fifo';
-  if (st.isCharacterDevice()) return 'chr';
-  if (st.isBlockDevice()) return 'blk';
-  return 'sock';
-}
 
 function order(a: bigint, b: bigint): 'same' | 'later' | 'earlier' {
   return a === b ? 'same' : a > b ? 'later' : 'earlier';
@@ -131,7 +122,7 @@ function order(a: bigint, b: bigint): 'same' | 'later' | 'earlier' {
  */
 function attrsValue(st: BigIntStats, marks: Map<string, BigIntStats>, mark: string | undefined, since: string | undefined): OpResult {
   const v: Record<string, unknown> = {
-    type: typeName(st),
+    type: typeOf(st),
     mode: '0' + st.mode.toString(8),
     uid: Number(st.uid),
     gid: Number(st.gid),
