@@ -39,11 +39,12 @@ export class FsError extends Error {
   }
 }
 
-/** Map an errno number (positive) back to its code; unknown numbers become EIO. */
+const CODE_OF = new Map<number, ErrnoCode>();
+for (const [k, v] of Object.entries(osConstants.errno)) if (!CODE_OF.has(v)) CODE_OF.set(v, k as ErrnoCode);
+
+/** Map an errno number (positive) back to its code; unknown numbers become EIO. On every failed syscall: a map, not a scan. */
 export function codeOf(errno: number): ErrnoCode {
-  const n = Math.abs(errno);
-  for (const [k, v] of Object.entries(osConstants.errno)) if (v === n) return k as ErrnoCode;
-  return 'EIO';
+  return CODE_OF.get(Math.abs(errno)) ?? 'EIO';
 }
 
 export function isFsError(e: unknown, code?: ErrnoCode): e is FsError {
