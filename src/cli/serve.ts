@@ -74,6 +74,7 @@ export async function serve(config: MountConfig, log: (line: string) => void): P
   };
   let opStats: () => DaemonStats['ops'];
   let nodeCount: () => number | undefined = () => undefined;
+  let pending: () => number | undefined = () => undefined;
   try {
     await checkCanMount();
     if (config.fuseApi === 'highlevel') {
@@ -98,6 +99,7 @@ export async function serve(config: MountConfig, log: (line: string) => void): P
       await adapter.initialized;
       opStats = adapter.opStats;
       nodeCount = adapter.nodeCount;
+      pending = () => ll.pending();
     }
   } catch (e) {
     await closeCore();
@@ -113,6 +115,7 @@ export async function serve(config: MountConfig, log: (line: string) => void): P
       uptimeS: (Date.now() - started) / 1000,
       ops: opStats(),
       nodes: nodeCount(),
+      pending: pending(),
       overlay: overlay.stats(),
     }),
     describe: () => ({

@@ -16,6 +16,8 @@ export interface DaemonStats {
   ops: Record<string, OpSummary>;
   /** FUSE nodes the kernel holds (low-level API only) */
   nodes?: number | undefined;
+  /** requests handed to the handlers and not answered yet (low-level API only) */
+  pending?: number | undefined;
   overlay: OverlayStats;
 }
 
@@ -55,6 +57,7 @@ export function formatStats(s: DaemonStats): string {
   lines.push(`lookup cache: ${lc.size}/${lc.max} entries, ${lc.hits} hits, ${lc.misses} misses${total ? ` (${((100 * lc.hits) / total).toFixed(1)}% hits)` : ''}`);
   lines.push(`copy-ups: ${s.overlay.copyUps.count} (${fmtBytes(s.overlay.copyUps.bytes)})`);
   lines.push(`whiteouts written: ${s.overlay.whiteoutsWritten}`);
+  if (s.nodes !== undefined) lines.push(`kernel nodes: ${s.nodes}, requests in flight: ${s.pending ?? 0}`);
   return lines.join('\n');
 }
 
