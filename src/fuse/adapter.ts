@@ -15,7 +15,7 @@ import { performance } from 'node:perf_hooks';
 import type { Bstr } from '../core/bstr.js';
 import { toText } from '../core/bstr.js';
 import { FsError } from '../core/errors.js';
-import { dirListing, osErrName, RequestStats, statvfsArray, toErrno, type OpSummary } from './requests.js';
+import { dirListing, osErrName, RequestStats, startCall, statvfsArray, toErrno, type OpSummary } from './requests.js';
 
 export type { OpSummary };
 import type { Caller, MergedEntry, OpenResult, OverlayOps, TimeSet } from '../core/types.js';
@@ -71,13 +71,7 @@ export function createAdapter(ops: OverlayOps, opt: AdapterOptions): Adapter {
   ): void {
     const c = counter(op);
     const t0 = performance.now();
-    let p: Promise<T>;
-    try {
-      p = call();
-    } catch (e) {
-      p = Promise.reject(e);
-    }
-    p.then(
+    startCall(call).then(
       (v) => {
         const us = (performance.now() - t0) * 1000;
         const r = result === undefined ? 0 : result(v);

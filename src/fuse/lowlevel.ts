@@ -22,7 +22,7 @@ import type { AttrArray, Caller, OpenResult, OverlayOps, TimeSet } from '../core
 import { ll, SetattrValid, type LowLevelHandlers, type NodeId, type ReqId, type Session } from '../native/fuse-ll.js';
 import { StatIdx, STAT_LEN } from '../native/sys-api.js';
 import { Node, NodeTable } from './nodes.js';
-import { dirListing, osErrName, RequestStats, statvfsArray, toErrno, type DirListing, type OpSummary } from './requests.js';
+import { dirListing, osErrName, RequestStats, startCall, statvfsArray, toErrno, type DirListing, type OpSummary } from './requests.js';
 import type { MountConfig } from '../cli/options.js';
 
 /** The core as the low-level adapter uses it: OverlayOps plus node identity and handle-based calls. */
@@ -73,6 +73,14 @@ const ENOENT = 2;
 const NO_ATTR = new Float64Array(STAT_LEN);
 /** open flags the binding passes on: bit 1 keep_cache, bit 2 direct_io */
 const openFlags = (r: OpenResult): number => (r.keepCache ? 1 : 0) | (r.directIo ? 2 : 0);
+
+/** getxattr/listxattr answer: the size asked for with size 0, ERANGE when it does not fit, else the bytes. */
+function replyXattrValue(req: ReqId, size: number, v: Buffer): number {
+  if (size === 0) ll.replyXattr(req, v.length);
+  else if (v.length > size) ll.replyErr(req, ERANGE);
+  else ll.replyBuf(req, v, v.length);
+  return v.length;
+}
 
 /** Names and their NUL terminators, as listxattr answers. */
 const xattrList = (names: Bstr[]): Buffer => Buffer.from(names.map((n) => n + '\0').join(''), 'latin1');
@@ -146,13 +154,7 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
     const c = requests.counter(op);
     const t0 = performance.now();
     const before = opts?.changes ? opt.copyUps() : 0;
-    let p: Promise<T>;
-    try {
-      p = call();
-    } catch (e) {
-      p = Promise.reject(e);
-    }
-    p.then(
+    startCall(call).then(
       (v) => {
         let r: number;
         try {
@@ -436,25 +438,14 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
         const n = nodeOf(id);
         const p = nodes.path(n);
         return p !== null ? core.getxattr(p, name) : core.getxattrOpen(n.fhs ?? [], name);
-      }, (v) => {
-        if (size === 0) ll.replyXattr(req, v.length);
-        else if (v.length > size) ll.replyErr(req, ERANGE);
-        else ll.replyBuf(req, v, v.length);
-        return v.length;
-      });
+      }, (v) => replyXattrValue(req, size, v));
     },
     listxattr(req, id, size) {
       settle('listxattr', req, () => `${describe(id)} size=${size}`, () => {
         const n = nodeOf(id);
         const p = nodes.path(n);
         return p !== null ? core.listxattr(p) : core.listxattrOpen(n.fhs ?? []);
-      }, (names) => {
-        const v = xattrList(names);
-        if (size === 0) ll.replyXattr(req, v.length);
-        else if (v.length > size) ll.replyErr(req, ERANGE);
-        else ll.replyBuf(req, v, v.length);
-        return v.length;
-      });
+      }, (names) => replyXattrValue(req, size, xattrList(names)));
     },
     removexattr(req, id, name) {
       let n: Node | undefined;

@@ -79,6 +79,15 @@ export interface OpSummary {
   bytes?: number;
 }
 
+/** A core call as a promise even when it throws before returning one: one failure path per request. */
+export function startCall<T>(call: () => Promise<T>): Promise<T> {
+  try {
+    return call();
+  } catch (e) {
+    return Promise.reject(e);
+  }
+}
+
 /** Counters by op name. */
 export class RequestStats {
   private readonly counters = new Map<string, OpCounter>();
