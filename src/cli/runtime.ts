@@ -4,7 +4,8 @@
  *   <dir>/<id>.sock  control socket (stats, describe) served by the daemon
  *   <dir>/<id>.json  who serves the mount: pid, process start time, layers, log
  *   <dir>/<id>.log   the detached daemon's stdout/stderr (and -d op log)
- * <dir> is /run/stratafs as root, else $XDG_RUNTIME_DIR/stratafs, else
+ * <dir> is $STRATAFS_RUNTIME_DIR when set (tests point it at their scratch
+ * tree), else /run/stratafs as root, else $XDG_RUNTIME_DIR/stratafs, else
  * <tmpdir>/stratafs-<uid>. The id is a hash: a mountpoint path can be longer
  * than a unix socket path may be (108 bytes).
  */
@@ -33,6 +34,8 @@ export interface DaemonInfo {
 }
 
 export function runtimeDir(): string {
+  const override = process.env.STRATAFS_RUNTIME_DIR;
+  if (override && path.isAbsolute(override)) return override;
   const uid = process.getuid?.() ?? 0;
   if (uid === 0) return '/run/stratafs';
   const xdg = process.env.XDG_RUNTIME_DIR;
