@@ -497,7 +497,9 @@ Mount options (-o, comma separated; \\ escapes , and : inside values):
   default_permissions     kernel permission checks from the mode bits (always on)
   volatile | fsync=0      skip fsync
   force                   mount over a dead FUSE mount (aborts and detaches it first)
-  log=FILE                daemon log (default /run/stratafs/<id>.log as root)
+  log=FILE                daemon log (default <id>.log in the runtime directory:
+                          $STRATAFS_RUNTIME_DIR, /run/stratafs for root,
+                          $XDG_RUNTIME_DIR/stratafs or $TMPDIR/stratafs-<euid>)
   fsname=NAME             source column of the mount table (default stratafs)
   debug                   same as -d
   suid,nosuid,dev,nodev,exec,noexec,atime,noatime,sync,async,dirsync
