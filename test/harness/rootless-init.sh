@@ -35,9 +35,14 @@ say "ns $(readlink /proc/self/ns/mnt) $(readlink /proc/self/ns/pid)"
 mount -t tmpfs -o mode=0755,size=64k rootless-dev "$RL_DIR/dev" || die "tmpfs on $RL_DIR/dev"
 mknod -m 666 "$RL_DIR/dev/fuse" c 10 229 || die "mknod fuse"
 mount --bind "$RL_DIR/dev/fuse" /dev/fuse || die "bind /dev/fuse"
-for f in passwd group subuid subgid; do
-  mount --bind "$RL_NS/etc/$f" "/etc/$f" || die "bind /etc/$f"
+for f in "$RL_NS"/etc/*; do
+  mount --bind "$f" "/etc/${f##*/}" || die "bind /etc/${f##*/}"
 done
+
+# As on a systemd host, / is shared (rootless podman warns otherwise). The peer
+# groups are new ones of this namespace: the host's mounts were made private
+# by unshare and never hear of them.
+mount --make-rshared / || die "make / shared"
 
 mountkey() { # the mounts of this namespace as "fstype mountpoint" lines
   local a

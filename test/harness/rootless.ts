@@ -6,7 +6,8 @@
  *    bind-mounted over the host's 0600 one),
  *  - /etc/{passwd,group,subuid,subgid} are scratch copies with the user's
  *    entries added, bind-mounted over the host's (fusermount3 wants a user
- *    name; newuidmap and podman the subordinate ranges),
+ *    name; newuidmap and podman the subordinate ranges); optionally
+ *    /etc/fuse.conf with user_allow_other,
  *  - HOME, XDG_RUNTIME_DIR, STRATAFS_RUNTIME_DIR and TMPDIR are in scratch,
  *  - the user is entered with `setpriv --reuid --regid --clear-groups`
  *    (setuid helpers such as fusermount3 and newuidmap keep working).
@@ -24,12 +25,20 @@
  * the outer side scans /proc for any process still in either namespace
  * (`RootlessRun.survivors`, expected empty).
  *
- * Reaching the scratch tree: the run's temp root is 0700 (mkdtemp), so the
- * user could not walk to its files. Instead of chmod'ing anything, the init
- * mounts a tmpfs over the first ancestor the user cannot traverse (in the
- * namespace only) and bind-mounts the scratch directory back at its own path
- * (through an fd opened before): the user sees the same paths as the outer
- * test, and nothing else of that ancestor.
+ * Nothing outside the scratch tree is writable for the user: /tmp, /var/tmp,
+ * /dev/shm and /run/lock (the host's world-writable directories) get a tmpfs
+ * of their own in the namespace. The run's temp root is 0700 (mkdtemp), so
+ * the user could not walk to the scratch tree either; instead of chmod'ing
+ * anything, init also covers the first ancestor the user cannot traverse with
+ * a tmpfs and bind-mounts the scratch directory back at its own path (through
+ * an fd opened before): the user sees the same paths as the outer test.
+ *
+ * API: rootlessProblem() (why not here, for skipIf) -> makeRootlessEnv(prefix)
+ * -> chownToUser(env, path) for layers the test builds -> runAsUser(env,
+ * script) as often as needed -> check code/stdout, leftovers == [] and
+ * survivors == []. A script that starts podman should end its pause process
+ * itself (`kill $(cat $XDG_RUNTIME_DIR/libpod/tmp/pause.pid)`), else it is
+ * reported in leftovers (and ended by PID all the same).
  *
  * Files the user makes are owned by the uid on disk; the outer test (root)
  * reads and removes them normally. Layers the outer test builds for the user
@@ -167,9 +176,16 @@ async function hiddenDirs(dir: string): Promise<string[]> {
   return out;
 }
 
+export interface RootlessEnvOptions {
+  /** a different test user (fields default to DEFAULT_USER's) */
+  user?: Partial<RootlessUser>;
+  /** /etc/fuse.conf with `user_allow_other` (a plain user may then mount with allow_other) */
+  userAllowOther?: boolean;
+}
+
 /** A fresh scratch tree for the user under the run's temp root. */
-export async function makeRootlessEnv(prefix: string, user: Partial<RootlessUser> = {}): Promise<RootlessEnv> {
-  const u: RootlessUser = { ...DEFAULT_USER, ...user };
+export async function makeRootlessEnv(prefix: string, opts: RootlessEnvOptions = {}): Promise<RootlessEnv> {
+  const u: RootlessUser = { ...DEFAULT_USER, ...opts.user };
   const dir = await tempDir(prefix);
   await chmod(dir, 0o755); // our own fresh directory (mkdtemp makes it 0700)
   const env: RootlessEnv = {
@@ -198,6 +214,11 @@ export async function makeRootlessEnv(prefix: string, user: Partial<RootlessUser
     let text = await readFile(`/etc/${f}`, 'utf8');
     if (text !== '' && !text.endsWith('\n')) text += '\n';
     await writeFile(join(env.nsDir, 'etc', f), text + add[f], { mode: 0o644 });
+  }
+  if (opts.userAllowOther) {
+    const conf = await readFile('/etc/fuse.conf', 'utf8').catch(() => undefined);
+    if (conf === undefined) throw new Error('/etc/fuse.conf is missing: cannot cover it with user_allow_other');
+    await writeFile(join(env.nsDir, 'etc', 'fuse.conf'), `${conf}${conf.endsWith('\n') || conf === '' ? '' : '\n'}user_allow_other\n`, { mode: 0o644 });
   }
   return env;
 }
@@ -306,7 +327,7 @@ export async function runAsUser(env: RootlessEnv, script: string, opts: Rootless
 /** sha256 of the host files this environment must never change (compare before/after in a test). */
 export async function hostFingerprint(): Promise<string> {
   const h = createHash('sha256');
-  for (const f of [...ETC_FILES.map((f) => `/etc/${f}`), '/dev/fuse']) {
+  for (const f of [...ETC_FILES.map((f) => `/etc/${f}`), '/etc/fuse.conf', '/dev/fuse']) {
     const st = await lstat(f).catch(() => undefined);
     h.update(`${f} ${st ? `${st.mode.toString(8)} ${st.uid}:${st.gid} ${st.size} ${st.mtimeMs} ${st.rdev}` : 'missing'}\n`);
     if (st?.isFile()) h.update(await readFile(f));

@@ -85,6 +85,24 @@ echo started
     expect(await mountsUnder(b)).toEqual([]);
   });
 
+  it('with userAllowOther, /etc/fuse.conf says user_allow_other inside only: the user mounts with allow_other', async () => {
+    const other = await makeRootlessEnv('rootless-harness-allow-other', { userAllowOther: true });
+    const b = join(other.home, 'ao');
+    for (const d of ['l', 'u', 'w', 'm']) await mkdir(join(b, d), { recursive: true });
+    await chownToUser(other, b);
+    const r = await runAsUser(other, `
+grep -cx user_allow_other /etc/fuse.conf
+fuse-overlayfs -o allow_other,lowerdir=${b}/l,upperdir=${b}/u,workdir=${b}/w ${b}/m || exit 3
+trap 'fusermount3 -u ${b}/m' EXIT
+grep " ${b}/m " /proc/self/mountinfo | grep -o allow_other
+`);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toBe('1\nallow_other\n');
+    expect(r.leftovers).toEqual([]);
+    expect(r.survivors).toEqual([]);
+    expect(await readFile('/etc/fuse.conf', 'utf8')).not.toMatch(/^user_allow_other$/m);
+  });
+
   it('a script that hangs is cut off by the timeout, with everything in its namespace', async () => {
     const r = await runAsUser(env, 'sleep 1000 & sleep 1000', { timeoutMs: 3000 });
     expect(r.timedOut).toBe(true);
