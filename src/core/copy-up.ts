@@ -21,7 +21,7 @@ import * as fs from 'node:fs';
 import { promisify } from 'node:util';
 import { StatIdx } from '../native/sys.js';
 import type { Bstr } from './bstr.js';
-import { closeWhenIdle, fail, parentOf, relOf, requireUpper, sys, type Ctx, type LayerRef } from './ctx.js';
+import { closeWhenIdle, fail, lendOwnerBits, parentOf, relOf, requireUpper, sys, type Ctx, type LayerRef } from './ctx.js';
 import { codeOf, FsError, isFsError } from './errors.js';
 import { isUpperEntry, resolve, type Entry } from './namei.js';
 import { mergedEntries } from './readdir.js';
@@ -36,7 +36,6 @@ const O_WRONLY = fs.constants.O_WRONLY;
 const O_CREAT = fs.constants.O_CREAT;
 const O_EXCL = fs.constants.O_EXCL;
 const EOPNOTSUPP = 95;
-const EACCES = 13;
 const ENODATA = 61;
 
 /**
@@ -177,38 +176,22 @@ async function copyUpOne(ctx: Ctx, e: Entry, opts: CopyUpOptions): Promise<void>
 
 /**
  * Rename the finished copy `tmp` (in work/) to `urel` in the upper. The kernel
- * does this with CAP_DAC_OVERRIDE; a mounter without it (a plain user) meets
- * read-only directories (mode 0555, as Go's module cache makes them): moving a
- * directory to another parent needs write permission on it ('..' changes), and
- * entering a name needs it on the upper parent. On EACCES, the directory being
- * moved (`dirMode`: its final mode) gets u+w for the move, and then the upper
- * parent, if we own it, u+wx; both get their modes back at once (nothing else
- * runs meanwhile: these are synchronous calls on the one JS thread). Times are
- * not touched by chmod; the parent's are restored by the caller as always.
+ * does this with CAP_DAC_OVERRIDE; a plain-user mounter meets read-only (0555)
+ * directories: moving a directory to another parent needs write permission on
+ * it ('..' changes), entering a name needs it on the upper parent. So a
+ * directory copy (`dirMode`: its final mode) without u+w gets it for the move
+ * and its mode after, and the parent is lent u+wx if that is what is missing.
  */
 function moveIntoUpper(ctx: Ctx, tmp: Bstr, urel: Bstr, uparent: Bstr, dirMode: number | undefined): void {
   const upper = ctx.upper!;
-  const NOREPLACE = sys.constants.RENAME_NOREPLACE;
-  let r = sys.tryRenameat2(ctx.workfd, tmp, upper.fd, urel, NOREPLACE);
-  if (r === -EACCES) {
-    const dirFix = dirMode !== undefined && (dirMode & 0o200) === 0;
-    const pst = new Float64Array(ctx.st.length);
-    const pmode = sys.tryLstatat(upper.fd, uparent, pst) === 0 && pst[StatIdx.uid] === process.geteuid?.()
-      ? pst[StatIdx.mode]! & 0o7777 : undefined;
-    const parentFix = pmode !== undefined && (pmode & 0o300) !== 0o300;
-    if (dirFix || parentFix) {
-      if (dirFix) sys.fchmodat(ctx.workfd, tmp, dirMode | 0o200);
-      try {
-        if (parentFix) sys.fchmodat(upper.fd, uparent, pmode | 0o300);
-        try {
-          r = sys.tryRenameat2(ctx.workfd, tmp, upper.fd, urel, NOREPLACE);
-        } finally {
-          if (parentFix) sys.fchmodat(upper.fd, uparent, pmode);
-        }
-      } finally {
-        if (dirFix) sys.fchmodat(r === 0 ? upper.fd : ctx.workfd, r === 0 ? urel : tmp, dirMode);
-      }
-    }
+  const move = (): number => sys.tryRenameat2(ctx.workfd, tmp, upper.fd, urel, sys.constants.RENAME_NOREPLACE);
+  let r: number;
+  if (dirMode !== undefined && (dirMode & 0o200) === 0) {
+    sys.fchmodat(ctx.workfd, tmp, dirMode | 0o200);
+    r = lendOwnerBits(upper.fd, uparent, 0o300, move);
+    sys.fchmodat(r === 0 ? upper.fd : ctx.workfd, r === 0 ? urel : tmp, dirMode);
+  } else {
+    r = lendOwnerBits(upper.fd, uparent, 0o300, move);
   }
   if (r < 0) throw new FsError(codeOf(-r), tmp, 'renameat2', `-> ${urel}`);
 }

@@ -81,11 +81,18 @@ step symlink-replace sh -c 'rm ln && ln -s r2 ln'
 cd /
 `;
 
-/** Copy-up beneath read-only (0555) lower directories: the kernel does it with CAP_DAC_OVERRIDE. */
+/**
+ * Beneath read-only (0555) lower directories, and making one: what the user may do on
+ * any filesystem, where the overlay's own steps (copy-up into the directory, moving a
+ * directory out of work/, marking it opaque) meet the missing write permission. The
+ * kernel passes those with CAP_DAC_OVERRIDE.
+ */
 const RO_STEPS = String.raw`
 cd "$M"
 step append-in-read-only-dir sh -c 'echo more >> ro/in/file'
 step chmod-in-read-only-dir chmod 600 ro/in/file2
+step mkdir-read-only mkdir -m 555 p/rodir
+step mv-read-only-dir mv ro ro2
 cd /
 `;
 
@@ -192,9 +199,9 @@ echo '--- merged-ro begin'; snap "$M" %U:%G; echo '--- merged-ro end'
     'step append ok', 'step rm-rf-dir ok', 'step mv-dir ok', 'rename2 ok', 'step mv-file ok', 'step rm-file ok',
     'step create-in-lower-dir ok', 'step rm-in-lower-dir ok', 'step create-delete-in-lower-dir ok', 'step opaque ok',
     'step chmod ok', 'step symlink-replace ok',
-    'step append-in-read-only-dir ok', 'step chmod-in-read-only-dir ok',
+    'step append-in-read-only-dir ok', 'step chmod-in-read-only-dir ok', 'step mkdir-read-only ok', 'step mv-read-only-dir ok',
   ];
-  const RO_COUNT = 2;
+  const RO_COUNT = 4;
 
   it('stratafs, mounted by the plain user through fusermount3 with userxattr: every step works, char 0/0 whiteouts', async () => {
     const r = await runAsUser(ENV!, userScript('stratafs'), { timeoutMs: 60_000 });
@@ -211,8 +218,7 @@ echo '--- merged-ro begin'; snap "$M" %U:%G; echo '--- merged-ro end'
     const opaque = await run('getfattr', ['--absolute-names', '-n', 'user.overlay.opaque', '--only-values', join(upper, 'o')]);
     expect(opaque.stdout.toString()).toBe('y');
     // the read-only directories stay read-only in the upper
-    expect((await lstat(join(upper, 'ro'))).mode & 0o7777).toBe(0o555);
-    expect((await lstat(join(upper, 'ro', 'in'))).mode & 0o7777).toBe(0o555);
+    for (const d of ['ro2', 'ro2/in', 'p/rodir']) expect((await lstat(join(upper, d))).mode & 0o7777, d).toBe(0o555);
     // work/ is the mounter's alone
     expect((await lstat(join(ENV!.home, 'stratafs', 'w', 'work'))).mode & 0o777).toBe(0o700);
   });
