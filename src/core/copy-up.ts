@@ -21,8 +21,8 @@ import * as fs from 'node:fs';
 import { promisify } from 'node:util';
 import { StatIdx } from '../native/sys.js';
 import type { Bstr } from './bstr.js';
-import { closeWhenIdle, fail, parentOf, relOf, requireUpper, sys, type Ctx, type LayerRef } from './ctx.js';
-import { FsError, isFsError } from './errors.js';
+import { closeWhenIdle, fail, lendOwnerBits, parentOf, relOf, requireUpper, sys, type Ctx, type LayerRef } from './ctx.js';
+import { codeOf, FsError, isFsError } from './errors.js';
 import { isUpperEntry, resolve, type Entry } from './namei.js';
 import { mergedEntries } from './readdir.js';
 import {
@@ -146,7 +146,7 @@ async function copyUpOne(ctx: Ctx, e: Entry, opts: CopyUpOptions): Promise<void>
     copyAttrs(ctx, srcL.fd, src.rel, work, tmp, st, path);
     writeOrigin(ctx, srcL.fd, src.rel, work, tmp);
     // The name may have been taken meanwhile (e.g. removed and re-created): NOREPLACE keeps us from clobbering it.
-    sys.renameat2(work, tmp, upper.fd, urel, sys.constants.RENAME_NOREPLACE);
+    moveIntoUpper(ctx, tmp, urel, uparent, type === S_IFDIR ? mode & 0o7777 : undefined);
     made = false;
   } catch (err) {
     if (made) sys.raw.unlinkat(work, tmp, type === S_IFDIR ? sys.constants.AT_REMOVEDIR : 0);
@@ -172,6 +172,28 @@ async function copyUpOne(ctx: Ctx, e: Entry, opts: CopyUpOptions): Promise<void>
   ctx.counters.copyUpBytes += bytes;
   ctx.cache.drop(path);
   if (type === S_IFREG) repointHandles(ctx, e.ino, src, urel);
+}
+
+/**
+ * Rename the finished copy `tmp` (in work/) to `urel` in the upper. The kernel
+ * does this with CAP_DAC_OVERRIDE; a plain-user mounter meets read-only (0555)
+ * directories: moving a directory to another parent needs write permission on
+ * it ('..' changes), entering a name needs it on the upper parent. So a
+ * directory copy (`dirMode`: its final mode) without u+w gets it for the move
+ * and its mode after, and the parent is lent u+wx if that is what is missing.
+ */
+function moveIntoUpper(ctx: Ctx, tmp: Bstr, urel: Bstr, uparent: Bstr, dirMode: number | undefined): void {
+  const upper = ctx.upper!;
+  const move = (): number => sys.tryRenameat2(ctx.workfd, tmp, upper.fd, urel, sys.constants.RENAME_NOREPLACE);
+  let r: number;
+  if (dirMode !== undefined && (dirMode & 0o200) === 0) {
+    sys.fchmodat(ctx.workfd, tmp, dirMode | 0o200);
+    r = lendOwnerBits(upper.fd, uparent, 0o300, move);
+    sys.fchmodat(r === 0 ? upper.fd : ctx.workfd, r === 0 ? urel : tmp, dirMode);
+  } else {
+    r = lendOwnerBits(upper.fd, uparent, 0o300, move);
+  }
+  if (r < 0) throw new FsError(codeOf(-r), tmp, 'renameat2', `-> ${urel}`);
 }
 
 /** Owner, xattrs, mode, times of the real object (sfd, srel) onto (dfd, drel). */

@@ -4,6 +4,7 @@
  * cache, inode numbering and open handles. Built once by overlay.ts.
  */
 import * as sys from '../native/sys.js';
+import { StatIdx } from '../native/sys.js';
 import type { Bstr } from './bstr.js';
 import type { OverlayConfig } from './config.js';
 import { FsError, type ErrnoCode } from './errors.js';
@@ -144,6 +145,31 @@ export function layerFd(ctx: Ctx, ref: LayerRef): number {
 }
 
 export { sys };
+
+const EACCES = 13;
+
+/**
+ * Run `call` (a raw syscall: 0 or -errno). If it fails with EACCES and the
+ * object at `rel` beneath dirfd is ours but lacks the owner `bits` (0o200
+ * write, 0o100 search), lend them to it for one retry and put the mode back
+ * at once; nothing else runs in between (synchronous calls, one JS thread),
+ * and chmod leaves mtime alone. The kernel passes such checks with
+ * CAP_DAC_OVERRIDE; a plain-user mounter meets them in read-only (0555)
+ * directories, which its own users may still change below.
+ */
+export function lendOwnerBits(dirfd: number, rel: Bstr, bits: number, call: () => number): number {
+  const r = call();
+  if (r !== -EACCES) return r;
+  const st = new Float64Array(16);
+  if (sys.tryLstatat(dirfd, rel, st) !== 0 || st[StatIdx.uid] !== process.geteuid?.()) return r;
+  const mode = st[StatIdx.mode]! & 0o7777;
+  if ((mode & bits) === bits || sys.raw.fchmodat(dirfd, rel, mode | bits) !== 0) return r;
+  try {
+    return call();
+  } finally {
+    sys.raw.fchmodat(dirfd, rel, mode);
+  }
+}
 
 /** Close fds that a copy-up replaced once no pool read uses them (the fd number could be reused meanwhile). */
 export function closeWhenIdle(f: OpenFile, fd: number): void {

@@ -18,8 +18,8 @@
  */
 import type { Bstr } from './bstr.js';
 import { copyUp, copyUpTreeOpaque, markImpure, settleCopyUps } from './copy-up.js';
-import { checkNewName, fail, parentOf, relOf, requireUpper, sys, type Ctx, type Layer } from './ctx.js';
-import { isFsError } from './errors.js';
+import { checkNewName, fail, lendOwnerBits, parentOf, relOf, requireUpper, sys, type Ctx, type Layer } from './ctx.js';
+import { codeOf, FsError, isFsError } from './errors.js';
 import {
   hasLowerDir, isUpperEntry, lookup, lowerHasName, resolve, resolveDir, type Entry,
 } from './namei.js';
@@ -53,10 +53,16 @@ function upperSlot(ctx: Ctx, upper: Layer, urel: Bstr): UpperSlot {
 
 /** Make a directory (real path dirfd/rel) opaque in the format this mount can write. */
 export function makeOpaque(ctx: Ctx, dirfd: number, rel: Bstr): void {
+  // user.* xattrs and new names need write permission on the directory: lent to a
+  // plain mounter for a read-only (0555) one (the kernel has CAP_DAC_OVERRIDE).
   if (ctx.trustedXattrs || ctx.userxattr) {
-    sys.lsetxattrat(dirfd, rel, markerXattr('opaque', ctx.userxattr), Buffer.from('y'), 0);
+    const name = markerXattr('opaque', ctx.userxattr);
+    const r = lendOwnerBits(dirfd, rel, 0o200, () => sys.raw.lsetxattrat(dirfd, rel, name, Buffer.from('y'), 0));
+    if (r < 0) throw new FsError(codeOf(-r), rel, 'lsetxattr', name);
   } else {
-    const fd = sys.openat(dirfd, joinRel(rel, OPAQUE_FILE), 0o301 /* O_WRONLY|O_CREAT|O_EXCL */, 0);
+    const marker = joinRel(rel, OPAQUE_FILE);
+    const fd = lendOwnerBits(dirfd, rel, 0o300, () => sys.raw.openat(dirfd, marker, 0o301 /* O_WRONLY|O_CREAT|O_EXCL */, 0));
+    if (fd < 0) throw new FsError(codeOf(-fd), marker, 'openat');
     sys.close(fd);
   }
 }
@@ -132,9 +138,13 @@ export function placeNew<T>(ctx: Ctx, p: Prepared, caller: Caller, type: number,
   const dfd = inWork ? ctx.workfd : upper.fd;
   const rel = inWork ? ctx.tmpName() : p.urel;
   const result = make(dfd, rel);
+  const finalMode = (mode & 0o7777) | (isDir && p.setgidDir ? S_ISGID : 0);
+  // A directory made without u+w (mkdir -m 555) could not be moved out of work/ by a
+  // plain mounter ('..' changes) nor marked opaque: it keeps u+w until it is in place.
+  const lendWrite = isDir && (finalMode & 0o200) === 0;
   try {
     sys.fchownat(dfd, rel, caller.uid, p.gid);
-    if (type !== S_IFLNK) sys.fchmodat(dfd, rel, (mode & 0o7777) | (isDir && p.setgidDir ? S_ISGID : 0));
+    if (type !== S_IFLNK) sys.fchmodat(dfd, rel, lendWrite ? finalMode | 0o200 : finalMode);
     if (isDir && (p.slot !== 'empty' || hasLowerDir(ctx, p.parent))) makeOpaque(ctx, dfd, rel);
     if (p.slot === 'whiteout') {
       sys.renameat2(dfd, rel, upper.fd, p.urel, sys.constants.RENAME_EXCHANGE);
@@ -146,6 +156,7 @@ export function placeNew<T>(ctx: Ctx, p: Prepared, caller: Caller, type: number,
         sys.unlinkat(upper.fd, joinRel(d, whiteoutFileName(n)), 0);
       }
     }
+    if (lendWrite) sys.fchmodat(upper.fd, p.urel, finalMode);
   } catch (e) {
     // Leave no half-made object behind (in work/ or the upper).
     if (inWork) sys.raw.unlinkat(dfd, rel, isDir ? sys.constants.AT_REMOVEDIR : 0);
