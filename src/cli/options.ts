@@ -114,8 +114,9 @@ export class ConfigError extends Error {
  * Split at unescaped commas outside double quotes; escapes and quotes are kept for the value
  * parsers (as the kernel's ovl_next_opt keeps escapes, and libmount keeps quotes). A comma
  * inside quotes does not split: containers/storage passes SELinux labels as
- * `context="system_u:object_r:container_file_t:s0:c1,c2"`. Empty words (`,,volatile` in
- * podman's argv) are dropped. An unterminated quote is an error.
+ * `context="system_u:object_r:container_file_t:s0:c1,c2"`. A quote opens only where a value
+ * starts (right after `=`), so a `"` inside a path stays a plain character. Empty words
+ * (`,,volatile` in podman's argv) are dropped. An unterminated quote is an error.
  */
 export function splitOptions(s: string): string[] {
   const out: string[] = [];
@@ -126,7 +127,7 @@ export function splitOptions(s: string): string[] {
     if (c === '\\' && i + 1 < s.length) {
       cur += c + s[i + 1]!;
       i++;
-    } else if (c === '"') {
+    } else if (c === '"' && (quoted || cur.endsWith('='))) {
       quoted = !quoted;
       cur += c;
     } else if (c === ',' && !quoted) {
@@ -620,9 +621,9 @@ export interface Environment {
   imageLowers?: (store: string, name: string) => string[];
 }
 
-/** Escape a path for an -o value: the parsers above unescape `\,` `\:` `\\`. */
+/** Escape a path for an -o value: the parsers above unescape `\,` `\:` `\\` (and `\"`, which would open a quote at a value's start). */
 export function escapeOptionValue(p: string): string {
-  return p.replace(/[\\,:]/g, (c) => '\\' + c);
+  return p.replace(/[\\,:"]/g, (c) => '\\' + c);
 }
 
 /** Parse argv (without node and script) into what to do. Throws ConfigError. */

@@ -4,7 +4,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import {
-  ConfigError, DEFAULT_TIMEOUT_S, MAX_LAYERS, parseCommandLine, parseMountArgs, splitLowerdir, splitOptions,
+  ConfigError, DEFAULT_TIMEOUT_S, escapeOptionValue, MAX_LAYERS, parseCommandLine, parseMountArgs, splitLowerdir, splitOptions,
   validateMountConfig, type MountArgs, type MountConfig,
 } from '../../src/cli/options.js';
 import { DEFAULT_LOOKUP_CACHE_SIZE } from '../../src/core/config.js';
@@ -297,8 +297,11 @@ describe("fuse-overlayfs's options (issue 10, defect 4)", () => {
     expect(c.ignoredOptions).toEqual(['context="system_u:object_r:container_file_t:s0:c1,c2"']);
     expect(c.fsync).toBe(false);
   });
-  it('an escaped quote does not open a quoted part; an unterminated quote is a one-line error', () => {
+  it('a quote opens only at the start of a value and not when escaped; an unterminated one is a one-line error', () => {
     expect(splitOptions('a=\\"x,b')).toEqual(['a=\\"x', 'b']);
+    expect(splitOptions('lowerdir=/my"dir,upperdir=/u')).toEqual(['lowerdir=/my"dir', 'upperdir=/u']);
+    expect(parse('lowerdir=/my"dir:/b\\"c').lowerPaths).toEqual(['/my"dir', '/b"c']);
+    expect(parse(`lowerdir=${escapeOptionValue('"/q,x')}`).lowerPaths).toEqual(['/base/"/q,x']);
     oneLine(() => parse('lowerdir=/a,context="abc,volatile'), /unterminated double quote/);
   });
   it('empty options are skipped (podman passes ",,volatile")', () => {
