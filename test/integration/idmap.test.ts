@@ -120,6 +120,7 @@ describe.each(['lowlevel', 'highlevel'] as const)('uidmapping/gidmapping (fuse_a
     await ownersLower();
     const sides = await mountBoth([FACTS_MAP], apiOpt);
     const made = ['file', 'dir', 'fifo', 'link', 'hard'];
+    // (mkfifo is a MKNOD request)
     const script = (who: string): string =>
       `umask 022 && : > ${who}file && mkdir ${who}dir && mkfifo ${who}fifo && ln -s target ${who}link && ln ${who}file ${who}hard`;
     const names = made.flatMap((m) => [`r${m}`, `c${m}`]);
@@ -149,7 +150,6 @@ describe.each(['lowlevel', 'highlevel'] as const)('uidmapping/gidmapping (fuse_a
     expect(got.disk).toEqual(['f5 4:4', 'f0 65534:65534', 'f10 10:2', 'nl 5:65534', 'pub 1:0']);
     expect(got.shown).toEqual(['f5 2003:2003', 'f0 65534:65534', 'f10 2009:2001', 'nl 2004:65534', 'pub 2000:1000']);
   });
-
 });
 
 describe("fuse-overlayfs's other options", () => {
