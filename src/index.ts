@@ -71,7 +71,7 @@ export interface Mount {
 }
 
 /** backslash-escape what the -o parser treats specially */
-const esc = (p: string): string => p.replace(/[\\,:]/g, (c) => '\\' + c);
+const esc = (p: string): string => p.replace(/[\\,:"]/g, (c) => '\\' + c);
 
 /**
  * Mount. Validates like the CLI (nothing is created or changed on bad input;
