@@ -194,13 +194,14 @@ const NO_ID = 0xffffffff;
 
 /**
  * uidmapping=/gidmapping= value: DISK:SHOWN:COUNT triples joined by ':' (fuse-overlayfs's
- * read_mappings; containers/storage writes ContainerID:HostID:Size). Empty: no mapping, as
- * fuse-overlayfs reads it.
+ * read_mappings; containers/storage writes ContainerID:HostID:Size). Empty fields are skipped
+ * as read_mappings' strtok skips them: podman 4 starts every mapping with a colon
+ * (`uidmapping=:0:1:4711:4711:0:1:...`). Empty: no mapping, as fuse-overlayfs reads it.
  */
 export function parseIdMapping(key: string, v: string): IdRange[] | undefined {
-  if (v === '') return undefined;
   const bad = (why: string): ConfigError => new ConfigError(`invalid ${key}: ${why} (DISK:SHOWN:COUNT[:DISK:SHOWN:COUNT...] expected)`, v);
-  const f = v.split(':');
+  const f = v.split(':').filter((x) => x !== '');
+  if (f.length === 0) return undefined;
   if (f.length % 3 !== 0) throw bad(`${f.length} numbers, not a multiple of 3`);
   const n = f.map((x) => {
     if (!/^\d{1,10}$/.test(x) || Number(x) > NO_ID) throw bad(`"${x}" is not an id`);

@@ -339,6 +339,11 @@ describe("fuse-overlayfs's options (issue 10, defect 4)", () => {
   });
   it('an empty mapping means none, as fuse-overlayfs reads it; no option: no mapping at all', () => {
     expect(parse('lowerdir=/a,uidmapping=,gidmapping=').idMapping).toBeUndefined();
+    // podman 4's form (rootless --userns=keep-id, user 4711): every mapping starts with a colon;
+    // empty fields are skipped as fuse-overlayfs's strtok skips them
+    expect(parse('lowerdir=/a,uidmapping=:0:1:4711:4711:0:1:4712:4712:60825').idMapping?.uid).toEqual([
+      { disk: 0, shown: 1, count: 4711 }, { disk: 4711, shown: 0, count: 1 }, { disk: 4712, shown: 4712, count: 60825 }]);
+    expect(parse('lowerdir=/a,uidmapping=:').idMapping).toBeUndefined();
     expect(parse('lowerdir=/a,uidmapping=,gidmapping=0:1:2').idMapping).toEqual({ uid: undefined, gid: [{ disk: 0, shown: 1, count: 2 }], squashUid: undefined, squashGid: undefined });
     expect(parse('lowerdir=/a').idMapping).toBeUndefined();
   });
@@ -346,7 +351,7 @@ describe("fuse-overlayfs's options (issue 10, defect 4)", () => {
     oneLine(() => parse('lowerdir=/a,uidmapping=0:1000'), /invalid uidmapping: 2 numbers, not a multiple of 3.*: 0:1000$/);
     oneLine(() => parse('lowerdir=/a,gidmapping=0:x:1'), /invalid gidmapping: "x" is not an id/);
     oneLine(() => parse('lowerdir=/a,uidmapping=-1:0:1'), /invalid uidmapping: "-1" is not an id/);
-    oneLine(() => parse('lowerdir=/a,uidmapping=0::1'), /invalid uidmapping: "" is not an id/);
+    oneLine(() => parse('lowerdir=/a,uidmapping=0::1'), /invalid uidmapping: 2 numbers, not a multiple of 3/);
     oneLine(() => parse('lowerdir=/a,uidmapping=4294967295:0:2'), /goes past 2\^32/);
     oneLine(() => parse('lowerdir=/a,uidmapping=99999999999:0:1'), /"99999999999" is not an id/);
     // the man page's comma form: the second range is a word of its own, not an option
