@@ -8,6 +8,7 @@ import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { TestContext } from 'vitest';
 import { run, withTimeout } from './proc.js';
 
 export type Impl = 'kernel' | 'fuse-overlayfs' | 'stratafs';
@@ -360,14 +361,22 @@ export async function kernelOverlayProblem(): Promise<string | undefined> {
 }
 
 /**
- * Whether a differential test may run: true when kernel overlayfs mounts here. Otherwise it
- * fails with the reason, unless the run opted out with STRATAFS_SKIP_KERNEL_DIFF=1 (never in CI).
+ * Whether the kernel comparison may be left out: undefined when kernel overlayfs mounts
+ * here; the reason when it does not and the run opted out with STRATAFS_SKIP_KERNEL_DIFF=1
+ * (never in CI); otherwise it throws with the reason.
  */
-export function requireKernel(kernelProblem: string | undefined): boolean {
-  if (!kernelProblem) return true;
-  if (process.env.STRATAFS_SKIP_KERNEL_DIFF === '1') {
-    console.warn(`kernel differential skipped on request (STRATAFS_SKIP_KERNEL_DIFF=1): ${kernelProblem}`);
-    return false;
-  }
+export function kernelSkipReason(kernelProblem: string | undefined): string | undefined {
+  if (!kernelProblem) return undefined;
+  if (process.env.STRATAFS_SKIP_KERNEL_DIFF === '1') return `kernel overlayfs comparison skipped on request (STRATAFS_SKIP_KERNEL_DIFF=1): ${kernelProblem}`;
   throw new Error(`${kernelProblem}. The differential tests need root and kernel overlayfs; set STRATAFS_SKIP_KERNEL_DIFF=1 to opt out (never in CI).`);
+}
+
+/**
+ * A differential test that cannot compare with the kernel must not pass: it fails with
+ * the reason, or, when the run opted out (STRATAFS_SKIP_KERNEL_DIFF=1), it is reported
+ * as skipped by the runner with the reason (ctx.skip ends the test).
+ */
+export function requireKernel(kernelProblem: string | undefined, ctx: Pick<TestContext, 'skip'>): void {
+  const reason = kernelSkipReason(kernelProblem);
+  if (reason !== undefined) ctx.skip(reason);
 }
