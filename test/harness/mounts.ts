@@ -189,29 +189,32 @@ async function recordPids(pids: number[], what: string): Promise<void> {
 
 const FUSECTL = '/sys/fs/fuse/connections';
 
-async function ensureFusectl(): Promise<void> {
-  const mi = await readMountInfo();
-  if (mi.some((m) => m.fsType === 'fusectl')) return;
-  await run('mount', ['-t', 'fusectl', 'none', FUSECTL], { timeoutMs: 5000 });
-}
-
-/** Aborts the FUSE connection behind `mnt` (the daemon is then cut off; the mount answers ENOTCONN). */
+/**
+ * Aborts the FUSE connection behind `mnt` (the daemon is then cut off; the mount answers ENOTCONN).
+ * Where fusectl is not mounted, it is mounted in a private mount namespace for the abort
+ * only: a test never leaves a fusectl mount on the host.
+ */
 export async function abortFuse(mnt: string): Promise<boolean> {
-  const ms = (await mountsAt(mnt)).filter((m) => m.fsType === 'fuse' || m.fsType.startsWith('fuse.'));
+  const mi = await readMountInfo();
+  const ms = mi.filter((m) => m.mountPoint === mnt && (m.fsType === 'fuse' || m.fsType.startsWith('fuse.')));
   if (ms.length === 0) return false;
-  await ensureFusectl();
-  let done = false;
-  for (const m of ms) {
-    // The connection directory is named after the superblock's dev_t; FUSE's
-    // anonymous devices have major 0, so this is the minor number.
-    const conn = String((m.major << 20) | m.minor);
-    const abortFile = join(FUSECTL, conn, 'abort');
-    if (existsSync(abortFile)) {
-      await writeFile(abortFile, '1');
-      done = true;
+  // The connection directory is named after the superblock's dev_t; FUSE's
+  // anonymous devices have major 0, so this is the minor number.
+  const conns = ms.map((m) => String((m.major << 20) | m.minor));
+  if (mi.some((m) => m.fsType === 'fusectl')) {
+    let done = false;
+    for (const conn of conns) {
+      const abortFile = join(FUSECTL, conn, 'abort');
+      if (existsSync(abortFile)) {
+        await writeFile(abortFile, '1');
+        done = true;
+      }
     }
+    return done;
   }
-  return done;
+  const script = `mount -t fusectl fusectl ${FUSECTL} || exit 1\nok=1\nfor c in ${conns.join(' ')}; do [ -e ${FUSECTL}/$c/abort ] && echo 1 > ${FUSECTL}/$c/abort && ok=0; done\nexit $ok\n`;
+  const r = await run('unshare', ['-m', '--propagation', 'private', 'sh', '-c', script], { timeoutMs: 10_000 });
+  return r.code === 0;
 }
 
 /**
