@@ -84,8 +84,10 @@ done
 # everything read-only but scratch: npm's cache through an overlay with its upper in scratch
 mkdir -p ${base}/npm-upper ${base}/npm-work ${base}/tmp ${base}/npm-logs
 export TMPDIR=${base}/tmp npm_config_logs_dir=${base}/npm-logs STRATAFS_RUNTIME_DIR=${base}/run
-npmcache=$(npm config get cache)
+# the user's real cache (the run points npm_config_cache at scratch), so that npm ci needs no network
+npmcache=$(env -u npm_config_cache npm config get cache)
 if [ -d "$npmcache" ]; then mount -t overlay overlay -o lowerdir="$npmcache",upperdir=${base}/npm-upper,workdir=${base}/npm-work "$npmcache" || echo "NPM_CACHE_OVERLAY failed"; fi
+export npm_config_cache="$npmcache"
 mount --bind ${base} ${base}
 awk '{print $5}' /proc/self/mountinfo | while read -r m; do
   m=$(printf '%b' "$m")

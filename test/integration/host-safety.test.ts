@@ -186,8 +186,10 @@ describe("the teardown's leftover finders", () => {
 });
 
 describe('runtime files', () => {
-  it('tests point STRATAFS_RUNTIME_DIR and TMPDIR into the run\'s root', () => {
+  it('tests point STRATAFS_RUNTIME_DIR, TMPDIR and npm\'s cache and logs into the run\'s root', () => {
     expect(process.env.STRATAFS_RUNTIME_DIR).toBe(join(testRoot(), 'run'));
     expect(process.env.TMPDIR).toBe(join(testRoot(), 'tmp'));
+    expect(process.env.npm_config_cache).toBe(join(testRoot(), 'npm-cache'));
+    expect(process.env.npm_config_logs_dir).toBe(join(testRoot(), 'npm-logs'));
   });
 });

@@ -5,8 +5,8 @@
  * setup():
  *  - the test root (STRATAFS_TEST_ROOT) under /tmp; TMPDIR points into it (so every
  *    mkdtemp(tmpdir()) of a test or a child lands there), STRATAFS_RUNTIME_DIR too
- *    (the CLI's runtime files; never /run/stratafs), and npm's logs
- *    (npm_config_logs_dir, for tests that run npm);
+ *    (the CLI's runtime files; never /run/stratafs), and npm's logs and cache
+ *    (npm_config_logs_dir, npm_config_cache, for tests that run npm);
  *  - the read-only sentinel tree that links leaving a mount point at (harness/sentinel.ts);
  *  - fusectl mounted if it was not (abort of a hung FUSE daemon needs it; the CLI's
  *    `umount --force` and the harness would otherwise mount it on the host and leave it);
@@ -72,7 +72,9 @@ export async function setup(): Promise<void> {
   await chmod(tmp, 0o1777); // like /tmp: a test's child running as another user may make its temp files here
   process.env.TMPDIR = tmp;
   process.env.STRATAFS_RUNTIME_DIR = join(root, 'run');
+  // npm writes its cache (also on a cache hit: npm ci rewrites index entries) and logs under ~/.npm
   process.env.npm_config_logs_dir = join(root, 'npm-logs');
+  process.env.npm_config_cache = join(root, 'npm-cache');
 
   const roProblem = await makeSentinels(root);
   if (roProblem) console.warn(`sentinels are not read-only (${roProblem}): a write through a link that leaves its mount would be found only at the end`);
