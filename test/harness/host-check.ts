@@ -103,7 +103,8 @@ export type FileState = Map<string, string>;
 
 function execBuffer(file: string, args: string[]): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    execFile(file, args, { encoding: 'buffer', maxBuffer: 1 << 30 }, (err, stdout, stderr) => {
+    // bounded: a hung FUSE mount somewhere in a watched tree must fail the check, not hang the run
+    execFile(file, args, { encoding: 'buffer', maxBuffer: 1 << 30, timeout: 300_000, killSignal: 'SIGKILL' }, (err, stdout, stderr) => {
       // find exits 1 when an entry vanished during the walk (or one is unreadable): the rest is still good
       if (err && typeof err.code !== 'number') reject(new Error(`${file}: ${String(err)}: ${stderr.toString()}`));
       else resolve(stdout);

@@ -4,7 +4,8 @@
  * umount -l -> kill the daemon by the PID we recorded (never by name).
  */
 import { mkdtemp, mkdir, readFile, readdir, writeFile, stat, appendFile } from 'node:fs/promises';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -60,6 +61,25 @@ export async function tempDir(prefix: string): Promise<string> {
   const root = testRoot();
   await mkdir(root, { recursive: true });
   return mkdtemp(join(root, prefix.replace(/[^A-Za-z0-9_.-]/g, '_') + '-'));
+}
+
+/**
+ * A small tmpfs of the caller's own under the run's root: a second filesystem for tests
+ * that need one (cross-filesystem copies, distinct st_dev), where /dev/shm would be the
+ * host's. dispose() unmounts and removes it; the run's teardown reports one left mounted.
+ */
+export function scratchTmpfs(prefix: string, sizeMiB = 64): { dir: string; dispose(): void } {
+  const root = testRoot();
+  mkdirSync(root, { recursive: true });
+  const dir = mkdtempSync(join(root, prefix.replace(/[^A-Za-z0-9_.-]/g, '_') + '-'));
+  execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${sizeMiB}m,mode=0755`, 'tmpfs', dir], { stdio: 'pipe' });
+  return {
+    dir,
+    dispose() {
+      execFileSync('umount', [dir], { stdio: 'pipe' });
+      rmdirSync(dir);
+    },
+  };
 }
 
 // ---------------------------------------------------------------- mountinfo
