@@ -76,10 +76,11 @@ export const RUN_NOT_OURS: readonly { path: string; why: string }[] = [
 /**
  * The host paths a run must not change. `root` is the run's test root (under /tmp),
  * `repo` the checkout (it may lie under /root or /home in CI; vitest and the build
- * write there, and it is the project's own tree).
+ * write there, and it is the project's own tree), `runner` the test runner's own
+ * directories (vitest's module cache in /tmp, named before globalSetup runs).
  */
-export function hostWatches(root: string, repo: string): Watch[] {
-  const own = [{ path: root, why: 'the run\'s test root' }, { path: repo, why: 'the repository checkout' }];
+export function hostWatches(root: string, repo: string, runner: readonly { path: string; why: string }[] = []): Watch[] {
+  const own = [{ path: root, why: 'the run\'s test root' }, { path: repo, why: 'the repository checkout' }, ...runner];
   return [
     { path: '/etc', exclude: own },
     { path: '/root', exclude: own },
@@ -272,6 +273,8 @@ export async function markedProcesses(dir: string, procs: readonly ProcInfo[], s
   const ours = new Set<number>();
   for (const p of procs) {
     if (p.pid === self) continue;
+    // vitest's own pool workers (it closes its pool after the globalSetup teardown)
+    if (p.ppid === self && /\/vitest\/dist\/workers\//.test(p.cmdline)) continue;
     const env = await readFile(`/proc/${p.pid}/environ`, 'latin1').catch(() => '');
     if (env.split('\0').includes(marker)) ours.add(p.pid);
   }

@@ -27,6 +27,7 @@
  */
 import { chmod, mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import type { TestProject } from 'vitest/node';
 import { join } from 'node:path';
 import { forceCleanup, killPids, mountsUnder, pidsWithArg, readMountInfo, REPO_ROOT } from '../harness/mounts.js';
 import { run } from '../harness/proc.js';
@@ -57,12 +58,13 @@ let base: Baseline | undefined;
 
 const secs = (t0: number): string => ((Date.now() - t0) / 1000).toFixed(1);
 
-export async function setup(): Promise<void> {
+export async function setup(project: TestProject): Promise<void> {
   const t0 = Date.now();
   root = await mkdtemp(join(tmpdir(), 'stratafs-test-'));
   // traversable by the other users some tests run as (their own dirs set their own modes)
   await chmod(root, 0o711);
-  const watches = hostWatches(root, REPO_ROOT);
+  // vitest named its module cache under /tmp before we could point TMPDIR elsewhere; it removes it when it closes
+  const watches = hostWatches(root, REPO_ROOT, [{ path: project.tmpDir, why: 'vitest\'s own module cache' }]);
   // the baseline comes first: nothing of ours outside the root exists yet
   const [files, mounts, loops, fuse, namespaces, packages] = await Promise.all([captureFiles(watches), mountKeys(), loopDevices(), devFuse(), namespaceIds(), installedPackages()]);
 
