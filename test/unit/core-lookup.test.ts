@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import { code, coreTree, createFile, getx, ino, kernelView, ls, makeLayers, open, readFile, root, tree, type Layers } from './core-helpers.js';
 import { openOverlay, type Overlay } from '../../src/core/overlay.js';
 import { configFor } from './core-helpers.js';
+import { scratchTmpfs } from '../harness/mounts.js';
 
 const openOverlayOn = (l: Layers, lowers: string[]): Promise<Overlay> => openOverlay(configFor(l, { lowerdirs: lowers }), () => undefined);
 
@@ -197,9 +198,10 @@ describe('core lookup and merge', () => {
   });
 
   it('layers on different filesystems get distinct inode number ranges (xino-like)', async () => {
-    if (!fs.existsSync('/dev/shm')) throw new Error('needs a tmpfs at /dev/shm');
     L = makeLayers({ l0: { 'a': 'ext' } }, 1);
-    const shm = fs.mkdtempSync('/dev/shm/strata-core-');
+    // a tmpfs of our own under the run's root, not the host's /dev/shm
+    const tmpfs = scratchTmpfs('core-tmpfs');
+    const shm = tmpfs.dir;
     try {
       fs.writeFileSync(path.join(shm, 'b'), 'tmpfs');
       O = await openOverlayOn(L, [L.lowers[0]!, shm]);
@@ -210,7 +212,7 @@ describe('core lookup and merge', () => {
       expect(O.describe().filesystems).toBe(2);
     } finally {
       await O?.close(); O = undefined;
-      fs.rmSync(shm, { recursive: true, force: true });
+      tmpfs.dispose();
     }
   });
 

@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { Store, resolveImageLowers } from '../../src/image/store.js';
 import { importImage } from '../../src/image/import-image.js';
 import { FsError } from '../../src/core/errors.js';
+import { inReadOnlyHost } from '../harness/sandbox.js';
 
 let base: string;
 let layout: string;
@@ -39,8 +40,11 @@ beforeAll(() => {
   sh(`umoci raw add-layer --image ${layout}:v2 --tag v3 ${base}/opq.tar`);
   ociArchive = join(base, 'oci.tar');
   dockerArchive = join(base, 'docker.tar');
-  sh(`skopeo copy oci:${layout}:v3 oci-archive:${ociArchive}:v3`);
-  sh(`skopeo copy oci:${layout}:v3 docker-archive:${dockerArchive}:example/app:v3`);
+  // skopeo writes /var/lib/containers/cache/blob-info-cache-v1.boltdb and temporary files
+  // in /var/tmp: it runs where only `base` is writable (it then keeps its cache in memory)
+  const skopeo = (args: string) => execFileSync(...inReadOnlyHost(`skopeo --tmpdir ${base} ${args}`, [base]), { stdio: ['ignore', 'pipe', 'pipe'] });
+  skopeo(`copy oci:${layout}:v3 oci-archive:${ociArchive}:v3`);
+  skopeo(`copy oci:${layout}:v3 docker-archive:${dockerArchive}:example/app:v3`);
 }, 120_000);
 
 afterAll(() => {

@@ -11,6 +11,7 @@ import { execFileSync } from 'node:child_process';
 import * as sys from '../../src/native/sys.js';
 import { constants as C, DT, StatIdx as S } from '../../src/native/sys.js';
 import { FsError } from '../../src/core/errors.js';
+import { scratchTmpfs } from '../harness/mounts.js';
 
 const { S_IFMT, S_IFCHR, S_IFIFO, S_IFLNK, S_IFDIR, S_IFREG, O_RDWR, O_CREAT, O_EXCL, O_RDONLY, O_WRONLY } = fs.constants;
 
@@ -436,7 +437,9 @@ describe('copyData', () => {
   });
 
   it('falls back to pread/pwrite in C across filesystems (tmpfs -> ext4), still keeping holes', async () => {
-    const shm = fs.mkdtempSync('/dev/shm/stratafs-sys-');
+    // a tmpfs of our own under the run's root, not the host's /dev/shm
+    const tmpfs = scratchTmpfs('sys-tmpfs');
+    const shm = tmpfs.dir;
     try {
       const fd = fs.openSync(path.join(shm, 'src'), 'w');
       fs.writeSync(fd, Buffer.alloc(64 << 10, 0xab), 0, 64 << 10, 8 << 20);
@@ -450,7 +453,9 @@ describe('copyData', () => {
       expect(fs.statSync(p('dst')).blocks).toBeLessThanOrEqual(128 + 8);
       expect(await fileHash(p('dst'))).toBe(await fileHash(path.join(shm, 'src')));
     } finally {
-      fs.rmSync(shm, { recursive: true, force: true });
+      // descriptors on the tmpfs would keep it busy
+      for (const fd of fds.splice(0)) sys.raw.close(fd);
+      tmpfs.dispose();
     }
   });
 
