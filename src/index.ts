@@ -40,7 +40,9 @@ export interface MountOptions {
   timeout?: number;
   negativeTimeout?: number;
   lookupCacheSize?: number;
+  /** other users may use the mount (default: true as root, as on the CLI) */
   allowOther?: boolean;
+  /** kept for compatibility: kernel permission checks are always on */
   defaultPermissions?: boolean;
   /** false: skip fsync (volatile) */
   fsync?: boolean;
@@ -87,8 +89,8 @@ export async function mount(o: MountOptions): Promise<Mount> {
   if (o.timeout !== undefined) words.push(`timeout=${o.timeout}`);
   if (o.negativeTimeout !== undefined) words.push(`negative_timeout=${o.negativeTimeout}`);
   if (o.lookupCacheSize !== undefined) words.push(`lookup_cache=${o.lookupCacheSize}`);
-  if (o.allowOther) words.push('allow_other');
-  if (o.defaultPermissions) words.push('default_permissions');
+  // undefined keeps the CLI's default (on as root)
+  if (o.allowOther !== undefined) words.push(o.allowOther ? 'allow_other' : 'noallow_other');
   if (o.fsync === false) words.push('fsync=0');
   const config = parseMountArgs({
     options: o.options ? [words.join(','), o.options] : [words.join(',')],
@@ -97,7 +99,7 @@ export async function mount(o: MountOptions): Promise<Mount> {
     foreground: true,
     debug: !!o.debug,
     cwd: process.cwd(),
-    uid: process.getuid?.() ?? 0,
+    uid: process.geteuid?.() ?? 0,
   });
   const log = o.log ?? ((line: string) => { process.stderr.write(line + '\n'); });
   if (config.unknownOptions.length) log(`stratafs: warning: unknown options ignored: ${config.unknownOptions.join(', ')}`);

@@ -77,7 +77,12 @@ export function daemonLogPath(c: MountConfig): string {
  */
 export async function spawnDaemon(argv: string[], c: MountConfig): Promise<number> {
   const files = runtimeFiles(c.mountpoint);
-  ensureRuntimeDir(files.dir);
+  try {
+    ensureRuntimeDir(files.dir);
+  } catch (e) {
+    process.stderr.write(`stratafs: ${e instanceof Error ? e.message : String(e)}\n`);
+    return 1;
+  }
   const logPath = daemonLogPath(c);
   const logFd = fs.openSync(logPath, 'a', 0o600);
   const script = fileURLToPath(new URL('./main.js', import.meta.url));

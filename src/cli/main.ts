@@ -59,7 +59,7 @@ async function main(argv: string[]): Promise<number> {
   let cmd: CliCommand;
   try {
     const imageLowers = argv.includes('mount') ? (await import('../image/store.js')).resolveImageLowers : undefined;
-    cmd = parseCommandLine(argv, { cwd: process.cwd(), uid: process.getuid?.() ?? 0, version: version(), imageLowers });
+    cmd = parseCommandLine(argv, { cwd: process.cwd(), uid: process.geteuid?.() ?? 0, version: version(), imageLowers });
   } catch (e) {
     if (e instanceof ConfigError) {
       err(`stratafs: ${e.message}`);

@@ -66,8 +66,12 @@ export interface MountConfig extends OverlayConfig {
   fuseApi: 'lowlevel' | 'highlevel';
   /** kernel negative-lookup cache timeout, seconds */
   negativeTimeout: number;
+  /** other users may use the mount: on by default as root (noallow_other turns it off), as fuse-overlayfs does */
   allowOther: boolean;
-  /** kernel permission checks (always on as root, where the daemon could otherwise act for anyone) */
+  /**
+   * kernel permission checks from the mode bits shown: always on. The daemon acts with the
+   * mounter's rights (as root: anyone's), so without them every user allowed in would too.
+   */
   defaultPermissions: boolean;
   flags: MountFlags;
   /** mount over a dead FUSE mount (daemon gone) after aborting and detaching it */
@@ -175,7 +179,11 @@ export interface MountArgs {
   debug: boolean;
   /** resolves relative paths */
   cwd: string;
-  /** the uid deciding defaults (root: suid,dev and default_permissions) */
+  /**
+   * the effective uid in the mounter's user namespace, deciding defaults: 0 (root, also uid 0
+   * of rootless podman's namespace) gets allow_other,suid,dev as fuse-overlayfs gets
+   * allow_other,suid; everyone gets default_permissions and noatime
+   */
   uid: number;
 }
 
@@ -196,14 +204,15 @@ export function parseMountArgs(a: MountArgs): MountConfig {
   let attrTimeout: number | undefined;
   let fuseApi: 'lowlevel' | 'highlevel' = 'lowlevel';
   let lookupCacheSize = DEFAULT_LOOKUP_CACHE_SIZE;
-  let allowOther = false;
-  let defaultPermissions = asRoot;
+  let allowOther = asRoot;
+  const defaultPermissions = true;
   let fsync = true;
   let force = false;
   let debug = a.debug;
   let fsname: string | undefined;
   let logFile: string | undefined;
-  const flags = { suid: asRoot, dev: asRoot, exec: true, noatime: false, sync: false, dirsync: false };
+  // noatime as fuse-overlayfs: FUSE inodes are S_NOATIME anyway (the daemon's reads touch the layers' atimes)
+  const flags = { suid: asRoot, dev: asRoot, exec: true, noatime: true, sync: false, dirsync: false };
   const unknown: string[] = [];
   const ignored: string[] = [];
 
@@ -252,7 +261,8 @@ export function parseMountArgs(a: MountArgs): MountConfig {
           break;
         }
         case 'allow_other': allowOther = true; break;
-        case 'default_permissions': defaultPermissions = true; break;
+        case 'noallow_other': allowOther = false; break;
+        case 'default_permissions': break; // always on
         case 'volatile': fsync = false; break;
         case 'fsync': fsync = parseOnOff(key, val); break;
         case 'force': force = true; break;
@@ -481,15 +491,20 @@ Mount options (-o, comma separated; \\ escapes , and : inside values):
   negative_timeout=SECONDS
                           kernel negative-lookup cache (default: timeout)
   lookup_cache=N          lookup cache entries (default ${DEFAULT_LOOKUP_CACHE_SIZE})
-  allow_other             let other users use the mount
-  default_permissions     kernel permission checks (always on as root)
+  allow_other             let other users use the mount (default as root, i.e. euid 0,
+                          also inside a user namespace)
+  noallow_other           only the mounter (and root) may use it
+  default_permissions     kernel permission checks from the mode bits (always on)
   volatile | fsync=0      skip fsync
   force                   mount over a dead FUSE mount (aborts and detaches it first)
-  log=FILE                daemon log (default /run/stratafs/<id>.log as root)
+  log=FILE                daemon log (default <id>.log in the runtime directory:
+                          $STRATAFS_RUNTIME_DIR, /run/stratafs for root,
+                          $XDG_RUNTIME_DIR/stratafs or $TMPDIR/stratafs-<euid>)
   fsname=NAME             source column of the mount table (default stratafs)
   debug                   same as -d
   suid,nosuid,dev,nodev,exec,noexec,atime,noatime,sync,async,dirsync
-                          mount flags (as root suid,dev by default)
+                          mount flags (default noatime; as root suid,dev, else
+                          nosuid,nodev)
 Unknown options are reported by name and ignored.
 
 Forms:

@@ -4,10 +4,17 @@
  *   <dir>/<id>.sock  control socket (stats, describe) served by the daemon
  *   <dir>/<id>.json  who serves the mount: pid, process start time, layers, log
  *   <dir>/<id>.log   the detached daemon's stdout/stderr (and -d op log)
- * <dir> is $STRATAFS_RUNTIME_DIR when set (tests point it at their scratch
- * tree), else /run/stratafs as root, else $XDG_RUNTIME_DIR/stratafs, else
- * <tmpdir>/stratafs-<uid>. The id is a hash: a mountpoint path can be longer
- * than a unix socket path may be (108 bytes).
+ * <dir> is chosen by what this process can write, never by its uid alone
+ * (rootless podman runs the mount program as uid 0 of a user namespace, where
+ * /run is not writable): $STRATAFS_RUNTIME_DIR when set (tests point it at
+ * their scratch tree); else /run/stratafs for root of the initial user
+ * namespace; else $XDG_RUNTIME_DIR/stratafs; else <tmpdir>/stratafs-<euid>
+ * ($TMPDIR or /tmp), then /tmp/stratafs-<euid> -- the first that exists as a
+ * directory of ours (not a symlink, owned by the euid, not writable by
+ * others) or can be created in a writable parent. `stratafs umount` and
+ * `stats` run the same choice and find what the daemon made. The id is a
+ * hash: a mountpoint path can be longer than a unix socket path may be (108
+ * bytes).
  */
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
@@ -33,14 +40,61 @@ export interface DaemonInfo {
   foreground: boolean;
 }
 
+/** In the initial user namespace /proc/self/uid_map maps every id to itself. */
+export function inInitialUserNamespace(): boolean {
+  try {
+    const map = fs.readFileSync('/proc/self/uid_map', 'utf8').trim().split(/\s+/);
+    return map.length === 3 && map[0] === '0' && map[1] === '0' && map[2] === '4294967295';
+  } catch {
+    return true; // no /proc: nothing to tell
+  }
+}
+
+const euid = (): number => process.geteuid?.() ?? 0;
+
+/** The directories a runtime dir may be, best first (see the file comment). */
+export function runtimeDirCandidates(): string[] {
+  const uid = euid();
+  const out: string[] = [];
+  if (uid === 0 && inInitialUserNamespace()) out.push('/run/stratafs');
+  const xdg = process.env.XDG_RUNTIME_DIR;
+  if (xdg && path.isAbsolute(xdg)) out.push(path.join(xdg, 'stratafs'));
+  out.push(path.join(os.tmpdir(), `stratafs-${uid}`));
+  out.push(`/tmp/stratafs-${uid}`);
+  return [...new Set(out)];
+}
+
+/** why dir cannot hold our runtime files, or undefined when it is ours (or may be created) */
+export function runtimeDirProblem(dir: string): string | undefined {
+  let st: fs.Stats;
+  try {
+    st = fs.lstatSync(dir);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') return `cannot be read (${(e as NodeJS.ErrnoException).code ?? String(e)})`;
+    try {
+      fs.accessSync(path.dirname(dir), fs.constants.W_OK | fs.constants.X_OK);
+      return undefined;
+    } catch (e2) {
+      return `cannot be created (${(e2 as NodeJS.ErrnoException).code ?? String(e2)} on ${path.dirname(dir)})`;
+    }
+  }
+  if (!st.isDirectory()) return st.isSymbolicLink() ? 'is a symlink' : 'is not a directory';
+  if (st.uid !== euid()) return `belongs to uid ${st.uid}, not ${euid()}`;
+  if (st.mode & 0o022) return `is writable by others (mode ${(st.mode & 0o7777).toString(8)})`;
+  try {
+    fs.accessSync(dir, fs.constants.W_OK | fs.constants.X_OK);
+  } catch (e) {
+    return `is not writable (${(e as NodeJS.ErrnoException).code ?? String(e)})`;
+  }
+  return undefined;
+}
+
 export function runtimeDir(): string {
   const override = process.env.STRATAFS_RUNTIME_DIR;
   if (override && path.isAbsolute(override)) return override;
-  const uid = process.getuid?.() ?? 0;
-  if (uid === 0) return '/run/stratafs';
-  const xdg = process.env.XDG_RUNTIME_DIR;
-  if (xdg && path.isAbsolute(xdg)) return path.join(xdg, 'stratafs');
-  return path.join(os.tmpdir(), `stratafs-${uid}`);
+  const all = runtimeDirCandidates();
+  // None usable: the last one, whose creation then fails with the reason (ensureRuntimeDir).
+  return all.find((d) => runtimeDirProblem(d) === undefined) ?? all[all.length - 1]!;
 }
 
 export function runtimeFiles(mountpoint: string): RuntimeFiles {
@@ -49,8 +103,13 @@ export function runtimeFiles(mountpoint: string): RuntimeFiles {
   return { dir, sock: path.join(dir, `${id}.sock`), info: path.join(dir, `${id}.json`), log: path.join(dir, `${id}.log`) };
 }
 
+/** Create the runtime dir (0700) and check that it is ours; throws an Error naming the problem. */
 export function ensureRuntimeDir(dir: string): void {
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  // $STRATAFS_RUNTIME_DIR is the user's own choice; a chosen dir may have been made by someone else meanwhile.
+  if (dir === process.env.STRATAFS_RUNTIME_DIR) return;
+  const problem = runtimeDirProblem(dir);
+  if (problem !== undefined) throw new Error(`runtime directory ${dir} ${problem} (set STRATAFS_RUNTIME_DIR to choose another)`);
 }
 
 /** fields 3.. of /proc/<pid>/stat (comm may contain spaces and parentheses: split after the last ')') */

@@ -15,11 +15,12 @@
  * copy-up. A read that has to go to the disk blocks the loop for that time.
  */
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import { promisify } from 'node:util';
 import type { Bstr } from './bstr.js';
 import { copyUp } from './copy-up.js';
 import { closeWhenIdle, fail, requireUpper, sys, type Ctx, type OpenFile } from './ctx.js';
-import { FsError, isFsError, type ErrnoCode } from './errors.js';
+import { codeOf, FsError, isFsError, type ErrnoCode } from './errors.js';
 import { prepareCreate, placeNew } from './dir-ops.js';
 import { forgetHandle, reopenForOpen, type HiddenFile } from './hidden.js';
 import { isUpperEntry, lookup, resolve } from './namei.js';
@@ -30,10 +31,52 @@ import { StatIdx } from '../native/sys.js';
 const fsyncAsync = promisify(fs.fsync);
 const fdatasyncAsync = promisify(fs.fdatasync);
 
-const { O_RDONLY, O_TRUNC, O_CREAT, O_EXCL, O_NOCTTY, O_DIRECTORY } = fs.constants;
+const { O_RDONLY, O_TRUNC, O_CREAT, O_EXCL, O_DIRECTORY, O_APPEND, O_NONBLOCK, O_SYNC, O_DSYNC, O_DIRECT, O_NOATIME } = fs.constants;
 const O_ACCMODE = 3;
-/** Flags that mean something to path resolution or creation, not to the open fd. */
-const STRIP = O_CREAT | O_EXCL | O_NOCTTY;
+
+/**
+ * The flags of a FUSE OPEN/CREATE are the kernel's f_flags of the caller's
+ * file, internal bits included: __FMODE_EXEC (0x20) on every execve,
+ * O_LARGEFILE (forced on 64-bit), __FMODE_NONOTIFY on kernels before 6.14,
+ * FASYNC, O_CLOEXEC. openat2 (sys.c) refuses any bit it does not know with
+ * EINVAL, so the backing open gets only what changes how its fd behaves:
+ * - the access mode, O_APPEND (writes land at the real end, as through the
+ *   kernel overlay's real file), O_NONBLOCK, O_DIRECT (EINVAL from a backing
+ *   file system without it, as on kernel overlayfs);
+ * - O_SYNC/O_DSYNC, unless the mount skips syncs (volatile, fsync=0: the
+ *   kernel overlay drops IOCB_SYNC/DSYNC then too);
+ * - O_NOATIME, which the kernel allowed on the FUSE inode; the backing open
+ *   drops it where the daemon may not use it (openBacking), as ovl_open_realfile does;
+ * - O_TRUNC for open only (a lower file was copied up without data first).
+ * Everything else is resolution (O_CREAT, O_EXCL, O_NOCTTY, O_DIRECTORY,
+ * O_NOFOLLOW -- the kernel has resolved the path, sys.c adds O_NOFOLLOW),
+ * fd-table state (O_CLOEXEC, added by sys.c), per-arch (O_LARGEFILE, added by
+ * sys.c) or meaningless at open (FASYNC: only fcntl arms it; O_PATH and
+ * O_TMPFILE never reach a FUSE open).
+ */
+const KEEP = O_ACCMODE | O_APPEND | O_NONBLOCK | O_SYNC | O_DSYNC | O_DIRECT | O_NOATIME;
+const SYNC = O_SYNC | O_DSYNC;
+
+export function backingOpenFlags(flags: number, opts: { fsync: boolean; truncate: boolean }): number {
+  let f = flags & (opts.truncate ? KEEP | O_TRUNC : KEEP);
+  if (!opts.fsync) f &= ~SYNC;
+  return f;
+}
+
+const EPERM = os.constants.errno.EPERM;
+
+/**
+ * openat beneath dirfd; O_NOATIME is dropped where the daemon may not use it
+ * on that file (EPERM: neither its owner nor CAP_FOWNER, e.g. a plain user's
+ * mount reading a root-owned lower file). A file the daemon creates is its own.
+ */
+function openBacking(dirfd: number, rel: Bstr, flags: number, mode: number): number {
+  if ((flags & O_NOATIME) === 0 || (flags & O_CREAT) !== 0) return sys.openat(dirfd, rel, flags, mode);
+  const fd = sys.tryOpenat(dirfd, rel, flags, mode);
+  if (fd >= 0) return fd;
+  if (fd !== -EPERM) fail(codeOf(-fd), rel, 'openat');
+  return sys.openat(dirfd, rel, flags & ~O_NOATIME, mode);
+}
 
 function nodeErr(e: unknown, path: Bstr | null, syscall: string): FsError {
   if (isFsError(e)) return e;
@@ -75,13 +118,13 @@ export async function open(ctx: Ctx, path: Bstr, flags: number, _caller: Caller)
   }
   const ref = e.stack[0]!;
   const L = ctx.layers[ref.layer]!;
-  const fd = sys.openat(L.fd, ref.rel, flags & ~STRIP, 0);
+  const fd = openBacking(L.fd, ref.rel, backingOpenFlags(flags, { fsync: ctx.config.fsync, truncate: true }), 0);
   return register(ctx, L.upper ? { fd, path, flags, ino: e.ino, lower: false } : { fd, path, flags, ino: e.ino, lower: true, lowerRef: ref });
 }
 
 /** open(2) of a virtual .fuse_hidden name (hidden.ts): a new handle on the unlinked object. */
 export function openHidden(ctx: Ctx, h: HiddenFile, path: Bstr, flags: number): OpenResult {
-  const { fd, like } = reopenForOpen(h, path, flags);
+  const { fd, like } = reopenForOpen(h, path, backingOpenFlags(flags, { fsync: ctx.config.fsync, truncate: true }));
   const f: OpenFile = like.lowerRef ? { fd, path, flags, ino: h.ino, lower: like.lower, lowerRef: like.lowerRef } : { fd, path, flags, ino: h.ino, lower: like.lower };
   const r = register(ctx, f);
   h.files.add(f);
@@ -96,8 +139,8 @@ export async function create(ctx: Ctx, path: Bstr, mode: number, flags: number, 
     return open(ctx, path, flags & ~O_CREAT, caller);
   }
   const p = await prepareCreate(ctx, path, caller);
-  const openFlags = (flags & ~(STRIP | O_TRUNC | O_DIRECTORY)) | O_CREAT | O_EXCL;
-  const fd = placeNew(ctx, p, caller, S_IFREG, mode, (dfd, rel) => sys.openat(dfd, rel, openFlags, 0o600), path);
+  const openFlags = backingOpenFlags(flags, { fsync: ctx.config.fsync, truncate: false }) | O_CREAT | O_EXCL;
+  const fd = placeNew(ctx, p, caller, S_IFREG, mode, (dfd, rel) => openBacking(dfd, rel, openFlags, 0o600), path);
   const e = resolve(ctx, path);
   return register(ctx, { fd, path, flags, ino: e.ino, lower: false });
 }

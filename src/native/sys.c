@@ -132,7 +132,9 @@ static int get_args(napi_env env, napi_callback_info info, const char *fmt, ...)
  */
 static int beneath(int dirfd, const char *rel, int flags, int mode) {
   struct open_how how = {
-    .flags = (unsigned)(flags | O_CLOEXEC),
+    /* O_LARGEFILE: the core drops the caller's bit (its value is per-arch); every backing fd is large-file capable.
+     * It is 0 in glibc on 64-bit (openat2 forces it there) and refused together with O_PATH. */
+    .flags = (unsigned)(flags | O_CLOEXEC | (flags & O_PATH ? 0 : O_LARGEFILE)),
     .mode = (flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE ? (unsigned)mode : 0,
     .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS,
   };

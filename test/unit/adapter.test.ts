@@ -34,20 +34,22 @@ describe('libfuse options of a mount', () => {
   const cfg = (o: string, uid = 0) => parseMountArgs({
     options: [o], mountpoint: '/m', source: undefined, foreground: false, debug: false, cwd: '/', uid,
   });
-  it('low-level API, defaults as root: big writes, nonempty, suid,dev, default_permissions; no high-level words', () => {
+  it('low-level API, defaults as root: big writes, nonempty, suid,dev, allow_other, default_permissions, noatime; no high-level words', () => {
     const words = lowLevelArgs(cfg('lowerdir=/a,upperdir=/u,workdir=/w'));
     expect(words.slice(0, 2)).toEqual(['stratafs', '-o']);
     const o = words[2]!.split(',');
     expect(o).toEqual(expect.arrayContaining([
-      'big_writes', 'max_write=131072', 'nonempty', 'suid', 'dev', 'exec', 'rw', 'default_permissions', 'fsname=stratafs', 'subtype=stratafs',
+      'big_writes', 'max_write=131072', 'nonempty', 'suid', 'dev', 'exec', 'rw', 'allow_other', 'default_permissions', 'noatime',
+      'fsname=stratafs', 'subtype=stratafs',
     ]));
+    expect(lowLevelArgs(cfg('lowerdir=/a,noallow_other'))[2]!.split(',')).not.toContain('allow_other');
     // fuse_lowlevel_new refuses the high-level API's options; timeouts travel with each reply
     for (const w of o) expect(w).not.toMatch(/^(use_ino|hard_remove|entry_timeout|attr_timeout|negative_timeout|kernel_cache|auto_cache)/);
   });
-  it('low-level API as a user: nosuid,nodev, escaped fsname', () => {
+  it('low-level API as a user: nosuid,nodev, default_permissions, no allow_other, escaped fsname', () => {
     const o = lowLevelArgs(cfg('lowerdir=/a,fsname=a\\,b', 1000))[2]!.split(/(?<!\\),/);
-    expect(o).toEqual(expect.arrayContaining(['nosuid', 'nodev', 'ro', 'fsname=a\\,b']));
-    expect(o).not.toContain('default_permissions');
+    expect(o).toEqual(expect.arrayContaining(['nosuid', 'nodev', 'ro', 'default_permissions', 'noatime', 'fsname=a\\,b']));
+    expect(o).not.toContain('allow_other');
   });
   it('cache timeouts: a day by default; attr_timeout 0 by default only with the high-level API', () => {
     const d = cfg('lowerdir=/a');
@@ -57,13 +59,13 @@ describe('libfuse options of a mount', () => {
     const t = cfg('lowerdir=/a,timeout=2');
     expect([t.timeout, t.attrTimeout, t.negativeTimeout, t.fuseApi]).toEqual([2, 2, 2, 'lowlevel']);
   });
-  it('high-level API, defaults as root: big writes, use_ino, nonempty, no hard_remove, timeouts, suid,dev, default_permissions', () => {
+  it('high-level API, defaults as root: big writes, use_ino, nonempty, no hard_remove, timeouts, suid,dev, allow_other, default_permissions, noatime', () => {
     const words = buildFuseOptions(fuseOptions(cfg('lowerdir=/a,upperdir=/u,workdir=/w,fuse_api=highlevel'), () => {}));
     expect(words).toEqual(expect.arrayContaining([
       'use_ino', 'big_writes', 'max_write=131072', 'nonempty', 'entry_timeout=86400', 'attr_timeout=0',
-      'negative_timeout=86400', 'suid', 'dev', 'exec', 'rw', 'default_permissions', 'fsname=stratafs', 'subtype=stratafs',
+      'negative_timeout=86400', 'suid', 'dev', 'exec', 'rw', 'allow_other', 'default_permissions', 'noatime', 'fsname=stratafs', 'subtype=stratafs',
     ]));
-    expect(words).not.toContain('allow_other');
+    expect(buildFuseOptions(fuseOptions(cfg('lowerdir=/a,fuse_api=highlevel,noallow_other'), () => {}))).not.toContain('allow_other');
     // files unlinked while open go through libfuse's .fuse_hidden rename (core/hidden.ts)
     expect(words).not.toContain('hard_remove');
   });
@@ -73,9 +75,9 @@ describe('libfuse options of a mount', () => {
       'entry_timeout=0.5', 'attr_timeout=0.25', 'negative_timeout=0', 'allow_other', 'nosuid', 'nodev', 'noexec', 'noatime', 'ro', 'fsname=a\\,b',
     ]));
   });
-  it('as a user: nosuid,nodev and no default_permissions unless asked', () => {
+  it('as a user: nosuid,nodev, default_permissions, no allow_other unless asked', () => {
     const words = buildFuseOptions(fuseOptions(cfg('lowerdir=/a', 1000), () => {}));
-    expect(words).toEqual(expect.arrayContaining(['nosuid', 'nodev']));
-    expect(words).not.toContain('default_permissions');
+    expect(words).toEqual(expect.arrayContaining(['nosuid', 'nodev', 'default_permissions']));
+    expect(words).not.toContain('allow_other');
   });
 });

@@ -51,18 +51,28 @@ describe('parseMountArgs', () => {
     expect(c.negativeTimeout).toBe(DEFAULT_TIMEOUT_S);
     expect(c.lookupCacheSize).toBe(DEFAULT_LOOKUP_CACHE_SIZE);
     expect(c.fsync).toBe(true);
+    // as root (euid 0, also inside a user namespace): what fuse-overlayfs adds, allow_other,suid,noatime, and dev
     expect(c.defaultPermissions).toBe(true);
-    expect(c.allowOther).toBe(false);
-    expect(c.flags).toEqual({ readOnly: false, suid: true, dev: true, exec: true, noatime: false, sync: false, dirsync: false });
+    expect(c.allowOther).toBe(true);
+    expect(c.flags).toEqual({ readOnly: false, suid: true, dev: true, exec: true, noatime: true, sync: false, dirsync: false });
     expect(c.fsname).toBe('stratafs');
     expect(c.unknownOptions).toEqual([]);
     expect(c.force).toBe(false);
   });
-  it('non-root defaults: nosuid, nodev, no default_permissions', () => {
+  it('non-root defaults: nosuid, nodev, noatime, no allow_other, and default_permissions (the daemon acts with the mounter\'s rights)', () => {
     const c = parseMountArgs(args({ options: ['lowerdir=/l'], uid: 1000 }));
     expect(c.flags.suid).toBe(false);
     expect(c.flags.dev).toBe(false);
-    expect(c.defaultPermissions).toBe(false);
+    expect(c.flags.noatime).toBe(true);
+    expect(c.allowOther).toBe(false);
+    expect(c.defaultPermissions).toBe(true);
+    expect(parseMountArgs(args({ options: ['lowerdir=/l,allow_other'], uid: 1000 })).allowOther).toBe(true);
+  });
+  it('noallow_other turns the root default off; the last word wins; atime turns noatime off', () => {
+    expect(parseMountArgs(args({ options: ['lowerdir=/l,noallow_other'], uid: 0 })).allowOther).toBe(false);
+    expect(parseMountArgs(args({ options: ['lowerdir=/l,noallow_other', 'allow_other'], uid: 0 })).allowOther).toBe(true);
+    expect(parseMountArgs(args({ options: ['lowerdir=/l,atime'], uid: 0 })).flags.noatime).toBe(false);
+    expect(parseMountArgs(args({ options: ['lowerdir=/l,noallow_other,default_permissions'], uid: 0 })).unknownOptions).toEqual([]);
   });
   it('paths are byte strings (latin1) in the core config, text in *Path', () => {
     const c = parseMountArgs(args({ options: ['lowerdir=/caf\u00e9'] }));

@@ -1,0 +1,182 @@
+/**
+ * Who may use a mount (issue 10, defect 2). fuse-overlayfs 1.10 adds
+ * `default_permissions,allow_other,suid,noatime` when its euid is 0 and
+ * `default_permissions,noatime` otherwise; podman passes neither. stratafs
+ * did not add allow_other as root (every other user got EACCES: a container
+ * started with --user 1000 could not find sh) and gave a plain user's mount no
+ * default_permissions (with allow_other, everyone would act with the
+ * mounter's rights).
+ *
+ * Clients run as a bare uid (`setpriv --reuid --regid --clear-groups`, no
+ * user added) with their working directory on the mount, so the scratch
+ * tree above it stays 0700. The plain-user mount runs in a private mount
+ * namespace: a 0666 /dev/fuse node and a fuse.conf with user_allow_other are
+ * bind-mounted there, the scratch tree is bound at /mnt/t; the host's
+ * /dev/fuse, /etc/fuse.conf and /mnt are never changed.
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { execFile } from 'node:child_process';
+import { chmod, chown, copyFile, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { mount, tempDir, type MountHandle } from '../harness/mounts.js';
+import { shq } from '../harness/proc.js';
+import { cli, daemonPids, layerOptions, Leftovers, STRATAFS_CLI } from '../harness/cli-mount.js';
+
+let t: string;
+let left: Leftovers;
+let handles: MountHandle[];
+const p = (rel: string): string => join(t, rel);
+
+/** what a client checks, one line each: `name ok` or `name EACCES` (or the error) */
+const CHECKS = `
+t() { name=$1; shift; if out=$("$@" 2>&1); then echo "$name ok"; else case "$out" in *"Permission denied"*) echo "$name EACCES";; *) echo "$name error: $out";; esac; fi; }
+t list ls .
+t read cat f
+t read-0600 cat s
+t list-dir ls d
+t exec ./prog
+t script ./script
+t create-in-0755 touch d/new
+t create-in-0777 touch pub/mine
+`;
+
+/** run CHECKS as a bare uid with its working directory on the mount */
+function checksAs(uid: number, cwd: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile('setpriv', [`--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', 'sh', '-c', CHECKS], { cwd, timeout: 20_000 }, (err, stdout, stderr) => {
+      if (err && err.code !== 0 && typeof err.code !== 'number') reject(new Error(`${String(err)} ${stderr}`));
+      else resolve(stdout);
+    });
+  });
+}
+
+const ALLOWED_ALL = ['list ok', 'read ok', 'read-0600 EACCES', 'list-dir ok', 'exec ok', 'script ok', 'create-in-0755 EACCES', 'create-in-0777 ok'];
+
+async function makeLower(owner: number): Promise<void> {
+  for (const d of ['l/d', 'l/pub']) await mkdir(p(d), { recursive: true });
+  await writeFile(p('l/f'), 'data\n');
+  await writeFile(p('l/s'), 'secret\n');
+  await writeFile(p('l/d/x'), 'x\n');
+  await copyFile('/bin/true', p('l/prog'));
+  await writeFile(p('l/script'), '#!/bin/sh\necho script\n');
+  for (const [f, m] of [['l/f', 0o644], ['l/s', 0o600], ['l/d', 0o755], ['l/pub', 0o777], ['l/prog', 0o755], ['l/script', 0o755]] as const) {
+    await chmod(p(f), m);
+  }
+  if (owner !== 0) for (const f of ['l', 'l/f', 'l/s', 'l/d', 'l/d/x', 'l/pub', 'l/prog', 'l/script']) await chown(p(f), owner, owner);
+}
+
+function mountLine(text: string, mnt: string): { opts: string[]; superOpts: string[]; fsType: string } {
+  const line = text.split('\n').find((l) => l.split(' ')[4] === mnt);
+  expect(line, `no mount at ${mnt}`).toBeDefined();
+  const f = line!.split(' ');
+  const dash = f.indexOf('-');
+  return { opts: f[5]!.split(','), fsType: f[dash + 1]!, superOpts: f[dash + 3]!.split(',') };
+}
+
+beforeEach(async () => {
+  t = await tempDir('cli-perm');
+  await mkdir(p('run'));
+  process.env.STRATAFS_RUNTIME_DIR = p('run');
+  left = new Leftovers();
+  handles = [];
+});
+
+afterEach(async () => {
+  for (const h of handles) await h.unmount();
+  // a plain user's daemon lives in a private mount namespace: find it by its runtime record
+  for (const f of await readdir(p('run')).catch(() => [] as string[])) {
+    if (!f.endsWith('.json')) continue;
+    const info = JSON.parse(await readFile(p(`run/${f}`), 'utf8').catch(() => '{}')) as { pid?: number };
+    if (typeof info.pid === 'number') left.pid(info.pid);
+  }
+  expect(await left.cleanup()).toEqual([]);
+});
+
+describe('a mount made by root with no options', () => {
+  it('is open to other users with kernel permission checks, as fuse-overlayfs is', async () => {
+    await makeLower(0);
+    for (const d of ['u1', 'w1', 'm1', 'u2', 'w2', 'm2']) await mkdir(p(d));
+    const mnt = left.mount(p('m1'));
+    const r = await cli(['-o', layerOptions({ lowers: [p('l')], upper: p('u1'), work: p('w1') }), mnt]);
+    (await daemonPids(mnt)).forEach((pid) => left.pid(pid));
+    expect(r.code, r.stderr).toBe(0);
+    const fo = await mount('fuse-overlayfs', { lowers: [p('l')], upper: p('u2'), work: p('w2') }, p('m2'));
+    handles.push(fo);
+
+    const info = await readFile('/proc/self/mountinfo', 'utf8');
+    const s = mountLine(info, mnt);
+    const f = mountLine(info, p('m2'));
+    expect(s.fsType).toBe('fuse.stratafs');
+    for (const m of [s, f]) {
+      expect(m.superOpts).toEqual(expect.arrayContaining(['default_permissions', 'allow_other']));
+      expect(m.opts).toContain('noatime');
+      expect(m.opts).not.toContain('nosuid');
+    }
+
+    const out = await checksAs(1000, mnt);
+    expect(out.trim().split('\n')).toEqual(ALLOWED_ALL);
+    expect(await checksAs(1000, p('m2'))).toBe(out);
+    // a file made by uid 1000 is its own
+    expect(existsSync(p('u1/pub/mine'))).toBe(true);
+
+    const u = await cli(['umount', mnt]);
+    expect(u.code, u.stderr).toBe(0);
+  });
+
+  it('noallow_other keeps other users out', async () => {
+    await makeLower(0);
+    for (const d of ['u', 'w', 'm']) await mkdir(p(d));
+    const mnt = left.mount(p('m'));
+    const r = await cli(['-o', layerOptions({ lowers: [p('l')], upper: p('u'), work: p('w') }) + ',noallow_other', mnt]);
+    (await daemonPids(mnt)).forEach((pid) => left.pid(pid));
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).not.toMatch(/unknown/);
+    const m = mountLine(await readFile('/proc/self/mountinfo', 'utf8'), mnt);
+    expect(m.superOpts).not.toContain('allow_other');
+    expect(m.superOpts).toContain('default_permissions');
+    expect((await checksAs(1000, mnt)).trim().split('\n')[0]).toBe('list EACCES');
+    const u = await cli(['umount', mnt]);
+    expect(u.code, u.stderr).toBe(0);
+  });
+});
+
+describe('a mount made by a plain user (uid 1000, fusermount3)', () => {
+  it('has default_permissions: with allow_other another user does not act with the mounter\'s rights', async (ctx) => {
+    if (!existsSync('/etc/fuse.conf')) ctx.skip(true, 'no /etc/fuse.conf to bind user_allow_other over (fuse3 not installed)');
+    await makeLower(1000);
+    for (const d of ['u', 'w', 'mnt', 'dev']) { await mkdir(p(d)); await chown(p(d), 1000, 1000); }
+    await chown(p('run'), 1000, 1000);
+    await chown(t, 1000, 1000);
+    const m = '/mnt/t/mnt';
+    const as1000 = 'setpriv --reuid=1000 --regid=1000 --clear-groups';
+    const stratafs = `${as1000} env STRATAFS_RUNTIME_DIR=/mnt/t/run ${shq(process.execPath)} ${shq(STRATAFS_CLI)}`;
+    // Everything happens inside a private mount namespace and is undone in it (umount as the user).
+    const script = `
+set -u
+T=${shq(t)}
+mount -t tmpfs -o mode=755 tmpfs /mnt && mkdir /mnt/t && mount --bind "$T" /mnt/t || exit 90
+mount -t tmpfs -o mode=755 tmpfs "$T/dev" && mknod -m 666 "$T/dev/fuse" c 10 229 && mount --bind "$T/dev/fuse" /dev/fuse || exit 91
+printf 'user_allow_other\\n' > "$T/dev/fuse.conf" && mount --bind "$T/dev/fuse.conf" /etc/fuse.conf || exit 92
+${stratafs} -o lowerdir=/mnt/t/l,upperdir=/mnt/t/u,workdir=/mnt/t/w,allow_other ${m} || exit 93
+echo "MOUNTINFO $(grep ' ${m} ' /proc/self/mountinfo)"
+(cd ${m} && setpriv --reuid=2000 --regid=2000 --clear-groups sh -c ${shq(CHECKS)})
+${stratafs} umount ${m} || echo "UMOUNT FAILED"
+`;
+    const out = await new Promise<string>((resolve) => {
+      execFile('unshare', ['-m', '--propagation', 'private', 'bash', '-c', script], { timeout: 40_000 }, (err, stdout, stderr) => {
+        resolve(`${stdout}${err ? `\nEXIT ${String(err.code)} ${stderr}` : ''}`);
+      });
+    });
+    const lines = out.trim().split('\n');
+    const mi = lines.find((l) => l.startsWith('MOUNTINFO '));
+    expect(mi, out).toBeDefined();
+    const mline = mountLine(mi!.slice('MOUNTINFO '.length), m);
+    expect(mline.superOpts).toEqual(expect.arrayContaining(['user_id=1000', 'default_permissions', 'allow_other']));
+    expect(mline.opts).toEqual(expect.arrayContaining(['nosuid', 'nodev', 'noatime']));
+    // uid 2000 against files of uid 1000 (0644 f, 0600 s, 0755 d). Not checked here: a create in
+    // the 0777 lower directory, whose copy-up a plain mounter cannot do yet (issue 10, defect 5).
+    const got = lines.filter((l) => !l.startsWith('MOUNTINFO ') && !l.startsWith('create-in-0777 '));
+    expect(got, out).toEqual(ALLOWED_ALL.filter((l) => !l.startsWith('create-in-0777 ')));
+  });
+});
