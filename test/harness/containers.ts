@@ -425,7 +425,7 @@ export async function clientConfig(dir: string, driver: Driver, opts: { storageC
   await mkdir(dir, { recursive: true });
   let argvLog: string | undefined;
   let mountProgram: string | undefined;
-  if (driver !== 'kernel') {
+  if (driver !== 'kernel' && opts.storageConf === undefined) {
     argvLog = join(dir, 'mount-program.argv');
     mountProgram = join(dir, `mount-${driver}`);
     await writeMountProgram(mountProgram, driver === 'stratafs' ? [process.execPath, STRATAFS_CLI] : ['/usr/bin/fuse-overlayfs'], argvLog);

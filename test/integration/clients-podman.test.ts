@@ -25,14 +25,14 @@
  * is printed, and appended as JSON lines to $STRATAFS_CLIENT_MATRIX if set.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { writeFileSync } from 'node:fs';
-import { appendFile, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { appendFile, mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   buildBaseTar, clientConfig, ContainerSandbox, DRIVERS, hostSnapshot, missingTools, snapshotDiff, tarListing,
   type ClientConfig, type Driver, type Timed,
 } from '../harness/containers.js';
-import { tempDir } from '../harness/mounts.js';
+import { REPO_ROOT, STRATAFS_CLI, tempDir } from '../harness/mounts.js';
 import { run } from '../harness/proc.js';
 
 const missing = process.getuid?.() === 0
@@ -159,6 +159,41 @@ function expectLikeKernel(d: Driver, key: string): void {
   expect(state.get(d)!.out.get(key), key).toEqual(k);
 }
 
+/** The storage.conf blocks of the README's "Use with podman and buildah" section, rootful first. */
+function readmeStorageConfs(): string[] {
+  const text = readFileSync(join(REPO_ROOT, 'README.md'), 'utf8');
+  const start = text.indexOf('\n## Use with podman and buildah');
+  if (start < 0) return [];
+  const end = text.indexOf('\n## ', start + 1);
+  const section = text.slice(start, end < 0 ? undefined : end);
+  return [...section.matchAll(/```toml\n([\s\S]*?)```/g)].map((m) => m[1]!);
+}
+
+/**
+ * Layer tarballs of `podman build`: with a mount_program containers/storage
+ * makes each layer by comparing two mounted views ("naive diff"); with the
+ * kernel driver it reads the upper directory ("native diff"), and then also
+ * lists a directory whose mtime a RUN step touched (buildah's /run mount
+ * point) although nothing in it changed. So: every entry other than a
+ * directory as the kernel driver has it, directories a subset of the kernel
+ * driver's, and the whole layer exactly as fuse-overlayfs (the same naive diff).
+ */
+function expectLayersLikeKernel(d: Driver, key: string): void {
+  if (d !== 'stratafs') return;
+  const mine = state.get(d)!.layers.get(key)!;
+  const kernel = state.get('kernel')!.layers.get(key);
+  const fo = state.get('fuse-overlayfs')!.layers.get(key);
+  expect(kernel, `kernel driver layers of ${key}`).toBeDefined();
+  expect(mine.length, `${key}: number of layers`).toBe(kernel!.length);
+  const isDir = (l: string): boolean => / d[rwxsStT-]{9} /.test(l);
+  mine.forEach((layer, i) => {
+    expect(layer.filter((l) => !isDir(l)), `${key} layer ${i}: files, links, whiteouts`).toEqual(kernel![i]!.filter((l) => !isDir(l)));
+    const kDirs = new Set(kernel![i]!.filter(isDir));
+    expect(layer.filter(isDir).filter((l) => !kDirs.has(l)), `${key} layer ${i}: directories the kernel driver's layer lacks`).toEqual([]);
+  });
+  if (fo) expect(mine, `${key}: layers as fuse-overlayfs makes them`).toEqual(fo);
+}
+
 describe.skipIf(missing.length > 0)(`podman and buildah on each overlay driver ${why}`, () => {
   beforeAll(async () => {
     hostBefore = await hostSnapshot();
@@ -273,14 +308,16 @@ describe.skipIf(missing.length > 0)(`podman and buildah on each overlay driver $
       await client(d, 'podman export', ['podman', 'export', '-o', exp, 'c1']);
       record(d, 'export', (await tarListing(exp)).join('\n'));
       const layers = await imageLayers(d, 'localhost/committed:1', 'committed');
-      st.layers.set('committed', layers);
       record(d, 'committed-top-layer', layers[layers.length - 1]!.join('\n'));
-      record(d, 'built-layers', (await imageLayers(d, 'localhost/built:1', 'built')).map((l) => l.join('\n')).join('\n=====\n'));
+      const built = await imageLayers(d, 'localhost/built:1', 'built');
+      st.layers.set('built', built);
+      record(d, 'built-layers', built.map((l) => l.join('\n')).join('\n=====\n'));
       await client(d, 'podman rm', ['podman', 'rm', 'c1']);
       const rc = await client(d, 'podman run (committed)', ['podman', 'run', '--rm', '--pull=never', '--network=none', 'localhost/committed:1', 'sh', '-c',
         `${MANIFEST}`, 'manifest', '/new', '/data', '/opt/keep', '/opt/renamed', '/opt/dir-del']);
       record(d, 'committed-manifest', normDirSizes(rc.out));
-      for (const key of ['diff', 'export', 'committed-top-layer', 'built-layers', 'committed-manifest']) expectLikeKernel(d, key);
+      for (const key of ['diff', 'export', 'committed-top-layer', 'committed-manifest']) expectLikeKernel(d, key);
+      expectLayersLikeKernel(d, 'built');
     });
 
     it('buildah from, run, run --user 1000, copy, commit; podman run of the result', async () => {
@@ -320,6 +357,47 @@ describe.skipIf(missing.length > 0)(`podman and buildah on each overlay driver $
       expect(mounts).toEqual([]);
       const left = await st.sb!.close();
       expect(left).toEqual([]);
+    });
+  });
+
+  describe('the README\'s rootful storage.conf, on a store fuse-overlayfs made', () => {
+    let sb: ContainerSandbox | undefined;
+    afterAll(async () => {
+      if (sb) expect(await sb.close()).toEqual([]);
+    });
+
+    it('switches an existing store to stratafs and runs containers as root and as --user 1000', async () => {
+      const snippets = readmeStorageConfs();
+      expect(snippets.length, 'toml blocks in the README section').toBe(2);
+      sb = await ContainerSandbox.open('podman-readme');
+      const dir = join(work, 'readme');
+      // what `npm install -g` makes: a link named stratafs to dist/cli/main.js (its #! finds node on PATH)
+      await mkdir(join(dir, 'bin'), { recursive: true });
+      await symlink(STRATAFS_CLI, join(dir, 'bin', 'stratafs'));
+      const conf = snippets[0]!.replaceAll('/usr/local/bin/stratafs', join(dir, 'bin', 'stratafs'));
+      expect(conf).toContain(join(dir, 'bin', 'stratafs'));
+      const fo = await clientConfig(join(dir, 'fo'), 'fuse-overlayfs');
+      const rd = await clientConfig(join(dir, 'stratafs'), 'stratafs', { storageConf: conf });
+      const x = async (env: NodeJS.ProcessEnv, argv: string[]): Promise<string> => {
+        const r = await sb!.exec(argv, { env });
+        if (r.code !== 0) throw new Error(`${argv.join(' ')} exited ${r.code}: ${r.err.trim()}`);
+        return r.out;
+      };
+      await x(fo.env, ['podman', 'import', baseTar, 'localhost/base:1']);
+      await x(fo.env, ['podman', 'create', '--pull=never', '--name', 'old', '--network=none', 'localhost/base:1', 'sh', '-c',
+        'echo run >> /old-file && grep " / " /proc/mounts | cut -d" " -f3']);
+      expect(await x(fo.env, ['podman', 'start', '-a', 'old'])).toBe('fuse.fuse-overlayfs\n');
+      // the same container, started again on stratafs: its upper is read and written by stratafs
+      expect(await x(rd.env, ['podman', 'start', '-a', 'old'])).toBe('fuse.stratafs\n');
+      expect(await x(rd.env, ['podman', 'diff', 'old'])).toContain('A /old-file');
+      expect(await x(rd.env, ['podman', 'run', '--rm', '--pull=never', '--network=none', '--user', '1000:1000', 'localhost/base:1', 'sh', '-c',
+        'id -u; cat /etc/group | wc -l; echo x > /tmp/f && ls -n /tmp/f | cut -c1-30'])).toMatch(/^1000\n2\n-rw-r--r-- +1 1000 +1000 /);
+      const back = await x(fo.env, ['podman', 'commit', 'old', 'localhost/old:1']);
+      expect(back).toMatch(/[0-9a-f]{64}/);
+      expect(await x(rd.env, ['podman', 'run', '--rm', '--pull=never', '--network=none', 'localhost/old:1', 'cat', '/old-file'])).toBe('run\nrun\n');
+      await x(rd.env, ['podman', 'rm', '-af']);
+      await x(rd.env, ['podman', 'rmi', '-af']);
+      expect(await sb.close()).toEqual([]);
     });
   });
 });
