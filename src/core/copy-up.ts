@@ -22,7 +22,7 @@ import { promisify } from 'node:util';
 import { StatIdx } from '../native/sys.js';
 import type { Bstr } from './bstr.js';
 import { closeWhenIdle, fail, parentOf, relOf, requireUpper, sys, type Ctx, type LayerRef } from './ctx.js';
-import { FsError, isFsError } from './errors.js';
+import { codeOf, FsError, isFsError } from './errors.js';
 import { isUpperEntry, resolve, type Entry } from './namei.js';
 import { mergedEntries } from './readdir.js';
 import {
@@ -36,6 +36,7 @@ const O_WRONLY = fs.constants.O_WRONLY;
 const O_CREAT = fs.constants.O_CREAT;
 const O_EXCL = fs.constants.O_EXCL;
 const EOPNOTSUPP = 95;
+const EACCES = 13;
 const ENODATA = 61;
 
 /**
@@ -146,7 +147,7 @@ async function copyUpOne(ctx: Ctx, e: Entry, opts: CopyUpOptions): Promise<void>
     copyAttrs(ctx, srcL.fd, src.rel, work, tmp, st, path);
     writeOrigin(ctx, srcL.fd, src.rel, work, tmp);
     // The name may have been taken meanwhile (e.g. removed and re-created): NOREPLACE keeps us from clobbering it.
-    sys.renameat2(work, tmp, upper.fd, urel, sys.constants.RENAME_NOREPLACE);
+    moveIntoUpper(ctx, tmp, urel, uparent, type === S_IFDIR ? mode & 0o7777 : undefined);
     made = false;
   } catch (err) {
     if (made) sys.raw.unlinkat(work, tmp, type === S_IFDIR ? sys.constants.AT_REMOVEDIR : 0);
@@ -172,6 +173,44 @@ async function copyUpOne(ctx: Ctx, e: Entry, opts: CopyUpOptions): Promise<void>
   ctx.counters.copyUpBytes += bytes;
   ctx.cache.drop(path);
   if (type === S_IFREG) repointHandles(ctx, e.ino, src, urel);
+}
+
+/**
+ * Rename the finished copy `tmp` (in work/) to `urel` in the upper. The kernel
+ * does this with CAP_DAC_OVERRIDE; a mounter without it (a plain user) meets
+ * read-only directories (mode 0555, as Go's module cache makes them): moving a
+ * directory to another parent needs write permission on it ('..' changes), and
+ * entering a name needs it on the upper parent. On EACCES, the directory being
+ * moved (`dirMode`: its final mode) gets u+w for the move, and then the upper
+ * parent, if we own it, u+wx; both get their modes back at once (nothing else
+ * runs meanwhile: these are synchronous calls on the one JS thread). Times are
+ * not touched by chmod; the parent's are restored by the caller as always.
+ */
+function moveIntoUpper(ctx: Ctx, tmp: Bstr, urel: Bstr, uparent: Bstr, dirMode: number | undefined): void {
+  const upper = ctx.upper!;
+  const NOREPLACE = sys.constants.RENAME_NOREPLACE;
+  let r = sys.tryRenameat2(ctx.workfd, tmp, upper.fd, urel, NOREPLACE);
+  if (r === -EACCES) {
+    const dirFix = dirMode !== undefined && (dirMode & 0o200) === 0;
+    const pst = new Float64Array(ctx.st.length);
+    const pmode = sys.tryLstatat(upper.fd, uparent, pst) === 0 && pst[StatIdx.uid] === process.geteuid?.()
+      ? pst[StatIdx.mode]! & 0o7777 : undefined;
+    const parentFix = pmode !== undefined && (pmode & 0o300) !== 0o300;
+    if (dirFix || parentFix) {
+      if (dirFix) sys.fchmodat(ctx.workfd, tmp, dirMode | 0o200);
+      try {
+        if (parentFix) sys.fchmodat(upper.fd, uparent, pmode | 0o300);
+        try {
+          r = sys.tryRenameat2(ctx.workfd, tmp, upper.fd, urel, NOREPLACE);
+        } finally {
+          if (parentFix) sys.fchmodat(upper.fd, uparent, pmode);
+        }
+      } finally {
+        if (dirFix) sys.fchmodat(r === 0 ? upper.fd : ctx.workfd, r === 0 ? urel : tmp, dirMode);
+      }
+    }
+  }
+  if (r < 0) throw new FsError(codeOf(-r), tmp, 'renameat2', `-> ${urel}`);
 }
 
 /** Owner, xattrs, mode, times of the real object (sfd, srel) onto (dfd, drel). */

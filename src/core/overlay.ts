@@ -60,6 +60,7 @@ export interface OverlayDescription {
 const O_RDONLY = fs.constants.O_RDONLY;
 const O_DIRECTORY = fs.constants.O_DIRECTORY;
 const EWOULDBLOCK = 11;
+const EACCES = 13;
 
 function closeQuiet(fd: number): void { if (fd >= 0) sys.raw.close(fd); }
 
@@ -76,9 +77,14 @@ function lockDir(rootfd: number, path: Bstr): number {
   return fd;
 }
 
-/** Remove a directory tree beneath dirfd (rel not followed). */
+/**
+ * Remove a directory tree beneath dirfd (rel not followed). A directory we
+ * cannot read (the kernel makes work/ and its temporary directories mode 0,
+ * which a mounter without CAP_DAC_OVERRIDE cannot list) is made 0700 first.
+ */
 function removeTree(dirfd: number, rel: Bstr): void {
-  const r = sys.raw.readdirat(dirfd, rel);
+  let r = sys.raw.readdirat(dirfd, rel);
+  if (r === -EACCES && sys.raw.fchmodat(dirfd, rel, 0o700) === 0) r = sys.raw.readdirat(dirfd, rel);
   if (typeof r !== 'number') {
     for (let i = 0; i < r.names.length; i++) {
       const c = rel === '' ? r.names[i]! : rel + '/' + r.names[i]!;
@@ -152,7 +158,11 @@ export async function openOverlay(config: OverlayConfig, log: (line: string) => 
     if (upper && workRoot !== undefined) {
       // Like the kernel: work/ is scratch space; whatever a crash left there goes.
       if (sys.tryLstatat(workRoot, 'work', st) === 0) removeTree(workRoot, 'work');
-      sys.mkdirat(workRoot, 'work', 0);
+      // 0700, not the kernel's 0000: the kernel works in it with the mounter's
+      // credentials and CAP_DAC_OVERRIDE; stratafs has only the mounter's, and a
+      // plain user (or uid 0 of a user namespace that does not map the owner)
+      // would get EACCES on every copy-up, whiteout and the whiteout probe.
+      sys.mkdirat(workRoot, 'work', 0o700);
       workfd = sys.openat(workRoot, 'work', sys.constants.O_PATH | O_DIRECTORY, 0);
       opened.push(workfd);
       const mknodOk = canMknodWhiteout(workfd);
