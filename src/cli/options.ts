@@ -17,7 +17,7 @@ import { Command, CommanderError, Option } from 'commander';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fromText } from '../core/bstr.js';
-import { DEFAULT_LOOKUP_CACHE_SIZE, type OverlayConfig } from '../core/config.js';
+import { DEFAULT_LOOKUP_CACHE_SIZE, type IdMapping, type IdRange, type OverlayConfig, type XattrPermissions } from '../core/config.js';
 import { findMount, isFuse, readMountsSync, resolveMountpointArgSync } from './mountinfo.js';
 import { daemonAlive, readDaemonInfo, runtimeFiles } from './runtime.js';
 
@@ -84,6 +84,14 @@ export interface MountConfig extends OverlayConfig {
   unknownOptions: string[];
   /** options recognised but without effect here (generic words libfuse 2.9 cannot apply, useless workdir) */
   ignoredOptions: string[];
+
+  // fuse-overlayfs's options (README "Options"); shown by the FUSE adapters, fuse/idmap.ts
+  /** uidmapping=, gidmapping=, squash_to_*: owners as shown; undefined: as on disk */
+  idMapping: IdMapping | undefined;
+  /** static_nlink: every directory reports st_nlink 1 */
+  staticNlink: boolean;
+  /** noxattrs=1: every xattr request fails with ENOSYS (the kernel then answers EOPNOTSUPP itself) */
+  noXattrs: boolean;
 }
 
 export type CliCommand =
@@ -106,22 +114,33 @@ export class ConfigError extends Error {
 // ---------------------------------------------------------------------------
 // -o string
 
-/** Split at unescaped commas; escapes are kept for the value parsers (as the kernel's ovl_next_opt does). */
+/**
+ * Split at unescaped commas outside double quotes; escapes and quotes are kept for the value
+ * parsers (as the kernel's ovl_next_opt keeps escapes, and libmount keeps quotes). A comma
+ * inside quotes does not split: containers/storage passes SELinux labels as
+ * `context="system_u:object_r:container_file_t:s0:c1,c2"`. Empty words (`,,volatile` in
+ * podman's argv) are dropped. An unterminated quote is an error.
+ */
 export function splitOptions(s: string): string[] {
   const out: string[] = [];
   let cur = '';
+  let quoted = false;
   for (let i = 0; i < s.length; i++) {
     const c = s[i]!;
     if (c === '\\' && i + 1 < s.length) {
       cur += c + s[i + 1]!;
       i++;
-    } else if (c === ',') {
+    } else if (c === '"') {
+      quoted = !quoted;
+      cur += c;
+    } else if (c === ',' && !quoted) {
       out.push(cur);
       cur = '';
     } else {
       cur += c;
     }
   }
+  if (quoted) throw new ConfigError('unterminated double quote in the options', s);
   out.push(cur);
   return out.filter((o) => o !== '');
 }
@@ -167,6 +186,38 @@ function parseOnOff(key: string, v: string | undefined): boolean {
   if (v === 'on' || v === 'yes' || v === '1' || v === 'true') return true;
   if (v === 'off' || v === 'no' || v === '0' || v === 'false') return false;
   throw new ConfigError(`invalid value for ${key} (on or off expected)`, v ?? '');
+}
+
+/** 2^32 - 1 is no id (chown's -1): valid ids are below it */
+const NO_ID = 0xffffffff;
+
+/**
+ * uidmapping=/gidmapping= value: DISK:SHOWN:COUNT triples joined by ':' (fuse-overlayfs's
+ * read_mappings; containers/storage writes ContainerID:HostID:Size). Empty: no mapping, as
+ * fuse-overlayfs reads it.
+ */
+export function parseIdMapping(key: string, v: string): IdRange[] | undefined {
+  if (v === '') return undefined;
+  const bad = (why: string): ConfigError => new ConfigError(`invalid ${key}: ${why} (DISK:SHOWN:COUNT[:DISK:SHOWN:COUNT...] expected)`, v);
+  const f = v.split(':');
+  if (f.length % 3 !== 0) throw bad(`${f.length} numbers, not a multiple of 3`);
+  const n = f.map((x) => {
+    if (!/^\d{1,10}$/.test(x) || Number(x) > NO_ID) throw bad(`"${x}" is not an id`);
+    return Number(x);
+  });
+  const out: IdRange[] = [];
+  for (let i = 0; i < n.length; i += 3) {
+    const r = { disk: n[i]!, shown: n[i + 1]!, count: n[i + 2]! };
+    if (r.disk + r.count > NO_ID + 1 || r.shown + r.count > NO_ID + 1) throw bad(`range ${f.slice(i, i + 3).join(':')} goes past 2^32`);
+    out.push(r);
+  }
+  return out;
+}
+
+function parseId(key: string, v: string | undefined): number {
+  const n = v === undefined || !/^\d{1,10}$/.test(v) ? NaN : Number(v);
+  if (!(n < NO_ID)) throw new ConfigError(`invalid value for ${key} (an id below 4294967295 expected)`, v ?? '');
+  return n;
 }
 
 export interface MountArgs {
@@ -215,6 +266,15 @@ export function parseMountArgs(a: MountArgs): MountConfig {
   const flags = { suid: asRoot, dev: asRoot, exec: true, noatime: true, sync: false, dirsync: false };
   const unknown: string[] = [];
   const ignored: string[] = [];
+  // fuse-overlayfs's options
+  let uidMap: IdRange[] | undefined;
+  let gidMap: IdRange[] | undefined;
+  let squashRoot = false;
+  let squashUid: number | undefined;
+  let squashGid: number | undefined;
+  let staticNlink = false;
+  let xattrPermissions: XattrPermissions = 0;
+  let noXattrs = false;
 
   for (const optString of a.options) {
     for (const opt of splitOptions(optString)) {
@@ -284,6 +344,32 @@ export function parseMountArgs(a: MountArgs): MountConfig {
         case 'index': case 'metacopy': case 'nfs_export':
           if (parseOnOff(key, val)) throw new ConfigError(`overlayfs feature ${key} is not supported by stratafs`, opt);
           break;
+        // fuse-overlayfs's own options (its man page and main.c; README "Options")
+        case 'uidmapping': uidMap = parseIdMapping(key, val ?? ''); break;
+        case 'gidmapping': gidMap = parseIdMapping(key, val ?? ''); break;
+        case 'squash_to_root': squashRoot = true; break;
+        case 'squash_to_uid': squashUid = parseId(key, val); break;
+        case 'squash_to_gid': squashGid = parseId(key, val); break;
+        case 'static_nlink': staticNlink = true; break;
+        // What stratafs always does: libfuse 2.9 speaks FUSE 7.19, which predates FUSE_POSIX_ACL,
+        // so the kernel never enforces ACLs on the mount; system.posix_acl_* are plain xattrs.
+        case 'noacl': break;
+        case 'xattr_permissions':
+          if (val !== '0' && val !== '1' && val !== '2') throw new ConfigError('invalid value for xattr_permissions (0, 1 or 2 expected)', val ?? '');
+          xattrPermissions = Number(val) as XattrPermissions;
+          break;
+        case 'noxattrs':
+          if (val === undefined || !/^\d+$/.test(val)) throw new ConfigError('invalid value for noxattrs (0 or 1 expected)', val ?? '');
+          noXattrs = Number(val) !== 0;
+          break;
+        case 'plugins': throw new ConfigError('fuse-overlayfs data-source plugins are not supported by stratafs', opt);
+        // SELinux labels (containers/storage passes context="..."): a libfuse 2.9 mount cannot
+        // carry them and fuse-overlayfs ignores them too. Threading and caching knobs of
+        // fuse-overlayfs/libfuse 3 that mean nothing to a single-threaded libfuse 2.9 server.
+        case 'context': case 'fscontext': case 'defcontext': case 'rootcontext':
+        case 'threaded': case 'fast_ino': case 'writeback': case 'clone_fd': case 'max_idle_threads': case 'max_threads':
+          ignored.push(opt);
+          break;
         default:
           if (SILENT.has(key) || key.startsWith('x-') || key === 'comment') break;
           if (UNAPPLIED.has(key)) { ignored.push(opt); break; }
@@ -341,6 +427,14 @@ export function parseMountArgs(a: MountArgs): MountConfig {
     logFile,
     unknownOptions: unknown,
     ignoredOptions: ignored,
+    idMapping: uidMap === undefined && gidMap === undefined && !squashRoot && squashUid === undefined && squashGid === undefined
+      ? undefined
+      : { uid: uidMap, gid: gidMap, squashUid: squashUid ?? (squashRoot ? 0 : undefined), squashGid: squashGid ?? (squashRoot ? 0 : undefined) },
+    staticNlink,
+    noXattrs,
+    xattrPermissions,
+    // Owners are not shown under squash_to_*: fuse-overlayfs then ignores a failing chown (do_fchown).
+    ignoreChownErrors: squashRoot || squashUid !== undefined || squashGid !== undefined,
   };
 }
 

@@ -16,6 +16,7 @@ import { createAdapter, fuseOptions } from '../fuse/adapter.js';
 import { ll, type Session } from '../native/fuse-ll.js';
 import { StatIdx } from '../native/sys-api.js';
 import { createLowLevelAdapter, lowLevelArgs } from '../fuse/lowlevel.js';
+import { idView, readOverflowIds } from '../fuse/idmap.js';
 import type { MountConfig } from './options.js';
 import type { DaemonStats } from './stats.js';
 
@@ -77,9 +78,11 @@ export async function serve(config: MountConfig, log: (line: string) => void): P
   let pending: () => number | undefined = () => undefined;
   try {
     await checkCanMount();
+    // uidmapping=, squash_to_*, static_nlink: translated at the FUSE boundary (fuse/idmap.ts)
+    const ids = idView(config.idMapping, config.staticNlink, config.idMapping?.uid || config.idMapping?.gid ? readOverflowIds() : undefined);
     if (config.fuseApi === 'highlevel') {
       let fuse: Fuse | undefined;
-      const adapter = createAdapter(overlay, { debug: config.debug, log, context: () => fuse!.context() });
+      const adapter = createAdapter(overlay, { debug: config.debug, log, context: () => fuse!.context(), ids, noXattrs: config.noXattrs });
       fuse = new Fuse(fromText(config.mountpoint), adapter.handlers, fuseOptions(config, onExit));
       await fuse.mount();
       opStats = adapter.opStats;
@@ -93,6 +96,8 @@ export async function serve(config: MountConfig, log: (line: string) => void): P
         negativeTimeout: config.negativeTimeout,
         rootIno: root[StatIdx.ino]!,
         copyUps: () => overlay.ctx.counters.copyUps,
+        ids,
+        noXattrs: config.noXattrs,
       });
       const session: Session = ll.mount(fromText(config.mountpoint), lowLevelArgs(config), adapter.handlers, adapter.ctx, onExit);
       adapter.attach(session);
@@ -128,6 +133,7 @@ export async function serve(config: MountConfig, log: (line: string) => void): P
         readOnly: config.flags.readOnly, redirectDir: config.redirectDir, userxattr: config.userxattr,
         fuseApi: config.fuseApi, timeout: config.timeout, attrTimeout: config.attrTimeout, negativeTimeout: config.negativeTimeout, lookupCache: config.lookupCacheSize,
         fsync: config.fsync, allowOther: config.allowOther, defaultPermissions: config.defaultPermissions,
+        idMapping: config.idMapping ?? null, staticNlink: config.staticNlink, xattrPermissions: config.xattrPermissions ?? 0, noXattrs: config.noXattrs,
         flags: config.flags, fsname: config.fsname,
       },
       overlay: overlay.describe(),

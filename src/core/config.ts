@@ -17,6 +17,41 @@ export interface OverlayConfig {
   fsync: boolean;
   /** log each FUSE op with result and duration */
   debug: boolean;
+  /**
+   * xattr_permissions=1|2 (fuse-overlayfs): owners and modes of upper objects are kept in
+   * security.fuseoverlayfs.override_stat (1) or user.fuseoverlayfs.override_stat (2) instead
+   * of a real chown/chmod (core/override-stat.ts). 0 or absent: real owners and modes.
+   */
+  xattrPermissions?: XattrPermissions;
+  /**
+   * A failed chown of a new, copied-up or chowned object is not an error: set with
+   * squash_to_* (fuse-overlayfs's do_fchown), where the owners are not shown anyway.
+   */
+  ignoreChownErrors?: boolean;
 }
 
+export type XattrPermissions = 0 | 1 | 2;
+
 export const DEFAULT_LOOKUP_CACHE_SIZE = 100_000;
+
+/**
+ * One range of fuse-overlayfs's uidmapping=/gidmapping= option (`DISK:SHOWN:COUNT`, the order
+ * containers/storage writes as ContainerID:HostID:Size): the on-disk ids
+ * [disk, disk + count) are shown as [shown, shown + count), and a caller or chown id in the
+ * shown range is stored as the on-disk one.
+ */
+export interface IdRange { disk: number; shown: number; count: number }
+
+/**
+ * How a mount shows owners (uidmapping=, gidmapping=, squash_to_root, squash_to_uid=,
+ * squash_to_gid=); applied at the FUSE boundary by fuse/idmap.ts. The core works in the
+ * on-disk domain only.
+ */
+export interface IdMapping {
+  /** ranges in option order (a later range wins where ranges overlap); undefined: ids as on disk */
+  uid: readonly IdRange[] | undefined;
+  gid: readonly IdRange[] | undefined;
+  /** every object shows this owner (squash_to_uid=, else 0 with squash_to_root); undefined: mapped */
+  squashUid: number | undefined;
+  squashGid: number | undefined;
+}

@@ -25,6 +25,7 @@ import { closeWhenIdle, fail, parentOf, relOf, requireUpper, sys, type Ctx, type
 import { codeOf, FsError, isFsError } from './errors.js';
 import { isUpperEntry, resolve, type Entry } from './namei.js';
 import { mergedEntries } from './readdir.js';
+import { overrideStat, placeMode, placeOwner } from './override-stat.js';
 import {
   markerXattr, OPAQUE_XATTRS, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, TRUSTED_PREFIX, USER_PREFIX, FUSE_OVERLAYFS_PREFIX,
 } from './whiteout.js';
@@ -104,6 +105,8 @@ async function copyUpOne(ctx: Ctx, e: Entry, opts: CopyUpOptions): Promise<void>
   const src = e.stack[0]!;
   const srcL = ctx.layers[src.layer]!;
   const st = sys.lstatat(srcL.fd, src.rel, new Float64Array(ctx.st.length));
+  // the owner and mode the overlay shows are what the copy keeps (stat override records)
+  overrideStat(srcL, srcL.fd, src.rel, st);
   const mode = st[StatIdx.mode]!;
   const type = mode & S_IFMT;
   const work = ctx.workfd;
@@ -216,11 +219,11 @@ function moveIntoUpper(ctx: Ctx, tmp: Bstr, urel: Bstr, uparent: Bstr, dirMode: 
 /** Owner, xattrs, mode, times of the real object (sfd, srel) onto (dfd, drel). */
 function copyAttrs(ctx: Ctx, sfd: number, srel: Bstr, dfd: number, drel: Bstr, st: Float64Array, path: Bstr): void {
   const type = st[StatIdx.mode]! & S_IFMT;
-  sys.fchownat(dfd, drel, st[StatIdx.uid]!, st[StatIdx.gid]!);
+  placeOwner(ctx, dfd, drel, type, st[StatIdx.uid]!, st[StatIdx.gid]!);
   const names = sys.raw.llistxattrat(sfd, srel);
   if (typeof names !== 'number') {
     for (const n of names) {
-      if (isPrivateXattr(n, ctx.userxattr)) continue;
+      if (isPrivateXattr(n, ctx.userxattr) || ctx.overrides.includes(n)) continue;
       const v = sys.raw.lgetxattrat(sfd, srel, n);
       if (typeof v === 'number') {
         if (v === -ENODATA) continue;
@@ -233,7 +236,7 @@ function copyAttrs(ctx: Ctx, sfd: number, srel: Bstr, dfd: number, drel: Bstr, s
       }
     }
   }
-  if (type !== S_IFLNK) sys.fchmodat(dfd, drel, st[StatIdx.mode]! & 0o7777);
+  placeMode(ctx, dfd, drel, type, st[StatIdx.uid]!, st[StatIdx.gid]!, st[StatIdx.mode]!, path);
   sys.utimensat(dfd, drel, st[StatIdx.atimeSec]!, st[StatIdx.atimeNsec]!, st[StatIdx.mtimeSec]!, st[StatIdx.mtimeNsec]!);
 }
 

@@ -20,6 +20,8 @@ export interface Layer {
   root: Bstr;
   dev: number;
   upper: boolean;
+  /** the stat override record this layer's objects carry (override-stat.ts), if any */
+  override?: Bstr;
 }
 
 /** One real object making up a merged object: a path beneath a layer root. */
@@ -94,6 +96,17 @@ export interface Ctx {
   st: Float64Array;
   /** a unique name in workdir/work */
   tmpName(): Bstr;
+  /** stat override record names some layer uses (override-stat.ts): private xattrs; usually empty */
+  overrides: readonly Bstr[];
+}
+
+/**
+ * chown of a real object. Under squash_to_* (config.ignoreChownErrors) a failure is not an
+ * error, as fuse-overlayfs's do_fchown: owners are not shown there anyway.
+ */
+export function chownReal(ctx: Ctx, dirfd: number, rel: Bstr, uid: number, gid: number): void {
+  if (ctx.config.ignoreChownErrors) sys.raw.fchownat(dirfd, rel, uid, gid);
+  else sys.fchownat(dirfd, rel, uid, gid);
 }
 
 /**

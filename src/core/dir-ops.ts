@@ -26,12 +26,14 @@ import {
 import { isMergedEmpty } from './readdir.js';
 import type { Caller } from './types.js';
 import { StatIdx } from '../native/sys.js';
+import { overrideStat, placeMode, placeOwner } from './override-stat.js';
 import {
   isWhiteoutStat, joinRel, markerXattr, OPAQUE_FILE, S_IFDIR, S_IFLNK, S_IFMT, setRedirect, splitPath,
   whiteoutFileName, type Redirect,
 } from './whiteout.js';
 
 const S_ISGID = 0o2000;
+const S_IFREG = 0o100000;
 /** overlay module parameter redirect_max (default 256, as on this machine's 6.18) */
 const REDIRECT_MAX = 256;
 const ENOENT = 2;
@@ -114,6 +116,7 @@ export async function prepareCreate(ctx: Ctx, path: Bstr, caller: Caller): Promi
   if (lookup(ctx, path) !== undefined) fail('EEXIST', path);
   const urel = relOf(path);
   const pst = sys.lstatat(upper.fd, relOf(ppath), ctx.st);
+  overrideStat(upper, upper.fd, relOf(ppath), pst);
   const setgidDir = (pst[StatIdx.mode]! & S_ISGID) !== 0;
   const gid = setgidDir ? pst[StatIdx.gid]! : caller.gid;
   return { parent, name, urel, slot: upperSlot(ctx, upper, urel), gid, setgidDir };
@@ -133,8 +136,9 @@ export function placeNew<T>(ctx: Ctx, p: Prepared, caller: Caller, type: number,
   const rel = inWork ? ctx.tmpName() : p.urel;
   const result = make(dfd, rel);
   try {
-    sys.fchownat(dfd, rel, caller.uid, p.gid);
-    if (type !== S_IFLNK) sys.fchmodat(dfd, rel, (mode & 0o7777) | (isDir && p.setgidDir ? S_ISGID : 0));
+    const t = type === 0 ? S_IFREG : type;
+    placeOwner(ctx, dfd, rel, t, caller.uid, p.gid);
+    placeMode(ctx, dfd, rel, t, caller.uid, p.gid, (mode & 0o7777) | (isDir && p.setgidDir ? S_ISGID : 0), path);
     if (isDir && (p.slot !== 'empty' || hasLowerDir(ctx, p.parent))) makeOpaque(ctx, dfd, rel);
     if (p.slot === 'whiteout') {
       sys.renameat2(dfd, rel, upper.fd, p.urel, sys.constants.RENAME_EXCHANGE);

@@ -43,6 +43,7 @@ import { lookup } from './namei.js';
 import { escapeXattr, unescapeXattr } from './xattr.js';
 import type { AttrArray, TimeSet } from './types.js';
 import { S_IFDIR } from './whiteout.js';
+import { applyRecord, changeMode, changeOwner } from './override-stat.js';
 
 /** libfuse 2.9.9 hidden_name(): ".fuse_hidden%08x%08x" (node id, hidectr). */
 export const HIDDEN_NAME = /^\.fuse_hidden[0-9a-f]{16}$/;
@@ -139,21 +140,25 @@ function changeable(h: HiddenFile, path: Bstr, syscall: string): OpenFile {
 export function attrs(ctx: Ctx, h: HiddenFile, path: Bstr, fh?: number): AttrArray {
   const f = (fh !== undefined ? ctx.files.get(fh) : undefined) ?? anyHandle(h, path, 'getattr');
   const out = sys.fstat(f.fd, undefined, path);
+  const L = f.lower ? (f.lowerRef === undefined ? undefined : ctx.layers[f.lowerRef.layer]) : ctx.upper;
+  if (L?.override !== undefined) applyRecord(L.override, f.fd, '', out);
   out[StatIdx.ino] = h.ino;
   const n = out[StatIdx.nlink]!;
   if (n > 0) out[StatIdx.nlink] = n + 1;
   return out;
 }
 
-export function chmod(h: HiddenFile, path: Bstr, mode: number): void {
+export function chmod(ctx: Ctx, h: HiddenFile, path: Bstr, mode: number): void {
   const f = changeable(h, path, 'chmod');
+  if (ctx.upper?.override !== undefined) { changeMode(ctx, f.fd, '', mode, path); return; }
   try { fs.fchmodSync(f.fd, mode & 0o7777); } catch (e) { throw sysErr(e, path, 'fchmod'); }
 }
 
-export function chown(h: HiddenFile, path: Bstr, uid: number, gid: number): void {
+export function chown(ctx: Ctx, h: HiddenFile, path: Bstr, uid: number, gid: number): void {
   const f = changeable(h, path, 'chown');
   const u = uid === 0xffffffff ? -1 : uid;
   const g = gid === 0xffffffff ? -1 : gid;
+  if (ctx.upper?.override !== undefined || ctx.config.ignoreChownErrors) { changeOwner(ctx, f.fd, '', u, g, path); return; }
   try { fs.fchownSync(f.fd, u, g); } catch (e) { throw sysErr(e, path, 'fchown'); }
 }
 

@@ -11,6 +11,7 @@ import { fail, relOf, requireUpper, sys, type Ctx } from './ctx.js';
 import { isUpperEntry, resolve, type Entry } from './namei.js';
 import type { AttrArray, Caller, StatFs, TimeSet } from './types.js';
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from './whiteout.js';
+import { applyRecord, changeMode, changeOwner } from './override-stat.js';
 
 /**
  * Attributes of a resolved entry: the top real object's, with the overlay's
@@ -28,6 +29,7 @@ export function attrsOf(ctx: Ctx, e: Entry, real?: { ino: number }): AttrArray {
     ctx.cache.drop(e.path);
     fail(r === -2 ? 'ENOENT' : 'EIO', e.path, 'lstat');
   }
+  if (L.override !== undefined) applyRecord(L.override, L.fd, ref.rel, out);
   if (real) real.ino = out[StatIdx.ino]!;
   out[StatIdx.ino] = e.ino;
   // As the kernel: counting subdirectories of a merged directory is not worth it; find(1) accepts 1.
@@ -48,6 +50,8 @@ export function fgetattr(ctx: Ctx, path: Bstr | null, fh: number): AttrArray {
   }
   const out = new Float64Array(STAT_LEN);
   sys.fstat(f.fd, out, path ?? '');
+  const L = f.lower ? (f.lowerRef === undefined ? undefined : ctx.layers[f.lowerRef.layer]) : ctx.upper;
+  if (L?.override !== undefined) applyRecord(L.override, f.fd, '', out);
   out[StatIdx.ino] = f.ino;
   return out;
 }
@@ -69,7 +73,7 @@ async function upperFor(ctx: Ctx, path: Bstr, noData = false): Promise<Entry> {
 export async function chmod(ctx: Ctx, path: Bstr, mode: number, _caller: Caller): Promise<void> {
   const e = await upperFor(ctx, path);
   if (e.type === S_IFLNK) fail('EOPNOTSUPP', path, 'chmod');
-  sys.fchmodat(ctx.upper!.fd, relOf(path), mode & 0o7777);
+  changeMode(ctx, ctx.upper!.fd, relOf(path), mode, path);
 }
 
 export async function chown(ctx: Ctx, path: Bstr, uid: number, gid: number, _caller: Caller): Promise<void> {
@@ -77,7 +81,7 @@ export async function chown(ctx: Ctx, path: Bstr, uid: number, gid: number, _cal
   // -1 (or its unsigned form from the binding) leaves an id unchanged.
   const u = uid === 0xffffffff ? -1 : uid;
   const g = gid === 0xffffffff ? -1 : gid;
-  sys.fchownat(ctx.upper!.fd, relOf(path), u, g);
+  changeOwner(ctx, ctx.upper!.fd, relOf(path), u, g, path);
 }
 
 function timeArgs(ctx: Ctx, t: TimeSet): [number, number] {

@@ -30,6 +30,7 @@ import {
   canMknodWhiteout, canWriteTrustedXattr, listXattrsOrEmpty, S_IFDIR, TRUSTED_PREFIX, USER_PREFIX, WhiteoutWriter,
 } from './whiteout.js';
 import * as xattrOps from './xattr.js';
+import { layerOverride, optionOverride, writeRecord } from './override-stat.js';
 
 /** What the low-level binding needs to give an object its node (see fuse/nodes.ts). */
 export interface NodeInfo {
@@ -94,6 +95,39 @@ function removeTree(dirfd: number, rel: Bstr): void {
   if (rel !== '') sys.unlinkat(dirfd, rel, sys.constants.AT_REMOVEDIR);
 }
 
+/**
+ * Refuse what the kernel refuses: anything in workdir/work/incompat/. A kernel mount with
+ * -o volatile leaves work/incompat/volatile there (its upper may be incomplete after a
+ * crash) and mounts the pair again only once someone removed it (containers/storage does
+ * before each mount). Checked before work/ is emptied, which would erase the mark.
+ * stratafs's own `volatile` only skips fsync, as fuse-overlayfs's does, and leaves no mark.
+ */
+function checkIncompat(workRoot: number, workdir: Bstr | undefined): void {
+  const r = sys.raw.readdirat(workRoot, 'work/incompat');
+  if (typeof r !== 'number' && r.names.length > 0) {
+    const name = [...r.names].sort()[0]!;
+    throw new FsError('EINVAL', `${workdir ?? ''}/work/incompat/${name}`, 'mount',
+      `an overlay with the incompatible feature '${name}' cannot be mounted, as in kernel overlayfs; remove that directory to mount it`);
+  }
+}
+
+/**
+ * fuse-overlayfs's stat override (override-stat.ts): which record each layer carries, by its
+ * root; xattr_permissions gives the upper its record name and its root a record of its own.
+ */
+function setUpOverrides(layers: Layer[], upper: Layer | undefined, config: OverlayConfig): Bstr[] {
+  for (const L of layers) L.override = layerOverride(L.fd);
+  const opt = optionOverride(config.xattrPermissions ?? 0);
+  if (upper && opt !== undefined) {
+    upper.override = opt;
+    if (typeof sys.raw.lgetxattrat(upper.fd, '', opt) === 'number') {
+      const st = sys.fstat(upper.fd, undefined, upper.root);
+      writeRecord(opt, upper.fd, '', st[StatIdx.uid]!, st[StatIdx.gid]!, st[StatIdx.mode]!, upper.root);
+    }
+  }
+  return [...new Set(layers.flatMap((L) => (L.override === undefined ? [] : [L.override])))];
+}
+
 /** Refuse layers that use on-disk features a merge by stratafs would misread. */
 function checkFeatures(layers: Layer[], workRoot: number | undefined, workdir: Bstr | undefined): void {
   for (const L of layers) {
@@ -113,6 +147,7 @@ function checkFeatures(layers: Layer[], workRoot: number | undefined, workdir: B
     if (typeof r !== 'number' && r.names.length > 0) {
       throw new FsError('EINVAL', (workdir ?? '') + '/index', 'mount', "workdir holds an index made with the kernel's index feature: not supported");
     }
+    checkIncompat(workRoot, workdir);
   }
 }
 
@@ -191,6 +226,7 @@ export async function openOverlay(config: OverlayConfig, log: (line: string) => 
       nextFh: 1,
       st: new Float64Array(16),
       tmpName: () => `#${process.pid.toString(16)}.${(tmpSeq++).toString(16)}`,
+      overrides: setUpOverrides(layers, upper, config),
     };
     return new Overlay(ctx, opened, locks, workRoot);
   } catch (e) {
@@ -278,8 +314,8 @@ export class Overlay implements OverlayOps {
   }
   openOpen(fhs: Iterable<number>, flags: number): Promise<OpenResult> { return this.run(null, 'open', () => fileOps.openHidden(this.ctx, this.orphan(fhs, 'open'), '', flags)); }
   truncateOpen(fhs: Iterable<number>, size: number): Promise<void> { return this.run(null, 'truncate', () => hidden.truncate(this.orphan(fhs, 'truncate'), '', size)); }
-  chmodOpen(fhs: Iterable<number>, mode: number): Promise<void> { return this.run(null, 'chmod', () => hidden.chmod(this.orphan(fhs, 'chmod'), '', mode)); }
-  chownOpen(fhs: Iterable<number>, uid: number, gid: number): Promise<void> { return this.run(null, 'chown', () => hidden.chown(this.orphan(fhs, 'chown'), '', uid, gid)); }
+  chmodOpen(fhs: Iterable<number>, mode: number): Promise<void> { return this.run(null, 'chmod', () => hidden.chmod(this.ctx, this.orphan(fhs, 'chmod'), '', mode)); }
+  chownOpen(fhs: Iterable<number>, uid: number, gid: number): Promise<void> { return this.run(null, 'chown', () => hidden.chown(this.ctx, this.orphan(fhs, 'chown'), '', uid, gid)); }
   utimensOpen(fhs: Iterable<number>, atime: TimeSet, mtime: TimeSet): Promise<void> { return this.run(null, 'utimens', () => hidden.utimens(this.orphan(fhs, 'utimens'), '', atime, mtime)); }
   getxattrOpen(fhs: Iterable<number>, name: Bstr): Promise<Buffer> { return this.run(null, 'getxattr', () => hidden.getxattr(this.ctx, this.orphan(fhs, 'getxattr'), '', name)); }
   listxattrOpen(fhs: Iterable<number>): Promise<Bstr[]> { return this.run(null, 'listxattr', () => hidden.listxattr(this.ctx, this.orphan(fhs, 'listxattr'), '')); }
@@ -316,13 +352,13 @@ export class Overlay implements OverlayOps {
   chmod(path: Bstr, mode: number, caller: Caller): Promise<void> {
     return this.run(path, 'chmod', () => {
       const h = hiddenAt(this.ctx, path);
-      return h ? hidden.chmod(h, path, mode) : inodeOps.chmod(this.ctx, path, mode, caller);
+      return h ? hidden.chmod(this.ctx, h, path, mode) : inodeOps.chmod(this.ctx, path, mode, caller);
     });
   }
   chown(path: Bstr, uid: number, gid: number, caller: Caller): Promise<void> {
     return this.run(path, 'chown', () => {
       const h = hiddenAt(this.ctx, path);
-      return h ? hidden.chown(h, path, uid, gid) : inodeOps.chown(this.ctx, path, uid, gid, caller);
+      return h ? hidden.chown(this.ctx, h, path, uid, gid) : inodeOps.chown(this.ctx, path, uid, gid, caller);
     });
   }
   utimens(path: Bstr, atime: TimeSet, mtime: TimeSet, caller: Caller): Promise<void> {

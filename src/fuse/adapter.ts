@@ -15,6 +15,7 @@ import { performance } from 'node:perf_hooks';
 import type { Bstr } from '../core/bstr.js';
 import { toText } from '../core/bstr.js';
 import { FsError } from '../core/errors.js';
+import type { IdView } from './idmap.js';
 import { dirListing, osErrName, RequestStats, startCall, statvfsArray, toErrno, type OpSummary } from './requests.js';
 
 export type { OpSummary };
@@ -22,6 +23,8 @@ import type { Caller, MergedEntry, OpenResult, OverlayOps, TimeSet } from '../co
 import { StatIdx } from '../native/sys-api.js';
 import { OpenFlags, UTIME_NOW, UTIME_OMIT, type FuseHandlers, type FuseOptions } from '../native/fuse.js';
 import type { MountConfig } from '../cli/options.js';
+
+const ENOSYS = 38;
 
 /** A negative errno, or 0 */
 type Err = number;
@@ -40,6 +43,10 @@ export interface AdapterOptions {
   log: (line: string) => void;
   /** the caller of the request being dispatched (binding's fuse_get_context), valid synchronously at handler entry */
   context: () => Caller;
+  /** owners as shown (uidmapping=, squash_to_*, static_nlink: idmap.ts); undefined: as on disk */
+  ids?: IdView;
+  /** noxattrs=1: every xattr request fails with ENOSYS */
+  noXattrs?: boolean;
 }
 
 export interface Adapter {
@@ -50,7 +57,13 @@ export interface Adapter {
 
 
 export function createAdapter(ops: OverlayOps, opt: AdapterOptions): Adapter {
-  const { log, context } = opt;
+  const { log, ids } = opt;
+  // The core stores on-disk ids: a mapped mount translates the caller on the way in,
+  // and every attribute answer on the way out (libfuse's high-level API asks getattr
+  // after mkdir, create, chown, ...: these two handlers are all there is).
+  const context = ids === undefined ? opt.context : (): Caller => ids.callerIn(opt.context());
+  const shown = ids === undefined ? (a: Float64Array): Float64Array => a : (a: Float64Array): Float64Array => { ids.attrOut(a); return a; };
+  const noXattrs = opt.noXattrs === true;
   const debug = opt.debug;
   const requests = new RequestStats();
   const counter = (op: string) => requests.counter(op);
@@ -114,10 +127,10 @@ export function createAdapter(ops: OverlayOps, opt: AdapterOptions): Adapter {
     init(cb) { cb(0); },
 
     getattr(path, cb) {
-      settle('getattr', path, '', cb, () => ops.getattr(path), (st) => cb(0, st));
+      settle('getattr', path, '', cb, () => ops.getattr(path), (st) => cb(0, shown(st)));
     },
     fgetattr(path, fh, cb) {
-      settle('fgetattr', path, () => `fh=${fh}`, cb, () => ops.fgetattr(path, fh), (st) => cb(0, st));
+      settle('fgetattr', path, () => `fh=${fh}`, cb, () => ops.fgetattr(path, fh), (st) => cb(0, shown(st)));
     },
     readlink(path, cb) {
       settle('readlink', path, '', cb, () => ops.readlink(path), (t) => cb(0, t));
@@ -190,7 +203,9 @@ export function createAdapter(ops: OverlayOps, opt: AdapterOptions): Adapter {
     },
     chown(path, uid, gid, cb) {
       const caller = context();
-      settle('chown', path, () => `uid=${uid} gid=${gid}`, cb, () => ops.chown(named(path, 'chown'), uid, gid, caller), done(cb));
+      const u = ids === undefined ? uid : ids.uidIn(uid);
+      const g = ids === undefined ? gid : ids.gidIn(gid);
+      settle('chown', path, () => `uid=${uid} gid=${gid}`, cb, () => ops.chown(named(path, 'chown'), u, g, caller), done(cb));
     },
     utimens(path, aSec, aNsec, mSec, mNsec, cb) {
       const caller = context();
@@ -231,17 +246,21 @@ export function createAdapter(ops: OverlayOps, opt: AdapterOptions): Adapter {
     },
 
     getxattr(path, name, _position, cb) {
+      if (noXattrs) { cb(-ENOSYS); return; }
       settle('getxattr', path, () => `name=${JSON.stringify(toText(name))}`, cb, () => ops.getxattr(path, name), (v) => cb(0, v), (v) => v.length);
     },
     listxattr(path, cb) {
+      if (noXattrs) { cb(-ENOSYS); return; }
       settle('listxattr', path, '', cb, () => ops.listxattr(path), (l) => cb(0, l), (l) => l.length);
     },
     setxattr(path, name, value, _position, flags, cb) {
+      if (noXattrs) { cb(-ENOSYS); return; }
       const caller = context();
       settle('setxattr', path, () => `name=${JSON.stringify(toText(name))} size=${value.length} flags=${flags}`, cb,
         () => ops.setxattr(path, name, value, flags, caller), done(cb));
     },
     removexattr(path, name, cb) {
+      if (noXattrs) { cb(-ENOSYS); return; }
       const caller = context();
       settle('removexattr', path, () => `name=${JSON.stringify(toText(name))}`, cb, () => ops.removexattr(path, name, caller), done(cb));
     },

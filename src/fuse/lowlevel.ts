@@ -21,6 +21,7 @@ import type { NodeInfo } from '../core/overlay.js';
 import type { AttrArray, Caller, OpenResult, OverlayOps, TimeSet } from '../core/types.js';
 import { ll, SetattrValid, type LowLevelHandlers, type NodeId, type ReqId, type Session } from '../native/fuse-ll.js';
 import { StatIdx, STAT_LEN } from '../native/sys-api.js';
+import type { IdView } from './idmap.js';
 import { Node, NodeTable } from './nodes.js';
 import { dirListing, osErrName, RequestStats, startCall, statvfsArray, toErrno, type DirListing, type OpSummary } from './requests.js';
 import type { MountConfig } from '../cli/options.js';
@@ -52,6 +53,10 @@ export interface LowLevelOptions {
   rootIno: number;
   /** copy-ups done so far by the core: a change tells which requests copied something up */
   copyUps: () => number;
+  /** owners as shown (uidmapping=, squash_to_*, static_nlink: idmap.ts); undefined: as on disk */
+  ids?: IdView;
+  /** noxattrs=1: every xattr request fails with ENOSYS */
+  noXattrs?: boolean;
 }
 
 export interface LowLevelAdapter {
@@ -70,6 +75,7 @@ const S_IFMT = 0o170000;
 const S_IFDIR = 0o040000;
 const ERANGE = 34;
 const ENOENT = 2;
+const ENOSYS = 38;
 const NO_ATTR = new Float64Array(STAT_LEN);
 /** open flags the binding passes on: bit 1 keep_cache, bit 2 direct_io */
 const openFlags = (r: OpenResult): number => (r.keepCache ? 1 : 0) | (r.directIo ? 2 : 0);
@@ -86,7 +92,8 @@ function replyXattrValue(req: ReqId, size: number, v: Buffer): number {
 const xattrList = (names: Bstr[]): Buffer => Buffer.from(names.map((n) => n + '\0').join(''), 'latin1');
 
 export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions): LowLevelAdapter {
-  const { log, debug, entryTimeout, attrTimeout, negativeTimeout } = opt;
+  const { log, debug, entryTimeout, attrTimeout, negativeTimeout, ids } = opt;
+  const noXattrs = opt.noXattrs === true;
   const nodes = new NodeTable(opt.rootIno);
   const ctx = new Int32Array(4);
   const requests = new RequestStats();
@@ -95,7 +102,11 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
   let markInit: () => void = () => undefined;
   const initialized = new Promise<void>((resolve) => { markInit = resolve; });
 
-  const caller = (): Caller => ({ uid: ctx[0]! >>> 0, gid: ctx[1]! >>> 0, pid: ctx[2]!, umask: ctx[3]! });
+  const caller0 = (): Caller => ({ uid: ctx[0]! >>> 0, gid: ctx[1]! >>> 0, pid: ctx[2]!, umask: ctx[3]! });
+  // The core stores on-disk ids: a mapped mount translates the caller on the way in.
+  const caller = ids === undefined ? caller0 : (): Caller => ids.callerIn(caller0());
+  /** every attribute reply goes through here: on-disk owners become shown ones */
+  const shown = ids === undefined ? (a: AttrArray): AttrArray => a : (a: AttrArray): AttrArray => { ids.attrOut(a); return a; };
   const oct = (n: number): string => '0' + n.toString(8);
 
   const nodeOf = (id: NodeId): Node => {
@@ -188,7 +199,7 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
     return [n, info.attr];
   }
   const replyEntry = (req: ReqId) => ([n, attr]: [Node, AttrArray]): number => {
-    ll.replyEntry(req, n.id, 0, attr, attrTimeout, entryTimeout);
+    ll.replyEntry(req, n.id, 0, shown(attr), attrTimeout, entryTimeout);
     return n.id;
   };
 
@@ -221,7 +232,7 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
         const p = nodes.path(n);
         if (p !== null) return core.getattr(p);
         return core.getattrOpen(n.fhs ?? []);
-      }, (attr) => { ll.replyAttr(req, attr, attrTimeout); });
+      }, (attr) => { ll.replyAttr(req, shown(attr), attrTimeout); });
     },
 
     setattr(req, id, valid, mode, uid, gid, size, aSec, aNsec, mSec, mNsec, fh) {
@@ -235,8 +246,8 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
         // libfuse's order (fuse.c): mode, owner, size, times
         if (valid & V.MODE) await (p !== null ? core.chmod(p, mode, who) : core.chmodOpen(fhs, mode));
         if (valid & (V.UID | V.GID)) {
-          const u = valid & V.UID ? uid : -1;
-          const g = valid & V.GID ? gid : -1;
+          const u = valid & V.UID ? (ids === undefined ? uid : ids.uidIn(uid)) : -1;
+          const g = valid & V.GID ? (ids === undefined ? gid : ids.gidIn(gid)) : -1;
           await (p !== null ? core.chown(p, u, g, who) : core.chownOpen(fhs, u, g));
         }
         if (valid & V.SIZE) {
@@ -250,7 +261,7 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
         }
         if (fh >= 0) return core.fgetattr(p, fh);
         return p !== null ? core.getattr(p) : core.getattrOpen(fhs);
-      }, (attr) => { ll.replyAttr(req, attr, attrTimeout); }, { changes: () => [n] });
+      }, (attr) => { ll.replyAttr(req, shown(attr), attrTimeout); }, { changes: () => [n] });
     },
 
     readlink(req, id) {
@@ -352,7 +363,7 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
         }
       }, ({ r, n, attr }) => {
         (n.fhs ??= new Set()).add(r.fh);
-        ll.replyCreate(req, n.id, 0, attr, attrTimeout, entryTimeout, r.fh, openFlags(r));
+        ll.replyCreate(req, n.id, 0, shown(attr), attrTimeout, entryTimeout, r.fh, openFlags(r));
         return r.fh;
       }, { changes: () => [P] });
     },
@@ -426,6 +437,7 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
     },
 
     setxattr(req, id, name, value, flags) {
+      if (noXattrs) { ll.replyErr(req, ENOSYS); return; }
       let n: Node | undefined;
       settle('setxattr', req, () => `${describe(id)} name=${JSON.stringify(toText(name))} size=${value.length} flags=${flags}`, () => {
         n = nodeOf(id);
@@ -434,6 +446,7 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
       }, () => { ll.replyErr(req, 0); }, { changes: () => [n] });
     },
     getxattr(req, id, name, size) {
+      if (noXattrs) { ll.replyErr(req, ENOSYS); return; }
       settle('getxattr', req, () => `${describe(id)} name=${JSON.stringify(toText(name))} size=${size}`, () => {
         const n = nodeOf(id);
         const p = nodes.path(n);
@@ -441,6 +454,7 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
       }, (v) => replyXattrValue(req, size, v));
     },
     listxattr(req, id, size) {
+      if (noXattrs) { ll.replyErr(req, ENOSYS); return; }
       settle('listxattr', req, () => `${describe(id)} size=${size}`, () => {
         const n = nodeOf(id);
         const p = nodes.path(n);
@@ -448,6 +462,7 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
       }, (names) => replyXattrValue(req, size, xattrList(names)));
     },
     removexattr(req, id, name) {
+      if (noXattrs) { ll.replyErr(req, ENOSYS); return; }
       let n: Node | undefined;
       settle('removexattr', req, () => `${describe(id)} name=${JSON.stringify(toText(name))}`, () => {
         n = nodeOf(id);

@@ -125,10 +125,10 @@ describe('parseMountArgs', () => {
   });
   it('unknown options are collected by name; fstab words are silent; unapplied generic words are listed', () => {
     const c = parseMountArgs(args({
-      options: ['lowerdir=/a,context="system_u:object_r:container_file_t:s0",uidmapping=0:1000:1,defaults,nofail,x-systemd.automount,relatime,squash_to_root'],
+      options: ['lowerdir=/a,frobnicate,context="system_u:object_r:container_file_t:s0",uidmapping=0:1000:1,defaults,nofail,x-systemd.automount,relatime,squash_to_root,allow_root'],
     }));
-    expect(c.unknownOptions).toEqual(['context', 'uidmapping', 'squash_to_root']);
-    expect(c.ignoredOptions).toEqual(['relatime']);
+    expect(c.unknownOptions).toEqual(['frobnicate', 'allow_root']);
+    expect(c.ignoredOptions).toEqual(['context="system_u:object_r:container_file_t:s0"', 'relatime']);
   });
   it('workdir without upperdir is ignored with a note', () => {
     const c = parseMountArgs(args({ options: ['lowerdir=/a,workdir=/w'] }));
@@ -285,5 +285,94 @@ describe('validateMountConfig (reads only)', () => {
     fs.mkdirSync(path.join(ro, 'u'));
     execFileSync('mount', ['-o', 'remount,ro', ro]);
     expect(() => validateMountConfig(cfg('lowerdir=l1,upperdir=ro/u,workdir=nope,ro'))).not.toThrow();
+  });
+});
+
+describe("fuse-overlayfs's options (issue 10, defect 4)", () => {
+  const parse = (o: string): MountConfig => parseMountArgs(args({ options: [o] }));
+  const oneLine = (f: () => unknown, re: RegExp): void => {
+    let err: unknown;
+    try { f(); } catch (e) { err = e; }
+    expect(err).toBeInstanceOf(ConfigError);
+    const m = (err as Error).message;
+    expect(m).toMatch(re);
+    expect(m).not.toContain('\n');
+  };
+
+  it('a comma inside double quotes does not split (containers/storage SELinux labels)', () => {
+    expect(splitOptions('lowerdir=/a,context="system_u:object_r:container_file_t:s0:c1,c2",volatile'))
+      .toEqual(['lowerdir=/a', 'context="system_u:object_r:container_file_t:s0:c1,c2"', 'volatile']);
+    const c = parse('lowerdir=/a,context="system_u:object_r:container_file_t:s0:c1,c2",volatile');
+    expect(c.unknownOptions).toEqual([]);
+    expect(c.ignoredOptions).toEqual(['context="system_u:object_r:container_file_t:s0:c1,c2"']);
+    expect(c.fsync).toBe(false);
+  });
+  it('an escaped quote does not open a quoted part; an unterminated quote is a one-line error', () => {
+    expect(splitOptions('a=\\"x,b')).toEqual(['a=\\"x', 'b']);
+    oneLine(() => parse('lowerdir=/a,context="abc,volatile'), /unterminated double quote/);
+  });
+  it('empty options are skipped (podman passes ",,volatile")', () => {
+    expect(splitOptions(',,volatile,')).toEqual(['volatile']);
+    const c = parse('lowerdir=/a,,,volatile');
+    expect(c.fsync).toBe(false);
+    expect(c.unknownOptions).toEqual([]);
+  });
+  it('uidmapping/gidmapping: DISK:SHOWN:COUNT triples joined by colons, in order', () => {
+    const c = parse('lowerdir=/a,uidmapping=0:1000:1:1:2000:10,gidmapping=0:100000:65536');
+    expect(c.idMapping).toEqual({
+      uid: [{ disk: 0, shown: 1000, count: 1 }, { disk: 1, shown: 2000, count: 10 }],
+      gid: [{ disk: 0, shown: 100000, count: 65536 }],
+      squashUid: undefined, squashGid: undefined,
+    });
+    expect(c.ignoreChownErrors).toBe(false);
+    expect(c.unknownOptions).toEqual([]);
+  });
+  it('an empty mapping means none, as fuse-overlayfs reads it; no option: no mapping at all', () => {
+    expect(parse('lowerdir=/a,uidmapping=,gidmapping=').idMapping).toBeUndefined();
+    expect(parse('lowerdir=/a,uidmapping=,gidmapping=0:1:2').idMapping).toEqual({ uid: undefined, gid: [{ disk: 0, shown: 1, count: 2 }], squashUid: undefined, squashGid: undefined });
+    expect(parse('lowerdir=/a').idMapping).toBeUndefined();
+  });
+  it('bad mappings are one-line errors naming the value', () => {
+    oneLine(() => parse('lowerdir=/a,uidmapping=0:1000'), /invalid uidmapping: 2 numbers, not a multiple of 3.*: 0:1000$/);
+    oneLine(() => parse('lowerdir=/a,gidmapping=0:x:1'), /invalid gidmapping: "x" is not an id/);
+    oneLine(() => parse('lowerdir=/a,uidmapping=-1:0:1'), /invalid uidmapping: "-1" is not an id/);
+    oneLine(() => parse('lowerdir=/a,uidmapping=0::1'), /invalid uidmapping: "" is not an id/);
+    oneLine(() => parse('lowerdir=/a,uidmapping=4294967295:0:2'), /goes past 2\^32/);
+    oneLine(() => parse('lowerdir=/a,uidmapping=99999999999:0:1'), /"99999999999" is not an id/);
+    // the man page's comma form: the second range is a word of its own, not an option
+    expect(parse('lowerdir=/a,uidmapping=0:1000:1,1:2000:10').unknownOptions).toEqual(['1:2000:10']);
+  });
+  it('squash_to_root, squash_to_uid=, squash_to_gid= (uid/gid win over root), and chown errors are then ignored', () => {
+    expect(parse('lowerdir=/a,squash_to_root').idMapping).toMatchObject({ squashUid: 0, squashGid: 0 });
+    expect(parse('lowerdir=/a,squash_to_root,squash_to_uid=42').idMapping).toMatchObject({ squashUid: 42, squashGid: 0 });
+    expect(parse('lowerdir=/a,squash_to_gid=43').idMapping).toMatchObject({ squashUid: undefined, squashGid: 43 });
+    expect(parse('lowerdir=/a,squash_to_gid=43').ignoreChownErrors).toBe(true);
+    oneLine(() => parse('lowerdir=/a,squash_to_uid=abc'), /invalid value for squash_to_uid/);
+    oneLine(() => parse('lowerdir=/a,squash_to_uid'), /invalid value for squash_to_uid/);
+    oneLine(() => parse('lowerdir=/a,squash_to_gid=4294967295'), /invalid value for squash_to_gid/);
+  });
+  it('static_nlink, noacl, noxattrs, xattr_permissions', () => {
+    const c = parse('lowerdir=/a,static_nlink,noacl,noxattrs=1,xattr_permissions=2');
+    expect([c.staticNlink, c.noXattrs, c.xattrPermissions]).toEqual([true, true, 2]);
+    expect(c.unknownOptions).toEqual([]);
+    expect(c.ignoredOptions).toEqual([]);
+    const d = parse('lowerdir=/a,noxattrs=0,xattr_permissions=0');
+    expect([d.staticNlink, d.noXattrs, d.xattrPermissions]).toEqual([false, false, 0]);
+    expect(parse('lowerdir=/a,xattr_permissions=1').xattrPermissions).toBe(1);
+    oneLine(() => parse('lowerdir=/a,xattr_permissions=3'), /invalid value for xattr_permissions \(0, 1 or 2 expected\)/);
+    oneLine(() => parse('lowerdir=/a,xattr_permissions'), /invalid value for xattr_permissions/);
+    oneLine(() => parse('lowerdir=/a,noxattrs=yes'), /invalid value for noxattrs/);
+  });
+  it("fuse-overlayfs's threading and cache knobs are accepted without effect; plugins are refused", () => {
+    const c = parse('lowerdir=/a,threaded=1,fast_ino=1,writeback=0,clone_fd,max_threads=4,max_idle_threads=1');
+    expect(c.unknownOptions).toEqual([]);
+    expect(c.ignoredOptions).toEqual(['threaded=1', 'fast_ino=1', 'writeback=0', 'clone_fd', 'max_threads=4', 'max_idle_threads=1']);
+    oneLine(() => parse('lowerdir=/a,plugins=/usr/lib/x.so'), /data-source plugins are not supported/);
+  });
+  it('the command line form podman uses: -o with mappings, an SELinux label and empty words', () => {
+    const c = mountOf(['-o', 'lowerdir=/l,upperdir=/u,workdir=/w,,,volatile,context="system_u:object_r:container_file_t:s0:c1,c2",uidmapping=0:1000:1:1:100000:65536,gidmapping=0:1000:1:1:100000:65536', '/m']);
+    expect(c.idMapping?.uid).toEqual([{ disk: 0, shown: 1000, count: 1 }, { disk: 1, shown: 100000, count: 65536 }]);
+    expect(c.fsync).toBe(false);
+    expect(c.unknownOptions).toEqual([]);
   });
 });
