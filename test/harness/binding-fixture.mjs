@@ -37,15 +37,17 @@ async function sh(cmd, args, timeoutMs = 5000) {
   });
 }
 
-/** Abort the FUSE connection of mnt through fusectl, then lazy-unmount it. */
+/**
+ * Abort the FUSE connection of mnt through fusectl, then lazy-unmount it. Where fusectl
+ * is not mounted, it is mounted in a private mount namespace for the abort only (a test
+ * never leaves a fusectl mount on the host).
+ */
 export async function forceUnmount(mnt) {
   for (const line of await mountinfoAt(mnt)) {
     const minor = Number(line.split(' ')[2].split(':')[1]);
-    if (!existsSync('/sys/fs/fuse/connections/' + minor)) {
-      await sh('mount', ['-t', 'fusectl', 'none', '/sys/fs/fuse/connections']);
-    }
     const abort = `/sys/fs/fuse/connections/${minor}/abort`;
     if (existsSync(abort)) await writeFile(abort, '1').catch(() => undefined);
+    else await sh('unshare', ['-m', '--propagation', 'private', 'sh', '-c', `mount -t fusectl fusectl /sys/fs/fuse/connections && echo 1 > ${abort}`]);
     await sh('umount', ['-l', mnt]);
   }
 }

@@ -6,6 +6,7 @@
 import type { Entry, LayerSetSpec } from './layers.js';
 import type { Case } from './differential.js';
 import type { Op } from './ops.js';
+import { OUTSIDE } from './sentinel.js';
 
 export const NAME255 = 'n'.repeat(255);
 export const NAME256 = 'n'.repeat(256);
@@ -23,7 +24,8 @@ const top: Entry[] = [
   { kind: 'file', path: 'opq/visible' },
   { kind: 'file', path: 'shadow', content: 'a file hides the dir below\n' },
   { kind: 'symlink', path: 'sl', target: 'f1' },
-  { kind: 'symlink', path: 'abs', target: '/etc/hostname' },
+  // out of the mount, at the run's read-only sentinel: writes through it fail with EROFS (sentinel.ts)
+  { kind: 'symlink', path: 'abs', target: OUTSIDE + 'hostname' },
   { kind: 'whiteout', path: 'ociGone', style: 'oci' },
   { kind: 'whiteout', path: 'd/ociGoneInD', style: 'oci' },
   { kind: 'dir', path: 'ociOpq', opaque: 'oci' },
@@ -496,6 +498,35 @@ export const SCRIPTED: Case[] = [
     { op: 'unlink', path: 'mid/middle' },
     { op: 'readdir', path: 'mid' },
   ], DEEP),
+  c('links-out-of-mount', 'links that leave the mount (absolute, and ../ from the top) are followed to the read-only sentinels: reads work, writes fail alike', [
+    { op: 'readlink', path: 'abs' },
+    { op: 'stat', path: 'abs' },
+    { op: 'read', path: 'abs' },
+    { op: 'write', path: 'abs', offset: 0, data: 'x' },
+    { op: 'append', path: 'abs', data: 'x' },
+    { op: 'truncate', path: 'abs', size: 0 },
+    { op: 'chmod', path: 'abs', mode: 0o1777 },
+    { op: 'create', path: 'abs', mode: 0o644 },
+    { op: 'create', path: 'abs', mode: 0o644, excl: true },
+    { op: 'chown', path: 'abs', uid: 5, gid: 5 },
+    { op: 'setxattr', path: 'abs', name: 'user.x', value: '1' },
+    { op: 'symlink', target: '../d', path: 'up' },
+    { op: 'readlink', path: 'up' },
+    { op: 'readdir', path: 'up' },
+    { op: 'read', path: 'up/f' },
+    { op: 'create', path: 'up', mode: 0o644 },
+    { op: 'create', path: 'up/new', mode: 0o644 },
+    { op: 'append', path: 'up/f', data: 'x' },
+    { op: 'chmod', path: 'up', mode: 0o777 },
+    { op: 'mkdir', path: 'up/nd', mode: 0o755 },
+    { op: 'unlink', path: 'up/f' },
+    { op: 'rename', from: 'f1', to: 'up/f1' },
+    { op: 'symlink', target: OUTSIDE + 'd', path: 'absd' },
+    { op: 'readdir', path: 'absd' },
+    { op: 'truncate', path: 'absd/f', size: 1 },
+    { op: 'unlink', path: 'abs' },
+    { op: 'readdir', path: '' },
+  ]),
   c('hardlink-copy-up', 'a lower file with two names: copy-up of one name', [
     { op: 'stat', path: 'hl1' },
     { op: 'append', path: 'hl1', data: 'more' },

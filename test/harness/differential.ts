@@ -25,6 +25,7 @@ import { mount, tempDir, type Impl, type Layers, type MountHandle } from './moun
 import { OpRunner, opPaths, showOp, showResult, type Op, type OpResult } from './ops.js';
 import { compareRaw, compareTrees, readRawUpper, showPath, snapshot, type RawNode, type Tree, type TreeDiff } from './tree.js';
 import type { Divergence } from './divergences.js';
+import { guardMountParent } from './sentinel.js';
 
 export interface Case {
   name: string;
@@ -127,6 +128,7 @@ async function crossRead(impl: Impl, writer: Impl, lowers: string[], upper: stri
   const copy = join(dir, 'upper');
   // cp -a keeps xattrs, owners, device nodes, hard links and ns times (fs.cp does not).
   await mustBash(`set -e\nmkdir -p ${shq(join(dir, 'work'))} ${shq(join(dir, 'mnt'))}\ncp -a ${shq(upper)} ${shq(copy)}`);
+  await guardMountParent(dir);
   // An upper written by an implementation that reads `.wh.` files as whiteouts means them as such.
   if (impl === 'kernel' && writer !== 'kernel') await convertMarkersForKernel(copy, markers);
   const h = await mount(impl, { lowers, upper: copy, work: join(dir, 'work') }, join(dir, 'mnt'), { extra });
@@ -167,6 +169,8 @@ export async function runCase(c: Case, opts: RunOptions): Promise<CaseReport> {
     // The two sides are independent mounts: set up, drive and read them concurrently (2 cores).
     const mounted = await Promise.allSettled(sides.map(async (s, i) => {
       await mkdir(join(s.dir, 'mnt'));
+      // links in the case that climb out of the mount land on the read-only sentinels (sentinel.ts)
+      await guardMountParent(s.dir);
       handles[i] = await mount(s.impl, layers[i]!, join(s.dir, 'mnt'), { extra: i === 1 ? opts.candidateOptions ?? [] : [] });
     }));
     if (mounted[0]!.status === 'rejected') throw mounted[0]!.reason;

@@ -11,6 +11,7 @@ import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { mustBash, shq } from './proc.js';
 import { testRoot, type Layers } from './mounts.js';
+import { expandTarget } from './sentinel.js';
 
 export interface TimeSpec {
   sec: number;
@@ -31,6 +32,7 @@ interface Common {
 export type Entry =
   | (Common & { kind: 'dir'; opaque?: 'xattr' | 'oci' | 'user' })
   | (Common & { kind: 'file'; content?: string })
+  /** a target starting with OUTSIDE (sentinel.ts) points out of the mount, at the run's sentinels */
   | (Common & { kind: 'symlink'; target: string })
   | (Common & { kind: 'fifo' })
   /** 'chardev' is the kernel's form; 'oci' a `.wh.<name>` file */
@@ -113,7 +115,8 @@ export function layerScript(root: string, entries: Entry[], form: MarkerForm): s
         lines.push(`printf '%s' ${shq(e.content ?? `content of ${e.path}\n`)} > ${p}`);
         break;
       case 'symlink':
-        lines.push(`ln -s ${shq(e.target)} ${p}`);
+        // OUTSIDE targets lead to the run's read-only sentinels, never to the host (sentinel.ts)
+        lines.push(`ln -s ${shq(expandTarget(e.target))} ${p}`);
         break;
       case 'fifo':
         lines.push(`mkfifo ${p}`);

@@ -8,6 +8,7 @@ import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { TestContext } from 'vitest';
 import { run, withTimeout } from './proc.js';
 
 export type Impl = 'kernel' | 'fuse-overlayfs' | 'stratafs';
@@ -188,29 +189,32 @@ async function recordPids(pids: number[], what: string): Promise<void> {
 
 const FUSECTL = '/sys/fs/fuse/connections';
 
-async function ensureFusectl(): Promise<void> {
-  const mi = await readMountInfo();
-  if (mi.some((m) => m.fsType === 'fusectl')) return;
-  await run('mount', ['-t', 'fusectl', 'none', FUSECTL], { timeoutMs: 5000 });
-}
-
-/** Aborts the FUSE connection behind `mnt` (the daemon is then cut off; the mount answers ENOTCONN). */
+/**
+ * Aborts the FUSE connection behind `mnt` (the daemon is then cut off; the mount answers ENOTCONN).
+ * Where fusectl is not mounted, it is mounted in a private mount namespace for the abort
+ * only: a test never leaves a fusectl mount on the host.
+ */
 export async function abortFuse(mnt: string): Promise<boolean> {
-  const ms = (await mountsAt(mnt)).filter((m) => m.fsType === 'fuse' || m.fsType.startsWith('fuse.'));
+  const mi = await readMountInfo();
+  const ms = mi.filter((m) => m.mountPoint === mnt && (m.fsType === 'fuse' || m.fsType.startsWith('fuse.')));
   if (ms.length === 0) return false;
-  await ensureFusectl();
-  let done = false;
-  for (const m of ms) {
-    // The connection directory is named after the superblock's dev_t; FUSE's
-    // anonymous devices have major 0, so this is the minor number.
-    const conn = String((m.major << 20) | m.minor);
-    const abortFile = join(FUSECTL, conn, 'abort');
-    if (existsSync(abortFile)) {
-      await writeFile(abortFile, '1');
-      done = true;
+  // The connection directory is named after the superblock's dev_t; FUSE's
+  // anonymous devices have major 0, so this is the minor number.
+  const conns = ms.map((m) => String((m.major << 20) | m.minor));
+  if (mi.some((m) => m.fsType === 'fusectl')) {
+    let done = false;
+    for (const conn of conns) {
+      const abortFile = join(FUSECTL, conn, 'abort');
+      if (existsSync(abortFile)) {
+        await writeFile(abortFile, '1');
+        done = true;
+      }
     }
+    return done;
   }
-  return done;
+  const script = `mount -t fusectl fusectl ${FUSECTL} || exit 1\nok=1\nfor c in ${conns.join(' ')}; do [ -e ${FUSECTL}/$c/abort ] && echo 1 > ${FUSECTL}/$c/abort && ok=0; done\nexit $ok\n`;
+  const r = await run('unshare', ['-m', '--propagation', 'private', 'sh', '-c', script], { timeoutMs: 10_000 });
+  return r.code === 0;
 }
 
 /**
@@ -360,14 +364,22 @@ export async function kernelOverlayProblem(): Promise<string | undefined> {
 }
 
 /**
- * Whether a differential test may run: true when kernel overlayfs mounts here. Otherwise it
- * fails with the reason, unless the run opted out with STRATAFS_SKIP_KERNEL_DIFF=1 (never in CI).
+ * Whether the kernel comparison may be left out: undefined when kernel overlayfs mounts
+ * here; the reason when it does not and the run opted out with STRATAFS_SKIP_KERNEL_DIFF=1
+ * (never in CI); otherwise it throws with the reason.
  */
-export function requireKernel(kernelProblem: string | undefined): boolean {
-  if (!kernelProblem) return true;
-  if (process.env.STRATAFS_SKIP_KERNEL_DIFF === '1') {
-    console.warn(`kernel differential skipped on request (STRATAFS_SKIP_KERNEL_DIFF=1): ${kernelProblem}`);
-    return false;
-  }
+export function kernelSkipReason(kernelProblem: string | undefined): string | undefined {
+  if (!kernelProblem) return undefined;
+  if (process.env.STRATAFS_SKIP_KERNEL_DIFF === '1') return `kernel overlayfs comparison skipped on request (STRATAFS_SKIP_KERNEL_DIFF=1): ${kernelProblem}`;
   throw new Error(`${kernelProblem}. The differential tests need root and kernel overlayfs; set STRATAFS_SKIP_KERNEL_DIFF=1 to opt out (never in CI).`);
+}
+
+/**
+ * A differential test that cannot compare with the kernel must not pass: it fails with
+ * the reason, or, when the run opted out (STRATAFS_SKIP_KERNEL_DIFF=1), it is reported
+ * as skipped by the runner with the reason (ctx.skip ends the test).
+ */
+export function requireKernel(kernelProblem: string | undefined, ctx: Pick<TestContext, 'skip'>): void {
+  const reason = kernelSkipReason(kernelProblem);
+  if (reason !== undefined) ctx.skip(reason);
 }

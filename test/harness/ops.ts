@@ -10,6 +10,7 @@ import { createHash } from 'node:crypto';
 import { constants as fsc, type BigIntStats } from 'node:fs';
 import { bash, errnoFromMessage, shq, withTimeout, TimeoutError } from './proc.js';
 import { showPath, typeOf } from './tree.js';
+import { expandTarget } from './sentinel.js';
 
 export type Time = { sec: number; nsec: number } | 'now' | 'omit';
 
@@ -26,6 +27,7 @@ export type Op =
   | { op: 'unlink'; path: string }
   | { op: 'rename'; from: string; to: string }
   | { op: 'link'; from: string; to: string }
+  /** a target starting with OUTSIDE (sentinel.ts) points at the run's sentinels */
   | { op: 'symlink'; target: string; path: string }
   | { op: 'mkfifo'; path: string; mode: number }
   | { op: 'setxattr'; path: string; name: string; value: string }
@@ -267,7 +269,7 @@ export class OpRunner {
         await link(this.p(o.from), this.p(o.to));
         return { ok: true };
       case 'symlink':
-        await symlink(Buffer.from(o.target, 'latin1'), this.p(o.path));
+        await symlink(Buffer.from(expandTarget(o.target), 'latin1'), this.p(o.path));
         return { ok: true };
       case 'mkfifo': {
         const r = await tool(`mkfifo -m ${o.mode.toString(8)} ${shq(this.p(o.path))}`, t);

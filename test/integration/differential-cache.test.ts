@@ -66,8 +66,8 @@ const variants: { title: string; options: string[]; crossRead: boolean }[] = [
 for (const v of variants) {
   describe(`stratafs vs kernel overlayfs, cache coherence: ${v.title}`, () => {
     for (const c of CACHE_CASES) {
-      it(`${c.name}: ${c.about ?? ''}`, async () => {
-        if (!requireKernel(kernelProblem)) return;
+      it(`${c.name}: ${c.about ?? ''}`, async (ctx) => {
+        requireKernel(kernelProblem, ctx);
         if (timeProblem) throw new Error(timeProblem);
         const r = await runCase(c, { candidate: 'stratafs', divergences: DIVERGENCES, candidateOptions: v.options, crossRead: v.crossRead });
         const text = formatReport(r, c.ops);

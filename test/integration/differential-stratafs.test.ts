@@ -30,8 +30,8 @@ afterAll(async () => {
 
 describe('stratafs vs kernel overlayfs: scripted cases', () => {
   for (const c of SCRIPTED) {
-    it(`${c.name}: ${c.about ?? ''}`, async () => {
-      if (!requireKernel(kernelProblem)) return;
+    it(`${c.name}: ${c.about ?? ''}`, async (ctx) => {
+      requireKernel(kernelProblem, ctx);
       const r = await runCase(c, { candidate: 'stratafs', divergences: DIVERGENCES });
       const text = formatReport(r, c.ops);
       if (r.allowed.length) console.log(text);
@@ -41,8 +41,8 @@ describe('stratafs vs kernel overlayfs: scripted cases', () => {
 });
 
 describe('stratafs vs kernel overlayfs: randomized sequences', () => {
-  it(`${RUNS} sequences of up to ${LENGTH} ops, seed ${SEED}`, async () => {
-    if (!requireKernel(kernelProblem)) return;
+  it(`${RUNS} sequences of up to ${LENGTH} ops, seed ${SEED}`, async (ctx) => {
+    requireKernel(kernelProblem, ctx);
     let stopped = 0;
     await fc.assert(
       fc.asyncProperty(sequenceArb(LENGTH, withSpecial(PATH_POOL)), async (ops) => {

@@ -5,8 +5,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import * as fsp from 'node:fs/promises';
 import { constants as C } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { mount, tempDir, type MountHandle } from '../harness/mounts.js';
 
 const run = promisify(execFile);
@@ -29,8 +28,9 @@ beforeAll(async () => {
   await fsp.mkdir(join(dir, 'upper'));
   await fsp.mkdir(join(dir, 'work'));
   await fsp.mkdir(join(dir, 'mnt'));
-  // uid 1000 must be able to reach the mountpoint.
-  for (let d = dir; d !== tmpdir() && d !== '/'; d = dirname(d)) await fsp.chmod(d, 0o755);
+  // uid 1000 must be able to reach the mountpoint: the run's root is traversable (0711,
+  // setup.ts); only our own dir is ours to open up (never a parent: they are not ours).
+  await fsp.chmod(dir, 0o755);
   m = await mount('stratafs', { lowers: [lower], upper: join(dir, 'upper'), work: join(dir, 'work') },
     join(dir, 'mnt'), { extra: ['allow_other'] });
 });
