@@ -10,18 +10,19 @@
  * Clients run as a bare uid (`setpriv --reuid --regid --clear-groups`, no
  * user added) with their working directory on the mount, so the scratch
  * tree above it stays 0700. The plain-user mount runs in a private mount
- * namespace: a 0666 /dev/fuse node and a fuse.conf with user_allow_other are
- * bind-mounted there, the scratch tree is bound at /mnt/t; the host's
- * /dev/fuse, /etc/fuse.conf and /mnt are never changed.
+ * namespace (test/harness/private-ns.ts: a 0666 /dev/fuse node and a
+ * fuse.conf with user_allow_other bind-mounted there, the scratch tree bound
+ * at /mnt/t); the host's /dev/fuse, /etc/fuse.conf and /mnt are never changed.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
-import { chmod, chown, copyFile, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, chown, copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { mount, tempDir, type MountHandle } from '../harness/mounts.js';
 import { shq } from '../harness/proc.js';
 import { cli, daemonPids, layerOptions, Leftovers, STRATAFS_CLI } from '../harness/cli-mount.js';
+import { asUid, NS_SCRATCH, processesInNs, runPrivateNs } from '../harness/private-ns.js';
 
 let t: string;
 let left: Leftovers;
@@ -84,13 +85,11 @@ beforeEach(async () => {
 
 afterEach(async () => {
   for (const h of handles) await h.unmount();
-  // a plain user's daemon lives in a private mount namespace: find it by its runtime record
-  for (const f of await readdir(p('run')).catch(() => [] as string[])) {
-    if (!f.endsWith('.json')) continue;
-    const info = JSON.parse(await readFile(p(`run/${f}`), 'utf8').catch(() => '{}')) as { pid?: number };
-    if (typeof info.pid === 'number') left.pid(info.pid);
-  }
+  // a plain user's daemon lives in a private mount namespace, out of Leftovers' sight
+  const stranded = await processesInNs(t);
+  stranded.forEach((pid) => left.pid(pid));
   expect(await left.cleanup()).toEqual([]);
+  expect(stranded).toEqual([]);
 });
 
 describe('a mount made by root with no options', () => {
@@ -145,29 +144,19 @@ describe('a mount made by a plain user (uid 1000, fusermount3)', () => {
   it('has default_permissions: with allow_other another user does not act with the mounter\'s rights', async (ctx) => {
     if (!existsSync('/etc/fuse.conf')) ctx.skip(true, 'no /etc/fuse.conf to bind user_allow_other over (fuse3 not installed)');
     await makeLower(1000);
-    for (const d of ['u', 'w', 'mnt', 'dev']) { await mkdir(p(d)); await chown(p(d), 1000, 1000); }
+    for (const d of ['u', 'w', 'mnt']) { await mkdir(p(d)); await chown(p(d), 1000, 1000); }
     await chown(p('run'), 1000, 1000);
     await chown(t, 1000, 1000);
-    const m = '/mnt/t/mnt';
-    const as1000 = 'setpriv --reuid=1000 --regid=1000 --clear-groups';
-    const stratafs = `${as1000} env STRATAFS_RUNTIME_DIR=/mnt/t/run ${shq(process.execPath)} ${shq(STRATAFS_CLI)}`;
+    const m = `${NS_SCRATCH}/mnt`;
+    const stratafs = `${asUid(1000)} env STRATAFS_RUNTIME_DIR=${NS_SCRATCH}/run ${shq(process.execPath)} ${shq(STRATAFS_CLI)}`;
     // Everything happens inside a private mount namespace and is undone in it (umount as the user).
-    const script = `
-set -u
-T=${shq(t)}
-mount -t tmpfs -o mode=755 tmpfs /mnt && mkdir /mnt/t && mount --bind "$T" /mnt/t || exit 90
-mount -t tmpfs -o mode=755 tmpfs "$T/dev" && mknod -m 666 "$T/dev/fuse" c 10 229 && mount --bind "$T/dev/fuse" /dev/fuse || exit 91
-printf 'user_allow_other\\n' > "$T/dev/fuse.conf" && mount --bind "$T/dev/fuse.conf" /etc/fuse.conf || exit 92
-${stratafs} -o lowerdir=/mnt/t/l,upperdir=/mnt/t/u,workdir=/mnt/t/w,allow_other ${m} || exit 93
+    const r = await runPrivateNs(t, `
+${stratafs} -o lowerdir=${NS_SCRATCH}/l,upperdir=${NS_SCRATCH}/u,workdir=${NS_SCRATCH}/w,allow_other ${m} || exit 80
 echo "MOUNTINFO $(grep ' ${m} ' /proc/self/mountinfo)"
-(cd ${m} && setpriv --reuid=2000 --regid=2000 --clear-groups sh -c ${shq(CHECKS)})
+(cd ${m} && ${asUid(2000)} sh -c ${shq(CHECKS)})
 ${stratafs} umount ${m} || echo "UMOUNT FAILED"
-`;
-    const out = await new Promise<string>((resolve) => {
-      execFile('unshare', ['-m', '--propagation', 'private', 'bash', '-c', script], { timeout: 40_000 }, (err, stdout, stderr) => {
-        resolve(`${stdout}${err ? `\nEXIT ${String(err.code)} ${stderr}` : ''}`);
-      });
-    });
+`, { userAllowOther: true, timeoutMs: 40_000 });
+    const out = `${r.stdout}${r.code !== 0 ? `\nEXIT ${String(r.code)} ${r.stderr}` : ''}`;
     const lines = out.trim().split('\n');
     const mi = lines.find((l) => l.startsWith('MOUNTINFO '));
     expect(mi, out).toBeDefined();
