@@ -599,6 +599,21 @@ Mount options (-o, comma separated; \\ escapes , and : inside values):
   suid,nosuid,dev,nodev,exec,noexec,atime,noatime,sync,async,dirsync
                           mount flags (default noatime; as root suid,dev, else
                           nosuid,nodev)
+fuse-overlayfs's options:
+  uidmapping=DISK:SHOWN:COUNT[:DISK:SHOWN:COUNT...], gidmapping=...
+                          on-disk ids DISK.. show as SHOWN..; ids outside every
+                          range show as the overflow id (65534); the ids of
+                          callers and chown are stored the other way round
+  squash_to_root | squash_to_uid=ID | squash_to_gid=ID
+                          every object shows this owner
+  static_nlink            directories show one link
+  xattr_permissions=0|1|2 keep owners and modes of upper objects in
+                          security.(1) or user.(2) fuseoverlayfs.override_stat
+  noxattrs=1              refuse every xattr request
+  noacl                   accepted: ACLs are never enforced on a stratafs mount
+  context=..., threaded=, fast_ino=, writeback=
+                          accepted without effect
+A comma inside double quotes does not split an option; empty options are skipped.
 Unknown options are reported by name and ignored.
 
 Forms:
