@@ -252,7 +252,7 @@ describe.skipIf(missing.length > 0)(`podman and buildah on each overlay driver $
 
     it('podman run as root: exec of lower, copied-up and upper programs', async () => {
       const r = await client(d, 'podman run (root)', ['podman', 'run', '--rm', '--pull=never', '--network=none', 'localhost/base:1', 'sh', '-c',
-        'id; ls -ln /etc/passwd | cut -c1-35; chmod 0755 /bin/busybox && /bin/busybox true && echo copied-up-exec; ' +
+        'id; stat -c "%n %A %u:%g %s" /etc/passwd; chmod 0755 /bin/busybox && /bin/busybox true && echo copied-up-exec; ' +
         'mkdir /tmp/u && cp /bin/busybox /tmp/u/ && /tmp/u/busybox echo upper-exec; echo hi > /tmp/x && cat /tmp/x; rm /opt/del; ls /opt'], {});
       expect(r.out).toContain('uid=0(root) gid=0(root)');
       expect(r.out).toContain('copied-up-exec');
@@ -263,7 +263,7 @@ describe.skipIf(missing.length > 0)(`podman and buildah on each overlay driver $
 
     it('podman run --user 1000:1000 reaches the root filesystem and is refused where it should be', async () => {
       const r = await client(d, 'podman run --user 1000', ['podman', 'run', '--rm', '--pull=never', '--network=none', '--user', '1000:1000', 'localhost/base:1', 'sh', '-c',
-        'id; echo u > /tmp/u && ls -ln /tmp/u | cut -c1-30; touch /home/user/h && ls -ln /home/user; ' +
+        'id; echo u > /tmp/u && stat -c "%n %A %u:%g %s" /tmp/u; touch /home/user/h && stat -c "%n %A %u:%g %s" /home/user/*; ' +
         'touch /etc/nope 2>&1; cat /root/x 2>&1; echo more >> /opt/keep/file 2>&1; true']);
       expect(r.out).toContain('uid=1000(user) gid=1000(user)');
       expect(r.out).toMatch(/touch: \/etc\/nope: Permission denied/);
@@ -296,23 +296,23 @@ describe.skipIf(missing.length > 0)(`podman and buildah on each overlay driver $
     });
 
     it('podman diff, commit and export of a container that changes the built image', async () => {
-      await client(d, 'podman create+start', ['podman', 'create', '--pull=never', '--name', 'c1', '--network=none', '--user', '0', 'localhost/built:1', 'sh', '-c',
+      await client(d, 'podman create+start', ['podman', 'create', '--pull=never', '--name', 'changer', '--network=none', '--user', '0', 'localhost/built:1', 'sh', '-c',
         'rm /opt/keep/file && mv /data/moved /data/moved2 && echo new > /new && chmod 600 /etc/passwd && mkdir /opt/renamed/sub2/n ' +
         '&& rm -rf /opt/dir-del && echo x >> /data/moved2/deep/f && chown 1000 /opt/renamed/a']);
-      await client(d, 'podman create+start', ['podman', 'start', '-a', 'c1']);
-      const diff = await client(d, 'podman diff', ['podman', 'diff', 'c1']);
+      await client(d, 'podman create+start', ['podman', 'start', '-a', 'changer']);
+      const diff = await client(d, 'podman diff', ['podman', 'diff', 'changer']);
       record(d, 'diff', diff.out.split('\n').filter(Boolean).sort().join('\n'));
       expect(state.get(d)!.out.get('diff')).toContain('A /new');
-      await client(d, 'podman commit', ['podman', 'commit', 'c1', 'localhost/committed:1']);
-      const exp = join(work, d, 'c1-export.tar');
-      await client(d, 'podman export', ['podman', 'export', '-o', exp, 'c1']);
+      await client(d, 'podman commit', ['podman', 'commit', 'changer', 'localhost/committed:1']);
+      const exp = join(work, d, 'changer-export.tar');
+      await client(d, 'podman export', ['podman', 'export', '-o', exp, 'changer']);
       record(d, 'export', (await tarListing(exp)).join('\n'));
       const layers = await imageLayers(d, 'localhost/committed:1', 'committed');
       record(d, 'committed-top-layer', layers[layers.length - 1]!.join('\n'));
       const built = await imageLayers(d, 'localhost/built:1', 'built');
       st.layers.set('built', built);
       record(d, 'built-layers', built.map((l) => l.join('\n')).join('\n=====\n'));
-      await client(d, 'podman rm', ['podman', 'rm', 'c1']);
+      await client(d, 'podman rm', ['podman', 'rm', 'changer']);
       const rc = await client(d, 'podman run (committed)', ['podman', 'run', '--rm', '--pull=never', '--network=none', 'localhost/committed:1', 'sh', '-c',
         `${MANIFEST}`, 'manifest', '/new', '/data', '/opt/keep', '/opt/renamed', '/opt/dir-del']);
       record(d, 'committed-manifest', normDirSizes(rc.out));
