@@ -331,6 +331,25 @@ export class ContainerSandbox {
     return { ...r, ms, out: r.stdout.toString('utf8'), err: r.stderr.toString('utf8') };
   }
 
+  /**
+   * What commands wrote into /etc/containers and /var/lib outside the tmpfs the
+   * sandbox mounts there (the overlays' upper directories): on a host, these
+   * writes would have landed in its /etc and /var/lib.
+   */
+  async strayWrites(): Promise<string[]> {
+    const out: string[] = [];
+    const walk = async (d: string, rel: string): Promise<void> => {
+      for (const e of await readdir(d, { withFileTypes: true }).catch(() => [])) {
+        out.push(`${rel}/${e.name}`);
+        if (e.isDirectory()) await walk(join(d, e.name), `${rel}/${e.name}`);
+      }
+    };
+    await walk(join(this.dir, 'ov', 'etc-containers', 'u'), '/etc/containers');
+    await walk(join(this.dir, 'ov', 'var-lib', 'u'), '/var/lib');
+    // the mount points the sandbox made for its tmpfs (when the host lacks them)
+    return out.filter((p) => p !== '/etc/containers/networks' && p !== '/var/lib/containers').sort();
+  }
+
   /** PIDs in the sandbox's cgroups other than the holder: every process a client left running. */
   async processes(): Promise<Map<number, string>> {
     const out = new Map<number, string>();

@@ -355,6 +355,8 @@ describe.skipIf(missing.length > 0)(`podman and buildah on each overlay driver $
       const mounts = (await readFile(`/proc/${st.sb!.holderPid}/mountinfo`, 'latin1')).split('\n')
         .filter((l) => / - (fuse|overlay)/.test(l) && l.includes('/var/lib/containers/'));
       expect(mounts).toEqual([]);
+      // nothing written to /etc/containers or /var/lib outside the sandbox's tmpfs there
+      expect(await st.sb!.strayWrites()).toEqual([]);
       const left = await st.sb!.close();
       expect(left).toEqual([]);
     });

@@ -38,6 +38,7 @@ echo "pid $!"`]);
       expect(existsSync('/etc/containers/storage.conf')).toBe(false);
       expect(existsSync('/dev/shm/libpod_lock')).toBe(false);
       expect(existsSync('/var/tmp/buildah-probe')).toBe(false);
+      expect(await sb.strayWrites()).toEqual(['/etc/containers/storage.conf']);
       // the cgroup made inside is a child of the sandbox's cgroup on the host
       const cg = await readFile(`/proc/${sb.holderPid}/cgroup`, 'latin1');
       expect(cg).toMatch(/stratafs-selftest-/);
