@@ -63,15 +63,22 @@ step() { # step NAME CMD...: stdout, stderr, exit code and wall time of one clie
   echo "$name $rc $(( ($(date +%s%N) - t0) / 1000000 ))" >> "$out/steps"
 }
 PROBE='id; ls -ln /etc/passwd | tr -s " " | cut -d" " -f1,3,4; grep " / " /proc/mounts | cut -d" " -f3'
+# A container's output is taken from \`podman logs\` (conmon's log file): attaching to a container that
+# exits at once can lose its output (seen once in ten runs, with fuse-overlayfs).
+probe() { # probe NAME PODMAN-RUN-ARGS...
+  local name=$1; shift
+  step "$name" podman run --name "$name" --pull=never --network=none "$@"
+  podman logs "$name" > "$out/$name.log" 2>&1
+}
 step import podman import "$TAR" localhost/base:1
-step run podman run --rm --pull=never --network=none localhost/base:1 sh -c "$PROBE; echo x > /tmp/f && ls -ln /tmp/f | tr -s ' ' | cut -d' ' -f3,4"
-step keepid podman run --name k --pull=never --network=none --userns=keep-id localhost/base:1 sh -c "$PROBE; echo x > /tmp/mine && ls -ln /tmp/mine | tr -s ' ' | cut -d' ' -f3,4; mkdir /tmp/minedir; ls -ln /home | tr -s ' ' | cut -d' ' -f1,3,4,9"
+probe run localhost/base:1 sh -c "$PROBE; echo x > /tmp/f && ls -ln /tmp/f | tr -s ' ' | cut -d' ' -f3,4"
+probe keepid --userns=keep-id localhost/base:1 sh -c "$PROBE; echo x > /tmp/mine && ls -ln /tmp/mine | tr -s ' ' | cut -d' ' -f3,4; mkdir /tmp/minedir; ls -ln /home | tr -s ' ' | cut -d' ' -f1,3,4,9"
 # owners on disk of what the keep-id container made, as the mount program sees them (podman's user namespace)
-upper=$(podman inspect --format '{{.GraphDriver.Data.UpperDir}}' k 2>/dev/null)
+upper=$(podman inspect --format '{{.GraphDriver.Data.UpperDir}}' keepid 2>/dev/null)
 for p in tmp/mine tmp/minedir etc/passwd; do
   echo "$p $(podman unshare stat -c '%u:%g %a' "$upper/$p" 2>&1 | sed "s#$upper/##")" >> "$out/keepid.disk"
 done
-step uidmap podman run --rm --pull=never --network=none --uidmap 0:1:5000 localhost/base:1 sh -c "$PROBE; echo x > /tmp/f && ls -ln /tmp/f | tr -s ' ' | cut -d' ' -f3,4"
+probe uidmap --uidmap 0:1:5000 localhost/base:1 sh -c "$PROBE; echo x > /tmp/f && ls -ln /tmp/f | tr -s ' ' | cut -d' ' -f3,4"
 step rm podman rm -af
 step rmi podman rmi -af
 [ -d "$XDG_RUNTIME_DIR/stratafs" ] && echo "runtime-dir $XDG_RUNTIME_DIR/stratafs" >> "$out/steps"
@@ -123,7 +130,8 @@ async function runDriver(d: Driver): Promise<Result> {
     }
     steps.set(name!, {
       rc: Number(rc), ms: Number(ms),
-      out: await readFile(join(outDir, `${name}.out`), 'utf8').catch(() => ''),
+      // a container's output from `podman logs` when there is one, else the command's stdout
+      out: await readFile(join(outDir, `${name}.log`), 'utf8').catch(() => readFile(join(outDir, `${name}.out`), 'utf8')).catch(() => ''),
       err: await readFile(join(outDir, `${name}.err`), 'utf8').catch(() => ''),
     });
   }
