@@ -14,6 +14,12 @@ const wanted = [
   { pkg: 'umoci', file: '/usr/bin/umoci' },
   { pkg: 'skopeo', file: '/usr/bin/skopeo' },
   { pkg: 'zstd', file: '/usr/bin/zstd' },
+  // a developer's day on a mount (test/integration/devday.test.ts): git, make and a C compiler, a Python venv
+  // (python3-venv brings the pip wheel the test installs a local wheel with)
+  { pkg: 'git', file: '/usr/bin/git' },
+  { pkg: 'make', file: '/usr/bin/make' },
+  { pkg: 'gcc', file: '/usr/bin/gcc' },
+  { pkg: 'python3-venv', file: '/usr/share/doc/python3-venv' },
 ];
 const missing = wanted.filter((w) => !existsSync(w.file)).map((w) => w.pkg);
 if (missing.length === 0) process.exit(0);
