@@ -22,7 +22,8 @@ import { fileURLToPath } from 'node:url';
 import { DAEMON_CHILD_FLAG, type MountConfig } from './options.js';
 import { serveControl } from './control.js';
 import {
-  ensureRuntimeDir, processStartTime, removeQuietly, runtimeFiles, writeDaemonInfo,
+  adoptLeftoverLogs, ensureRuntimeDir, keepLog, keptLogPath, processStartTime, pruneKeptLogs, removeQuietly, runtimeFiles,
+  writeDaemonInfo,
 } from './runtime.js';
 import type { Served } from './serve.js';
 
@@ -66,10 +67,21 @@ function removeIfEmpty(file: string): void {
   } catch { /* gone */ }
 }
 
-/** The log the daemon of this mount writes to. */
+/** how the parent tells the daemon child which file its stdout/stderr go to (internal) */
+const DAEMON_LOG_ENV = 'STRATAFS_DAEMON_LOG';
+
+/** The log the daemon of this mount writes to (in the daemon child: the one its parent opened). */
 export function daemonLogPath(c: MountConfig): string {
-  return c.logFile ?? runtimeFiles(c.mountpoint).log;
+  return process.env[DAEMON_LOG_ENV] ?? c.logFile ?? runtimeFiles(c.mountpoint).log;
 }
+
+/**
+ * The live log of a default-logged session (no log=FILE, no -d) is removed at a
+ * clean unmount; kept (runtime.ts keepLog) after a crash (found by the next
+ * start), an uncaught exception, a failed start. A -d session logs into a kept
+ * name from the start. A log=FILE is the user's: only an empty one is removed.
+ */
+const managedLog = (c: MountConfig): boolean => c.logFile === undefined && !c.debug;
 
 /**
  * Parent side: spawn the daemon and wait for its verdict. argv is the CLI's own
@@ -83,8 +95,21 @@ export async function spawnDaemon(argv: string[], c: MountConfig): Promise<numbe
     process.stderr.write(`stratafs: ${e instanceof Error ? e.message : String(e)}\n`);
     return 1;
   }
-  const logPath = daemonLogPath(c);
+  let logPath: string;
+  if (c.logFile !== undefined) {
+    logPath = c.logFile;
+  } else {
+    adoptLeftoverLogs(files, READY_TIMEOUT_MS);
+    logPath = c.debug ? keptLogPath(files.log, 'debug') : files.log;
+  }
   const logFd = fs.openSync(logPath, 'a', 0o600);
+  if (c.logFile === undefined && c.debug) pruneKeptLogs(files.dir, logPath);
+  /** a failed start: its log is kept when it says anything; returns where, or undefined */
+  const failedLog = (): string | undefined => {
+    if (managedLog(c)) return keepLog(logPath, 'failed');
+    removeIfEmpty(logPath);
+    return fs.existsSync(logPath) ? logPath : undefined;
+  };
   const script = fileURLToPath(new URL('./main.js', import.meta.url));
   // A daemon allocates little that lives long per request: V8's default 16 MiB semi-spaces only
   // inflate its resident size (measured on the bench data set: peak 198 -> 179 MB, same CPU).
@@ -92,6 +117,7 @@ export async function spawnDaemon(argv: string[], c: MountConfig): Promise<numbe
   const child = spawn(process.execPath, [...heapFlags, ...process.execArgv, script, DAEMON_CHILD_FLAG, ...argv], {
     detached: true,
     stdio: ['ignore', logFd, logFd, 'pipe'],
+    env: { ...process.env, [DAEMON_LOG_ENV]: logPath },
   });
   fs.closeSync(logFd);
   if (c.debug) process.stderr.write(`stratafs: debug log: ${logPath}\n`);
@@ -99,16 +125,20 @@ export async function spawnDaemon(argv: string[], c: MountConfig): Promise<numbe
   return new Promise<number>((resolve) => {
     let decided = false;
     let exited = false;
-    const decide = (code: number, message?: string): void => {
+    /** message: given where the log is now (undefined: it said nothing) */
+    const decide = (code: number, message?: (log: string | undefined) => string): void => {
       if (decided) return;
       decided = true;
       clearTimeout(timer);
-      if (message !== undefined) process.stderr.write(`stratafs: ${message}\n`);
       pipe.destroy();
-      if (code === 0 || exited) {
-        if (code !== 0) removeIfEmpty(logPath);
-        child.unref();
+      const finish = (): void => {
+        const log = code === 0 ? logPath : failedLog();
+        if (message !== undefined) process.stderr.write(`stratafs: ${message(log)}\n`);
         resolve(code);
+      };
+      if (code === 0 || exited) {
+        child.unref();
+        finish();
         return;
       }
       // A failed daemon is on its way out: return only once it is gone, so
@@ -120,10 +150,10 @@ export async function spawnDaemon(argv: string[], c: MountConfig): Promise<numbe
       }, 10_000);
       child.once('exit', () => {
         clearTimeout(kill);
-        removeIfEmpty(logPath);
-        resolve(code);
+        finish();
       });
     };
+    const see = (log: string | undefined): string => (log === undefined ? 'it logged nothing' : `see ${log}`);
     const pipe = child.stdio[READY_FD] as Readable;
     let buf = '';
     pipe.setEncoding('utf8');
@@ -133,20 +163,20 @@ export async function spawnDaemon(argv: string[], c: MountConfig): Promise<numbe
       if (nl < 0) return;
       const line = buf.slice(0, nl);
       if (line === 'ready') decide(0);
-      else decide(1, line.startsWith('error ') ? line.slice(6) : `daemon said: ${line}`);
+      else decide(1, () => (line.startsWith('error ') ? line.slice(6) : `daemon said: ${line}`));
     });
     pipe.on('error', () => { /* the exit handler reports */ });
-    child.on('error', (e) => decide(1, `cannot start the daemon: ${e.message}`));
+    child.on('error', (e) => decide(1, () => `cannot start the daemon: ${e.message}`));
     child.on('exit', (code, signal) => {
       exited = true;
       // the pipe may still hold the verdict: let it drain first
-      setImmediate(() => decide(1, `daemon exited (${signal ?? `code ${code}`}) before the mount was ready; see ${logPath}`));
+      setImmediate(() => decide(1, (log) => `daemon exited (${signal ?? `code ${code}`}) before the mount was ready; ${see(log)}`));
     });
     const timer = setTimeout(() => {
       if (child.pid !== undefined) {
         try { process.kill(child.pid, 'SIGKILL'); } catch { /* gone */ }
       }
-      decide(1, `the mount did not become ready within ${READY_TIMEOUT_MS / 1000} s; see ${logPath}`);
+      decide(1, (log) => `the mount did not become ready within ${READY_TIMEOUT_MS / 1000} s; ${see(log)}`);
     }, READY_TIMEOUT_MS);
   });
 }
@@ -196,8 +226,10 @@ export async function runServer(c: MountConfig, notify: Notifier, log: (s: strin
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGHUP', () => { /* detached: no terminal to lose; ignore */ });
   process.on('SIGUSR1', () => log(`stratafs: stats ${JSON.stringify(served?.stats() ?? null)}`));
+  let uncaught = false;
   process.on('uncaughtException', (e) => {
     // A bug outside a request must not take the mount down with it (every user would get ENOTCONN).
+    uncaught = true;
     log(`stratafs: uncaught exception (mount kept serving): ${e.stack ?? e.message}`);
   });
 
@@ -230,7 +262,12 @@ export async function runServer(c: MountConfig, notify: Notifier, log: (s: strin
   await served.ended;
   if (c.debug) log(`stratafs: ${c.mountpoint} unmounted; exiting`);
   cleanup();
-  // A session that logged nothing leaves no log behind (runtime dirs fill up with temp mountpoints otherwise).
-  if (!c.foreground) removeIfEmpty(daemonLogPath(c));
+  // A clean session leaves no log behind (runtime dirs fill up with temp mountpoints otherwise).
+  if (!c.foreground) {
+    const logPath = daemonLogPath(c);
+    if (!managedLog(c)) removeIfEmpty(logPath);
+    else if (uncaught) keepLog(logPath, 'exception');
+    else removeQuietly(logPath);
+  }
   return 0;
 }

@@ -548,6 +548,10 @@ export function parseCommandLine(argv: string[], env: Environment): CliCommand {
     .exitOverride()
     .configureOutput({ writeOut: (s) => { out += s; }, writeErr: (s) => { out += s; } })
     .action((first: string | undefined, second: string | undefined, o: { o?: string[]; foreground?: boolean; debug?: boolean; daemonChild?: boolean }) => {
+      // `stratafs frobnicate`: a lone word without options is a mistyped command, not a mountpoint
+      if (o.o === undefined && second === undefined && first !== undefined && !first.includes('/') && first !== '.' && first !== '..') {
+        throw new ConfigError(`unknown command '${first}' (see stratafs --help)`);
+      }
       const source = second === undefined ? undefined : first;
       const mountpoint = second === undefined ? first : second;
       const config = parseMountArgs({
@@ -562,9 +566,9 @@ export function parseCommandLine(argv: string[], env: Environment): CliCommand {
     .configureOutput({ writeOut: (t) => { out += t; }, writeErr: (t) => { out += t; } });
 
   sub('umount')
-    .description('unmount a stratafs mount; --force cleans a mount whose daemon died or hangs')
+    .description('unmount a stratafs mount; --force cleans a mount whose daemon died or hangs (or any FUSE mount)')
     .argument('<mountpoint>')
-    .option('--force', 'abort the FUSE connection (fusectl), then detach the mount')
+    .option('--force', 'abort the FUSE connection (fusectl), then detach the mount; also one that is not stratafs\'s')
     .action((mnt: string, o: { force?: boolean }) => {
       result = { kind: 'umount', mountpoint: path.resolve(env.cwd, mnt), force: !!o.force };
     });

@@ -3,7 +3,9 @@
  * and `stratafs umount` find the daemon from the mountpoint alone:
  *   <dir>/<id>.sock  control socket (stats, describe) served by the daemon
  *   <dir>/<id>.json  who serves the mount: pid, process start time, layers, log
- *   <dir>/<id>.log   the detached daemon's stdout/stderr (and -d op log)
+ *   <dir>/<id>.log   the detached daemon's stdout/stderr, removed at unmount
+ *   <dir>/<id>.<time>.<reason>.log  logs kept (see keepLog): a crash, an
+ *                    uncaught exception, a failed start, a -d session
  * <dir> is chosen by what this process can write, never by its uid alone
  * (rootless podman runs the mount program as uid 0 of a user namespace, where
  * /run is not writable): $STRATAFS_RUNTIME_DIR when set (tests point it at
@@ -149,4 +151,117 @@ export function writeDaemonInfo(file: string, info: DaemonInfo): void {
 
 export function removeQuietly(file: string): void {
   try { fs.unlinkSync(file); } catch { /* already gone */ }
+}
+
+// ---------------------------------------------------------------------------
+// daemon logs: one live log per mount, removed at a clean unmount; the ones
+// worth reading later are kept under their own names, and those are bounded.
+
+/** why a log outlives its session */
+export type KeptLogReason = 'crash' | 'exception' | 'failed' | 'debug';
+/** kept logs per runtime directory, newest first: at most this many ... */
+export const KEPT_LOGS_MAX = 20;
+/** ... and this many bytes together (the newest is kept whatever its size) */
+export const KEPT_LOGS_MAX_BYTES = 32 * 1024 * 1024;
+const KEPT_RE = /^[0-9a-f]{16}\.\d{8}T\d{6}Z(?:-\d+)?\.(?:crash|exception|failed|debug)\.log$/;
+
+/** `<id>.<UTC time>.<reason>.log` beside the live log `<id>.log`, not taken yet */
+export function keptLogPath(liveLog: string, reason: KeptLogReason, now = new Date()): string {
+  const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  const base = liveLog.replace(/\.log$/, '');
+  for (let n = 0; ; n++) {
+    const p = `${base}.${stamp}${n ? `-${n}` : ''}.${reason}.log`;
+    if (!fs.existsSync(p)) return p;
+  }
+}
+
+/**
+ * Keep a finished log under its reason's name (an empty one is just removed),
+ * then bound the directory. Returns where it is now, or undefined.
+ */
+export function keepLog(liveLog: string, reason: KeptLogReason): string | undefined {
+  let size: number;
+  try {
+    size = fs.statSync(liveLog).size;
+  } catch {
+    return undefined;
+  }
+  if (size === 0) {
+    removeQuietly(liveLog);
+    return undefined;
+  }
+  const kept = keptLogPath(liveLog, reason);
+  try {
+    fs.renameSync(liveLog, kept);
+  } catch {
+    return liveLog;
+  }
+  pruneKeptLogs(path.dirname(kept), kept);
+  return kept;
+}
+
+/** Remove the oldest kept logs beyond KEPT_LOGS_MAX files or KEPT_LOGS_MAX_BYTES; `spare` always stays. */
+export function pruneKeptLogs(dir: string, spare?: string, limits = { files: KEPT_LOGS_MAX, bytes: KEPT_LOGS_MAX_BYTES }): string[] {
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir).filter((n) => KEPT_RE.test(n));
+  } catch {
+    return [];
+  }
+  const logs: { p: string; mtime: number; size: number }[] = [];
+  for (const n of names) {
+    const p = path.join(dir, n);
+    try {
+      const st = fs.lstatSync(p);
+      if (st.isFile()) logs.push({ p, mtime: st.mtimeMs, size: st.size });
+    } catch { /* gone meanwhile */ }
+  }
+  // oldest first, until the rest fits
+  logs.sort((a, b) => a.mtime - b.mtime || (a.p < b.p ? -1 : 1));
+  const removed: string[] = [];
+  let files = logs.length;
+  let bytes = logs.reduce((n, l) => n + l.size, 0);
+  for (const l of logs) {
+    if (files <= limits.files && bytes <= limits.bytes) break;
+    if (l.p === spare) continue;
+    removeQuietly(l.p);
+    removed.push(l.p);
+    files--;
+    bytes -= l.size;
+  }
+  return removed;
+}
+
+/**
+ * Before a daemon starts on a mountpoint: a live log `<id>.log` left behind by
+ * a daemon that is gone (it would have removed it at unmount) records a crash:
+ * keep it as such instead of appending the new session to it. The live logs
+ * of other mountpoints whose daemons are gone are kept as crashes too (and so
+ * bounded), once older than `settleMs`: a daemon that is still starting has
+ * no record yet, but its log is new.
+ */
+export function adoptLeftoverLogs(files: RuntimeFiles, settleMs: number, now = Date.now()): string[] {
+  const kept: string[] = [];
+  let names: string[];
+  try {
+    names = fs.readdirSync(files.dir).filter((n) => /^[0-9a-f]{16}\.log$/.test(n));
+  } catch {
+    return kept;
+  }
+  for (const n of names) {
+    const log = path.join(files.dir, n);
+    const own = log === files.log;
+    const info = readDaemonInfo(log.replace(/\.log$/, '.json'));
+    if (info !== undefined && daemonAlive(info)) continue; // still written by its daemon
+    if (!own) {
+      try {
+        if (now - fs.statSync(log).mtimeMs < settleMs) continue;
+      } catch {
+        continue;
+      }
+    }
+    const k = keepLog(log, 'crash');
+    if (k !== undefined) kept.push(k);
+  }
+  return kept;
 }

@@ -16,6 +16,8 @@ import { findMount, isFuse, readMounts, resolveMountpointArg, type MountEntry } 
 import { daemonAlive, readDaemonInfo, removeQuietly, runtimeFiles, type DaemonInfo } from './runtime.js';
 
 const run = promisify(execFile);
+/** the mount table's type of every stratafs mount (libfuse subtype=stratafs, both APIs) */
+const STRATAFS_FSTYPE = 'fuse.stratafs';
 const FUSECTL = '/sys/fs/fuse/connections';
 const MNT_DETACH = 2;
 
@@ -144,8 +146,11 @@ export async function umountCommand(mountpointArg: string, force: boolean, log: 
   if (force) return forceClean(mnt, log);
   const m = findMount(await readMounts(), mnt);
   if (m === undefined) throw new UmountError('not mounted', mnt);
-  if (!isFuse(m)) throw new UmountError(`not a stratafs mount (${m.fstype})`, mnt);
   const info = readDaemonInfo(runtimeFiles(mnt).info);
+  // Another FUSE file system (a fuse-overlayfs mount, say) is not ours to end: only with --force.
+  if (!isFuse(m) || (m.fstype !== STRATAFS_FSTYPE && info === undefined)) {
+    throw new UmountError(`not a stratafs mount (${m.fstype}${isFuse(m) ? '; --force unmounts it anyway' : ''})`, mnt);
+  }
   await detach(mnt, false);
   if (info !== undefined && daemonAlive(info) && !(await waitGone(info, 10_000))) {
     log(`stratafs: unmounted, but daemon ${info.pid} is still running`);

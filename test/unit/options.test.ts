@@ -207,6 +207,13 @@ describe('parseCommandLine', () => {
     expect(() => parseCommandLine(['a', 'b', 'c', '-o', 'lowerdir=/a'], env)).toThrow(ConfigError);
     expect(() => parseCommandLine(['umount'], env)).toThrow(/missing required argument/);
   });
+  it('an unknown command is named (not taken for a mountpoint without options)', () => {
+    expect(() => parseCommandLine(['frobnicate'], env)).toThrow(/^unknown command 'frobnicate' \(see stratafs --help\)$/);
+    expect(() => parseCommandLine(['-f', 'frobnicate'], env)).toThrow(/unknown command 'frobnicate'/);
+    // with options it is a mountpoint, as before; a path without options still asks for lowerdir
+    expect(mountOf(['frobnicate', '-o', 'lowerdir=/a']).mountpoint).toBe('/base/frobnicate');
+    expect(() => parseCommandLine(['./mnt'], env)).toThrow(/missing lowerdir option/);
+  });
 });
 
 describe('validateMountConfig (reads only)', () => {

@@ -8,7 +8,10 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { join } from 'node:path';
-import { ensureRuntimeDir, inInitialUserNamespace, runtimeDir, runtimeDirCandidates, runtimeDirProblem } from '../../src/cli/runtime.js';
+import {
+  adoptLeftoverLogs, ensureRuntimeDir, inInitialUserNamespace, keepLog, keptLogPath, pruneKeptLogs, runtimeDir, runtimeDirCandidates,
+  runtimeDirProblem, runtimeFiles, writeDaemonInfo, processStartTime,
+} from '../../src/cli/runtime.js';
 import { tempDir } from '../harness/mounts.js';
 
 let t: string;
@@ -72,5 +75,63 @@ describe('runtime directory', () => {
     expect(fs.statSync(mine).mode & 0o777).toBe(0o700);
     expect(() => ensureRuntimeDir(join(t, 'xdg', 'stratafs'))).toThrow(/belongs to uid 4321.*STRATAFS_RUNTIME_DIR/);
     expect(os.tmpdir()).toBe(join(t, 'tmp'));
+  });
+});
+
+describe('daemon logs', () => {
+  const id = 'abcdef0123456789';
+  it('keepLog renames a log with content to <id>.<UTC time>.<reason>.log and removes an empty one', () => {
+    const live = join(t, `${id}.log`);
+    fs.writeFileSync(live, 'boom\n');
+    const kept = keepLog(live, 'exception')!;
+    expect(kept).toMatch(new RegExp(`/${id}\\.\\d{8}T\\d{6}Z\\.exception\\.log$`));
+    expect(fs.readFileSync(kept, 'utf8')).toBe('boom\n');
+    expect(fs.existsSync(live)).toBe(false);
+    fs.writeFileSync(live, '');
+    expect(keepLog(live, 'failed')).toBeUndefined();
+    expect(fs.existsSync(live)).toBe(false);
+    // the same second twice: a suffix, nothing overwritten
+    const now = new Date('2026-12-03T10:00:00.123Z');
+    fs.writeFileSync(join(t, `${id}.20261203T100000Z.crash.log`), 'x');
+    expect(keptLogPath(live, 'crash', now)).toBe(join(t, `${id}.20261203T100000Z-1.crash.log`));
+  });
+
+  it('pruneKeptLogs removes the oldest first until both bounds hold, never the spared one, nothing else', () => {
+    const names: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      const n = join(t, `${id}.20260101T00000${i}Z.failed.log`);
+      fs.writeFileSync(n, 'x'.repeat(i === 0 ? 50 : 10));
+      fs.utimesSync(n, 1000 + i, 1000 + i);
+      names.push(n);
+    }
+    fs.writeFileSync(join(t, `${id}.log`), 'live');
+    fs.writeFileSync(join(t, 'other.txt'), 'x');
+    fs.utimesSync(join(t, `${id}.log`), 1, 1);
+    // 6 files, 100 bytes; at most 4 files and 60 bytes: the oldest (50 bytes) is spared, so the bytes decide
+    const removed = pruneKeptLogs(t, names[0], { files: 4, bytes: 60 });
+    expect(removed).toEqual([names[1], names[2], names[3], names[4]]);
+    expect(fs.readdirSync(t).sort()).toEqual([`${id}.20260101T000000Z.failed.log`, `${id}.20260101T000005Z.failed.log`, `${id}.log`, 'other.txt']);
+  });
+
+  it('adoptLeftoverLogs: the own leftover at once, another mountpoint\'s only once settled, never a live daemon\'s', () => {
+    process.env.STRATAFS_RUNTIME_DIR = t;
+    const files = runtimeFiles('/some/mnt');
+    fs.writeFileSync(files.log, 'own crash\n');
+    const fresh = join(t, `${'1'.repeat(16)}.log`);
+    const stale = join(t, `${'2'.repeat(16)}.log`);
+    const live = join(t, `${'3'.repeat(16)}.log`);
+    for (const f of [fresh, stale, live]) fs.writeFileSync(f, 'x\n');
+    const now = Date.now();
+    fs.utimesSync(stale, (now - 600_000) / 1000, (now - 600_000) / 1000);
+    fs.utimesSync(live, (now - 600_000) / 1000, (now - 600_000) / 1000);
+    writeDaemonInfo(live.replace(/\.log$/, '.json'), {
+      pid: process.pid, startTime: processStartTime(process.pid)!, mountpoint: '/x', lowerdirs: [], upperdir: undefined, workdir: undefined,
+      log: live, foreground: false,
+    });
+    const kept = adoptLeftoverLogs(files, 120_000, now).map((k) => k.slice(t.length + 1, t.length + 17)).sort();
+    expect(kept).toEqual([files.log.slice(t.length + 1, t.length + 17), '2'.repeat(16)].sort());
+    expect(fs.existsSync(fresh)).toBe(true);
+    expect(fs.existsSync(live)).toBe(true);
+    expect(fs.existsSync(files.log)).toBe(false);
   });
 });
