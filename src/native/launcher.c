@@ -198,6 +198,10 @@ int main(int argc, char **argv) {
     if (!realpath(rel, main_js)) snprintf(main_js, sizeof main_js, "%s", rel);
   }
 
+  // stratafs makes no TLS connection: Node would parse this CA bundle at every start for
+  // nothing (measured here: 34 ms CPU, 50 ms wall of an 85 ms `node -e 0`).
+  unsetenv("NODE_EXTRA_CA_CERTS");
+
   char **args = calloc((size_t)argc + 5, sizeof *args);
   if (!args) return 1;
   int k = 0;
@@ -240,8 +244,6 @@ int main(int argc, char **argv) {
     if (syscall(SYS_close_range, READY_FD + 1, ~0U, 0) < 0) {
       for (int fd = READY_FD + 1; fd < 1024; fd++) close(fd);
     }
-    // The daemon makes no TLS connection: parsing a CA bundle would only delay its start (~30 ms).
-    unsetenv("NODE_EXTRA_CA_CERTS");
     exec_node(args);
     char line[512];
     int m = snprintf(line, sizeof line, "error cannot start the daemon: node: %s\n", strerror(errno));
