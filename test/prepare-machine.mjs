@@ -19,7 +19,8 @@ const wanted = [
   // real clients on a mount: podman and buildah (rootful with runc, rootless with newuidmap),
   // a tiny offline base image from busybox-static
   'podman', 'buildah', 'runc', 'uidmap', 'busybox-static',
-  // a developer's day on a merged view: git, a C build, a Python venv
+  // a developer's day on a merged view (test/integration/devday.test.ts): git, make and a C
+  // compiler, a Python venv (python3-venv brings the pip wheel the test installs a local wheel with)
   'git', 'make', 'gcc', 'python3-venv',
 ];
 

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import * as path from 'node:path';
-import { run, describeFailure, findMount, findDaemonPid, fusectlAbort, sleep } from './proc.js';
+import { run, describeFailure, findMount, findDaemonPid, fusectlAbort, sleep, type RunResult } from './proc.js';
 import type { Manifest } from './dataset.js';
 
 export type ImplName = 'kernel' | 'fuse-overlayfs' | 'stratafs';
@@ -17,7 +17,39 @@ export interface MountHandle {
   mnt: string;
   /** The FUSE daemon; null for the kernel. */
   pid: number | null;
+  /**
+   * Mount latency: seconds from spawning the mount command to the first stat through the mount
+   * that succeeds, polled from the moment the command exits (podman waits for that exit).
+   */
+  answeredSeconds: number;
+  /** Seconds from spawning the mount command to its exit. */
+  exitSeconds: number;
   unmount(): Promise<void>;
+}
+
+/** A name at the root of every data set's merged view (dataset.ts), stat'ed to see a mount answer. */
+const PROBE = 'tree';
+
+/**
+ * Times `cmd args` as a mount: from spawn to its exit, then to the first successful stat of
+ * mnt/PROBE (ENOENT until the mount is there: the mountpoint itself is an empty directory).
+ */
+async function timedMount(cmd: string, args: readonly string[], mnt: string): Promise<{ r: RunResult; exitSeconds: number; answeredSeconds: number }> {
+  const t0 = process.hrtime.bigint();
+  const r = await run(cmd, args, { timeoutMs: 60_000 });
+  const exitSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  if (r.code !== 0) return { r, exitSeconds, answeredSeconds: NaN };
+  const until = Date.now() + 10_000;
+  for (;;) {
+    try {
+      await fs.promises.stat(path.join(mnt, PROBE));
+      break;
+    } catch (e) {
+      if (Date.now() > until) throw new MountError(`${cmd} exited 0 but ${mnt}/${PROBE} did not appear within 10 s: ${String(e)}`);
+      await sleep(1);
+    }
+  }
+  return { r, exitSeconds, answeredSeconds: Number(process.hrtime.bigint() - t0) / 1e9 };
 }
 
 export interface Impl {
@@ -114,11 +146,13 @@ export const kernelImpl: Impl = {
   },
   async mount(m, d) {
     // redirect_dir=on: otherwise renaming a lower directory gives EXDEV here (module default is off).
-    const r = await run('mount', ['-t', 'overlay', 'overlay', '-o', `${overlayOpts(m, d)},redirect_dir=on`, d.mnt], { timeoutMs: 30_000 });
+    const { r, exitSeconds, answeredSeconds } = await timedMount('mount', ['-t', 'overlay', 'overlay', '-o', `${overlayOpts(m, d)},redirect_dir=on`, d.mnt], d.mnt);
     if (r.code !== 0) throw new MountError(`mount -t overlay: ${describeFailure(r)}`);
     return {
       mnt: d.mnt,
       pid: null,
+      exitSeconds,
+      answeredSeconds,
       async unmount() {
         const u = await run('umount', [d.mnt], { timeoutMs: 60_000 });
         if (u.code !== 0 && findMount(d.mnt) !== null) await run('umount', ['-l', d.mnt], { timeoutMs: 10_000 });
@@ -153,13 +187,15 @@ export const fuseOverlayfsImpl: Impl = {
     return `not installed and apt-get install failed (${describeFailure(r)})`;
   },
   async mount(m, d) {
-    const r = await run('fuse-overlayfs', ['-o', overlayOpts(m, d), d.mnt], { timeoutMs: 30_000 });
+    const { r, exitSeconds, answeredSeconds } = await timedMount('fuse-overlayfs', ['-o', overlayOpts(m, d), d.mnt], d.mnt);
     if (r.code !== 0) throw new MountError(`fuse-overlayfs: ${describeFailure(r)}`);
     await waitForMount(d.mnt, 'fuse', 10_000);
     const pid = findDaemonPid(d.mnt);
     return {
       mnt: d.mnt,
       pid,
+      exitSeconds,
+      answeredSeconds,
       async unmount() {
         await unmountFuse(d.mnt, pid, async () => (await run('fusermount3', ['-u', d.mnt], { timeoutMs: 30_000 })).code === 0);
       },
@@ -174,6 +210,15 @@ export const fuseOverlayfsImpl: Impl = {
 export function stratafsCli(override?: string): string {
   if (override !== undefined) return path.resolve(override);
   return fileURLToPath(new URL('../cli/main.js', import.meta.url));
+}
+
+/**
+ * How the bench runs the stratafs command: the `stratafs` command users and podman run
+ * (bin/stratafs: the native launcher when built) beside a dist/cli/main.js, else node CLI.
+ */
+export function stratafsCommand(cli: string): [string, ...string[]] {
+  const bin = path.resolve(path.dirname(cli), '..', '..', 'bin', 'stratafs');
+  return fs.existsSync(bin) ? [bin] : [process.execPath, cli];
 }
 
 function logTail(file: string): string {
@@ -206,9 +251,10 @@ export function makeStratafsImpl(cli: string): Impl {
     async version() {
       const cwd = path.dirname(cli);
       const head = await run('git', ['log', '-1', '--format=%h %cI'], { cwd, timeoutMs: 5000 });
-      const dirty = await run('git', ['status', '--porcelain', '--untracked-files=no', '--', 'src'], { cwd, timeoutMs: 10_000 });
-      if (head.code !== 0) return cli;
-      return `${cli} at commit ${head.stdout.trim()}${dirty.stdout.trim().length > 0 ? ' + uncommitted changes in src/' : ''}`;
+      const dirty = await run('git', ['status', '--porcelain', '--untracked-files=no', '--', ':(top)src'], { cwd, timeoutMs: 10_000 });
+      const how = stratafsCommand(cli).join(' ');
+      if (head.code !== 0) return how;
+      return `${how} at commit ${head.stdout.trim()}${dirty.stdout.trim().length > 0 ? ' + uncommitted changes in src/' : ''}`;
     },
     async prepare() {
       if (!fs.existsSync(cli)) return `${cli} not found (stratafs CLI not built yet)`;
@@ -217,7 +263,8 @@ export function makeStratafsImpl(cli: string): Impl {
     async mount(m, d) {
       // The daemon log goes next to the mount's upper dir: removed with it, quoted when something fails.
       const logFile = path.join(path.dirname(d.mnt), 'stratafs.log');
-      const r = await run(process.execPath, [cli, '-o', `${overlayOpts(m, d)},log=${logFile}`, d.mnt], { timeoutMs: 60_000 });
+      const command = stratafsCommand(cli);
+      const { r, exitSeconds, answeredSeconds } = await timedMount(command[0], [...command.slice(1), '-o', `${overlayOpts(m, d)},log=${logFile}`, d.mnt], d.mnt);
       if (r.code !== 0) {
         // A daemon that half-started may still hold the mountpoint.
         if (findMount(d.mnt) !== null) await fusectlAbort(d.mnt);
@@ -234,6 +281,8 @@ export function makeStratafsImpl(cli: string): Impl {
       return {
         mnt: d.mnt,
         pid,
+        exitSeconds,
+        answeredSeconds,
         async unmount() {
           // Plain umount (what users and container engines do; the daemon must exit on it), then the CLI's own.
           await unmountFuse(d.mnt, pid, async () => {

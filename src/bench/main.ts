@@ -257,6 +257,28 @@ class Runner {
     return [cold, warm].filter((a): a is CellAcc => a !== null).map((a) => a.finish());
   }
 
+  /**
+   * Mount latency (issue 10): LATENCY_MOUNTS fresh mounts, each timed from spawning the mount
+   * command to the first stat the mount answers after the command exited (impls.ts timedMount).
+   * Page caches stay warm: a container engine mounts again and again.
+   */
+  async latencyCell(impl: Impl): Promise<Cell> {
+    const cell: Cell = { workload: LATENCY_ID, title: LATENCY_TITLE, mode: 'cold', impl: impl.name, unit: 's', status: 'ok', runs: [] };
+    const ms = (s: number): string => `${(s * 1000).toFixed(1)} ms`;
+    try {
+      for (let i = 0; i < LATENCY_MOUNTS && !interrupted; i++) {
+        await this.withMount(impl, LATENCY_ID, async (h) => {
+          cell.runs.push({ seconds: h.answeredSeconds, value: h.answeredSeconds, detail: `command exited after ${ms(h.exitSeconds)}, first stat answered after ${ms(h.answeredSeconds)}` });
+        });
+      }
+      cell.median = median(cell.runs.map((r) => r.value));
+    } catch (err) {
+      cell.status = 'failed';
+      cell.error = err instanceof Error ? err.message : String(err);
+    }
+    return cell;
+  }
+
   /** One mount + a look at the root, so a broken implementation is reported once, up front. */
   async probe(impl: Impl): Promise<string | null> {
     try {
@@ -272,6 +294,11 @@ class Runner {
     }
   }
 }
+
+/** The mount latency cell: `--only mount` runs just it. */
+const LATENCY_ID = 'mount';
+const LATENCY_TITLE = 'mount latency (command start to first stat answered)';
+const LATENCY_MOUNTS = 10;
 
 function summarize(c: Cell): string {
   if (c.status !== 'ok') return `${c.status.toUpperCase()}: ${c.error ?? ''}`;
@@ -305,8 +332,8 @@ async function main(): Promise<void> {
 
   const all = workloads();
   if (o.only !== undefined) {
-    const unknown = o.only.filter((id) => !all.some((w) => w.id === id));
-    if (unknown.length > 0) throw new Error(`unknown workload(s): ${unknown.join(', ')}; known: ${all.map((w) => w.id).join(', ')}`);
+    const unknown = o.only.filter((id) => id !== LATENCY_ID && !all.some((w) => w.id === id));
+    if (unknown.length > 0) throw new Error(`unknown workload(s): ${unknown.join(', ')}; known: ${[LATENCY_ID, ...all.map((w) => w.id)].join(', ')}`);
   }
   const chosen = o.only === undefined ? all : all.filter((w) => o.only?.includes(w.id));
   const runs = o.runs ?? (o.quick ? 1 : 3);
@@ -371,6 +398,19 @@ async function main(): Promise<void> {
   onInterrupt = () => {
     if (cells.length > 0) save(snapshot(false));
   };
+  if (o.only === undefined || o.only.includes(LATENCY_ID)) {
+    for (const impl of impls) {
+      if (interrupted) break;
+      const c = await runner.latencyCell(impl);
+      cells.push(c);
+      log(`[${impl.name}] ${LATENCY_ID}: ${summarize(c)}`);
+      if (c.status === 'failed') process.stderr.write(`\n!!! ${impl.name} / ${LATENCY_ID} FAILED: ${c.error ?? ''}\n\n`);
+    }
+    for (const st of statuses.filter((x) => !x.available)) {
+      cells.push({ workload: LATENCY_ID, title: LATENCY_TITLE, mode: 'cold', impl: st.name, unit: 's', status: 'absent', error: st.reason ?? '', runs: [] });
+    }
+    save(snapshot(false));
+  }
   for (const w of chosen) {
     for (const impl of impls) {
       const t0 = Date.now();

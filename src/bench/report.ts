@@ -340,6 +340,8 @@ export const TARGETS: readonly { group: string; mode: Mode; workloads: readonly 
 ];
 
 export const RSS_TARGET_BYTES = 200 * 1000 * 1000;
+/** Issue 10: a stratafs mount answers within this long of its command starting (median of the latency cell). */
+export const MOUNT_LATENCY_TARGET_S = 0.12;
 
 export function targetsMarkdown(r: Results): string {
   const lines = ['| target | workload | mode | stratafs ÷ fuse-overlayfs | limit | met |', '|---|---|---|---|---|---|'];
@@ -362,6 +364,14 @@ export function targetsMarkdown(r: Results): string {
       }
       lines.push(`| ${t.group} | ${s.title} | ${t.mode} | ${fmtRatio(ratio)} | ${t.limit}× | ${verdict} |`);
     }
+  }
+  const lat = cellFor(r, 'mount', 'cold', 'stratafs');
+  if (lat !== undefined && lat.status !== 'absent') {
+    total++;
+    const ok = lat.status === 'ok' && lat.median !== undefined && lat.median <= MOUNT_LATENCY_TARGET_S;
+    if (ok) met++;
+    const shownMs = lat.status === 'ok' && lat.median !== undefined ? `${(lat.median * 1000).toFixed(0)} ms` : 'failed';
+    lines.push(`| mount answers (median of ${lat.runs.length}) | ${lat.title} | – | ${shownMs} | ≤ ${MOUNT_LATENCY_TARGET_S * 1000} ms | ${ok ? 'yes' : '**no**'} |`);
   }
   const sCells = r.cells.filter((c) => c.impl === 'stratafs' && c.daemonPeakRssBytes !== undefined);
   if (sCells.length > 0) {

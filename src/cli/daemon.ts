@@ -1,21 +1,23 @@
 /**
  * Running a mount as a daemon.
  *
- * Without -f the CLI validates everything, then spawns itself detached (a new
- * session: setsid through `detached: true`) with an internal flag, stdin from
- * /dev/null and stdout/stderr appended to the mount's log file, plus a pipe on
- * fd 3. The child mounts and writes one line on that pipe: "ready" once the
- * kernel's INIT has been answered (the mount answers from then on), or
- * "error <message>". The parent exits 0 on "ready", else 1 with the child's line,
- * so `mount -t fuse.stratafs`, fstab and scripts see success only for a working
- * mount.
+ * Without -f, a parent starts the daemon detached (a new session), stdin from
+ * /dev/null, stdout/stderr on a pipe of the parent's, and a pipe on fd 3, then
+ * waits for its verdict. The parent is src/native/launcher.c (the `stratafs`
+ * command: no second Node start) or, run as `node dist/cli/main.js`, spawnDaemon
+ * below. The daemon (daemon-child.ts) parses and validates its command line,
+ * writes warnings on stderr (relayed by the parent), opens its log and says
+ * `log managed|plain PATH` on fd 3, points stdout/stderr at the log, mounts,
+ * and writes `ready` once the kernel's INIT has been answered (the mount answers
+ * from then on), or `error <message>`. The parent exits 0 on "ready", else 1 with
+ * the daemon's line, so `mount -t fuse.stratafs`, fstab, podman and scripts see
+ * success only for a working mount.
  *
  * The serving process (daemon or -f) unmounts on SIGTERM/SIGINT through the
  * binding's async unmount, exits when the mount is removed from outside, dumps
  * its stats to the log on SIGUSR1, and serves `stratafs stats` on the control
  * socket.
  */
-import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
@@ -84,17 +86,13 @@ export function daemonLogPath(c: MountConfig): string {
 const managedLog = (c: MountConfig): boolean => c.logFile === undefined && !c.debug;
 
 /**
- * Parent side: spawn the daemon and wait for its verdict. argv is the CLI's own
- * argument list; the child parses it again (same cwd), so it gets the same config.
+ * The daemon's log, chosen and opened by the daemon itself once its command line
+ * is validated: a leftover live log of a daemon that is gone is kept as a crash
+ * first (runtime.ts adoptLeftoverLogs); -d logs into a kept name from the start.
  */
-export async function spawnDaemon(argv: string[], c: MountConfig): Promise<number> {
+export function openDaemonLog(c: MountConfig): { path: string; fd: number; managed: boolean } {
   const files = runtimeFiles(c.mountpoint);
-  try {
-    ensureRuntimeDir(files.dir);
-  } catch (e) {
-    process.stderr.write(`stratafs: ${e instanceof Error ? e.message : String(e)}\n`);
-    return 1;
-  }
+  ensureRuntimeDir(files.dir);
   let logPath: string;
   if (c.logFile !== undefined) {
     logPath = c.logFile;
@@ -102,29 +100,76 @@ export async function spawnDaemon(argv: string[], c: MountConfig): Promise<numbe
     adoptLeftoverLogs(files, READY_TIMEOUT_MS);
     logPath = c.debug ? keptLogPath(files.log, 'debug') : files.log;
   }
-  const logFd = fs.openSync(logPath, 'a', 0o600);
+  const fd = fs.openSync(logPath, 'a', 0o600);
   if (c.logFile === undefined && c.debug) pruneKeptLogs(files.dir, logPath);
-  /** a failed start: its log is kept when it says anything; returns where, or undefined */
-  const failedLog = (): string | undefined => {
-    if (managedLog(c)) return keepLog(logPath, 'failed');
-    removeIfEmpty(logPath);
-    return fs.existsSync(logPath) ? logPath : undefined;
-  };
-  const script = fileURLToPath(new URL('./main.js', import.meta.url));
+  process.env[DAEMON_LOG_ENV] = logPath;
+  return { path: logPath, fd, managed: managedLog(c) };
+}
+
+/** A start that failed: its log is kept when it says anything (managed logs) or removed when empty. Returns where it is. */
+export function failedStartLog(logPath: string, managed: boolean): string | undefined {
+  if (managed) return keepLog(logPath, 'failed');
+  removeIfEmpty(logPath);
+  return fs.existsSync(logPath) ? logPath : undefined;
+}
+
+/** How a start that ended without a verdict is told, once its log is settled (failedStartLog). */
+export function goneMessage(how: { exited: string } | { timedOut: true }, log: string | undefined): string {
+  const see = log === undefined ? 'it logged nothing' : `see ${log}`;
+  return 'exited' in how
+    ? `daemon exited (${how.exited}) before the mount was ready; ${see}`
+    : `the mount did not become ready within ${READY_TIMEOUT_MS / 1000} s; ${see}`;
+}
+
+/** A verdict-pipe line: `log managed|plain PATH`, `ready`, `error MESSAGE`. */
+export type Verdict = { log: string; managed: boolean } | { ready: true } | { error: string };
+
+export function parseVerdictLine(line: string): Verdict {
+  const m = /^log (managed|plain) (.*)$/.exec(line);
+  if (m) return { log: m[2]!, managed: m[1] === 'managed' };
+  if (line === 'ready') return { ready: true };
+  return { error: line.startsWith('error ') ? line.slice(6) : `daemon said: ${line}` };
+}
+
+/**
+ * Parent side when the Node CLI itself is the parent (`node dist/cli/main.js`, or the launcher
+ * absent): spawn the daemon and relay its verdict, as src/native/launcher.c does without a second
+ * Node start. argv is the CLI's own argument list; the daemon parses and validates it (same cwd),
+ * writes warnings on its stderr (relayed here until it has its log), and says where its log is,
+ * then `ready` or `error MESSAGE` on fd 3 (daemon-child.ts).
+ */
+export async function spawnDaemon(argv: string[]): Promise<number> {
+  // the CLI this process runs (dist/cli/main.js or its CommonJS build dist/cjs/stratafs.cjs)
+  const script = process.argv[1] ?? fileURLToPath(new URL('./main.js', import.meta.url));
   // A daemon allocates little that lives long per request: V8's default 16 MiB semi-spaces only
   // inflate its resident size (measured on the bench data set: peak 198 -> 179 MB, same CPU).
   const heapFlags = process.execArgv.some((a) => a.startsWith('--max-semi-space-size')) ? [] : ['--max-semi-space-size=4'];
+  const { spawn } = await import('node:child_process');
+  const env = { ...process.env };
+  // The daemon makes no TLS connection: parsing an extra CA bundle only delays its start (~30 ms).
+  delete env.NODE_EXTRA_CA_CERTS;
   const child = spawn(process.execPath, [...heapFlags, ...process.execArgv, script, DAEMON_CHILD_FLAG, ...argv], {
     detached: true,
-    stdio: ['ignore', logFd, logFd, 'pipe'],
-    env: { ...process.env, [DAEMON_LOG_ENV]: logPath },
+    stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
+    env,
   });
-  fs.closeSync(logFd);
-  if (c.debug) process.stderr.write(`stratafs: debug log: ${logPath}\n`);
+  // Until the daemon points them at its log: its warnings, or what it said before dying.
+  let early = 2;
+  for (const out of [child.stdout!, child.stderr!]) {
+    out.on('data', (d: Buffer) => { process.stderr.write(d); });
+    out.on('error', () => { /* the exit handler reports */ });
+    out.once('close', () => { early--; });
+  }
+  const earlyDone = async (): Promise<void> => {
+    for (let i = 0; i < 100 && early > 0; i++) await new Promise((r) => setTimeout(r, 10));
+    child.stdout!.destroy();
+    child.stderr!.destroy();
+  };
 
   return new Promise<number>((resolve) => {
     let decided = false;
     let exited = false;
+    let log: { path: string; managed: boolean } | undefined;
     /** message: given where the log is now (undefined: it said nothing) */
     const decide = (code: number, message?: (log: string | undefined) => string): void => {
       if (decided) return;
@@ -132,9 +177,12 @@ export async function spawnDaemon(argv: string[], c: MountConfig): Promise<numbe
       clearTimeout(timer);
       pipe.destroy();
       const finish = (): void => {
-        const log = code === 0 ? logPath : failedLog();
-        if (message !== undefined) process.stderr.write(`stratafs: ${message(log)}\n`);
-        resolve(code);
+        void earlyDone().then(() => {
+          // A verdict `error` comes after the daemon settled its log itself.
+          const where = code === 0 || log === undefined ? log?.path : failedStartLog(log.path, log.managed);
+          if (message !== undefined) process.stderr.write(`stratafs: ${message(where)}\n`);
+          resolve(code);
+        });
       };
       if (code === 0 || exited) {
         child.unref();
@@ -153,30 +201,35 @@ export async function spawnDaemon(argv: string[], c: MountConfig): Promise<numbe
         finish();
       });
     };
-    const see = (log: string | undefined): string => (log === undefined ? 'it logged nothing' : `see ${log}`);
     const pipe = child.stdio[READY_FD] as Readable;
     let buf = '';
     pipe.setEncoding('utf8');
     pipe.on('data', (d: string) => {
       buf += d;
-      const nl = buf.indexOf('\n');
-      if (nl < 0) return;
-      const line = buf.slice(0, nl);
-      if (line === 'ready') decide(0);
-      else decide(1, () => (line.startsWith('error ') ? line.slice(6) : `daemon said: ${line}`));
+      for (let nl = buf.indexOf('\n'); nl >= 0 && !decided; nl = buf.indexOf('\n')) {
+        const v = parseVerdictLine(buf.slice(0, nl));
+        buf = buf.slice(nl + 1);
+        if ('log' in v) log = { path: v.log, managed: v.managed };
+        else if ('ready' in v) decide(0);
+        else {
+          // the daemon kept (or removed) its log itself before saying so
+          log = undefined;
+          decide(1, () => v.error);
+        }
+      }
     });
     pipe.on('error', () => { /* the exit handler reports */ });
     child.on('error', (e) => decide(1, () => `cannot start the daemon: ${e.message}`));
     child.on('exit', (code, signal) => {
       exited = true;
       // the pipe may still hold the verdict: let it drain first
-      setImmediate(() => decide(1, (log) => `daemon exited (${signal ?? `code ${code}`}) before the mount was ready; ${see(log)}`));
+      setImmediate(() => decide(1, (where) => goneMessage({ exited: signal ?? `code ${code}` }, where)));
     });
     const timer = setTimeout(() => {
       if (child.pid !== undefined) {
         try { process.kill(child.pid, 'SIGKILL'); } catch { /* gone */ }
       }
-      decide(1, (log) => `the mount did not become ready within ${READY_TIMEOUT_MS / 1000} s; ${see(log)}`);
+      decide(1, (where) => goneMessage({ timedOut: true }, where));
     }, READY_TIMEOUT_MS);
   });
 }
@@ -202,7 +255,7 @@ export async function runServer(c: MountConfig, notify: Notifier, log: (s: strin
       // Busy (a process has a file open or its cwd inside): detach now, as
       // libfuse does, and keep serving until the last user lets go.
       log(`stratafs: unmount failed (${e instanceof Error ? e.message : String(e)}); detaching lazily`);
-      const { unmountPath } = await import('../native/fuse.js');
+      const { unmountPath } = await import('../native/fuse-mount.js');
       const { fromText } = await import('../core/bstr.js');
       await unmountPath(fromText(c.mountpoint), { lazy: true }).catch((e2: unknown) => {
         log(`stratafs: lazy unmount failed too: ${e2 instanceof Error ? e2.message : String(e2)}`);

@@ -5,7 +5,7 @@
  * lazily, so `umount`, `stats` and bad input never load native code.
  */
 import { readFileSync } from 'node:fs';
-import { ConfigError, parseCommandLine, validateMountConfig, type CliCommand } from './options.js';
+import { ConfigError, DAEMON_CHILD_FLAG, parseCommandLine, validateMountConfig, type CliCommand } from './options.js';
 
 function version(): string {
   try {
@@ -20,6 +20,8 @@ const err = (s: string): void => { process.stderr.write(s + '\n'); };
 
 async function mountCommand(cmd: Extract<CliCommand, { kind: 'mount' }>, argv: string[]): Promise<number> {
   const c = cmd.config;
+  // The daemon validates its command line itself (daemon-child.ts): this process only relays.
+  if (!c.foreground) return (await import('./daemon.js')).spawnDaemon(argv);
   let deadMount: boolean;
   try {
     deadMount = validateMountConfig(c).deadMount;
@@ -31,11 +33,6 @@ async function mountCommand(cmd: Extract<CliCommand, { kind: 'mount' }>, argv: s
     throw e;
   }
   const daemon = await import('./daemon.js');
-  if (cmd.daemonChild) {
-    // The daemon must not keep the caller's cwd busy; every path is absolute by now.
-    process.chdir('/');
-    return daemon.runServer(c, daemon.pipeNotifier);
-  }
   if (c.unknownOptions.length) err(`stratafs: warning: unknown options ignored: ${c.unknownOptions.join(', ')}`);
   if (c.ignoredOptions.length) err(`stratafs: warning: options without effect here: ${c.ignoredOptions.join(', ')}`);
   if (deadMount) {
@@ -47,11 +44,13 @@ async function mountCommand(cmd: Extract<CliCommand, { kind: 'mount' }>, argv: s
       return 1;
     }
   }
-  if (c.foreground) return daemon.runServer(c, daemon.stderrNotifier);
-  return daemon.spawnDaemon(argv, c);
+  return daemon.runServer(c, daemon.stderrNotifier);
 }
 
 async function main(argv: string[]): Promise<number> {
+  // A mount's daemon (started by src/native/launcher.c or by spawnDaemon) skips the command tree.
+  if (argv[0] === DAEMON_CHILD_FLAG) return (await import('./daemon-child.js')).daemonChild(argv.slice(1));
+  if (argv[0] === '--daemon-gone') return (await import('./daemon-child.js')).daemonGone(argv.slice(1));
   // Image commands (layer, image, diff, commit, size, which) live in src/image/cli.ts.
   if (argv[0] !== undefined && ['layer', 'image', 'diff', 'commit', 'size', 'which'].includes(argv[0])) {
     return (await import('../image/cli.js')).runImageCli(argv);

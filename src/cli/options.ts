@@ -13,8 +13,9 @@
  * Validation (validateMountConfig) only reads the file system: every bad input is
  * reported before anything is created or changed on disk.
  */
-import { Command, CommanderError, Option } from 'commander';
+import type * as Commander from 'commander';
 import * as fs from 'node:fs';
+import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import { fromText } from '../core/bstr.js';
 import { DEFAULT_LOOKUP_CACHE_SIZE, type IdMapping, type IdRange, type OverlayConfig, type XattrPermissions } from '../core/config.js';
@@ -642,8 +643,52 @@ export function escapeOptionValue(p: string): string {
   return p.replace(/[\\,:"]/g, (c) => '\\' + c);
 }
 
+/**
+ * Words that are commands when they come first: the subcommands, commander's implicit `help`,
+ * and the image commands main.ts dispatches (src/native/launcher.c keeps the same list).
+ */
+export const COMMAND_WORDS: readonly string[] = ['umount', 'stats', 'inspect', 'mount', 'help', 'layer', 'image', 'diff', 'commit', 'size', 'which'];
+
+/**
+ * The plain mount command line without commander: only `-o VALUE`, `-oVALUE`, `-d`, `--debug`
+ * and one or two positionals (MOUNTPOINT, or SOURCE MOUNTPOINT; the first no command word),
+ * with at least one -o. Gives what parseCommandLine gives for it (a unit test holds them
+ * together); undefined for any other command line. The daemon of a mount parses its own
+ * command line with it: commander is the biggest import on a mount's path, and
+ * src/native/launcher.c sends exactly these command lines to the daemon directly.
+ */
+export function parsePlainMount(argv: readonly string[], env: Pick<Environment, 'cwd' | 'uid'>): MountConfig | undefined {
+  const options: string[] = [];
+  const positionals: string[] = [];
+  let debug = false;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '-o') {
+      if (i + 1 >= argv.length) return undefined;
+      options.push(argv[++i]!);
+    } else if (a.startsWith('-o')) {
+      options.push(a.slice(2));
+    } else if (a === '-d' || a === '--debug') {
+      debug = true;
+    } else if (a.startsWith('-') || a === '') {
+      return undefined;
+    } else {
+      if (positionals.length === 0 && COMMAND_WORDS.includes(a)) return undefined;
+      positionals.push(a);
+    }
+  }
+  if (options.length === 0 || positionals.length === 0 || positionals.length > 2) return undefined;
+  const [first, second] = positionals;
+  return parseMountArgs({
+    options, mountpoint: second ?? first, source: second === undefined ? undefined : first,
+    foreground: false, debug, cwd: env.cwd, uid: env.uid,
+  });
+}
+
 /** Parse argv (without node and script) into what to do. Throws ConfigError. */
 export function parseCommandLine(argv: string[], env: Environment): CliCommand {
+  // Loaded here, not at the top: a mount's daemon parses its plain command line without it (parsePlainMount).
+  const { Command, CommanderError, Option } = createRequire(import.meta.url)('commander') as typeof Commander;
   let result: CliCommand | undefined;
   let out = '';
   const program = new Command('stratafs')
@@ -672,7 +717,7 @@ export function parseCommandLine(argv: string[], env: Environment): CliCommand {
     });
 
   // Subcommands throw instead of exiting and write help into `out`, like the program itself.
-  const sub = (name: string): Command => program.command(name)
+  const sub = (name: string): Commander.Command => program.command(name)
     .exitOverride()
     .configureOutput({ writeOut: (t) => { out += t; }, writeErr: (t) => { out += t; } });
 

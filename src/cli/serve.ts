@@ -11,8 +11,7 @@
 import { openOverlay, type Overlay } from '../core/overlay.js';
 import { fromText } from '../core/bstr.js';
 import { isFsError } from '../core/errors.js';
-import { checkCanMount, Fuse, unmountPath } from '../native/fuse.js';
-import { createAdapter, fuseOptions } from '../fuse/adapter.js';
+import { checkCanMount, unmountPath } from '../native/fuse-mount.js';
 import { ll, type Session } from '../native/fuse-ll.js';
 import { StatIdx } from '../native/sys-api.js';
 import { createLowLevelAdapter, lowLevelArgs } from '../fuse/lowlevel.js';
@@ -81,7 +80,10 @@ export async function serve(config: MountConfig, log: (line: string) => void): P
     // uidmapping=, squash_to_*, static_nlink: translated at the FUSE boundary (fuse/idmap.ts)
     const ids = idView(config.idMapping, config.staticNlink, config.idMapping?.uid || config.idMapping?.gid ? readOverflowIds() : undefined);
     if (config.fuseApi === 'highlevel') {
-      let fuse: Fuse | undefined;
+      // fuse-native and its adapter load only for this API: the default mount path never pays for them.
+      const { Fuse } = await import('../native/fuse.js');
+      const { createAdapter, fuseOptions } = await import('../fuse/adapter.js');
+      let fuse: InstanceType<typeof Fuse> | undefined;
       const adapter = createAdapter(overlay, { debug: config.debug, log, context: () => fuse!.context(), ids, noXattrs: config.noXattrs });
       fuse = new Fuse(fromText(config.mountpoint), adapter.handlers, fuseOptions(config, onExit));
       await fuse.mount();

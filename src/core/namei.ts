@@ -63,6 +63,8 @@ export function hasLowerDir(ctx: Ctx, e: Entry): boolean {
 /** The path of the upper copy (same as the mount path: the upper is never redirected at its top). */
 export function upperRef(e: Entry): LayerRef { return e.stack[0]!; }
 
+const one = (): number => 1;
+
 export class LookupCache {
   private readonly lru: LRUCache<Bstr, Cached> | undefined;
   hits = 0;
@@ -71,8 +73,10 @@ export class LookupCache {
 
   constructor(max: number) {
     this.max = max;
-    this.lru = max > 0 ? new LRUCache<Bstr, Cached>({ max }) : undefined;
-    this.upperDirs = max > 0 ? new LRUCache<Bstr, boolean>({ max: Math.max(16, Math.ceil(max / 10)) }) : undefined;
+    // Bounded by maxSize (one unit per entry), not `max`: lru-cache preallocates `max` slots with
+    // Array.from, 13-30 ms for the default 100k, all of it before a new mount can answer.
+    this.lru = max > 0 ? new LRUCache<Bstr, Cached>({ maxSize: max, sizeCalculation: one }) : undefined;
+    this.upperDirs = max > 0 ? new LRUCache<Bstr, boolean>({ maxSize: Math.max(16, Math.ceil(max / 10)), sizeCalculation: one }) : undefined;
     this.listings = max > 0
       ? new LRUCache<Bstr, MergedEntry[]>({ maxSize: Math.max(100_000, max), sizeCalculation: (v) => v.length + 1 })
       : undefined;

@@ -20,6 +20,14 @@
       "defines": ["NAPI_VERSION=8", "_FILE_OFFSET_BITS=64"]
     },
     {
+      # The `stratafs` command's short-lived parent (launcher.c, native-notes/launcher.md):
+      # a mount then starts one Node process instead of two.
+      "target_name": "stratafs",
+      "type": "executable",
+      "sources": ["launcher.c"],
+      "cflags": ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"]
+    },
+    {
       "target_name": "libfuse_copy",
       "type": "none",
       "dependencies": ["stratafs_fuse"],

@@ -10,10 +10,11 @@
  *   array for several in-flight replies: the binding reads it on the next tick.
  */
 import { createRequire } from 'node:module';
-import { spawn } from 'node:child_process';
-import { access, constants as fsConstants } from 'node:fs/promises';
-import path from 'node:path';
 import type { Bstr } from '../core/bstr.js';
+import { checkCanMount, isRoot, unmountPath, type UnmountOptions } from './fuse-mount.js';
+
+// Mounting helpers that need no binding live in fuse-mount.ts; importers of this module keep them here too.
+export { checkCanMount, unmountPath, type UnmountOptions };
 
 export type { Bstr };
 
@@ -143,11 +144,6 @@ export interface FuseOptions {
   onExit?: () => void;
 }
 
-export interface UnmountOptions {
-  /** Detach now, finish when no longer busy (umount -l / MNT_DETACH / fusermount -uz). */
-  lazy?: boolean;
-}
-
 // --- the JS base class (CommonJS, patched at install) ---
 
 interface NativeOpts {
@@ -171,8 +167,6 @@ type FuseNativeCtor = new (mnt: string, ops: FuseHandlers, opts: NativeOpts) => 
 
 const require = createRequire(import.meta.url);
 const FuseNative = require('fuse-native') as FuseNativeCtor;
-
-const MNT_DETACH = 2;
 
 /** libfuse option values: ',' separates options and '\' escapes (fuse_opt.c). */
 const escapeOpt = (v: string): string => v.replace(/[\\,]/g, (c) => '\\' + c);
@@ -207,78 +201,6 @@ export function buildFuseOptions(o: FuseOptions): string[] {
   flag(o.autoCache, 'auto_cache');
   if (o.extra) opts.push(...o.extra);
   return opts;
-}
-
-const isRoot = (): boolean => typeof process.geteuid === 'function' && process.geteuid() === 0;
-
-/** First executable of `names` in PATH (or the dirs libfuse 2.9 tries first). */
-async function findExecutable(names: readonly string[]): Promise<string | undefined> {
-  const dirs = [...(process.env.PATH ?? '').split(':').filter(Boolean), '/usr/local/bin', '/usr/bin', '/bin'];
-  for (const name of names) {
-    for (const dir of dirs) {
-      const file = path.join(dir, name);
-      try {
-        await access(file, fsConstants.X_OK);
-        return file;
-      } catch {
-        // not here
-      }
-    }
-  }
-  return undefined;
-}
-
-function run(cmd: string, args: readonly string[]): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-    let stderr = '';
-    child.stderr.setEncoding('utf8');
-    child.stderr.on('data', (d: string) => { stderr += d; });
-    child.on('error', reject);
-    child.on('close', (code) => {
-      if (code === 0) resolve();
-      else reject(new Error(`${cmd} ${args.join(' ')} failed (exit ${code}): ${stderr.trim()}`));
-    });
-  });
-}
-
-interface Umount2Module {
-  umount2(path: string, flags: number): Promise<void>;
-}
-
-/** The syscall addon's umount2 (src/native/sys.ts) if it is built, else undefined. */
-async function loadUmount2(): Promise<Umount2Module['umount2'] | undefined> {
-  const spec = './sys.js';
-  try {
-    const mod: unknown = await import(spec);
-    const fn = (mod as Partial<Umount2Module>).umount2;
-    return typeof fn === 'function' ? fn : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/**
- * Unmount `mountpoint` without touching it from this process (the caller may be
- * the daemon serving it): as root umount2 on the addon's own thread, else
- * `umount`, else fusermount -u / fusermount3 -u. Never fs.*Sync, never -z unless asked.
- */
-export async function unmountPath(mountpoint: Bstr, opts: UnmountOptions = {}): Promise<void> {
-  if (isRoot()) {
-    const umount2 = await loadUmount2();
-    if (umount2) return umount2(mountpoint, opts.lazy ? MNT_DETACH : 0);
-    return run('umount', opts.lazy ? ['-l', mountpoint] : [mountpoint]);
-  }
-  const fusermount = await findExecutable(['fusermount', 'fusermount3']);
-  if (!fusermount) throw new Error('unmount as non-root needs fusermount: install the Debian package fuse3');
-  return run(fusermount, opts.lazy ? ['-u', '-z', mountpoint] : ['-u', mountpoint]);
-}
-
-/** libfuse 2.9 mounts as non-root only through the setuid fusermount: fail at once, naming the package. */
-export async function checkCanMount(): Promise<void> {
-  if (!isRoot() && !(await findExecutable(['fusermount']))) {
-    throw new Error('mounting as non-root needs the setuid helper fusermount: install the Debian package fuse3 (apt-get install fuse3)');
-  }
 }
 
 /**

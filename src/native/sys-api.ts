@@ -87,6 +87,8 @@ export interface SysAddon {
   xattrViaProc(on: boolean): number;
   fallocate(fd: number, mode: number, offset: number, len: number): number;
   flock(fd: number, op: number): number;
+  /** dup2(2): newfd becomes a copy of oldfd; newfd or -errno */
+  dup2(oldfd: number, newfd: number): number;
   fstatvfs(fd: number, out: Float64Array): number;
   /**
    * Copy all data of srcfd into dstfd (both regular files, dst empty) on a thread

@@ -431,6 +431,13 @@ FN(flock) {
   return num(env, res(flock(fd, op)));
 }
 
+/* The daemon points its stdout/stderr at its log once it knows the log's path (cli/daemon.ts). */
+FN(dup2) {
+  int oldfd, newfd;
+  GET("ii", &oldfd, &newfd);
+  return num(env, res(dup2(oldfd, newfd)));
+}
+
 /* ---- readdir ---------------------------------------------------------------- */
 
 typedef struct {
@@ -991,6 +998,7 @@ NAPI_MODULE_INIT() {
     P(fallocate), P(flock), P(readdirat), P(lgetxattrat), P(lsetxattrat),
     P(llistxattrat), P(lremovexattrat), P(fgetxattr), P(fsetxattr), P(flistxattr),
     P(fremovexattr), P(xattrViaProc), P(nameToHandle), P(copyData), P(umount2),
+    P(dup2),
   };
   napi_define_properties(env, exports, sizeof props / sizeof *props, props);
   napi_set_named_property(env, exports, "constants", make_constants(env));

@@ -236,6 +236,10 @@ export function fallocate(fd: number, mode: number, offset: number, len: number,
 export function flock(fd: number, op: number, path: Bstr = ''): void {
   chk(raw.flock(fd, op), path, 'flock');
 }
+/** dup2(2): makes newfd a copy of oldfd (the daemon's stdout/stderr onto its log). */
+export function dup2(oldfd: number, newfd: number, path: Bstr = ''): void {
+  chk(raw.dup2(oldfd, newfd), path, 'dup2');
+}
 /** 0 or -errno (-EWOULDBLOCK when LOCK_NB and held elsewhere). */
 export function tryFlock(fd: number, op: number): number {
   return raw.flock(fd, op);

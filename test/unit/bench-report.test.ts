@@ -69,4 +69,15 @@ describe('bench report math', () => {
     expect(cmp).toMatch(/walk \| cold \| kernel \| 1\.00 s \| 1\.50 s \| \+50\.0% \(slower\)/);
     expect(cmp).toMatch(/fio \| warm \| kernel \| 1000 IOPS \| 500 IOPS \| \+100\.0% \(slower\)/);
   });
+  it('reports the mount latency target (stratafs median against 120 ms)', () => {
+    const cell = (impl: 'kernel' | 'fuse-overlayfs' | 'stratafs', median: number): Results['cells'][number] => ({
+      workload: 'mount', title: 'mount latency (command start to first stat answered)', mode: 'cold', impl, unit: 's', status: 'ok',
+      runs: Array.from({ length: 10 }, () => ({ seconds: median, value: median, detail: '' })), median,
+    });
+    const fast = markdown(results([cell('kernel', 0.003), cell('fuse-overlayfs', 0.004), cell('stratafs', 0.082)]));
+    expect(fast).toContain('| 3.0 ms | 4.0 ms | 82.0 ms |');
+    expect(fast).toMatch(/\| mount answers \(median of 10\) \| .* \| 82 ms \| ≤ 120 ms \| yes \|/);
+    const slow = markdown(results([cell('stratafs', 0.214)]));
+    expect(slow).toMatch(/\| mount answers \(median of 10\) \| .* \| 214 ms \| ≤ 120 ms \| \*\*no\*\* \|/);
+  });
 });
