@@ -186,7 +186,7 @@ describe('hostile tarballs', () => {
   test('corrupt tar (bad header checksum)', async () => {
     const t = pyTar(join(base, 'corrupt.tar'), `add(t, 'a', b'x' * 600)\nadd(t, 'b', b'y')`);
     const buf = readFileSync(t);
-    buf[1536 + 10] ^= 0xff; // name field of the second header
+    buf[1536 + 10]! ^= 0xff; // name field of the second header
     writeFileSync(t, buf);
     const e = await expectRefused(t, t, 'EIO');
     expect(e.message).toMatch(/tar/);

@@ -112,7 +112,7 @@ describe('image import', () => {
     const manifest = JSON.parse(readFileSync(join(bad, 'blobs/sha256', mdesc.digest.slice(7)), 'utf8'));
     const top = join(bad, 'blobs/sha256', manifest.layers[2].digest.slice(7));
     const buf = readFileSync(top);
-    buf[buf.length - 12] ^= 0x55;
+    buf[buf.length - 12]! ^= 0x55;
     writeFileSync(top, buf);
     const store = newStore();
     let err: unknown;
