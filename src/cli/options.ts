@@ -265,8 +265,11 @@ export function parseMountArgs(a: MountArgs): MountConfig {
   let debug = a.debug;
   let fsname: string | undefined;
   let logFile: string | undefined;
-  // noatime as fuse-overlayfs: FUSE inodes are S_NOATIME anyway (the daemon's reads touch the layers' atimes)
-  const flags = { suid: asRoot, dev: asRoot, exec: true, noatime: true, sync: false, dirsync: false };
+  // As fuse-overlayfs: noatime (FUSE inodes are S_NOATIME anyway; the daemon's reads touch the
+  // layers' atimes), suid as root (setuid programs in a container image), and never devices:
+  // with allow_other (a root default) a device node in a layer, e.g. a world-writable
+  // `crw-rw-rw- 8,0` in an image, would let any local user reach that device; `dev` opts in.
+  const flags = { suid: asRoot, dev: false, exec: true, noatime: true, sync: false, dirsync: false };
   const unknown: string[] = [];
   const ignored: string[] = [];
   // fuse-overlayfs's options
@@ -600,8 +603,8 @@ Mount options (-o, comma separated; \\ escapes , and : inside values):
   fsname=NAME             source column of the mount table (default stratafs)
   debug                   same as -d
   suid,nosuid,dev,nodev,exec,noexec,atime,noatime,sync,async,dirsync
-                          mount flags (default noatime; as root suid,dev, else
-                          nosuid,nodev)
+                          mount flags (default nodev,noatime; as root suid,
+                          else nosuid)
 fuse-overlayfs's options:
   uidmapping=DISK:SHOWN:COUNT[:DISK:SHOWN:COUNT...], gidmapping=...
                           on-disk ids DISK.. show as SHOWN..; ids outside every

@@ -34,12 +34,12 @@ describe('libfuse options of a mount', () => {
   const cfg = (o: string, uid = 0) => parseMountArgs({
     options: [o], mountpoint: '/m', source: undefined, foreground: false, debug: false, cwd: '/', uid,
   });
-  it('low-level API, defaults as root: big writes, nonempty, suid,dev, allow_other, default_permissions, noatime; no high-level words', () => {
+  it('low-level API, defaults as root: big writes, nonempty, suid,nodev, allow_other, default_permissions, noatime; no high-level words', () => {
     const words = lowLevelArgs(cfg('lowerdir=/a,upperdir=/u,workdir=/w'));
     expect(words.slice(0, 2)).toEqual(['stratafs', '-o']);
     const o = words[2]!.split(',');
     expect(o).toEqual(expect.arrayContaining([
-      'big_writes', 'max_write=131072', 'nonempty', 'suid', 'dev', 'exec', 'rw', 'allow_other', 'default_permissions', 'noatime',
+      'big_writes', 'max_write=131072', 'nonempty', 'suid', 'nodev', 'exec', 'rw', 'allow_other', 'default_permissions', 'noatime',
       'fsname=stratafs', 'subtype=stratafs',
     ]));
     expect(lowLevelArgs(cfg('lowerdir=/a,noallow_other'))[2]!.split(',')).not.toContain('allow_other');
@@ -59,11 +59,11 @@ describe('libfuse options of a mount', () => {
     const t = cfg('lowerdir=/a,timeout=2');
     expect([t.timeout, t.attrTimeout, t.negativeTimeout, t.fuseApi]).toEqual([2, 2, 2, 'lowlevel']);
   });
-  it('high-level API, defaults as root: big writes, use_ino, nonempty, no hard_remove, timeouts, suid,dev, allow_other, default_permissions, noatime', () => {
+  it('high-level API, defaults as root: big writes, use_ino, nonempty, no hard_remove, timeouts, suid,nodev, allow_other, default_permissions, noatime', () => {
     const words = buildFuseOptions(fuseOptions(cfg('lowerdir=/a,upperdir=/u,workdir=/w,fuse_api=highlevel'), () => {}));
     expect(words).toEqual(expect.arrayContaining([
       'use_ino', 'big_writes', 'max_write=131072', 'nonempty', 'entry_timeout=86400', 'attr_timeout=0',
-      'negative_timeout=86400', 'suid', 'dev', 'exec', 'rw', 'allow_other', 'default_permissions', 'noatime', 'fsname=stratafs', 'subtype=stratafs',
+      'negative_timeout=86400', 'suid', 'nodev', 'exec', 'rw', 'allow_other', 'default_permissions', 'noatime', 'fsname=stratafs', 'subtype=stratafs',
     ]));
     expect(buildFuseOptions(fuseOptions(cfg('lowerdir=/a,fuse_api=highlevel,noallow_other'), () => {}))).not.toContain('allow_other');
     // files unlinked while open go through libfuse's .fuse_hidden rename (core/hidden.ts)

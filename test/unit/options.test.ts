@@ -54,7 +54,7 @@ describe('parseMountArgs', () => {
     // as root (euid 0, also inside a user namespace): what fuse-overlayfs adds, allow_other,suid,noatime, and dev
     expect(c.defaultPermissions).toBe(true);
     expect(c.allowOther).toBe(true);
-    expect(c.flags).toEqual({ readOnly: false, suid: true, dev: true, exec: true, noatime: true, sync: false, dirsync: false });
+    expect(c.flags).toEqual({ readOnly: false, suid: true, dev: false, exec: true, noatime: true, sync: false, dirsync: false });
     expect(c.fsname).toBe('stratafs');
     expect(c.unknownOptions).toEqual([]);
     expect(c.force).toBe(false);
