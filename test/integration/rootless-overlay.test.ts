@@ -180,9 +180,9 @@ describe.skipIf(problem !== undefined || kernelProblem !== undefined)('defect 5:
   function userScript(impl: 'stratafs' | 'fuse-overlayfs'): string {
     const B = join(ENV!.home, impl);
     const mountCmd = impl === 'stratafs'
-      ? `node "$STRATAFS_CLI" -o lowerdir=${B}/l,upperdir=${B}/u,workdir=${B}/w,userxattr ${B}/m`
+      ? `"$STRATAFS" -o lowerdir=${B}/l,upperdir=${B}/u,workdir=${B}/w,userxattr ${B}/m`
       : `fuse-overlayfs -o lowerdir=${B}/l,upperdir=${B}/u,workdir=${B}/w ${B}/m`;
-    const umountCmd = impl === 'stratafs' ? `node "$STRATAFS_CLI" umount ${B}/m` : `fusermount3 -u ${B}/m`;
+    const umountCmd = impl === 'stratafs' ? `"$STRATAFS" umount ${B}/m` : `fusermount3 -u ${B}/m`;
     return `${SNAP}
 M=${B}/m
 ${mountCmd} || exit 3
@@ -232,8 +232,8 @@ echo '--- merged-ro begin'; snap "$M" %U:%G; echo '--- merged-ro end'
     await chmod(join(B, 'w', 'work', '#stale'), 0);
     await chmod(join(B, 'w', 'work'), 0);
     const r = await runAsUser(ENV!, `
-node "$STRATAFS_CLI" -o lowerdir=${B}/l,upperdir=${B}/u,workdir=${B}/w,userxattr ${B}/m || exit 3
-trap 'node "$STRATAFS_CLI" umount ${B}/m' EXIT
+"$STRATAFS" -o lowerdir=${B}/l,upperdir=${B}/u,workdir=${B}/w,userxattr ${B}/m || exit 3
+trap '"$STRATAFS" umount ${B}/m' EXIT
 echo more >> ${B}/m/f && cat ${B}/m/f
 `);
     expect(r.setupError).toBeUndefined();
@@ -289,8 +289,8 @@ ${RO_STEPS}
 echo '--- kernel begin'; snap "$M" -; echo '--- kernel end'
 umount ${B}/km
 M=${B}/m
-node "$STRATAFS_CLI" -o lowerdir=${B}/l,upperdir=${B}/u,workdir=${B}/w,userxattr ${B}/m || exit 3
-trap 'node "$STRATAFS_CLI" umount ${B}/m' EXIT
+"$STRATAFS" -o lowerdir=${B}/l,upperdir=${B}/u,workdir=${B}/w,userxattr ${B}/m || exit 3
+trap '"$STRATAFS" umount ${B}/m' EXIT
 grep -q " ${B}/m " /proc/self/mountinfo || { echo "not mounted"; exit 4; }
 echo "fstype $(awk '$5 == "'${B}/m'" { for (i = 7; $i != "-"; i++); print $(i+1) }' /proc/self/mountinfo)"
 ${STEPS}
