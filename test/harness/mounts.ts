@@ -7,7 +7,7 @@ import { mkdtemp, mkdir, readFile, readdir, writeFile, stat, appendFile } from '
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { TestContext } from 'vitest';
 import { run, withTimeout } from './proc.js';
@@ -333,11 +333,12 @@ export async function mount(impl: Impl, layers: Layers, mnt: string, opts: Mount
       if (!existsSync(STRATAFS_CLI)) {
         throw new Error(`stratafs is not built: ${STRATAFS_CLI} is missing (run npm run build)`);
       }
-      cmd = process.execPath;
-      args = [STRATAFS_CLI, '-o', [o, ...extra].join(','), mnt];
+      // the command users run: bin/stratafs (the launcher, which runs `node` from PATH)
+      cmd = STRATAFS_BIN;
+      args = ['-o', [o, ...extra].join(','), mnt];
       break;
   }
-  const r = await run(cmd, args, { timeoutMs });
+  const r = await run(cmd, args, { timeoutMs, env: { PATH: `${dirname(process.execPath)}:${process.env.PATH ?? ''}` } });
   const mounted = (await mountsAt(mnt)).length > 0;
   const pids = impl === 'kernel' ? [] : await pidsWithArg(mnt);
   await recordPids(pids, `${impl} ${mnt}`);

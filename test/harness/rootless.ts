@@ -54,6 +54,7 @@ import { createHash } from 'node:crypto';
 import { constants as fsc } from 'node:fs';
 import { access, chmod, chown, lchown, lstat, mkdir, readdir, readFile, readlink, realpath, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { expect } from 'vitest';
 import { REPO_ROOT, STRATAFS_BIN, tempDir } from './mounts.js';
 import { run } from './proc.js';
 
@@ -300,7 +301,7 @@ export async function runAsUser(env: RootlessEnv, script: string, opts: Rootless
   const userEnv: Record<string, string> = {
     PATH: await userPath(), HOME: env.home, USER: env.user.name, LOGNAME: env.user.name, LC_ALL: 'C',
     XDG_RUNTIME_DIR: env.runtimeDir, STRATAFS_RUNTIME_DIR: env.stratafsRuntimeDir, TMPDIR: env.tmp,
-    STRATAFS: join(await realpath(REPO_ROOT), 'bin', 'stratafs'), ...(opts.env ?? {}),
+    STRATAFS: STRATAFS_BIN, ...(opts.env ?? {}),
   };
   // NUL-separated in a file: init reads it back into an array (values may hold anything but NUL).
   const envArgs = Object.entries(userEnv).map(([k, v]) => `${k}=${v}`);
@@ -357,3 +358,10 @@ export async function hostFingerprint(): Promise<string> {
 
 /** `setpriv` words that make the rest of a command line run as a bare uid (no user in /etc/passwd needed) */
 export const asUid = (uid: number, gid = uid): string => `setpriv --reuid=${uid} --regid=${gid} --clear-groups`;
+
+/** A run that set up, and left nothing in its namespace: no mount, no process, no survivor. */
+export function expectNothingLeft(r: RootlessRun): void {
+  expect(r.setupError).toBeUndefined();
+  expect(r.leftovers).toEqual([]);
+  expect(r.survivors).toEqual([]);
+}

@@ -23,7 +23,7 @@ import { join } from 'node:path';
 import { mount, tempDir, type MountHandle } from '../harness/mounts.js';
 import { shq } from '../harness/proc.js';
 import { cli, daemonPids, layerOptions, Leftovers } from '../harness/cli-mount.js';
-import { asUid, chownToUser, makeRootlessEnv, rootlessProblem, runAsUser } from '../harness/rootless.js';
+import { asUid, chownToUser, expectNothingLeft, makeRootlessEnv, rootlessProblem, runAsUser } from '../harness/rootless.js';
 
 const rootless = await rootlessProblem();
 
@@ -156,9 +156,7 @@ echo "MOUNTINFO $(grep ' ${m} ' /proc/self/mountinfo)"
 (cd ${m} && ${asUid(2000)} sh -c ${shq(CHECKS)})
 $AS_USER "$STRATAFS" umount ${m} || echo "UMOUNT FAILED"
 `, { asRoot: true, timeoutMs: 40_000 });
-    expect(r.setupError).toBeUndefined();
-    expect(r.leftovers).toEqual([]);
-    expect(r.survivors).toEqual([]);
+    expectNothingLeft(r);
     const out = `${r.stdout}${r.code !== 0 ? `\nEXIT ${String(r.code)} ${r.stderr}` : ''}`;
     const lines = out.trim().split('\n');
     const mi = lines.find((l) => l.startsWith('MOUNTINFO '));

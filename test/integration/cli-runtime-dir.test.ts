@@ -13,7 +13,7 @@
 import { describe, expect, it } from 'vitest';
 import { chown, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { chownToUser, makeRootlessEnv, rootlessProblem, runAsUser } from '../harness/rootless.js';
+import { chownToUser, expectNothingLeft, makeRootlessEnv, rootlessProblem, runAsUser } from '../harness/rootless.js';
 
 const problem = await rootlessProblem();
 
@@ -48,9 +48,7 @@ case_ C XDG_RUNTIME_DIR= TMPDIR=${T}/tmp2
     await chownToUser(env, p('inner.sh'));
     const r = await runAsUser(env, `unshare -Urm bash ${T}/inner.sh\n`, { timeoutMs: 90_000 });
     const out = r.stdout;
-    expect(r.setupError).toBeUndefined();
-    expect(r.leftovers).toEqual([]);
-    expect(r.survivors).toEqual([]);
+    expectNothingLeft(r);
     expect(r.code, `${out}\n${r.stderr}`).toBe(0);
     const lines = out.trim().split('\n');
     expect(lines, out).toContain('RUN not-writable');
