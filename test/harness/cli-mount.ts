@@ -7,12 +7,13 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
-import { join } from 'node:path';
-import { forceCleanup, mountsAt, pidsWithArg, STRATAFS_CLI } from './mounts.js';
+import { lstat, mkdir, readdir, readFile, readlink } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { expect } from 'vitest';
+import { forceCleanup, mountsAt, pidsWithArg, STRATAFS_BIN, STRATAFS_CLI, tempDir } from './mounts.js';
 import { run, type RunResult } from './proc.js';
 
-export { STRATAFS_CLI };
+export { STRATAFS_BIN, STRATAFS_CLI };
 
 export interface CliResult {
   code: number | null;
@@ -25,8 +26,18 @@ const text = (r: RunResult): CliResult => ({
   code: r.code, stdout: r.stdout.toString('utf8'), stderr: r.stderr.toString('utf8'), timedOut: r.timedOut,
 });
 
-/** Run `node dist/cli/main.js ARGS` to completion (a daemonizing mount returns once ready). */
+/**
+ * Run `stratafs ARGS` to completion as users do: bin/stratafs, the C launcher
+ * (a daemonizing mount returns once ready). The launcher runs `node` from PATH:
+ * the tests' node comes first.
+ */
 export async function cli(args: string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> {
+  const env = { PATH: `${dirname(process.execPath)}:${process.env.PATH ?? ''}`, ...opts.env };
+  return text(await run(STRATAFS_BIN, args, { timeoutMs: opts.timeoutMs ?? 30_000, env }));
+}
+
+/** The Node entry, `node dist/cli/main.js ARGS` (what bin/stratafs falls back to; cli-launcher compares the two). */
+export async function cliNode(args: string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> {
   return text(await run(process.execPath, [STRATAFS_CLI, ...args], { timeoutMs: opts.timeoutMs ?? 30_000, env: opts.env }));
 }
 
@@ -106,6 +117,45 @@ export class Leftovers {
   }
 }
 
+/** The scratch of one CLI test: see cliScratch. */
+export interface CliScratch {
+  /** the test's directory */
+  t: string;
+  /** t/mnt, registered in left */
+  mnt: string;
+  /** what the test must clean up: `expect(await left.cleanup()).toEqual([])` in afterEach */
+  left: Leftovers;
+  /** t/run, the CLI's runtime directory (STRATAFS_RUNTIME_DIR), when asked for */
+  run: string;
+}
+
+/**
+ * A fresh scratch directory for one CLI test (call it in beforeEach) with the
+ * subdirectories `dirs` and `mnt`, the mountpoint; with `runtimeDir`, also
+ * `run`, where STRATAFS_RUNTIME_DIR then points (tests that look at the
+ * runtime files; the others use the run's).
+ */
+export async function cliScratch(prefix: string, dirs: string[], opts: { runtimeDir?: boolean } = {}): Promise<CliScratch> {
+  const t = await tempDir(prefix);
+  for (const d of [...dirs, 'mnt', ...(opts.runtimeDir ? ['run'] : [])]) await mkdir(join(t, d), { recursive: true });
+  if (opts.runtimeDir) process.env.STRATAFS_RUNTIME_DIR = join(t, 'run');
+  const left = new Leftovers();
+  return { t, mnt: left.mount(join(t, 'mnt')), left, run: join(t, 'run') };
+}
+
+/**
+ * `stratafs ARGS MNT` as a daemon that must succeed: its PID is registered in
+ * `left`, and exactly one daemon serves the mount.
+ */
+export async function daemonMount(left: Leftovers, args: string[], mnt: string): Promise<{ pid: number; stderr: string }> {
+  const r = await cli([...args, mnt]);
+  const pids = await daemonPids(mnt);
+  pids.forEach((pid) => left.pid(pid));
+  expect(r.code, r.stderr).toBe(0);
+  expect(pids).toHaveLength(1);
+  return { pid: pids[0]!, stderr: r.stderr };
+}
+
 /** A CLI started in the foreground (-f): the test process is its parent. */
 export interface Foreground {
   child: ChildProcess;
@@ -114,6 +164,7 @@ export interface Foreground {
   exited: Promise<number | string>;
 }
 
+/** `node dist/cli/main.js -f ARGS` (the launcher would exec the same: -f is not its fast path). */
 export function startForeground(args: string[], left: Leftovers): Foreground {
   const child = spawn(process.execPath, [STRATAFS_CLI, '-f', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
   left.child(child);

@@ -11,7 +11,9 @@
  *   tmpfs, /etc/containers and /var/lib are kernel overlays whose upper
  *   directories are in scratch, and /var/lib/containers and
  *   /etc/containers/networks are tmpfs: whatever a client writes outside the
- *   roots its configuration gives it ends up in scratch or in memory.
+ *   roots its configuration gives it ends up in scratch or in memory. The
+ *   run's scratch tree, the checkout and node stay reachable at their own
+ *   paths wherever they live (ns-keep.sh binds them back when covered).
  *
  * Commands enter with `nsenter -m -C` after moving themselves into the test
  * cgroups. close() waits for the clients' processes to go, kills the ones that
@@ -23,10 +25,10 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, realpathSync } from 'node:fs';
 import { appendFile, lstat, mkdir, readdir, readFile, readlink, rmdir, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { readMountInfo, STRATAFS_CLI, tempDir, testRoot } from './mounts.js';
+import { dirname, join } from 'node:path';
+import { readMountInfo, REPO_ROOT, STRATAFS_BIN, tempDir, testRoot } from './mounts.js';
 import { run, type RunResult } from './proc.js';
 
 // ---------------------------------------------------------------- tools
@@ -99,7 +101,9 @@ const HOST_PATHS = [
   '/root/.config/containers', '/root/.local/share/containers', '/var/tmp', '/dev/fuse',
 ];
 
-async function treeLines(p: string, out: string[], depth: number): Promise<void> {
+async function treeLines(p: string, out: string[], depth: number, skip: ReadonlySet<string>): Promise<void> {
+  // the run's own scratch (TMPDIR may put it in /var/tmp) is the tests' to change
+  if (skip.has(p)) return;
   let st;
   try {
     st = await lstat(p, { bigint: true });
@@ -112,7 +116,7 @@ async function treeLines(p: string, out: string[], depth: number): Promise<void>
   if (st.isSymbolicLink()) extra = await readlink(p);
   out.push(`${p} ${st.mode.toString(8)} ${st.uid}:${st.gid} ${st.isDirectory() ? '' : st.size} ${st.isDirectory() ? '' : `m${st.mtimeNs}`} ${extra}`);
   if (st.isDirectory() && depth > 0) {
-    for (const n of (await readdir(p)).sort()) await treeLines(join(p, n), out, depth - 1);
+    for (const n of (await readdir(p)).sort()) await treeLines(join(p, n), out, depth - 1, skip);
   }
 }
 
@@ -129,7 +133,8 @@ async function cgroupLines(out: string[]): Promise<void> {
 
 export async function hostSnapshot(): Promise<string[]> {
   const out: string[] = [];
-  for (const p of HOST_PATHS) await treeLines(p, out, 6);
+  const scratch = new Set([testRoot(), realpathSync(testRoot())]);
+  for (const p of HOST_PATHS) await treeLines(p, out, 6, scratch);
   // /dev/shm: podman's lock segment (libpod_lock, libpod_rootless_lock_UID)
   for (const n of (await readdir('/dev/shm').catch(() => [] as string[])).filter((n) => n.startsWith('libpod'))) out.push(`/dev/shm/${n}`);
   await cgroupLines(out);
@@ -233,6 +238,11 @@ export interface Timed extends RunResult {
 
 const HOLDER_INNER = `set -eu
 S=$1
+# the run's scratch, the checkout and node: kept reachable below the mounts that cover /run,
+# /var/tmp, /dev/shm and /var/lib, wherever they live (ns-keep.sh)
+. "$2"
+shift 2
+keep_open "$@"
 # cgroup hierarchies mounted afresh: rooted at this cgroup namespace, i.e. the test's cgroups
 while read -r mp fstype sopts; do
   umount "$mp"
@@ -241,6 +251,7 @@ done < "$S/cgmounts"
 mount -t tmpfs -o size=64m,mode=755 tmpfs /run
 mount -t tmpfs -o size=64m,mode=1777 tmpfs /dev/shm
 mount -t tmpfs -o size=256m,mode=1777 tmpfs /var/tmp
+keep_bind
 for d in etc-containers var-lib; do mkdir -p "$S/ov/$d/u" "$S/ov/$d/w"; done
 mount -t overlay overlay -o "lowerdir=/etc/containers,upperdir=$S/ov/etc-containers/u,workdir=$S/ov/etc-containers/w" /etc/containers
 mkdir -p /etc/containers/networks
@@ -248,6 +259,8 @@ mount -t tmpfs -o size=1m tmpfs /etc/containers/networks
 mount -t overlay overlay -o "lowerdir=/var/lib,upperdir=$S/ov/var-lib/u,workdir=$S/ov/var-lib/w" /var/lib
 mkdir -p /var/lib/containers
 mount -t tmpfs -o size=1g,mode=700 tmpfs /var/lib/containers
+keep_bind
+keep_close
 echo ready
 exec -a "stratafs-sandbox $S" sleep infinity
 `;
@@ -276,7 +289,9 @@ export class ContainerSandbox {
     const hier = await cgroupHierarchies();
     if (hier.length === 0) throw new Error('no cgroup hierarchy mounted');
     const cgDirs: string[] = [];
-    const holder = spawn('bash', ['-euc', `read -r go; exec unshare -m -C --propagation private -- bash -euc '${HOLDER_INNER.replace(/'/g, `'\\''`)}' holder "$1"`, 'holder', dir], {
+    const keep = [testRoot(), REPO_ROOT, process.execPath].map((p) => realpathSync(p)).sort((a, b) => a.length - b.length);
+    const holder = spawn('bash', ['-euc', `read -r go; exec unshare -m -C --propagation private -- bash -euc '${HOLDER_INNER.replace(/'/g, `'\\''`)}' holder "$@"`,
+      'holder', dir, join(REPO_ROOT, 'test', 'harness', 'ns-keep.sh'), ...keep], {
       stdio: ['pipe', 'pipe', 'pipe'],
       // libmount makes /run/mount for its utab on the host otherwise (before /run is a tmpfs)
       env: { ...process.env, LC_ALL: 'C', LIBMOUNT_UTAB: join(dir, 'utab') },
@@ -413,15 +428,20 @@ export const DRIVERS: readonly Driver[] = ['kernel', 'fuse-overlayfs', 'stratafs
 
 /**
  * A mount program wrapper that appends its argv (one line, NUL-free) to
- * argvLog and execs `target`. containers/storage runs the mount program with
- * its own environment, so STRATAFS_RUNTIME_DIR reaches stratafs.
+ * argvLog and execs the driver's program: for stratafs the package's bin
+ * (bin/stratafs, what the README has users name in storage.conf), with the
+ * tests' node first on PATH (the launcher runs `node` from PATH).
+ * containers/storage runs the mount program with its own environment, so
+ * STRATAFS_RUNTIME_DIR reaches stratafs.
  */
-export async function writeMountProgram(path: string, target: string[], argvLog: string): Promise<void> {
+export async function writeMountProgram(path: string, driver: Exclude<Driver, 'kernel'>, argvLog: string): Promise<void> {
   const q = (s: string): string => `'${s.replace(/'/g, `'\\''`)}'`;
+  const target = driver === 'stratafs' ? STRATAFS_BIN : '/usr/bin/fuse-overlayfs';
   await writeFile(path, `#!/bin/sh
 # argv as containers/storage passes it, one line per mount
 printf '%s\\n' "$*" >> ${q(argvLog)}
-exec ${target.map(q).join(' ')} "$@"
+export PATH=${q(dirname(process.execPath))}:$PATH
+exec ${q(target)} "$@"
 `, { mode: 0o755 });
 }
 
@@ -447,7 +467,7 @@ export async function clientConfig(dir: string, driver: Driver, opts: { storageC
   if (driver !== 'kernel' && opts.storageConf === undefined) {
     argvLog = join(dir, 'mount-program.argv');
     mountProgram = join(dir, `mount-${driver}`);
-    await writeMountProgram(mountProgram, driver === 'stratafs' ? [process.execPath, STRATAFS_CLI] : ['/usr/bin/fuse-overlayfs'], argvLog);
+    await writeMountProgram(mountProgram, driver, argvLog);
   }
   const storageConf = opts.storageConf ?? `[storage]
 driver = "overlay"

@@ -5,9 +5,9 @@
  */
 import { mkdtemp, mkdir, readFile, readdir, writeFile, stat, appendFile } from 'node:fs/promises';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { TestContext } from 'vitest';
 import { run, withTimeout } from './proc.js';
@@ -39,8 +39,12 @@ export interface MountHandle {
   unmount(): Promise<UnmountResult>;
 }
 
-export const REPO_ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
+/** the checkout, as a real path: the namespace harnesses bind it back by that path (ns-keep.sh) */
+export const REPO_ROOT = realpathSync(fileURLToPath(new URL('../..', import.meta.url)));
+/** The Node entry: `node dist/cli/main.js` (what bin/stratafs falls back to, and what cli-launcher compares with). */
 export const STRATAFS_CLI = join(REPO_ROOT, 'dist', 'cli', 'main.js');
+/** The package's bin, what users put on PATH: the C launcher built by npm ci (native-notes/launcher.md). */
+export const STRATAFS_BIN = join(REPO_ROOT, 'bin', 'stratafs');
 const TEST_ROOT_PREFIX = 'stratafs-test-';
 
 let ownRoot: string | undefined;
@@ -329,11 +333,12 @@ export async function mount(impl: Impl, layers: Layers, mnt: string, opts: Mount
       if (!existsSync(STRATAFS_CLI)) {
         throw new Error(`stratafs is not built: ${STRATAFS_CLI} is missing (run npm run build)`);
       }
-      cmd = process.execPath;
-      args = [STRATAFS_CLI, '-o', [o, ...extra].join(','), mnt];
+      // the command users run: bin/stratafs (the launcher, which runs `node` from PATH)
+      cmd = STRATAFS_BIN;
+      args = ['-o', [o, ...extra].join(','), mnt];
       break;
   }
-  const r = await run(cmd, args, { timeoutMs });
+  const r = await run(cmd, args, { timeoutMs, env: { PATH: `${dirname(process.execPath)}:${process.env.PATH ?? ''}` } });
   const mounted = (await mountsAt(mnt)).length > 0;
   const pids = impl === 'kernel' ? [] : await pidsWithArg(mnt);
   await recordPids(pids, `${impl} ${mnt}`);

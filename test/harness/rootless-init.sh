@@ -12,23 +12,21 @@ say() { printf '%s\n' "$*" >> "$report"; }
 die() { printf 'rootless-init: %s\n' "$*" >&2; say "setup-failed $*"; exit 125; }
 
 # Writable places outside the scratch tree (/tmp, /var/tmp, /dev/shm, /run/lock)
-# and the first ancestor of the scratch tree the user cannot traverse get a tmpfs
-# of their own (same mode); the scratch tree is then bind-mounted back at its
-# path through an fd opened before: the user reaches it without any chmod and
-# can write nothing of the host's.
-exec 3<"$RL_DIR" || die "open $RL_DIR"
+# get a tmpfs of their own (same mode); then the scratch tree, the checkout and
+# node are made reachable again at their own paths (ns-keep.sh: bound back
+# through fds opened before, any ancestor the user cannot search covered): the
+# user reaches them without any chmod and can write nothing of the host's.
+. "${BASH_SOURCE[0]%/*}/ns-keep.sh" || die "source ns-keep.sh"
+mapfile -d '' -t keep < "$RL_KEEPFILE"
+keep_open "${keep[@]}" || die "open ${keep[*]}"
 IFS=: read -r -a hide <<< "$RL_HIDE"
 for h in "${hide[@]}"; do
   [ -z "$h" ] && continue
   mode=$(stat -c %a "$h") || die "stat $h"
   mount -t tmpfs -o "mode=$mode" rootless-hide "$h" || die "tmpfs over $h"
 done
-if [ ! -d "$RL_NS" ]; then
-  mkdir -p "$RL_DIR" || die "mkdir $RL_DIR"
-  # --no-canonicalize: mount(8) would resolve the fd's link to the (now hidden) path
-  mount --no-canonicalize --bind /proc/self/fd/3 "$RL_DIR" || die "bind $RL_DIR"
-fi
-exec 3<&-
+keep_bind --others || die "bind back ${keep[*]}"
+keep_close
 : > "$report" || die "report"
 say "ns $(readlink /proc/self/ns/mnt) $(readlink /proc/self/ns/pid)"
 
@@ -55,8 +53,14 @@ mountkey > "$RL_NS/mounts-before.$RL_SEQ"
 
 cd "$RL_HOME" || die "cd $RL_HOME"
 say "start"
-setpriv --reuid="$RL_UID" --regid="$RL_GID" --clear-groups -- \
-  env -i "${RL_ENV[@]}" /bin/bash "$RL_SCRIPT" < "$RL_INPUT"
+as_user=(setpriv --reuid="$RL_UID" --regid="$RL_GID" --clear-groups --)
+if [ "$RL_AS_ROOT" = 1 ]; then
+  # a script that needs a party besides the user (another uid): it stays root and
+  # runs the user's side with $AS_USER
+  env -i "${RL_ENV[@]}" AS_USER="${as_user[*]}" /bin/bash "$RL_SCRIPT" < "$RL_INPUT"
+else
+  "${as_user[@]}" env -i "${RL_ENV[@]}" /bin/bash "$RL_SCRIPT" < "$RL_INPUT"
+fi
 code=$?
 say "exit $code"
 

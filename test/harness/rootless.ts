@@ -27,18 +27,24 @@
  *
  * Nothing outside the scratch tree is writable for the user: /tmp, /var/tmp,
  * /dev/shm and /run/lock (the host's world-writable directories) get a tmpfs
- * of their own in the namespace. The run's temp root is 0700 (mkdtemp), so
- * the user could not walk to the scratch tree either; instead of chmod'ing
- * anything, init also covers the first ancestor the user cannot traverse with
- * a tmpfs and bind-mounts the scratch directory back at its own path (through
- * an fd opened before): the user sees the same paths as the outer test.
+ * of their own in the namespace. That hides what lives below them, and the
+ * run's temp root is 0700 (mkdtemp), so the user could not walk to the scratch
+ * tree either: instead of chmod'ing anything, init makes the scratch tree, the
+ * checkout (REPO_ROOT: bin/stratafs, dist, the addons) and node
+ * (process.execPath) reachable again at their own paths (ns-keep.sh: bound
+ * back through fds opened before covering, and any ancestor the user cannot
+ * search covered by a tmpfs): the user sees the same paths as the outer test,
+ * wherever CI cloned the repository.
  *
  * API: rootlessProblem() (why not here, for skipIf) -> makeRootlessEnv(prefix)
  * -> chownToUser(env, path) for layers the test builds -> runAsUser(env,
  * script) as often as needed -> check code/stdout, leftovers == [] and
- * survivors == []. A script that starts podman should end its pause process
+ * survivors == []. The script runs stratafs as users install it: "$STRATAFS"
+ * (bin/stratafs). A script that starts podman should end its pause process
  * itself (`kill $(cat $XDG_RUNTIME_DIR/libpod/tmp/pause.pid)`), else it is
- * reported in leftovers (and ended by PID all the same).
+ * reported in leftovers (and ended by PID all the same). `asRoot` runs the
+ * script as root in the same namespace, with `$AS_USER CMD` for the user's
+ * side (a test that needs a second uid).
  *
  * Files the user makes are owned by the uid on disk; the outer test (root)
  * reads and removes them normally. Layers the outer test builds for the user
@@ -46,9 +52,10 @@
  */
 import { createHash } from 'node:crypto';
 import { constants as fsc } from 'node:fs';
-import { access, chmod, chown, lchown, lstat, mkdir, readdir, readFile, readlink, writeFile } from 'node:fs/promises';
+import { access, chmod, chown, lchown, lstat, mkdir, readdir, readFile, readlink, realpath, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { REPO_ROOT, STRATAFS_CLI, tempDir } from './mounts.js';
+import { expect } from 'vitest';
+import { REPO_ROOT, STRATAFS_BIN, tempDir } from './mounts.js';
 import { run } from './proc.js';
 
 /** The plain user the scripts run as. Its uid must be unused on the host. */
@@ -89,6 +96,12 @@ export interface RootlessRunOptions {
   input?: string;
   /** how long processes may take to exit by themselves after the script ends (default 5 s) */
   graceMs?: number;
+  /**
+   * Run the script as root in the namespace (same environment, cwd and
+   * mounts); `$AS_USER CMD...` runs CMD as the user. For a test that needs a
+   * party besides the user, such as a second uid on the user's mount.
+   */
+  asRoot?: boolean;
 }
 
 export interface RootlessRun {
@@ -113,11 +126,11 @@ export interface RootlessRun {
 
 const INIT = join(REPO_ROOT, 'test', 'harness', 'rootless-init.sh');
 const ETC_FILES = ['passwd', 'group', 'subuid', 'subgid'] as const;
-const PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 let runSeq = 0;
 
 async function which(cmd: string): Promise<string | undefined> {
-  for (const d of PATH.split(':')) {
+  for (const d of SYSTEM_PATH.split(':')) {
     const p = join(d, cmd);
     try {
       await access(p, fsc.X_OK);
@@ -148,32 +161,42 @@ export async function rootlessProblem(user: RootlessUser = DEFAULT_USER): Promis
   return undefined;
 }
 
-/** The first ancestor of `path` (itself included) that `others` cannot traverse, or undefined. */
-async function blockingAncestor(path: string): Promise<string | undefined> {
-  const parts = path.split('/').filter(Boolean);
-  let cur = '';
-  for (const p of parts) {
-    cur += '/' + p;
-    const st = await lstat(cur);
-    if (st.isDirectory() && (st.mode & 0o001) === 0) return cur;
-  }
-  return undefined;
-}
-
 /** Host directories any user may write in: the namespace covers each with a tmpfs. */
 const WORLD_WRITABLE = ['/tmp', '/var/tmp', '/dev/shm', '/run/lock'];
 
-/** What init covers with a tmpfs: the world-writable dirs, and the scratch tree's blocking ancestor unless under one. */
-async function hiddenDirs(dir: string): Promise<string[]> {
+async function hiddenDirs(): Promise<string[]> {
   const out: string[] = [];
   for (const d of WORLD_WRITABLE) {
     const st = await lstat(d).catch(() => undefined);
     if (st?.isDirectory() && (st.mode & 0o002) !== 0) out.push(d);
   }
-  const b = await blockingAncestor(dir);
-  if (b !== undefined && !out.some((h) => b.startsWith(h + '/'))) out.push(b);
-  if (out.some((h) => h.includes(':'))) throw new Error(`a path to hide contains ':': ${out.join(' ')}`);
   return out;
+}
+
+/**
+ * What stays reachable in the namespace at its own path (ns-keep.sh), real
+ * paths, outer first: the scratch tree, the checkout and node. The user needs
+ * to read the checkout and run node: their own modes must let others in (init
+ * only makes the way to them).
+ */
+async function keptPaths(dir: string): Promise<string[]> {
+  const repo = await realpath(REPO_ROOT);
+  const node = await realpath(process.execPath);
+  if (((await stat(repo)).mode & 0o005) !== 0o005) throw new Error(`the test user cannot read the checkout: ${repo} is not r-x for others`);
+  if (((await stat(node)).mode & 0o001) === 0) throw new Error(`the test user cannot run node: ${node} is not executable by others`);
+  const out = [await realpath(dir), repo, node].sort((a, b) => a.length - b.length);
+  if (out.some((p) => p.includes('\n'))) throw new Error(`a path to keep contains a newline: ${out.join(' ')}`);
+  return out;
+}
+
+/**
+ * The user's PATH: the system's, with node's directory first when `node` there
+ * is not the node running the tests (bin/stratafs runs `node` from PATH).
+ */
+async function userPath(): Promise<string> {
+  const onPath = await which('node');
+  const same = onPath !== undefined && (await realpath(onPath)) === (await realpath(process.execPath));
+  return same ? SYSTEM_PATH : `${dirname(process.execPath)}:${SYSTEM_PATH}`;
 }
 
 export interface RootlessEnvOptions {
@@ -262,7 +285,7 @@ async function survivorsOf(ns: { mnt: string; pid: string }): Promise<number[]> 
  * Run `script` (bash) as the environment's user in a fresh namespace (see the
  * top of this file). Its cwd is HOME; its environment is PATH, HOME, USER,
  * LOGNAME, LC_ALL=C, XDG_RUNTIME_DIR, STRATAFS_RUNTIME_DIR, TMPDIR,
- * STRATAFS_CLI (dist/cli/main.js, run it with node) and `opts.env`. The script
+ * STRATAFS (bin/stratafs, the command users put on PATH) and `opts.env`. The script
  * must undo its own mounts (a trap) before it returns; whatever it leaves is
  * reported in `leftovers` and ended by PID. Never throws for the script's
  * failure; throws only if the environment cannot be made at all.
@@ -274,25 +297,23 @@ export async function runAsUser(env: RootlessEnv, script: string, opts: Rootless
   const report = join(env.nsDir, `report.${seq}`);
   await writeFile(scriptFile, script, { mode: 0o644 });
   await writeFile(inputFile, opts.input ?? '', { mode: 0o644 });
-  for (const p of [STRATAFS_CLI, process.execPath]) {
-    const b = await blockingAncestor(dirname(p));
-    if (b !== undefined) throw new Error(`the test user cannot reach ${p}: ${b} is not searchable by others`);
-  }
+  const keep = await keptPaths(env.dir);
   const userEnv: Record<string, string> = {
-    PATH, HOME: env.home, USER: env.user.name, LOGNAME: env.user.name, LC_ALL: 'C',
+    PATH: await userPath(), HOME: env.home, USER: env.user.name, LOGNAME: env.user.name, LC_ALL: 'C',
     XDG_RUNTIME_DIR: env.runtimeDir, STRATAFS_RUNTIME_DIR: env.stratafsRuntimeDir, TMPDIR: env.tmp,
-    STRATAFS_CLI, ...(opts.env ?? {}),
+    STRATAFS: STRATAFS_BIN, ...(opts.env ?? {}),
   };
   // NUL-separated in a file: init reads it back into an array (values may hold anything but NUL).
   const envArgs = Object.entries(userEnv).map(([k, v]) => `${k}=${v}`);
   if (envArgs.some((a) => a.includes('\0'))) throw new Error('environment values must not contain NUL');
   const initEnv: Record<string, string> = {
     RL_DIR: env.dir, RL_NS: env.nsDir, RL_HOME: env.home, RL_REPORT: report, RL_SEQ: String(seq),
-    RL_HIDE: (await hiddenDirs(env.dir)).join(':'),
-    RL_UID: String(env.user.uid), RL_GID: String(env.user.gid),
+    RL_HIDE: (await hiddenDirs()).join(':'), RL_KEEPFILE: join(env.nsDir, `keep.${seq}`),
+    RL_UID: String(env.user.uid), RL_GID: String(env.user.gid), RL_AS_ROOT: opts.asRoot ? '1' : '0',
     RL_SCRIPT: scriptFile, RL_ENVFILE: join(env.nsDir, `env.${seq}`), RL_INPUT: inputFile, RL_GRACE: String(Math.ceil((opts.graceMs ?? 5000) / 1000)),
   };
   await writeFile(initEnv.RL_ENVFILE!, envArgs.join('\0') + '\0', { mode: 0o600 });
+  await writeFile(initEnv.RL_KEEPFILE!, keep.join('\0') + '\0', { mode: 0o600 });
   const r = await run('unshare', [
     '-m', '--propagation', 'private', '--ipc', '--pid', '--fork', '--kill-child', '--mount-proc', 'bash', INIT,
   ], { timeoutMs: opts.timeoutMs ?? 60_000, env: initEnv });
@@ -333,4 +354,14 @@ export async function hostFingerprint(): Promise<string> {
     if (st?.isFile()) h.update(await readFile(f));
   }
   return h.digest('hex');
+}
+
+/** `setpriv` words that make the rest of a command line run as a bare uid (no user in /etc/passwd needed) */
+export const asUid = (uid: number, gid = uid): string => `setpriv --reuid=${uid} --regid=${gid} --clear-groups`;
+
+/** A run that set up, and left nothing in its namespace: no mount, no process, no survivor. */
+export function expectNothingLeft(r: RootlessRun): void {
+  expect(r.setupError).toBeUndefined();
+  expect(r.leftovers).toEqual([]);
+  expect(r.survivors).toEqual([]);
 }

@@ -8,12 +8,11 @@
  * the mount (the kernel opens the interpreter with the exec flag too).
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { appendFile, chmod, copyFile, mkdir, writeFile } from 'node:fs/promises';
+import { appendFile, chmod, copyFile, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { tempDir } from '../harness/mounts.js';
 import { withTimeout } from '../harness/proc.js';
-import { cli, daemonPids, layerOptions, Leftovers, runText } from '../harness/cli-mount.js';
+import { cli, cliScratch, daemonPids, layerOptions, Leftovers, runText } from '../harness/cli-mount.js';
 
 let t: string;
 let left: Leftovers;
@@ -21,12 +20,7 @@ let mnt: string;
 const p = (rel: string): string => join(t, rel);
 
 beforeEach(async () => {
-  t = await tempDir('cli-exec');
-  for (const d of ['l/bin', 'u/bin', 'w', 'mnt', 'run']) await mkdir(p(d), { recursive: true });
-  // the CLI's runtime files stay in scratch
-  process.env.STRATAFS_RUNTIME_DIR = p('run');
-  left = new Leftovers();
-  mnt = left.mount(p('mnt'));
+  ({ t, left, mnt } = await cliScratch('cli-exec', ['l/bin', 'u/bin', 'w'], { runtimeDir: true }));
   await copyFile('/bin/true', p('l/bin/true'));
   await copyFile('/bin/true', p('l/bin/true-up'));
   // busybox-static runs the applet named by argv[0]: a shell that needs no loader from the host

@@ -16,12 +16,14 @@ import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, readlink, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { REPO_ROOT, tempDir } from '../harness/mounts.js';
+import { REPO_ROOT } from '../harness/mounts.js';
 import { withTimeout } from '../harness/proc.js';
-import { cli, daemonPids, dirSnapshot, isMounted, layerOptions, Leftovers, runText, waitFor, type CliResult } from '../harness/cli-mount.js';
+import {
+  cli, cliNode, cliScratch, daemonPids, dirSnapshot, isMounted, layerOptions, Leftovers, runText, STRATAFS_BIN, waitFor, type CliResult,
+} from '../harness/cli-mount.js';
 import { parsePlainMount } from '../../src/cli/options.js';
 
-const BIN = join(REPO_ROOT, 'bin', 'stratafs');
+const BIN = STRATAFS_BIN;
 const LAUNCHER = join(REPO_ROOT, 'src', 'native', 'build', 'Release', 'stratafs');
 /** what the launcher runs: the CLI's CommonJS build (rolldown.config.mjs) */
 const CLI = join(REPO_ROOT, 'dist', 'cjs', 'stratafs.cjs');
@@ -38,25 +40,21 @@ beforeAll(() => {
 });
 
 beforeEach(async () => {
-  t = await tempDir('cli-launcher');
-  for (const d of ['l', 'u', 'w', 'mnt', 'run']) await mkdir(p(d));
+  ({ t, left, mnt, run } = await cliScratch('cli-launcher', ['l', 'u', 'w'], { runtimeDir: true }));
   await writeFile(p('l/a'), 'a\n');
-  run = p('run');
-  process.env.STRATAFS_RUNTIME_DIR = run;
-  left = new Leftovers();
-  mnt = left.mount(p('mnt'));
 });
 
 afterEach(async () => {
   expect(await left.cleanup()).toEqual([]);
 });
 
-const launch = (args: string[], env?: NodeJS.ProcessEnv): Promise<CliResult> => runText(BIN, args, { timeoutMs: 30_000, env });
+/** bin/stratafs: the harness's cli() is the command users run */
+const launch = (args: string[], env?: NodeJS.ProcessEnv): Promise<CliResult> => cli(args, { env });
 const layers = (): string => layerOptions({ lowers: [p('l')], upper: p('u'), work: p('w') });
 
 /** One command line both ways (Node CLI first); each result after `then` (a check, an unmount). */
 async function both(args: string[], then: (r: CliResult, how: string) => Promise<void>, env?: NodeJS.ProcessEnv): Promise<[CliResult, CliResult]> {
-  const viaNode = await cli(args, { env });
+  const viaNode = await cliNode(args, { env });
   await then(viaNode, 'node');
   const viaLauncher = await launch(args, env);
   await then(viaLauncher, 'launcher');

@@ -5,12 +5,11 @@
  * Every test removes its mounts and processes in afterEach, also on failure.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
+import { readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { tempDir } from '../harness/mounts.js';
 import { withTimeout } from '../harness/proc.js';
 import {
-  cli, daemonPids, isMounted, layerOptions, Leftovers, pidAlive, procStat, runText, startForeground, waitFor,
+  cli, cliScratch, daemonMount, daemonPids, isMounted, layerOptions, Leftovers, pidAlive, procStat, runText, startForeground, waitFor,
 } from '../harness/cli-mount.js';
 
 let t: string;
@@ -19,14 +18,11 @@ let opts: string;
 let mnt: string;
 
 beforeEach(async () => {
-  t = await tempDir('cli-life');
-  for (const d of ['l1', 'l2', 'u', 'w', 'mnt']) await mkdir(join(t, d));
+  ({ t, left, mnt } = await cliScratch('cli-life', ['l1', 'l2', 'u', 'w']));
   await writeFile(join(t, 'l1', 'a'), 'from l1\n');
   await writeFile(join(t, 'l2', 'a'), 'hidden by l1\n');
   await writeFile(join(t, 'l2', 'b'), 'from l2\n');
   opts = layerOptions({ lowers: [join(t, 'l1'), join(t, 'l2')], upper: join(t, 'u'), work: join(t, 'w') });
-  left = new Leftovers();
-  mnt = left.mount(join(t, 'mnt'));
 });
 
 afterEach(async () => {
@@ -35,12 +31,7 @@ afterEach(async () => {
 
 /** mount through the CLI as a daemon; returns the daemon's pid */
 async function mountDaemon(extra: string[] = [], m = mnt): Promise<number> {
-  const r = await cli([...extra, '-o', opts, m]);
-  const pids = await daemonPids(m);
-  pids.forEach((p) => left.pid(p));
-  expect(r.code, r.stderr).toBe(0);
-  expect(pids).toHaveLength(1);
-  return pids[0]!;
+  return (await daemonMount(left, [...extra, '-o', opts], m)).pid;
 }
 
 /**

@@ -7,12 +7,12 @@
  * (STRATAFS_RUNTIME_DIR).
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { mkdir, readdir, readFile, utimes, writeFile } from 'node:fs/promises';
+import { readdir, readFile, utimes, writeFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
-import { mount, tempDir, type MountHandle } from '../harness/mounts.js';
+import { mount, type MountHandle } from '../harness/mounts.js';
 import { withTimeout } from '../harness/proc.js';
-import { cli, daemonPids, isMounted, layerOptions, Leftovers, pidAlive, waitFor } from '../harness/cli-mount.js';
+import { cli, cliScratch, daemonMount, isMounted, layerOptions, Leftovers, pidAlive, waitFor } from '../harness/cli-mount.js';
 
 let t: string;
 let left: Leftovers;
@@ -23,13 +23,8 @@ const p = (rel: string): string => join(t, rel);
 const idOf = (m: string): string => createHash('sha256').update(m).digest('hex').slice(0, 16);
 
 beforeEach(async () => {
-  t = await tempDir('cli-logs');
-  for (const d of ['l', 'u', 'w', 'mnt', 'run']) await mkdir(p(d));
+  ({ t, left, mnt, run } = await cliScratch('cli-logs', ['l', 'u', 'w'], { runtimeDir: true }));
   await writeFile(p('l/a'), 'a\n');
-  run = p('run');
-  process.env.STRATAFS_RUNTIME_DIR = run;
-  left = new Leftovers();
-  mnt = left.mount(p('mnt'));
   handles = [];
 });
 
@@ -39,12 +34,7 @@ afterEach(async () => {
 });
 
 async function mountDaemon(extra: string[] = []): Promise<number> {
-  const r = await cli([...extra, '-o', layerOptions({ lowers: [p('l')], upper: p('u'), work: p('w') }), mnt]);
-  const pids = await daemonPids(mnt);
-  pids.forEach((pid) => left.pid(pid));
-  expect(r.code, r.stderr).toBe(0);
-  expect(pids).toHaveLength(1);
-  return pids[0]!;
+  return (await daemonMount(left, [...extra, '-o', layerOptions({ lowers: [p('l')], upper: p('u'), work: p('w') })], mnt)).pid;
 }
 
 /** make the daemon write something into its log (its stats, on SIGUSR1) */

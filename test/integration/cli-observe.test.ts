@@ -6,12 +6,11 @@
  * arrive in 128 KiB requests.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { tempDir } from '../harness/mounts.js';
 import { withTimeout } from '../harness/proc.js';
 import {
-  cli, daemonPids, isMounted, layerOptions, Leftovers, runText, startForeground, waitFor,
+  cli, cliScratch, daemonMount, isMounted, layerOptions, Leftovers, runText, startForeground, waitFor,
 } from '../harness/cli-mount.js';
 
 let t: string;
@@ -21,27 +20,17 @@ let opts: string;
 const p = (rel: string): string => join(t, rel);
 
 beforeEach(async () => {
-  t = await tempDir('cli-obs');
-  for (const d of ['l1', 'u', 'w', 'mnt']) await mkdir(p(d));
+  ({ t, left, mnt } = await cliScratch('cli-obs', ['l1', 'u', 'w']));
   await writeFile(p('l1/a'), 'lower a\n');
   await writeFile(p('l1/b'), 'lower b\n');
   opts = layerOptions({ lowers: [p('l1')], upper: p('u'), work: p('w') });
-  left = new Leftovers();
-  mnt = left.mount(p('mnt'));
 });
 
 afterEach(async () => {
   expect(await left.cleanup()).toEqual([]);
 });
 
-async function mountDaemon(extra: string[] = []): Promise<{ pid: number; stderr: string }> {
-  const r = await cli([...extra, '-o', opts, mnt]);
-  const pids = await daemonPids(mnt);
-  pids.forEach((x) => left.pid(x));
-  expect(r.code, r.stderr).toBe(0);
-  expect(pids).toHaveLength(1);
-  return { pid: pids[0]!, stderr: r.stderr };
-}
+const mountDaemon = (extra: string[] = []): Promise<{ pid: number; stderr: string }> => daemonMount(left, [...extra, '-o', opts], mnt);
 
 interface Stats {
   mountpoint: string;

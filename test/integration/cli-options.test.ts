@@ -5,12 +5,11 @@
  * non-empty directory and over the top lower layer.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { chmod, mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { tempDir } from '../harness/mounts.js';
 import { withTimeout } from '../harness/proc.js';
 import {
-  cli, daemonPids, dirSnapshot, isMounted, layerOptions, Leftovers, runText, STRATAFS_CLI,
+  cli, cliScratch, daemonPids, dirSnapshot, layerOptions, Leftovers, runText, STRATAFS_BIN,
 } from '../harness/cli-mount.js';
 
 let t: string;
@@ -19,12 +18,9 @@ let mnt: string;
 const p = (rel: string): string => join(t, rel);
 
 beforeEach(async () => {
-  t = await tempDir('cli-opt');
-  for (const d of ['l1', 'l2', 'u', 'w', 'mnt', 'bin']) await mkdir(p(d));
+  ({ t, left, mnt } = await cliScratch('cli-opt', ['l1', 'l2', 'u', 'w', 'bin']));
   await writeFile(p('l1/a'), 'from l1\n');
   await writeFile(p('l2/b'), 'from l2\n');
-  left = new Leftovers();
-  mnt = left.mount(p('mnt'));
 });
 
 afterEach(async () => {
@@ -48,11 +44,10 @@ async function trackDaemon(m: string): Promise<void> {
   for (const pid of await daemonPids(m)) left.pid(pid);
 }
 
-/** `stratafs` as a mount helper finds it: an executable named stratafs (here a wrapper running the built CLI) */
+/** `stratafs` as a mount helper finds it on PATH: a symlink to the package's bin/stratafs, as the README says */
 async function helperBin(): Promise<string> {
   const f = p('bin/stratafs');
-  await writeFile(f, `#!/bin/sh\nexec ${process.execPath} ${STRATAFS_CLI} "$@"\n`);
-  await chmod(f, 0o755);
+  await symlink(STRATAFS_BIN, f);
   return f;
 }
 

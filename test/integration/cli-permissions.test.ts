@@ -9,20 +9,23 @@
  *
  * Clients run as a bare uid (`setpriv --reuid --regid --clear-groups`, no
  * user added) with their working directory on the mount, so the scratch
- * tree above it stays 0700. The plain-user mount runs in a private mount
- * namespace (test/harness/private-ns.ts: a 0666 /dev/fuse node and a
- * fuse.conf with user_allow_other bind-mounted there, the scratch tree bound
- * at /mnt/t); the host's /dev/fuse, /etc/fuse.conf and /mnt are never changed.
+ * tree above it stays 0700. The plain-user mount is made in the rootless
+ * environment of test/harness/rootless.ts (a 0666 /dev/fuse node and a
+ * fuse.conf with user_allow_other bind-mounted in a private namespace), whose
+ * script runs as root there to let a second uid try the user's mount; the
+ * host's /dev/fuse and /etc/fuse.conf are never changed.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
-import { chmod, chown, copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { mount, tempDir, type MountHandle } from '../harness/mounts.js';
 import { shq } from '../harness/proc.js';
-import { cli, daemonPids, layerOptions, Leftovers, STRATAFS_CLI } from '../harness/cli-mount.js';
-import { asUid, NS_SCRATCH, processesInNs, runPrivateNs } from '../harness/private-ns.js';
+import { cli, daemonPids, layerOptions, Leftovers } from '../harness/cli-mount.js';
+import { asUid, chownToUser, expectNothingLeft, makeRootlessEnv, rootlessProblem, runAsUser } from '../harness/rootless.js';
+
+const rootless = await rootlessProblem();
 
 let t: string;
 let left: Leftovers;
@@ -54,17 +57,18 @@ function checksAs(uid: number, cwd: string): Promise<string> {
 
 const ALLOWED_ALL = ['list ok', 'read ok', 'read-0600 EACCES', 'list-dir ok', 'exec ok', 'script ok', 'create-in-0755 EACCES', 'create-in-0777 ok'];
 
-async function makeLower(owner: number): Promise<void> {
-  for (const d of ['l/d', 'l/pub']) await mkdir(p(d), { recursive: true });
-  await writeFile(p('l/f'), 'data\n');
-  await writeFile(p('l/s'), 'secret\n');
-  await writeFile(p('l/d/x'), 'x\n');
-  await copyFile('/bin/true', p('l/prog'));
-  await writeFile(p('l/script'), '#!/bin/sh\necho script\n');
-  for (const [f, m] of [['l/f', 0o644], ['l/s', 0o600], ['l/d', 0o755], ['l/pub', 0o777], ['l/prog', 0o755], ['l/script', 0o755]] as const) {
-    await chmod(p(f), m);
+/** the lower layer at `l`, owned by root */
+async function makeLower(l: string): Promise<void> {
+  const q = (rel: string): string => join(l, rel);
+  for (const d of ['d', 'pub']) await mkdir(q(d), { recursive: true });
+  await writeFile(q('f'), 'data\n');
+  await writeFile(q('s'), 'secret\n');
+  await writeFile(q('d/x'), 'x\n');
+  await copyFile('/bin/true', q('prog'));
+  await writeFile(q('script'), '#!/bin/sh\necho script\n');
+  for (const [f, m] of [['f', 0o644], ['s', 0o600], ['d', 0o755], ['pub', 0o777], ['prog', 0o755], ['script', 0o755]] as const) {
+    await chmod(q(f), m);
   }
-  if (owner !== 0) for (const f of ['l', 'l/f', 'l/s', 'l/d', 'l/d/x', 'l/pub', 'l/prog', 'l/script']) await chown(p(f), owner, owner);
 }
 
 function mountLine(text: string, mnt: string): { opts: string[]; superOpts: string[]; fsType: string } {
@@ -85,16 +89,12 @@ beforeEach(async () => {
 
 afterEach(async () => {
   for (const h of handles) await h.unmount();
-  // a plain user's daemon lives in a private mount namespace, out of Leftovers' sight
-  const stranded = await processesInNs(t);
-  stranded.forEach((pid) => left.pid(pid));
   expect(await left.cleanup()).toEqual([]);
-  expect(stranded).toEqual([]);
 });
 
 describe('a mount made by root with no options', () => {
   it('is open to other users with kernel permission checks, as fuse-overlayfs is', async () => {
-    await makeLower(0);
+    await makeLower(p('l'));
     for (const d of ['u1', 'w1', 'm1', 'u2', 'w2', 'm2']) await mkdir(p(d));
     const mnt = left.mount(p('m1'));
     const r = await cli(['-o', layerOptions({ lowers: [p('l')], upper: p('u1'), work: p('w1') }), mnt]);
@@ -124,7 +124,7 @@ describe('a mount made by root with no options', () => {
   });
 
   it('noallow_other keeps other users out', async () => {
-    await makeLower(0);
+    await makeLower(p('l'));
     for (const d of ['u', 'w', 'm']) await mkdir(p(d));
     const mnt = left.mount(p('m'));
     const r = await cli(['-o', layerOptions({ lowers: [p('l')], upper: p('u'), work: p('w') }) + ',noallow_other', mnt]);
@@ -140,30 +140,31 @@ describe('a mount made by root with no options', () => {
   });
 });
 
-describe('a mount made by a plain user (uid 1000, fusermount3)', () => {
+describe.skipIf(rootless !== undefined)(`a mount made by a plain user (fusermount3)${rootless ? ` (${rootless})` : ''}`, () => {
   it('has default_permissions: with allow_other another user does not act with the mounter\'s rights', async (ctx) => {
     if (!existsSync('/etc/fuse.conf')) ctx.skip(true, 'no /etc/fuse.conf to bind user_allow_other over (fuse3 not installed)');
-    await makeLower(1000);
-    for (const d of ['u', 'w', 'mnt']) { await mkdir(p(d)); await chown(p(d), 1000, 1000); }
-    await chown(p('run'), 1000, 1000);
-    await chown(t, 1000, 1000);
-    const m = `${NS_SCRATCH}/mnt`;
-    const stratafs = `${asUid(1000)} env STRATAFS_RUNTIME_DIR=${NS_SCRATCH}/run ${shq(process.execPath)} ${shq(STRATAFS_CLI)}`;
-    // Everything happens inside a private mount namespace and is undone in it (umount as the user).
-    const r = await runPrivateNs(t, `
-${stratafs} -o lowerdir=${NS_SCRATCH}/l,upperdir=${NS_SCRATCH}/u,workdir=${NS_SCRATCH}/w,allow_other ${m} || exit 80
+    const env = await makeRootlessEnv('cli-perm-user', { userAllowOther: true });
+    const b = join(env.home, 'perm');
+    await makeLower(join(b, 'l'));
+    for (const d of ['u', 'w', 'mnt']) await mkdir(join(b, d));
+    await chownToUser(env, b);
+    const m = `${b}/mnt`;
+    // The script runs as root in the namespace: the user mounts and unmounts ($AS_USER), uid 2000 is the other user.
+    const r = await runAsUser(env, `
+$AS_USER "$STRATAFS" -o lowerdir=${b}/l,upperdir=${b}/u,workdir=${b}/w,allow_other ${m} || exit 80
 echo "MOUNTINFO $(grep ' ${m} ' /proc/self/mountinfo)"
 (cd ${m} && ${asUid(2000)} sh -c ${shq(CHECKS)})
-${stratafs} umount ${m} || echo "UMOUNT FAILED"
-`, { userAllowOther: true, timeoutMs: 40_000 });
+$AS_USER "$STRATAFS" umount ${m} || echo "UMOUNT FAILED"
+`, { asRoot: true, timeoutMs: 40_000 });
+    expectNothingLeft(r);
     const out = `${r.stdout}${r.code !== 0 ? `\nEXIT ${String(r.code)} ${r.stderr}` : ''}`;
     const lines = out.trim().split('\n');
     const mi = lines.find((l) => l.startsWith('MOUNTINFO '));
     expect(mi, out).toBeDefined();
     const mline = mountLine(mi!.slice('MOUNTINFO '.length), m);
-    expect(mline.superOpts).toEqual(expect.arrayContaining(['user_id=1000', 'default_permissions', 'allow_other']));
+    expect(mline.superOpts).toEqual(expect.arrayContaining([`user_id=${env.user.uid}`, 'default_permissions', 'allow_other']));
     expect(mline.opts).toEqual(expect.arrayContaining(['nosuid', 'nodev', 'noatime']));
-    // uid 2000 against files of uid 1000 (0644 f, 0600 s, 0755 d). Not checked here: a create in
+    // uid 2000 against files of the mounter (0644 f, 0600 s, 0755 d). Not checked here: a create in
     // the 0777 lower directory, whose copy-up a plain mounter cannot do yet (issue 10, defect 5).
     const got = lines.filter((l) => !l.startsWith('MOUNTINFO ') && !l.startsWith('create-in-0777 '));
     expect(got, out).toEqual(ALLOWED_ALL.filter((l) => !l.startsWith('create-in-0777 ')));

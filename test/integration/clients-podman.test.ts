@@ -32,7 +32,7 @@ import {
   buildBaseTar, clientConfig, ContainerSandbox, DRIVERS, hostSnapshot, missingTools, snapshotDiff, tarListing,
   type ClientConfig, type Driver, type Timed,
 } from '../harness/containers.js';
-import { REPO_ROOT, STRATAFS_CLI, tempDir } from '../harness/mounts.js';
+import { REPO_ROOT, STRATAFS_BIN, tempDir } from '../harness/mounts.js';
 import { run } from '../harness/proc.js';
 
 const missing = process.getuid?.() === 0
@@ -373,9 +373,9 @@ describe.skipIf(missing.length > 0)(`podman and buildah on each overlay driver $
       expect(snippets.length, 'toml blocks in the README section').toBe(2);
       sb = await ContainerSandbox.open('podman-readme');
       const dir = join(work, 'readme');
-      // what `npm install -g` makes: a link named stratafs to dist/cli/main.js (its #! finds node on PATH)
+      // what `npm install -g` makes: a link named stratafs to the package's bin/stratafs (which finds node on PATH)
       await mkdir(join(dir, 'bin'), { recursive: true });
-      await symlink(STRATAFS_CLI, join(dir, 'bin', 'stratafs'));
+      await symlink(STRATAFS_BIN, join(dir, 'bin', 'stratafs'));
       const conf = snippets[0]!.replaceAll('/usr/local/bin/stratafs', join(dir, 'bin', 'stratafs'));
       expect(conf).toContain(join(dir, 'bin', 'stratafs'));
       const fo = await clientConfig(join(dir, 'fo'), 'fuse-overlayfs');

@@ -23,8 +23,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, readFileSync } from 'node:fs';
 import { appendFile, chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { buildBaseTar, DRIVERS, missingTools, type Driver } from '../harness/containers.js';
-import { REPO_ROOT, STRATAFS_CLI } from '../harness/mounts.js';
+import { buildBaseTar, DRIVERS, missingTools, writeMountProgram, type Driver } from '../harness/containers.js';
+import { REPO_ROOT } from '../harness/mounts.js';
 import { hostFingerprint, makeRootlessEnv, rootlessProblem, runAsUser, type RootlessEnv, type RootlessRun } from '../harness/rootless.js';
 
 const problem = (await rootlessProblem())
@@ -100,10 +100,9 @@ async function runDriver(d: Driver): Promise<Result> {
   let conf = readmeRootlessConf();
   if (d === 'kernel') conf = conf.replace(/^mount_program = .*\n/m, '');
   else {
-    // a wrapper that logs containers/storage's argv, then runs the program
+    // a wrapper that logs containers/storage's argv, then runs the program (bin/stratafs for stratafs)
     const prog = join(dir, 'mount-program');
-    const target = d === 'stratafs' ? `${process.execPath} ${STRATAFS_CLI}` : '/usr/bin/fuse-overlayfs';
-    await writeFile(prog, `#!/bin/sh\nprintf '%s\\n' "$*" >> ${argvLog}\nexec ${target} "$@"\n`, { mode: 0o755 });
+    await writeMountProgram(prog, d, argvLog);
     conf = conf.replaceAll('/usr/local/bin/stratafs', prog);
   }
   await writeFile(join(dir, 'storage.conf'), conf);

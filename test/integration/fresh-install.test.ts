@@ -13,9 +13,10 @@
  * of `ldconfig -p`, whose cache still lists the hidden files.
  *
  * In that namespace the whole host is read-only except this test's scratch
- * directory (a read-only remount of every mount, scratch bind-mounted writable
- * first): npm, node-gyp and the CLI cannot write outside it; npm's cache is
- * read through an overlay whose upper is in scratch.
+ * directory (test/harness/sandbox.ts readOnlyHostPrelude: a read-only remount
+ * of every mount, scratch bind-mounted writable first): npm, node-gyp and the
+ * CLI cannot write outside it; npm's cache is read through an overlay whose
+ * upper is in scratch.
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { spawn, execFileSync } from 'node:child_process';
@@ -24,6 +25,8 @@ import { existsSync, lstatSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { shq } from '../harness/proc.js';
+import { readOnlyHostPrelude } from '../harness/sandbox.js';
 
 const REPO = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 
@@ -74,6 +77,9 @@ describe('fresh-machine install', () => {
     await writeFile(join(base, 'l', 'hello'), 'from the lower layer\n');
     await chmod(join(base, 'm3'), 0o777);
     const fixture = join(repo, 'test', 'harness', 'binding-fresh-mount.mjs');
+    // the user's real cache (the run points npm_config_cache at scratch), so that npm ci needs no network
+    const { npm_config_cache: _, ...npmEnv } = process.env;
+    const npmCache = execFileSync('npm', ['config', 'get', 'cache'], { cwd: repo, env: npmEnv, encoding: 'utf8' }).trim();
 
     const script = `
 set -u
@@ -84,16 +90,10 @@ done
 # everything read-only but scratch: npm's cache through an overlay with its upper in scratch
 mkdir -p ${base}/npm-upper ${base}/npm-work ${base}/tmp ${base}/npm-logs
 export TMPDIR=${base}/tmp npm_config_logs_dir=${base}/npm-logs STRATAFS_RUNTIME_DIR=${base}/run
-# the user's real cache (the run points npm_config_cache at scratch), so that npm ci needs no network
-npmcache=$(env -u npm_config_cache npm config get cache)
+npmcache=${shq(npmCache)}
 if [ -d "$npmcache" ]; then mount -t overlay overlay -o lowerdir="$npmcache",upperdir=${base}/npm-upper,workdir=${base}/npm-work "$npmcache" || echo "NPM_CACHE_OVERLAY failed"; fi
 export npm_config_cache="$npmcache"
-mount --bind ${base} ${base}
-awk '{print $5}' /proc/self/mountinfo | while read -r m; do
-  m=$(printf '%b' "$m")
-  case "$m" in ${base}|${base}/*|/proc|/proc/*|/sys|/sys/*|/dev|/dev/*|"$npmcache") continue;; esac
-  mount -o remount,bind,ro "$m" 2>/dev/null || true
-done
+${readOnlyHostPrelude(existsSync(npmCache) ? [base, npmCache] : [base])}
 # access(W_OK) answers EROFS for a read-only mount, also to root: nothing is written to find out
 echo "HOST_WRITABLE $( { [ -w /etc ] || [ -w /root ] || [ -w /tmp ] || [ -w /var/tmp ] || [ -w /usr/local ]; } && echo yes || echo no)"
 echo "FUSERMOUNT_USABLE $(command -v fusermount >/dev/null && [ -x "$(command -v fusermount)" ] && [ -s "$(command -v fusermount)" ] && echo yes || echo no)"

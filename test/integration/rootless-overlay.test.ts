@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { forceCleanup, kernelOverlayProblem, mount } from '../harness/mounts.js';
 import { run } from '../harness/proc.js';
 import {
-  chownToUser, hostFingerprint, makeRootlessEnv, rootlessProblem, runAsUser, type RootlessEnv, type RootlessRun,
+  chownToUser, expectNothingLeft, hostFingerprint, makeRootlessEnv, rootlessProblem, runAsUser, type RootlessEnv, type RootlessRun,
 } from '../harness/rootless.js';
 
 const problem = await rootlessProblem();
@@ -180,9 +180,9 @@ describe.skipIf(problem !== undefined || kernelProblem !== undefined)('defect 5:
   function userScript(impl: 'stratafs' | 'fuse-overlayfs'): string {
     const B = join(ENV!.home, impl);
     const mountCmd = impl === 'stratafs'
-      ? `node "$STRATAFS_CLI" -o lowerdir=${B}/l,upperdir=${B}/u,workdir=${B}/w,userxattr ${B}/m`
+      ? `"$STRATAFS" -o lowerdir=${B}/l,upperdir=${B}/u,workdir=${B}/w,userxattr ${B}/m`
       : `fuse-overlayfs -o lowerdir=${B}/l,upperdir=${B}/u,workdir=${B}/w ${B}/m`;
-    const umountCmd = impl === 'stratafs' ? `node "$STRATAFS_CLI" umount ${B}/m` : `fusermount3 -u ${B}/m`;
+    const umountCmd = impl === 'stratafs' ? `"$STRATAFS" umount ${B}/m` : `fusermount3 -u ${B}/m`;
     return `${SNAP}
 M=${B}/m
 ${mountCmd} || exit 3
@@ -206,9 +206,7 @@ echo '--- merged-ro begin'; snap "$M" %U:%G; echo '--- merged-ro end'
   it('stratafs, mounted by the plain user through fusermount3 with userxattr: every step works, char 0/0 whiteouts', async () => {
     const r = await runAsUser(ENV!, userScript('stratafs'), { timeoutMs: 60_000 });
     runs.set('stratafs', r);
-    expect(r.setupError).toBeUndefined();
-    expect(r.leftovers).toEqual([]);
-    expect(r.survivors).toEqual([]);
+    expectNothingLeft(r);
     expect(r.code, r.stderr).toBe(0);
     expect(stepLines(r.stdout)).toEqual(ALL_OK);
     const upper = join(ENV!.home, 'stratafs', 'u');
@@ -232,13 +230,11 @@ echo '--- merged-ro begin'; snap "$M" %U:%G; echo '--- merged-ro end'
     await chmod(join(B, 'w', 'work', '#stale'), 0);
     await chmod(join(B, 'w', 'work'), 0);
     const r = await runAsUser(ENV!, `
-node "$STRATAFS_CLI" -o lowerdir=${B}/l,upperdir=${B}/u,workdir=${B}/w,userxattr ${B}/m || exit 3
-trap 'node "$STRATAFS_CLI" umount ${B}/m' EXIT
+"$STRATAFS" -o lowerdir=${B}/l,upperdir=${B}/u,workdir=${B}/w,userxattr ${B}/m || exit 3
+trap '"$STRATAFS" umount ${B}/m' EXIT
 echo more >> ${B}/m/f && cat ${B}/m/f
 `);
-    expect(r.setupError).toBeUndefined();
-    expect(r.leftovers).toEqual([]);
-    expect(r.survivors).toEqual([]);
+    expectNothingLeft(r);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toBe('hello\nmore\n');
     expect((await lstat(join(B, 'w', 'work'))).mode & 0o777).toBe(0o700);
@@ -248,9 +244,7 @@ echo more >> ${B}/m/f && cat ${B}/m/f
   it('fuse-overlayfs, mounted by the same user, shows the same merged view', async () => {
     const r = await runAsUser(ENV!, userScript('fuse-overlayfs'), { timeoutMs: 60_000 });
     runs.set('fuse-overlayfs', r);
-    expect(r.setupError).toBeUndefined();
-    expect(r.leftovers).toEqual([]);
-    expect(r.survivors).toEqual([]);
+    expectNothingLeft(r);
     expect(r.code, r.stderr).toBe(0);
     const s = runs.get('stratafs');
     if (!s) throw new Error('the stratafs run did not happen');
@@ -289,8 +283,8 @@ ${RO_STEPS}
 echo '--- kernel begin'; snap "$M" -; echo '--- kernel end'
 umount ${B}/km
 M=${B}/m
-node "$STRATAFS_CLI" -o lowerdir=${B}/l,upperdir=${B}/u,workdir=${B}/w,userxattr ${B}/m || exit 3
-trap 'node "$STRATAFS_CLI" umount ${B}/m' EXIT
+"$STRATAFS" -o lowerdir=${B}/l,upperdir=${B}/u,workdir=${B}/w,userxattr ${B}/m || exit 3
+trap '"$STRATAFS" umount ${B}/m' EXIT
 grep -q " ${B}/m " /proc/self/mountinfo || { echo "not mounted"; exit 4; }
 echo "fstype $(awk '$5 == "'${B}/m'" { for (i = 7; $i != "-"; i++); print $(i+1) }' /proc/self/mountinfo)"
 ${STEPS}
@@ -300,9 +294,7 @@ echo '--- merged begin'; snap "$M" -; echo '--- merged end'
     await writeFile(join(ENV!.tmp, 'userns.sh'), inner);
     await chownToUser(ENV!, join(ENV!.tmp, 'userns.sh'));
     const r = await runAsUser(ENV!, `id -u; unshare -Urm bash ${join(ENV!.tmp, 'userns.sh')}`, { timeoutMs: 60_000 });
-    expect(r.setupError).toBeUndefined();
-    expect(r.leftovers).toEqual([]);
-    expect(r.survivors).toEqual([]);
+    expectNothingLeft(r);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain('fstype fuse.stratafs');
     const lines = stepLines(r.stdout);
