@@ -14,7 +14,7 @@
  * Prints (returns) the blob digest (of the file written) and the diff-id (of the tar).
  */
 import { createHash } from 'node:crypto';
-import { createWriteStream, readSync, closeSync, renameSync, rmSync, constants as fsc } from 'node:fs';
+import { createWriteStream, openSync, readSync, closeSync, renameSync, rmSync, constants as fsc } from 'node:fs';
 import { dirname, basename, join } from 'node:path';
 import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -269,7 +269,10 @@ export async function commit(opts: CommitOptions): Promise<CommitResult> {
     const stages: (NodeJS.ReadableStream | NodeJS.WritableStream)[] = [Readable.from(layerTar(stack, counters), { objectMode: false }), tarHash];
     // level 6 and Node's zlib header (no name, mtime 0, OS unix): the same input gives the same bytes
     if (compression === 'gzip') stages.push(createGzip({ level: 6 }));
-    stages.push(blobHash, createWriteStream(tmp));
+    // Opened here, not by the stream: a stream opens its file on the thread pool, and when the
+    // walk fails at once (a name too long for its whiteout) that open could land after the
+    // cleanup below and leave the temporary file behind (seen in CI).
+    stages.push(blobHash, createWriteStream('', { fd: openSync(tmp, 'w', 0o644) }));
     await pipeline(stages as unknown as [Readable, Transform, NodeJS.WritableStream]);
     renameSync(tmp, opts.output);
     return {
