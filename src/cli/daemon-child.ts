@@ -19,6 +19,7 @@ import * as fs from 'node:fs';
 import { dup2 } from '../native/sys.js';
 import { failedStartLog, goneMessage, openDaemonLog, pipeNotifier, runServer, type Notifier } from './daemon.js';
 import { ConfigError, parseCommandLine, parsePlainMount, validateMountConfig, type MountConfig } from './options.js';
+import { cleanDeadMount, configWarnings } from './prepare-mount.js';
 
 const READY_FD = 3;
 
@@ -61,14 +62,11 @@ export async function daemonChild(argv: string[]): Promise<number> {
     pipeNotifier.fail(e.message);
     return 1;
   }
-  if (c.unknownOptions.length) say(`stratafs: warning: unknown options ignored: ${c.unknownOptions.join(', ')}`);
-  if (c.ignoredOptions.length) say(`stratafs: warning: options without effect here: ${c.ignoredOptions.join(', ')}`);
+  for (const w of configWarnings(c)) say(w);
   if (deadMount) {
-    const { forceClean } = await import('./umount.js');
-    try {
-      await forceClean(c.mountpoint, say);
-    } catch (e) {
-      pipeNotifier.fail(`cannot clean the dead mount: ${e instanceof Error ? e.message : String(e)}`);
+    const problem = await cleanDeadMount(c, say);
+    if (problem !== undefined) {
+      pipeNotifier.fail(problem);
       return 1;
     }
   }

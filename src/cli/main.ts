@@ -6,6 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { ConfigError, DAEMON_CHILD_FLAG, parseCommandLine, validateMountConfig, type CliCommand } from './options.js';
+import { cleanDeadMount, configWarnings } from './prepare-mount.js';
 
 function version(): string {
   try {
@@ -33,14 +34,11 @@ async function mountCommand(cmd: Extract<CliCommand, { kind: 'mount' }>, argv: s
     throw e;
   }
   const daemon = await import('./daemon.js');
-  if (c.unknownOptions.length) err(`stratafs: warning: unknown options ignored: ${c.unknownOptions.join(', ')}`);
-  if (c.ignoredOptions.length) err(`stratafs: warning: options without effect here: ${c.ignoredOptions.join(', ')}`);
+  for (const w of configWarnings(c)) err(w);
   if (deadMount) {
-    const { forceClean } = await import('./umount.js');
-    try {
-      await forceClean(c.mountpoint, err);
-    } catch (e) {
-      err(`stratafs: cannot clean the dead mount: ${e instanceof Error ? e.message : String(e)}`);
+    const problem = await cleanDeadMount(c, err);
+    if (problem !== undefined) {
+      err(`stratafs: ${problem}`);
       return 1;
     }
   }
