@@ -8,8 +8,9 @@
  *   child of the test's cgroup, and the cgroup tree is also the list of every
  *   process the clients started (containers, conmon, pause, mount daemons);
  * - a private mount namespace where /run, /dev/shm and /var/tmp are fresh
- *   tmpfs, /etc/containers and /var/lib are kernel overlays whose upper
- *   directories are in scratch, and /var/lib/containers and
+ *   tmpfs, /etc/containers, /var/lib and /var/cache are kernel overlays whose
+ *   upper directories are in scratch, and /var/lib/containers,
+ *   /var/cache/containers (podman's short-name alias lock) and
  *   /etc/containers/networks are tmpfs: whatever a client writes outside the
  *   roots its configuration gives it ends up in scratch or in memory. The
  *   run's scratch tree, the checkout and node stay reachable at their own
@@ -96,7 +97,7 @@ tar -C $R --numeric-owner -cf ${tar} .
 
 /** What container clients write on a host when nothing redirects them; must be equal before and after a test. */
 const HOST_PATHS = [
-  '/var/lib/containers', '/var/lib/cni', '/etc/containers', '/etc/cni',
+  '/var/lib/containers', '/var/cache/containers', '/var/lib/cni', '/etc/containers', '/etc/cni',
   '/run/containers', '/run/libpod', '/run/runc', '/run/crun', '/run/netns', '/run/user/0',
   '/root/.config/containers', '/root/.local/share/containers', '/var/tmp', '/dev/fuse',
 ];
@@ -239,7 +240,7 @@ export interface Timed extends RunResult {
 const HOLDER_INNER = `set -eu
 S=$1
 # the run's scratch, the checkout and node: kept reachable below the mounts that cover /run,
-# /var/tmp, /dev/shm and /var/lib, wherever they live (ns-keep.sh)
+# /var/tmp, /dev/shm, /var/lib and /var/cache, wherever they live (ns-keep.sh)
 . "$2"
 shift 2
 keep_open "$@"
@@ -252,13 +253,16 @@ mount -t tmpfs -o size=64m,mode=755 tmpfs /run
 mount -t tmpfs -o size=64m,mode=1777 tmpfs /dev/shm
 mount -t tmpfs -o size=256m,mode=1777 tmpfs /var/tmp
 keep_bind
-for d in etc-containers var-lib; do mkdir -p "$S/ov/$d/u" "$S/ov/$d/w"; done
+for d in etc-containers var-lib var-cache; do mkdir -p "$S/ov/$d/u" "$S/ov/$d/w"; done
 mount -t overlay overlay -o "lowerdir=/etc/containers,upperdir=$S/ov/etc-containers/u,workdir=$S/ov/etc-containers/w" /etc/containers
 mkdir -p /etc/containers/networks
 mount -t tmpfs -o size=1m tmpfs /etc/containers/networks
 mount -t overlay overlay -o "lowerdir=/var/lib,upperdir=$S/ov/var-lib/u,workdir=$S/ov/var-lib/w" /var/lib
 mkdir -p /var/lib/containers
 mount -t tmpfs -o size=1g,mode=700 tmpfs /var/lib/containers
+mount -t overlay overlay -o "lowerdir=/var/cache,upperdir=$S/ov/var-cache/u,workdir=$S/ov/var-cache/w" /var/cache
+mkdir -p /var/cache/containers
+mount -t tmpfs -o size=16m,mode=700 tmpfs /var/cache/containers
 keep_bind
 keep_close
 echo ready
@@ -347,7 +351,7 @@ export class ContainerSandbox {
   }
 
   /**
-   * What commands wrote into /etc/containers and /var/lib outside the tmpfs the
+   * What commands wrote into /etc/containers, /var/lib and /var/cache outside the tmpfs the
    * sandbox mounts there (the overlays' upper directories): on a host, these
    * writes would have landed in its /etc and /var/lib.
    */
@@ -361,8 +365,10 @@ export class ContainerSandbox {
     };
     await walk(join(this.dir, 'ov', 'etc-containers', 'u'), '/etc/containers');
     await walk(join(this.dir, 'ov', 'var-lib', 'u'), '/var/lib');
+    await walk(join(this.dir, 'ov', 'var-cache', 'u'), '/var/cache');
     // the mount points the sandbox made for its tmpfs (when the host lacks them)
-    return out.filter((p) => p !== '/etc/containers/networks' && p !== '/var/lib/containers').sort();
+    const made = new Set(['/etc/containers/networks', '/var/lib/containers', '/var/cache/containers']);
+    return out.filter((p) => !made.has(p)).sort();
   }
 
   /** PIDs in the sandbox's cgroups other than the holder: every process a client left running. */
