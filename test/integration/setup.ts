@@ -77,6 +77,9 @@ export async function setup(project: TestProject): Promise<void> {
   // npm writes its cache (also on a cache hit: npm ci rewrites index entries) and logs under ~/.npm
   process.env.npm_config_logs_dir = join(root, 'npm-logs');
   process.env.npm_config_cache = join(root, 'npm-cache');
+  // mount(8)/umount(8) (libmount) record bind and remount options in /run/mount/utab, creating
+  // /run/mount on the host (the sentinels' read-only bind did); every child keeps its own here
+  process.env.LIBMOUNT_UTAB = join(root, 'utab');
 
   const roProblem = await makeSentinels(root);
   if (roProblem) console.warn(`sentinels are not read-only (${roProblem}): a write through a link that leaves its mount would be found only at the end`);
