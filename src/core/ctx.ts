@@ -4,7 +4,7 @@
  * cache, inode numbering and open handles. Built once by overlay.ts.
  */
 import * as sys from '../native/sys.js';
-import { StatIdx } from '../native/sys.js';
+import { STAT_LEN, StatIdx } from '../native/sys.js';
 import type { Bstr } from './bstr.js';
 import type { OverlayConfig } from './config.js';
 import { FsError, type ErrnoCode } from './errors.js';
@@ -173,7 +173,7 @@ const EACCES = 13;
 export function lendOwnerBits(dirfd: number, rel: Bstr, bits: number, call: () => number): number {
   const r = call();
   if (r !== -EACCES) return r;
-  const st = new Float64Array(16);
+  const st = new Float64Array(STAT_LEN);
   if (sys.tryLstatat(dirfd, rel, st) !== 0 || st[StatIdx.uid] !== process.geteuid?.()) return r;
   const mode = st[StatIdx.mode]! & 0o7777;
   if ((mode & bits) === bits || sys.raw.fchmodat(dirfd, rel, mode | bits) !== 0) return r;

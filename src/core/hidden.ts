@@ -43,7 +43,7 @@ import { lookup } from './namei.js';
 import { escapeXattr, unescapeXattr } from './xattr.js';
 import type { AttrArray, TimeSet } from './types.js';
 import { S_IFDIR } from './whiteout.js';
-import { applyRecord, changeMode, changeOwner } from './override-stat.js';
+import { changeMode, changeOwner, overrideOpenStat } from './override-stat.js';
 
 /** libfuse 2.9.9 hidden_name(): ".fuse_hidden%08x%08x" (node id, hidectr). */
 export const HIDDEN_NAME = /^\.fuse_hidden[0-9a-f]{16}$/;
@@ -140,8 +140,7 @@ function changeable(h: HiddenFile, path: Bstr, syscall: string): OpenFile {
 export function attrs(ctx: Ctx, h: HiddenFile, path: Bstr, fh?: number): AttrArray {
   const f = (fh !== undefined ? ctx.files.get(fh) : undefined) ?? anyHandle(h, path, 'getattr');
   const out = sys.fstat(f.fd, undefined, path);
-  const L = f.lower ? (f.lowerRef === undefined ? undefined : ctx.layers[f.lowerRef.layer]) : ctx.upper;
-  if (L?.override !== undefined) applyRecord(L.override, f.fd, '', out);
+  overrideOpenStat(ctx, f, out);
   out[StatIdx.ino] = h.ino;
   const n = out[StatIdx.nlink]!;
   if (n > 0) out[StatIdx.nlink] = n + 1;

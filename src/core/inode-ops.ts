@@ -11,7 +11,7 @@ import { fail, relOf, requireUpper, sys, type Ctx } from './ctx.js';
 import { isUpperEntry, resolve, type Entry } from './namei.js';
 import type { AttrArray, Caller, StatFs, TimeSet } from './types.js';
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from './whiteout.js';
-import { applyRecord, changeMode, changeOwner } from './override-stat.js';
+import { changeMode, changeOwner, overrideOpenStat, overrideStat } from './override-stat.js';
 
 /**
  * Attributes of a resolved entry: the top real object's, with the overlay's
@@ -29,7 +29,7 @@ export function attrsOf(ctx: Ctx, e: Entry, real?: { ino: number }): AttrArray {
     ctx.cache.drop(e.path);
     fail(r === -2 ? 'ENOENT' : 'EIO', e.path, 'lstat');
   }
-  if (L.override !== undefined) applyRecord(L.override, L.fd, ref.rel, out);
+  overrideStat(L, L.fd, ref.rel, out);
   if (real) real.ino = out[StatIdx.ino]!;
   out[StatIdx.ino] = e.ino;
   // As the kernel: counting subdirectories of a merged directory is not worth it; find(1) accepts 1.
@@ -50,8 +50,7 @@ export function fgetattr(ctx: Ctx, path: Bstr | null, fh: number): AttrArray {
   }
   const out = new Float64Array(STAT_LEN);
   sys.fstat(f.fd, out, path ?? '');
-  const L = f.lower ? (f.lowerRef === undefined ? undefined : ctx.layers[f.lowerRef.layer]) : ctx.upper;
-  if (L?.override !== undefined) applyRecord(L.override, f.fd, '', out);
+  overrideOpenStat(ctx, f, out);
   out[StatIdx.ino] = f.ino;
   return out;
 }

@@ -26,7 +26,7 @@ import { StatIdx } from '../native/sys.js';
 import type { Bstr } from './bstr.js';
 import type { XattrPermissions } from './config.js';
 import { STAT_LEN } from '../native/sys.js';
-import { chownReal, sys, type Ctx, type Layer } from './ctx.js';
+import { chownReal, sys, type Ctx, type Layer, type OpenFile } from './ctx.js';
 import { codeOf, FsError } from './errors.js';
 
 export const OVERRIDE_PRIVILEGED = 'security.fuseoverlayfs.override_stat';
@@ -95,8 +95,13 @@ export function writeRecord(name: Bstr, dirfd: number, rel: Bstr, uid: number, g
 export const realMode = (mode: number): number => (mode & 0o7777) | 0o755;
 
 /** A stat of (dirfd, rel) on layer L as the overlay shows it: with L's record, if L has one. */
-export function overrideStat(L: Layer, dirfd: number, rel: Bstr, st: Float64Array): void {
-  if (L.override !== undefined) applyRecord(L.override, dirfd, rel, st);
+export function overrideStat(L: Layer | undefined, dirfd: number, rel: Bstr, st: Float64Array): void {
+  if (L?.override !== undefined) applyRecord(L.override, dirfd, rel, st);
+}
+
+/** The fstat of an open file as the overlay shows it: with the record of the layer its fd is on. */
+export function overrideOpenStat(ctx: Ctx, f: OpenFile, st: Float64Array): void {
+  overrideStat(f.lower ? (f.lowerRef === undefined ? undefined : ctx.layers[f.lowerRef.layer]) : ctx.upper, f.fd, '', st);
 }
 
 const S_IFLNK = 0o120000;

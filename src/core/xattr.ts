@@ -36,7 +36,7 @@ export function escapeXattr(ctx: Ctx, name: Bstr): Bstr | undefined {
   if (name.startsWith(p)) return p + ESC + name.slice(p.length);
   if (name.startsWith(FUSE_OVERLAYFS_PREFIX) || READ_AS_MARKERS.includes(name)) return undefined;
   // stat override records (override-stat.ts) of the mount's layers are the overlay's own
-  if (ctx.overrides.length > 0 && ctx.overrides.includes(name)) return undefined;
+  if (ctx.overrides.includes(name)) return undefined;
   // The other marker namespace (e.g. trusted.overlay.* with userxattr) is read as markers too: keep it private.
   if (name.startsWith(TRUSTED_PREFIX) || (ctx.userxattr && name.startsWith(USER_PREFIX))) return undefined;
   return name;
@@ -47,7 +47,7 @@ export function unescapeXattr(ctx: Ctx, real: Bstr): Bstr | undefined {
   const p = markerPrefix(ctx);
   if (real.startsWith(p)) return real.startsWith(p + ESC) ? p + real.slice(p.length + ESC.length) : undefined;
   if (real.startsWith(FUSE_OVERLAYFS_PREFIX) || READ_AS_MARKERS.includes(real)) return undefined;
-  if (ctx.overrides.length > 0 && ctx.overrides.includes(real)) return undefined;
+  if (ctx.overrides.includes(real)) return undefined;
   if (real.startsWith(TRUSTED_PREFIX)) return undefined;
   return real;
 }
