@@ -15,7 +15,7 @@
  * holds for process.exit() with files still open on the mount: unmount first.
  */
 import * as fs from 'node:fs';
-import { ConfigError, parseMountArgs, validateMountConfig, type MountConfig } from './cli/options.js';
+import { ConfigError, escapeOptionValue, parseMountArgs, validateMountConfig, type MountConfig } from './cli/options.js';
 import { serve, ServeError } from './cli/serve.js';
 import type { DaemonStats } from './cli/stats.js';
 
@@ -71,7 +71,6 @@ export interface Mount {
 }
 
 /** backslash-escape what the -o parser treats specially */
-const esc = (p: string): string => p.replace(/[\\,:"]/g, (c) => '\\' + c);
 
 /**
  * Mount. Validates like the CLI (nothing is created or changed on bad input;
@@ -80,9 +79,9 @@ const esc = (p: string): string => p.replace(/[\\,:"]/g, (c) => '\\' + c);
  */
 export async function mount(o: MountOptions): Promise<Mount> {
   if (!Array.isArray(o.lowerdirs) || o.lowerdirs.length === 0) throw new ConfigError('missing lowerdirs');
-  const words = [`lowerdir=${o.lowerdirs.map(esc).join(':')}`];
-  if (o.upperdir !== undefined) words.push(`upperdir=${esc(o.upperdir)}`);
-  if (o.workdir !== undefined) words.push(`workdir=${esc(o.workdir)}`);
+  const words = [`lowerdir=${o.lowerdirs.map(escapeOptionValue).join(':')}`];
+  if (o.upperdir !== undefined) words.push(`upperdir=${escapeOptionValue(o.upperdir)}`);
+  if (o.workdir !== undefined) words.push(`workdir=${escapeOptionValue(o.workdir)}`);
   if (o.readOnly) words.push('ro');
   if (o.redirectDir !== undefined) words.push(`redirect_dir=${o.redirectDir ? 'on' : 'off'}`);
   if (o.userxattr) words.push('userxattr');
