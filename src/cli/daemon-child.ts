@@ -40,7 +40,7 @@ function sayVerdict(line: string): void {
 }
 
 async function parse(argv: string[]): Promise<MountConfig> {
-  const env = { cwd: process.cwd(), uid: process.getuid?.() ?? 0 };
+  const env = { cwd: process.cwd(), uid: process.geteuid?.() ?? 0 };
   const plain = parsePlainMount(argv, env);
   if (plain !== undefined) return plain;
   // Every other form (the `mount --image` subcommand, say) goes through the full parser.

@@ -29,7 +29,7 @@ export class UmountError extends Error {
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-const isRoot = (): boolean => (process.getuid?.() ?? 0) === 0;
+const isRoot = (): boolean => (process.geteuid?.() ?? 0) === 0;
 
 async function sysUmount(mnt: string, flags: number): Promise<void> {
   let sys: typeof import('../native/sys.js') | undefined;

@@ -77,7 +77,7 @@ async function killer(at: 'parse' | 'after-log'): Promise<NodeJS.ProcessEnv> {
 if (process.argv.includes('--daemon-child')) {
   const die = () => { process.kill(process.pid, 'SIGKILL'); };
   ${at === 'parse'
-    ? 'process.getuid = die;'
+    ? 'process.geteuid = die;'
     : "const chdir = process.chdir; process.chdir = (d) => { writeSync(2, 'last words\\n'); die(); return chdir(d); };"}
 }
 `);
