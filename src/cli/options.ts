@@ -235,8 +235,8 @@ export interface MountArgs {
   cwd: string;
   /**
    * the effective uid in the mounter's user namespace, deciding defaults: 0 (root, also uid 0
-   * of rootless podman's namespace) gets allow_other,suid,dev as fuse-overlayfs gets
-   * allow_other,suid; everyone gets default_permissions and noatime
+   * of rootless podman's namespace) gets allow_other,suid as fuse-overlayfs does; everyone gets
+   * default_permissions, nodev and noatime
    */
   uid: number;
 }
