@@ -154,14 +154,18 @@ export async function spawnDaemon(argv: string[]): Promise<number> {
     env,
   });
   // Until the daemon points them at its log: its warnings, or what it said before dying.
-  let early = 2;
+  const closed: Promise<void>[] = [];
   for (const out of [child.stdout!, child.stderr!]) {
     out.on('data', (d: Buffer) => { process.stderr.write(d); });
     out.on('error', () => { /* the exit handler reports */ });
-    out.once('close', () => { early--; });
+    closed.push(new Promise((r) => out.once('close', () => r())));
   }
+  // What the daemon wrote before its verdict is relayed in full; a daemon that keeps a stream
+  // open (a child it started holding it) must not hold us up for more than a second.
   const earlyDone = async (): Promise<void> => {
-    for (let i = 0; i < 100 && early > 0; i++) await new Promise((r) => setTimeout(r, 10));
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(closed), new Promise((r) => { timer = setTimeout(r, 1000); })]);
+    clearTimeout(timer);
     child.stdout!.destroy();
     child.stderr!.destroy();
   };
