@@ -81,8 +81,10 @@ function mapper(ranges: readonly IdRange[] | undefined, out: boolean, overflow: 
  */
 export function idView(m: IdMapping | undefined, staticNlink: boolean, overflow: OverflowIds = { uid: 65534, gid: 65534 }): IdView | undefined {
   if (m === undefined && !staticNlink) return undefined;
-  const uidOut: Map1 | undefined = m?.squashUid !== undefined ? ((s) => () => s)(m.squashUid) : mapper(m?.uid, true, overflow.uid);
-  const gidOut: Map1 | undefined = m?.squashGid !== undefined ? ((s) => () => s)(m.squashGid) : mapper(m?.gid, true, overflow.gid);
+  const squashUid = m?.squashUid;
+  const squashGid = m?.squashGid;
+  const uidOut: Map1 | undefined = squashUid !== undefined ? () => squashUid : mapper(m?.uid, true, overflow.uid);
+  const gidOut: Map1 | undefined = squashGid !== undefined ? () => squashGid : mapper(m?.gid, true, overflow.gid);
   const uidIn0 = mapper(m?.uid, false, overflow.uid);
   const gidIn0 = mapper(m?.gid, false, overflow.gid);
   const uidIn = uidIn0 === undefined ? (id: number) => id : (id: number) => (id === NO_ID || id === -1 ? id : uidIn0(id));
