@@ -13,7 +13,7 @@ import { fromText } from '../core/bstr.js';
 import { isFsError } from '../core/errors.js';
 import { checkCanMount, unmountPath } from '../native/fuse-mount.js';
 import { ll, type Session } from '../native/fuse-ll.js';
-import { StatIdx } from '../native/sys-api.js';
+import { StatIdx, inoOf } from '../native/sys-api.js';
 import { createLowLevelAdapter, lowLevelArgs } from '../fuse/lowlevel.js';
 import { idView, readOverflowIds } from '../fuse/idmap.js';
 import type { MountConfig } from './options.js';
@@ -96,7 +96,7 @@ export async function serve(config: MountConfig, log: (line: string) => void): P
         entryTimeout: config.timeout,
         attrTimeout: config.attrTimeout,
         negativeTimeout: config.negativeTimeout,
-        rootIno: root[StatIdx.ino]!,
+        rootIno: inoOf(root),
         copyUps: () => overlay.ctx.counters.copyUps,
         ids,
         noXattrs: config.noXattrs,

@@ -19,7 +19,7 @@
  */
 import * as fs from 'node:fs';
 import { promisify } from 'node:util';
-import { StatIdx } from '../native/sys.js';
+import { StatIdx, inoOf, type Ino } from '../native/sys.js';
 import type { Bstr } from './bstr.js';
 import { closeWhenIdle, fail, lendOwnerBits, parentOf, relOf, requireUpper, sys, type Ctx, type LayerRef } from './ctx.js';
 import { codeOf, FsError, isFsError } from './errors.js';
@@ -170,7 +170,7 @@ async function copyUpOne(ctx: Ctx, e: Entry, opts: CopyUpOptions): Promise<void>
   const ust = sys.lstatat(upper.fd, urel, new Float64Array(ctx.st.length));
   // Like the kernel: a lower file with several links keeps its number only while in
   // the lower; copies of its names are separate files, so each reports its own.
-  if (type !== S_IFDIR && st[StatIdx.nlink] === 1) ctx.inodes.recordCopyUp(ust[StatIdx.ino]!, e.ino);
+  if (type !== S_IFDIR && st[StatIdx.nlink] === 1) ctx.inodes.recordCopyUp(inoOf(ust), e.ino);
   ctx.counters.copyUps++;
   ctx.counters.copyUpBytes += bytes;
   ctx.cache.drop(path);
@@ -260,7 +260,7 @@ export function markImpure(ctx: Ctx, udir: Bstr): void {
  * As on kernel >= 4.19: read-only handles opened on the lower object now read
  * the upper copy (the kernel re-points the overlay inode; we swap the fd).
  */
-function repointHandles(ctx: Ctx, ino: number, src: LayerRef, urel: Bstr): void {
+function repointHandles(ctx: Ctx, ino: Ino, src: LayerRef, urel: Bstr): void {
   const set = ctx.filesByIno.get(ino);
   if (!set) return;
   for (const f of set) {

@@ -4,7 +4,7 @@
  * cache, inode numbering and open handles. Built once by overlay.ts.
  */
 import * as sys from '../native/sys.js';
-import { STAT_LEN, StatIdx } from '../native/sys.js';
+import { STAT_LEN, StatIdx, type Ino } from '../native/sys.js';
 import type { Bstr } from './bstr.js';
 import type { OverlayConfig } from './config.js';
 import { FsError, type ErrnoCode } from './errors.js';
@@ -38,7 +38,7 @@ export interface OpenFile {
   path: Bstr | null;
   flags: number;
   /** overlay inode number: the key that ties handles of one object together */
-  ino: number;
+  ino: Ino;
   /** the fd is on a lower layer (read-only); re-pointed to the upper after a copy-up */
   lower: boolean;
   /**
@@ -86,7 +86,7 @@ export interface Ctx {
   files: Map<number, OpenFile>;
   dirs: Map<number, OpenDir>;
   /** open file handles by overlay ino (copy-up re-pointing, unlink bookkeeping) */
-  filesByIno: Map<number, Set<OpenFile>>;
+  filesByIno: Map<Ino, Set<OpenFile>>;
   /** libfuse's .fuse_hidden names of files unlinked while open, by name (hidden.ts) */
   hidden: Map<Bstr, import('./hidden.js').HiddenFile>;
   /** copy-ups in flight, by mount path: a second caller awaits the first */

@@ -25,7 +25,7 @@ import {
 } from './namei.js';
 import { isMergedEmpty } from './readdir.js';
 import type { Caller } from './types.js';
-import { StatIdx } from '../native/sys.js';
+import { StatIdx, inoOf } from '../native/sys.js';
 import { overrideStat, placeMode, placeOwner } from './override-stat.js';
 import {
   isWhiteoutStat, joinRel, markerXattr, OPAQUE_FILE, S_IFDIR, S_IFLNK, S_IFMT, setRedirect, splitPath,
@@ -228,7 +228,7 @@ function sameObject(a: Entry | undefined, b: Entry): boolean {
 function forgetIfLast(ctx: Ctx, urel: Bstr): void {
   const st = ctx.st;
   if (sys.tryLstatat(ctx.upper!.fd, urel, st) === 0 && st[StatIdx.nlink]! <= 1 && (st[StatIdx.mode]! & S_IFMT) !== S_IFDIR) {
-    ctx.inodes.forgetUpper(st[StatIdx.ino]!);
+    ctx.inodes.forgetUpper(inoOf(st));
   }
 }
 
@@ -412,9 +412,9 @@ function sameUpperFile(ctx: Ctx, a: Entry, b: Entry): boolean {
   if (a.ino !== b.ino || !isUpperEntry(ctx, a) || !isUpperEntry(ctx, b)) return false;
   const st = ctx.st;
   if (sys.tryLstatat(ctx.upper!.fd, a.stack[0]!.rel, st) !== 0) return false;
-  const ino = st[StatIdx.ino]!;
+  const ino = inoOf(st);
   if (sys.tryLstatat(ctx.upper!.fd, b.stack[0]!.rel, st) !== 0) return false;
-  return st[StatIdx.ino] === ino;
+  return inoOf(st) === ino;
 }
 
 /** The VFS's checks of a rename target's type (before the filesystem is asked anything). */

@@ -35,7 +35,7 @@
  */
 import * as fs from 'node:fs';
 import { constants as osConstants } from 'node:os';
-import { StatIdx } from '../native/sys.js';
+import { StatIdx, setIno, type Ino } from '../native/sys.js';
 import type { Bstr } from './bstr.js';
 import { fail, sys, type Ctx, type OpenFile } from './ctx.js';
 import { codeOf, FsError, type ErrnoCode } from './errors.js';
@@ -51,7 +51,7 @@ export const HIDDEN_NAME = /^\.fuse_hidden[0-9a-f]{16}$/;
 /** One object unlinked while open. */
 export interface HiddenFile {
   /** overlay inode number of the object */
-  ino: number;
+  ino: Ino;
   /** its open handles (released ones leave the set) */
   files: Set<OpenFile>;
 }
@@ -141,7 +141,7 @@ export function attrs(ctx: Ctx, h: HiddenFile, path: Bstr, fh?: number): AttrArr
   const f = (fh !== undefined ? ctx.files.get(fh) : undefined) ?? anyHandle(h, path, 'getattr');
   const out = sys.fstat(f.fd, undefined, path);
   overrideOpenStat(ctx, f, out);
-  out[StatIdx.ino] = h.ino;
+  setIno(out, h.ino);
   const n = out[StatIdx.nlink]!;
   if (n > 0) out[StatIdx.nlink] = n + 1;
   return out;

@@ -4,7 +4,7 @@
  * first; reads go to the top real object.
  */
 import * as fs from 'node:fs';
-import { STAT_LEN, StatIdx, StatvfsIdx } from '../native/sys.js';
+import { STAT_LEN, StatIdx, StatvfsIdx, inoOf, setIno, type Ino } from '../native/sys.js';
 import type { Bstr } from './bstr.js';
 import { copyUp } from './copy-up.js';
 import { fail, relOf, requireUpper, sys, type Ctx } from './ctx.js';
@@ -18,7 +18,7 @@ import { changeMode, changeOwner, overrideOpenStat, overrideStat } from './overr
  * st_ino. `real`, if given, receives the top real object's own inode number
  * (lower-only entries with cached attributes leave it unchanged).
  */
-export function attrsOf(ctx: Ctx, e: Entry, real?: { ino: number }): AttrArray {
+export function attrsOf(ctx: Ctx, e: Entry, real?: { ino: Ino }): AttrArray {
   if (e.attrs !== undefined) return e.attrs.slice();
   const out = new Float64Array(STAT_LEN);
   const ref = e.stack[0]!;
@@ -30,8 +30,8 @@ export function attrsOf(ctx: Ctx, e: Entry, real?: { ino: number }): AttrArray {
     fail(r === -2 ? 'ENOENT' : 'EIO', e.path, 'lstat');
   }
   overrideStat(L, L.fd, ref.rel, out);
-  if (real) real.ino = out[StatIdx.ino]!;
-  out[StatIdx.ino] = e.ino;
+  if (real) real.ino = inoOf(out);
+  setIno(out, e.ino);
   // As the kernel: counting subdirectories of a merged directory is not worth it; find(1) accepts 1.
   if (e.type === S_IFDIR && e.stack.length > 1) out[StatIdx.nlink] = 1;
   if (!L.upper) e.attrs = out.slice();
@@ -51,7 +51,7 @@ export function fgetattr(ctx: Ctx, path: Bstr | null, fh: number): AttrArray {
   const out = new Float64Array(STAT_LEN);
   sys.fstat(f.fd, out, path ?? '');
   overrideOpenStat(ctx, f, out);
-  out[StatIdx.ino] = f.ino;
+  setIno(out, f.ino);
   return out;
 }
 

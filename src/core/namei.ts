@@ -14,7 +14,7 @@
  * a hit is always what a fresh lookup would give.
  */
 import { LRUCache } from 'lru-cache';
-import { StatIdx } from '../native/sys.js';
+import { StatIdx, inoOf, type Ino } from '../native/sys.js';
 import type { Bstr } from './bstr.js';
 import type { MergedEntry } from './types.js';
 import { fail, parentOf, sys, type Ctx, type LayerRef } from './ctx.js';
@@ -33,7 +33,7 @@ export interface Entry {
   type: number;
   /** the real objects, top first; [0] is what stat and open see; directories list every merged layer */
   stack: LayerRef[];
-  ino: number;
+  ino: Ino;
   /** redirect on the top directory, if it has one */
   redirect: Redirect | undefined;
   /** the top directory is opaque (a merged listing stops there) */
@@ -151,7 +151,7 @@ export function rootEntry(ctx: Ctx): Entry {
   sys.lstatat(top.fd, '', ctx.st);
   return {
     path: '/', type: S_IFDIR, stack: ctx.layers.map((l) => ({ layer: l.index, rel: '' })),
-    ino: ctx.inodes.real(ctx.st[StatIdx.dev]!, ctx.st[StatIdx.ino]!), redirect: undefined, opaque: false,
+    ino: ctx.inodes.real(ctx.st[StatIdx.dev]!, inoOf(ctx.st)), redirect: undefined, opaque: false,
   };
 }
 
@@ -210,9 +210,9 @@ export function lookupChild(ctx: Ctx, parent: Entry, name: Bstr): Entry | undefi
   const stack: LayerRef[] = [];
   let type = 0;
   let topDev = 0;
-  let topIno = 0;
+  let topIno: Ino = 0;
   let firstLowerDev = -1;
-  let firstLowerIno = 0;
+  let firstLowerIno: Ino = 0;
   let redirect: Redirect | undefined;
   let opaque = false;
   let curName = name;
@@ -263,7 +263,7 @@ export function lookupChild(ctx: Ctx, parent: Entry, name: Bstr): Entry | undefi
     if (stack.length === 0) {
       type = t;
       topDev = st[StatIdx.dev]!;
-      topIno = st[StatIdx.ino]!;
+      topIno = inoOf(st);
       stack.push({ layer, rel });
       if (!L.upper) { firstLowerDev = topDev; firstLowerIno = topIno; }
       if (t !== S_IFDIR) {
@@ -279,7 +279,7 @@ export function lookupChild(ctx: Ctx, parent: Entry, name: Bstr): Entry | undefi
       // A non-directory below a directory ends the merge.
       if (t !== S_IFDIR) break;
       stack.push({ layer, rel });
-      if (firstLowerDev < 0 && !L.upper) { firstLowerDev = st[StatIdx.dev]!; firstLowerIno = st[StatIdx.ino]!; }
+      if (firstLowerDev < 0 && !L.upper) { firstLowerDev = st[StatIdx.dev]!; firstLowerIno = inoOf(st); }
     }
     // A directory: does it stop the merge or send it elsewhere? Not worth asking of the
     // bottom layer. (An absolute redirect restarts from the root stack, so even a
@@ -311,7 +311,7 @@ export function lookupChild(ctx: Ctx, parent: Entry, name: Bstr): Entry | undefi
   }
   if (stack.length === 0) return undefined;
 
-  let ino: number;
+  let ino: Ino;
   if (type === S_IFDIR) {
     ino = firstLowerDev >= 0 ? ctx.inodes.real(firstLowerDev, firstLowerIno) : ctx.inodes.upper(topDev, topIno);
   } else if (ctx.layers[stack[0]!.layer]!.upper) {
@@ -378,7 +378,7 @@ function walkAbsolute(ctx: Ctx, layer: number, abs: Bstr): AbsWalk {
  * marked by an origin xattr) the number of the lower object at the same path.
  * Refuses metacopy files: their data lives in a lower file stratafs does not follow.
  */
-function upperFileIno(ctx: Ctx, parent: Entry, name: Bstr, path: Bstr, dev: number, ino: number, xattrs: Bstr[] | undefined): number {
+function upperFileIno(ctx: Ctx, parent: Entry, name: Bstr, path: Bstr, dev: number, ino: Ino, xattrs: Bstr[] | undefined): Ino {
   const mapped = ctx.inodes.upper(dev, ino);
   if (!xattrs || xattrs.length === 0) return mapped;
   for (const p of [TRUSTED_PREFIX, USER_PREFIX]) {
@@ -397,7 +397,7 @@ function upperFileIno(ctx: Ctx, parent: Entry, name: Bstr, path: Bstr, dev: numb
     const rel = joinRel(ref.rel, name);
     if (sys.tryLstatat(L.fd, rel, st) !== 0) continue;
     if (isWhiteoutStat(st) || (st[StatIdx.mode]! & S_IFMT) === S_IFDIR || st[StatIdx.nlink]! > 1) break;
-    const n = ctx.inodes.real(st[StatIdx.dev]!, st[StatIdx.ino]!);
+    const n = ctx.inodes.real(st[StatIdx.dev]!, inoOf(st));
     ctx.inodes.recordCopyUp(ino, n);
     return n;
   }

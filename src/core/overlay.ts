@@ -8,7 +8,7 @@
  * OverlayOps to the per-concern files.
  */
 import * as fs from 'node:fs';
-import { StatIdx } from '../native/sys.js';
+import { STAT_LEN, StatIdx, inoOf, type Ino } from '../native/sys.js';
 import { toText, type Bstr } from './bstr.js';
 import type { OverlayConfig } from './config.js';
 import { copyUp as copyUpPath } from './copy-up.js';
@@ -162,7 +162,7 @@ export async function openOverlay(config: OverlayConfig, log: (line: string) => 
     const roots: { path: Bstr; upper: boolean }[] = [];
     if (config.upperdir !== undefined) roots.push({ path: config.upperdir, upper: true });
     for (const l of config.lowerdirs) roots.push({ path: l, upper: false });
-    const st = new Float64Array(16);
+    const st = new Float64Array(STAT_LEN);
     const layers: Layer[] = roots.map((r, index) => {
       const fd = sys.openRoot(r.path);
       opened.push(fd);
@@ -224,7 +224,7 @@ export async function openOverlay(config: OverlayConfig, log: (line: string) => 
       files: new Map(), dirs: new Map(), filesByIno: new Map(), hidden: new Map(), copyUps: new Map(),
       counters: { copyUps: 0, copyUpBytes: 0 },
       nextFh: 1,
-      st: new Float64Array(16),
+      st: new Float64Array(STAT_LEN),
       tmpName: () => `#${process.pid.toString(16)}.${(tmpSeq++).toString(16)}`,
       overrides: setUpOverrides(layers, upper, config),
     };
@@ -281,12 +281,12 @@ export class Overlay implements OverlayOps {
     return this.run(path, 'lookup', () => {
       const ctx = this.ctx;
       const e = resolve(ctx, path);
-      const real = { ino: 0 };
+      const real: { ino: Ino } = { ino: 0 };
       const attr = inodeOps.attrsOf(ctx, e, real);
       let key: string | undefined;
       if (e.type !== S_IFDIR && attr[StatIdx.nlink]! > 1) {
         if (isUpperEntry(ctx, e)) key = 'u' + real.ino;
-        else if (ctx.upper === undefined) key = 'o' + attr[StatIdx.ino]!;
+        else if (ctx.upper === undefined) key = 'o' + inoOf(attr);
       }
       return { attr, key };
     });
@@ -298,7 +298,7 @@ export class Overlay implements OverlayOps {
 
   private orphan(fhs: Iterable<number>, op: string): HiddenFile {
     const files = new Set<OpenFile>();
-    let ino = 0;
+    let ino: Ino = 0;
     for (const fh of fhs) {
       const f = this.ctx.files.get(fh);
       if (f) { files.add(f); ino = f.ino; }

@@ -1,4 +1,5 @@
 import type { Bstr } from './bstr.js';
+import type { Ino } from '../native/sys-api.js';
 
 /** Seconds and nanoseconds, as the kernel keeps them. */
 export interface Timespec { sec: number; nsec: number }
@@ -24,7 +25,7 @@ export interface MergedEntry {
   /** S_IFMT bits of the entry (enough for d_type) */
   type: number;
   /** the overlay inode number the entry will report on stat */
-  ino: number;
+  ino: Ino;
 }
 
 export interface StatFs {

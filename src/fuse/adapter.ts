@@ -150,7 +150,7 @@ export function createAdapter(ops: OverlayOps, opt: AdapterOptions): Adapter {
         const parent = path === null || path === '/' ? self : await inoOf(parentOf(path));
         return [entries, self, parent];
       }, ([entries, self, parent]) => {
-        const l = dirListing(self, parent, entries);
+        const l = dirListing(self, parent, entries, 2);
         cb(0, l.names, l.modeIno);
       }, ([entries]) => entries.length);
     },

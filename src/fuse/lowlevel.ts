@@ -20,7 +20,7 @@ import { FsError } from '../core/errors.js';
 import type { NodeInfo } from '../core/overlay.js';
 import type { AttrArray, Caller, OpenResult, OverlayOps, TimeSet } from '../core/types.js';
 import { ll, SetattrValid, type LowLevelHandlers, type NodeId, type ReqId, type Session } from '../native/fuse-ll.js';
-import { StatIdx, STAT_LEN } from '../native/sys-api.js';
+import { StatIdx, STAT_LEN, inoOf, type Ino } from '../native/sys-api.js';
 import type { IdView } from './idmap.js';
 import { Node, NodeTable } from './nodes.js';
 import { dirListing, osErrName, RequestStats, startCall, statvfsArray, toErrno, type DirListing, type OpSummary } from './requests.js';
@@ -50,7 +50,7 @@ export interface LowLevelOptions {
   attrTimeout: number;
   negativeTimeout: number;
   /** st_ino of the root directory */
-  rootIno: number;
+  rootIno: Ino;
   /** copy-ups done so far by the core: a change tells which requests copied something up */
   copyUps: () => number;
   /** owners as shown (uidmapping=, squash_to_*, static_nlink: idmap.ts); undefined: as on disk */
@@ -195,7 +195,7 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
   /** Answer a request that made `name` in `parent`: look the new object up and hand out its node. */
   async function entryOf(parent: Node, name: Bstr): Promise<[Node, AttrArray]> {
     const info = await core.lookupNode(childPath(parent, name));
-    const n = nodes.found(parent, name, (info.attr[StatIdx.mode]! & S_IFMT) === S_IFDIR, info.attr[StatIdx.ino]!, info.key);
+    const n = nodes.found(parent, name, (info.attr[StatIdx.mode]! & S_IFMT) === S_IFDIR, inoOf(info.attr), info.key);
     return [n, info.attr];
   }
   const replyEntry = (req: ReqId) => ([n, attr]: [Node, AttrArray]): number => {
@@ -302,7 +302,7 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
         // Both names now stand for one upper object: make the new name find this node.
         const info = await core.lookupNode(to);
         nodes.setKey(n, info.key);
-        const m = nodes.found(P, newName, false, info.attr[StatIdx.ino]!, info.key);
+        const m = nodes.found(P, newName, false, inoOf(info.attr), info.key);
         return [m, info.attr] as [Node, AttrArray];
       }, replyEntry(req), { changes: () => [P, nodes.get(id)] });
     },
@@ -411,7 +411,7 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
           const n = nodeOf(id);
           const entries = await core.readdir(nodes.path(n), fh);
           const up = n.names[n.names.length - 1]?.parent ?? n;
-          l = dirListing(n.ino, up.ino, entries);
+          l = dirListing(n.ino, up.ino, entries, 3);
           dirs.set(fh, l);
         }
         return l;
@@ -419,7 +419,7 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
         // an entry takes at least 32 bytes (fuse_dirent with a name up to 8 bytes)
         const max = Math.ceil(size / 32);
         const names = offset === 0 && l.names.length <= max ? l.names : l.names.slice(offset, offset + max);
-        return ll.replyDir(req, size, offset, names, l.modeIno.subarray(2 * offset, 2 * (offset + names.length)));
+        return ll.replyDir(req, size, offset, names, l.modeIno.subarray(3 * offset, 3 * (offset + names.length)));
       });
     },
     releasedir(req, id, fh) {

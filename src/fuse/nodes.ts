@@ -25,6 +25,7 @@
  */
 import type { Bstr } from '../core/bstr.js';
 import type { NodeId } from '../native/fuse-ll.js';
+import type { Ino } from '../native/sys-api.js';
 
 export const ROOT_ID: NodeId = 1;
 
@@ -42,7 +43,7 @@ export class Node {
   fhs: Set<number> | undefined;
   cachedPath: Bstr | null = null;
   cachedGen = -1;
-  constructor(readonly id: NodeId, readonly isDir: boolean, public ino: number) {}
+  constructor(readonly id: NodeId, readonly isDir: boolean, public ino: Ino) {}
 }
 
 const childKey = (parent: Node, name: Bstr): string => parent.id + '/' + name;
@@ -57,7 +58,7 @@ export class NodeTable {
   /** bumped by every rename of a directory: cached paths below it are stale */
   private pathGen = 0;
 
-  constructor(rootIno: number) {
+  constructor(rootIno: Ino) {
     this.root = new Node(ROOT_ID, true, rootIno);
     this.root.nlookup = 1; // the kernel never forgets the root
     this.byId.set(ROOT_ID, this.root);
@@ -89,7 +90,7 @@ export class NodeTable {
    * A lookup (or create) found `name` in `parent`: the node for that object,
    * existing or new, with its lookup count raised by one.
    */
-  found(parent: Node, name: Bstr, isDir: boolean, ino: number, key: string | undefined): Node {
+  found(parent: Node, name: Bstr, isDir: boolean, ino: Ino, key: string | undefined): Node {
     const ck = childKey(parent, name);
     const bound = this.children.get(ck);
     let n: Node | undefined;

@@ -8,7 +8,7 @@ import type { Bstr } from '../core/bstr.js';
 import { toText } from '../core/bstr.js';
 import { FsError } from '../core/errors.js';
 import type { MergedEntry, StatFs } from '../core/types.js';
-import { STATVFS_LEN, StatvfsIdx } from '../native/sys-api.js';
+import { STAT_LEN, StatIdx, STATVFS_LEN, StatvfsIdx, setIno, type Ino } from '../native/sys-api.js';
 
 // ---------------------------------------------------------------------------
 // the one error conversion
@@ -122,23 +122,35 @@ export function osErrName(n: number): string {
 
 const S_IFDIR = 0o040000;
 
-/** A directory listing as the bindings send it: `.` and `..` first, and [mode, ino] pairs for d_type and d_ino. */
-export interface DirListing { names: Bstr[]; modeIno: Float64Array }
+/**
+ * A directory listing as the bindings send it: `.` and `..` first, and per name
+ * `stride` numbers for d_type and d_ino: [mode, ino] (stride 2, the high-level
+ * binding, ino as a double) or [mode, inoHi, inoLo] (stride 3, the low-level
+ * server, the inode number exact as 32-bit halves).
+ */
+export interface DirListing { names: Bstr[]; modeIno: Float64Array; stride: 2 | 3 }
 
-export function dirListing(self: number, parent: number, entries: readonly MergedEntry[]): DirListing {
+export function dirListing(self: Ino, parent: Ino, entries: readonly MergedEntry[], stride: 2 | 3): DirListing {
   const n = entries.length + 2;
   const names = new Array<Bstr>(n);
-  const modeIno = new Float64Array(2 * n);
-  names[0] = '.'; modeIno[0] = S_IFDIR; modeIno[1] = self;
-  names[1] = '..'; modeIno[2] = S_IFDIR; modeIno[3] = parent;
+  const modeIno = new Float64Array(stride * n);
+  const put = (i: number, mode: number, ino: Ino): void => {
+    modeIno[stride * i] = mode;
+    if (stride === 2) { modeIno[2 * i + 1] = Number(ino); return; }
+    setIno(slot, ino);
+    modeIno[3 * i + 1] = slot[StatIdx.inoHi]!;
+    modeIno[3 * i + 2] = slot[StatIdx.inoLo]!;
+  };
+  names[0] = '.'; put(0, S_IFDIR, self);
+  names[1] = '..'; put(1, S_IFDIR, parent);
   for (let i = 0; i < entries.length; i++) {
     const e = entries[i]!;
     names[i + 2] = e.name;
-    modeIno[2 * i + 4] = e.type;
-    modeIno[2 * i + 5] = e.ino;
+    put(i + 2, e.type, e.ino);
   }
-  return { names, modeIno };
+  return { names, modeIno, stride };
 }
+const slot = new Float64Array(STAT_LEN);
 
 /** statvfs in the StatvfsIdx layout of sys-api.ts */
 export function statvfsArray(s: StatFs): Float64Array {

@@ -20,7 +20,7 @@ import { Readable, Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import * as sys from '../native/sys.js';
-import { StatIdx } from '../native/sys.js';
+import { StatIdx, inoOf } from '../native/sys.js';
 import type { Bstr } from '../core/bstr.js';
 import { FsError } from '../core/errors.js';
 import {
@@ -138,7 +138,7 @@ export function* layerTar(stack: Stack, counters: Counters): Generator<Buffer> {
       }
       case S_IFREG: {
         if (s[StatIdx.nlink]! > 1) {
-          const key = `${layer}:${s[StatIdx.dev]}:${s[StatIdx.ino]}`;
+          const key = `${layer}:${s[StatIdx.dev]}:${inoOf(s)}`;
           const first = links.get(key);
           if (first !== undefined) {
             const h = base(outPath, s, 'link', fd, rel);

@@ -49,7 +49,7 @@ export function treeSizeAt(dirfd: number, rel: Bstr): TreeSize {
       const fmt = st[sys.StatIdx.mode]! & S_IFMT;
       if (fmt === S_IFREG || fmt === S_IFLNK) {
         if (st[sys.StatIdx.nlink]! > 1) {
-          const key = `${st[sys.StatIdx.dev]}:${st[sys.StatIdx.ino]}`;
+          const key = `${st[sys.StatIdx.dev]}:${sys.inoOf(st)}`;
           if (seen.has(key)) continue;
           seen.add(key);
         }

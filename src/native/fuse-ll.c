@@ -608,10 +608,15 @@ static const double *f64_arg(napi_env env, napi_value v, size_t min) {
   return data;
 }
 
-/* Float64Array in StatIdx order (src/native/sys-api.ts) -> struct stat */
+/* StatIdx (src/native/sys-api.ts): st_ino crosses as exact 32-bit halves at 16 and 17. */
+#define STAT_LEN 18
+
+static uint64_t u64_of(double hi, double lo) { return ((uint64_t) (uint32_t) hi << 32) | (uint32_t) lo; }
+
+/* Float64Array in StatIdx order -> struct stat */
 static void to_stat(const double *d, struct stat *st) {
   memset(st, 0, sizeof *st);
-  st->st_dev = (dev_t) d[0]; st->st_ino = (ino_t) d[1]; st->st_mode = (mode_t) d[2];
+  st->st_dev = (dev_t) d[0]; st->st_ino = (ino_t) u64_of(d[16], d[17]); st->st_mode = (mode_t) d[2];
   st->st_nlink = (nlink_t) d[3]; st->st_uid = (uid_t) d[4]; st->st_gid = (gid_t) d[5];
   st->st_rdev = (dev_t) d[6]; st->st_size = (off_t) d[7]; st->st_blksize = (blksize_t) d[8];
   st->st_blocks = (blkcnt_t) d[9];
@@ -632,7 +637,7 @@ static int fill_entry(napi_env env, napi_value *v, struct fuse_entry_param *e) {
   e->ino = (fuse_ino_t) get_num(env, v[0]);
   e->generation = (unsigned long) get_num(env, v[1]);
   if (e->ino != 0) {
-    const double *d = f64_arg(env, v[2], 16);
+    const double *d = f64_arg(env, v[2], STAT_LEN);
     if (!d) return -1;
     to_stat(d, &e->attr);
   }
@@ -645,7 +650,7 @@ static int fill_entry(napi_env env, napi_value *v, struct fuse_entry_param *e) {
 static napi_value reply_entry(napi_env env, napi_callback_info info) {
   struct fuse_entry_param e;
   REPLY_ARGS(6);
-  if (fill_entry(env, argv + 1, &e) < 0) { fuse_reply_err(req, EIO); return throw_err(env, "replyEntry: attr must be a Float64Array(16)"); }
+  if (fill_entry(env, argv + 1, &e) < 0) { fuse_reply_err(req, EIO); return throw_err(env, "replyEntry: attr must be a Float64Array(18)"); }
   fuse_reply_entry(req, &e);
   return NULL;
 }
@@ -663,7 +668,7 @@ static napi_value reply_create(napi_env env, napi_callback_info info) {
   struct fuse_entry_param e;
   struct fuse_file_info fi;
   REPLY_ARGS(8);
-  if (fill_entry(env, argv + 1, &e) < 0) { fuse_reply_err(req, EIO); return throw_err(env, "replyCreate: attr must be a Float64Array(16)"); }
+  if (fill_entry(env, argv + 1, &e) < 0) { fuse_reply_err(req, EIO); return throw_err(env, "replyCreate: attr must be a Float64Array(18)"); }
   fill_open(env, argv[6], argv[7], &fi);
   fuse_reply_create(req, &e, &fi);
   return NULL;
@@ -673,8 +678,8 @@ static napi_value reply_create(napi_env env, napi_callback_info info) {
 static napi_value reply_attr(napi_env env, napi_callback_info info) {
   struct stat st;
   REPLY_ARGS(3);
-  const double *d = f64_arg(env, argv[1], 16);
-  if (!d) { fuse_reply_err(req, EIO); return throw_err(env, "replyAttr: attr must be a Float64Array(16)"); }
+  const double *d = f64_arg(env, argv[1], STAT_LEN);
+  if (!d) { fuse_reply_err(req, EIO); return throw_err(env, "replyAttr: attr must be a Float64Array(18)"); }
   to_stat(d, &st);
   fuse_reply_attr(req, &st, get_num(env, argv[2]));
   return NULL;
@@ -743,7 +748,8 @@ static napi_value reply_statfs(napi_env env, napi_callback_info info) {
 /*
  * replyDir(id, size, firstOffset, names, modeIno) -> entries sent
  *   names[i] gets directory offset firstOffset+i+1 (the offset of the entry
- *   after it); modeIno is a Float64Array of [mode, ino] pairs. As many entries
+ *   after it); modeIno is a Float64Array of [mode, inoHi, inoLo] triples (the
+ *   inode number exact as two 32-bit halves). As many entries
  *   as fit in `size` bytes are sent; the kernel asks again from the next offset.
  */
 static napi_value reply_dir(napi_env env, napi_callback_info info) {
@@ -757,8 +763,8 @@ static napi_value reply_dir(napi_env env, napi_callback_info info) {
   uint32_t i = 0;
   char name[1024];
   napi_get_array_length(env, argv[3], &n);
-  mi = f64_arg(env, argv[4], 2 * (size_t) n);
-  if (!mi) { fuse_reply_err(req, EIO); return throw_err(env, "replyDir: modeIno must hold 2 numbers per name"); }
+  mi = f64_arg(env, argv[4], 3 * (size_t) n);
+  if (!mi) { fuse_reply_err(req, EIO); return throw_err(env, "replyDir: modeIno must hold 3 numbers per name"); }
   buf = malloc(size ? size : 1);
   if (!buf) { fuse_reply_err(req, ENOMEM); return NULL; }
   for (; i < n; i++) {
@@ -768,8 +774,8 @@ static napi_value reply_dir(napi_env env, napi_callback_info info) {
     if (napi_get_element(env, argv[3], i, &e) != napi_ok ||
         napi_get_value_string_latin1(env, e, name, sizeof name, &len) != napi_ok) break;
     memset(&st, 0, sizeof st);
-    st.st_mode = (mode_t) mi[2 * i];
-    st.st_ino = (ino_t) mi[2 * i + 1];
+    st.st_mode = (mode_t) mi[3 * i];
+    st.st_ino = (ino_t) u64_of(mi[3 * i + 1], mi[3 * i + 2]);
     size_t need = fuse_add_direntry(req, NULL, 0, name, NULL, 0);
     if (pos + need > size) break;
     fuse_add_direntry(req, buf + pos, size - pos, name, &st, (off_t) (first + i + 1));

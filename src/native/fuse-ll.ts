@@ -89,7 +89,7 @@ export interface LowLevelAddon {
   replyWrite(req: ReqId, count: number): void;
   replyXattr(req: ReqId, size: number): void;
   replyStatfs(req: ReqId, statvfs: Float64Array): void;
-  /** names[i] gets offset firstOffset+i+1; returns how many fitted in size bytes */
+  /** names[i] gets offset firstOffset+i+1; modeIno holds [mode, inoHi, inoLo] per name; returns how many fitted in size bytes */
   replyDir(req: ReqId, size: number, firstOffset: number, names: readonly Bstr[], modeIno: Float64Array): number;
 }
 

@@ -15,14 +15,54 @@
  *   exceptions cost ~10 µs and negative lookups are the common case).
  * - Stat results are written into a caller-owned Float64Array of STAT_LEN
  *   (see StatIdx) to avoid an object per call.
+ * - st_ino is 64 bits wide and really uses them (a kernel overlay with xino=on
+ *   puts its layer index in the top bits: 2^63 + 3), so it crosses exactly as
+ *   two 32-bit halves, `inoHi` and `inoLo`; slot `ino` holds the nearest double
+ *   (exact below 2^53) for display and the high-level binding. Read and write
+ *   it with inoOf/setIno below (an Ino).
  */
 
-export const STAT_LEN = 16;
+export const STAT_LEN = 18;
 export const StatIdx = {
   dev: 0, ino: 1, mode: 2, nlink: 3, uid: 4, gid: 5, rdev: 6, size: 7,
   blksize: 8, blocks: 9, atimeSec: 10, atimeNsec: 11, mtimeSec: 12, mtimeNsec: 13,
-  ctimeSec: 14, ctimeNsec: 15,
+  ctimeSec: 14, ctimeNsec: 15, inoHi: 16, inoLo: 17,
 } as const;
+
+/**
+ * An exact inode number: a number below 2^53, a bigint from 2^53 on. Each value
+ * has exactly one form, so `===`, Map keys and string keys compare values.
+ */
+export type Ino = number | bigint;
+
+const TWO32 = 4294967296;
+/** Below this high half the whole number is exact as a double (2^53 / 2^32). */
+const HI_SAFE = 2 ** 21;
+
+/** The exact st_ino of a stat array (number below 2^53, else bigint). */
+export function inoOf(a: Float64Array): Ino {
+  const hi = a[StatIdx.inoHi]!;
+  const lo = a[StatIdx.inoLo]!;
+  return hi < HI_SAFE ? hi * TWO32 + lo : (BigInt(hi) << 32n) | BigInt(lo);
+}
+
+/** Writes an exact inode number into a stat array (both halves and the display double). */
+export function setIno(a: Float64Array, ino: Ino): void {
+  if (typeof ino === 'number') {
+    a[StatIdx.ino] = ino;
+    a[StatIdx.inoHi] = Math.floor(ino / TWO32);
+    a[StatIdx.inoLo] = ino % TWO32;
+  } else {
+    a[StatIdx.ino] = Number(ino);
+    a[StatIdx.inoHi] = Number(ino >> 32n);
+    a[StatIdx.inoLo] = Number(ino & 0xffffffffn);
+  }
+}
+
+/** The one form of an inode number (see Ino): a bigint below 2^53 becomes a number. */
+export function canonicalIno(ino: bigint): Ino {
+  return ino < 2n ** 53n ? Number(ino) : ino;
+}
 
 export const STATVFS_LEN = 11;
 export const StatvfsIdx = {

@@ -42,7 +42,7 @@
 /* One byte more than PATH_MAX + NUL, so an over-long string is detectable. */
 #define MAXP (PATH_MAX + 2)
 #define XATTR_BUF 65536
-#define STAT_LEN 16
+#define STAT_LEN 18
 #define STATVFS_LEN 11
 #define COPY_POOL 2
 #define COPY_CHUNK ((size_t)1 << 30)
@@ -232,6 +232,8 @@ static void fill_stat(double *o, const struct stat *s) {
   o[10] = (double)s->st_atim.tv_sec, o[11] = (double)s->st_atim.tv_nsec;
   o[12] = (double)s->st_mtim.tv_sec, o[13] = (double)s->st_mtim.tv_nsec;
   o[14] = (double)s->st_ctim.tv_sec, o[15] = (double)s->st_ctim.tv_nsec;
+  /* o[1] rounds above 2^53 (xino numbers are 2^62 + n): the halves are exact. */
+  o[16] = (double)(uint32_t)((uint64_t)s->st_ino >> 32), o[17] = (double)(uint32_t)s->st_ino;
 }
 
 /*

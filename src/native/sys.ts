@@ -17,10 +17,10 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { codeOf, FsError } from '../core/errors.js';
 import type { Bstr } from '../core/bstr.js';
-import { STAT_LEN, STATVFS_LEN, type CopyResult, type SysAddon } from './sys-api.js';
+import { STAT_LEN, STATVFS_LEN, inoOf, type CopyResult, type Ino, type SysAddon } from './sys-api.js';
 
-export { STAT_LEN, StatIdx, STATVFS_LEN, StatvfsIdx } from './sys-api.js';
-export type { CopyResult, SysAddon } from './sys-api.js';
+export { STAT_LEN, StatIdx, STATVFS_LEN, StatvfsIdx, inoOf, setIno, canonicalIno } from './sys-api.js';
+export type { CopyResult, Ino, SysAddon } from './sys-api.js';
 
 /** Where the built addon may live: beside this file (src/native) or, from dist/native, back in src/native. */
 const CANDIDATES = [
@@ -97,7 +97,7 @@ export function minor(dev: number): number {
 
 /** A stat result as an object, for code that is not on a hot path. */
 export interface Stat {
-  dev: number; ino: number; mode: number; nlink: number; uid: number; gid: number;
+  dev: number; ino: Ino; mode: number; nlink: number; uid: number; gid: number;
   rdev: number; size: number; blksize: number; blocks: number;
   atimeSec: number; atimeNsec: number; mtimeSec: number; mtimeNsec: number;
   ctimeSec: number; ctimeNsec: number;
@@ -105,7 +105,7 @@ export interface Stat {
 
 export function statObject(a: Float64Array): Stat {
   return {
-    dev: a[0]!, ino: a[1]!, mode: a[2]!, nlink: a[3]!, uid: a[4]!, gid: a[5]!, rdev: a[6]!,
+    dev: a[0]!, ino: inoOf(a), mode: a[2]!, nlink: a[3]!, uid: a[4]!, gid: a[5]!, rdev: a[6]!,
     size: a[7]!, blksize: a[8]!, blocks: a[9]!, atimeSec: a[10]!, atimeNsec: a[11]!,
     mtimeSec: a[12]!, mtimeNsec: a[13]!, ctimeSec: a[14]!, ctimeNsec: a[15]!,
   };
