@@ -51,8 +51,86 @@ function loadOrDeferError(): SysAddon {
   }
 }
 
-/** The addon itself: every call returns a value or -errno, never throws on an errno. */
-export const raw: SysAddon = loadOrDeferError();
+/**
+ * The longest `rel` handed to one system call. The kernel refuses a path of
+ * PATH_MAX (4096) bytes or more with ENAMETOOLONG, but a tree can be deeper
+ * than that below a layer root (the kernel overlay reads it), so a longer `rel`
+ * is walked in pieces: see `deep`.
+ */
+export const REL_CHUNK = 2048;
+const ENAMETOOLONG = 36;
+
+/**
+ * Runs `call(fd, rest)` with `rel` split so that no piece exceeds REL_CHUNK:
+ * each leading piece (whole components) is opened O_PATH|O_DIRECTORY beneath the
+ * fd before it by the addon's openat (openat2 RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS),
+ * so every component is still resolved beneath the layer root, no symlink is
+ * followed, and a '..' that would step above a piece is refused (EXDEV; the
+ * core never passes '..'). Intermediate fds are closed before returning.
+ */
+function deep<T>(a: SysAddon, dirfd: number, rel: Bstr, call: (fd: number, rel: Bstr) => T | number): T | number {
+  let fd = dirfd;
+  let rest = rel;
+  try {
+    while (rest.length > REL_CHUNK) {
+      const cut = rest.lastIndexOf('/', REL_CHUNK);
+      if (cut <= 0) return -ENAMETOOLONG;
+      const next = a.openat(fd, rest.slice(0, cut), a.constants.O_PATH | a.constants.O_DIRECTORY, 0);
+      if (next < 0) return next;
+      if (fd !== dirfd) a.close(fd);
+      fd = next;
+      rest = rest.slice(cut + 1);
+    }
+    return call(fd, rest);
+  } finally {
+    if (fd !== dirfd) a.close(fd);
+  }
+}
+
+/** Both sides of a two-name call, each walked by `deep`. */
+function deep2(a: SysAddon, od: number, orel: Bstr, nd: number, nrel: Bstr, call: (od: number, orel: Bstr, nd: number, nrel: Bstr) => number): number {
+  return deep(a, od, orel, (ofd, o) => deep(a, nd, nrel, (nfd, n) => call(ofd, o, nfd, n)));
+}
+
+/**
+ * The addon with every `(dirfd, rel)` call able to take a `rel` of any length
+ * (see `deep`). A short `rel`, the common case, costs one length test.
+ */
+function deepPaths(a: SysAddon): SysAddon {
+  const long = (rel: Bstr): boolean => rel.length > REL_CHUNK;
+  return Object.freeze({
+    ...a,
+    constants: a.constants,
+    openat: (d, rel, flags, mode) => long(rel) ? deep(a, d, rel, (f, r) => a.openat(f, r, flags, mode)) : a.openat(d, rel, flags, mode),
+    lstatat: (d, rel, out) => long(rel) ? deep(a, d, rel, (f, r) => a.lstatat(f, r, out)) : a.lstatat(d, rel, out),
+    mkdirat: (d, rel, mode) => long(rel) ? deep(a, d, rel, (f, r) => a.mkdirat(f, r, mode)) : a.mkdirat(d, rel, mode),
+    mknodat: (d, rel, mode, dev) => long(rel) ? deep(a, d, rel, (f, r) => a.mknodat(f, r, mode, dev)) : a.mknodat(d, rel, mode, dev),
+    unlinkat: (d, rel, flags) => long(rel) ? deep(a, d, rel, (f, r) => a.unlinkat(f, r, flags)) : a.unlinkat(d, rel, flags),
+    symlinkat: (target, d, rel) => long(rel) ? deep(a, d, rel, (f, r) => a.symlinkat(target, f, r)) : a.symlinkat(target, d, rel),
+    renameat2: (od, orel, nd, nrel, flags) => long(orel) || long(nrel)
+      ? deep2(a, od, orel, nd, nrel, (o, or, n, nr) => a.renameat2(o, or, n, nr, flags)) : a.renameat2(od, orel, nd, nrel, flags),
+    linkat: (od, orel, nd, nrel) => long(orel) || long(nrel)
+      ? deep2(a, od, orel, nd, nrel, (o, or, n, nr) => a.linkat(o, or, n, nr)) : a.linkat(od, orel, nd, nrel),
+    readlinkat: (d, rel) => long(rel) ? deep(a, d, rel, (f, r) => a.readlinkat(f, r)) : a.readlinkat(d, rel),
+    fchownat: (d, rel, uid, gid) => long(rel) ? deep(a, d, rel, (f, r) => a.fchownat(f, r, uid, gid)) : a.fchownat(d, rel, uid, gid),
+    fchmodat: (d, rel, mode) => long(rel) ? deep(a, d, rel, (f, r) => a.fchmodat(f, r, mode)) : a.fchmodat(d, rel, mode),
+    utimensat: (d, rel, as, an, ms, mn) => long(rel) ? deep(a, d, rel, (f, r) => a.utimensat(f, r, as, an, ms, mn)) : a.utimensat(d, rel, as, an, ms, mn),
+    readdirat: (d, rel) => long(rel) ? deep(a, d, rel, (f, r) => a.readdirat(f, r)) : a.readdirat(d, rel),
+    lgetxattrat: (d, rel, name) => long(rel) ? deep(a, d, rel, (f, r) => a.lgetxattrat(f, r, name)) : a.lgetxattrat(d, rel, name),
+    lsetxattrat: (d, rel, name, value, flags) => long(rel)
+      ? deep(a, d, rel, (f, r) => a.lsetxattrat(f, r, name, value, flags)) : a.lsetxattrat(d, rel, name, value, flags),
+    llistxattrat: (d, rel) => long(rel) ? deep(a, d, rel, (f, r) => a.llistxattrat(f, r)) : a.llistxattrat(d, rel),
+    lremovexattrat: (d, rel, name) => long(rel) ? deep(a, d, rel, (f, r) => a.lremovexattrat(f, r, name)) : a.lremovexattrat(d, rel, name),
+    nameToHandle: (d, rel) => long(rel) ? deep(a, d, rel, (f, r) => a.nameToHandle(f, r)) : a.nameToHandle(d, rel),
+  } satisfies SysAddon);
+}
+
+/** The addon (with `rel` of any length, see `deep`): every call returns a value or -errno, never throws on an errno. */
+export const raw: SysAddon = ((): SysAddon => {
+  const a = loadOrDeferError();
+  try { void a.openat; } catch { return a; }
+  return deepPaths(a);
+})();
 
 function fail(r: number, path: Bstr, syscall: string, detail?: string): never {
   throw new FsError(codeOf(-r), path, syscall, detail);

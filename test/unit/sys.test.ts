@@ -102,6 +102,58 @@ describe('resolution beneath a dirfd', () => {
   });
 });
 
+describe('a rel longer than PATH_MAX', () => {
+  // 30 names of 200 bytes: 6 KiB below the root, more than one system call takes.
+  const name = (i: number): string => 'd'.repeat(199) + String.fromCharCode(97 + (i % 26));
+  const chain = (n: number): string => Array.from({ length: n }, (_, i) => name(i)).join('/');
+  const deep = chain(30);
+  // fs.rmSync gives up at PATH_MAX: empty the chain through the addon first.
+  const rmTree = (rel: string): void => {
+    const { names, types } = sys.readdirat(root, rel);
+    names.forEach((n, i) => {
+      if (types[i] === DT.DIR) { rmTree(`${rel}/${n}`); sys.unlinkat(root, `${rel}/${n}`, C.AT_REMOVEDIR); } else sys.unlinkat(root, `${rel}/${n}`);
+    });
+  };
+  afterEach(() => { if (sys.tryLstatat(root, name(0), sys.newStatArray()) === 0) rmTree(name(0)); });
+
+  it('is resolved in pieces: mkdir, create, stat, list, xattr, link, rename, unlink at the bottom', () => {
+    for (let i = 1; i <= 30; i++) sys.mkdirat(root, chain(i), 0o755);
+    expect(deep.length).toBeGreaterThan(4096);
+    const fd = sys.openat(root, `${deep}/f`, O_WRONLY | O_CREAT | O_EXCL, 0o644);
+    fs.writeSync(fd, 'bottom');
+    fs.closeSync(fd);
+    expect(sys.lstatat(root, `${deep}/f`)[S.size]).toBe(6);
+    expect(sys.readdirat(root, deep).names).toEqual(['f']);
+    sys.lsetxattrat(root, `${deep}/f`, 'user.k', Buffer.from('v'));
+    expect(sys.lgetxattrat(root, `${deep}/f`, 'user.k').toString()).toBe('v');
+    sys.linkat(root, `${deep}/f`, root, `${deep}/g`);
+    sys.renameat2(root, `${deep}/g`, root, 'top');
+    expect(sys.lstatat(root, 'top')[S.nlink]).toBe(2);
+    sys.renameat2(root, 'top', root, `${deep}/h`);
+    sys.symlinkat('f', root, `${deep}/s`);
+    expect(sys.readlinkat(root, `${deep}/s`)).toBe('f');
+    sys.unlinkat(root, `${deep}/f`);
+    expect(sys.readdirat(root, deep).names.sort()).toEqual(['h', 's']);
+    // A directory fd of the bottom, reached the way a process must (one name at a time).
+    let d = sys.openat(root, name(0), C.O_PATH | C.O_DIRECTORY);
+    for (let i = 1; i < 30; i++) { const n = sys.openat(d, name(i), C.O_PATH | C.O_DIRECTORY); sys.close(d); d = n; }
+    expect(sys.lstatat(d, 'h')[S.ino]).toBe(sys.lstatat(root, `${deep}/h`)[S.ino]);
+    sys.close(d);
+  });
+
+  it('keeps the guarantees past the first piece: no symlink followed, nothing above the root, no fd left open', () => {
+    for (let i = 1; i <= 30; i++) sys.mkdirat(root, chain(i), 0o755);
+    sys.symlinkat('/etc', root, `${chain(25)}/etc`);
+    const open = fs.readdirSync('/proc/self/fd').length;
+    expect(codeOf(() => sys.lstatat(root, `${chain(25)}/etc/passwd`))).toBe('ELOOP');
+    expect(codeOf(() => sys.mkdirat(root, `${chain(25)}/etc/x/${chain(20)}`, 0o755))).toBe('ELOOP');
+    expect(codeOf(() => sys.lstatat(root, `${deep}/${'../'.repeat(40)}etc`))).toBe('EXDEV');
+    expect(codeOf(() => sys.lstatat(root, `${deep}/nope/${chain(20)}`))).toBe('ENOENT');
+    expect(fs.readdirSync('/proc/self/fd').length).toBe(open);
+    expect(fs.existsSync('/etc/x')).toBe(false);
+  });
+});
+
 describe('open, stat, close', () => {
   it('creates with openat(O_CREAT|O_EXCL), opens a symlink itself only with O_PATH', () => {
     fs.mkdirSync(p('d'));
