@@ -306,6 +306,11 @@ export interface MountOptions {
   /** extra -o words */
   extra?: string[];
   timeoutMs?: number;
+  /**
+   * The mounting process's working directory, for relative layer paths (the kernel's
+   * mount data is one page: 500 layers fit only with short relative names).
+   */
+  cwd?: string;
 }
 
 export async function mount(impl: Impl, layers: Layers, mnt: string, opts: MountOptions = {}): Promise<MountHandle> {
@@ -338,7 +343,7 @@ export async function mount(impl: Impl, layers: Layers, mnt: string, opts: Mount
       args = ['-o', [o, ...extra].join(','), mnt];
       break;
   }
-  const r = await run(cmd, args, { timeoutMs, env: { PATH: `${dirname(process.execPath)}:${process.env.PATH ?? ''}` } });
+  const r = await run(cmd, args, { timeoutMs, env: { PATH: `${dirname(process.execPath)}:${process.env.PATH ?? ''}` }, ...(opts.cwd !== undefined ? { cwd: opts.cwd } : {}) });
   const mounted = (await mountsAt(mnt)).length > 0;
   const pids = impl === 'kernel' ? [] : await pidsWithArg(mnt);
   await recordPids(pids, `${impl} ${mnt}`);

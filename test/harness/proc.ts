@@ -16,7 +16,7 @@ export interface RunResult {
 }
 
 /** Runs a program without a shell; never throws on a non-zero exit. */
-export function run(file: string, args: string[], opts: { timeoutMs?: number; input?: Buffer; env?: NodeJS.ProcessEnv } = {}): Promise<RunResult> {
+export function run(file: string, args: string[], opts: { timeoutMs?: number; input?: Buffer; env?: NodeJS.ProcessEnv; cwd?: string } = {}): Promise<RunResult> {
   const timeoutMs = opts.timeoutMs ?? 20_000;
   return new Promise((resolve) => {
     const child = execFile(
@@ -28,6 +28,7 @@ export function run(file: string, args: string[], opts: { timeoutMs?: number; in
         killSignal: 'SIGKILL',
         maxBuffer: 256 * 1024 * 1024,
         env: { ...process.env, LC_ALL: 'C', ...(opts.env ?? {}) },
+        ...(opts.cwd !== undefined ? { cwd: opts.cwd } : {}),
       },
       (err, stdout, stderr) => {
         const e = err as (NodeJS.ErrnoException & { killed?: boolean; signal?: NodeJS.Signals | null; code?: unknown }) | null;
