@@ -302,7 +302,7 @@ export async function rmdir(ctx: Ctx, path: Bstr, _caller: Caller): Promise<void
  * RENAME_NOREPLACE/EXCHANGE, so any flag is EINVAL, as the kernel's fuse
  * client reports for such a filesystem.
  */
-export async function rename(ctx: Ctx, from: Bstr, to: Bstr, flags: number, caller: Caller): Promise<void> {
+export async function rename(ctx: Ctx, from: Bstr, to: Bstr, flags: number, caller: Caller, moved?: () => void): Promise<void> {
   const upper = requireUpper(ctx, from);
   if (flags !== 0) fail('EINVAL', from, 'rename', 'flags not supported');
   if (from === '/' || to === '/') fail('EBUSY', from, 'rename');
@@ -349,6 +349,9 @@ export async function rename(ctx: Ctx, from: Bstr, to: Bstr, flags: number, call
     ctx.cache.dropTree(from);
     throw e;
   }
+  // In the same tick as the move: a promise continuation of another request must not find
+  // the tree moved and the caller's names not (a create answered ENOENT for a file it made).
+  moved?.();
   void caller;
 }
 

@@ -376,13 +376,17 @@ export class Overlay implements OverlayOps {
     return this.run(path, 'unlink', () => (hiddenAt(this.ctx, path) ? hidden.drop(this.ctx, path) : dirOps.unlink(this.ctx, path, caller)));
   }
   rmdir(path: Bstr, caller: Caller): Promise<void> { return this.run(path, 'rmdir', () => dirOps.rmdir(this.ctx, path, caller)); }
-  rename(from: Bstr, to: Bstr, flags: number, caller: Caller): Promise<void> {
-    return this.run(from, 'rename', () => {
+  rename(from: Bstr, to: Bstr, flags: number, caller: Caller, moved?: () => void): Promise<void> {
+    return this.run(from, 'rename', async () => {
       const ctx = this.ctx;
-      if (flags === 0 && hidden.isHide(ctx, from, to)) return hidden.hide(ctx, from, to, (p) => dirOps.unlink(ctx, p, caller));
+      if (flags === 0 && hidden.isHide(ctx, from, to)) {
+        await hidden.hide(ctx, from, to, (p) => dirOps.unlink(ctx, p, caller));
+        moved?.();
+        return;
+      }
       // A virtual name has no directory entry to move (and never a new name but another hidden one).
       if (hiddenAt(ctx, from)) throw new FsError('ENOENT', from, 'rename', 'file unlinked while open');
-      return dirOps.rename(ctx, from, to, flags, caller);
+      return dirOps.rename(ctx, from, to, flags, caller, moved);
     });
   }
 

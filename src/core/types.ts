@@ -75,7 +75,13 @@ export interface OverlayOps {
   link(existing: Bstr, path: Bstr, caller: Caller): Promise<void>;
   unlink(path: Bstr, caller: Caller): Promise<void>;
   rmdir(path: Bstr, caller: Caller): Promise<void>;
-  rename(from: Bstr, to: Bstr, flags: number, caller: Caller): Promise<void>;
+  /**
+   * `moved`, when given, runs synchronously the moment the name has moved in
+   * the upper, before any other operation can see the new state: a caller that
+   * keeps its own names (the low-level adapter's node table) updates them there,
+   * or a request in between would resolve an old path against the new tree.
+   */
+  rename(from: Bstr, to: Bstr, flags: number, caller: Caller, moved?: () => void): Promise<void>;
 
   getxattr(path: Bstr, name: Bstr): Promise<Buffer>;
   listxattr(path: Bstr): Promise<Bstr[]>;

@@ -329,8 +329,11 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
         P = nodeOf(parent);
         Q = nodeOf(newParent);
         // FUSE 7.19 carries no renameat2 flags: the kernel refuses them before we see the call.
-        await core.rename(childPath(P, name), childPath(Q, newName), 0, caller());
-        nodes.renamed(P, name, Q, newName);
+        const from = P, to = Q;
+        // The node table moves in the same tick as the upper (core: `moved`), not after the
+        // promise settles: continuations of other requests run in between and would rebuild
+        // paths from the old names against the moved tree.
+        await core.rename(childPath(P, name), childPath(Q, newName), 0, caller(), () => nodes.renamed(from, name, to, newName));
       }, () => { ll.replyErr(req, 0); }, {
         // the source may have been copied up even when the rename then failed
         changes: () => [P, Q, P && nodes.child(P, name), Q && nodes.child(Q, newName)],
