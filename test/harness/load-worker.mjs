@@ -10,6 +10,10 @@
 //                                                 create f0..fCOUNT-1 relative to it
 //   node load-worker.mjs --swap ROOT COUNT        rename ROOT/p <-> ROOT/q COUNT times
 // each printing {ok, errors: {code: count}} at the end.
+//   node load-worker.mjs --hold ROOT COUNT        hold COUNT files open at once: ROOT/dK/fI
+//       (I % 10 = K) opened read-only, every tenth one (K = 9) created new and written;
+//       then read each through its descriptor and print {opened, errors, sha256 of
+//       all contents in order, fds}; close them all when stdin ends
 //
 // Paths come from a three-level name space: /A/B/C with each component one of
 // NAMES, so renames, creates and removals of the same names collide across the
@@ -20,7 +24,34 @@
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 
-if (process.argv[2] === '--create-in' || process.argv[2] === '--swap') {
+if (process.argv[2] === '--hold') {
+  const { createHash } = await import('node:crypto');
+  const [, dir, countArg] = process.argv.slice(2);
+  const count = Number(countArg);
+  const fds = [];
+  const errors = {};
+  for (let i = 0; i < count; i++) {
+    const k = i % 10;
+    try {
+      if (k === 9) {
+        const fd = fs.openSync(`${dir}/d${k}/new${i}`, 'wx+', 0o644);
+        fs.writeSync(fd, `new ${i}\n`);
+        fds.push(fd);
+      } else {
+        fds.push(fs.openSync(`${dir}/d${k}/f${i}`, 'r'));
+      }
+    } catch (e) { errors[e.code] = (errors[e.code] ?? 0) + 1; }
+  }
+  const h = createHash('sha256');
+  const buf = Buffer.alloc(4096);
+  for (const fd of fds) h.update(buf.subarray(0, fs.readSync(fd, buf, 0, buf.length, 0)));
+  const own = fs.readdirSync('/proc/self/fd').length;
+  process.stdout.write(JSON.stringify({ opened: fds.length, errors, sha256: h.digest('hex'), fds: own }) + '\n');
+  process.stdin.resume();
+  await new Promise((resolve) => process.stdin.on('end', resolve));
+  for (const fd of fds) fs.closeSync(fd);
+  process.exit(0);
+} else if (process.argv[2] === '--create-in' || process.argv[2] === '--swap') {
   const [mode, dir, countArg] = process.argv.slice(2);
   const count = Number(countArg);
   let ok = 0;

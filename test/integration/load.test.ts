@@ -16,14 +16,24 @@
  * between rebuilt its path from the old names, found nothing, and answered
  * ENOENT for a file it had made -- a negative dentry the kernel then kept for
  * a day, listed by readdir, ENOENT to lstat.
+ *
+ * And 10,000 files held open at once through the mount: each open file of a
+ * client is an open file of the daemon, which must not stop at the usual soft
+ * limit of 1024. fuse-overlayfs raises its soft RLIMIT_NOFILE to the hard limit
+ * at start; Node does the same for every process it starts (measured: node
+ * under `prlimit --nofile=1024:20000` shows 20000 in /proc/self/limits), so the
+ * daemon needs no call of its own: the test starts it with a soft limit of
+ * 1024 and checks what it got.
  */
 import { afterEach, beforeAll, describe, expect, it, type TestContext } from 'vitest';
 import { spawn } from 'node:child_process';
 import { mkdir, readdir, symlink, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { kernelOverlayProblem, mount, requireKernel, tempDir, unmountAll, type Impl, type Layers } from '../harness/mounts.js';
+import { kernelOverlayProblem, mount, requireKernel, STRATAFS_BIN, tempDir, unmountAll, type Impl, type Layers } from '../harness/mounts.js';
 import { run } from '../harness/proc.js';
+import { daemonPids, layerOptions, Leftovers } from '../harness/cli-mount.js';
+import { readFile } from 'node:fs/promises';
 import { compareTrees, showPath, snapshot, type Tree } from '../harness/tree.js';
 
 const LONG = process.env.STRATAFS_LONG === '1';
@@ -135,4 +145,81 @@ describe('random load', () => {
     expect(diffs.slice(0, 20), `${diffs.length} differences stratafs vs kernel (${replay})`).toEqual([]);
     expect(live.size).toBeGreaterThan(1);
   }, (SECONDS + 600) * 1000);
+});
+
+const OPEN_FILES = 10_000;
+
+/** soft and hard RLIMIT_NOFILE of a process, from /proc/PID/limits */
+async function nofile(pid: number | 'self'): Promise<{ soft: number; hard: number }> {
+  const line = (await readFile(`/proc/${pid}/limits`, 'utf8')).split('\n').find((l) => l.startsWith('Max open files'));
+  const [soft, hard] = (line ?? '').slice('Max open files'.length).trim().split(/\s+/).map(Number);
+  return { soft: soft!, hard: hard! };
+}
+
+interface Held { opened: number; errors: Record<string, number>; sha256: string; fds: number }
+
+/**
+ * A client process holds OPEN_FILES files of `mnt` open at once (started under prlimit with its
+ * soft limit at the hard one), reads each; `during` runs while they are all open.
+ */
+async function holdOpen(mnt: string, hard: number, during: () => Promise<void>): Promise<Held> {
+  const c = spawn('prlimit', [`--nofile=${hard}:${hard}`, process.execPath, WORKER, '--hold', mnt, String(OPEN_FILES)], { stdio: ['pipe', 'pipe', 'pipe'] });
+  try {
+    let out = '';
+    let err = '';
+    c.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+    const closed = new Promise<void>((resolve) => c.on('close', () => resolve()));
+    await new Promise<void>((resolve, reject) => {
+      c.stdout.on('data', (d: Buffer) => { out += d.toString(); if (out.endsWith('\n')) resolve(); });
+      c.on('close', (code) => reject(new Error(`holder ended (${code}) before reporting: ${err}`)));
+    });
+    await during();
+    c.stdin.end();
+    await closed;
+    expect(c.exitCode, err).toBe(0);
+    return JSON.parse(out) as Held;
+  } finally {
+    if (c.exitCode === null) c.kill('SIGKILL');
+  }
+}
+
+async function openFilesLayers(prefix: string): Promise<{ l: Layers; mnt: string }> {
+  const { l, mnt } = await layers(prefix);
+  const lower = l.lowers[0]!;
+  for (let k = 0; k < 10; k++) await mkdir(join(lower, `d${k}`));
+  for (let i = 0; i < OPEN_FILES; i++) if (i % 10 !== 9) await writeFile(join(lower, `d${i % 10}`, `f${i}`), `lower file ${i}\n`);
+  return { l, mnt };
+}
+
+describe(`${OPEN_FILES} files open at once`, () => {
+  const left = new Leftovers();
+  afterEach(async () => { expect(await left.cleanup()).toEqual([]); });
+
+  it('through stratafs started with a soft limit of 1024: all open and read, as through kernel overlayfs', async (ctx: TestContext) => {
+    const { hard } = await nofile('self');
+    if (hard < OPEN_FILES + 1000) ctx.skip(`hard RLIMIT_NOFILE ${hard} here: too low to hold ${OPEN_FILES} files`);
+    const { l, mnt } = await openFilesLayers('nofile-');
+    left.mount(mnt);
+    const r = await run('prlimit', [`--nofile=1024:${hard}`, STRATAFS_BIN, '-o', layerOptions(l), mnt],
+      { timeoutMs: 30_000, env: { PATH: `${dirname(process.execPath)}:${process.env.PATH ?? ''}` } });
+    const pids = await daemonPids(mnt);
+    pids.forEach((p) => left.pid(p));
+    expect(r.code, r.stderr.toString()).toBe(0);
+    expect(pids).toHaveLength(1);
+    const daemon = pids[0]!;
+    // started at 1024, serving with the hard limit (as fuse-overlayfs: soft raised to hard)
+    expect(await nofile(daemon)).toEqual({ soft: hard, hard });
+    let daemonFds = 0;
+    const s = await holdOpen(mnt, hard, async () => { daemonFds = (await readdir(`/proc/${daemon}/fd`)).length; });
+    expect({ opened: s.opened, errors: s.errors }).toEqual({ opened: OPEN_FILES, errors: {} });
+    // one open file of the daemon per open file of the client: the limit was what mattered
+    expect(daemonFds).toBeGreaterThan(OPEN_FILES);
+
+    requireKernel(kernelProblem, ctx);
+    const k = await openFilesLayers('nofile-kernel-');
+    await mount('kernel', k.l, k.mnt);
+    const ks = await holdOpen(k.mnt, hard, async () => undefined);
+    expect({ opened: ks.opened, errors: ks.errors }).toEqual({ opened: OPEN_FILES, errors: {} });
+    expect(s.sha256).toBe(ks.sha256);
+  }, 600_000);
 });
