@@ -299,8 +299,9 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
         P = nodeOf(newParent);
         const to = childPath(P, newName);
         await core.link(pathOf(n), to, caller());
-        // Both names now stand for one upper object: make the new name find this node.
-        const info = await core.lookupNode(to);
+        // Both names now stand for one upper object: make the new name find this node. Its path
+        // afresh: a rename of an ancestor may have finished since (entryOf does the same).
+        const info = await core.lookupNode(childPath(P, newName));
         nodes.setKey(n, info.key);
         const m = nodes.found(P, newName, false, inoOf(info.attr), info.key);
         return [m, info.attr] as [Node, AttrArray];

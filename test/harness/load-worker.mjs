@@ -6,8 +6,9 @@
 //
 // Two more modes drive one race on purpose (a create in a directory while an
 // ancestor of it is renamed; the kernel locks only the directory created in):
-//   node load-worker.mjs --create-in DIR COUNT   chdir(DIR), print "ready", then
-//                                                 create f0..fCOUNT-1 relative to it
+//   node load-worker.mjs --create-in DIR COUNT [create|mkdir|symlink|link]
+//                                                 chdir(DIR), print "ready", then make
+//                                                 f0..fCOUNT-1 relative to it (link: of DIR/target)
 //   node load-worker.mjs --swap ROOT COUNT        rename ROOT/p <-> ROOT/q COUNT times
 // each printing {ok, errors: {code: count}} at the end.
 //   node load-worker.mjs --hold ROOT COUNT        hold COUNT files open at once: ROOT/dK/fI
@@ -56,9 +57,14 @@ if (process.argv[2] === '--hold') {
   const count = Number(countArg);
   let ok = 0;
   const errors = {};
-  const step = mode === '--create-in'
-    ? (i) => fs.closeSync(fs.openSync('f' + i, 'wx', 0o644))
-    : (i) => fs.renameSync(dir + (i % 2 ? '/q' : '/p'), dir + (i % 2 ? '/p' : '/q'));
+  const make = {
+    create: (i) => fs.closeSync(fs.openSync('f' + i, 'wx', 0o644)),
+    mkdir: (i) => fs.mkdirSync('f' + i),
+    symlink: (i) => fs.symlinkSync('t', 'f' + i),
+    link: (i) => fs.linkSync('target', 'f' + i),
+  }[process.argv[5] ?? 'create'];
+  if (mode === '--create-in' && process.argv[5] === 'link') fs.closeSync(fs.openSync(dir + '/target', 'w'));
+  const step = mode === '--create-in' ? make : (i) => fs.renameSync(dir + (i % 2 ? '/q' : '/p'), dir + (i % 2 ? '/p' : '/q'));
   if (mode === '--create-in') { process.chdir(dir); process.stdout.write('ready\n'); }
   for (let i = 0; i < count; i++) {
     try { step(i); ok++; } catch (e) { errors[e.code] = (errors[e.code] ?? 0) + 1; }
