@@ -26,7 +26,7 @@ import { forgetHandle, reopenForOpen, type HiddenFile } from './hidden.js';
 import { isUpperEntry, lookup, resolve } from './namei.js';
 import type { Caller, OpenResult } from './types.js';
 import { S_IFDIR, S_IFREG } from './whiteout.js';
-import { StatIdx } from '../native/sys.js';
+import { StatIdx, type Offset } from '../native/sys.js';
 
 const fsyncAsync = promisify(fs.fsync);
 const fdatasyncAsync = promisify(fs.fdatasync);
@@ -153,7 +153,7 @@ export async function create(ctx: Ctx, path: Bstr, mode: number, flags: number, 
  */
 const ASYNC_READ_MIN = 64 * 1024;
 
-export function read(ctx: Ctx, path: Bstr | null, fh: number, buf: Buffer, len: number, pos: number): number | Promise<number> {
+export function read(ctx: Ctx, path: Bstr | null, fh: number, buf: Buffer, len: number, pos: Offset): number | Promise<number> {
   const f = handle(ctx, fh, path, 'read');
   if (len < ASYNC_READ_MIN) {
     try {
@@ -175,8 +175,10 @@ export function read(ctx: Ctx, path: Bstr | null, fh: number, buf: Buffer, len: 
   });
 }
 
-export function write(ctx: Ctx, path: Bstr | null, fh: number, buf: Buffer, len: number, pos: number): number {
+export function write(ctx: Ctx, path: Bstr | null, fh: number, buf: Buffer, len: number, pos: Offset): number {
   const f = handle(ctx, fh, path, 'write');
+  // fs.writeSync would write a position of 2^53 or more at the current offset (Node 20).
+  if (typeof pos === 'bigint') return sys.pwrite(f.fd, buf, len, pos, path ?? '');
   try {
     return fs.writeSync(f.fd, buf, 0, len, pos);
   } catch (e) {
@@ -208,7 +210,7 @@ export function release(ctx: Ctx, _path: Bstr | null, fh: number): void {
   closeWhenIdle(f, f.fd);
 }
 
-export function ftruncate(ctx: Ctx, path: Bstr | null, fh: number, size: number): void {
+export function ftruncate(ctx: Ctx, path: Bstr | null, fh: number, size: Offset): void {
   const f = handle(ctx, fh, path, 'ftruncate');
   if (f.lower) fail('EBADF', path ?? '', 'ftruncate');
   sys.ftruncate(f.fd, size, path ?? '');

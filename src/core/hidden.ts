@@ -35,7 +35,7 @@
  */
 import * as fs from 'node:fs';
 import { constants as osConstants } from 'node:os';
-import { StatIdx, setIno, type Ino } from '../native/sys.js';
+import { StatIdx, setIno, type Ino, type Offset } from '../native/sys.js';
 import type { Bstr } from './bstr.js';
 import { fail, sys, type Ctx, type OpenFile } from './ctx.js';
 import { codeOf, FsError, type ErrnoCode } from './errors.js';
@@ -171,7 +171,7 @@ export function utimens(h: HiddenFile, path: Bstr, atime: TimeSet, mtime: TimeSe
 }
 
 /** truncate(2) by name (the kernel sends ftruncate(2) with the handle, which file-ops serves). */
-export function truncate(h: HiddenFile, path: Bstr, size: number): void {
+export function truncate(h: HiddenFile, path: Bstr, size: Offset): void {
   const f = changeable(h, path, 'truncate');
   if (size < 0) fail('EINVAL', path, 'truncate');
   if ((f.flags & O_ACCMODE) !== O_RDONLY) {

@@ -4,7 +4,7 @@
  * first; reads go to the top real object.
  */
 import * as fs from 'node:fs';
-import { STAT_LEN, StatIdx, StatvfsIdx, inoOf, setIno, type Ino } from '../native/sys.js';
+import { STAT_LEN, StatIdx, StatvfsIdx, inoOf, setIno, type Ino, type Offset } from '../native/sys.js';
 import type { Bstr } from './bstr.js';
 import { copyUp } from './copy-up.js';
 import { fail, relOf, requireUpper, sys, type Ctx } from './ctx.js';
@@ -96,7 +96,7 @@ export async function utimens(ctx: Ctx, path: Bstr, atime: TimeSet, mtime: TimeS
   sys.utimensat(ctx.upper!.fd, relOf(path), as, an, ms, mn);
 }
 
-export async function truncate(ctx: Ctx, path: Bstr, size: number, _caller: Caller): Promise<void> {
+export async function truncate(ctx: Ctx, path: Bstr, size: Offset, _caller: Caller): Promise<void> {
   requireUpper(ctx, path);
   const e0 = resolve(ctx, path);
   if (e0.type === S_IFDIR) fail('EISDIR', path, 'truncate');

@@ -8,7 +8,7 @@
  * OverlayOps to the per-concern files.
  */
 import * as fs from 'node:fs';
-import { STAT_LEN, StatIdx, inoOf, type Ino } from '../native/sys.js';
+import { STAT_LEN, StatIdx, inoOf, type Ino, type Offset } from '../native/sys.js';
 import { toText, type Bstr } from './bstr.js';
 import type { OverlayConfig } from './config.js';
 import { copyUp as copyUpPath } from './copy-up.js';
@@ -313,7 +313,7 @@ export class Overlay implements OverlayOps {
     });
   }
   openOpen(fhs: Iterable<number>, flags: number): Promise<OpenResult> { return this.run(null, 'open', () => fileOps.openHidden(this.ctx, this.orphan(fhs, 'open'), '', flags)); }
-  truncateOpen(fhs: Iterable<number>, size: number): Promise<void> { return this.run(null, 'truncate', () => hidden.truncate(this.orphan(fhs, 'truncate'), '', size)); }
+  truncateOpen(fhs: Iterable<number>, size: Offset): Promise<void> { return this.run(null, 'truncate', () => hidden.truncate(this.orphan(fhs, 'truncate'), '', size)); }
   chmodOpen(fhs: Iterable<number>, mode: number): Promise<void> { return this.run(null, 'chmod', () => hidden.chmod(this.ctx, this.orphan(fhs, 'chmod'), '', mode)); }
   chownOpen(fhs: Iterable<number>, uid: number, gid: number): Promise<void> { return this.run(null, 'chown', () => hidden.chown(this.ctx, this.orphan(fhs, 'chown'), '', uid, gid)); }
   utimensOpen(fhs: Iterable<number>, atime: TimeSet, mtime: TimeSet): Promise<void> { return this.run(null, 'utimens', () => hidden.utimens(this.orphan(fhs, 'utimens'), '', atime, mtime)); }
@@ -334,16 +334,16 @@ export class Overlay implements OverlayOps {
     });
   }
   create(path: Bstr, mode: number, flags: number, caller: Caller): Promise<OpenResult> { return this.run(path, 'create', () => fileOps.create(this.ctx, path, mode, flags, caller)); }
-  read(path: Bstr | null, fh: number, buf: Buffer, len: number, pos: number): Promise<number> { return this.run(path, 'read', () => fileOps.read(this.ctx, path, fh, buf, len, pos)); }
-  write(path: Bstr | null, fh: number, buf: Buffer, len: number, pos: number): Promise<number> { return this.run(path, 'write', () => fileOps.write(this.ctx, path, fh, buf, len, pos)); }
+  read(path: Bstr | null, fh: number, buf: Buffer, len: number, pos: Offset): Promise<number> { return this.run(path, 'read', () => fileOps.read(this.ctx, path, fh, buf, len, pos)); }
+  write(path: Bstr | null, fh: number, buf: Buffer, len: number, pos: Offset): Promise<number> { return this.run(path, 'write', () => fileOps.write(this.ctx, path, fh, buf, len, pos)); }
   flush(path: Bstr | null, fh: number): Promise<void> { return this.run(path, 'flush', () => fileOps.flush(this.ctx, path, fh)); }
   fsync(path: Bstr | null, fh: number, datasync: boolean): Promise<void> { return this.run(path, 'fsync', () => fileOps.fsync(this.ctx, path, fh, datasync)); }
   release(path: Bstr | null, fh: number): Promise<void> { return this.run(path, 'release', () => fileOps.release(this.ctx, path, fh)); }
-  ftruncate(path: Bstr | null, fh: number, size: number): Promise<void> { return this.run(path, 'ftruncate', () => fileOps.ftruncate(this.ctx, path, fh, size)); }
+  ftruncate(path: Bstr | null, fh: number, size: Offset): Promise<void> { return this.run(path, 'ftruncate', () => fileOps.ftruncate(this.ctx, path, fh, size)); }
   /** Not in OverlayOps yet: the adapter uses it when present. */
   fallocate(path: Bstr | null, fh: number, mode: number, offset: number, length: number): Promise<void> { return this.run(path, 'fallocate', () => fileOps.fallocate(this.ctx, path, fh, mode, offset, length)); }
 
-  truncate(path: Bstr, size: number, caller: Caller): Promise<void> {
+  truncate(path: Bstr, size: Offset, caller: Caller): Promise<void> {
     return this.run(path, 'truncate', () => {
       const h = hiddenAt(this.ctx, path);
       return h ? hidden.truncate(h, path, size) : inodeOps.truncate(this.ctx, path, size, caller);

@@ -1,5 +1,5 @@
 import type { Bstr } from './bstr.js';
-import type { Ino } from '../native/sys-api.js';
+import type { Ino, Offset } from '../native/sys-api.js';
 
 /** Seconds and nanoseconds, as the kernel keeps them. */
 export interface Timespec { sec: number; nsec: number }
@@ -57,14 +57,14 @@ export interface OverlayOps {
 
   open(path: Bstr, flags: number, caller: Caller): Promise<OpenResult>;
   create(path: Bstr, mode: number, flags: number, caller: Caller): Promise<OpenResult>;
-  read(path: Bstr | null, fh: number, buf: Buffer, len: number, pos: number): Promise<number>;
-  write(path: Bstr | null, fh: number, buf: Buffer, len: number, pos: number): Promise<number>;
+  read(path: Bstr | null, fh: number, buf: Buffer, len: number, pos: Offset): Promise<number>;
+  write(path: Bstr | null, fh: number, buf: Buffer, len: number, pos: Offset): Promise<number>;
   flush(path: Bstr | null, fh: number): Promise<void>;
   fsync(path: Bstr | null, fh: number, datasync: boolean): Promise<void>;
   release(path: Bstr | null, fh: number): Promise<void>;
-  ftruncate(path: Bstr | null, fh: number, size: number): Promise<void>;
+  ftruncate(path: Bstr | null, fh: number, size: Offset): Promise<void>;
 
-  truncate(path: Bstr, size: number, caller: Caller): Promise<void>;
+  truncate(path: Bstr, size: Offset, caller: Caller): Promise<void>;
   chmod(path: Bstr, mode: number, caller: Caller): Promise<void>;
   chown(path: Bstr, uid: number, gid: number, caller: Caller): Promise<void>;
   utimens(path: Bstr, atime: TimeSet, mtime: TimeSet, caller: Caller): Promise<void>;

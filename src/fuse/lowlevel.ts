@@ -20,7 +20,7 @@ import { FsError } from '../core/errors.js';
 import type { NodeInfo } from '../core/overlay.js';
 import type { AttrArray, Caller, OpenResult, OverlayOps, TimeSet } from '../core/types.js';
 import { ll, SetattrValid, type LowLevelHandlers, type NodeId, type ReqId, type Session } from '../native/fuse-ll.js';
-import { StatIdx, STAT_LEN, inoOf, type Ino } from '../native/sys-api.js';
+import { StatIdx, STAT_LEN, inoOf, type Ino, type Offset } from '../native/sys-api.js';
 import type { IdView } from './idmap.js';
 import { Node, NodeTable } from './nodes.js';
 import { dirListing, osErrName, RequestStats, startCall, statvfsArray, toErrno, type DirListing, type OpSummary } from './requests.js';
@@ -32,7 +32,7 @@ export interface LowLevelCore extends OverlayOps {
   fallocate(path: Bstr | null, fh: number, mode: number, offset: number, length: number): Promise<void>;
   getattrOpen(fhs: Iterable<number>): Promise<AttrArray>;
   openOpen(fhs: Iterable<number>, flags: number): Promise<OpenResult>;
-  truncateOpen(fhs: Iterable<number>, size: number): Promise<void>;
+  truncateOpen(fhs: Iterable<number>, size: Offset): Promise<void>;
   chmodOpen(fhs: Iterable<number>, mode: number): Promise<void>;
   chownOpen(fhs: Iterable<number>, uid: number, gid: number): Promise<void>;
   utimensOpen(fhs: Iterable<number>, atime: TimeSet, mtime: TimeSet): Promise<void>;

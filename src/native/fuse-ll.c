@@ -206,12 +206,20 @@ static void ll_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
   call(S, OP_GETATTR, req, 3, a);
 }
 
+/* A file offset: a number below 2^53, a bigint from there (a double would round it). */
+static napi_value offset_of(napi_env env, off_t off) {
+  napi_value v;
+  if (off < ((off_t) 1 << 53)) return num(env, (double) off);
+  napi_create_bigint_int64(env, (int64_t) off, &v);
+  return v;
+}
+
 static void ll_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *st, int valid, struct fuse_file_info *fi) {
   napi_env env = S->env;
   napi_value a[12];
   a[1] = num(env, ino); a[2] = num(env, valid);
   a[3] = num(env, st->st_mode); a[4] = num(env, st->st_uid); a[5] = num(env, st->st_gid);
-  a[6] = num(env, (double) st->st_size);
+  a[6] = offset_of(env, st->st_size);
   a[7] = num(env, (double) st->st_atim.tv_sec); a[8] = num(env, st->st_atim.tv_nsec);
   a[9] = num(env, (double) st->st_mtim.tv_sec); a[10] = num(env, st->st_mtim.tv_nsec);
   a[11] = num(env, fh_of(fi));
@@ -264,7 +272,7 @@ static void ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi) {
 }
 
 static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi) {
-  napi_value a[5]; a[1] = num(S->env, ino); a[2] = num(S->env, (double) size); a[3] = num(S->env, (double) off); a[4] = num(S->env, fh_of(fi));
+  napi_value a[5]; a[1] = num(S->env, ino); a[2] = num(S->env, (double) size); a[3] = offset_of(S->env, off); a[4] = num(S->env, fh_of(fi));
   call(S, OP_READ, req, 5, a);
 }
 
@@ -273,7 +281,7 @@ static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
   napi_value a[5];
   void *data;
   if (napi_create_buffer_copy(S->env, size, buf, &data, &a[2]) != napi_ok) { fuse_reply_err(req, ENOMEM); return; }
-  a[1] = num(S->env, ino); a[3] = num(S->env, (double) off); a[4] = num(S->env, fh_of(fi));
+  a[1] = num(S->env, ino); a[3] = offset_of(S->env, off); a[4] = num(S->env, fh_of(fi));
   call(S, OP_WRITE, req, 5, a);
 }
 
@@ -608,8 +616,8 @@ static const double *f64_arg(napi_env env, napi_value v, size_t min) {
   return data;
 }
 
-/* StatIdx (src/native/sys-api.ts): st_ino crosses as exact 32-bit halves at 16 and 17. */
-#define STAT_LEN 18
+/* StatIdx (src/native/sys-api.ts): st_ino and st_size cross as exact 32-bit halves at 16-19. */
+#define STAT_LEN 20
 
 static uint64_t u64_of(double hi, double lo) { return ((uint64_t) (uint32_t) hi << 32) | (uint32_t) lo; }
 
@@ -618,7 +626,7 @@ static void to_stat(const double *d, struct stat *st) {
   memset(st, 0, sizeof *st);
   st->st_dev = (dev_t) d[0]; st->st_ino = (ino_t) u64_of(d[16], d[17]); st->st_mode = (mode_t) d[2];
   st->st_nlink = (nlink_t) d[3]; st->st_uid = (uid_t) d[4]; st->st_gid = (gid_t) d[5];
-  st->st_rdev = (dev_t) d[6]; st->st_size = (off_t) d[7]; st->st_blksize = (blksize_t) d[8];
+  st->st_rdev = (dev_t) d[6]; st->st_size = (off_t) u64_of(d[18], d[19]); st->st_blksize = (blksize_t) d[8];
   st->st_blocks = (blkcnt_t) d[9];
   st->st_atim.tv_sec = (time_t) d[10]; st->st_atim.tv_nsec = (long) d[11];
   st->st_mtim.tv_sec = (time_t) d[12]; st->st_mtim.tv_nsec = (long) d[13];
@@ -650,7 +658,7 @@ static int fill_entry(napi_env env, napi_value *v, struct fuse_entry_param *e) {
 static napi_value reply_entry(napi_env env, napi_callback_info info) {
   struct fuse_entry_param e;
   REPLY_ARGS(6);
-  if (fill_entry(env, argv + 1, &e) < 0) { fuse_reply_err(req, EIO); return throw_err(env, "replyEntry: attr must be a Float64Array(18)"); }
+  if (fill_entry(env, argv + 1, &e) < 0) { fuse_reply_err(req, EIO); return throw_err(env, "replyEntry: attr must be a Float64Array(20)"); }
   fuse_reply_entry(req, &e);
   return NULL;
 }
@@ -668,7 +676,7 @@ static napi_value reply_create(napi_env env, napi_callback_info info) {
   struct fuse_entry_param e;
   struct fuse_file_info fi;
   REPLY_ARGS(8);
-  if (fill_entry(env, argv + 1, &e) < 0) { fuse_reply_err(req, EIO); return throw_err(env, "replyCreate: attr must be a Float64Array(18)"); }
+  if (fill_entry(env, argv + 1, &e) < 0) { fuse_reply_err(req, EIO); return throw_err(env, "replyCreate: attr must be a Float64Array(20)"); }
   fill_open(env, argv[6], argv[7], &fi);
   fuse_reply_create(req, &e, &fi);
   return NULL;
@@ -679,7 +687,7 @@ static napi_value reply_attr(napi_env env, napi_callback_info info) {
   struct stat st;
   REPLY_ARGS(3);
   const double *d = f64_arg(env, argv[1], STAT_LEN);
-  if (!d) { fuse_reply_err(req, EIO); return throw_err(env, "replyAttr: attr must be a Float64Array(18)"); }
+  if (!d) { fuse_reply_err(req, EIO); return throw_err(env, "replyAttr: attr must be a Float64Array(20)"); }
   to_stat(d, &st);
   fuse_reply_attr(req, &st, get_num(env, argv[2]));
   return NULL;
@@ -816,6 +824,9 @@ static napi_value init(napi_env env, napi_value exports) {
     { "replyBuf", reply_buf }, { "replyWrite", reply_write }, { "replyXattr", reply_xattr },
     { "replyStatfs", reply_statfs }, { "replyDir", reply_dir },
   };
+  napi_value len;
+  /* The stat layout these sources read (fuse-ll.ts checks it: an addon built from older sources fails loudly). */
+  if (napi_create_uint32(env, STAT_LEN, &len) != napi_ok || napi_set_named_property(env, exports, "statLen", len) != napi_ok) return NULL;
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     napi_value f;
     if (napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].fn, NULL, &f) != napi_ok ||

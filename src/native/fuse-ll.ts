@@ -10,6 +10,7 @@
  */
 import { createRequire } from 'node:module';
 import type { Bstr } from '../core/bstr.js';
+import { STAT_LEN, type Offset } from './sys-api.js';
 
 export type ReqId = number;
 /** FUSE node id: 1 is the root */
@@ -28,7 +29,7 @@ export interface LowLevelHandlers {
   lookup(req: ReqId, parent: NodeId, name: Bstr): void;
   forget(node: NodeId, nlookup: number): void;
   getattr(req: ReqId, node: NodeId, fh: number): void;
-  setattr(req: ReqId, node: NodeId, valid: number, mode: number, uid: number, gid: number, size: number,
+  setattr(req: ReqId, node: NodeId, valid: number, mode: number, uid: number, gid: number, size: Offset,
     atimeSec: number, atimeNsec: number, mtimeSec: number, mtimeNsec: number, fh: number): void;
   readlink(req: ReqId, node: NodeId): void;
   mknod(req: ReqId, parent: NodeId, name: Bstr, mode: number, rdev: number): void;
@@ -39,9 +40,10 @@ export interface LowLevelHandlers {
   rename(req: ReqId, parent: NodeId, name: Bstr, newParent: NodeId, newName: Bstr): void;
   link(req: ReqId, node: NodeId, newParent: NodeId, newName: Bstr): void;
   open(req: ReqId, node: NodeId, flags: number): void;
-  read(req: ReqId, node: NodeId, size: number, offset: number, fh: number): void;
+  /** offset: a bigint from 2^53 on (Offset) */
+  read(req: ReqId, node: NodeId, size: number, offset: Offset, fh: number): void;
   /** `data` is the handler's own copy */
-  write(req: ReqId, node: NodeId, data: Buffer, offset: number, fh: number): void;
+  write(req: ReqId, node: NodeId, data: Buffer, offset: Offset, fh: number): void;
   flush(req: ReqId, node: NodeId, fh: number): void;
   release(req: ReqId, node: NodeId, fh: number): void;
   fsync(req: ReqId, node: NodeId, datasync: number, fh: number): void;
@@ -100,11 +102,18 @@ function load(): LowLevelAddon {
   const candidates = ['../../src/native/build/Release/stratafs_fuse.node', './build/Release/stratafs_fuse.node'];
   let first: unknown;
   for (const c of candidates) {
+    let a: LowLevelAddon & { statLen?: number };
     try {
-      return require(c) as LowLevelAddon;
+      a = require(c) as LowLevelAddon & { statLen?: number };
     } catch (e) {
       first ??= e;
+      continue;
     }
+    // Built from older sources it would read attributes and listings in another layout.
+    if (a.statLen !== STAT_LEN) {
+      throw new Error(`the low-level FUSE addon ${c} was built from older sources (stat layout ${a.statLen ?? 16}, these sources ${STAT_LEN}); rebuild it: node src/native/build.mjs`);
+    }
+    return a;
   }
   throw new Error(`the low-level FUSE addon is not built (npm install runs src/native/build.mjs): ${first instanceof Error ? first.message : String(first)}`);
 }

@@ -19,14 +19,16 @@
  *   puts its layer index in the top bits: 2^63 + 3), so it crosses exactly as
  *   two 32-bit halves, `inoHi` and `inoLo`; slot `ino` holds the nearest double
  *   (exact below 2^53) for display and the high-level binding. Read and write
- *   it with inoOf/setIno below (an Ino).
+ *   it with inoOf/setIno below (an Ino). st_size likewise (`sizeHi`, `sizeLo`:
+ *   a sparse file on tmpfs may be 2^63 - 1 bytes); the core only reads `size`,
+ *   so the halves go from the addon's stat to the FUSE reply unchanged.
  */
 
-export const STAT_LEN = 18;
+export const STAT_LEN = 20;
 export const StatIdx = {
   dev: 0, ino: 1, mode: 2, nlink: 3, uid: 4, gid: 5, rdev: 6, size: 7,
   blksize: 8, blocks: 9, atimeSec: 10, atimeNsec: 11, mtimeSec: 12, mtimeNsec: 13,
-  ctimeSec: 14, ctimeNsec: 15, inoHi: 16, inoLo: 17,
+  ctimeSec: 14, ctimeNsec: 15, inoHi: 16, inoLo: 17, sizeHi: 18, sizeLo: 19,
 } as const;
 
 /**
@@ -34,6 +36,9 @@ export const StatIdx = {
  * has exactly one form, so `===`, Map keys and string keys compare values.
  */
 export type Ino = number | bigint;
+
+/** A file offset: a number below 2^53, a bigint from there (FUSE read/write offsets). */
+export type Offset = number | bigint;
 
 const TWO32 = 4294967296;
 /** Below this high half the whole number is exact as a double (2^53 / 2^32). */
@@ -106,7 +111,7 @@ export interface SysAddon {
   /** nsec may be UTIME_NOW or UTIME_OMIT; never follows */
   utimensat(dirfd: number, rel: string, aSec: number, aNsec: number, mSec: number, mNsec: number): number;
   futimens(fd: number, aSec: number, aNsec: number, mSec: number, mNsec: number): number;
-  ftruncate(fd: number, size: number): number;
+  ftruncate(fd: number, size: Offset): number;
   fsync(fd: number, datasync: boolean): number;
   /** names (without . and ..) and their d_type values, or -errno */
   readdirat(dirfd: number, rel: string): { names: string[]; types: Uint8Array } | number;
@@ -127,6 +132,8 @@ export interface SysAddon {
   xattrViaProc(on: boolean): number;
   fallocate(fd: number, mode: number, offset: number, len: number): number;
   flock(fd: number, op: number): number;
+  /** pwrite(2) of len bytes of buf at pos (Node's fs.write misplaces positions of 2^53 and more); bytes or -errno */
+  pwrite(fd: number, buf: Buffer, len: number, pos: Offset): number;
   /** dup2(2): newfd becomes a copy of oldfd; newfd or -errno */
   dup2(oldfd: number, newfd: number): number;
   fstatvfs(fd: number, out: Float64Array): number;
@@ -152,5 +159,7 @@ export interface SysAddon {
     MNT_DETACH: number; MNT_FORCE: number;
     FALLOC_FL_KEEP_SIZE: number; FALLOC_FL_PUNCH_HOLE: number;
     LOCK_SH: number; LOCK_EX: number; LOCK_UN: number; LOCK_NB: number;
+    /** the stat layout the addon was built for (STAT_LEN of its sources) */
+    STAT_LEN: number;
   };
 }

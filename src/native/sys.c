@@ -42,7 +42,7 @@
 /* One byte more than PATH_MAX + NUL, so an over-long string is detectable. */
 #define MAXP (PATH_MAX + 2)
 #define XATTR_BUF 65536
-#define STAT_LEN 18
+#define STAT_LEN 20
 #define STATVFS_LEN 11
 #define COPY_POOL 2
 #define COPY_CHUNK ((size_t)1 << 30)
@@ -81,11 +81,19 @@ static int get_str(napi_env env, napi_value v, char *buf) {
   return strlen(buf) == len ? 0 : EINVAL;
 }
 
+/* A number, or a bigint (file offsets from 2^53 on): exactly; -1 for anything else or a lossy bigint. */
+static int get_i64_exact(napi_env env, napi_value v, int64_t *out) {
+  bool lossless;
+  if (napi_get_value_bigint_int64(env, v, out, &lossless) == napi_ok) return lossless ? 0 : -1;
+  return napi_get_value_int64(env, v, out) == napi_ok ? 0 : -1;
+}
+
 /* Reads one argument by format letter; -1 type error, 0 ok, > 0 errno. */
 static int get_one(napi_env env, napi_value v, char c, va_list *ap) {
   switch (c) {
   case 'i': return napi_get_value_int32(env, v, va_arg(*ap, int32_t *)) == napi_ok ? 0 : -1;
   case 'l': return napi_get_value_int64(env, v, va_arg(*ap, int64_t *)) == napi_ok ? 0 : -1;
+  case 'L': return get_i64_exact(env, v, va_arg(*ap, int64_t *));
   case 'B': return napi_get_value_bool(env, v, va_arg(*ap, bool *)) == napi_ok ? 0 : -1;
   case 's': return get_str(env, v, va_arg(*ap, char *));
   case 'b': return get_buf(env, v, ap) ? 0 : -1;
@@ -232,8 +240,10 @@ static void fill_stat(double *o, const struct stat *s) {
   o[10] = (double)s->st_atim.tv_sec, o[11] = (double)s->st_atim.tv_nsec;
   o[12] = (double)s->st_mtim.tv_sec, o[13] = (double)s->st_mtim.tv_nsec;
   o[14] = (double)s->st_ctim.tv_sec, o[15] = (double)s->st_ctim.tv_nsec;
-  /* o[1] rounds above 2^53 (xino numbers are 2^62 + n): the halves are exact. */
+  /* o[1] and o[7] round above 2^53 (xino numbers are 2^62 + n, a sparse tmpfs file may
+   * be 2^63 - 1 bytes): the halves are exact. */
   o[16] = (double)(uint32_t)((uint64_t)s->st_ino >> 32), o[17] = (double)(uint32_t)s->st_ino;
+  o[18] = (double)(uint32_t)((uint64_t)s->st_size >> 32), o[19] = (double)(uint32_t)s->st_size;
 }
 
 /*
@@ -406,10 +416,21 @@ FN(futimens) {
 
 /* ---- file descriptors ------------------------------------------------------ */
 
+/* Node's fs.write writes at the current offset when the position is 2^53 or more (checked, Node 20). */
+FN(pwrite) {
+  int fd, n;
+  void *buf;
+  size_t len;
+  int64_t pos;
+  GET("ibiL", &fd, &buf, &len, &n, &pos);
+  if (n < 0 || (size_t)n > len) return num(env, -EINVAL);
+  return num(env, (double)res(pwrite(fd, buf, (size_t)n, (off_t)pos)));
+}
+
 FN(ftruncate) {
   int fd;
   int64_t size;
-  GET("il", &fd, &size);
+  GET("iL", &fd, &size);
   return num(env, res(ftruncate(fd, (off_t)size)));
 }
 
@@ -987,6 +1008,8 @@ static napi_value make_constants(napi_env env) {
   set_const(env, c, "FALLOC_FL_PUNCH_HOLE", FALLOC_FL_PUNCH_HOLE);
   set_const(env, c, "LOCK_SH", LOCK_SH), set_const(env, c, "LOCK_EX", LOCK_EX);
   set_const(env, c, "LOCK_UN", LOCK_UN), set_const(env, c, "LOCK_NB", LOCK_NB);
+  /* The stat layout these sources write (sys-api.ts checks it: an addon built from older sources fails loudly). */
+  set_const(env, c, "STAT_LEN", STAT_LEN);
   return c;
 }
 
@@ -1000,7 +1023,7 @@ NAPI_MODULE_INIT() {
     P(fallocate), P(flock), P(readdirat), P(lgetxattrat), P(lsetxattrat),
     P(llistxattrat), P(lremovexattrat), P(fgetxattr), P(fsetxattr), P(flistxattr),
     P(fremovexattr), P(xattrViaProc), P(nameToHandle), P(copyData), P(umount2),
-    P(dup2),
+    P(dup2), P(pwrite),
   };
   napi_define_properties(env, exports, sizeof props / sizeof *props, props);
   napi_set_named_property(env, exports, "constants", make_constants(env));

@@ -17,10 +17,10 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { codeOf, FsError } from '../core/errors.js';
 import type { Bstr } from '../core/bstr.js';
-import { STAT_LEN, STATVFS_LEN, inoOf, type CopyResult, type Ino, type SysAddon } from './sys-api.js';
+import { STAT_LEN, STATVFS_LEN, inoOf, type CopyResult, type Ino, type Offset, type SysAddon } from './sys-api.js';
 
 export { STAT_LEN, StatIdx, STATVFS_LEN, StatvfsIdx, inoOf, setIno, canonicalIno } from './sys-api.js';
-export type { CopyResult, Ino, SysAddon } from './sys-api.js';
+export type { CopyResult, Ino, Offset, SysAddon } from './sys-api.js';
 
 /** Where the built addon may live: beside this file (src/native) or, from dist/native, back in src/native. */
 const CANDIDATES = [
@@ -34,9 +34,17 @@ function load(): SysAddon {
   const override = process.env.STRATAFS_SYS_ADDON;
   if (override) return req(override) as SysAddon;
   for (const c of CANDIDATES) {
-    if (existsSync(fileURLToPath(new URL(c, import.meta.url)))) return req(c) as SysAddon;
+    if (existsSync(fileURLToPath(new URL(c, import.meta.url)))) return checked(req(c) as SysAddon, c);
   }
   throw new Error('stratafs: syscall addon not built (src/native/build/Release/stratafs_sys.node); run `node src/native/build.mjs`');
+}
+
+/** An addon built from older sources would read and write stat arrays in another layout. */
+function checked(a: SysAddon, where: string): SysAddon {
+  if (a.constants.STAT_LEN !== STAT_LEN) {
+    throw new Error(`stratafs: the syscall addon ${where} was built from older sources (stat layout ${a.constants.STAT_LEN ?? 16}, these sources ${STAT_LEN}); rebuild it: node src/native/build.mjs`);
+  }
+  return a;
 }
 
 /**
@@ -296,7 +304,7 @@ export function futimens(fd: number, aSec: number, aNsec: number, mSec: number, 
 
 // ---- file descriptors --------------------------------------------------------
 
-export function ftruncate(fd: number, size: number, path: Bstr = ''): void {
+export function ftruncate(fd: number, size: Offset, path: Bstr = ''): void {
   chk(raw.ftruncate(fd, size), path, 'ftruncate');
 }
 
@@ -313,6 +321,10 @@ export function fallocate(fd: number, mode: number, offset: number, len: number,
 /** op: LOCK_SH | LOCK_EX | LOCK_UN, plus LOCK_NB. Without LOCK_NB it blocks the calling (JS) thread. */
 export function flock(fd: number, op: number, path: Bstr = ''): void {
   chk(raw.flock(fd, op), path, 'flock');
+}
+/** pwrite(2) at an exact offset (Node's fs.writeSync writes at the current offset for positions of 2^53 and more). */
+export function pwrite(fd: number, buf: Buffer, len: number, pos: Offset, path: Bstr = ''): number {
+  return chk(raw.pwrite(fd, buf, len, pos), path, 'pwrite');
 }
 /** dup2(2): makes newfd a copy of oldfd (the daemon's stdout/stderr onto its log). */
 export function dup2(oldfd: number, newfd: number, path: Bstr = ''): void {

@@ -181,4 +181,37 @@ describe('64-bit inode numbers: a lower that is a kernel overlay with xino=on ov
     await unmount(rw);
     await unmount(inner);
   }, 120_000);
+
+  it('file sizes and offsets above 2^53 (a sparse tmpfs file of 2^62 bytes): stat, read, write, truncate as the kernel', async (ctx) => {
+    requireKernel(kernelProblem, ctx);
+    const t = scratchTmpfs('bigsize', 8);
+    tmpfses.push(t);
+    const script = (root: string, m: string): string => `
+import os
+f = os.open('${root}/l/b', os.O_CREAT | os.O_WRONLY, 0o644)
+os.pwrite(f, b'head', 0); os.pwrite(f, b'tail!', 2**62); os.close(f)
+out = []
+f = os.open('${m}/b', os.O_RDONLY)
+out += [os.fstat(f).st_size, os.pread(f, 5, 2**62)]; os.close(f)
+f = os.open('${m}/b', os.O_WRONLY)
+os.pwrite(f, b'W', 2**62 + 4097); os.pwrite(f, b'V', 2**53 + 1); os.close(f)
+f = os.open('${m}/b', os.O_RDONLY)
+out += [os.fstat(f).st_size, os.pread(f, 4, 0), os.pread(f, 2, 2**62 + 4096), os.pread(f, 2, 2**53)]; os.close(f)
+os.truncate('${m}/b', 2**62 + 3)
+f = os.open('${m}/b', os.O_WRONLY); os.ftruncate(f, 2**60 + 7); os.close(f)
+out.append(os.stat('${m}/b').st_size)
+print(out)
+`;
+    const results: string[] = [];
+    for (const impl of ['stratafs', 'kernel'] as const) {
+      const root = join(t.dir, impl);
+      for (const s of ['l', 'u', 'w', 'm']) await fsp.mkdir(join(root, s), { recursive: true });
+      const h = await mounted(mount(impl, { lowers: [join(root, 'l')], upper: join(root, 'u'), work: join(root, 'w') }, join(root, 'm')));
+      const r = await run('python3', ['-c', script(root, join(root, 'm'))]);
+      await unmount(h);
+      results.push(r.stdout.toString().trim() + r.stderr.toString().trim());
+    }
+    expect(results[0]).toBe(`[${2n ** 62n + 5n}, b'tail!', ${2n ** 62n + 4098n}, b'head', b'\\x00W', b'\\x00V', ${2n ** 60n + 7n}]`);
+    expect(results[0]).toBe(results[1]);
+  }, 60_000);
 });
