@@ -9,12 +9,19 @@ import { open, truncate, chmod, lchown, mkdir, rmdir, unlink, rename, link, syml
 import { createHash } from 'node:crypto';
 import { constants as fsc, type BigIntStats } from 'node:fs';
 import { bash, errnoFromMessage, shq, withTimeout, TimeoutError } from './proc.js';
+import { execFile } from 'node:child_process';
 import { showPath, typeOf } from './tree.js';
 import { expandTarget } from './sentinel.js';
+import { CallerPool, showCaller, type Caller } from './callers.js';
 
 export type Time = { sec: number; nsec: number } | 'now' | 'omit';
 
-export type Op =
+/** An operation, by the test process (root) or, with `as`, by another user (callers.ts). */
+export type Op = PlainOp & { as?: Caller };
+
+export type PlainOp =
+  /** execve of the file (no arguments); the value is its exit code and output */
+  | { op: 'exec'; path: string }
   | { op: 'create'; path: string; mode: number; excl?: boolean; trunc?: boolean }
   | { op: 'write'; path: string; offset: number; data: string }
   | { op: 'append'; path: string; data: string }
@@ -86,6 +93,7 @@ export function showOp(o: Op): string {
   for (const [k, v] of Object.entries(o)) {
     if (k === 'op') continue;
     if (typeof v === 'string') parts.push(`${k}=${k === 'data' || k === 'value' ? JSON.stringify(v.length > 40 ? v.slice(0, 40) + '…' : v) : '"' + showPath(v) + '"'}`);
+    else if (k === 'as') parts.push(`as=${showCaller(v as Caller)}`);
     else if (typeof v === 'number' && k === 'mode') parts.push(`${k}=0${v.toString(8)}`);
     else parts.push(`${k}=${JSON.stringify(v)}`);
   }
@@ -170,18 +178,37 @@ async function tool(script: string, timeoutMs: number): Promise<OpResult & { std
   return { ok: false, errno };
 }
 
+/** execve of `file`: its exit code and output, or execve's own errno (EACCES, ENOEXEC...). */
+function execOnce(file: string, timeoutMs: number): Promise<OpResult> {
+  return new Promise((resolve, reject) => {
+    execFile(file, [], { encoding: 'latin1', timeout: timeoutMs, killSignal: 'SIGKILL', env: { PATH: '/usr/bin:/bin', LC_ALL: 'C' } }, (err, stdout) => {
+      const e = err as (NodeJS.ErrnoException & { killed?: boolean }) | null;
+      if (e?.killed) return reject(new TimeoutError(`exec timed out: ${file}`));
+      // a failed spawn carries the errno name; a program that ran and failed carries its exit code
+      if (e && typeof e.code === 'string') return resolve({ ok: false, errno: e.code });
+      resolve({ ok: true, value: { code: e ? e.code : 0, out: stdout } });
+    });
+  });
+}
+
 /** One mounted tree under test, with the descriptors its sequence opened. */
 export class OpRunner {
   private fds = new Map<string, FileHandle>();
   /** stats remembered by `attrs`/`fdattrs` with `mark` */
   private marks = new Map<string, BigIntStats>();
-  constructor(readonly root: string, readonly timeoutMs = 10_000) {}
+  /** the processes of the callers this sequence named (started on first use) */
+  private callers: CallerPool;
+  constructor(readonly root: string, readonly timeoutMs = 10_000) {
+    this.callers = new CallerPool(root, timeoutMs);
+  }
 
   private p(rel: string): Buffer {
     return Buffer.from(rel === '' ? this.root : `${this.root}/${rel}`, 'latin1');
   }
 
   async apply(o: Op): Promise<OpResult> {
+    // the caller's process bounds each op by timeoutMs itself; this bound covers its start too
+    if (o.as) return withTimeout(this.callers.apply(o, o.as), this.timeoutMs * 2, showOp(o));
     try {
       return await withTimeout(this.exec(o), this.timeoutMs, showOp(o));
     } catch (e) {
@@ -194,6 +221,7 @@ export class OpRunner {
 
   /** Closes every descriptor the sequence left open (before unmounting). */
   async closeAll(): Promise<void> {
+    await this.callers.closeAll();
     for (const [k, fh] of this.fds) {
       this.fds.delete(k);
       await withTimeout(fh.close(), this.timeoutMs, `close ${k}`).catch(() => undefined);
@@ -203,6 +231,9 @@ export class OpRunner {
   private async exec(o: Op): Promise<OpResult> {
     const t = this.timeoutMs;
     switch (o.op) {
+      case 'exec': {
+        return await execOnce(this.p(o.path).toString('latin1'), t);
+      }
       case 'create': {
         const f = NB | fsc.O_CREAT | fsc.O_WRONLY | (o.excl ? fsc.O_EXCL : 0) | (o.trunc ? fsc.O_TRUNC : 0);
         const fh = await open(this.p(o.path), f, o.mode);
