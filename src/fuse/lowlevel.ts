@@ -23,6 +23,7 @@ import { ll, SetattrValid, type LowLevelHandlers, type NodeId, type ReqId, type 
 import { StatIdx, STAT_LEN, inoOf, type Ino, type Offset } from '../native/sys-api.js';
 import type { IdView } from './idmap.js';
 import { Node, NodeTable } from './nodes.js';
+import { callerKeepsSetgid, quietSetgid } from './setgid.js';
 import { dirListing, osErrName, RequestStats, startCall, statvfsArray, toErrno, type DirListing, type OpSummary } from './requests.js';
 import type { MountConfig } from '../cli/options.js';
 
@@ -203,6 +204,27 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
     return n.id;
   };
 
+  const shownGid = (a: AttrArray): number => shown(a.slice())[StatIdx.gid]!;
+  /**
+   * Drops S_ISGID of a regular file without group execute when the caller is not in the
+   * file's group (`gid`, else its group now) and lacks CAP_FSETID: what the VFS does and
+   * the kernel's FUSE module does not (setgid.ts). `kwho` is the caller as the kernel names
+   * it (judged against /proc), `who` as the core stores ids.
+   * Returns whether it changed the mode.
+   */
+  async function dropQuietSetgid(
+    p: Bstr | null, fhs: Iterable<number>, kwho: Caller, who: Caller, gid: number | undefined, attrNow: () => Promise<AttrArray>,
+  ): Promise<boolean> {
+    if (kwho.uid === 0) return false;
+    const a = await attrNow();
+    const mode = a[StatIdx.mode]!;
+    if (!quietSetgid(mode)) return false;
+    if (callerKeepsSetgid(kwho.pid, kwho.gid, gid ?? shownGid(a))) return false;
+    const m = mode & 0o5777;
+    await (p !== null ? core.chmod(p, m, who) : core.chmodOpen(fhs, m));
+    return true;
+  }
+
   const time = (set: boolean, now: boolean, sec: number, nsec: number): TimeSet => (now ? 'now' : set ? { sec, nsec } : 'omit');
 
   const handlers: LowLevelHandlers = {
@@ -241,8 +263,13 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
       settle('setattr', req, () => `${describe(id)} valid=0x${valid.toString(16)} mode=${oct(mode)} uid=${uid} gid=${gid} size=${size} fh=${fh}`, async () => {
         n = nodeOf(id);
         const who = caller();
+        const kwho = caller0();
         const p = nodes.path(n);
         const fhs = n.fhs ?? [];
+        // a write-like change by a caller outside the file's group drops a quiet S_ISGID (setgid.ts)
+        const gidBefore = (valid & (V.SIZE | V.UID | V.GID)) && kwho.uid !== 0
+          ? shownGid(await (fh >= 0 ? core.fgetattr(p, fh) : p !== null ? core.getattr(p) : core.getattrOpen(fhs)))
+          : undefined;
         // libfuse's order (fuse.c): mode, owner, size, times
         if (valid & V.MODE) await (p !== null ? core.chmod(p, mode, who) : core.chmodOpen(fhs, mode));
         if (valid & (V.UID | V.GID)) {
@@ -259,8 +286,12 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
           const mt = time((valid & V.MTIME) !== 0, (valid & V.MTIME_NOW) !== 0, mSec, mNsec);
           await (p !== null ? core.utimens(p, at, mt, who) : core.utimensOpen(fhs, at, mt));
         }
-        if (fh >= 0) return core.fgetattr(p, fh);
-        return p !== null ? core.getattr(p) : core.getattrOpen(fhs);
+        const attrNow = (): Promise<AttrArray> => (fh >= 0 ? core.fgetattr(p, fh) : p !== null ? core.getattr(p) : core.getattrOpen(fhs));
+        if (valid & (V.SIZE | V.UID | V.GID)) {
+          // the group the kernel judges a chown by is the one before it
+          await dropQuietSetgid(p, fhs, kwho, who, gidBefore, attrNow);
+        }
+        return attrNow();
       }, (attr) => { ll.replyAttr(req, shown(attr), attrTimeout); }, { changes: () => [n] });
     },
 
@@ -379,9 +410,17 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
       }, (got) => { ll.replyBuf(req, buf, got); return got; });
     },
     write(req, id, data, offset, fh) {
-      settle('write', req, () => `${describe(id)} fh=${fh} size=${data.length} off=${offset}`, () => {
+      settle('write', req, () => `${describe(id)} fh=${fh} size=${data.length} off=${offset}`, async () => {
+        const kwho = caller0();
+        const who = caller();
         const n = nodes.get(id);
-        return core.write(n ? nodes.path(n) : null, fh, data, data.length, offset);
+        const p = n ? nodes.path(n) : null;
+        // root (CAP_FSETID) keeps every bit: only other writers pay for the look at the mode
+        if (kwho.uid !== 0 && n !== undefined) {
+          const attrNow = (): Promise<AttrArray> => core.fgetattr(p, fh);
+          if (await dropQuietSetgid(p, [fh], kwho, who, undefined, attrNow) && session !== undefined) ll.invalAttr(session, n.id);
+        }
+        return core.write(p, fh, data, data.length, offset);
       }, (done) => { ll.replyWrite(req, done); return done; });
     },
     flush(req, id, fh) {
