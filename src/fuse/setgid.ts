@@ -46,7 +46,12 @@ export function callerKeepsSetgid(pid: number, reqGid: number, fileGid: number):
   } catch {
     return reqGid === fileGid;
   }
-  const field = (name: string): string => /^(.*)$/m.exec(status.slice(status.indexOf(`\n${name}:`) + name.length + 2))?.[1]?.trim() ?? '';
+  const fields = new Map<string, string>();
+  for (const line of status.split('\n')) {
+    const colon = line.indexOf(':');
+    if (colon > 0) fields.set(line.slice(0, colon), line.slice(colon + 1).trim());
+  }
+  const field = (name: string): string => fields.get(name) ?? '';
   const gids = field('Gid').split(/\s+/);
   const fsgid = Number(gids[3] ?? reqGid);
   if (fsgid === fileGid) return true;

@@ -110,17 +110,23 @@ class CallerProcess {
 /** The caller processes of one mount root. */
 export class CallerPool {
   private procs = new Map<string, Promise<CallerProcess>>();
-  constructor(private readonly root: string, private readonly timeoutMs: number) {}
+  /**
+   * `enter`, when given, are the words that take a process into another namespace and
+   * to the mount's root there (e.g. nsenter ... --wd=ROOT): `root` is then its path there.
+   */
+  constructor(private readonly root: string, private readonly timeoutMs: number, private readonly enter?: readonly string[]) {}
 
   private get(c: Caller): Promise<CallerProcess> {
     const key = identity(c);
     let p = this.procs.get(key);
     if (!p) {
       p = bundle().then((code) => {
-        const child = spawn('setpriv', [
-          `--reuid=${c.uid}`, `--regid=${c.gid}`, c.groups?.length ? `--groups=${c.groups.join(',')}` : '--clear-groups',
+        const words = [
+          'setpriv', `--reuid=${c.uid}`, `--regid=${c.gid}`, c.groups?.length ? `--groups=${c.groups.join(',')}` : '--clear-groups',
           '--inh-caps=-all', process.execPath, '--input-type=module', '-e', code, String(this.timeoutMs),
-        ], { cwd: this.root, stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' } });
+        ];
+        const all = this.enter ? [...this.enter, ...words] : words;
+        const child = spawn(all[0]!, all.slice(1), { cwd: this.enter ? '/' : this.root, stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, LC_ALL: 'C' } });
         return new CallerProcess(child, showCaller(c));
       });
       this.procs.set(key, p);

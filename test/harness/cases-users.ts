@@ -10,6 +10,7 @@
 import type { Entry, LayerSetSpec } from './layers.js';
 import type { Case } from './differential.js';
 import type { Op } from './ops.js';
+import type { PathPool } from './random.js';
 import { MEMBER, OWNER, STRANGER, type Caller } from './callers.js';
 
 /** security.capability v2 granting cap_net_bind_service (effective): the bytes setcap writes */
@@ -84,7 +85,7 @@ const as = (c: Caller, ops: Op[]): Op[] => ops.map((x) => ({ ...x, as: c }));
 const stat = (path: string): Op => ({ op: 'stat', path });
 const u = (name: string, about: string, ops: Op[]): Case => ({ name: `users-${name}`, about, ops, layers: USERS_LAYERS });
 
-export const USER_CASES: Case[] = [
+const PARTS: Case[] = [
   u('access', 'read, write, exec, create and delete where each may and may not', [
     ...ALL.flatMap((c) => as(c, [
       { op: 'read', path: 'home/priv' },
@@ -310,7 +311,35 @@ export const USER_CASES: Case[] = [
   ]),
 ];
 
+/** One case of several that touch disjoint names: one set of mounts instead of several (CI time). */
+function merge(name: string, parts: string[]): Case {
+  const ps = parts.map((n) => {
+    const c = PARTS.find((x) => x.name === `users-${n}`);
+    if (!c) throw new Error(`no users case ${n}`);
+    return c;
+  });
+  return { name: `users-${name}`, about: ps.map((c) => c.about).join('; '), ops: ps.flatMap((c) => c.ops), layers: USERS_LAYERS };
+}
+
+export const USER_CASES: Case[] = [
+  merge('access-sticky', ['access', 'sticky']),
+  merge('attrs-xattrs', ['chmod-chown', 'xattrs']),
+  merge('suid-write', ['suid-write']),
+  merge('suid-truncate-chown-capability', ['suid-truncate-chown', 'capability']),
+  merge('setgid-dir-umask', ['setgid-dir', 'umask']),
+];
+
 /** operation × caller pairs in a list of cases (ops with a caller) */
 export function callerOps(cases: readonly Case[]): number {
   return cases.reduce((n, c) => n + c.ops.filter((x) => x.as !== undefined).length, 0);
 }
+
+/** Names for random sequences by callers over USERS_LAYERS (random.ts callerSequenceArb). */
+export const USERS_POOL: PathPool = {
+  files: [
+    'home/priv', 'home/grp', 'home/ro', 'home/exe', 'home/dir/in', 'home/new', 'gdir/f', 'gdir/n', 'pub/n', 'pub/m',
+    'sticky/a', 'sticky/b', 'sticky/n', 'sgid/old', 'sgid/n', 's/suid', 's/sgidnx', 's/both', 's/cown', 's/cap', 'x/trust', 'x/ro', 'up/suid', 'up/own',
+  ],
+  dirs: ['home', 'home/dir', 'gdir', 'pub', 'pub/d', 'sticky', 'sticky/da', 'sticky/d', 'sgid', 'sgid/d', 'x/stickyd', 'up', 'up/d'],
+};
+export const USER_CALLERS: readonly Caller[] = [OWNER, MEMBER, STRANGER];

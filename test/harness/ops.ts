@@ -198,8 +198,9 @@ export class OpRunner {
   private marks = new Map<string, BigIntStats>();
   /** the processes of the callers this sequence named (started on first use) */
   private callers: CallerPool;
-  constructor(readonly root: string, readonly timeoutMs = 10_000) {
-    this.callers = new CallerPool(root, timeoutMs);
+  /** `enter`: see CallerPool (callers in another namespace; every op then needs a caller) */
+  constructor(readonly root: string, readonly timeoutMs = 10_000, enter?: readonly string[]) {
+    this.callers = new CallerPool(root, timeoutMs, enter);
   }
 
   private p(rel: string): Buffer {

@@ -7,6 +7,7 @@
 import fc from 'fast-check';
 import { NAME255, NONUTF8, NONUTF8_2 } from './cases.js';
 import type { Op, Time } from './ops.js';
+import type { Caller } from './callers.js';
 
 /** Pools of names that exist in some layer, are hidden by markers, or are new. */
 export interface PathPool {
@@ -82,4 +83,18 @@ export function opArb(pool: PathPool): fc.Arbitrary<Op> {
 /** Sequences of 1..length operations; lengths spread over the whole range (fast-check's default keeps them short). */
 export function sequenceArb(length: number, pool: PathPool = PATH_POOL): fc.Arbitrary<Op[]> {
   return fc.array(opArb(pool), { minLength: 1, maxLength: length, size: 'max' });
+}
+
+/**
+ * Non-root callers in random sequences (callers.ts): each op stays root's, or
+ * becomes the owner's, a group member's or a stranger's, with a random umask.
+ * Kept apart from opArb so that sequences without callers are unchanged.
+ */
+export function withCallerArb(ops: fc.Arbitrary<Op>, callers: readonly Caller[]): fc.Arbitrary<Op> {
+  const who = fc.record({ c: fc.constantFrom(...callers), umask: fc.constantFrom(0o022, 0o077, 0o002, 0o000) });
+  return fc.tuple(ops, fc.option(who, { freq: 3 })).map(([o, w]) => (w ? { ...o, as: { ...w.c, umask: w.umask } } : o));
+}
+
+export function callerSequenceArb(length: number, pool: PathPool, callers: readonly Caller[]): fc.Arbitrary<Op[]> {
+  return fc.array(withCallerArb(opArb(pool), callers), { minLength: 1, maxLength: length, size: 'max' });
 }
