@@ -191,12 +191,16 @@ export function setRedirect(dirfd: number, rel: Bstr, r: Redirect, userxattr: bo
 /**
  * Writes whiteouts for one upper layer. With mknod permitted, a whiteout is a
  * hard link to a char 0/0 inode kept in workdir/work (as the kernel does since
- * 5.8: one inode, many links), a new one when the link count is exhausted.
+ * 5.8: one inode, many links), a new one when the link count is exhausted;
+ * when a link fails, the shared inode itself becomes the whiteout (as the kernel).
  * Without mknod, `.wh.<name>` empty files (the fuse-overlayfs fallback).
  */
 export class WhiteoutWriter {
   private sharedName: Bstr | undefined;
   private seq = 0;
+  /** false after a link to the shared inode failed other than with EMLINK (as the kernel) */
+  private sharing = true;
+  private readonly st = sys.newStatArray();
   written = 0;
 
   /**
@@ -231,17 +235,34 @@ export class WhiteoutWriter {
       this.written++;
       return;
     }
-    let shared = this.sharedName ?? this.freshShared();
+    if (!this.sharing) {
+      // the kernel's no_shared_whiteout: one inode per whiteout from now on
+      const r = sys.raw.mknodat(dirfd, rel, S_IFCHR | 0, 0);
+      if (r < 0) throw new FsError(codeOfNeg(r), rel, 'mknodat', 'whiteout');
+      this.written++;
+      return;
+    }
     for (let attempt = 0; ; attempt++) {
+      const shared = this.sharedName ?? this.freshShared();
       const r = sys.raw.linkat(this.workfd, shared, dirfd, rel);
       if (r === 0) break;
-      if ((r === -EMLINK || r === -ENOENT) && attempt < 2) {
-        // The shared inode is full (or someone emptied work/): start a new one.
+      if (r === -EEXIST) throw new FsError('EEXIST', rel, 'linkat', 'whiteout');
+      if (r === -ENOENT) {
+        // rel's directory is gone, or someone emptied work/: then start a new shared inode
+        if (attempt >= 2 || sys.raw.lstatat(this.workfd, shared, this.st) === 0) throw new FsError('ENOENT', rel, 'linkat', 'whiteout');
         this.sharedName = undefined;
-        shared = this.freshShared();
         continue;
       }
-      throw new FsError(codeOfNeg(r), rel, 'linkat', 'whiteout');
+      // As the kernel (ovl_whiteout): the shared inode that cannot take one more link
+      // becomes this whiteout itself, which needs no new inode and no new link (on an
+      // upper out of inodes the unlink still succeeds once); the next whiteout starts a
+      // new shared inode after EMLINK, and after any other error is an inode of its own
+      // for the rest of the mount ("disabling whiteout inode sharing").
+      if (r !== -EMLINK) this.sharing = false;
+      const m = sys.raw.renameat2(this.workfd, shared, dirfd, rel, sys.constants.RENAME_NOREPLACE);
+      if (m < 0) throw new FsError(codeOfNeg(m), rel, 'renameat2', 'whiteout');
+      this.sharedName = undefined;
+      break;
     }
     this.written++;
   }
