@@ -22,8 +22,9 @@ const wanted = [
   // a developer's day on a merged view (test/integration/devday.test.ts): git, make and a C
   // compiler, a Python venv (python3-venv brings the pip wheel the test installs a local wheel with)
   'git', 'make', 'gcc', 'python3-venv',
-  // full disks (test/integration/full-disk.test.ts): setquota for the EDQUOT probe on an ext4 image
-  'quota',
+  // full disks (test/integration/full-disk.test.ts): setquota for per-user quotas on an ext4 image,
+  // btrfs qgroups for EDQUOT where the kernel has no quota format for ext4
+  'quota', 'btrfs-progs',
 ];
 
 /** Packages of `names` that dpkg does not list as installed. */

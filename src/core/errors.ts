@@ -47,6 +47,18 @@ export function codeOf(errno: number): ErrnoCode {
   return CODE_OF.get(Math.abs(errno)) ?? 'EIO';
 }
 
+/**
+ * The errno code of an error thrown by Node's fs, also where libuv has no name for it: EDQUOT
+ * (a quota on the upper) comes as code "Unknown system error -122" with errno -122; taken as
+ * a code, it became an FsError with no errno, and the write reply an ERANGE.
+ */
+export function nodeErrnoCode(e: unknown): ErrnoCode | undefined {
+  const err = e as NodeJS.ErrnoException | null;
+  const code = err?.code;
+  if (typeof code === 'string' && code in osConstants.errno) return code as ErrnoCode;
+  return typeof err?.errno === 'number' && err.errno !== 0 ? CODE_OF.get(Math.abs(err.errno)) : undefined;
+}
+
 export function isFsError(e: unknown, code?: ErrnoCode): e is FsError {
   return e instanceof FsError && (code === undefined || e.code === code);
 }

@@ -20,7 +20,7 @@ import { promisify } from 'node:util';
 import type { Bstr } from './bstr.js';
 import { copyUp } from './copy-up.js';
 import { closeWhenIdle, fail, requireUpper, sys, type Ctx, type OpenFile } from './ctx.js';
-import { codeOf, FsError, isFsError, type ErrnoCode } from './errors.js';
+import { codeOf, FsError, isFsError, nodeErrnoCode } from './errors.js';
 import { prepareCreate, placeNew } from './dir-ops.js';
 import { forgetHandle, reopenForOpen, type HiddenFile } from './hidden.js';
 import { isUpperEntry, lookup, resolve } from './namei.js';
@@ -80,8 +80,7 @@ function openBacking(dirfd: number, rel: Bstr, flags: number, mode: number): num
 
 function nodeErr(e: unknown, path: Bstr | null, syscall: string): FsError {
   if (isFsError(e)) return e;
-  const code = (e as NodeJS.ErrnoException | null)?.code;
-  return new FsError((typeof code === 'string' ? code : 'EIO') as ErrnoCode, path ?? '', syscall);
+  return new FsError(nodeErrnoCode(e) ?? 'EIO', path ?? '', syscall);
 }
 
 /**

@@ -34,11 +34,10 @@
  * already closed and never unlinks it).
  */
 import * as fs from 'node:fs';
-import { constants as osConstants } from 'node:os';
 import { StatIdx, setIno, type Ino, type Offset } from '../native/sys.js';
 import type { Bstr } from './bstr.js';
 import { fail, sys, type Ctx, type OpenFile } from './ctx.js';
-import { codeOf, FsError, type ErrnoCode } from './errors.js';
+import { codeOf, FsError, nodeErrnoCode } from './errors.js';
 import { lookup } from './namei.js';
 import { escapeXattr, unescapeXattr } from './xattr.js';
 import type { AttrArray, TimeSet } from './types.js';
@@ -238,6 +237,5 @@ export function removexattr(ctx: Ctx, h: HiddenFile, path: Bstr, name: Bstr): vo
 }
 
 function sysErr(e: unknown, path: Bstr, syscall: string): FsError {
-  const code = (e as NodeJS.ErrnoException | null)?.code;
-  return new FsError((typeof code === 'string' && code in osConstants.errno ? code : 'EIO') as ErrnoCode, path, syscall);
+  return new FsError(nodeErrnoCode(e) ?? 'EIO', path, syscall);
 }

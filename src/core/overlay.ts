@@ -14,7 +14,7 @@ import type { OverlayConfig } from './config.js';
 import { copyUp as copyUpPath } from './copy-up.js';
 import { sys, type Ctx, type Layer, type OpenFile } from './ctx.js';
 import * as dirOps from './dir-ops.js';
-import { FsError, isFsError, type ErrnoCode } from './errors.js';
+import { FsError, isFsError, nodeErrnoCode } from './errors.js';
 import * as fileOps from './file-ops.js';
 import * as hidden from './hidden.js';
 import { hiddenAt, type HiddenFile } from './hidden.js';
@@ -238,8 +238,8 @@ export async function openOverlay(config: OverlayConfig, log: (line: string) => 
 /** Any error out of the core is an FsError. */
 function asFsError(e: unknown, path: Bstr | null, op: string): FsError {
   if (isFsError(e)) return e;
-  const code = (e as NodeJS.ErrnoException | null)?.code;
-  if (typeof code === 'string' && /^E[A-Z0-9]+$/.test(code)) return new FsError(code as ErrnoCode, path ?? '', op);
+  const code = nodeErrnoCode(e);
+  if (code !== undefined) return new FsError(code, path ?? '', op);
   return new FsError('EIO', path ?? '', op, e instanceof Error ? e.message : String(e));
 }
 

@@ -22,7 +22,7 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import * as sys from '../native/sys.js';
 import type { Bstr } from '../core/bstr.js';
-import { FsError, codeOf, isFsError, type ErrnoCode } from '../core/errors.js';
+import { FsError, codeOf, isFsError, nodeErrnoCode, type ErrnoCode } from '../core/errors.js';
 import { S_IFDIR, S_IFREG, S_IFLNK, S_IFCHR, S_IFBLK, S_IFIFO, WH_PREFIX, OPAQUE_FILE } from '../core/whiteout.js';
 import { tarReader, toTarHeader, parsePaxTime, type TarHeader } from './tar-read.js';
 
@@ -231,8 +231,7 @@ class Extractor {
               try {
                 off += writeSync(fd, chunk, off, chunk.length - off);
               } catch (e) {
-                const code = (e as NodeJS.ErrnoException).code;
-                throw new FsError((code ?? 'EIO') as ErrnoCode, entry, 'write');
+                throw new FsError(nodeErrnoCode(e) ?? 'EIO', entry, 'write');
               }
             }
             n += chunk.length;

@@ -14,6 +14,7 @@
  */
 import { describe, it, expect, beforeAll } from 'vitest';
 import { constants as fsc } from 'node:fs';
+import { constants as osc } from 'node:os';
 import { link, lstat, mkdir, open, readdir, rm, statfs, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { kernelOverlayProblem, mount, requireKernel, tempDir, type Impl, type MountHandle } from '../harness/mounts.js';
@@ -29,7 +30,9 @@ const MIB = 1 << 20;
 type FsSpec =
   | { kind: 'tmpfs'; opts: string }
   /** an ext4 image of sizeMiB on a loop device; quota: mkfs -O quota, mounted with usrquota */
-  | { kind: 'ext4'; sizeMiB: number; quota?: boolean; mkfsArgs?: string[] };
+  | { kind: 'ext4'; sizeMiB: number; quota?: boolean; mkfsArgs?: string[] }
+  /** a btrfs image of sizeMiB on a loop device with quota groups on, the top subvolume limited to limitMiB */
+  | { kind: 'btrfs'; sizeMiB: number; limitMiB: number };
 
 interface SmallFs {
   dir: string;
@@ -86,14 +89,25 @@ async function smallFs(base: string, spec: FsSpec): Promise<SmallFs> {
   }
   const img = join(base, 'fs.img');
   await must('truncate', ['-s', `${spec.sizeMiB}M`, img]);
+  if (spec.kind === 'btrfs') await must('mkfs.btrfs', ['-q', '-f', img], 60_000);
   // no lazy init: the kernel thread that zeroes inode tables would write during the probe
-  await must('mkfs.ext4', ['-q', '-F', '-E', 'lazy_itable_init=0,lazy_journal_init=0', ...(spec.quota ? ['-O', 'quota'] : []), ...(spec.mkfsArgs ?? []), img], 60_000);
+  else await must('mkfs.ext4', ['-q', '-F', '-E', 'lazy_itable_init=0,lazy_journal_init=0', ...(spec.quota ? ['-O', 'quota'] : []), ...(spec.mkfsArgs ?? []), img], 60_000);
   const dev = (await must('losetup', ['--find', '--show', img])).trim();
   try {
-    await must('mount', ['-t', 'ext4', ...(spec.quota ? ['-o', 'usrquota'] : []), dev, dir]);
+    await must('mount', ['-t', spec.kind, ...(spec.kind === 'ext4' && spec.quota ? ['-o', 'usrquota'] : []), dev, dir]);
   } catch (e) {
     await run('losetup', ['-d', dev]);
     throw e;
+  }
+  if (spec.kind === 'btrfs') {
+    try {
+      await must('btrfs', ['quota', 'enable', dir]);
+      await must('btrfs', ['qgroup', 'limit', `${spec.limitMiB}M`, dir]);
+    } catch (e) {
+      await run('umount', [dir]);
+      await run('losetup', ['-d', dev]);
+      throw e;
+    }
   }
   return {
     dir,
@@ -106,6 +120,15 @@ async function smallFs(base: string, spec: FsSpec): Promise<SmallFs> {
       }
     },
   };
+}
+
+/** The errno name of a failed fs call, also where libuv has none (EDQUOT: "Unknown system error -122"). */
+function errName(e: unknown): string | undefined {
+  const err = e as NodeJS.ErrnoException;
+  if (typeof err.code === 'string' && /^E[A-Z0-9]+$/.test(err.code)) return err.code;
+  if (typeof err.errno !== 'number') return undefined;
+  const n = Math.abs(err.errno);
+  return Object.entries(osc.errno).find(([, v]) => v === n)?.[0];
 }
 
 /** What one side of a probe can do on its mount. */
@@ -122,7 +145,14 @@ class Side {
 
   /** One operation of the harness's language: `ok` or the errno. */
   async op(o: Op): Promise<string> {
-    return showResult(await this.ops.apply(o));
+    try {
+      return showResult(await this.ops.apply(o));
+    } catch (e) {
+      // libuv has no name for some errnos (EDQUOT comes as "Unknown system error -122")
+      const name = errName(e);
+      if (name) return name;
+      throw e;
+    }
   }
 
   /** Appends `chunk` bytes at a time to rel until a write fails; the errno and how many bytes went in. */
@@ -131,7 +161,7 @@ class Side {
     try {
       fh = await open(join(this.mnt, rel), fsc.O_WRONLY | fsc.O_CREAT | fsc.O_APPEND, 0o644);
     } catch (e) {
-      return { errno: (e as NodeJS.ErrnoException).code ?? String(e), bytes: 0 };
+      return { errno: errName(e) ?? String(e), bytes: 0 };
     }
     const buf = Buffer.alloc(chunk, 0x61);
     let bytes = 0;
@@ -144,7 +174,7 @@ class Side {
       }
       return { errno: 'ok', bytes };
     } catch (e) {
-      return { errno: (e as NodeJS.ErrnoException).code ?? String(e), bytes };
+      return { errno: errName(e) ?? String(e), bytes };
     } finally {
       await fh.close().catch(() => undefined);
     }
@@ -156,10 +186,15 @@ class Side {
       try {
         await (await open(join(this.mnt, `${prefix}${i}`), fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o644)).close();
       } catch (e) {
-        return { errno: (e as NodeJS.ErrnoException).code ?? String(e), made: i };
+        return { errno: errName(e) ?? String(e), made: i };
       }
     }
     return { errno: 'ok', made: max };
+  }
+
+  /** syncfs of the upper's filesystem: btrfs gives freed space back to a quota group at the commit */
+  async sync(): Promise<void> {
+    await must('sync', ['-f', this.fsDir]);
   }
 
   /** `sh -c script` as a bare uid with its working directory on the mount: `ok` or the errno its message names. */
@@ -435,6 +470,41 @@ describe('ext4 on a loop device', () => {
         out.push(`delete the made files: ${await s.asUid(u, 'rm -f home/n*')}`);
         out.push(`mkdir after the delete: ${await s.asUid(u, 'mkdir home/dd')}`);
         out.push(`listing: ${await s.op({ op: 'readdir', path: 'home' })}`);
+      },
+    });
+  }, PROBE_MS);
+});
+
+describe('btrfs on a loop device', () => {
+  it('EDQUOT from a quota group on the upper (this kernel has no ext4 quota format): copy-up, fill, other users, then continue', async (ctx) => {
+    requireKernel(kernelProblem, ctx);
+    if (noLoop) ctx.skip(noLoop);
+    const u = QUOTA_UID;
+    await compare({
+      name: 'qgroup',
+      fs: { kind: 'btrfs', sizeMiB: 128, limitMiB: 2 },
+      lower: async (d) => {
+        await files(d, { big: 3 * MIB, small: 1000, gone: 10, 'd/x': 100, 'home/data': 100 * 1024 });
+        await must('chown', ['-R', `${u}:${u}`, join(d, 'home')]);
+      },
+      steps: async (s, out, note) => {
+        out.push(`copy-up of a file larger than the quota: ${await s.op({ op: 'append', path: 'big', data: 'x' })}`);
+        out.push(`big unchanged: ${await s.op({ op: 'read', path: 'big' })}`);
+        const f = await s.fill('fill');
+        note('fill bytes', String(f.bytes));
+        out.push(`fill: ${f.errno}`);
+        out.push(`another user writes: ${await s.asUid(u, 'head -c 256K /dev/zero > home/mine')}`);
+        out.push(`another user's copy-up: ${await s.asUid(u, 'echo more >> home/data')}`);
+        out.push(`data unchanged: ${await s.op({ op: 'read', path: 'home/data' })}`);
+        out.push(`whiteout over quota: ${await s.op({ op: 'unlink', path: 'gone' })}`);
+        out.push(`directory copy-up over quota: ${await s.op({ op: 'create', path: 'd/new', mode: 0o644 })}`);
+        out.push(`delete the fill: ${await s.op({ op: 'unlink', path: 'fill' })}`);
+        await s.sync();
+        out.push(`copy-up after the delete: ${await s.op({ op: 'append', path: 'small', data: 'more' })}`);
+        out.push(`another user's copy-up after the delete: ${await s.asUid(u, 'echo more >> home/data')}`);
+        const again = await s.fill('again', 64 * 1024, 512 * 1024);
+        out.push(`write 512 KiB after the delete: ${again.errno} ${again.bytes}`);
+        out.push(`listing: ${await s.op({ op: 'readdir', path: '' })}`);
       },
     });
   }, PROBE_MS);
