@@ -111,6 +111,8 @@ function addStackOptions(c: Command): Command {
     .option('--upper <dir>', 'the upper dir (with --image, or to override)');
 }
 
+const MAX_EXPANDED_HELP = 'refuse a compressed layer that expands past SIZE (e.g. 8G, or none; default: 100x its compressed size, at least 1G); any import stops before it would leave less than 5% of the disk (at most 1G) free';
+
 export function buildImageProgram(): Command {
   const program = new Command('stratafs').exitOverride().configureOutput({ writeErr: (s) => process.stderr.write(s) });
 
@@ -120,9 +122,11 @@ export function buildImageProgram(): Command {
     .requiredOption('--store <dir>', 'the store directory')
     .option('--digest <sha256:hex>', 'expected digest of the blob (default: from a file named by its digest)')
     .option('--no-devices', 'refuse device nodes (default: allowed as root)')
+    .option('--max-expanded <size>', MAX_EXPANDED_HELP)
     .option('--json', 'machine-readable output')
-    .action(async (file: string, o: { store: string; digest?: string; devices: boolean; json?: boolean }) => {
-      const { importLayer } = await import('./import-layer.js');
+    .action(async (file: string, o: { store: string; digest?: string; devices: boolean; maxExpanded?: string; json?: boolean }) => {
+      const { importLayer, parseSize } = await import('./import-layer.js');
+      const maxExpanded = o.maxExpanded === undefined ? undefined : parseSize(o.maxExpanded);
       const { defaultExtractOptions } = await import('./extract.js');
       const store = Store.open(o.store);
       const bar = await progressBar(statSync(file).size, !o.json, path.basename(file).slice(0, 24));
@@ -130,7 +134,7 @@ export function buildImageProgram(): Command {
       if (!o.devices) ext.devices = false;
       let r;
       try {
-        r = await importLayer(store, file, { digest: o.digest, progress: bar.update, extract: ext });
+        r = await importLayer(store, file, { digest: o.digest, progress: bar.update, extract: ext, maxExpanded });
         bar.update(r.blobSize); // the last chunk's update may not have been drawn
       } finally {
         bar.stop();
@@ -159,14 +163,18 @@ export function buildImageProgram(): Command {
     .description('import an OCI layout dir, an OCI archive or a docker/podman save tarball')
     .requiredOption('--store <dir>', 'the store directory')
     .option('--name <name>', 'record the image under this name (and pick this ref from a layout holding several)')
+    .option('--max-expanded <size>', MAX_EXPANDED_HELP)
     .option('--json', 'machine-readable output')
-    .action(async (p: string, o: { store: string; name?: string; json?: boolean }) => {
+    .action(async (p: string, o: { store: string; name?: string; maxExpanded?: string; json?: boolean }) => {
       const { importImage } = await import('./import-image.js');
+      const { parseSize } = await import('./import-layer.js');
+      const maxExpanded = o.maxExpanded === undefined ? undefined : parseSize(o.maxExpanded);
       const store = Store.open(o.store);
       let bar = { update: (_n: number): void => undefined, stop: (): void => undefined };
       let current = 0;
       const r = await importImage(store, p, {
         name: o.name,
+        maxExpanded,
         onLayer: (i, n, size) => {
           bar.stop();
           current = i;

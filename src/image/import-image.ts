@@ -15,7 +15,7 @@ import { createGunzip } from 'node:zlib';
 import type { Readable } from 'node:stream';
 import { FsError } from '../core/errors.js';
 import { extractTar } from './extract.js';
-import { importLayer, detectCompression, readHead, type LayerImportResult } from './import-layer.js';
+import { importLayer, detectCompression, expandGuard, readHead, type LayerImportResult } from './import-layer.js';
 import { Store, checkDigest, hexOf, removeTree, type ImageRecord, type ImageLayerRef } from './store.js';
 
 export interface ImageImportOptions {
@@ -24,6 +24,8 @@ export interface ImageImportOptions {
   /** called per layer as it starts: (index, count, blob size) and for bytes within a layer */
   onLayer?: ((i: number, n: number, size: number) => void) | undefined;
   progress?: ((done: number, total: number) => void) | undefined;
+  /** bound on each layer's and the archive's expanded bytes (import-layer.ts: expandGuard) */
+  maxExpanded?: number | undefined;
 }
 
 export interface ImageImportResult {
@@ -98,7 +100,7 @@ async function importLayers(store: Store, files: { file: string; digest: string 
   for (let i = 0; i < files.length; i++) {
     const f = files[i]!;
     opts.onLayer?.(i, files.length, f.size);
-    out.push(await importLayer(store, f.file, { digest: f.digest, diffId: f.diffId, progress: opts.progress }));
+    out.push(await importLayer(store, f.file, { digest: f.digest, diffId: f.diffId, progress: opts.progress, maxExpanded: opts.maxExpanded }));
   }
   return out;
 }
@@ -196,7 +198,12 @@ export async function importImage(store: Store, path: string, opts: ImageImportO
   try {
     const head = readHead(path);
     let input: Readable = createReadStream(path);
-    if (detectCompression(head) === 'gzip') input = input.pipe(createGunzip());
+    const gzip = detectCompression(head) === 'gzip';
+    if (gzip) input = input.pipe(createGunzip());
+    // the archive is unpacked under the same bound as a layer (a gzip bomb here fills the disk as well)
+    const guard = expandGuard(path, 'image import', st.size, temp, gzip ? opts.maxExpanded : Infinity);
+    input.on('error', (e: Error) => guard.destroy(e));
+    input = input.pipe(guard);
     try {
       await extractTar(input, temp, { devices: false, owners: false, xattrs: false });
     } catch (e) {

@@ -10,7 +10,7 @@
  * checks pass; any failure removes it and names the cause.
  */
 import { createHash, type Hash } from 'node:crypto';
-import { createReadStream, openSync, readSync, closeSync, statSync, mkdirSync } from 'node:fs';
+import { createReadStream, openSync, readSync, closeSync, statSync, statfsSync, mkdirSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { Transform, type TransformCallback, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -29,6 +29,11 @@ export interface LayerImportOptions {
   /** expected diff-id (from an image config): checked after unpacking */
   diffId?: string | undefined;
   extract?: ExtractOptions;
+  /**
+   * bound on the layer's expanded (decompressed tar) bytes: passing it refuses the layer
+   * before the disk fills (see expandBound); Infinity: no bound but the free space
+   */
+  maxExpanded?: number | undefined;
   /** called with bytes of the blob read so far (second pass) */
   progress?: ((done: number, total: number) => void) | undefined;
 }
@@ -91,6 +96,79 @@ class HashCount extends Transform {
     this.done ??= 'sha256:' + this.hash.digest('hex');
     return this.done;
   }
+}
+
+/**
+ * The default bound on a layer's expanded size: 100 times its compressed size, and never
+ * less than 1 GiB. Real layers expand 2 to 10 times (text and binaries); 100 leaves room for
+ * the odd image with a large zero-filled file, while a gzip bomb (3 GiB of zeros in 3 MB,
+ * about 1000:1) is refused after 1 GiB. `--max-expanded` changes it.
+ */
+export const EXPAND_RATIO = 100;
+export const EXPAND_FLOOR = 1 << 30;
+export function defaultExpandBound(compressedBytes: number): number {
+  return Math.max(EXPAND_FLOOR, EXPAND_RATIO * compressedBytes);
+}
+
+/**
+ * What an import may write on the filesystem of `dir`: the space free when it starts, less
+ * a reserve of 5% of the filesystem (at most 1 GiB), so that a layer that would fill the disk
+ * is refused while the disk still has room for everything else. Tar bytes are a fair
+ * measure of what lands on disk for the large files a bomb carries.
+ */
+export function spaceBound(dir: string): { bytes: number; free: number } {
+  const s = statfsSync(dir);
+  const free = s.bavail * s.bsize;
+  const reserve = Math.min(Math.floor(s.blocks * s.bsize * 0.05), 1 << 30);
+  return { bytes: Math.max(0, free - reserve), free };
+}
+
+/** 1073741824 -> "1 GiB", 3145728 -> "3 MiB", 1536 -> "1.5 KiB" */
+export function binSize(n: number): string {
+  if (!Number.isFinite(n)) return 'no bound';
+  const units = ['bytes', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let i = 0;
+  let v = n;
+  while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
+  return i === 0 ? `${n} bytes` : `${Number(v.toFixed(v < 10 ? 1 : 0))} ${units[i]}`;
+}
+
+/** Parses a size for --max-expanded: bytes, or with K/M/G/T (binary); `none` for no bound. */
+export function parseSize(text: string): number {
+  if (/^(none|unlimited)$/i.test(text)) return Infinity;
+  const m = /^(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?$/i.exec(text.trim());
+  if (!m) throw new FsError('EINVAL', text, 'size', 'expected a size such as 4G, 512M or 1073741824, or none');
+  const mult = { '': 1, K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40 }[m[2]!.toUpperCase() as '' | 'K' | 'M' | 'G' | 'T'];
+  return Math.floor(Number(m[1]) * mult);
+}
+
+/**
+ * Counts the expanded stream and stops it, with one line naming the bound, once it passes
+ * `limit` (placed right after the decompressor: the bomb is stopped before its bytes reach
+ * the extractor).
+ */
+export class ExpandGuard extends Transform {
+  bytes = 0;
+  constructor(private readonly limit: number, private readonly refuse: (bytes: number) => FsError) {
+    super();
+  }
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.bytes += chunk.length;
+    if (this.bytes > this.limit) cb(this.refuse(this.bytes));
+    else cb(null, chunk);
+  }
+}
+
+/** The guard for a compressed file of `compressedBytes` unpacked into `dir`'s filesystem. */
+export function expandGuard(file: string, what: string, compressedBytes: number, dir: string, maxExpanded: number | undefined): ExpandGuard {
+  const bound = maxExpanded ?? defaultExpandBound(compressedBytes);
+  const space = spaceBound(dir);
+  if (space.bytes < bound) {
+    return new ExpandGuard(space.bytes, () => new FsError('ENOSPC', file, what,
+      `expands past ${binSize(space.bytes)}: ${binSize(space.free)} is free where it is unpacked, and an import leaves 5% of the filesystem (at most 1 GiB); refused before the disk fills`));
+  }
+  return new ExpandGuard(bound, () => new FsError('EFBIG', file, what,
+    `expands past ${binSize(bound)} from ${binSize(compressedBytes)} compressed${maxExpanded === undefined ? ` (the default bound: ${EXPAND_RATIO}x, at least ${binSize(EXPAND_FLOOR)})` : ''}; refused as a decompression bomb, --max-expanded SIZE changes the bound`));
 }
 
 /** fzstd (pure JS, no native build) as a stream. */
@@ -170,7 +248,9 @@ export async function importLayer(store: Store, file: string, opts: LayerImportO
     const dec = decompressor(compression);
     // uncompressed: the blob is the tar, one hash serves both
     const tarHash = dec ? new HashCount() : blobHash;
-    const stages: (Readable | Transform)[] = dec ? [src, blobHash, dec, tarHash] : [src, blobHash];
+    // unpacked only up to a bound (an uncompressed tar cannot expand: only the free space bounds it)
+    const guard = expandGuard(file, 'layer import', st.size, temp, dec ? opts.maxExpanded : Infinity);
+    const stages: (Readable | Transform)[] = dec ? [src, blobHash, dec, guard, tarHash] : [src, blobHash, guard];
     for (let i = 0; i + 1 < stages.length; i++) {
       const from = stages[i]!;
       const to = stages[i + 1] as Transform;
@@ -179,7 +259,7 @@ export async function importLayer(store: Store, file: string, opts: LayerImportO
     }
     let stats: ExtractStats;
     try {
-      stats = await extractTar(tarHash, fsDir, opts.extract ?? defaultExtractOptions());
+      stats = await extractTar(dec ? tarHash : guard, fsDir, opts.extract ?? defaultExtractOptions());
     } catch (e) {
       throw explain(e, file, compression);
     }
