@@ -1,16 +1,17 @@
 /**
  * The daemon's control socket: a unix socket in the runtime dir (runtime.ts).
- * A client writes one request word and a newline ("stats" or "describe"); the
+ * A client writes one request and a newline ("stats", "stats gc" or "describe"); the
  * daemon answers with one JSON document and closes. Serving it costs nothing
  * until someone asks, and it never touches the mountpoint.
  */
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 
-export type ControlRequest = 'stats' | 'describe';
+/** "stats gc": the stats after a full garbage collection, so that the heap figure is what is live. */
+export type ControlRequest = 'stats' | 'stats gc' | 'describe';
 
 export interface ControlProvider {
-  stats(): unknown;
+  stats(opts?: { gc: boolean }): unknown;
   describe(): unknown;
 }
 
@@ -31,7 +32,8 @@ export async function serveControl(sock: string, provider: ControlProvider, log:
       const req = buf.slice(0, nl).trim();
       let body: unknown;
       try {
-        body = req === 'stats' ? provider.stats() : req === 'describe' ? provider.describe() : { error: `unknown request ${req}` };
+        body = req === 'stats' ? provider.stats() : req === 'stats gc' ? provider.stats({ gc: true })
+          : req === 'describe' ? provider.describe() : { error: `unknown request ${req}` };
       } catch (e) {
         body = { error: String(e) };
         log(`stratafs: control request ${req} failed: ${String(e)}`);

@@ -88,7 +88,7 @@ async function main(argv: string[]): Promise<number> {
       const { statsCommand, inspectCommand } = await import('./stats.js');
       const { ControlError } = await import('./control.js');
       try {
-        const text = cmd.kind === 'stats' ? await statsCommand(cmd.mountpoint, cmd.json) : await inspectCommand(cmd.mountpoint, cmd.json);
+        const text = cmd.kind === 'stats' ? await statsCommand(cmd.mountpoint, cmd.json, cmd.gc) : await inspectCommand(cmd.mountpoint, cmd.json);
         process.stdout.write(text + '\n');
         return 0;
       } catch (e) {

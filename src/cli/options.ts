@@ -98,7 +98,7 @@ export interface MountConfig extends OverlayConfig {
 export type CliCommand =
   | { kind: 'mount'; config: MountConfig; daemonChild: boolean }
   | { kind: 'umount'; mountpoint: string; force: boolean }
-  | { kind: 'stats'; mountpoint: string; json: boolean }
+  | { kind: 'stats'; mountpoint: string; json: boolean; gc: boolean }
   | { kind: 'inspect'; mountpoint: string; json: boolean }
   | { kind: 'exit'; code: number; output: string };
 
@@ -626,7 +626,7 @@ Forms:
   stratafs [-f] [-d] -o OPTIONS MOUNTPOINT  mount; without -f as a daemon, exit 0 once it answers
   stratafs SOURCE MOUNTPOINT -o OPTIONS     mount helper form (mount -t fuse.stratafs, fstab)
   stratafs umount [--force] MOUNTPOINT
-  stratafs stats [--json] MOUNTPOINT
+  stratafs stats [--json] [--gc] MOUNTPOINT
   stratafs layer|image|diff|commit|size ... image commands (each has --help)
 `;
 
@@ -736,8 +736,9 @@ export function parseCommandLine(argv: string[], env: Environment): CliCommand {
     .description('operation counts and latencies, lookup cache, copy-ups and whiteouts of a live mount')
     .argument('<mountpoint>')
     .option('--json', 'JSON output')
-    .action((mnt: string, o: { json?: boolean }) => {
-      result = { kind: 'stats', mountpoint: path.resolve(env.cwd, mnt), json: !!o.json };
+    .option('--gc', 'the daemon runs a full garbage collection first: the heap figure is then what is live')
+    .action((mnt: string, o: { json?: boolean; gc?: boolean }) => {
+      result = { kind: 'stats', mountpoint: path.resolve(env.cwd, mnt), json: !!o.json, gc: !!o.gc };
     });
 
   sub('inspect')

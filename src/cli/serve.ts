@@ -18,10 +18,12 @@ import { createLowLevelAdapter, lowLevelArgs } from '../fuse/lowlevel.js';
 import { idView, readOverflowIds } from '../fuse/idmap.js';
 import type { MountConfig } from './options.js';
 import type { DaemonStats } from './stats.js';
+import { memoryStats } from './memory.js';
 
 export interface Served {
   readonly config: MountConfig;
-  stats(): DaemonStats;
+  /** with gc: the heap figure after a full collection (memory.ts) */
+  stats(opts?: { gc: boolean }): DaemonStats;
   describe(): unknown;
   /** unmount (async, never touching the mountpoint) and close the core; idempotent */
   unmount(): Promise<void>;
@@ -116,7 +118,7 @@ export async function serve(config: MountConfig, log: (line: string) => void): P
   let unmounting: Promise<void> | undefined;
   return {
     config,
-    stats: () => ({
+    stats: (opts) => ({
       mountpoint: config.mountpoint,
       pid: process.pid,
       uptimeS: (Date.now() - started) / 1000,
@@ -124,6 +126,7 @@ export async function serve(config: MountConfig, log: (line: string) => void): P
       nodes: nodeCount(),
       pending: pending(),
       overlay: overlay.stats(),
+      memory: memoryStats(opts?.gc === true),
     }),
     describe: () => ({
       mountpoint: config.mountpoint,

@@ -1,13 +1,16 @@
 /**
- * `stratafs stats [--json] MOUNTPOINT`: asks the daemon over its control socket
- * (control.ts) and prints the FUSE op counters of the adapter and the core's
- * counters. The same document is written to the daemon log on SIGUSR1.
+ * `stratafs stats [--json] [--gc] MOUNTPOINT`: asks the daemon over its control
+ * socket (control.ts) and prints the FUSE op counters of the adapter, the
+ * core's counters, how full its caches are and its memory (with --gc, the heap
+ * after a full garbage collection). The same document is written to the daemon
+ * log on SIGUSR1.
  */
 import { queryControl } from './control.js';
 import { resolveMountpointArg } from './mountinfo.js';
 import { runtimeFiles } from './runtime.js';
 import type { OpSummary } from '../fuse/adapter.js';
-import type { OverlayStats } from '../core/types.js';
+import type { CacheFill, OverlayStats } from '../core/types.js';
+import type { MemoryStats } from './memory.js';
 
 export interface DaemonStats {
   mountpoint: string;
@@ -19,11 +22,13 @@ export interface DaemonStats {
   /** requests handed to the handlers and not answered yet (low-level API only) */
   pending?: number | undefined;
   overlay: OverlayStats;
+  memory: MemoryStats;
 }
 
-export async function fetchStats(mountpointArg: string): Promise<DaemonStats> {
+/** `gc`: the daemon runs a full garbage collection first, so that the heap figure is what is live. */
+export async function fetchStats(mountpointArg: string, gc = false): Promise<DaemonStats> {
   const mnt = await resolveMountpointArg(mountpointArg);
-  return (await queryControl(runtimeFiles(mnt).sock, 'stats')) as DaemonStats;
+  return (await queryControl(runtimeFiles(mnt).sock, gc ? 'stats gc' : 'stats', gc ? 60_000 : 5000)) as DaemonStats;
 }
 
 const fmtUs = (us: number): string => (us >= 10_000 ? `${(us / 1000).toFixed(1)}ms` : `${Math.round(us)}µs`);
@@ -58,11 +63,18 @@ export function formatStats(s: DaemonStats): string {
   lines.push(`copy-ups: ${s.overlay.copyUps.count} (${fmtBytes(s.overlay.copyUps.bytes)})`);
   lines.push(`whiteouts written: ${s.overlay.whiteoutsWritten}`);
   if (s.nodes !== undefined) lines.push(`kernel nodes: ${s.nodes}, requests in flight: ${s.pending ?? 0}`);
+  const fill = (name: string, c: CacheFill, unit: string): string => `${name}: ${c.entries} entries, ${c.size}/${c.max} ${unit}`;
+  const cs = s.overlay.caches;
+  lines.push(fill('listing cache', cs.listings, 'names'), fill('lower directory cache', cs.lowerDirs, 'names'),
+    fill('upper directory cache', cs.upperDirs, 'entries'));
+  const m = s.memory;
+  lines.push(`memory: heap ${fmtBytes(m.heapUsedBytes)} used${m.gc ? ' after a full GC' : ''} (${fmtBytes(m.heapTotalBytes)} reserved), ` +
+    `external ${fmtBytes(m.externalBytes)}, rss ${fmtBytes(m.rssBytes)}${m.peakRssBytes === undefined ? '' : `, peak rss ${fmtBytes(m.peakRssBytes)}`}`);
   return lines.join('\n');
 }
 
-export async function statsCommand(mountpointArg: string, json: boolean): Promise<string> {
-  const s = await fetchStats(mountpointArg);
+export async function statsCommand(mountpointArg: string, json: boolean, gc = false): Promise<string> {
+  const s = await fetchStats(mountpointArg, gc);
   return json ? JSON.stringify(s, null, 2) : formatStats(s);
 }
 

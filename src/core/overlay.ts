@@ -24,7 +24,7 @@ import { isUpperEntry, LookupCache, resolve, type LowerDirInfo } from './namei.j
 import { LRUCache } from 'lru-cache';
 import * as readdirOps from './readdir.js';
 import type {
-  AttrArray, Caller, MergedEntry, OpenResult, OverlayOps, OverlayStats, StatFs, TimeSet,
+  AttrArray, Caller, MergedEntry, OpenResult, OverlayOps, OverlayStats, CacheFill, StatFs, TimeSet,
 } from './types.js';
 import {
   canMknodWhiteout, canWriteTrustedXattr, listXattrsOrEmpty, S_IFDIR, TRUSTED_PREFIX, USER_PREFIX, WhiteoutWriter,
@@ -235,6 +235,9 @@ export async function openOverlay(config: OverlayConfig, log: (line: string) => 
   }
 }
 
+const fill = <K extends {}, V extends {}>(l: LRUCache<K, V> | undefined): CacheFill =>
+  ({ entries: l?.size ?? 0, size: l?.calculatedSize ?? 0, max: l?.maxSize ?? 0 });
+
 /** Any error out of the core is an FsError. */
 function asFsError(e: unknown, path: Bstr | null, op: string): FsError {
   if (isFsError(e)) return e;
@@ -424,6 +427,7 @@ export class Overlay implements OverlayOps {
     const c = this.ctx.cache;
     return {
       lookupCache: { size: c.size, max: c.max, hits: c.hits, misses: c.misses },
+      caches: { listings: fill(c.listings), upperDirs: fill(c.upperDirs), lowerDirs: fill(this.ctx.lowerDirs) },
       copyUps: { count: this.ctx.counters.copyUps, bytes: this.ctx.counters.copyUpBytes },
       whiteoutsWritten: this.ctx.wh?.written ?? 0,
     };

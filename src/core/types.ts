@@ -94,8 +94,13 @@ export interface OverlayOps {
   stats(): OverlayStats;
 }
 
+/** How full one bounded cache is: `size` counts the unit `max` bounds. */
+export interface CacheFill { entries: number; size: number; max: number }
+
 export interface OverlayStats {
   lookupCache: { size: number; max: number; hits: number; misses: number };
+  /** the other caches (namei.ts LookupCache, overlay.ts lowerDirs): entries, and size in the unit of their bound */
+  caches: { listings: CacheFill; upperDirs: CacheFill; lowerDirs: CacheFill };
   copyUps: { count: number; bytes: number };
   whiteoutsWritten: number;
 }

@@ -192,7 +192,7 @@ describe('parseCommandLine', () => {
   it('umount, umount --force, stats --json', () => {
     expect(parseCommandLine(['umount', 'x'], env)).toEqual({ kind: 'umount', mountpoint: '/base/x', force: false });
     expect(parseCommandLine(['umount', '--force', '/x'], env)).toEqual({ kind: 'umount', mountpoint: '/x', force: true });
-    expect(parseCommandLine(['stats', '--json', '/x'], env)).toEqual({ kind: 'stats', mountpoint: '/x', json: true });
+    expect(parseCommandLine(['stats', '--json', '/x'], env)).toEqual({ kind: 'stats', mountpoint: '/x', json: true, gc: false });
   });
   it('help and version exit 0 with text', () => {
     const h = parseCommandLine(['--help'], env);
