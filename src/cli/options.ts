@@ -590,7 +590,8 @@ Mount options (-o, comma separated; \\ escapes , and : inside values):
                           fuse-native's high-level binding (slower, for comparison)
   negative_timeout=SECONDS
                           kernel negative-lookup cache (default: timeout)
-  lookup_cache=N          lookup cache entries (default ${DEFAULT_LOOKUP_CACHE_SIZE})
+  lookup_cache=N          lookup cache entries (default ${DEFAULT_LOOKUP_CACHE_SIZE}); also bounds
+                          the memory of all caches: about 1.25 KiB x N, whatever the depth
   allow_other             let other users use the mount (default as root, i.e. euid 0,
                           also inside a user namespace)
   noallow_other           only the mounter (and root) may use it

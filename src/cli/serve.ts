@@ -15,9 +15,11 @@ import { checkCanMount, unmountPath } from '../native/fuse-mount.js';
 import { ll, type Session } from '../native/fuse-ll.js';
 import { StatIdx, inoOf } from '../native/sys-api.js';
 import { createLowLevelAdapter, lowLevelArgs } from '../fuse/lowlevel.js';
+import { cacheBounds } from '../core/config.js';
 import { idView, readOverflowIds } from '../fuse/idmap.js';
 import type { MountConfig } from './options.js';
 import type { DaemonStats } from './stats.js';
+import type { CacheFill } from '../core/types.js';
 import { memoryStats } from './memory.js';
 
 export interface Served {
@@ -76,6 +78,7 @@ export async function serve(config: MountConfig, log: (line: string) => void): P
   };
   let opStats: () => DaemonStats['ops'];
   let nodeCount: () => number | undefined = () => undefined;
+  let nodePaths: () => CacheFill | undefined = () => undefined;
   let pending: () => number | undefined = () => undefined;
   try {
     await checkCanMount();
@@ -99,6 +102,7 @@ export async function serve(config: MountConfig, log: (line: string) => void): P
         attrTimeout: config.attrTimeout,
         negativeTimeout: config.negativeTimeout,
         rootIno: inoOf(root),
+        pathCacheBytes: cacheBounds(config.lookupCacheSize).nodePaths,
         copyUps: () => overlay.ctx.counters.copyUps,
         ids,
         noXattrs: config.noXattrs,
@@ -108,6 +112,7 @@ export async function serve(config: MountConfig, log: (line: string) => void): P
       await adapter.initialized;
       opStats = adapter.opStats;
       nodeCount = adapter.nodeCount;
+      nodePaths = adapter.nodePaths;
       pending = () => ll.pending();
     }
   } catch (e) {
@@ -124,6 +129,7 @@ export async function serve(config: MountConfig, log: (line: string) => void): P
       uptimeS: (Date.now() - started) / 1000,
       ops: opStats(),
       nodes: nodeCount(),
+      nodePaths: nodePaths(),
       pending: pending(),
       overlay: overlay.stats(),
       memory: memoryStats(opts?.gc === true),

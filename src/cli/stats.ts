@@ -19,6 +19,8 @@ export interface DaemonStats {
   ops: Record<string, OpSummary>;
   /** FUSE nodes the kernel holds (low-level API only) */
   nodes?: number | undefined;
+  /** the node table's cache of paths, in bytes (low-level API only) */
+  nodePaths?: CacheFill | undefined;
   /** requests handed to the handlers and not answered yet (low-level API only) */
   pending?: number | undefined;
   overlay: OverlayStats;
@@ -57,16 +59,17 @@ export function formatStats(s: DaemonStats): string {
     const line = (r: string[]): string => r.map((c, i) => (i === 0 ? c.padEnd(w[i]!) : c.padStart(w[i]!))).join('  ').trimEnd();
     lines.push(line(head), ...rows.map(line));
   }
+  const fill = (name: string, c: CacheFill, unit: string): string => `${name}: ${c.entries} entries, ${c.size}/${c.max} ${unit}`;
   const lc = s.overlay.lookupCache;
   const total = lc.hits + lc.misses;
-  lines.push(`lookup cache: ${lc.size}/${lc.max} entries, ${lc.hits} hits, ${lc.misses} misses${total ? ` (${((100 * lc.hits) / total).toFixed(1)}% hits)` : ''}`);
+  lines.push(`lookup cache: ${lc.size}/${lc.max} entries, ${fmtBytes(lc.bytes)}/${fmtBytes(lc.maxBytes)}, ${lc.hits} hits, ${lc.misses} misses${total ? ` (${((100 * lc.hits) / total).toFixed(1)}% hits)` : ''}`);
   lines.push(`copy-ups: ${s.overlay.copyUps.count} (${fmtBytes(s.overlay.copyUps.bytes)})`);
   lines.push(`whiteouts written: ${s.overlay.whiteoutsWritten}`);
   if (s.nodes !== undefined) lines.push(`kernel nodes: ${s.nodes}, requests in flight: ${s.pending ?? 0}`);
-  const fill = (name: string, c: CacheFill, unit: string): string => `${name}: ${c.entries} entries, ${c.size}/${c.max} ${unit}`;
+  if (s.nodePaths !== undefined) lines.push(fill('node path cache', s.nodePaths, 'bytes'));
   const cs = s.overlay.caches;
-  lines.push(fill('listing cache', cs.listings, 'names'), fill('lower directory cache', cs.lowerDirs, 'names'),
-    fill('upper directory cache', cs.upperDirs, 'entries'));
+  lines.push(fill('listing cache', cs.listings, 'bytes'), fill('lower directory cache', cs.lowerDirs, 'bytes'),
+    fill('upper directory cache', cs.upperDirs, 'bytes'));
   const m = s.memory;
   lines.push(`memory: heap ${fmtBytes(m.heapUsedBytes)} used${m.gc ? ' after a full GC' : ''} (${fmtBytes(m.heapTotalBytes)} reserved), ` +
     `external ${fmtBytes(m.externalBytes)}, rss ${fmtBytes(m.rssBytes)}${m.peakRssBytes === undefined ? '' : `, peak rss ${fmtBytes(m.peakRssBytes)}`}`);

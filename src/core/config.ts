@@ -35,6 +35,33 @@ export type XattrPermissions = 0 | 1 | 2;
 export const DEFAULT_LOOKUP_CACHE_SIZE = 100_000;
 
 /**
+ * The byte bound of each of the daemon's caches, all set by lookup_cache=N.
+ * Their keys and most values are paths, as long as the tree is deep, so they
+ * are bounded by the heap bytes they hold (estimated as namei.ts says), never
+ * by a count alone: a deep tree fills them with fewer entries, not more memory.
+ * About 1.25 KiB per N in all: 125 MiB at the default, whatever the depth.
+ */
+export interface CacheBounds {
+  /** lookup results (also at most N entries) */
+  lookup: number;
+  /** merged directory listings */
+  listings: number;
+  /** names and markers of lower directories */
+  lowerDirs: number;
+  /** upper directories known to hold no .wh. file */
+  upperDirs: number;
+  /** paths of the FUSE node table's nodes (fuse/nodes.ts) */
+  nodePaths: number;
+}
+
+const CACHE_FLOOR = 65_536;
+
+export function cacheBounds(n: number): CacheBounds {
+  const b = (perEntry: number): number => Math.max(CACHE_FLOOR, Math.ceil(n * perEntry));
+  return { lookup: n * 640, listings: b(128), lowerDirs: b(320), upperDirs: b(25.6), nodePaths: b(160) };
+}
+
+/**
  * One range of fuse-overlayfs's uidmapping=/gidmapping= option (`DISK:SHOWN:COUNT`, the order
  * containers/storage writes as ContainerID:HostID:Size): the on-disk ids
  * [disk, disk + count) are shown as [shown, shown + count), and a caller or chown id in the

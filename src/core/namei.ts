@@ -17,6 +17,7 @@ import { LRUCache } from 'lru-cache';
 import { StatIdx, inoOf, type Ino } from '../native/sys.js';
 import type { Bstr } from './bstr.js';
 import type { MergedEntry } from './types.js';
+import { cacheBounds } from './config.js';
 import { fail, parentOf, sys, type Ctx, type LayerRef } from './ctx.js';
 import {
   isOpaqueDir, isWhiteoutStat, joinRel, listXattrsOrEmpty, readRedirect, splitPath,
@@ -63,28 +64,74 @@ export function hasLowerDir(ctx: Ctx, e: Entry): boolean {
 /** The path of the upper copy (same as the mount path: the upper is never redirected at its top). */
 export function upperRef(e: Entry): LayerRef { return e.stack[0]!; }
 
-const one = (): number => 1;
+/**
+ * What the caches below hold, in heap bytes: every key and most values are
+ * paths, as long as the tree is deep, so each cache is bounded by bytes (and
+ * the lookup cache by entries too). A string costs its characters (one byte
+ * each: Bstr is latin1) and STR_BYTES beside them (header, the cons strings a
+ * concatenation leaves); a slot of lru-cache costs SLOT_BYTES (map entry,
+ * arrays). The object sizes are V8's on 64-bit Node, checked against the heap
+ * after a full GC (`stratafs stats --gc`, test/integration/memory-depth.test.ts).
+ */
+export const STR_BYTES = 32;
+export const SLOT_BYTES = 96;
+/** an Entry, its stack array and LayerRefs, and the attribute array a lower entry keeps after its first getattr */
+const ENTRY_BYTES = 448;
+/** a MergedEntry in a listing and its array slot */
+const LISTED_BYTES = 64;
+
+const strBytes = (s: Bstr): number => STR_BYTES + s.length;
+function cachedBytes(v: Cached, key: Bstr): number {
+  let n = SLOT_BYTES + strBytes(key);
+  if (v === NEGATIVE) return n;
+  n += ENTRY_BYTES;
+  for (const r of v.stack) n += strBytes(r.rel);
+  if (v.redirect !== undefined) n += strBytes(v.redirect.absolute ? v.redirect.path : v.redirect.name);
+  return n;
+}
+function listingBytes(v: MergedEntry[], key: Bstr): number {
+  let n = SLOT_BYTES + strBytes(key);
+  for (const e of v) n += LISTED_BYTES + strBytes(e.name);
+  return n;
+}
 
 export class LookupCache {
   private readonly lru: LRUCache<Bstr, Cached> | undefined;
   hits = 0;
   misses = 0;
+  /** entries at most */
   readonly max: number;
+  /** bytes at most (config.ts cacheBounds: a shallow tree reaches `max` entries first) */
+  readonly maxBytes: number;
 
   constructor(max: number) {
+    const bounds = cacheBounds(max);
     this.max = max;
-    // Bounded by maxSize (one unit per entry), not `max`: lru-cache preallocates `max` slots with
-    // Array.from, 13-30 ms for the default 100k, all of it before a new mount can answer.
-    this.lru = max > 0 ? new LRUCache<Bstr, Cached>({ maxSize: max, sizeCalculation: one }) : undefined;
-    this.upperDirs = max > 0 ? new LRUCache<Bstr, boolean>({ maxSize: Math.max(16, Math.ceil(max / 10)), sizeCalculation: one }) : undefined;
-    this.listings = max > 0
-      ? new LRUCache<Bstr, MergedEntry[]>({ maxSize: Math.max(100_000, max), sizeCalculation: (v) => v.length + 1 })
+    this.maxBytes = bounds.lookup;
+    // Bounded by maxSize (bytes) and set() bounds the count: lru-cache's own `max` preallocates `max` slots
+    // with Array.from, 13-30 ms for the default 100k, all of it before a new mount can answer.
+    this.lru = max > 0 ? new LRUCache<Bstr, Cached>({ maxSize: this.maxBytes, sizeCalculation: cachedBytes }) : undefined;
+    this.upperDirs = max > 0
+      ? new LRUCache<Bstr, boolean>({ maxSize: bounds.upperDirs, sizeCalculation: (_v, k) => SLOT_BYTES + strBytes(k) })
       : undefined;
+    // A listing larger than the bound is not kept (lru-cache refuses it): it is built at each opendir.
+    this.listings = max > 0
+      ? new LRUCache<Bstr, MergedEntry[]>({ maxSize: bounds.listings, sizeCalculation: listingBytes })
+      : undefined;
+  }
+
+  /** Heap bytes the entries hold now (estimated as above). */
+  get bytes(): number { return this.lru?.calculatedSize ?? 0; }
+
+  private put(path: Bstr, v: Cached): void {
+    if (!this.lru) return;
+    this.lru.set(path, v);
+    while (this.lru.size > this.max) this.lru.pop();
   }
 
   /**
    * Merged listings of directories by mount path (readdir.ts), bounded by the
-   * entries they hold. Every change of a name goes through drop() or
+   * bytes they hold. Every change of a name goes through drop() or
    * dropTree() of that name (the positive and negative entries above depend on
    * it), which also drops the listing of its directory; a copy-up drops the
    * path too. So a listing is served from here only while no name in it changed.
@@ -106,8 +153,8 @@ export class LookupCache {
     return v;
   }
 
-  setPositive(e: Entry): void { this.lru?.set(e.path, e); }
-  setNegative(path: Bstr): void { this.lru?.set(path, NEGATIVE); }
+  setPositive(e: Entry): void { this.put(e.path, e); }
+  setNegative(path: Bstr): void { this.put(path, NEGATIVE); }
 
   /** Forget one path. */
   drop(path: Bstr): void {
@@ -428,6 +475,16 @@ export interface LowerDirInfo {
 }
 
 const NAMES_KEPT_MAX = 20_000;
+/** a name in a Set of LowerDirInfo */
+const SET_SLOT_BYTES = 32;
+
+/** Heap bytes of one lower-directory cache entry (ctx.lowerDirs). */
+export function lowerDirBytes(v: LowerDirInfo, key: string): number {
+  let n = SLOT_BYTES + 2 * STR_BYTES + key.length + 64;
+  if (v.names !== undefined) for (const x of v.names) n += SET_SLOT_BYTES + strBytes(x);
+  for (const x of v.wh) n += SET_SLOT_BYTES + strBytes(x);
+  return n;
+}
 
 /** Listing facts of directory `rel` of lower layer `layer` (cached; lower layers are immutable). */
 export function lowerDirInfo(ctx: Ctx, layer: number, rel: Bstr): LowerDirInfo | undefined {
@@ -444,6 +501,9 @@ export function lowerDirInfo(ctx: Ctx, layer: number, rel: Bstr): LowerDirInfo |
     else if (n.length > 4) wh.add(n.slice(4));
   }
   const info: LowerDirInfo = { names: r.names.length <= NAMES_KEPT_MAX ? new Set(r.names) : undefined, wh, opq };
+  // A directory whose names would take more than a quarter of the cache keeps only its markers: left out
+  // of the cache altogether, every lookup in it would read it again.
+  if (info.names !== undefined && lowerDirBytes(info, key) > ctx.lowerDirs.maxSize / 4) info.names = undefined;
   ctx.lowerDirs.set(key, info);
   return info;
 }

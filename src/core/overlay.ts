@@ -10,7 +10,7 @@
 import * as fs from 'node:fs';
 import { STAT_LEN, StatIdx, inoOf, type Ino, type Offset } from '../native/sys.js';
 import { toText, type Bstr } from './bstr.js';
-import type { OverlayConfig } from './config.js';
+import { cacheBounds, type OverlayConfig } from './config.js';
 import { copyUp as copyUpPath } from './copy-up.js';
 import { sys, type Ctx, type Layer, type OpenFile } from './ctx.js';
 import * as dirOps from './dir-ops.js';
@@ -20,7 +20,7 @@ import * as hidden from './hidden.js';
 import { hiddenAt, type HiddenFile } from './hidden.js';
 import { InodeNumbers } from './inode.js';
 import * as inodeOps from './inode-ops.js';
-import { isUpperEntry, LookupCache, resolve, type LowerDirInfo } from './namei.js';
+import { isUpperEntry, LookupCache, lowerDirBytes, resolve, type LowerDirInfo } from './namei.js';
 import { LRUCache } from 'lru-cache';
 import * as readdirOps from './readdir.js';
 import type {
@@ -215,10 +215,10 @@ export async function openOverlay(config: OverlayConfig, log: (line: string) => 
     const ctx: Ctx = {
       config, log, layers, upper, workfd, userxattr, trustedXattrs, wh,
       cache: new LookupCache(config.lookupCacheSize),
-      // Bounded by names held (about 50 bytes each), not by directories.
+      // Bounded by the bytes of the names held and of the directory's path (the key), not by directories.
       lowerDirs: new LRUCache<string, LowerDirInfo>({
-        maxSize: Math.max(100_000, config.lookupCacheSize * 10),
-        sizeCalculation: (v) => (v.names?.size ?? 0) + v.wh.size + 1,
+        maxSize: cacheBounds(config.lookupCacheSize).lowerDirs,
+        sizeCalculation: lowerDirBytes,
       }),
       inodes: new InodeNumbers(layers.map((l) => l.dev)),
       files: new Map(), dirs: new Map(), filesByIno: new Map(), hidden: new Map(), copyUps: new Map(),
@@ -426,7 +426,7 @@ export class Overlay implements OverlayOps {
   stats(): OverlayStats {
     const c = this.ctx.cache;
     return {
-      lookupCache: { size: c.size, max: c.max, hits: c.hits, misses: c.misses },
+      lookupCache: { size: c.size, max: c.max, bytes: c.bytes, maxBytes: c.maxBytes, hits: c.hits, misses: c.misses },
       caches: { listings: fill(c.listings), upperDirs: fill(c.upperDirs), lowerDirs: fill(this.ctx.lowerDirs) },
       copyUps: { count: this.ctx.counters.copyUps, bytes: this.ctx.counters.copyUpBytes },
       whiteoutsWritten: this.ctx.wh?.written ?? 0,

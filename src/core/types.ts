@@ -94,11 +94,12 @@ export interface OverlayOps {
   stats(): OverlayStats;
 }
 
-/** How full one bounded cache is: `size` counts the unit `max` bounds. */
+/** How full one bounded cache is: `size` counts the unit `max` bounds (heap bytes, namei.ts). */
 export interface CacheFill { entries: number; size: number; max: number }
 
 export interface OverlayStats {
-  lookupCache: { size: number; max: number; hits: number; misses: number };
+  /** size/max: entries; bytes/maxBytes: heap bytes they hold (estimated, namei.ts) */
+  lookupCache: { size: number; max: number; bytes: number; maxBytes: number; hits: number; misses: number };
   /** the other caches (namei.ts LookupCache, overlay.ts lowerDirs): entries, and size in the unit of their bound */
   caches: { listings: CacheFill; upperDirs: CacheFill; lowerDirs: CacheFill };
   copyUps: { count: number; bytes: number };

@@ -52,6 +52,8 @@ export interface LowLevelOptions {
   negativeTimeout: number;
   /** st_ino of the root directory */
   rootIno: Ino;
+  /** bound of the node table's path cache, bytes (nodes.ts) */
+  pathCacheBytes?: number;
   /** copy-ups done so far by the core: a change tells which requests copied something up */
   copyUps: () => number;
   /** owners as shown (uidmapping=, squash_to_*, static_nlink: idmap.ts); undefined: as on disk */
@@ -70,6 +72,8 @@ export interface LowLevelAdapter {
   readonly initialized: Promise<void>;
   opStats(): Record<string, OpSummary>;
   nodeCount(): number;
+  /** the node table's path cache: entries, bytes held, bound */
+  nodePaths(): { entries: number; size: number; max: number };
 }
 
 const S_IFMT = 0o170000;
@@ -95,7 +99,7 @@ const xattrList = (names: Bstr[]): Buffer => Buffer.from(names.map((n) => n + '\
 export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions): LowLevelAdapter {
   const { log, debug, entryTimeout, attrTimeout, negativeTimeout, ids } = opt;
   const noXattrs = opt.noXattrs === true;
-  const nodes = new NodeTable(opt.rootIno);
+  const nodes = new NodeTable(opt.rootIno, opt.pathCacheBytes);
   const ctx = new Int32Array(4);
   const requests = new RequestStats();
   const dirs = new Map<number, DirListing>();
@@ -528,6 +532,7 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
     initialized,
     opStats: () => requests.summary(),
     nodeCount: () => nodes.size,
+    nodePaths: () => nodes.pathCache,
   };
 }
 

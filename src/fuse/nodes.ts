@@ -14,8 +14,11 @@
  * The core says which objects share a node with a `key` (Overlay.lookupNode).
  *
  * Names are tracked, not paths: a node's path is rebuilt from its parent chain,
- * so renaming a directory moves everything below it at once. Paths are cached
- * per node and the whole cache is void after any rename of a directory.
+ * so renaming a directory moves everything below it at once. Built paths are
+ * kept in a cache bounded by bytes (a path is as long as the tree is deep: one
+ * per node the kernel holds would grow with depth times nodes), and the whole
+ * cache is void after any rename of a directory. What a node costs without its
+ * path depends on its name only.
  *
  * Lifetime follows the kernel's lookup count: every reply that hands the
  * kernel a node (lookup, create, mkdir, mknod, symlink, link) counts one, each
@@ -23,11 +26,22 @@
  * name was removed lives on nameless while the kernel still holds it (a file
  * unlinked while open).
  */
+import { LRUCache } from 'lru-cache';
 import type { Bstr } from '../core/bstr.js';
+import { cacheBounds, DEFAULT_LOOKUP_CACHE_SIZE } from '../core/config.js';
 import type { NodeId } from '../native/fuse-ll.js';
 import type { Ino } from '../native/sys-api.js';
 
 export const ROOT_ID: NodeId = 1;
+
+/** Default bound of the path cache, bytes (the mount's comes from core/config.ts cacheBounds). */
+export const PATH_CACHE_BYTES = cacheBounds(DEFAULT_LOOKUP_CACHE_SIZE).nodePaths;
+/**
+ * Heap bytes of one cached path beside its characters (one byte each: Bstr is
+ * latin1): the string's header and the cons strings a concatenation leaves,
+ * lru-cache's map entry and slots. Measured with `stratafs stats --gc`.
+ */
+const PATH_ENTRY_BYTES = 128;
 
 interface Name { parent: Node; name: Bstr }
 
@@ -41,7 +55,7 @@ export class Node {
   kids: Set<Bstr> | undefined;
   /** open file handles (to reach a nameless node) */
   fhs: Set<number> | undefined;
-  cachedPath: Bstr | null = null;
+  /** the path cache's entry for this node is current while this equals the table's generation */
   cachedGen = -1;
   constructor(readonly id: NodeId, readonly isDir: boolean, public ino: Ino) {}
 }
@@ -57,8 +71,10 @@ export class NodeTable {
   private nextId = ROOT_ID + 1;
   /** bumped by every rename of a directory: cached paths below it are stale */
   private pathGen = 0;
+  private readonly paths: LRUCache<Node, Bstr>;
 
-  constructor(rootIno: Ino) {
+  constructor(rootIno: Ino, pathCacheBytes = PATH_CACHE_BYTES) {
+    this.paths = new LRUCache<Node, Bstr>({ maxSize: pathCacheBytes, sizeCalculation: (p) => PATH_ENTRY_BYTES + p.length });
     this.root = new Node(ROOT_ID, true, rootIno);
     this.root.nlookup = 1; // the kernel never forgets the root
     this.byId.set(ROOT_ID, this.root);
@@ -74,16 +90,31 @@ export class NodeTable {
   /** The node's path in the mount, or null once it has no name (or an ancestor lost its). */
   path(n: Node): Bstr | null {
     if (n === this.root) return '/';
-    if (n.cachedGen === this.pathGen) return n.cachedPath;
-    const last = n.names[n.names.length - 1];
-    let p: Bstr | null = null;
-    if (last !== undefined) {
-      const pp = this.path(last.parent);
-      if (pp !== null) p = pp === '/' ? '/' + last.name : pp + '/' + last.name;
+    // Up to the nearest node with a current cached path, without recursion: a chain may be thousands deep.
+    const chain: Node[] = [];
+    let p: Bstr | undefined;
+    for (let c: Node = n; p === undefined;) {
+      if (c === this.root) { p = '/'; break; }
+      if (c.cachedGen === this.pathGen) p = this.paths.get(c);
+      if (p !== undefined) break;
+      const last = c.names[c.names.length - 1];
+      if (last === undefined) return null;
+      chain.push(c);
+      c = last.parent;
     }
-    n.cachedPath = p;
-    n.cachedGen = this.pathGen;
+    for (let i = chain.length - 1; i >= 0; i--) {
+      const c = chain[i]!;
+      const name = c.names[c.names.length - 1]!.name;
+      p = p === '/' ? '/' + name : p + '/' + name;
+      this.paths.set(c, p);
+      c.cachedGen = this.pathGen;
+    }
     return p;
+  }
+
+  /** How full the path cache is (`stratafs stats`). */
+  get pathCache(): { entries: number; size: number; max: number } {
+    return { entries: this.paths.size, size: this.paths.calculatedSize, max: this.paths.maxSize };
   }
 
   /**
@@ -124,6 +155,7 @@ export class NodeTable {
     n.nlookup -= count;
     if (n.nlookup > 0) return;
     this.byId.delete(id);
+    this.paths.delete(n);
     for (const { parent, name } of n.names) {
       const ck = childKey(parent, name);
       if (this.children.get(ck) === n) { this.children.delete(ck); parent.kids?.delete(name); }

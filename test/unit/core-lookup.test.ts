@@ -3,6 +3,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { code, coreTree, createFile, getx, ino, kernelView, ls, makeLayers, open, readFile, root, tree, type Layers } from './core-helpers.js';
 import { openOverlay, type Overlay } from '../../src/core/overlay.js';
+import { LookupCache, type Entry } from '../../src/core/namei.js';
+import { cacheBounds } from '../../src/core/config.js';
 import { configFor } from './core-helpers.js';
 import { scratchTmpfs } from '../harness/mounts.js';
 
@@ -232,5 +234,24 @@ describe('core lookup and merge', () => {
   it('tree helper sanity', () => {
     L = makeLayers({ l0: { a: 'x' } }, 1);
     expect(tree(L.lowers[0]!)).toEqual(['a = x']);
+  });
+});
+
+describe('lookup cache bounds', () => {
+  const entry = (path: string): Entry => ({ path, type: 0o100000, stack: [{ layer: 1, rel: path.slice(1) }], ino: 1, redirect: undefined, opaque: false });
+
+  it('holds at most N entries of short paths, and at most its byte bound of long ones (fewer entries, not more memory)', () => {
+    const c = new LookupCache(100);
+    expect(c.maxBytes).toBe(cacheBounds(100).lookup);
+    for (let i = 0; i < 1000; i++) c.setNegative(`/n${i}`);
+    for (let i = 0; i < 1000; i++) c.setPositive(entry(`/s${i}`));
+    expect(c.size).toBe(100);
+    expect(c.bytes).toBeLessThanOrEqual(c.maxBytes);
+    expect(c.get('/s999')).toBeDefined();
+    const deep = '/' + Array.from({ length: 30 }, (_, i) => String(i).padEnd(100, 'x')).join('/');
+    for (let i = 0; i < 1000; i++) c.setPositive(entry(`${deep}/${i}`));
+    expect(c.bytes).toBeLessThanOrEqual(c.maxBytes);
+    expect(c.size).toBeLessThan(20);
+    expect(c.get(`${deep}/999`)).toBeDefined();
   });
 });

@@ -268,7 +268,9 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
 const pick = <T>(xs: readonly T[], i: number): T | undefined => (xs.length === 0 ? undefined : xs[i % xs.length]);
 
 class World {
-  readonly table = new NodeTable(ROOT_INO);
+  /** set before a World is built: a small path cache makes the table evict and rebuild paths between the checks */
+  static pathCacheBytes: number | undefined;
+  readonly table = new NodeTable(ROOT_INO, World.pathCacheBytes);
   readonly rootObj: Obj = { oid: 0, isDir: true, ino: ROOT_INO, links: [], kids: new Map() };
   private nextOid = 1;
   private nextFh = 1;
@@ -620,10 +622,34 @@ class World {
   }
 }
 
+describe('NodeTable: paths of a deep tree', () => {
+  it('cost a bounded cache, not one full path per node: a chain of 2000 directories with 200-byte names', () => {
+    const bound = 1024 * 1024;
+    const t = new NodeTable(ROOT_INO, bound);
+    const name = (i: number): string => String(i).padEnd(200, 'x');
+    const chain: Node[] = [];
+    let parent = t.root;
+    for (let i = 0; i < 2000; i++) {
+      parent = t.found(parent, name(i), true, 100 + i, undefined);
+      chain.push(parent);
+      // each lookup below a directory asks for its path (lowlevel.ts childPath): 2000 paths, 400 MB in all
+      expect(t.path(parent)!.length).toBe(201 * (i + 1));
+    }
+    expect(t.pathCache.size).toBeLessThanOrEqual(bound);
+    expect(t.pathCache.entries).toBeLessThan(10);
+    // evicted paths come back right, and a rename high up moves everything below
+    expect(t.path(chain[999]!)).toBe('/' + Array.from({ length: 1000 }, (_, i) => name(i)).join('/'));
+    t.renamed(chain[0]!, name(1), chain[0]!, 'r');
+    expect(t.path(chain[1999]!)).toBe('/' + [name(0), 'r', ...Array.from({ length: 1998 }, (_, i) => name(i + 2))].join('/'));
+    expect(t.pathCache.size).toBeLessThanOrEqual(bound);
+  });
+});
+
 describe('NodeTable: property test against a model of the filesystem and the kernel dcache', () => {
   it('paths, identity, lookup counts and size stay right over random operation sequences', () => {
     fc.assert(
-      fc.property(fc.array(opArb, { minLength: 1, maxLength: 60 }), (ops) => {
+      fc.property(fc.array(opArb, { minLength: 1, maxLength: 60 }), fc.constantFrom(undefined, 300, 600), (ops, pathCacheBytes) => {
+        World.pathCacheBytes = pathCacheBytes;
         const w = new World();
         for (const op of ops) {
           w.apply(op);
