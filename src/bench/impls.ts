@@ -57,7 +57,7 @@ export interface Impl {
   fuse: boolean;
   /** null when the implementation can be run, else why not (reported, never silently skipped). */
   prepare(): Promise<string | null>;
-  mount(m: Manifest, d: MountDirs): Promise<MountHandle>;
+  mount(m: Pick<Manifest, 'lowerdir'>, d: MountDirs): Promise<MountHandle>;
   /** One line saying which build this is (recorded in the results, so --compare can tell). */
   version(): Promise<string>;
   /** Implementation's own counters (stratafs `stats --json`), or null when it has none. */
@@ -126,7 +126,7 @@ export async function reapDaemons(): Promise<void> {
   await Promise.all(all.map(([pid, start]) => waitExit(pid, start)));
 }
 
-function overlayOpts(m: Manifest, d: MountDirs): string {
+function overlayOpts(m: Pick<Manifest, 'lowerdir'>, d: MountDirs): string {
   return `lowerdir=${m.lowerdir},upperdir=${d.upper},workdir=${d.work}`;
 }
 
