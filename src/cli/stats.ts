@@ -62,7 +62,7 @@ export function formatStats(s: DaemonStats): string {
   const fill = (name: string, c: CacheFill, unit: string): string => `${name}: ${c.entries} entries, ${c.size}/${c.max} ${unit}`;
   const lc = s.overlay.lookupCache;
   const total = lc.hits + lc.misses;
-  lines.push(`lookup cache: ${lc.size}/${lc.max} entries, ${fmtBytes(lc.bytes)}/${fmtBytes(lc.maxBytes)}, ${lc.hits} hits, ${lc.misses} misses${total ? ` (${((100 * lc.hits) / total).toFixed(1)}% hits)` : ''}`);
+  lines.push(`lookup cache: ${lc.size}/${lc.max} entries, ${lc.hits} hits, ${lc.misses} misses${total ? ` (${((100 * lc.hits) / total).toFixed(1)}% hits)` : ''}, ${lc.bytes}/${lc.maxBytes} bytes`);
   lines.push(`copy-ups: ${s.overlay.copyUps.count} (${fmtBytes(s.overlay.copyUps.bytes)})`);
   lines.push(`whiteouts written: ${s.overlay.whiteoutsWritten}`);
   if (s.nodes !== undefined) lines.push(`kernel nodes: ${s.nodes}, requests in flight: ${s.pending ?? 0}`);

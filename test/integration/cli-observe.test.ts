@@ -94,7 +94,12 @@ describe('stats', () => {
     expect(text.stdout).toMatch(/^unlink +1 +0 /m);
     expect(text.stdout).toMatch(/^copy-ups: 1 \(8 B\)$/m);
     expect(text.stdout).toMatch(/^whiteouts written: 1$/m);
-    expect(text.stdout).toMatch(/^lookup cache: \d+\/100000 entries, \d+ hits, \d+ misses/m);
+    expect(text.stdout).toMatch(/^lookup cache: \d+\/100000 entries, \d+ hits, \d+ misses.*, \d+\/64000000 bytes$/m);
+    expect(text.stdout).toMatch(/^memory: heap [\d.]+ [KMG]iB used \(/m);
+    const gc = await cli(['stats', '--gc', mnt]);
+    expect(gc.code, gc.stderr).toBe(0);
+    expect(gc.stdout).toMatch(/^memory: heap [\d.]+ [KMG]iB used after a full GC \(.*, peak rss [\d.]+ MiB$/m);
+    expect(gc.stdout).toMatch(/^node path cache: \d+ entries, \d+\/16000000 bytes$/m);
   });
 
   it('SIGUSR1 dumps the stats into the daemon log', async () => {

@@ -121,17 +121,18 @@ describe('memory of a walk does not grow with path length', () => {
     const shallow = await measure('mem-shallow', 0, 8);
     const deep = await measure('mem-deep', 30, 100);
     const per = (m: Measured): string => `${(m.heapGrowth / m.entries).toFixed(0)} B/entry`;
-    console.log(`heap after GC: shallow ${per(shallow)}, deep ${per(deep)} (${deep.entries} entries, ${deep.nodes} nodes); ` +
+    console.log(`heap after GC: shallow ${per(shallow)} (${shallow.nodes} nodes), deep ${per(deep)} (${deep.entries} entries, ${deep.nodes} nodes); ` +
       `deep caches ${JSON.stringify(deep.caches)}`);
     for (const m of [deep, shallow]) {
-      expect(m.nodes).toBeGreaterThanOrEqual(m.entries);
-      // everything the walk left is in a bounded cache or is a node the kernel holds
+      // Everything the walk left is in a bounded cache or is a node the kernel holds. (The kernel may
+      // have dropped some dentries under memory pressure -- another run's drop_caches: fewer nodes,
+      // and their memory gone with them, so the bounds hold all the same.)
       const cap = CACHE_CAP + m.nodes * NODE_BYTES + SLACK;
       expect(m.heapGrowth, `heap grew ${m.heapGrowth} B, cap ${cap} B (caches ${CACHE_CAP} B + ${m.nodes} nodes x ${NODE_BYTES} B)`)
         .toBeLessThanOrEqual(cap);
-      // what the caches do not account for: the nodes, whose cost must not depend on depth
+      // what the caches do not account for is the nodes, whose cost must not depend on depth
       const cached = Object.values(m.caches).reduce((a, c) => a + c.size, 0);
-      expect((m.heapGrowth - cached) / m.nodes, 'heap per node beyond the caches').toBeLessThanOrEqual(NODE_BYTES);
+      expect(m.heapGrowth - cached - SLACK, `heap beyond the caches' ${cached} B, for ${m.nodes} nodes`).toBeLessThanOrEqual(m.nodes * NODE_BYTES);
       // the second walk is served from the kernel's caches and the bounded ones: it keeps nothing new
       expect(m.secondWalkGrowth).toBeLessThanOrEqual(SLACK);
     }
