@@ -15,7 +15,8 @@
  */
 import { LRUCache } from 'lru-cache';
 import { StatIdx, inoOf, type Ino } from '../native/sys.js';
-import type { Bstr } from './bstr.js';
+import { toText, type Bstr } from './bstr.js';
+import { FsError } from './errors.js';
 import type { MergedEntry } from './types.js';
 import { cacheBounds } from './config.js';
 import { fail, parentOf, sys, type Ctx, type LayerRef } from './ctx.js';
@@ -26,6 +27,7 @@ import {
 
 const ENOENT = 2;
 const ENOTDIR = 20;
+const ENAMETOOLONG = 36;
 
 /** A resolved merged object. Immutable once cached: changes replace or drop it. */
 export interface Entry {
@@ -278,7 +280,7 @@ export function lookupChild(ctx: Ctx, parent: Entry, name: Bstr): Entry | undefi
     // An absolute redirect is walked in each layer one component at a time, as the kernel's
     // ovl_lookup_layer does: what lies on the way there can stop or redirect the lookup below.
     if (absPath !== undefined && absPath.includes('/')) {
-      const w = walkAbsolute(ctx, layer, absPath);
+      const w = walkAbsolute(ctx, path, layer, absPath);
       if (w.state === 'stop') break;
       stopBelow = w.opaque;
       absPath = w.next;
@@ -302,7 +304,11 @@ export function lookupChild(ctx: Ctx, parent: Entry, name: Bstr): Entry | undefi
         if (sys.tryLstatat(L.fd, joinRel(d, whiteoutFileName(n)), st) === 0) break;
         continue;
       }
-      if (r === -36) fail('ENAMETOOLONG', path);
+      if (r === -ENAMETOOLONG) {
+        // A name from a redirect that no layer can hold is missing there (kernel ovl_lookup_single).
+        if (absPath !== undefined || curName !== name) continue;
+        fail('ENAMETOOLONG', path);
+      }
       fail('EIO', path, 'lstat', `layer ${L.index} errno ${-r}`);
     }
     if (isWhiteoutStat(st)) break;
@@ -338,7 +344,7 @@ export function lookupChild(ctx: Ctx, parent: Entry, name: Bstr): Entry | undefi
       if (stack.length === 1) opaque = true;
       break;
     }
-    const rd = readRedirect(L.fd, rel, ctx.userxattr, xnames);
+    const rd = redirectOf(ctx, path, layer, rel, xnames);
     if (rd !== undefined) {
       if (stack.length === 1) redirect = rd;
       if (rd.absolute) {
@@ -387,7 +393,7 @@ interface AbsWalk {
   next: Bstr;
 }
 
-function walkAbsolute(ctx: Ctx, layer: number, abs: Bstr): AbsWalk {
+function walkAbsolute(ctx: Ctx, path: Bstr, layer: number, abs: Bstr): AbsWalk {
   const L = ctx.layers[layer]!;
   const bottom = layer === ctx.layers.length - 1;
   const st = new Float64Array(ctx.st.length);
@@ -400,6 +406,7 @@ function walkAbsolute(ctx: Ctx, layer: number, abs: Bstr): AbsWalk {
     const rel = joinRel(cur, name);
     const r = sys.tryLstatat(L.fd, rel, st);
     if (r < 0) {
+      if (r === -ENAMETOOLONG) return { state: 'missing', opaque, next: next.join('/') };
       if (r !== -ENOENT && r !== -ENOTDIR) fail('EIO', '/' + abs, 'lstat', `layer ${L.index} errno ${-r}`);
       const whf = sys.tryLstatat(L.fd, joinRel(cur, whiteoutFileName(name)), st) === 0;
       return { state: whf ? 'stop' : 'missing', opaque, next: next.join('/') };
@@ -409,7 +416,7 @@ function walkAbsolute(ctx: Ctx, layer: number, abs: Bstr): AbsWalk {
     if (bottom) continue;
     const xnames = listXattrsOrEmpty(L.fd, rel);
     if (isOpaqueDir(L.fd, rel, st, xnames, lowerDirInfo(ctx, layer, rel)?.opq)) { opaque = true; continue; }
-    const rd = readRedirect(L.fd, rel, ctx.userxattr, xnames);
+    const rd = redirectOf(ctx, path, layer, rel, xnames);
     if (rd === undefined) continue;
     // Components after this one keep their place counted from the end of the path.
     const post = next.slice(next.length - (parts.length - 1 - k));
@@ -417,6 +424,31 @@ function walkAbsolute(ctx: Ctx, layer: number, abs: Bstr): AbsWalk {
     else next = [...next.slice(0, next.length - (parts.length - k)), rd.name, ...post];
   }
   return { state: 'found', opaque, next: next.join('/') };
+}
+
+/** Layer objects whose bad marker the log has named (per mount; emptied when it grows large). */
+const loggedMarkers = new WeakMap<Ctx, Set<Bstr>>();
+
+/**
+ * The redirect of directory `rel` in `layer`, met while looking up mount path `path`. A value
+ * the kernel refuses fails that lookup alone with the kernel's errno (parseRedirect), never
+ * the listing of the parent (readdir.ts); the daemon log names it once.
+ */
+function redirectOf(ctx: Ctx, path: Bstr, layer: number, rel: Bstr, xnames: readonly Bstr[]): Redirect | undefined {
+  try {
+    return readRedirect(ctx.layers[layer]!.fd, rel, ctx.userxattr, xnames);
+  } catch (e) {
+    if (!(e instanceof FsError)) throw e;
+    let seen = loggedMarkers.get(ctx);
+    if (seen === undefined) { seen = new Set(); loggedMarkers.set(ctx, seen); }
+    const key = layer + '\0' + rel;
+    if (!seen.has(key)) {
+      if (seen.size >= 10_000) seen.clear();
+      seen.add(key);
+      ctx.log(`stratafs: corrupt marker: ${e.message} on ${toText(rel)} in layer ${layer}: ${toText(path)} fails ${e.code}`);
+    }
+    throw new FsError(e.code, path, 'lookup', e.message);
+  }
 }
 
 /**

@@ -10,7 +10,10 @@
  * in the entries of open directories.
  */
 import type { Bstr } from './bstr.js';
+import { StatIdx, inoOf } from '../native/sys.js';
 import { fail, sys, type Ctx } from './ctx.js';
+import { FsError } from './errors.js';
+import { joinRel, S_IFMT } from './whiteout.js';
 import { lookupIn, resolveDir, type Entry } from './namei.js';
 import type { Caller, MergedEntry } from './types.js';
 
@@ -26,7 +29,19 @@ export function mergedEntries(ctx: Ctx, dir: Entry): MergedEntry[] {
       if (seen.has(name)) continue;
       seen.add(name);
       if (name.startsWith('.wh.')) continue;
-      const e = lookupIn(ctx, dir, name);
+      let e: Entry | undefined;
+      try {
+        e = lookupIn(ctx, dir, name);
+      } catch (err) {
+        // As the kernel's merged readdir: an entry that cannot be looked up (a corrupt marker)
+        // is still listed, with its layer's type and number; only its own lookup fails.
+        if (!(err instanceof FsError)) throw err;
+        const st = sys.newStatArray();
+        if (sys.tryLstatat(L.fd, joinRel(ref.rel, name), st) < 0) continue;
+        const ino = L.upper ? ctx.inodes.upper(st[StatIdx.dev]!, inoOf(st)) : ctx.inodes.real(st[StatIdx.dev]!, inoOf(st));
+        out.push({ name, type: st[StatIdx.mode]! & S_IFMT, ino });
+        continue;
+      }
       if (e !== undefined) out.push({ name, type: e.type, ino: e.ino });
     }
   }
@@ -43,7 +58,13 @@ export function isMergedEmpty(ctx: Ctx, dir: Entry): boolean {
     for (const name of r.names) {
       if (seen.has(name) || name.startsWith('.wh.')) continue;
       seen.add(name);
-      if (lookupIn(ctx, dir, name) !== undefined) return false;
+      try {
+        if (lookupIn(ctx, dir, name) !== undefined) return false;
+      } catch (err) {
+        // Listed, though its lookup fails (mergedEntries): the directory is not empty.
+        if (err instanceof FsError) return false;
+        throw err;
+      }
     }
   }
   return true;

@@ -141,18 +141,26 @@ export function listXattrsOrEmpty(dirfd: number, rel: Bstr): Bstr[] {
 /** A directory's redirect: the path its lower content lives at. */
 export type Redirect = { absolute: true; path: Bstr } | { absolute: false; name: Bstr };
 
-/** Parse a redirect xattr value as the kernel does (ovl_check_redirect): "/a/b" or a single name. */
+/**
+ * Parse a redirect xattr value as the kernel does (ovl_get_redirect_xattr, then the lookup of
+ * each component): the value is a C string (cut at its first NUL); "/a/b" is absolute and may
+ * have no empty component ("/", "//a", "/a/" are invalid), anything else must be one name.
+ * Invalid values fail EINVAL; ".", ".." and "" as a component fail EACCES, as the kernel's
+ * lookup_one refuses them: so a redirect can never climb out of a layer, and one bad value
+ * fails only the directory that carries it.
+ */
 export function parseRedirect(value: Buffer, where: Bstr): Redirect {
-  const s = value.toString('latin1');
-  if (s.length === 0 || s.includes('\0')) throw new FsError('EIO', where, 'redirect', 'invalid redirect xattr');
-  if (s.startsWith('/')) {
-    // The kernel collapses repeated slashes while walking; so do we.
-    const parts = s.split('/').filter((p) => p !== '');
-    if (parts.some((p) => p === '.' || p === '..')) throw new FsError('EIO', where, 'redirect', 'invalid redirect xattr');
-    return { absolute: true, path: parts.join('/') };
+  if (value.length === 0) throw new FsError('EINVAL', where, 'redirect', 'empty redirect xattr');
+  const nul = value.indexOf(0);
+  const s = (nul < 0 ? value : value.subarray(0, nul)).toString('latin1');
+  const parts = s.startsWith('/') ? s.slice(1).split('/') : [s];
+  if (s.startsWith('/') ? parts.includes('') : s.includes('/')) {
+    throw new FsError('EINVAL', where, 'redirect', `invalid redirect xattr "${s}"`);
   }
-  if (s.includes('/') || s === '.' || s === '..') throw new FsError('EIO', where, 'redirect', 'invalid redirect xattr');
-  return { absolute: false, name: s };
+  if (parts.some((p) => p === '' || p === '.' || p === '..')) {
+    throw new FsError('EACCES', where, 'redirect', `redirect xattr "${s}" names "." or ".."`);
+  }
+  return s.startsWith('/') ? { absolute: true, path: parts.join('/') } : { absolute: false, name: s };
 }
 
 /** The redirect xattr of rel, if any. Reads trusted.* (and user.* when userxattr). */

@@ -46,10 +46,16 @@ describe('whiteout codec', () => {
   });
 
   it('parses and encodes redirects like the kernel', () => {
-    expect(parseRedirect(Buffer.from('/a//b'), 'x')).toEqual({ absolute: true, path: 'a/b' });
+    // the errnos kernel 6.18 gives a lookup of a directory with such a value (hostile-markers.test.ts)
+    expect(parseRedirect(Buffer.from('/a/b'), 'x')).toEqual({ absolute: true, path: 'a/b' });
     expect(parseRedirect(Buffer.from('name'), 'x')).toEqual({ absolute: false, name: 'name' });
-    expect(() => parseRedirect(Buffer.from('a/b'), 'x')).toThrow(/EIO/);
-    expect(() => parseRedirect(Buffer.from('/a/../b'), 'x')).toThrow(/EIO/);
+    expect(parseRedirect(Buffer.from('zz\0b'), 'x')).toEqual({ absolute: false, name: 'zz' });
+    for (const bad of ['a/b', '../etc', '/', '//a', '/a/', '/a//b', '']) {
+      expect(() => parseRedirect(Buffer.from(bad), 'x'), bad).toThrow(/EINVAL/);
+    }
+    for (const bad of ['/a/../b', '/../../etc', '.', '..', '/./a', '\0abc']) {
+      expect(() => parseRedirect(Buffer.from(bad), 'x'), bad).toThrow(/EACCES/);
+    }
     expect(encodeRedirect({ absolute: true, path: 'a/b' }).toString()).toBe('/a/b');
     expect(encodeRedirect({ absolute: false, name: 'n' }).toString()).toBe('n');
     L = makeLayers({ l0: { 'd': { dir: true } } }, 1);
