@@ -73,12 +73,12 @@ async function probe(mnt: string, names: string[], walk = false): Promise<Probe>
 }
 
 /** Copies the template layer set for `impl`, mounts it, runs `body`, unmounts. */
-async function withMount<T>(template: string, impl: Impl, lowers: string[], extra: string[], body: (mnt: string, base: string) => Promise<T>): Promise<T> {
+async function withMount<T>(template: string, impl: Impl, lowers: string[], extra: string[], body: (mnt: string, base: string) => Promise<T>, mntRel = 'mnt'): Promise<T> {
   const base = join(dir, `${impl}-${template.split('/').pop()}`);
   // cp -a: node's cp keeps no xattrs and no device nodes
   await mustBash(`cp -a ${shq(template)} ${shq(base)}`);
-  const mnt = join(base, 'mnt');
-  await mkdir(mnt);
+  const mnt = join(base, mntRel);
+  await mkdir(mnt, { recursive: true });
   const h = await mount(impl, { lowers: lowers.map((l) => join(base, l)), upper: join(base, 'u'), work: join(base, 'w') }, mnt, { extra });
   handles.push(h);
   try {
@@ -249,5 +249,104 @@ describe('nothing outside the layers is reached', () => {
     expect(s['e-marker-symlinks']).toEqual(['40000 size=0 rdev=0,0', [], 'ok']);
     const diffs = Object.keys(k).filter((x) => !oci(x) && JSON.stringify(k[x]) !== JSON.stringify(s[x]));
     expect(diffs.map((x) => `${x}: kernel ${JSON.stringify(k[x])} stratafs ${JSON.stringify(s[x])}`)).toEqual([]);
+  });
+});
+
+// The race: a swapper replaces layer directories by symlinks `../outside` and back, over and
+// over, while a client lists, reads, copies up (appends) and creates through the mount. While
+// swapped, the layer really holds a symlink, and the mount shows it: a client that follows it
+// (its own path walk, beside the mount) reaches m/outside, a decoy. The daemon following it
+// inside a layer would reach <base>/outside: what must never be read or written.
+const SWAP_PY = String.raw`
+import os, sys
+base, stop = sys.argv[1], sys.argv[2]
+dirs = [os.path.join(base, p) for p in ('l/sw', 'l/cu', 'u/usw')]
+n = 0
+while not os.path.exists(stop) and n < 200000:
+    for d in dirs:
+        os.rename(d, d + '.real'); os.symlink('../outside', d)
+    for d in dirs:
+        os.unlink(d); os.rename(d + '.real', d)
+    n += 1
+print(n)
+`;
+const CLIENT_PY = String.raw`
+import os, sys, json, errno
+mnt, stop, rounds = sys.argv[1], sys.argv[2], int(sys.argv[3])
+seen = {'ok': 0, 'decoy': 0, 'errors': {}, 'foreign': []}
+def err(x):
+    k = errno.errorcode.get(x.errno, str(x.errno)); seen['errors'][k] = seen['errors'].get(k, 0) + 1
+def check(what, got):
+    # outside's content or its only name of its own is an escape; the decoy is the client's own walk
+    if b'OUTSIDE' in got or b'secret' in got: seen['foreign'].append([what, got.decode('latin1')])
+    elif b'decoy' in got: seen['decoy'] += 1
+    else: seen['ok'] += 1
+for i in range(rounds):
+    try:
+        names = os.listdir(os.path.join(mnt, 'sw'))
+        check('ls sw', (b'decoy' if 'g0' in names else b'') + ' '.join(names).encode())
+    except OSError as x: err(x)
+    try:
+        k = i % 50
+        with open(os.path.join(mnt, 'sw', 'f%d' % k), 'rb') as f: check('read sw/f%d' % k, f.read())
+    except OSError as x: err(x)
+    try:
+        p = os.path.join(mnt, 'cu', 'g%d' % i)
+        with open(p, 'ab') as f: f.write(b'appended\n')
+        with open(p, 'rb') as f: check('copy-up cu/g%d' % i, f.read())
+    except OSError as x: err(x)
+    try:
+        p = os.path.join(mnt, 'usw', 'n%d' % i)
+        with open(p, 'wb') as f: f.write(b'new\n')
+        os.mkdir(os.path.join(mnt, 'usw', 'd%d' % i))
+        check('create usw/n%d' % i, b'')
+    except OSError as x: err(x)
+open(stop, 'w').close()
+print(json.dumps(seen))
+`;
+
+describe('a layer directory swapped for a symlink while lookups run', () => {
+  const LONG = process.env.STRATAFS_LONG === '1';
+  const ROUNDS = LONG ? 3000 : 120;
+  it(`${ROUNDS} rounds of list/read/copy-up/create against a swapper: nothing outside is listed, read or written`, async (ctx) => {
+    requireKernel(kernelProblem, ctx);
+    await writeFile(join(dir, 'swap.py'), SWAP_PY);
+    await writeFile(join(dir, 'client.py'), CLIENT_PY);
+    const template = join(dir, 'race');
+    const l = join(template, 'l'), u = join(template, 'u'), out = join(template, 'outside');
+    const s = ['set -e', `mkdir -p ${shq(l)}/sw ${shq(l)}/cu ${shq(u)}/usw ${shq(out)} ${shq(join(template, 'w'))}`, `cd ${shq(template)}`];
+    s.push('mkdir -p m/outside');
+    s.push(`for i in $(seq 0 49); do echo "lower f$i" > l/sw/f$i; echo OUTSIDE > outside/f$i; echo decoy > m/outside/f$i; done`);
+    s.push(`for i in $(seq 0 ${ROUNDS - 1}); do echo "lower g$i" > l/cu/g$i; echo OUTSIDE > outside/g$i; echo decoy > m/outside/g$i; done`, 'echo OUTSIDE > outside/secret');
+    await mustBash(s.join('\n'));
+    const report: string[] = [];
+    // fuse-overlayfs only in the long run, for the report
+    for (const impl of LONG ? ['kernel', 'fuse-overlayfs', 'stratafs'] as const : ['kernel', 'stratafs'] as const) {
+      // stratafs with (nearly) no caches: every access resolves the layers again
+      const extra = impl === 'stratafs' ? ['timeout=0', 'lookup_cache=1'] : [];
+      const r = await withMount(template, impl, ['l'], extra, async (mnt, base) => {
+        const before = await dirSnapshot(join(base, 'outside'));
+        const stop = join(base, 'stop');
+        const [sw, cl] = await Promise.all([
+          run('python3', [join(dir, 'swap.py'), base, stop], { timeoutMs: 300_000 }),
+          run('python3', [join(dir, 'client.py'), mnt, stop, String(ROUNDS)], { timeoutMs: 300_000 }),
+        ]);
+        if (sw.code !== 0 || cl.code !== 0) throw new Error(`${impl}: swapper ${sw.stderr.toString()} client ${cl.stderr.toString()}`);
+        const after = await dirSnapshot(join(base, 'outside'));
+        const seen = JSON.parse(cl.stdout.toString()) as { ok: number; decoy: number; errors: Record<string, number>; foreign: unknown[] };
+        return { swaps: Number(sw.stdout.toString()), seen, outsideSame: JSON.stringify([...after]) === JSON.stringify([...before]), base };
+      }, 'm/mnt');
+      // the upper holds nothing that came from outside
+      const grep = await run('grep', ['-rl', 'OUTSIDE', join(r.base, 'u')]);
+      report.push(`${impl}: ${r.swaps} swaps, ${r.seen.ok} checks ok, ${r.seen.decoy} through the shown symlink (decoy), errors ${JSON.stringify(r.seen.errors)}, foreign ${r.seen.foreign.length}`);
+      if (impl === 'stratafs') {
+        expect(r.seen.foreign).toEqual([]);
+        expect(r.outsideSame).toBe(true);
+        expect(grep.stdout.toString()).toBe('');
+        expect(r.swaps).toBeGreaterThan(0);
+        expect(r.seen.ok).toBeGreaterThan(0);
+      }
+    }
+    console.log(report.join('\n'));
   });
 });
