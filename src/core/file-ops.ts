@@ -152,8 +152,20 @@ export async function create(ctx: Ctx, path: Bstr, mode: number, flags: number, 
  */
 const ASYNC_READ_MIN = 64 * 1024;
 
+/**
+ * I/O on an O_DIRECT backing fd needs an aligned buffer, which Node's are not (every
+ * direct read and write of a client failed EINVAL): it goes through the addon's aligned
+ * bounce buffer, on the loop (direct I/O is rare, and waits on the disk anyway).
+ */
+function directIo(f: OpenFile, path: Bstr | null, buf: Buffer, len: number, pos: Offset, write: boolean): number {
+  const n = sys.raw.pioAligned(f.fd, buf, len, pos, write);
+  if (n < 0) fail(codeOf(-n), path ?? '', write ? 'pwrite' : 'pread');
+  return n;
+}
+
 export function read(ctx: Ctx, path: Bstr | null, fh: number, buf: Buffer, len: number, pos: Offset): number | Promise<number> {
   const f = handle(ctx, fh, path, 'read');
+  if (f.flags & O_DIRECT) return directIo(f, path, buf, len, pos, false);
   if (len < ASYNC_READ_MIN) {
     try {
       return fs.readSync(f.fd, buf, 0, len, pos);
@@ -176,6 +188,7 @@ export function read(ctx: Ctx, path: Bstr | null, fh: number, buf: Buffer, len: 
 
 export function write(ctx: Ctx, path: Bstr | null, fh: number, buf: Buffer, len: number, pos: Offset): number {
   const f = handle(ctx, fh, path, 'write');
+  if (f.flags & O_DIRECT) return directIo(f, path, buf, len, pos, true);
   // fs.writeSync would write a position of 2^53 or more at the current offset (Node 20).
   if (typeof pos === 'bigint') return sys.pwrite(f.fd, buf, len, pos, path ?? '');
   try {

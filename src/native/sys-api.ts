@@ -136,6 +136,8 @@ export interface SysAddon {
   pwrite(fd: number, buf: Buffer, len: number, pos: Offset): number;
   /** dup2(2): newfd becomes a copy of oldfd; newfd or -errno */
   dup2(oldfd: number, newfd: number): number;
+  /** pread (write false) or pwrite of len bytes of buf at pos through a page-aligned bounce buffer (O_DIRECT fds); bytes or -errno */
+  pioAligned(fd: number, buf: Buffer, len: number, pos: Offset, write: boolean): number;
   fstatvfs(fd: number, out: Float64Array): number;
   /**
    * Copy all data of srcfd into dstfd (both regular files, dst empty) on a thread

@@ -434,6 +434,36 @@ FN(ftruncate) {
   return num(env, res(ftruncate(fd, (off_t)size)));
 }
 
+/*
+ * pread/pwrite of an O_DIRECT descriptor through a page-aligned bounce buffer: the
+ * buffers Node hands us have no alignment, and a direct read or write of the backing
+ * file needs one (EINVAL otherwise). Offset and length are the caller's: the backing
+ * file system still judges their alignment, as under kernel overlayfs.
+ */
+FN(pioAligned) {
+  int fd;
+  void *data;
+  size_t cap;
+  int64_t len, pos;
+  bool write;
+  GET("iblLB", &fd, &data, &cap, &len, &pos, &write);
+  if (len < 0 || (size_t)len > cap) return num(env, -EINVAL);
+  void *bounce;
+  size_t size = ((size_t)len + 4095) & ~(size_t)4095;
+  if (posix_memalign(&bounce, 4096, size ? size : 4096)) return num(env, -ENOMEM);
+  ssize_t n;
+  if (write) {
+    memcpy(bounce, data, (size_t)len);
+    do n = pwrite(fd, bounce, (size_t)len, (off_t)pos); while (n < 0 && errno == EINTR);
+  } else {
+    do n = pread(fd, bounce, (size_t)len, (off_t)pos); while (n < 0 && errno == EINTR);
+    if (n > 0) memcpy(data, bounce, (size_t)n);
+  }
+  int err = errno;
+  free(bounce);
+  return num(env, n < 0 ? -err : (double)n);
+}
+
 FN(fsync) {
   int fd;
   bool data;
@@ -1023,7 +1053,7 @@ NAPI_MODULE_INIT() {
     P(fallocate), P(flock), P(readdirat), P(lgetxattrat), P(lsetxattrat),
     P(llistxattrat), P(lremovexattrat), P(fgetxattr), P(fsetxattr), P(flistxattr),
     P(fremovexattr), P(xattrViaProc), P(nameToHandle), P(copyData), P(umount2),
-    P(dup2), P(pwrite),
+    P(dup2), P(pwrite), P(pioAligned),
   };
   napi_define_properties(env, exports, sizeof props / sizeof *props, props);
   napi_set_named_property(env, exports, "constants", make_constants(env));
