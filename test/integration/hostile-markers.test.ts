@@ -174,6 +174,11 @@ describe('corrupt markers affect only their own entry, with the kernel errno', (
       expect(mine, `log lines for ${f}:\n${lines.join('\n')}`).toHaveLength(1);
     }
     expect(lines).toHaveLength(failing.length);
+    if (process.env.STRATAFS_LONG === '1') {
+      // for the report: fuse-overlayfs on the same layers
+      const fo = await withMount(template, 'fuse-overlayfs', ['m', 'l'], [], (mnt) => probe(mnt, names()));
+      console.log(`corrupt markers, fuse-overlayfs vs kernel:\n${Object.keys(kernel).filter((k) => JSON.stringify(kernel[k]) !== JSON.stringify(fo[k])).map((k) => `${k}: kernel ${JSON.stringify(kernel[k])} fuse-overlayfs ${JSON.stringify(fo[k])}`).join('\n')}`);
+    }
   });
 });
 
@@ -220,7 +225,8 @@ describe('nothing outside the layers is reached', () => {
     requireKernel(kernelProblem, ctx);
     const results: Partial<Record<Impl, Probe>> = {};
     const snaps: [string[], string[]][] = [];
-    for (const impl of ['kernel', 'stratafs'] as const) {
+    // fuse-overlayfs only in the long run, for the report
+    for (const impl of process.env.STRATAFS_LONG === '1' ? ['kernel', 'stratafs', 'fuse-overlayfs'] as const : ['kernel', 'stratafs'] as const) {
       results[impl] = await withMount(template, impl, ['m', 'l'], [], async (mnt, base) => {
         const outsideNow = async (): Promise<string[]> =>
           [...(await dirSnapshot(join(base, 'outside'))), ...(await dirSnapshot(join(base, 'etc')))].map(([a, b]) => `${a} ${b}`);
@@ -234,11 +240,15 @@ describe('nothing outside the layers is reached', () => {
       });
     }
     const k = results.kernel!, s = results.stratafs!;
+    const fo = results['fuse-overlayfs'];
+    if (fo) {
+      console.log(`escapes, fuse-overlayfs: outside untouched ${JSON.stringify(snaps[2]![0]) === JSON.stringify(snaps[2]![1])}, secret seen ${JSON.stringify(fo).includes(SECRET)}\n${Object.keys(k).filter((x) => JSON.stringify(k[x]) !== JSON.stringify(fo[x])).map((x) => `${x}: kernel ${JSON.stringify(k[x])} fuse-overlayfs ${JSON.stringify(fo[x])}`).join('\n')}`);
+    }
     const text = JSON.stringify(s);
     expect(text).not.toContain(SECRET);
     expect(text).not.toContain('sentinel:');
     expect(JSON.stringify(k)).not.toContain(SECRET);
-    for (const [before, after] of snaps) {
+    for (const [before, after] of snaps.slice(0, 2)) {
       expect(after).toEqual(before);
       expect(before).toHaveLength(6); // outside, outside/sub, two secrets there; etc, etc/secret
     }
@@ -307,8 +317,8 @@ print(json.dumps(seen))
 
 describe('a layer directory swapped for a symlink while lookups run', () => {
   const LONG = process.env.STRATAFS_LONG === '1';
-  const ROUNDS = LONG ? 3000 : 120;
-  it(`${ROUNDS} rounds of list/read/copy-up/create against a swapper: nothing outside is listed, read or written`, async (ctx) => {
+  const ROUNDS = LONG ? 1500 : 120;
+  it(`${ROUNDS} rounds of list/read/copy-up/create against a swapper: nothing outside is listed, read or written`, { timeout: LONG ? 900_000 : 60_000 }, async (ctx) => {
     requireKernel(kernelProblem, ctx);
     await writeFile(join(dir, 'swap.py'), SWAP_PY);
     await writeFile(join(dir, 'client.py'), CLIENT_PY);
