@@ -20,7 +20,7 @@
  * case (the runner's snapshot reads as the host's root, which such a mount
  * refuses).
  */
-import { mkdir, chmod, chown, lchown, lstat, readdir, readlink } from 'node:fs/promises';
+import { mkdir, chmod, chown, lchown, lstat, readdir, readlink, rm } from 'node:fs/promises';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -220,6 +220,8 @@ export async function runNsCase(c: Case, divergences: readonly Divergence[]): Pr
     if (killed.length) report.problems.push(`processes left in the namespace after unmounting: ${killed.join(',')}`);
   }
   for (const p of report.problems) report.unexplained.push({ kind: 'mount', phase: 'cleanup', message: p });
+  // the mounts lived only in the namespace, which is gone: nothing below dir is mounted
+  if (report.unexplained.length === 0) await rm(dir, { recursive: true, force: true }).catch(() => undefined);
   return report;
 }
 
