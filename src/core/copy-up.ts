@@ -199,8 +199,8 @@ function moveIntoUpper(ctx: Ctx, tmp: Bstr, urel: Bstr, uparent: Bstr, dirMode: 
   if (r < 0) throw new FsError(codeOf(-r), tmp, 'renameat2', `-> ${urel}`);
 }
 
-/** Owner, xattrs, mode, times of the real object (sfd, srel) onto (dfd, drel). */
-function copyAttrs(ctx: Ctx, sfd: number, srel: Bstr, dfd: number, drel: Bstr, st: Float64Array, path: Bstr): void {
+/** Owner, xattrs (overlay markers excepted), mode, times of the real object (sfd, srel) onto (dfd, drel). */
+export function copyAttrs(ctx: Ctx, sfd: number, srel: Bstr, dfd: number, drel: Bstr, st: Float64Array, path: Bstr): void {
   const type = st[StatIdx.mode]! & S_IFMT;
   placeOwner(ctx, dfd, drel, type, st[StatIdx.uid]!, st[StatIdx.gid]!);
   const names = sys.raw.llistxattrat(sfd, srel);

@@ -17,7 +17,7 @@
  *   an upper-only directory moved into a merged parent is made opaque.
  */
 import type { Bstr } from './bstr.js';
-import { copyUp, copyUpTreeOpaque, markImpure, settleCopyUps } from './copy-up.js';
+import { copyAttrs, copyUp, copyUpTreeOpaque, markImpure, settleCopyUps } from './copy-up.js';
 import { checkNewName, fail, lendOwnerBits, parentOf, relOf, requireUpper, sys, type Ctx, type Layer } from './ctx.js';
 import { codeOf, FsError, isFsError } from './errors.js';
 import {
@@ -90,13 +90,35 @@ function removeTree(fd: number, rel: Bstr): void {
   sys.unlinkat(fd, rel, sys.constants.AT_REMOVEDIR);
 }
 
-/** Empty an upper directory of leftover markers, in place. */
-function clearMarkers(fd: number, rel: Bstr): void {
-  const r = sys.raw.readdirat(fd, rel);
+/**
+ * Empty the upper directory urel, whose merged view is empty, of the markers it
+ * holds, the kernel's way (ovl_clear_empty): an empty opaque directory with its
+ * attributes is built in work/, exchanged with it, and the old one removed
+ * from work/. Removing the markers in place would unhide the lower entries one
+ * by one: a crash halfway brought back entries whose deletion had returned.
+ */
+function clearMarkers(ctx: Ctx, urel: Bstr, path: Bstr): void {
+  const upper = ctx.upper!;
+  const r = sys.raw.readdirat(upper.fd, urel);
   if (typeof r === 'number' || r.names.length === 0) return;
+  const st = sys.lstatat(upper.fd, urel, new Float64Array(ctx.st.length));
+  overrideStat(upper, upper.fd, urel, st);
+  const tmp = ctx.tmpName();
+  sys.mkdirat(ctx.workfd, tmp, 0o700);
+  let swapped = -1;
+  try {
+    makeOpaque(ctx, ctx.workfd, tmp);
+    copyAttrs(ctx, upper.fd, urel, ctx.workfd, tmp, st, path);
+    swapped = sys.tryRenameat2(ctx.workfd, tmp, upper.fd, urel, sys.constants.RENAME_EXCHANGE);
+  } finally {
+    removeTree(ctx.workfd, tmp);
+  }
+  if (swapped === 0) return;
+  if (swapped !== -EINVAL) throw new FsError(codeOf(-swapped), path, 'renameat2', 'exchange with an empty opaque directory');
+  // A filesystem without RENAME_EXCHANGE: in place, as it cannot be done better there.
   for (let i = 0; i < r.names.length; i++) {
-    const c = joinRel(rel, r.names[i]!);
-    if (r.types[i] === 4) removeTree(fd, c); else sys.unlinkat(fd, c, 0);
+    const c = joinRel(urel, r.names[i]!);
+    if (r.types[i] === 4) removeTree(upper.fd, c); else sys.unlinkat(upper.fd, c, 0);
   }
 }
 
@@ -375,7 +397,7 @@ function renameUpper(ctx: Ctx, from: Bstr, to: Bstr, src: Entry, tgt: Entry | un
   if (tgt && isUpperEntry(ctx, tgt)) {
     // Only a target checked empty in the merged view can hold nothing but markers; a pure
     // upper one holds none, and the real rename judges whether it is empty.
-    if (tgt.type === S_IFDIR) { if (tgt.opaque || hasLowerDir(ctx, tgt)) clearMarkers(upper.fd, trel); }
+    if (tgt.type === S_IFDIR) { if (tgt.opaque || hasLowerDir(ctx, tgt)) clearMarkers(ctx, trel, to); }
     else forgetIfLast(ctx, trel);
   }
   const oldNeedsWh = lowerHasName(ctx, sparent, fname);

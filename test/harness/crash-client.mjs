@@ -14,6 +14,8 @@
 //       their subdirectories, and file creates inside them)
 //   node crash-client.mjs write LOG FILE SEED CHUNK COUNT
 //       create FILE and write COUNT chunks of CHUNK bytes of pattern(SEED, offset)
+//   node crash-client.mjs rename LOG MNT FROM TO
+//       one rename(2) of MNT/FROM to MNT/TO (logged as FROM -> TO)
 //   node crash-client.mjs verify-write FILE SEED
 //       exit 0 when every byte of FILE is pattern(SEED, offset), else print the first bad offset
 import * as fs from 'node:fs';
@@ -173,6 +175,13 @@ function write([logPath, file, seedArg, chunkArg, countArg]) {
   fs.closeSync(fd);
 }
 
+function rename([logPath, mnt, from, to]) {
+  const log = openLog(logPath);
+  const s = log.begin({ op: 'rename', from, to });
+  fs.renameSync(`${mnt}/${from}`, `${mnt}/${to}`);
+  log.ack(s);
+}
+
 function verifyWrite([file, seedArg]) {
   const seed = Number(seedArg);
   const fd = fs.openSync(file, 'r');
@@ -195,6 +204,7 @@ switch (mode) {
   case 'copyup': copyup(args); break;
   case 'ops': ops(args); break;
   case 'write': write(args); break;
+  case 'rename': rename(args); break;
   case 'verify-write': verifyWrite(args); break;
   default: throw new Error(`unknown mode ${mode}`);
 }

@@ -38,7 +38,7 @@ export interface CrashDirs {
 /** Fresh upper, workdirs and log for an iteration (the previous iteration's removed). */
 export async function freshIteration(t: string, lower: string, left: Leftovers): Promise<CrashDirs> {
   const d: CrashDirs = {
-    lower, upper: join(t, 'u'), work: join(t, 'w'), mnt: left.mount(join(t, 'mnt')), kwork: join(t, 'kw'), kmnt: join(t, 'kmnt'), log: join(t, 'oplog'),
+    lower, upper: join(t, 'u'), work: join(t, 'w'), mnt: left.mount(join(t, 'mnt')), kwork: join(t, 'kw'), kmnt: left.mount(join(t, 'kmnt')), log: join(t, 'oplog'),
   };
   for (const p of [d.upper, d.work, d.kwork, d.log]) await rm(p, { recursive: true, force: true });
   for (const p of [d.upper, d.work, d.mnt, d.kwork, d.kmnt]) await mkdir(p, { recursive: true });
@@ -54,6 +54,8 @@ export interface Client {
   /** exit code, or the signal's name */
   exited: Promise<number | string>;
   stderr(): string;
+  /** signal it while it runs; false when it had already exited */
+  signal(sig: NodeJS.Signals): Promise<boolean>;
 }
 
 /** `node crash-client.mjs ARGS` (see there), registered in left. */
@@ -63,8 +65,11 @@ export function startClient(left: Leftovers, args: string[]): Client {
   let err = '';
   child.stderr!.setEncoding('utf8');
   child.stderr!.on('data', (s: string) => { err += s; });
-  const exited = new Promise<number | string>((resolve) => child.on('exit', (code, sig) => resolve(code ?? sig ?? -1)));
-  return { pid: child.pid!, exited, stderr: () => err };
+  let done = false;
+  const exited = new Promise<number | string>((resolve) => child.on('exit', (code, sig) => { done = true; resolve(code ?? sig ?? -1); }));
+  // Through the ChildProcess: it knows whether the pid is still ours (not reaped and reused).
+  const signal = async (sig: NodeJS.Signals): Promise<boolean> => !done && child.kill(sig);
+  return { pid: child.pid!, exited, stderr: () => err, signal };
 }
 
 export type LoggedOp =
@@ -242,11 +247,11 @@ export const fileKey = (data: Buffer | string): string => {
   return `${b.length} ${createHash('sha256').update(b).digest('hex').slice(0, 16)}`;
 };
 
-/** The part of a tree below the roots, as a model. */
+/** The part of a tree below the roots ('' for all of it), as a model. */
 export function modelOf(tree: Tree, roots: string[]): Model {
   const m: Model = new Map();
   for (const [p, n] of tree) {
-    if (!roots.some((r) => p.startsWith(r + '/'))) continue;
+    if (p === '' || !roots.some((r) => r === '' || p.startsWith(r + '/'))) continue;
     m.set(p, n.type === 'dir' ? 'dir' : n.type === 'file' ? `${n.size} ${n.hash}` : n.type);
   }
   return m;
