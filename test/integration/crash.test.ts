@@ -18,7 +18,7 @@
  * STRATAFS_LONG=1: 1 GiB copy-ups × 15 and more of everything else (~12 min).
  */
 import { randomInt } from 'node:crypto';
-import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Prng } from '../../src/bench/prng.js';
@@ -99,6 +99,8 @@ beforeAll(async () => {
 afterAll(async () => {
   if (table.length) console.log(`crash probes (run seed ${RUN_SEED}):\n${table.join('\n')}`);
   expect(await unmountAll()).toEqual([]);
+  // the lowers hold a 256 MiB (1 GiB) file and 20,000 names: not kept until the run's end
+  if (t) await rm(t, { recursive: true, force: true });
 });
 
 beforeEach(() => { left = new Leftovers(); });
