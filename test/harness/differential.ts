@@ -68,6 +68,8 @@ export interface RunOptions {
   snapshotTimeoutMs?: number;
   /** extra -o words for every mount of the candidate (e.g. kernel cache timeouts) */
   candidateOptions?: string[];
+  /** extra -o words for every mount of the reference (e.g. nodev, stratafs's default, so device opens agree) */
+  referenceOptions?: string[];
 }
 
 /** Operations that change nothing: a differing result there is reported, and the sequence goes on. */
@@ -171,7 +173,7 @@ export async function runCase(c: Case, opts: RunOptions): Promise<CaseReport> {
       await mkdir(join(s.dir, 'mnt'));
       // links in the case that climb out of the mount land on the read-only sentinels (sentinel.ts)
       await guardMountParent(s.dir);
-      handles[i] = await mount(s.impl, layers[i]!, join(s.dir, 'mnt'), { extra: i === 1 ? opts.candidateOptions ?? [] : [] });
+      handles[i] = await mount(s.impl, layers[i]!, join(s.dir, 'mnt'), { extra: (i === 1 ? opts.candidateOptions : opts.referenceOptions) ?? [] });
     }));
     if (mounted[0]!.status === 'rejected') throw mounted[0]!.reason;
     if (mounted[1]!.status === 'rejected') {
@@ -251,7 +253,7 @@ export async function runCase(c: Case, opts: RunOptions): Promise<CaseReport> {
         ];
         const got = await Promise.allSettled(phases.map((ph, n) => {
           const markers = ph.impl === 'kernel' && candImpl !== 'kernel' ? foreignMarkers(c.layers.upper ?? []) : [];
-          const extra = ph.impl === candImpl ? opts.candidateOptions ?? [] : [];
+          const extra = (ph.impl === candImpl ? opts.candidateOptions : opts.referenceOptions) ?? [];
           return crossRead(ph.impl, ph.impl === candImpl ? refImpl : candImpl, ph.lowers, ph.upper, join(dir, `cross${n}`), problems, markers, snapTimeout, extra);
         }));
         phases.forEach((ph, n) => {

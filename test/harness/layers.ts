@@ -35,6 +35,8 @@ export type Entry =
   /** a target starting with OUTSIDE (sentinel.ts) points out of the mount, at the run's sentinels */
   | (Common & { kind: 'symlink'; target: string })
   | (Common & { kind: 'fifo' })
+  /** a device node (never opened by a test: mounts under test are nodev or the numbers name no device) */
+  | (Common & { kind: 'device'; type: 'c' | 'b'; major: number; minor: number })
   /** 'chardev' is the kernel's form; 'oci' a `.wh.<name>` file */
   | { kind: 'whiteout'; path: string; style?: 'chardev' | 'oci' }
   /** a hard link to an earlier entry of the same layer */
@@ -121,12 +123,15 @@ export function layerScript(root: string, entries: Entry[], form: MarkerForm): s
       case 'fifo':
         lines.push(`mkfifo ${p}`);
         break;
+      case 'device':
+        lines.push(`mknod ${p} ${e.type} ${e.major} ${e.minor}`);
+        break;
     }
     if (e.uid !== undefined || e.gid !== undefined) lines.push(`chown -h ${e.uid ?? 0}:${e.gid ?? 0} ${p}`);
     if (e.mode !== undefined && e.kind !== 'symlink') lines.push(`chmod ${e.mode.toString(8)} ${p}`);
     else if (e.kind === 'file') lines.push(`chmod 644 ${p}`);
     else if (e.kind === 'dir') lines.push(`chmod 755 ${p}`);
-    else if (e.kind === 'fifo') lines.push(`chmod 644 ${p}`);
+    else if (e.kind === 'fifo' || e.kind === 'device') lines.push(`chmod 644 ${p}`);
     for (const [k, v] of Object.entries(e.xattrs ?? {})) {
       lines.push(`setfattr -h -n ${shq(k)} -v ${v === '' ? '""' : '0x' + Buffer.from(v, 'latin1').toString('hex')} ${p}`);
     }

@@ -37,6 +37,8 @@ export type PlainOp =
   /** a target starting with OUTSIDE (sentinel.ts) points at the run's sentinels */
   | { op: 'symlink'; target: string; path: string }
   | { op: 'mkfifo'; path: string; mode: number }
+  /** mknod(2) of any non-regular node; rdev [major, minor] for chr/blk */
+  | { op: 'mknod'; path: string; type: 'chr' | 'blk' | 'fifo' | 'sock'; mode: number; rdev?: [number, number] }
   | { op: 'setxattr'; path: string; name: string; value: string }
   | { op: 'removexattr'; path: string; name: string }
   | { op: 'getxattr'; path: string; name: string }
@@ -104,10 +106,34 @@ export function showResult(r: OpResult): string {
   return r.ok ? (r.value === undefined ? 'ok' : `ok ${JSON.stringify(r.value)}`) : r.errno;
 }
 
-function statValue(st: { mode: number; uid: number; gid: number; size: number; nlink: number; isDirectory(): boolean }) {
+function statValue(st: { mode: number; uid: number; gid: number; size: number; nlink: number; rdev: number; isDirectory(): boolean; isCharacterDevice(): boolean; isBlockDevice(): boolean }) {
   const dir = st.isDirectory();
-  return { mode: '0' + st.mode.toString(8), uid: st.uid, gid: st.gid, ...(dir ? {} : { size: st.size, nlink: st.nlink }) };
+  const dev = st.isCharacterDevice() || st.isBlockDevice();
+  return { mode: '0' + st.mode.toString(8), uid: st.uid, gid: st.gid, ...(dir ? {} : { size: st.size, nlink: st.nlink }), ...(dev ? { rdev: showRdev(st.rdev) } : {}) };
 }
+
+/** major:minor of a Linux dev_t (the glibc encoding: 12 bits of major, 20 of minor, split) */
+function showRdev(rdev: number): string {
+  const d = BigInt(rdev);
+  const major = ((d >> 8n) & 0xfffn) | ((d >> 32n) & ~0xfffn);
+  const minor = (d & 0xffn) | ((d >> 12n) & ~0xffn);
+  return `${major}:${minor}`;
+}
+
+/**
+ * mknod(2) for the types coreutils' mknod cannot make (sockets) and the others alike:
+ * python3's os.mknod, which prints the errno's name itself (no strerror text to map back).
+ */
+const MKNOD_PY = [
+  'import errno, os, stat, sys',
+  't = {"chr": stat.S_IFCHR, "blk": stat.S_IFBLK, "fifo": stat.S_IFIFO, "sock": stat.S_IFSOCK}[sys.argv[2]]',
+  'try:',
+  '    os.umask(0)',
+  '    os.mknod(os.fsencode(sys.argv[1]), t | int(sys.argv[3], 8), os.makedev(int(sys.argv[4]), int(sys.argv[5])))',
+  'except OSError as e:',
+  '    sys.stderr.write(errno.errorcode[e.errno])',
+  '    sys.exit(1)',
+].join('\n');
 
 /**
  * Times from the clock differ between two mounts by nature; times older than this were
@@ -307,6 +333,15 @@ export class OpRunner {
         const r = await tool(`mkfifo -m ${o.mode.toString(8)} ${shq(this.p(o.path))}`, t);
         return r.ok ? { ok: true } : r;
       }
+      case 'mknod': {
+        const [maj, min] = o.rdev ?? [0, 0];
+        const r = await bash(`python3 -c ${shq(MKNOD_PY)} ${shq(this.p(o.path))} ${o.type} ${o.mode.toString(8)} ${maj} ${min}`, t);
+        if (r.timedOut) throw new TimeoutError(`mknod timed out: ${showOp(o)}`);
+        if (r.code === 0) return { ok: true };
+        const errno = r.stderr.toString('latin1').trim();
+        if (!/^E[A-Z0-9]+$/.test(errno)) throw new Error(`mknod: ${errno}`);
+        return { ok: false, errno };
+      }
       case 'setxattr': {
         const v = o.value === '' ? '""' : '0x' + Buffer.from(o.value, 'latin1').toString('hex');
         const r = await tool(`setfattr -h -n ${shq(o.name)} -v ${v} ${shq(this.p(o.path))}`, t);
@@ -342,7 +377,7 @@ export class OpRunner {
       case 'readdir': {
         const ents = await readdir(this.p(o.path), { encoding: 'buffer', withFileTypes: true });
         const v = ents
-          .map((d) => `${showPath(d.name.toString('latin1'))}:${d.isDirectory() ? 'd' : d.isFile() ? 'f' : d.isSymbolicLink() ? 'l' : d.isFIFO() ? 'p' : d.isCharacterDevice() ? 'c' : '?'}`)
+          .map((d) => `${showPath(d.name.toString('latin1'))}:${d.isDirectory() ? 'd' : d.isFile() ? 'f' : d.isSymbolicLink() ? 'l' : d.isFIFO() ? 'p' : d.isCharacterDevice() ? 'c' : d.isBlockDevice() ? 'b' : d.isSocket() ? 's' : '?'}`)
           .sort();
         return { ok: true, value: v };
       }
