@@ -171,6 +171,20 @@ function alive(pid: number): boolean {
   }
 }
 
+/** Stopped by a signal (SIGSTOP) or a tracer: it will not exit by itself. */
+function isStopped(pid: number): boolean {
+  return /^[Tt]$/.test(procState(pid));
+}
+
+function procState(pid: number): string {
+  try {
+    const s = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    return s.slice(s.lastIndexOf(')') + 2, s.lastIndexOf(')') + 3);
+  } catch {
+    return 'X';
+  }
+}
+
 function isZombie(pid: number): boolean {
   try {
     const s = readFileSync(`/proc/${pid}/stat`, 'latin1');
@@ -256,10 +270,13 @@ export async function forceCleanup(mnt: string, pids: number[] = []): Promise<Un
     steps.push(l.code === 0 ? 'umount -l' : `umount -l failed (${l.stderr.toString().trim()})`);
   }
   const stillMounted = (await mountsAt(mnt)).length > 0;
-  // A FUSE daemon exits by itself once its mount is gone: give it time before signalling.
-  const deadline = Date.now() + 3000;
+  // A FUSE daemon exits by itself once its mount is gone: wait for that outcome. On a loaded
+  // machine its exit can take seconds (a 3 s grace killed healthy daemons, reported as a
+  // difference); the deadline only guards a daemon that never exits. A stopped one never
+  // will: no waiting for it.
+  const deadline = Date.now() + 30_000;
   let left = [...new Set([...pids, ...(await pidsWithArg(mnt))])].filter(alive);
-  while (left.length && Date.now() < deadline) {
+  while (left.some((p) => !isStopped(p)) && Date.now() < deadline) {
     await sleep(50);
     left = left.filter(alive);
   }
