@@ -28,7 +28,7 @@ import type { Caller } from './types.js';
 import { StatIdx, inoOf } from '../native/sys.js';
 import { overrideStat, placeMode, placeOwner } from './override-stat.js';
 import {
-  isWhiteoutStat, joinRel, markerXattr, OPAQUE_FILE, S_IFDIR, S_IFLNK, S_IFMT, setRedirect, splitPath,
+  isWhiteoutStat, joinRel, markerXattr, OPAQUE_FILE, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, setRedirect, splitPath,
   whiteoutFileName, type Redirect,
 } from './whiteout.js';
 
@@ -132,13 +132,15 @@ export interface Prepared {
 }
 
 /** Checks and copy-ups before creating `path`; the name must not be visible. */
-export async function prepareCreate(ctx: Ctx, path: Bstr, caller: Caller): Promise<Prepared> {
+/** `refuse`: a refusal of the filesystem's own that comes after the VFS's checks (EEXIST, ENOENT) and before the parent's copy-up. */
+export async function prepareCreate(ctx: Ctx, path: Bstr, caller: Caller, refuse?: () => void): Promise<Prepared> {
   const upper = requireUpper(ctx, path);
   const [ppath, name] = parentOf(path);
   if (path === '/') fail('EEXIST', path);
   resolveDir(ctx, ppath);
   if (lookup(ctx, path) !== undefined) fail('EEXIST', path);
   checkNewName(name, path);
+  refuse?.();
   await copyUp(ctx, ppath);
   const parent = resolveDir(ctx, ppath);
   if (lookup(ctx, path) !== undefined) fail('EEXIST', path);
@@ -200,8 +202,9 @@ export async function mkdir(ctx: Ctx, path: Bstr, mode: number, caller: Caller):
 }
 
 export async function mknod(ctx: Ctx, path: Bstr, mode: number, rdev: number, caller: Caller): Promise<void> {
-  const p = await prepareCreate(ctx, path, caller);
   const type = mode & S_IFMT;
+  // A char 0/0 made here would be a whiteout hiding its own name: ovl_mknod refuses it.
+  const p = await prepareCreate(ctx, path, caller, () => { if (type === S_IFCHR && rdev === 0) fail('EPERM', path, 'mknod'); });
   if (type === S_IFDIR || type === S_IFLNK) fail('EINVAL', path, 'mknod');
   placeNew(ctx, p, caller, type, mode, (fd, rel) => sys.mknodat(fd, rel, (type || 0o100000) | 0o600, rdev), path);
 }

@@ -275,6 +275,20 @@ describe('core namespace changes', () => {
     expect((await O.getattr('/d/fifo'))[StatIdx.mode]! & 0o170000).toBe(0o010000);
   });
 
+  it('mknod of a whiteout (char 0/0) is refused with EPERM before the parent is copied up, as ovl_mknod refuses it', async () => {
+    // found by npm run fuzz: stratafs made it, copied d up, and the new whiteout hid its own name (ENOENT)
+    L = makeLayers(base);
+    O = await open(L);
+    await expect(O.mknod('/d/wh', 0o020644, 0, root)).rejects.toMatchObject({ code: 'EPERM', path: '/d/wh' });
+    expect(fs.existsSync(path.join(L.upper, 'd'))).toBe(false);
+    await expect(O.mknod('/d/a', 0o020644, 0, root)).rejects.toMatchObject({ code: 'EEXIST' });
+    await expect(O.mknod('/nodir/wh', 0o020644, 0, root)).rejects.toMatchObject({ code: 'ENOENT' });
+    // any other device number is a device like any other
+    await O.mknod('/d/null', 0o020644, (1 << 8) | 3, root);
+    expect((await O.getattr('/d/null'))[StatIdx.rdev]).toBe((1 << 8) | 3);
+    expect(await ls(O, '/d')).toEqual(['a', 'b', 'null', 'sub']);
+  });
+
   it('copies of lower hard links are separate files with their own numbers, as in the kernel', async () => {
     L = makeLayers({ l0: { 'h1': 'x' } }, 1);
     fs.linkSync(path.join(L.lowers[0]!, 'h1'), path.join(L.lowers[0]!, 'h2'));
