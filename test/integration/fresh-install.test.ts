@@ -135,6 +135,7 @@ echo "NONROOT $(timeout 30 setpriv --reuid=1000 --regid=1000 --clear-groups node
     const nonroot = JSON.parse(marker(out, 'NONROOT') ?? '{}') as Record<string, unknown>;
     expect(nonroot, ctx).toMatchObject({ uid: 1000, mounted: false });
     expect(String(nonroot.error), ctx).toContain('fuse3');
-    expect(Number(nonroot.mountMs), ctx).toBeLessThan(5000);
+    // "fails, and does not hang": the answer above came at all (`timeout 30` guards the hang);
+    // no bound on mountMs, which a loaded machine stretches
   }, 20 * 60_000);
 });

@@ -11,11 +11,11 @@
  */
 import { afterEach, describe, expect, it, type TestContext } from 'vitest';
 import { spawn } from 'node:child_process';
-import { chmod, link, lstat, mkdir, open, readdir, readFile, rename, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
+import { chmod, link, lstat, mkdir, open, readdir, readFile, readlink, rename, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { kernelOverlayProblem, kernelSkipReason, mount, tempDir, unmountAll, type Impl, type Layers, type MountHandle } from '../harness/mounts.js';
 import { run, withTimeout } from '../harness/proc.js';
-import { cli, isMounted, pidAlive, sleep, waitFor } from '../harness/cli-mount.js';
+import { cli, isMounted, pidAlive, waitFor } from '../harness/cli-mount.js';
 
 interface Stats { pid: number; nodes?: number; ops: Record<string, { count: number; errors: number }> }
 
@@ -139,7 +139,10 @@ describe('the life of a low-level mount', () => {
     const reader = spawn('sh', ['-c', 'exec 3<"$1"; while :; do dd bs=4096 count=1 <&3 >/dev/null 2>&1 || exit 3; sleep 0.02; done', 'sh', join(mnt, 'big')], { stdio: 'ignore' });
     try {
       const readerGone = new Promise<number | string>((res) => reader.on('exit', (c, s) => res(c ?? s ?? -1)));
-      await sleep(300);
+      // the unmount must come after the reader holds the file open: wait for that, not for a while
+      // (the shell's `exec 3<` opens it in the shell itself; 30 s only guards a hang)
+      const holds = await waitFor(async () => (await readlink(`/proc/${reader.pid}/fd/3`).catch(() => '')) === join(mnt, 'big'), 30_000);
+      expect(holds).toBe(true);
       const r = await run('umount', [mnt], { timeoutMs: 10_000 });
       expect(r.code).not.toBe(0);
       expect(r.stderr.toString()).toMatch(/busy/i);

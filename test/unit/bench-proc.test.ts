@@ -11,9 +11,13 @@ describe('bench child processes', () => {
   it('returns after a timeout even when something outside the process group keeps its pipes open', async () => {
     // Stands in for a reader stuck in D state on an unanswered FUSE request, which SIGKILL cannot end.
     const r = await run('bash', ['-c', 'setsid sleep 20 & echo $!; sleep 30'], { timeoutMs: 500 });
-    process.kill(Number(r.stdout.trim()), 'SIGTERM');
+    const holder = Number(r.stdout.trim());
+    // returned while the pipes' holder still lives: it did not wait for their EOF (an order, not a duration)
+    let holderAlive = true;
+    try { process.kill(holder, 0); } catch { holderAlive = false; }
+    process.kill(holder, 'SIGTERM');
+    expect(holderAlive).toBe(true);
     expect(r.timedOut).toBe(true);
     expect(r.stderr).toMatch(/stuck in the kernel/);
-    expect(r.seconds).toBeLessThan(15);
   }, 20_000);
 });
