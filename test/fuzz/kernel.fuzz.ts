@@ -40,7 +40,7 @@ it(`random sequences against kernel overlayfs for ${MINUTES} minute(s)`, async (
     const seed = SEED ?? freshSeed();
     seeds.push(seed);
     console.log(`fuzz: seed ${seed} (${RUNS} sequences of up to ${LENGTH} ops${PATH ? `, path ${PATH}` : ''}); replay: ${replay(seed, PATH)}`);
-    const o = await fuzzBatch({ seed, runs: RUNS, length: LENGTH, ...(PATH ? { path: PATH } : {}), timeLimitMs: Math.max(deadline - Date.now(), 1), replay });
+    const o = await fuzzBatch({ seed, runs: RUNS, length: LENGTH, ...(PATH ? { path: PATH } : {}), deadline, replay });
     total.batches++;
     total.sequences += o.sequences;
     total.ops += o.ops;

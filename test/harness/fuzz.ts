@@ -126,8 +126,10 @@ export interface FuzzBatch {
   length: number;
   /** fast-check's path of a counterexample: replays that one case */
   path?: string;
-  /** stop starting new sequences after this (not a failure) */
-  timeLimitMs?: number;
+  /** no new sequence starts after this time (epoch ms; not a failure), but a failure found before is shrunk */
+  deadline?: number;
+  /** how long shrinking a failure may take (default 5 minutes); then the smallest case so far is reported */
+  shrinkBudgetMs?: number;
   /** how a reader replays this batch; gets seed and path */
   replay: (seed: number, path?: string) => string;
 }
@@ -150,27 +152,36 @@ export const FUZZ_REFERENCE_OPTIONS = ['nodev'];
 export async function fuzzBatch(b: FuzzBatch): Promise<FuzzOutcome> {
   const divergences = divergencesFor('stratafs');
   const out: FuzzOutcome = { seed: b.seed, sequences: 0, ops: 0, stopped: 0 };
+  // fast-check's own time limit would also cut shrinking short: past the deadline (or the
+  // shrink budget) a run passes without mounting anything, and the remaining ones go by at once.
+  let failedAt: number | undefined;
+  const shrinkBudget = b.shrinkBudgetMs ?? 300_000;
   const result = await fc.check(
     fc.asyncProperty(fuzzSequenceArb(b.length), async (ops) => {
+      const now = Date.now();
+      if (failedAt === undefined ? b.deadline !== undefined && now > b.deadline : now > failedAt + shrinkBudget) return;
       const r = await runCase({ name: 'fuzz', layers: FUZZ_LAYERS, ops }, { candidate: 'stratafs', divergences, referenceOptions: FUZZ_REFERENCE_OPTIONS });
       out.sequences++;
       out.ops += r.results.candidate.length;
       if (r.stoppedAt !== undefined) out.stopped++;
-      if (r.unexplained.length) throw new Error(formatReport(r, ops));
+      if (r.unexplained.length) {
+        failedAt ??= Date.now();
+        throw new Error(formatReport(r, ops));
+      }
     }),
     {
       seed: b.seed,
       numRuns: b.runs,
       ...(b.path !== undefined ? { path: b.path } : {}),
-      ...(b.timeLimitMs !== undefined ? { interruptAfterTimeLimit: b.timeLimitMs, markInterruptAsFailure: false } : {}),
     },
   );
   if (result.failed) {
     const path = result.counterexamplePath ?? undefined;
     // the error thrown by the shrunk case carries its report (formatReport)
     const report = result.errorInstance instanceof Error ? result.errorInstance.message : String(result.errorInstance);
+    const cut = failedAt !== undefined && Date.now() > failedAt + shrinkBudget;
     out.failure = [
-      `fuzz: seed ${b.seed} found a divergence from kernel overlayfs after ${result.numRuns} sequence(s), shrunk ${result.numShrinks} time(s)${result.interrupted ? ' (shrinking interrupted)' : ''}:`,
+      `fuzz: seed ${b.seed} found a divergence from kernel overlayfs after ${result.numRuns} sequence(s), shrunk ${result.numShrinks} time(s)${cut ? ` (shrinking stopped after ${shrinkBudget / 1000} s)` : ''}:`,
       report,
       `replay the shrunk case: ${b.replay(b.seed, path)}`,
       `replay the whole batch: ${b.replay(b.seed)}`,
