@@ -9,11 +9,13 @@
  *   renames, unlinks and copy-ups of its name that happen in between;
  * - device nodes: mknod of chr/blk/fifo/sock (rdev compared), and lower device
  *   nodes to copy up; both mounts are nodev (stratafs's default; the kernel is
- *   given it), so no test ever opens a device, and the numbers name no device
- *   but /dev/null anyway;
+ *   given it), so an open of a device fails with EACCES on both and never reaches
+ *   a driver, and the numbers name no device but /dev/null anyway;
  * - deep paths: a lower chain of 250-byte names about 3.5 KiB deep, with
  *   directories to make below it up to about 4 KiB (PATH_MAX counting the
  *   mount's own path), a 60-level chain of short names, and names of 254..256 bytes.
+ *   Not beyond PATH_MAX: the harness names every path from the mount's root
+ *   (OpRunner, snapshot), which would need dir-fd-relative walks first.
  *
  * A failure message carries the seed, fast-check's path of the shrunk case and
  * the command that replays it.
