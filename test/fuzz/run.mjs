@@ -49,6 +49,10 @@ const scratch = mkdtempSync(join(tmpdir(), 'sfz-'));
 env.TMPDIR = scratch;
 console.log(`fuzz: scratch ${scratch}`);
 
+// vitest's setup mounts fusectl where it is missing and its teardown unmounts it; a ^C skips
+// the teardown, so this script does it then.
+const fusectlBefore = fusectlMounted();
+
 const child = spawn(process.execPath, [join(repo, 'node_modules', 'vitest', 'vitest.mjs'), 'run', '--config', join(repo, 'test', 'vitest.fuzz.config.ts')], {
   cwd: repo,
   env,
@@ -78,9 +82,17 @@ await endGroup(child.pid);
 // after a failure the case's files stay for a look (the report names them); mounts and daemons never
 const keep = code !== 0 && !signalled;
 const left = cleanup(scratch, keep);
+if (signalled && !fusectlBefore && fusectlMounted()) {
+  const r = spawnSync('umount', ['/sys/fs/fuse/connections'], { stdio: 'pipe', timeout: 30_000 });
+  left.push(`fusectl mounted by the run's setup${r.status === 0 ? '' : ` (umount failed: ${String(r.stderr).trim()})`}`);
+}
 if (left.length) console.error(`fuzz: left under ${scratch} after vitest (removed now):\n  ${left.join('\n  ')}`);
 if (keep) console.error(`fuzz: files of the run kept in ${scratch} (remove it when done)`);
 process.exit(signalled ? 130 : code);
+
+function fusectlMounted() {
+  return readFileSync('/proc/self/mountinfo', 'latin1').split('\n').some((l) => l.includes(' - fusectl '));
+}
 
 function groupAlive(pgid) {
   try {
