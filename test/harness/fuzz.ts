@@ -4,6 +4,7 @@
  *
  * The language is random.ts's (every op of opArb, so what other helpers add
  * there is fuzzed too) plus:
+ * - non-root callers (callers.ts, random.ts withCallerArb) for about a fifth of all ops;
  * - descriptors held across operations: `open` keeps one under A or B, and
  *   later fdread/fdwrite/fdstat/fdattrs/fdtruncate/fdchmod/close use it, after
  *   renames, unlinks and copy-ups of its name that happen in between;
@@ -27,7 +28,8 @@ import { formatReport, runCase } from './differential.js';
 import { divergencesFor } from './divergences.js';
 import type { Entry, LayerSetSpec } from './layers.js';
 import type { Op } from './ops.js';
-import { opArb, PATH_POOL, withSpecial, type PathPool } from './random.js';
+import { opArb, PATH_POOL, withCallerArb, withSpecial, type PathPool } from './random.js';
+import { MEMBER, OWNER, STRANGER } from './callers.js';
 
 /** deep/aaa…/bbb…/…: 14 levels of 250-byte names, 3518 bytes below the root */
 export const DEEP_CHAIN: readonly string[] = ['deep', ...Array.from({ length: 14 }, (_, i) => String.fromCharCode(97 + i).repeat(250))];
@@ -107,9 +109,14 @@ function extraOpArb(pool: PathPool): fc.Arbitrary<Op> {
   );
 }
 
-/** random.ts's operations and the extra ones, about half each. */
+/**
+ * random.ts's operations and the extra ones, about half each; about a fifth of them by
+ * a non-root caller (callers.ts: the owner of FUZZ_LAYERS' uid-1000 objects, a member
+ * of its group, a stranger), with a random umask.
+ */
 export function fuzzOpArb(pool: PathPool = FUZZ_POOL): fc.Arbitrary<Op> {
-  return fc.oneof(rec(opArb(pool), 18), rec(extraOpArb(pool), 17));
+  const plain = fc.oneof(rec(opArb(pool), 18), rec(extraOpArb(pool), 17));
+  return fc.oneof(rec(plain, 2), rec(withCallerArb(plain, [OWNER, MEMBER, STRANGER]), 1));
 }
 
 export function fuzzSequenceArb(length: number, pool: PathPool = FUZZ_POOL): fc.Arbitrary<Op[]> {

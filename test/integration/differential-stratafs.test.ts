@@ -24,7 +24,7 @@ const SEED = Number(process.env.STRATAFS_DIFF_SEED ?? 20261126);
  * fixed seed and on one fresh seed per run, printed first; a failure names the command
  * that replays it. Longer: `npm run fuzz -- --minutes N`.
  */
-const FUZZ_RUNS = Number(process.env.STRATAFS_DIFF_FUZZ_RUNS ?? 15);
+const FUZZ_RUNS = Number(process.env.STRATAFS_DIFF_FUZZ_RUNS ?? 10);
 const FUZZ_SEED = Number(process.env.STRATAFS_DIFF_FUZZ_SEED ?? 20261203);
 const FRESH_SEED = process.env.STRATAFS_DIFF_FRESH_SEED ? Number(process.env.STRATAFS_DIFF_FRESH_SEED) : freshSeed();
 const THIS_FILE = 'test/integration/differential-stratafs.test.ts';
