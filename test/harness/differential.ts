@@ -73,7 +73,44 @@ export interface RunOptions {
 }
 
 /** Operations that change nothing: a differing result there is reported, and the sequence goes on. */
-const READ_ONLY: ReadonlySet<string> = new Set(['read', 'readdir', 'stat', 'readlink', 'getxattr', 'listxattr', 'sameInode', 'fdread', 'fdstat', 'attrs', 'fdattrs']);
+const READ_ONLY: ReadonlySet<string> = new Set(['read', 'readdir', 'stat', 'readlink', 'getxattr', 'listxattr', 'sameInode', 'fdread', 'fdstat', 'attrs', 'fdattrs', 'exec']);
+
+/** What compareOps records into: a case report, or the user-namespace matrix's. */
+export interface OpsReport {
+  unexplained: Difference[];
+  allowed: Difference[];
+  stoppedAt?: number;
+  results: { reference: OpResult[]; candidate: OpResult[] };
+}
+
+/**
+ * Each op on the reference and the candidate at once; every difference recorded (allowed by a
+ * divergence entry or not). Stops at the first difference after which the trees differ (one side
+ * changed the tree and the other did not, or the candidate hung): what follows would only echo it.
+ */
+export async function compareOps(runners: readonly [OpRunner, OpRunner], ops: readonly Op[], divergences: readonly Divergence[], candImpl: Impl, report: OpsReport): Promise<void> {
+  for (let i = 0; i < ops.length; i++) {
+    const o = ops[i]!;
+    const [r, k] = await Promise.all([
+      runners[0].apply(o),
+      // A hung candidate is a finding, not a crash of the harness: record it and stop.
+      runners[1].apply(o).catch((e: unknown): OpResult => {
+        if (e instanceof TimeoutError) return { ok: false, errno: 'TIMEOUT' };
+        throw e;
+      }),
+    ]);
+    report.results.reference.push(r);
+    report.results.candidate.push(k);
+    if (JSON.stringify(r) === JSON.stringify(k)) continue;
+    const allowedBy = opAllowed(divergences, candImpl, o, r, k);
+    const d: Difference = { kind: 'op', index: i, op: o, reference: r, candidate: k, ...(allowedBy ? { allowedBy } : {}) };
+    (allowedBy ? report.allowed : report.unexplained).push(d);
+    if ((!k.ok && k.errno === 'TIMEOUT') || (r.ok !== k.ok && !READ_ONLY.has(o.op))) {
+      report.stoppedAt = i;
+      return;
+    }
+  }
+}
 
 /** Layers in the form the implementation reads: the kernel gets OCI markers converted. */
 function formFor(impl: Impl) {
@@ -182,32 +219,7 @@ export async function runCase(c: Case, opts: RunOptions): Promise<CaseReport> {
     }
     runners.push(new OpRunner(handles[0]!.mnt), new OpRunner(handles[1]!.mnt));
     const cutoff = BigInt(Date.now() - 1000) * 1_000_000n;
-    for (let i = 0; i < c.ops.length; i++) {
-      const o = c.ops[i]!;
-      const [r, k] = await Promise.all([
-        runners[0]!.apply(o),
-        // A hung candidate is a finding, not a crash of the harness: record it and stop.
-        runners[1]!.apply(o).catch((e: unknown): OpResult => {
-          if (e instanceof TimeoutError) return { ok: false, errno: 'TIMEOUT' };
-          throw e;
-        }),
-      ]);
-      report.results.reference.push(r);
-      report.results.candidate.push(k);
-      if (JSON.stringify(r) === JSON.stringify(k)) continue;
-      const allowedBy = opAllowed(opts.divergences, candImpl, o, r, k);
-      const d: Difference = { kind: 'op', index: i, op: o, reference: r, candidate: k, ...(allowedBy ? { allowedBy } : {}) };
-      (allowedBy ? report.allowed : report.unexplained).push(d);
-      // One side changed the tree and the other did not: what follows would only echo this.
-      if (!k.ok && k.errno === 'TIMEOUT') {
-        report.stoppedAt = i;
-        break;
-      }
-      if (r.ok !== k.ok && !READ_ONLY.has(o.op)) {
-        report.stoppedAt = i;
-        break;
-      }
-    }
+    await compareOps([runners[0]!, runners[1]!], c.ops, opts.divergences, candImpl, report);
     for (const r of runners) await r.closeAll();
     if (report.stoppedAt === undefined) {
       const [rs, cs] = await Promise.allSettled([snapshot(handles[0]!.mnt, { timeoutMs: snapTimeout }), snapshot(handles[1]!.mnt, { timeoutMs: snapTimeout })]);

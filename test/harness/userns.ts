@@ -30,7 +30,7 @@ import { killPids, REPO_ROOT, STRATAFS_BIN, tempDir, type Impl } from './mounts.
 import { OpRunner, opPaths, showOp, showResult, type Op, type OpResult } from './ops.js';
 import { run, TimeoutError } from './proc.js';
 import type { Case, Difference } from './differential.js';
-import { opAllowed } from './differential.js';
+import { compareOps } from './differential.js';
 import type { Divergence } from './divergences.js';
 import type { Caller } from './callers.js';
 
@@ -161,8 +161,6 @@ export interface NsCaseReport {
   problems: string[];
 }
 
-const READ_ONLY: ReadonlySet<string> = new Set(['read', 'readdir', 'stat', 'readlink', 'getxattr', 'listxattr', 'sameInode', 'fdread', 'fdstat', 'attrs', 'fdattrs', 'exec']);
-
 /**
  * One case on kernel overlayfs and stratafs in one user namespace: ops without a caller
  * are NS_ROOT's; after the case, NS_ROOT stats and lists the xattrs of every path it named.
@@ -194,25 +192,7 @@ export async function runNsCase(c: Case, divergences: readonly Divergence[]): Pr
       mounted.push(mnt);
       runners.push(new OpRunner(ns.inside(mnt), 10_000, ns.enter(ns.inside(mnt))));
     }
-    for (let i = 0; i < ops.length; i++) {
-      const o = ops[i]!;
-      const [r, k] = await Promise.all([
-        runners[0]!.apply(o),
-        runners[1]!.apply(o).catch((e: unknown): OpResult => {
-          if (e instanceof TimeoutError) return { ok: false, errno: 'TIMEOUT' };
-          throw e;
-        }),
-      ]);
-      report.results.reference.push(r);
-      report.results.candidate.push(k);
-      if (JSON.stringify(r) === JSON.stringify(k)) continue;
-      const allowedBy = opAllowed(divergences, 'stratafs', o, r, k);
-      (allowedBy ? report.allowed : report.unexplained).push({ kind: 'op', index: i, op: o, reference: r, candidate: k, ...(allowedBy ? { allowedBy } : {}) });
-      if ((!k.ok && k.errno === 'TIMEOUT') || (r.ok !== k.ok && !READ_ONLY.has(o.op))) {
-        report.stoppedAt = i;
-        break;
-      }
-    }
+    await compareOps([runners[0]!, runners[1]!], ops, divergences, 'stratafs', report);
   } finally {
     for (const r of runners) await r.closeAll().catch((e: unknown) => report.problems.push(`callers: ${String(e)}`));
     for (const m of mounted.reverse()) await ns.umount(m).catch((e: unknown) => report.problems.push(String(e)));
