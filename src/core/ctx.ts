@@ -80,8 +80,8 @@ export interface Ctx {
   trustedXattrs: boolean;
   wh: WhiteoutWriter | undefined;
   cache: LookupCache;
-  /** per lower-layer directory listing facts (namei.lowerDirInfo), bounded by total names */
-  lowerDirs: import('lru-cache').LRUCache<string, import('./namei.js').LowerDirInfo>;
+  /** per lower-layer directory listing facts (layer-walk.ts lowerDirInfo), bounded by total names */
+  lowerDirs: import('lru-cache').LRUCache<string, import('./layer-walk.js').LowerDirInfo>;
   inodes: InodeNumbers;
   files: Map<number, OpenFile>;
   dirs: Map<number, OpenDir>;

@@ -15,19 +15,18 @@
  */
 import { LRUCache } from 'lru-cache';
 import { StatIdx, inoOf, type Ino } from '../native/sys.js';
-import { toText, type Bstr } from './bstr.js';
-import { FsError } from './errors.js';
+import type { Bstr } from './bstr.js';
 import type { MergedEntry } from './types.js';
 import { cacheBounds } from './config.js';
 import { fail, parentOf, sys, type Ctx, type LayerRef } from './ctx.js';
+import { SLOT_BYTES, strBytes, walkName } from './layer-walk.js';
 import {
-  isOpaqueDir, isWhiteoutStat, joinRel, listXattrsOrEmpty, readRedirect, splitPath,
+  isWhiteoutStat, joinRel, listXattrsOrEmpty, splitPath,
   whiteoutFileName, S_IFDIR, S_IFMT, S_IFREG, TRUSTED_PREFIX, USER_PREFIX, type Redirect,
 } from './whiteout.js';
 
-const ENOENT = 2;
+
 const ENOTDIR = 20;
-const ENAMETOOLONG = 36;
 
 /** A resolved merged object. Immutable once cached: changes replace or drop it. */
 export interface Entry {
@@ -74,15 +73,13 @@ export function upperRef(e: Entry): LayerRef { return e.stack[0]!; }
  * concatenation leaves); a slot of lru-cache costs SLOT_BYTES (map entry,
  * arrays). The object sizes are V8's on 64-bit Node, checked against the heap
  * after a full GC (`stratafs stats --gc`, test/integration/memory-depth.test.ts).
+ * STR_BYTES and SLOT_BYTES live in layer-walk.ts, whose lower-directory cache counts the same way.
  */
-export const STR_BYTES = 32;
-export const SLOT_BYTES = 96;
 /** an Entry, its stack array and LayerRefs, and the attribute array a lower entry keeps after its first getattr */
 const ENTRY_BYTES = 448;
 /** a MergedEntry in a listing and its array slot */
 const LISTED_BYTES = 64;
 
-const strBytes = (s: Bstr): number => STR_BYTES + s.length;
 function cachedBytes(v: Cached, key: Bstr): number {
   let n = SLOT_BYTES + strBytes(key);
   if (v === NEGATIVE) return n;
@@ -250,205 +247,32 @@ export function lookupIn(ctx: Ctx, parent: Entry, name: Bstr): Entry | undefined
   return e;
 }
 
-/** Look `name` up in the merged directory `parent` (uncached). */
+/** Look `name` up in the merged directory `parent` (uncached): the layer walk, then the inode number. */
 export function lookupChild(ctx: Ctx, parent: Entry, name: Bstr): Entry | undefined {
   const path = parent.path === '/' ? '/' + name : parent.path + '/' + name;
   // Markers are never visible, and cannot name anything.
   if (name.startsWith('.wh.')) return undefined;
-  const st = ctx.st;
-  const stack: LayerRef[] = [];
-  let type = 0;
-  let topDev = 0;
-  let topIno: Ino = 0;
-  let firstLowerDev = -1;
-  let firstLowerIno: Ino = 0;
-  let redirect: Redirect | undefined;
-  let opaque = false;
-  let curName = name;
-  let absPath: Bstr | undefined;
-  let list: readonly LayerRef[] = parent.stack;
-  let upperXattrs: Bstr[] | undefined;
-
-  // An opaque dir on the way to an absolute redirect target ends the merge after that layer,
-  // unless the target itself redirects absolutely (kernel ovl_check_redirect clears d->stop).
-  let stopBelow = false;
-  for (let i = 0; i < list.length; i++) {
-    if (stopBelow) break;
-    const { layer, rel: prel } = list[i]!;
-    const L = ctx.layers[layer]!;
-    const rel = absPath ?? joinRel(prel, curName);
-    // An absolute redirect is walked in each layer one component at a time, as the kernel's
-    // ovl_lookup_layer does: what lies on the way there can stop or redirect the lookup below.
-    if (absPath !== undefined && absPath.includes('/')) {
-      const w = walkAbsolute(ctx, path, layer, absPath);
-      if (w.state === 'stop') break;
-      stopBelow = w.opaque;
-      absPath = w.next;
-      if (w.state === 'missing') continue;
-    }
-    if (!L.upper) {
-      // Lower layers never change: their directory listings answer most probes without a syscall.
-      const [d, n] = absPath === undefined ? [prel, curName] : splitPath(rel);
-      const info = lowerDirInfo(ctx, layer, d);
-      if (info !== undefined) {
-        if (info.wh.has(n)) break;
-        if (info.names !== undefined && !info.names.has(n)) continue;
-      }
-    }
-    const r = sys.tryLstatat(L.fd, rel, st);
-    if (r < 0) {
-      if (r === -ENOENT || r === -ENOTDIR) {
-        if (L.upper && absPath === undefined && r === -ENOENT && upperDirClean(ctx, parent.path, prel)) continue;
-        // An OCI/fuse-overlayfs whiteout beside the name hides it below.
-        const [d, n] = splitPath(rel);
-        if (sys.tryLstatat(L.fd, joinRel(d, whiteoutFileName(n)), st) === 0) break;
-        continue;
-      }
-      if (r === -ENAMETOOLONG) {
-        // A name from a redirect that no layer can hold is missing there (kernel ovl_lookup_single).
-        if (absPath !== undefined || curName !== name) continue;
-        fail('ENAMETOOLONG', path);
-      }
-      fail('EIO', path, 'lstat', `layer ${L.index} errno ${-r}`);
-    }
-    if (isWhiteoutStat(st)) break;
-    const t = st[StatIdx.mode]! & S_IFMT;
-    if (stack.length === 0) {
-      type = t;
-      topDev = st[StatIdx.dev]!;
-      topIno = inoOf(st);
-      stack.push({ layer, rel });
-      if (!L.upper) { firstLowerDev = topDev; firstLowerIno = topIno; }
-      if (t !== S_IFDIR) {
-        // Only a single-link upper file can be matched to its origin by path: another name of
-        // it would find no lower object and report a different number.
-        if (L.upper && t === S_IFREG && parent.stack.length > 1) {
-          upperXattrs = listXattrsOrEmpty(L.fd, rel);
-          if (st[StatIdx.nlink]! > 1) upperXattrs = upperXattrs.filter((x) => !x.endsWith('.origin'));
-        }
-        break;
-      }
-    } else {
-      // A non-directory below a directory ends the merge.
-      if (t !== S_IFDIR) break;
-      stack.push({ layer, rel });
-      if (firstLowerDev < 0 && !L.upper) { firstLowerDev = st[StatIdx.dev]!; firstLowerIno = inoOf(st); }
-    }
-    // A directory: does it stop the merge or send it elsewhere? Not worth asking of the
-    // bottom layer. (An absolute redirect restarts from the root stack, so even a
-    // directory whose parent has no lower content may continue below.)
-    if (layer === ctx.layers.length - 1) break;
-    const xnames = listXattrsOrEmpty(L.fd, rel);
-    const opqFile = L.upper ? undefined : lowerDirInfo(ctx, layer, rel)?.opq;
-    if (isOpaqueDir(L.fd, rel, st, xnames, opqFile)) {
-      if (stack.length === 1) opaque = true;
-      break;
-    }
-    const rd = redirectOf(ctx, path, layer, rel, xnames);
-    if (rd !== undefined) {
-      if (stack.length === 1) redirect = rd;
-      if (rd.absolute) {
-        // Continue in every layer below this one, from its root (kernel: poe = roe).
-        absPath = rd.path;
-        stopBelow = false;
-        list = ctx.layers.slice(layer + 1).map((l) => ({ layer: l.index, rel: '' }));
-        i = -1;
-      } else if (absPath !== undefined) {
-        // A relative redirect met on an absolute walk replaces the last component of the
-        // path walked so far (kernel ovl_check_redirect keeps the prefix).
-        absPath = joinRel(splitPath(absPath)[0], rd.name);
-      } else {
-        curName = rd.name;
-      }
-    }
-  }
+  const w = walkName(ctx, path, parent.stack, name, { upperClean: (prel) => upperDirClean(ctx, parent.path, prel) });
+  const { type, stack } = w;
   if (stack.length === 0) return undefined;
 
   let ino: Ino;
+  const top = stack[0]!;
   if (type === S_IFDIR) {
-    ino = firstLowerDev >= 0 ? ctx.inodes.real(firstLowerDev, firstLowerIno) : ctx.inodes.upper(topDev, topIno);
-  } else if (ctx.layers[stack[0]!.layer]!.upper) {
-    ino = upperFileIno(ctx, parent, name, path, topDev, topIno, upperXattrs);
+    ino = w.firstLowerDev >= 0 ? ctx.inodes.real(w.firstLowerDev, w.firstLowerIno) : ctx.inodes.upper(w.topDev, w.topIno);
+  } else if (ctx.layers[top.layer]!.upper) {
+    // Only a single-link upper file can be matched to its origin by path: another name of
+    // it would find no lower object and report a different number.
+    let upperXattrs: Bstr[] | undefined;
+    if (type === S_IFREG && parent.stack.length > 1) {
+      upperXattrs = listXattrsOrEmpty(ctx.layers[top.layer]!.fd, top.rel);
+      if (w.topNlink > 1) upperXattrs = upperXattrs.filter((x) => !x.endsWith('.origin'));
+    }
+    ino = upperFileIno(ctx, parent, name, path, w.topDev, w.topIno, upperXattrs);
   } else {
-    ino = ctx.inodes.real(topDev, topIno);
+    ino = ctx.inodes.real(w.topDev, w.topIno);
   }
-  return { path, type, stack, ino, redirect, opaque };
-}
-
-/**
- * Walk the components of `abs` before its last one in lower layer `layer`
- * (kernel ovl_lookup_single on each element of an absolute redirect path): a
- * missing one means this layer has nothing there (what was met before it
- * still counts); a whiteout or a
- * non-directory stops the lookup in every layer below; an opaque directory
- * stops it after this layer; a redirect on the way rewrites the path the
- * layers below are searched at (relative: that component; absolute: the
- * prefix). The bottom layer's directories are not asked for markers.
- */
-interface AbsWalk {
-  state: 'found' | 'missing' | 'stop';
-  /** an opaque dir was met: search no layer below this one */
-  opaque: boolean;
-  /** the path to search the layers below at */
-  next: Bstr;
-}
-
-function walkAbsolute(ctx: Ctx, path: Bstr, layer: number, abs: Bstr): AbsWalk {
-  const L = ctx.layers[layer]!;
-  const bottom = layer === ctx.layers.length - 1;
-  const st = new Float64Array(ctx.st.length);
-  const parts = abs.split('/');
-  let next = parts.slice();
-  let opaque = false;
-  let cur = '';
-  for (let k = 0; k < parts.length - 1; k++) {
-    const name = parts[k]!;
-    const rel = joinRel(cur, name);
-    const r = sys.tryLstatat(L.fd, rel, st);
-    if (r < 0) {
-      if (r === -ENAMETOOLONG) return { state: 'missing', opaque, next: next.join('/') };
-      if (r !== -ENOENT && r !== -ENOTDIR) fail('EIO', '/' + abs, 'lstat', `layer ${L.index} errno ${-r}`);
-      const whf = sys.tryLstatat(L.fd, joinRel(cur, whiteoutFileName(name)), st) === 0;
-      return { state: whf ? 'stop' : 'missing', opaque, next: next.join('/') };
-    }
-    if (isWhiteoutStat(st) || (st[StatIdx.mode]! & S_IFMT) !== S_IFDIR) return { state: 'stop', opaque, next: abs };
-    cur = rel;
-    if (bottom) continue;
-    const xnames = listXattrsOrEmpty(L.fd, rel);
-    if (isOpaqueDir(L.fd, rel, st, xnames, lowerDirInfo(ctx, layer, rel)?.opq)) { opaque = true; continue; }
-    const rd = redirectOf(ctx, path, layer, rel, xnames);
-    if (rd === undefined) continue;
-    // Components after this one keep their place counted from the end of the path.
-    const post = next.slice(next.length - (parts.length - 1 - k));
-    if (rd.absolute) { next = [...(rd.path === '' ? [] : rd.path.split('/')), ...post]; opaque = false; }
-    else next = [...next.slice(0, next.length - (parts.length - k)), rd.name, ...post];
-  }
-  return { state: 'found', opaque, next: next.join('/') };
-}
-
-/** Layer objects whose bad marker the log has named (per mount; emptied when it grows large). */
-const loggedMarkers = new WeakMap<Ctx, Set<Bstr>>();
-
-/**
- * The redirect of directory `rel` in `layer`, met while looking up mount path `path`. A value
- * the kernel refuses fails that lookup alone with the kernel's errno (parseRedirect), never
- * the listing of the parent (readdir.ts); the daemon log names it once.
- */
-function redirectOf(ctx: Ctx, path: Bstr, layer: number, rel: Bstr, xnames: readonly Bstr[]): Redirect | undefined {
-  try {
-    return readRedirect(ctx.layers[layer]!.fd, rel, ctx.userxattr, xnames);
-  } catch (e) {
-    if (!(e instanceof FsError)) throw e;
-    let seen = loggedMarkers.get(ctx);
-    if (seen === undefined) { seen = new Set(); loggedMarkers.set(ctx, seen); }
-    const key = layer + '\0' + rel;
-    if (!seen.has(key)) {
-      if (seen.size >= 10_000) seen.clear();
-      seen.add(key);
-      ctx.log(`stratafs: corrupt marker: ${e.message} on ${toText(rel)} in layer ${layer}: ${toText(path)} fails ${e.code}`);
-    }
-    throw new FsError(e.code, path, 'lookup', e.message);
-  }
+  return { path, type, stack, ino, redirect: w.redirect, opaque: w.opaque };
 }
 
 /**
@@ -494,50 +318,6 @@ export function upperDirClean(ctx: Ctx, mpath: Bstr, urel: Bstr): boolean {
   const clean = !r.names.some((n) => n.startsWith('.wh.'));
   m.set(mpath, clean);
   return clean;
-}
-
-/** What lookup needs to know of one lower-layer directory, from one readdir. */
-export interface LowerDirInfo {
-  /** every name in it; undefined for very large directories (then lstat answers) */
-  names: Set<Bstr> | undefined;
-  /** targets of `.wh.<name>` files */
-  wh: Set<Bstr>;
-  /** it holds `.wh..wh..opq` */
-  opq: boolean;
-}
-
-const NAMES_KEPT_MAX = 20_000;
-/** a name in a Set of LowerDirInfo */
-const SET_SLOT_BYTES = 32;
-
-/** Heap bytes of one lower-directory cache entry (ctx.lowerDirs). */
-export function lowerDirBytes(v: LowerDirInfo, key: string): number {
-  let n = SLOT_BYTES + 2 * STR_BYTES + key.length + 64;
-  if (v.names !== undefined) for (const x of v.names) n += SET_SLOT_BYTES + strBytes(x);
-  for (const x of v.wh) n += SET_SLOT_BYTES + strBytes(x);
-  return n;
-}
-
-/** Listing facts of directory `rel` of lower layer `layer` (cached; lower layers are immutable). */
-export function lowerDirInfo(ctx: Ctx, layer: number, rel: Bstr): LowerDirInfo | undefined {
-  const key = layer + '\0' + rel;
-  const hit = ctx.lowerDirs.get(key);
-  if (hit !== undefined) return hit;
-  const r = sys.raw.readdirat(ctx.layers[layer]!.fd, rel);
-  if (typeof r === 'number') return undefined;
-  const wh = new Set<Bstr>();
-  let opq = false;
-  for (const n of r.names) {
-    if (!n.startsWith('.wh.')) continue;
-    if (n === '.wh..wh..opq') opq = true;
-    else if (n.length > 4) wh.add(n.slice(4));
-  }
-  const info: LowerDirInfo = { names: r.names.length <= NAMES_KEPT_MAX ? new Set(r.names) : undefined, wh, opq };
-  // A directory whose names would take more than a quarter of the cache keeps only its markers: left out
-  // of the cache altogether, every lookup in it would read it again.
-  if (info.names !== undefined && lowerDirBytes(info, key) > ctx.lowerDirs.maxSize / 4) info.names = undefined;
-  ctx.lowerDirs.set(key, info);
-  return info;
 }
 
 /**

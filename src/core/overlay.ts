@@ -20,7 +20,8 @@ import * as hidden from './hidden.js';
 import { hiddenAt, type HiddenFile } from './hidden.js';
 import { InodeNumbers } from './inode.js';
 import * as inodeOps from './inode-ops.js';
-import { isUpperEntry, LookupCache, lowerDirBytes, resolve, type LowerDirInfo } from './namei.js';
+import { isUpperEntry, LookupCache, resolve } from './namei.js';
+import { lowerDirBytes, type LowerDirInfo } from './layer-walk.js';
 import { LRUCache } from 'lru-cache';
 import * as readdirOps from './readdir.js';
 import type {
