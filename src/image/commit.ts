@@ -26,7 +26,7 @@ import { FsError } from '../core/errors.js';
 import {
   joinRel, OPAQUE_FILE, WH_PREFIX, S_IFMT, S_IFDIR, S_IFREG, S_IFLNK, S_IFCHR, S_IFBLK, S_IFIFO,
 } from '../core/whiteout.js';
-import { Stack, classifyUpper, compareBstr, redirectSource, type LowerDir, type UpperKind } from './stack.js';
+import { Stack, classifyUpper, compareBstr, type LowerDir, type UpperKind } from './stack.js';
 import { encodeHeader, paddingFor, END_OF_ARCHIVE, type TarEntryHeader, type EntryType } from './tar-write.js';
 import { NAME_MAX } from './extract.js';
 
@@ -197,7 +197,7 @@ export function* layerTar(stack: Stack, counters: Counters): Generator<Buffer> {
       counters.redirects++;
       counters.opaques++;
       yield* marker(joinRel(path, OPAQUE_FILE));
-      yield* wholeDir(path, true, redirectSource(stack, lowerHere, k.redirect));
+      yield* wholeDir(path, true, stack.redirected(lowerHere, k.redirect));
       return;
     }
     if (k.opaque) {
@@ -235,7 +235,7 @@ export function* layerTar(stack: Stack, counters: Counters): Generator<Buffer> {
         yield* node(upperIdx, path, path);
         if (k.kind !== 'dir') continue;
         let src: LowerDir[] = [];
-        if (k.redirect) { counters.redirects++; src = redirectSource(stack, source, k.redirect); }
+        if (k.redirect) { counters.redirects++; src = stack.redirected(source, k.redirect); }
         else if (!k.opaque) {
           const hit = lower.get(name);
           src = hit && (hit.st[StatIdx.mode]! & S_IFMT) === S_IFDIR ? hit.dirs : [];

@@ -14,7 +14,7 @@ import type { Bstr } from '../core/bstr.js';
 import * as sys from '../native/sys.js';
 import { StatIdx } from '../native/sys.js';
 import { joinRel, S_IFDIR, S_IFMT } from '../core/whiteout.js';
-import { Stack, classifyUpper, compareBstr, redirectSource, type LowerDir, type LowerHit } from './stack.js';
+import { Stack, classifyUpper, compareBstr, type LowerDir, type LowerHit } from './stack.js';
 
 export type ChangeKind = 'A' | 'C' | 'D';
 export interface Change { kind: ChangeKind; /** "/a/b", a Bstr */ path: Bstr }
@@ -75,7 +75,7 @@ function diffDir(stack: Stack, rel: Bstr, source: LowerDir[], compare: LowerDir[
         const beforeDirs = before && isDirSt(before.st) ? before.dirs : [];
         let src: LowerDir[];
         if (k.opaque) src = [];
-        else if (k.redirect) src = redirectSource(stack, source, k.redirect);
+        else if (k.redirect) src = stack.redirected(source, k.redirect);
         else if (moved) {
           // inside an opaque/redirected dir the lower content comes from the source, not from this path
           const s = source.length > 0 ? stack.lookup(source, name) : undefined;

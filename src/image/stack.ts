@@ -1,20 +1,23 @@
 /**
  * An upper dir and its lowers, read directly (not through a mount), for diff,
- * commit and size. The walk is driven by the upper: lower layers are asked
- * only about names the upper touches, plus the whole content of directories
- * the upper makes opaque (to list what they delete) or redirects (renamed
- * directories, whose lower content moved with them).
+ * commit, size and which. The walk of diff and commit is driven by the upper:
+ * lower layers are asked only about names the upper touches, plus the whole
+ * content of directories the upper makes opaque (to list what they delete) or
+ * redirects (renamed directories, whose lower content moved with them).
  *
- * Lower lookup follows overlayfs rules (as core/namei.ts does for the mount):
- * top lower first; a whiteout (char 0/0 or OCI `.wh.<name>`) or a non-directory
- * ends the search; directories merge until one is opaque.
+ * Every lookup in the layers is the mount's own layer walk (core/layer-walk.ts):
+ * whiteouts, opaque directories and redirects in any layer, lower ones included,
+ * mean here what they mean to the mount and the kernel.
  */
+import { LRUCache } from 'lru-cache';
 import * as sys from '../native/sys.js';
 import { StatIdx } from '../native/sys.js';
 import type { Bstr } from '../core/bstr.js';
+import { cacheBounds, DEFAULT_LOOKUP_CACHE_SIZE } from '../core/config.js';
 import { FsError } from '../core/errors.js';
+import { lowerDirBytes, walkName, type LowerDirInfo, type Walked, type WalkCtx, type WalkLayer } from '../core/layer-walk.js';
 import {
-  isOpaqueDir, isWhiteoutStat, joinRel, listXattrsOrEmpty, readRedirect, whiteoutFileName, whiteoutTargetOf,
+  isOpaqueDir, isWhiteoutStat, joinRel, listXattrsOrEmpty, readRedirect, whiteoutTargetOf,
   OPAQUE_FILE, S_IFDIR, S_IFMT, S_IFCHR, type Redirect,
 } from '../core/whiteout.js';
 
@@ -35,20 +38,29 @@ export interface LowerHit {
   dirs: LowerDir[];
 }
 
-/** lookups in one lower dir before it is listed instead */
-const LIST_AFTER = 64;
-
 const toB = (p: string): Bstr => Buffer.from(p, 'utf8').toString('latin1');
+
+/** A walk context over `layers` (top first); `upper` says which one is the writable layer. */
+function walkCtx(layers: Layer[], upper: Layer | undefined): WalkCtx {
+  const walkLayers: WalkLayer[] = layers.map((l, index) => ({ index, fd: l.fd, upper: l === upper }));
+  return {
+    layers: walkLayers, userxattr: undefined, st: sys.newStatArray(), log: () => {},
+    lowerDirs: new LRUCache<string, LowerDirInfo>({ maxSize: cacheBounds(DEFAULT_LOOKUP_CACHE_SIZE).lowerDirs, sizeCalculation: lowerDirBytes }),
+  };
+}
 
 export class Stack {
   readonly upper: Layer | undefined;
   readonly lowers: Layer[];
-  private readonly st = sys.newStatArray();
+  /** the lowers alone (index = lower index), as the mount walks them below the upper */
+  private readonly lowerWalk: WalkCtx;
+  private fullWalk: WalkCtx | undefined;
 
   constructor(upper: string | undefined, lowers: string[]) {
     const open = (p: string): Layer => ({ path: p, fd: sys.openRoot(toB(p)) });
     this.upper = upper !== undefined ? open(upper) : undefined;
     this.lowers = lowers.map(open);
+    this.lowerWalk = walkCtx(this.lowers, undefined);
   }
 
   close(): void {
@@ -61,66 +73,35 @@ export class Stack {
     return this.lowers.map((_, i) => ({ layer: i, rel: '' }));
   }
 
-  /** Lower dirs of an absolute redirect target ("a/b" from the root), as the kernel resolves it. */
-  resolvePath(path: Bstr): LowerDir[] {
-    let dirs = this.rootDirs();
-    if (path === '') return dirs;
-    for (const c of path.split('/')) {
-      const hit = this.lookup(dirs, c);
-      if (!hit || (hit.st[StatIdx.mode]! & S_IFMT) !== S_IFDIR) return [];
-      dirs = hit.dirs;
-    }
-    return dirs;
-  }
-
-  /** Is `name` in lower dir d hidden there by a whiteout (either form)? */
-  private whitedOut(d: LowerDir, name: Bstr, listing: Set<Bstr> | undefined): boolean {
-    const wh = whiteoutFileName(name);
-    if (listing) return listing.has(wh);
-    return sys.tryLstatat(this.lowers[d.layer]!.fd, joinRel(d.rel, wh), this.st) === 0;
-  }
-
-  private readonly probes = new Map<string, number>();
-  private readonly listings = new Map<string, Set<Bstr>>();
   /**
-   * Names of a lower dir once the upper has asked about many names in it: one
-   * readdir then answers every absent name without two lstats each. A lower
-   * dir the upper asks about only a few times is never listed.
+   * The upper (if any) over the lowers, as the mount sees them: layer 0 is the
+   * upper when there is one, then the lowers top first (`which`).
    */
-  private listingOf(d: LowerDir): Set<Bstr> | undefined {
-    const key = `${d.layer}\0${d.rel}`;
-    const have = this.listings.get(key);
-    if (have) return have;
-    const n = (this.probes.get(key) ?? 0) + 1;
-    this.probes.set(key, n);
-    if (n < LIST_AFTER) return undefined;
-    const r = sys.raw.readdirat(this.lowers[d.layer]!.fd, d.rel);
-    const set = new Set<Bstr>(typeof r === 'number' ? [] : r.names);
-    this.listings.set(key, set);
-    this.probes.delete(key);
-    return set;
+  walkAll(): WalkCtx {
+    this.fullWalk ??= walkCtx(this.upper ? [this.upper, ...this.lowers] : this.lowers, this.upper);
+    return this.fullWalk;
+  }
+
+  private hit(w: Walked): LowerHit | undefined {
+    const top = w.stack[0];
+    if (top === undefined) return undefined;
+    const st = sys.lstatat(this.lowers[top.layer]!.fd, top.rel, sys.newStatArray());
+    return { layer: top.layer, rel: top.rel, st, dirs: w.type === S_IFDIR ? w.stack : [] };
   }
 
   /** The topmost lower object named `name` in the merged directory made of `dirs`. */
   lookup(dirs: LowerDir[], name: Bstr): LowerHit | undefined {
-    let hit: LowerHit | undefined;
-    for (const d of dirs) {
-      const fd = this.lowers[d.layer]!.fd;
-      const rel = joinRel(d.rel, name);
-      const st = sys.newStatArray();
-      const listing = this.listingOf(d);
-      if ((!listing || listing.has(name)) && sys.tryLstatat(fd, rel, st) === 0) {
-        if (isWhiteoutStat(st)) break;
-        const isDir = (st[StatIdx.mode]! & S_IFMT) === S_IFDIR;
-        if (!hit) {
-          hit = { layer: d.layer, rel, st, dirs: [] };
-          if (!isDir) break;
-        } else if (!isDir) break; // a non-directory below a directory is hidden, and so is all beneath it
-        hit.dirs.push({ layer: d.layer, rel });
-        if (isOpaqueDir(fd, rel, this.st)) break;
-      } else if (this.whitedOut(d, name, listing)) break;
-    }
-    return hit;
+    return this.hit(walkName(this.lowerWalk, '/' + joinRel(dirs[0]?.rel ?? '', name), dirs, name));
+  }
+
+  /**
+   * Lower dirs an upper dir redirected to `r` takes its content from, `parentDirs` being
+   * the lower dirs of its parent: the walk below the upper as the mount makes it.
+   */
+  redirected(parentDirs: LowerDir[], r: Redirect): LowerDir[] {
+    const at = r.absolute ? '/' + r.path : '/' + joinRel(parentDirs[0]?.rel ?? '', r.name);
+    const w = walkName(this.lowerWalk, at, parentDirs, '', { start: r });
+    return w.type === S_IFDIR ? w.stack : [];
   }
 
   /**
@@ -179,11 +160,4 @@ export function classifyUpper(fd: number, rel: Bstr, name: Bstr, st: Float64Arra
     return { kind: 'dir', opaque, redirect, xattrs };
   }
   return { kind: 'other', type };
-}
-
-/** Lower dirs a redirected upper dir takes its lower content from. */
-export function redirectSource(stack: Stack, parentDirs: LowerDir[], r: Redirect): LowerDir[] {
-  if (r.absolute) return stack.resolvePath(r.path);
-  const hit = stack.lookup(parentDirs, r.name);
-  return hit && (hit.st[StatIdx.mode]! & S_IFMT) === S_IFDIR ? hit.dirs : [];
 }

@@ -4,20 +4,16 @@
  * layers a directory merges, and what hides a missing name (a whiteout, an
  * opaque directory) or sends a directory elsewhere (a redirect).
  *
- * The walk is overlayfs lookup, one component at a time: the upper first, then
- * the lowers top down; whiteouts (char 0/0 or `.wh.<name>`) and non-directories
- * end the search, an opaque directory ends it for the layers below, a redirect
- * moves it to another lower path.
+ * Each component is looked up with the mount's own layer walk
+ * (core/layer-walk.ts), the upper first, then the lowers top down, with
+ * redirects followed in every layer.
  */
-import * as sys from '../native/sys.js';
-import { StatIdx } from '../native/sys.js';
 import type { Bstr } from '../core/bstr.js';
 import { FsError } from '../core/errors.js';
-import {
-  isOpaqueDir, isWhiteoutStat, joinRel, listXattrsOrEmpty, readRedirect, whiteoutFileName,
-  S_IFMT, S_IFDIR, S_IFREG, S_IFLNK, S_IFCHR, S_IFBLK, S_IFIFO, type Redirect,
-} from '../core/whiteout.js';
-import { Stack, type LowerDir } from './stack.js';
+import type { LayerRef as RealRef } from '../core/ctx.js';
+import { walkName } from '../core/layer-walk.js';
+import { S_IFMT, S_IFDIR, S_IFREG, S_IFLNK, S_IFCHR, S_IFBLK, S_IFIFO, type Redirect } from '../core/whiteout.js';
+import { Stack } from './stack.js';
 
 export interface LayerRef {
   /** 'upper' or the lower's index, 0 = top lower */
@@ -69,91 +65,41 @@ export function which(upper: string | undefined, lowers: string[], path: Bstr): 
 function resolve(stack: Stack, comps: Bstr[]): WhichResult {
   const shown = '/' + comps.join('/');
   if (comps.includes('..')) throw new FsError('EINVAL', shown, 'which', 'give a path without ".."');
-  const st = sys.newStatArray();
-  const ref = (layer: 'upper' | number, p: Bstr): LayerRef => ({ layer, root: layer === 'upper' ? stack.upper!.path : stack.lowers[layer]!.path, path: '/' + p });
-  // where the current directory is: its upper copy (if any) and the lower dirs merged under it
-  let upperRel: Bstr | undefined = stack.upper ? '' : undefined;
-  let lowerDirs: LowerDir[] = stack.rootDirs();
-  let result: WhichResult = {
-    path: shown, found: true, type: 'directory', from: stack.upper ? ref('upper', '') : ref(0, ''),
-    mergedFrom: [...(stack.upper ? [ref('upper', '')] : []), ...lowerDirs.map((d) => ref(d.layer, d.rel))], opaque: false,
+  const w = stack.walkAll();
+  const upper = stack.upper !== undefined ? 1 : 0;
+  const ref = (r: RealRef): LayerRef => {
+    const layer = r.layer < upper ? 'upper' : r.layer - upper;
+    return { layer, root: layer === 'upper' ? stack.upper!.path : stack.lowers[layer]!.path, path: '/' + r.rel };
   };
-  for (let i = 0; i < comps.length; i++) {
-    const name = comps[i]!;
-    const last = i === comps.length - 1;
+  // the current directory: the real directories merged into it, top first
+  let dirs: RealRef[] = w.layers.map((l) => ({ layer: l.index, rel: '' }));
+  let result: WhichResult = { path: shown, found: true, type: 'directory', from: ref(dirs[0]!), mergedFrom: dirs.map(ref), opaque: false };
+  let at = '';
+  for (const name of comps) {
     if (result.type !== 'directory') {
       return { path: shown, found: false, hiddenBy: { reason: 'not-a-directory', at: result.from! } };
     }
-    let top: { layer: 'upper' | number; rel: Bstr; mode: number } | undefined;
-    let nextUpper: Bstr | undefined;
-    let opaque = false;
-    let redirect: Redirect | undefined;
-    if (upperRel !== undefined) {
-      const fd = stack.upper!.fd;
-      const p = joinRel(upperRel, name);
-      if (sys.tryLstatat(fd, p, st) === 0) {
-        if (isWhiteoutStat(st)) return { path: shown, found: false, hiddenBy: { reason: 'whiteout', at: ref('upper', p), form: 'chardev' } };
-        top = { layer: 'upper', rel: p, mode: st[StatIdx.mode]! };
-        if ((top.mode & S_IFMT) === S_IFDIR) {
-          const xs = listXattrsOrEmpty(fd, p);
-          opaque = isOpaqueDir(fd, p, sys.newStatArray(), xs);
-          redirect = readRedirect(fd, p, false, xs) ?? readRedirect(fd, p, true, xs);
-          nextUpper = p;
-        }
-      } else if (sys.tryLstatat(fd, joinRel(upperRel, whiteoutFileName(name)), st) === 0) {
-        return { path: shown, found: false, hiddenBy: { reason: 'whiteout', at: ref('upper', joinRel(upperRel, whiteoutFileName(name))), form: 'file' } };
+    at += '/' + name;
+    // Markers are never visible, and cannot name anything (namei.ts lookupChild).
+    const e = name.startsWith('.wh.') ? undefined : walkName(w, at, dirs, name);
+    if (e === undefined || e.stack.length === 0) {
+      if (e?.hiddenBy) {
+        const h = e.hiddenBy;
+        return { path: shown, found: false, hiddenBy: { reason: 'whiteout', at: ref({ layer: h.layer, rel: h.rel }), form: h.form } };
       }
-    }
-    // lowers: skipped below an upper non-directory or opaque directory
-    let nextLower: LowerDir[] = [];
-    if (!top || ((top.mode & S_IFMT) === S_IFDIR && !opaque)) {
-      let search = lowerDirs;
-      let searchName = name;
-      if (redirect) {
-        if (redirect.absolute) {
-          const parts = redirect.path.split('/');
-          searchName = parts.pop()!;
-          search = stack.resolvePath(parts.join('/'));
-        } else searchName = redirect.name;
-      }
-      for (const d of search) {
-        const fd = stack.lowers[d.layer]!.fd;
-        const p = joinRel(d.rel, searchName);
-        if (sys.tryLstatat(fd, p, st) === 0) {
-          if (isWhiteoutStat(st)) {
-            if (!top) return { path: shown, found: false, hiddenBy: { reason: 'whiteout', at: ref(d.layer, p), form: 'chardev' } };
-            break;
-          }
-          const isDir = (st[StatIdx.mode]! & S_IFMT) === S_IFDIR;
-          if (!top) {
-            top = { layer: d.layer, rel: p, mode: st[StatIdx.mode]! };
-            if (isDir) opaque = isOpaqueDir(fd, p, sys.newStatArray());
-          }
-          if ((top.mode & S_IFMT) !== S_IFDIR || !isDir) break;
-          nextLower.push({ layer: d.layer, rel: p });
-          if (isOpaqueDir(fd, p, sys.newStatArray())) break;
-        } else if (sys.tryLstatat(fd, joinRel(d.rel, whiteoutFileName(searchName)), st) === 0) {
-          if (!top) return { path: shown, found: false, hiddenBy: { reason: 'whiteout', at: ref(d.layer, joinRel(d.rel, whiteoutFileName(searchName))), form: 'file' } };
-          break;
-        }
-      }
-    }
-    if (!top) {
       // say so when an opaque parent is why the layers below were not consulted
       return result.opaque ? { path: shown, found: false, hiddenBy: { reason: 'opaque-parent', at: result.from! } } : { path: shown, found: false };
     }
-    upperRel = nextUpper;
-    lowerDirs = nextLower;
-    const isDir = (top.mode & S_IFMT) === S_IFDIR;
+    dirs = e.stack;
+    const isDir = e.type === S_IFDIR;
     result = {
-      path: shown, found: true, from: ref(top.layer, top.rel), type: typeName(top.mode),
+      path: shown, found: true, from: ref(e.stack[0]!), type: typeName(e.type),
       ...(isDir ? {
-        mergedFrom: [...(nextUpper !== undefined ? [ref('upper', nextUpper)] : []), ...nextLower.map((d) => ref(d.layer, d.rel))],
-        opaque,
-        ...(redirect ? { redirect: showRedirect(redirect) } : {}),
+        mergedFrom: e.stack.map(ref),
+        opaque: e.opaque,
+        ...(e.redirect ? { redirect: showRedirect(e.redirect) } : {}),
       } : {}),
     };
-    if (last) return result;
   }
   return result;
 }
