@@ -59,7 +59,7 @@ async function walk(mnt: string, pid: number | null): Promise<Row['walks'][numbe
   return { seconds, lines: Number(r.stdout.trim()), hwm: s?.hwmBytes, rss: s?.rssBytes };
 }
 
-async function measure(impl: Impl, lower: string, scratch: string, o: Options): Promise<Row> {
+async function measure(impl: Impl, lower: string, scratch: string): Promise<Row> {
   const row: Row = { impl: impl.name, walks: [] };
   const why = await impl.prepare();
   if (why !== null) return { ...row, error: why };
@@ -118,7 +118,7 @@ async function main(): Promise<void> {
   }
   const rows: Row[] = [];
   try {
-    for (const impl of impls) rows.push(await measure(impl, lower, scratch, o));
+    for (const impl of impls) rows.push(await measure(impl, lower, scratch));
   } finally {
     await reapDaemons();
     if (!o.keep) fs.rmSync(o.dir !== undefined ? lower : scratch, { recursive: true, force: true });

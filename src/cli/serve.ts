@@ -13,7 +13,7 @@ import { fromText } from '../core/bstr.js';
 import { isFsError } from '../core/errors.js';
 import { checkCanMount, unmountPath } from '../native/fuse-mount.js';
 import { ll, type Session } from '../native/fuse-ll.js';
-import { StatIdx, inoOf } from '../native/sys-api.js';
+import { inoOf } from '../native/sys-api.js';
 import { createLowLevelAdapter, lowLevelArgs } from '../fuse/lowlevel.js';
 import { cacheBounds } from '../core/config.js';
 import { idView, readOverflowIds } from '../fuse/idmap.js';

@@ -328,11 +328,10 @@ export async function rmdir(ctx: Ctx, path: Bstr, _caller: Caller): Promise<void
  * client reports for such a filesystem.
  */
 export async function rename(ctx: Ctx, from: Bstr, to: Bstr, flags: number, caller: Caller, moved?: () => void): Promise<void> {
-  const upper = requireUpper(ctx, from);
+  requireUpper(ctx, from);
   if (flags !== 0) fail('EINVAL', from, 'rename', 'flags not supported');
   if (from === '/' || to === '/') fail('EBUSY', from, 'rename');
   let src = resolve(ctx, from);
-  const [fp, fname] = parentOf(from);
   const [tp, tname] = parentOf(to);
   resolveDir(ctx, tp);
   if (from === to) return;

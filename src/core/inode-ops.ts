@@ -83,7 +83,7 @@ export async function chown(ctx: Ctx, path: Bstr, uid: number, gid: number, _cal
   changeOwner(ctx, ctx.upper!.fd, relOf(path), u, g, path);
 }
 
-function timeArgs(ctx: Ctx, t: TimeSet): [number, number] {
+function timeArgs(t: TimeSet): [number, number] {
   if (t === 'now') return [0, sys.constants.UTIME_NOW];
   if (t === 'omit') return [0, sys.constants.UTIME_OMIT];
   return [t.sec, t.nsec];
@@ -91,8 +91,8 @@ function timeArgs(ctx: Ctx, t: TimeSet): [number, number] {
 
 export async function utimens(ctx: Ctx, path: Bstr, atime: TimeSet, mtime: TimeSet, _caller: Caller): Promise<void> {
   await upperFor(ctx, path);
-  const [as, an] = timeArgs(ctx, atime);
-  const [ms, mn] = timeArgs(ctx, mtime);
+  const [as, an] = timeArgs(atime);
+  const [ms, mn] = timeArgs(mtime);
   sys.utimensat(ctx.upper!.fd, relOf(path), as, an, ms, mn);
 }
 

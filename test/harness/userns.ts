@@ -28,7 +28,7 @@ import type { Entry, LayerSetSpec } from './layers.js';
 import { buildLayerSet } from './layers.js';
 import { killPids, REPO_ROOT, STRATAFS_BIN, tempDir, type Impl } from './mounts.js';
 import { OpRunner, opPaths, showOp, showResult, type Op, type OpResult } from './ops.js';
-import { run, TimeoutError } from './proc.js';
+import { run } from './proc.js';
 import type { Case, Difference } from './differential.js';
 import { compareOps } from './differential.js';
 import type { Divergence } from './divergences.js';

@@ -15,7 +15,7 @@
 import { describe, it, expect, beforeAll } from 'vitest';
 import { constants as fsc } from 'node:fs';
 import { constants as osc } from 'node:os';
-import { link, lstat, mkdir, open, readdir, rm, statfs, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, rm, statfs, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { kernelOverlayProblem, mount, requireKernel, tempDir, type Impl, type MountHandle } from '../harness/mounts.js';
 import { OpRunner, showResult, type Op } from '../harness/ops.js';
