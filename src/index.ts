@@ -36,7 +36,7 @@ export interface MountOptions {
   /** rename of directories with lower content: redirect xattr (default true) or EXDEV */
   redirectDir?: boolean;
   userxattr?: boolean;
-  /** kernel entry/attr cache timeout in seconds (default 1) */
+  /** kernel entry/attr/negative cache timeout in seconds (default 86400, as on the CLI) */
   timeout?: number;
   negativeTimeout?: number;
   lookupCacheSize?: number;

@@ -111,22 +111,11 @@ export function chownReal(ctx: Ctx, dirfd: number, rel: Bstr, uid: number, gid: 
 }
 
 /**
- * Throw FsError. Errors that are ordinary answers (ENOENT for a lookup miss,
- * EEXIST, ENOTEMPTY...) are built without a stack trace: capturing one costs
- * about 20 µs, more than the lookup itself, and the code and path say it all.
- * EIO, which means something is wrong, keeps its stack.
+ * Throw FsError. Like every FsError it has no stack trace (errors.ts): capturing
+ * one costs about 20 µs, more than the lookup itself, and the code and path say it all.
  */
 export function fail(code: ErrnoCode, path: Bstr, syscall?: string, detail?: string): never {
-  if (code === 'EIO') throw new FsError(code, path, syscall, detail);
-  const limit = Error.stackTraceLimit;
-  Error.stackTraceLimit = 0;
-  let e: FsError;
-  try {
-    e = new FsError(code, path, syscall, detail);
-  } finally {
-    Error.stackTraceLimit = limit;
-  }
-  throw e;
+  throw new FsError(code, path, syscall, detail);
 }
 
 export function requireUpper(ctx: Ctx, path: Bstr): Layer {

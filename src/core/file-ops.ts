@@ -84,10 +84,11 @@ function nodeErr(e: unknown, path: Bstr | null, syscall: string): FsError {
 }
 
 /**
- * keep_cache only for a file with one name: libfuse's high-level API gives
- * each path its own kernel inode, so a write through another hard link would
- * not invalidate this name's page cache; without keep_cache the kernel drops
- * it at open.
+ * keep_cache only for a file with one name: under fuse_api=highlevel each path
+ * is its own kernel inode, so a write through another hard link would not
+ * invalidate this name's page cache; without keep_cache the kernel drops it at
+ * open. The low-level front-end gives an upper file's hard links one node
+ * (fuse/nodes.ts), but the core does not know which front-end calls it.
  */
 export function register(ctx: Ctx, f: OpenFile): OpenResult {
   const st = ctx.st;

@@ -39,10 +39,11 @@ export interface OpenResult { fh: number; keepCache: boolean; directIo: boolean 
 /**
  * The operations the FUSE adapter calls. Paths are absolute within the mount
  * ("/", "/a/b"), as Bstr. Every failure is an FsError; the adapter converts it
- * to -errno in one place. A `null` path (only on a hard_remove mount, which
- * stratafs does not use: the name is gone) is only passed to the fh-based
- * calls. A file unlinked while open is addressed by libfuse's `.fuse_hidden`
- * name instead (hidden.ts).
+ * to -errno in one place. Only the fh-based calls take a `null` path: the
+ * low-level front-end passes it when the file has no name any more (unlinked
+ * while open) or the call needs none (flush, release, fsync). Under
+ * fuse_api=highlevel a file unlinked while open is addressed by libfuse's
+ * `.fuse_hidden` name instead (hidden.ts).
  */
 export interface OverlayOps {
   getattr(path: Bstr): Promise<AttrArray>;
