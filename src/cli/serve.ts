@@ -88,9 +88,9 @@ export async function serve(config: MountConfig, log: (line: string) => void): P
       // fuse-native and its adapter load only for this API: the default mount path never pays for them.
       const { Fuse } = await import('../native/fuse.js');
       const { createAdapter, fuseOptions } = await import('../fuse/adapter.js');
-      let fuse: InstanceType<typeof Fuse> | undefined;
-      const adapter = createAdapter(overlay, { debug: config.debug, log, context: () => fuse!.context(), ids, noXattrs: config.noXattrs });
-      fuse = new Fuse(fromText(config.mountpoint), adapter.handlers, fuseOptions(config, onExit));
+      // context() runs only for requests, after `fuse` below exists.
+      const adapter = createAdapter(overlay, { debug: config.debug, log, context: () => fuse.context(), ids, noXattrs: config.noXattrs });
+      const fuse = new Fuse(fromText(config.mountpoint), adapter.handlers, fuseOptions(config, onExit));
       await fuse.mount();
       opStats = adapter.opStats;
     } else {

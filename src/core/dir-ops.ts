@@ -105,7 +105,7 @@ function clearMarkers(ctx: Ctx, urel: Bstr, path: Bstr): void {
   overrideStat(upper, upper.fd, urel, st);
   const tmp = ctx.tmpName();
   sys.mkdirat(ctx.workfd, tmp, 0o700);
-  let swapped = -1;
+  let swapped: number;
   try {
     makeOpaque(ctx, ctx.workfd, tmp);
     copyAttrs(ctx, upper.fd, urel, ctx.workfd, tmp, st, path);

@@ -236,7 +236,7 @@ export async function openOverlay(config: OverlayConfig, log: (line: string) => 
   }
 }
 
-const fill = <K extends {}, V extends {}>(l: LRUCache<K, V> | undefined): CacheFill =>
+const fill = <K extends NonNullable<unknown>, V extends NonNullable<unknown>>(l: LRUCache<K, V> | undefined): CacheFill =>
   ({ entries: l?.size ?? 0, size: l?.calculatedSize ?? 0, max: l?.maxSize ?? 0 });
 
 /** Any error out of the core is an FsError. */

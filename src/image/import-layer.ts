@@ -190,7 +190,7 @@ function decompressor(c: Compression): Transform | undefined {
 
 export async function hashFile(file: string): Promise<string> {
   const h = new HashCount();
-  await pipeline(createReadStream(file), h, async function* (src: AsyncIterable<Buffer>) { for await (const _ of src) { /* drain */ } });
+  await pipeline(createReadStream(file), h, async (src: AsyncIterable<Buffer>) => { for await (const _ of src) { /* drain */ } });
   return h.digest();
 }
 

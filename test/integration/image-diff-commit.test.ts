@@ -76,7 +76,7 @@ afterAll(() => {
   } catch (e) {
     let left = '';
     try { left = execFileSync('find', [base, '-ls'], { encoding: 'utf8' }); } catch { /* gone meanwhile */ }
-    throw new Error(`cannot remove ${base}: ${String(e)}\nstill there:\n${left}`);
+    throw new Error(`cannot remove ${base}: ${String(e)}\nstill there:\n${left}`, { cause: e });
   }
 });
 
