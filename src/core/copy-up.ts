@@ -27,7 +27,7 @@ import { isUpperEntry, resolve, type Entry } from './namei.js';
 import { mergedEntries } from './readdir.js';
 import { overrideStat, placeMode, placeOwner } from './override-stat.js';
 import {
-  markerXattr, OPAQUE_XATTRS, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, TRUSTED_PREFIX, USER_PREFIX, FUSE_OVERLAYFS_PREFIX,
+  isPrivateXattr, markerXattr, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG,
 } from './whiteout.js';
 
 const fsyncAsync = promisify(fs.fsync);
@@ -38,21 +38,6 @@ const O_CREAT = fs.constants.O_CREAT;
 const O_EXCL = fs.constants.O_EXCL;
 const EOPNOTSUPP = 95;
 const ENODATA = 61;
-
-/**
- * Is this xattr the overlay's own (never copied up, never shown)? The escaped
- * form trusted.overlay.overlay.* is user data (a nested overlay's marker).
- */
-export function isPrivateXattr(name: Bstr, userxattr: boolean): boolean {
-  // Every name lookup reads as an opaque marker, whatever the mount's namespace: a copied-up
-  // directory is never opaque (the kernel copies no marker), else an upper copy of a lower
-  // opaque dir would hide the lower's own entries.
-  if (OPAQUE_XATTRS.includes(name)) return true;
-  if (name.startsWith(TRUSTED_PREFIX)) return !name.startsWith(TRUSTED_PREFIX + 'overlay.');
-  if (name.startsWith(FUSE_OVERLAYFS_PREFIX)) return true;
-  if (userxattr && name.startsWith(USER_PREFIX)) return !name.startsWith(USER_PREFIX + 'overlay.');
-  return false;
-}
 
 export interface CopyUpOptions {
   /** the object is about to be truncated to 0: copy no data (O_TRUNC open) */

@@ -56,6 +56,28 @@ export const OPAQUE_XATTRS: readonly Bstr[] = [
   TRUSTED_PREFIX + 'opaque', USER_PREFIX + 'opaque', FUSE_OVERLAYFS_PREFIX + 'opaque',
 ];
 
+/**
+ * Is this xattr the overlay's own (never copied up, never shown, never part of
+ * a layer)? On a mount (`userxattr` false or true) the escaped form
+ * trusted.overlay.overlay.* is user data (a nested overlay's marker). A layer
+ * file (`'layer'`) may end up under a mount of either namespace, or a nested
+ * one, so every overlay namespace is private there, escaped form included: a
+ * layer may not plant a redirect or origin.
+ */
+export function isPrivateXattr(name: Bstr, userxattr: boolean | 'layer'): boolean {
+  if (userxattr === 'layer') {
+    return name.startsWith(TRUSTED_PREFIX) || name.startsWith(USER_PREFIX) || name.startsWith(FUSE_OVERLAYFS_PREFIX);
+  }
+  // Every name lookup reads as an opaque marker, whatever the mount's namespace: a copied-up
+  // directory is never opaque (the kernel copies no marker), else an upper copy of a lower
+  // opaque dir would hide the lower's own entries.
+  if (OPAQUE_XATTRS.includes(name)) return true;
+  if (name.startsWith(TRUSTED_PREFIX)) return !name.startsWith(TRUSTED_PREFIX + 'overlay.');
+  if (name.startsWith(FUSE_OVERLAYFS_PREFIX)) return true;
+  if (userxattr && name.startsWith(USER_PREFIX)) return !name.startsWith(USER_PREFIX + 'overlay.');
+  return false;
+}
+
 /** A Bstr path join for layer-relative paths ('' is the layer root). */
 export function joinRel(dir: Bstr, name: Bstr): Bstr {
   return dir === '' ? name : dir + '/' + name;

@@ -24,7 +24,7 @@ import { StatIdx, inoOf } from '../native/sys.js';
 import type { Bstr } from '../core/bstr.js';
 import { FsError } from '../core/errors.js';
 import {
-  joinRel, OPAQUE_FILE, WH_PREFIX, S_IFMT, S_IFDIR, S_IFREG, S_IFLNK, S_IFCHR, S_IFBLK, S_IFIFO,
+  isPrivateXattr, joinRel, OPAQUE_FILE, WH_PREFIX, S_IFMT, S_IFDIR, S_IFREG, S_IFLNK, S_IFCHR, S_IFBLK, S_IFIFO,
 } from '../core/whiteout.js';
 import { Stack, classifyUpper, compareBstr, type LowerDir, type UpperKind } from './stack.js';
 import { encodeHeader, paddingFor, END_OF_ARCHIVE, type TarEntryHeader, type EntryType } from './tar-write.js';
@@ -55,9 +55,6 @@ export interface CommitResult {
   seconds: number;
 }
 
-export const isOverlayPrivateXattr = (name: Bstr): boolean =>
-  name.startsWith('trusted.overlay.') || name.startsWith('user.overlay.') || name.startsWith('user.fuseoverlayfs.');
-
 const CHUNK = 1 << 20;
 
 class HashCount extends Transform {
@@ -84,7 +81,7 @@ export function* layerTar(stack: Stack, counters: Counters): Generator<Buffer> {
     if (typeof r === 'number') return [];
     const out: [Bstr, Buffer][] = [];
     for (const n of [...r].sort(compareBstr)) {
-      if (isOverlayPrivateXattr(n)) continue;
+      if (isPrivateXattr(n, 'layer')) continue;
       const v = sys.raw.lgetxattrat(fd, rel, n);
       if (typeof v !== 'number') out.push([n, v]);
     }

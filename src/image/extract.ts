@@ -23,7 +23,7 @@ import { pipeline } from 'node:stream/promises';
 import * as sys from '../native/sys.js';
 import type { Bstr } from '../core/bstr.js';
 import { FsError, codeOf, isFsError, nodeErrnoCode, type ErrnoCode } from '../core/errors.js';
-import { S_IFDIR, S_IFREG, S_IFLNK, S_IFCHR, S_IFBLK, S_IFIFO, WH_PREFIX, OPAQUE_FILE } from '../core/whiteout.js';
+import { S_IFDIR, S_IFREG, S_IFLNK, S_IFCHR, S_IFBLK, S_IFIFO, WH_PREFIX, OPAQUE_FILE, isPrivateXattr } from '../core/whiteout.js';
 import { tarReader, toTarHeader, parsePaxTime, type TarHeader } from './tar-read.js';
 
 export const NAME_MAX = 255;
@@ -104,10 +104,6 @@ export function paxXattrs(pax: Record<string, string> | null): Map<Bstr, Buffer>
   return out;
 }
 
-/** Overlay markers are the overlay's business, not a layer's: a layer may not plant a redirect or origin. */
-const isOverlayPrivateXattr = (name: Bstr): boolean =>
-  name.startsWith('trusted.overlay.') || name.startsWith('user.overlay.') || name.startsWith('user.fuseoverlayfs.');
-
 const O_WRITE_NEW = fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL;
 
 class Extractor {
@@ -175,7 +171,7 @@ class Extractor {
   private applyXattrs(rel: Bstr, h: TarHeader, fd?: number): void {
     if (!this.opts.xattrs) return;
     for (const [name, value] of paxXattrs(h.pax)) {
-      if (isOverlayPrivateXattr(name)) { this.warn(`${rel}: overlay-private xattr ${name} dropped`); continue; }
+      if (isPrivateXattr(name, 'layer')) { this.warn(`${rel}: overlay-private xattr ${name} dropped`); continue; }
       const r = fd !== undefined ? sys.raw.fsetxattr(fd, name, value, 0) : sys.raw.lsetxattrat(this.rootfd, rel, name, value, 0);
       if (r < 0) {
         const code = codeOf(-r);

@@ -4,10 +4,10 @@ import * as path from 'node:path';
 import { makeLayers, put, setx, type Layers } from './core-helpers.js';
 import * as sys from '../../src/native/sys.js';
 import {
-  canMknodWhiteout, canWriteTrustedXattr, classifyEntry, encodeRedirect, isOpaqueDir, isWhiteoutStat, isWhitedOut,
+  canMknodWhiteout, canWriteTrustedXattr, classifyEntry, encodeRedirect, isOpaqueDir, isPrivateXattr, isWhiteoutStat, isWhitedOut,
   parseRedirect, readRedirect, setOpaque, setRedirect, whiteoutTargetOf, WhiteoutWriter,
 } from '../../src/core/whiteout.js';
-import { encodeOrigin, isPrivateXattr } from '../../src/core/copy-up.js';
+import { encodeOrigin } from '../../src/core/copy-up.js';
 
 let L: Layers | undefined;
 const fds: number[] = [];
@@ -114,6 +114,11 @@ describe('whiteout codec', () => {
     expect(isPrivateXattr('user.overlay.opaque', false)).toBe(true); // read as a marker: never copied up
     expect(isPrivateXattr('user.overlay.opaque', true)).toBe(true);
     expect(isPrivateXattr('user.x', true)).toBe(false);
+    // a layer file may sit under a mount of either namespace, or a nested one
+    expect(isPrivateXattr('trusted.overlay.overlay.x', 'layer')).toBe(true);
+    expect(isPrivateXattr('user.overlay.redirect', 'layer')).toBe(true);
+    expect(isPrivateXattr('user.fuseoverlayfs.opaque', 'layer')).toBe(true);
+    expect(isPrivateXattr('user.x', 'layer')).toBe(false);
   });
 
   it('put helper makes what it says', () => {
