@@ -75,22 +75,6 @@ function whiteoutAt(ctx: Ctx, urel: Bstr): void {
 }
 
 /**
- * Remove everything in a real directory (only markers can be left in one whose
- * merged view is empty) and the directory itself.
- */
-function removeTree(fd: number, rel: Bstr): void {
-  const r = sys.raw.readdirat(fd, rel);
-  if (typeof r !== 'number') {
-    for (let i = 0; i < r.names.length; i++) {
-      const c = joinRel(rel, r.names[i]!);
-      if (r.types[i] === 4 /* DT_DIR */) removeTree(fd, c);
-      else if (sys.tryUnlinkat(fd, c, 0) === -21 /* EISDIR */) removeTree(fd, c);
-    }
-  }
-  sys.unlinkat(fd, rel, sys.constants.AT_REMOVEDIR);
-}
-
-/**
  * Empty the upper directory urel, whose merged view is empty, of the markers it
  * holds, the kernel's way (ovl_clear_empty): an empty opaque directory with its
  * attributes is built in work/, exchanged with it, and the old one removed
@@ -111,14 +95,14 @@ function clearMarkers(ctx: Ctx, urel: Bstr, path: Bstr): void {
     copyAttrs(ctx, upper.fd, urel, ctx.workfd, tmp, st, path);
     swapped = sys.tryRenameat2(ctx.workfd, tmp, upper.fd, urel, sys.constants.RENAME_EXCHANGE);
   } finally {
-    removeTree(ctx.workfd, tmp);
+    sys.removeTree(ctx.workfd, tmp);
   }
   if (swapped === 0) return;
   if (swapped !== -EINVAL) throw new FsError(codeOf(-swapped), path, 'renameat2', 'exchange with an empty opaque directory');
   // A filesystem without RENAME_EXCHANGE: in place, as it cannot be done better there.
   for (let i = 0; i < r.names.length; i++) {
     const c = joinRel(urel, r.names[i]!);
-    if (r.types[i] === 4) removeTree(upper.fd, c); else sys.unlinkat(upper.fd, c, 0);
+    if (r.types[i] === 4) sys.removeTree(upper.fd, c); else sys.unlinkat(upper.fd, c, 0);
   }
 }
 
@@ -268,9 +252,9 @@ function exchangeWithWhiteout(ctx: Ctx, urel: Bstr, isDir: boolean): void {
     const tmp = ctx.tmpName();
     ctx.wh!.create(ctx.workfd, tmp);
     sys.renameat2(ctx.workfd, tmp, upper.fd, urel, sys.constants.RENAME_EXCHANGE);
-    if (isDir) removeTree(ctx.workfd, tmp); else sys.unlinkat(ctx.workfd, tmp, 0);
+    if (isDir) sys.removeTree(ctx.workfd, tmp); else sys.unlinkat(ctx.workfd, tmp, 0);
   } else {
-    if (isDir) removeTree(upper.fd, urel); else sys.unlinkat(upper.fd, urel, 0);
+    if (isDir) sys.removeTree(upper.fd, urel); else sys.unlinkat(upper.fd, urel, 0);
     whiteoutAt(ctx, urel);
   }
 }
@@ -312,7 +296,7 @@ export async function rmdir(ctx: Ctx, path: Bstr, _caller: Caller): Promise<void
     const parent = resolveDir(ctx, ppath);
     const needWh = hasLowerDir(ctx, e) || lowerHasName(ctx, parent, name);
     if (needWh) exchangeWithWhiteout(ctx, urel, true);
-    else removeTree(ctx.upper!.fd, urel);
+    else sys.removeTree(ctx.upper!.fd, urel);
   } else {
     await copyUp(ctx, ppath);
     if (!sameObject(lookup(ctx, path), e)) return rmdir(ctx, path, _caller);

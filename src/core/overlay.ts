@@ -62,7 +62,6 @@ export interface OverlayDescription {
 const O_RDONLY = fs.constants.O_RDONLY;
 const O_DIRECTORY = fs.constants.O_DIRECTORY;
 const EWOULDBLOCK = 11;
-const EACCES = 13;
 
 function closeQuiet(fd: number): void { if (fd >= 0) sys.raw.close(fd); }
 
@@ -77,23 +76,6 @@ function lockDir(rootfd: number, path: Bstr): number {
     throw new FsError('EIO', path, 'flock');
   }
   return fd;
-}
-
-/**
- * Remove a directory tree beneath dirfd (rel not followed). A directory we
- * cannot read (the kernel makes work/ and its temporary directories mode 0,
- * which a mounter without CAP_DAC_OVERRIDE cannot list) is made 0700 first.
- */
-function removeTree(dirfd: number, rel: Bstr): void {
-  let r = sys.raw.readdirat(dirfd, rel);
-  if (r === -EACCES && sys.raw.fchmodat(dirfd, rel, 0o700) === 0) r = sys.raw.readdirat(dirfd, rel);
-  if (typeof r !== 'number') {
-    for (let i = 0; i < r.names.length; i++) {
-      const c = rel === '' ? r.names[i]! : rel + '/' + r.names[i]!;
-      if (r.types[i] === 4 || sys.tryUnlinkat(dirfd, c, 0) === -21) removeTree(dirfd, c);
-    }
-  }
-  if (rel !== '') sys.unlinkat(dirfd, rel, sys.constants.AT_REMOVEDIR);
 }
 
 /**
@@ -193,7 +175,7 @@ export async function openOverlay(config: OverlayConfig, log: (line: string) => 
     checkFeatures(layers, workRoot, config.workdir);
     if (upper && workRoot !== undefined) {
       // Like the kernel: work/ is scratch space; whatever a crash left there goes.
-      if (sys.tryLstatat(workRoot, 'work', st) === 0) removeTree(workRoot, 'work');
+      if (sys.tryLstatat(workRoot, 'work', st) === 0) sys.removeTree(workRoot, 'work');
       // 0700, not the kernel's 0000: the kernel works in it with the mounter's
       // credentials and CAP_DAC_OVERRIDE; stratafs has only the mounter's, and a
       // plain user (or uid 0 of a user namespace that does not map the owner)

@@ -142,7 +142,7 @@ class Extractor {
     const k = this.kinds.get(rel);
     if (k === undefined) return;
     if (k === S_IFDIR) {
-      this.removeTree(rel);
+      sys.removeTree(this.rootfd, rel);
       const pre = rel + '/';
       for (const key of [...this.kinds.keys()]) if (key.startsWith(pre)) { this.kinds.delete(key); this.dirMeta.delete(key); }
       this.dirMeta.delete(rel);
@@ -150,18 +150,6 @@ class Extractor {
       sys.unlinkat(this.rootfd, rel, 0);
     }
     this.kinds.delete(rel);
-  }
-
-  private removeTree(rel: Bstr): void {
-    // make sure we may enter and empty it even if its mode was already restricted
-    sys.fchmodat(this.rootfd, rel, 0o700);
-    const { names, types } = sys.readdirat(this.rootfd, rel);
-    names.forEach((n, i) => {
-      const c = rel + '/' + n;
-      if (types[i] === sys.DT.DIR) this.removeTree(c);
-      else sys.unlinkat(this.rootfd, c, 0);
-    });
-    sys.unlinkat(this.rootfd, rel, sys.constants.AT_REMOVEDIR);
   }
 
   private permittedMode(h: TarHeader): number {

@@ -81,14 +81,8 @@ export function removeTree(path: string): void {
 function removeBeneath(dirfd: number, rel: Bstr): void {
   const st = sys.newStatArray();
   if (sys.tryLstatat(dirfd, rel, st) < 0) return;
-  if ((st[sys.StatIdx.mode]! & 0o170000) !== 0o040000) {
-    sys.unlinkat(dirfd, rel, 0);
-    return;
-  }
-  sys.fchmodat(dirfd, rel, 0o700);
-  const { names } = sys.readdirat(dirfd, rel);
-  for (const n of names) removeBeneath(dirfd, rel + '/' + n);
-  sys.unlinkat(dirfd, rel, sys.constants.AT_REMOVEDIR);
+  if ((st[sys.StatIdx.mode]! & 0o170000) !== 0o040000) sys.unlinkat(dirfd, rel, 0);
+  else sys.removeTree(dirfd, rel);
 }
 
 /** Write a small file atomically (temp + fsync + rename). */

@@ -67,6 +67,8 @@ function loadOrDeferError(): SysAddon {
  */
 export const REL_CHUNK = 2048;
 const ENAMETOOLONG = 36;
+const EACCES = 13;
+const EISDIR = 21;
 
 /**
  * Runs `call(fd, rest)` with `rel` split so that no piece exceeds REL_CHUNK:
@@ -347,6 +349,41 @@ export interface DirEntries {
 /** All entries of the directory rel beneath dirfd (rel '' = dirfd itself). */
 export function readdirat(dirfd: number, rel: Bstr): DirEntries {
   return chkv(raw.readdirat(dirfd, rel), rel, 'readdirat');
+}
+
+/**
+ * Remove the tree at rel beneath dirfd, whatever its names and modes (rel not
+ * followed; rel '' empties dirfd and keeps it). The one implementation for the
+ * mount's work/ and markers and the image store and extractor. A directory the
+ * caller may not list or empty (the kernel leaves work/ directories mode 0, a
+ * layer may restrict one; without CAP_DAC_OVERRIDE both refuse) is made 0700,
+ * only once refused, so a tree that stays after a failure keeps its modes.
+ * Entries of DT_UNKNOWN type are told apart by unlinkat's EISDIR.
+ */
+export function removeTree(dirfd: number, rel: Bstr): void {
+  emptyDir(dirfd, rel);
+  if (rel !== '') unlinkat(dirfd, rel, constants.AT_REMOVEDIR);
+}
+
+function emptyDir(dirfd: number, rel: Bstr): void {
+  let widened = false;
+  const widen = (): boolean => !widened && (widened = raw.fchmodat(dirfd, rel, 0o700) === 0);
+  let r = raw.readdirat(dirfd, rel);
+  if (r === -EACCES && widen()) r = raw.readdirat(dirfd, rel);
+  const { names, types } = chkv(r, rel, 'readdirat');
+  for (let i = 0; i < names.length; i++) {
+    const c = rel === '' ? names[i]! : rel + '/' + names[i]!;
+    let flags = 0;
+    if (types[i] === DT.DIR) { emptyDir(dirfd, c); flags = constants.AT_REMOVEDIR; }
+    let e = raw.unlinkat(dirfd, c, flags);
+    if (e === -EACCES && widen()) e = raw.unlinkat(dirfd, c, flags);
+    if (e === -EISDIR && flags === 0) {
+      emptyDir(dirfd, c);
+      flags = constants.AT_REMOVEDIR;
+      e = raw.unlinkat(dirfd, c, flags);
+    }
+    chk(e, c, flags ? 'rmdir' : 'unlinkat');
+  }
 }
 
 // ---- xattrs ------------------------------------------------------------------

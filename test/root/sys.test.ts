@@ -616,3 +616,43 @@ describe('umount2', () => {
     }
   });
 });
+
+describe('removeTree', () => {
+  /** a/ (0500) holding b/ (mode 0) with files, a fifo, a non-UTF-8 name, and symlinks to a directory kept outside the tree */
+  function build(): void {
+    fs.mkdirSync(p('keep'));
+    fs.writeFileSync(p('keep', 'f'), 'kept');
+    fs.mkdirSync(p('a', 'b', 'c'), { recursive: true });
+    fs.writeFileSync(p('a', 'b', 'c', 'f'), 'x');
+    fs.writeFileSync(Buffer.from(p('a', 'b') + '/caf\xe9', 'latin1'), 'y');
+    execFileSync('mkfifo', [p('a', 'b', 'fifo')]);
+    fs.symlinkSync(p('keep'), p('a', 'b', 'link'));
+    fs.symlinkSync(p('keep'), p('a', 'dirlink'));
+    fs.chmodSync(p('a', 'b', 'c'), 0);
+    fs.chmodSync(p('a', 'b'), 0);
+    fs.chmodSync(p('a'), 0o500);
+  }
+
+  it('removes a tree whatever its modes and names, following no symlink', () => {
+    build();
+    sys.removeTree(root, 'a');
+    expect(fs.existsSync(p('a'))).toBe(false);
+    expect(fs.readFileSync(p('keep', 'f'), 'utf8')).toBe('kept');
+  });
+
+  it("with rel '' empties dirfd and keeps it with its mode", () => {
+    build();
+    const a = track(sys.openat(root, 'a', C.O_PATH | C.O_DIRECTORY));
+    sys.removeTree(a, '');
+    expect(fs.readdirSync(p('a'))).toEqual([]);
+    expect(fs.statSync(p('a')).mode & 0o7777).toBe(0o500);
+    expect(fs.readdirSync(p('keep'))).toEqual(['f']);
+  });
+
+  it('reports what it could not remove with its path', () => {
+    expect(codeOf(() => sys.removeTree(root, 'nope'))).toBe('ENOENT');
+    fs.writeFileSync(p('file'), '');
+    expect(codeOf(() => sys.removeTree(root, 'file'))).toBe('ENOTDIR');
+    expect(fs.existsSync(p('file'))).toBe(true);
+  });
+});
