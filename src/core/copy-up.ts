@@ -26,18 +26,12 @@ import { codeOf, FsError, isFsError } from './errors.js';
 import { isUpperEntry, resolve, type Entry } from './namei.js';
 import { mergedEntries } from './readdir.js';
 import { overrideStat, placeMode, placeOwner } from './override-stat.js';
-import {
-  isPrivateXattr, markerXattr, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG,
-} from './whiteout.js';
+import { isPrivateXattr, markerXattr } from './whiteout.js';
+import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, ENODATA, EOPNOTSUPP, O_WRITE_NEW } from '../shared/constants.js';
 
 const fsyncAsync = promisify(fs.fsync);
 
 const O_RDONLY = fs.constants.O_RDONLY;
-const O_WRONLY = fs.constants.O_WRONLY;
-const O_CREAT = fs.constants.O_CREAT;
-const O_EXCL = fs.constants.O_EXCL;
-const EOPNOTSUPP = 95;
-const ENODATA = 61;
 
 export interface CopyUpOptions {
   /** the object is about to be truncated to 0: copy no data (O_TRUNC open) */
@@ -108,7 +102,7 @@ async function copyUpOne(ctx: Ctx, e: Entry, opts: CopyUpOptions): Promise<void>
     } else if (type === S_IFREG) {
       const sfd = sys.openat(srcL.fd, src.rel, O_RDONLY, 0);
       try {
-        const dfd = sys.openat(work, tmp, O_WRONLY | O_CREAT | O_EXCL, 0o600);
+        const dfd = sys.openat(work, tmp, O_WRITE_NEW, 0o600);
         made = true;
         try {
           if (!opts.noData && st[StatIdx.size]! > 0) {

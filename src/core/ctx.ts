@@ -11,6 +11,7 @@ import { FsError, type ErrnoCode } from './errors.js';
 import type { InodeNumbers } from './inode.js';
 import type { LookupCache } from './namei.js';
 import type { WhiteoutWriter } from './whiteout.js';
+import { EACCES } from '../shared/constants.js';
 
 export interface Layer {
   /** position in Ctx.layers: 0 is the top (the upper when there is one) */
@@ -148,7 +149,6 @@ export function layerFd(ctx: Ctx, ref: LayerRef): number {
 
 export { sys };
 
-const EACCES = 13;
 
 /**
  * Run `call` (a raw syscall: 0 or -errno). If it fails with EACCES and the

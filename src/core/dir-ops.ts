@@ -28,16 +28,12 @@ import type { Caller } from './types.js';
 import { StatIdx, inoOf } from '../native/sys.js';
 import { overrideStat, placeMode, placeOwner } from './override-stat.js';
 import {
-  isWhiteoutStat, joinRel, markerXattr, OPAQUE_FILE, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, setRedirect, splitPath,
-  whiteoutFileName, type Redirect,
+  isWhiteoutStat, joinRel, markerXattr, OPAQUE_FILE, setRedirect, splitPath, whiteoutFileName, type Redirect,
 } from './whiteout.js';
+import { S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, S_ISGID, DT, EINVAL, ENOENT, O_WRITE_NEW } from '../shared/constants.js';
 
-const S_ISGID = 0o2000;
-const S_IFREG = 0o100000;
 /** overlay module parameter redirect_max (default 256, as on this machine's 6.18) */
 const REDIRECT_MAX = 256;
-const ENOENT = 2;
-const EINVAL = 22;
 
 /** What is at a name in the upper before creating there (the name is not visible). */
 type UpperSlot = 'empty' | 'whiteout' | 'whfile';
@@ -63,7 +59,7 @@ export function makeOpaque(ctx: Ctx, dirfd: number, rel: Bstr): void {
     if (r < 0) throw new FsError(codeOf(-r), rel, 'lsetxattr', name);
   } else {
     const marker = joinRel(rel, OPAQUE_FILE);
-    const fd = lendOwnerBits(dirfd, rel, 0o300, () => sys.raw.openat(dirfd, marker, 0o301 /* O_WRONLY|O_CREAT|O_EXCL */, 0));
+    const fd = lendOwnerBits(dirfd, rel, 0o300, () => sys.raw.openat(dirfd, marker, O_WRITE_NEW, 0));
     if (fd < 0) throw new FsError(codeOf(-fd), marker, 'openat');
     sys.close(fd);
   }
@@ -102,7 +98,7 @@ function clearMarkers(ctx: Ctx, urel: Bstr, path: Bstr): void {
   // A filesystem without RENAME_EXCHANGE: in place, as it cannot be done better there.
   for (let i = 0; i < r.names.length; i++) {
     const c = joinRel(urel, r.names[i]!);
-    if (r.types[i] === 4) sys.removeTree(upper.fd, c); else sys.unlinkat(upper.fd, c, 0);
+    if (r.types[i] === DT.DIR) sys.removeTree(upper.fd, c); else sys.unlinkat(upper.fd, c, 0);
   }
 }
 
@@ -190,7 +186,7 @@ export async function mknod(ctx: Ctx, path: Bstr, mode: number, rdev: number, ca
   // A char 0/0 made here would be a whiteout hiding its own name: ovl_mknod refuses it.
   const p = await prepareCreate(ctx, path, caller, () => { if (type === S_IFCHR && rdev === 0) fail('EPERM', path, 'mknod'); });
   if (type === S_IFDIR || type === S_IFLNK) fail('EINVAL', path, 'mknod');
-  placeNew(ctx, p, caller, type, mode, (fd, rel) => sys.mknodat(fd, rel, (type || 0o100000) | 0o600, rdev), path);
+  placeNew(ctx, p, caller, type, mode, (fd, rel) => sys.mknodat(fd, rel, (type || S_IFREG) | 0o600, rdev), path);
 }
 
 export async function symlink(ctx: Ctx, target: Bstr, path: Bstr, caller: Caller): Promise<void> {

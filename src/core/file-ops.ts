@@ -15,7 +15,6 @@
  * copy-up. A read that has to go to the disk blocks the loop for that time.
  */
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import { promisify } from 'node:util';
 import type { Bstr } from './bstr.js';
 import { copyUp } from './copy-up.js';
@@ -25,7 +24,7 @@ import { prepareCreate, placeNew } from './dir-ops.js';
 import { forgetHandle, reopenForOpen, type HiddenFile } from './hidden.js';
 import { isUpperEntry, lookup, resolve } from './namei.js';
 import type { Caller, OpenResult } from './types.js';
-import { S_IFDIR, S_IFREG } from './whiteout.js';
+import { S_IFDIR, S_IFREG, EPERM } from '../shared/constants.js';
 import { StatIdx, type Offset } from '../native/sys.js';
 
 const fsyncAsync = promisify(fs.fsync);
@@ -63,7 +62,6 @@ export function backingOpenFlags(flags: number, opts: { fsync: boolean; truncate
   return f;
 }
 
-const EPERM = os.constants.errno.EPERM;
 
 /**
  * openat beneath dirfd; O_NOATIME is dropped where the daemon may not use it

@@ -41,7 +41,7 @@ import { codeOf, FsError, nodeErrnoCode } from './errors.js';
 import { lookup } from './namei.js';
 import { escapeXattr, unescapeXattr } from './xattr.js';
 import type { AttrArray, TimeSet } from './types.js';
-import { S_IFDIR } from './whiteout.js';
+import { S_IFDIR } from '../shared/constants.js';
 import { changeMode, changeOwner, overrideOpenStat } from './override-stat.js';
 
 /** libfuse 2.9.9 hidden_name(): ".fuse_hidden%08x%08x" (node id, hidectr). */

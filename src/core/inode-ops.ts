@@ -10,7 +10,7 @@ import { copyUp } from './copy-up.js';
 import { fail, relOf, requireUpper, sys, type Ctx } from './ctx.js';
 import { isUpperEntry, resolve, type Entry } from './namei.js';
 import type { AttrArray, Caller, StatFs, TimeSet } from './types.js';
-import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from './whiteout.js';
+import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, ENOENT } from '../shared/constants.js';
 import { changeMode, changeOwner, overrideOpenStat, overrideStat } from './override-stat.js';
 
 /**
@@ -27,7 +27,7 @@ export function attrsOf(ctx: Ctx, e: Entry, real?: { ino: Ino }): AttrArray {
   if (r < 0) {
     // Vanished behind the cache's back (only through changes outside the mount).
     ctx.cache.drop(e.path);
-    fail(r === -2 ? 'ENOENT' : 'EIO', e.path, 'lstat');
+    fail(r === -ENOENT ? 'ENOENT' : 'EIO', e.path, 'lstat');
   }
   overrideStat(L, L.fd, ref.rel, out);
   if (real) real.ino = inoOf(out);

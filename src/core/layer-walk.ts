@@ -24,12 +24,9 @@ import { FsError } from './errors.js';
 import { fail, type LayerRef } from './ctx.js';
 import {
   isOpaqueDir, isWhiteoutStat, joinRel, listXattrsOrEmpty, readRedirect, splitPath,
-  whiteoutFileName, S_IFDIR, S_IFMT, type Redirect,
+  whiteoutFileName, type Redirect,
 } from './whiteout.js';
-
-const ENOENT = 2;
-const ENOTDIR = 20;
-const ENAMETOOLONG = 36;
+import { S_IFDIR, S_IFMT, ENAMETOOLONG, ENOENT, ENOTDIR } from '../shared/constants.js';
 
 /** One layer as the walk sees it (core Layer fits). */
 export interface WalkLayer {

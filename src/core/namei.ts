@@ -22,11 +22,9 @@ import { fail, parentOf, sys, type Ctx, type LayerRef } from './ctx.js';
 import { SLOT_BYTES, strBytes, walkName } from './layer-walk.js';
 import {
   isWhiteoutStat, joinRel, listXattrsOrEmpty, splitPath,
-  whiteoutFileName, S_IFDIR, S_IFMT, S_IFREG, TRUSTED_PREFIX, USER_PREFIX, type Redirect,
+  whiteoutFileName, TRUSTED_PREFIX, USER_PREFIX, type Redirect,
 } from './whiteout.js';
-
-
-const ENOTDIR = 20;
+import { S_IFDIR, S_IFMT, S_IFREG, ENOTDIR } from '../shared/constants.js';
 
 /** A resolved merged object. Immutable once cached: changes replace or drop it. */
 export interface Entry {
@@ -337,6 +335,5 @@ export function lowerHasName(ctx: Ctx, parent: Entry, name: Bstr): boolean {
   }
   return false;
 }
-
 
 export { ENOTDIR };

@@ -28,10 +28,11 @@ import type {
   AttrArray, Caller, MergedEntry, OpenResult, OverlayOps, OverlayStats, CacheFill, StatFs, TimeSet,
 } from './types.js';
 import {
-  canMknodWhiteout, canWriteTrustedXattr, listXattrsOrEmpty, S_IFDIR, TRUSTED_PREFIX, USER_PREFIX, WhiteoutWriter,
+  canMknodWhiteout, canWriteTrustedXattr, listXattrsOrEmpty, TRUSTED_PREFIX, USER_PREFIX, WhiteoutWriter,
 } from './whiteout.js';
 import * as xattrOps from './xattr.js';
 import { layerOverride, optionOverride, writeRecord } from './override-stat.js';
+import { S_IFDIR, EWOULDBLOCK } from '../shared/constants.js';
 
 /** What the low-level binding needs to give an object its node (see fuse/nodes.ts). */
 export interface NodeInfo {
@@ -61,7 +62,6 @@ export interface OverlayDescription {
 
 const O_RDONLY = fs.constants.O_RDONLY;
 const O_DIRECTORY = fs.constants.O_DIRECTORY;
-const EWOULDBLOCK = 11;
 
 function closeQuiet(fd: number): void { if (fd >= 0) sys.raw.close(fd); }
 

@@ -28,6 +28,7 @@ import type { XattrPermissions } from './config.js';
 import { STAT_LEN } from '../native/sys.js';
 import { chownReal, sys, type Ctx, type Layer, type OpenFile } from './ctx.js';
 import { codeOf, FsError } from './errors.js';
+import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, EPERM } from '../shared/constants.js';
 
 export const OVERRIDE_PRIVILEGED = 'security.fuseoverlayfs.override_stat';
 export const OVERRIDE_USER = 'user.fuseoverlayfs.override_stat';
@@ -35,10 +36,6 @@ export const OVERRIDE_CONTAINERS = 'user.containers.override_stat';
 /** in the order fuse-overlayfs looks for them on a layer root */
 export const OVERRIDE_NAMES: readonly Bstr[] = [OVERRIDE_PRIVILEGED, OVERRIDE_USER, OVERRIDE_CONTAINERS];
 
-const S_IFMT = 0o170000;
-const S_IFDIR = 0o040000;
-const S_IFREG = 0o100000;
-const EPERM = 1;
 
 /** Only directories and regular files carry a record (fuse-overlayfs's override_mode). */
 export const overridable = (mode: number): boolean => {
@@ -104,7 +101,6 @@ export function overrideOpenStat(ctx: Ctx, f: OpenFile, st: Float64Array): void 
   overrideStat(f.lower ? (f.lowerRef === undefined ? undefined : ctx.layers[f.lowerRef.layer]) : ctx.upper, f.fd, '', st);
 }
 
-const S_IFLNK = 0o120000;
 
 /**
  * First step of giving a new or copied-up upper object (dirfd, rel) its owner: the real
@@ -123,7 +119,7 @@ export function placeMode(ctx: Ctx, dirfd: number, rel: Bstr, type: number, uid:
   if (name !== undefined && overridable(type)) {
     sys.fchmodat(dirfd, rel, realMode(mode));
     writeRecord(name, dirfd, rel, uid, gid, mode, path);
-  } else if ((type & 0o170000) !== S_IFLNK) {
+  } else if ((type & S_IFMT) !== S_IFLNK) {
     sys.fchmodat(dirfd, rel, mode & 0o7777);
   }
 }

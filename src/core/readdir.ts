@@ -13,9 +13,10 @@ import type { Bstr } from './bstr.js';
 import { StatIdx, inoOf } from '../native/sys.js';
 import { fail, sys, type Ctx } from './ctx.js';
 import { FsError } from './errors.js';
-import { joinRel, S_IFMT } from './whiteout.js';
+import { joinRel } from './whiteout.js';
 import { lookupIn, resolveDir, type Entry } from './namei.js';
 import type { Caller, MergedEntry } from './types.js';
+import { S_IFMT } from '../shared/constants.js';
 
 /** All visible entries of the merged directory `dir`. */
 export function mergedEntries(ctx: Ctx, dir: Entry): MergedEntry[] {

@@ -28,23 +28,12 @@ import * as sys from '../native/sys.js';
 import { StatIdx } from '../native/sys.js';
 import type { Bstr } from './bstr.js';
 import { codeOf, FsError, type ErrnoCode } from './errors.js';
+import { S_IFCHR, S_IFMT, EEXIST, EMLINK, ENODATA, ENOENT, O_WRITE_NEW } from '../shared/constants.js';
 
 export const WH_PREFIX = '.wh.';
 export const OPAQUE_FILE = '.wh..wh..opq';
 
-export const S_IFMT = 0o170000;
-export const S_IFDIR = 0o040000;
-export const S_IFREG = 0o100000;
-export const S_IFLNK = 0o120000;
-export const S_IFCHR = 0o020000;
-export const S_IFBLK = 0o060000;
-export const S_IFIFO = 0o010000;
-export const S_IFSOCK = 0o140000;
 
-const ENOENT = 2;
-const ENODATA = 61;
-const EMLINK = 31;
-const EEXIST = 17;
 
 /** Xattr namespaces of overlay markers. `trusted.` is the kernel default; `user.` with -o userxattr. */
 export const TRUSTED_PREFIX = 'trusted.overlay.';
@@ -259,7 +248,7 @@ export class WhiteoutWriter {
     if (!this.useCharDev) {
       const [dir, name] = splitPath(rel);
       const whRel = joinRel(dir, whiteoutFileName(name));
-      const fd = sys.openat(dirfd, whRel, 0o101 | 0o200 /* O_WRONLY|O_CREAT|O_EXCL */, 0);
+      const fd = sys.openat(dirfd, whRel, O_WRITE_NEW, 0);
       sys.close(fd);
       sys.fchmodat(dirfd, whRel, 0);
       this.written++;

@@ -23,8 +23,8 @@ import type { Caller, MergedEntry, OpenResult, OverlayOps, TimeSet } from '../co
 import { StatIdx } from '../native/sys-api.js';
 import { OpenFlags, UTIME_NOW, UTIME_OMIT, type FuseHandlers, type FuseOptions } from '../native/fuse.js';
 import type { MountConfig } from '../cli/options.js';
+import { ENOSYS } from '../shared/constants.js';
 
-const ENOSYS = 38;
 
 /** A negative errno, or 0 */
 type Err = number;

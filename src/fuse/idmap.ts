@@ -29,9 +29,8 @@ import { readFileSync } from 'node:fs';
 import type { IdMapping, IdRange } from '../core/config.js';
 import type { AttrArray, Caller } from '../core/types.js';
 import { StatIdx } from '../native/sys-api.js';
+import { S_IFDIR, S_IFMT } from '../shared/constants.js';
 
-const S_IFMT = 0o170000;
-const S_IFDIR = 0o040000;
 /** chown's "leave unchanged" (-1, or its unsigned form from the bindings) */
 const NO_ID = 0xffffffff;
 

@@ -26,6 +26,7 @@ import { Node, NodeTable } from './nodes.js';
 import { callerKeepsSetgid, quietSetgid } from './setgid.js';
 import { dirListing, osErrName, RequestStats, startCall, statvfsArray, toErrno, type DirListing, type OpSummary } from './requests.js';
 import type { MountConfig } from '../cli/options.js';
+import { S_IFDIR, S_IFMT, ENOENT, ENOSYS, ERANGE } from '../shared/constants.js';
 
 /** The core as the low-level adapter uses it: OverlayOps plus node identity and handle-based calls. */
 export interface LowLevelCore extends OverlayOps {
@@ -76,11 +77,6 @@ export interface LowLevelAdapter {
   nodePaths(): { entries: number; size: number; max: number };
 }
 
-const S_IFMT = 0o170000;
-const S_IFDIR = 0o040000;
-const ERANGE = 34;
-const ENOENT = 2;
-const ENOSYS = 38;
 const NO_ATTR = new Float64Array(STAT_LEN);
 /** open flags the binding passes on: bit 1 keep_cache, bit 2 direct_io */
 const openFlags = (r: OpenResult): number => (r.keepCache ? 1 : 0) | (r.directIo ? 2 : 0);

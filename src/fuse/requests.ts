@@ -9,6 +9,7 @@ import { toText } from '../core/bstr.js';
 import { FsError } from '../core/errors.js';
 import type { MergedEntry, StatFs } from '../core/types.js';
 import { STAT_LEN, StatIdx, STATVFS_LEN, StatvfsIdx, setIno, type Ino } from '../native/sys-api.js';
+import { S_IFDIR } from '../shared/constants.js';
 
 // ---------------------------------------------------------------------------
 // the one error conversion
@@ -120,7 +121,6 @@ export function osErrName(n: number): string {
 // ---------------------------------------------------------------------------
 // answers both bindings send in the same layout
 
-const S_IFDIR = 0o040000;
 
 /**
  * A directory listing as the bindings send it: `.` and `..` first, and per name

@@ -14,10 +14,8 @@
  * file answers whether that caller keeps the bit.
  */
 import { readFileSync, readlinkSync } from 'node:fs';
+import { S_IFMT, S_IFREG, S_ISGID } from '../shared/constants.js';
 
-const S_IFMT = 0o170000;
-const S_IFREG = 0o100000;
-const S_ISGID = 0o2000;
 const S_IXGRP = 0o010;
 const CAP_FSETID = 4n;
 

@@ -24,11 +24,12 @@ import { StatIdx, inoOf } from '../native/sys.js';
 import type { Bstr } from '../core/bstr.js';
 import { FsError } from '../core/errors.js';
 import {
-  isPrivateXattr, joinRel, OPAQUE_FILE, WH_PREFIX, S_IFMT, S_IFDIR, S_IFREG, S_IFLNK, S_IFCHR, S_IFBLK, S_IFIFO,
+  isPrivateXattr, joinRel, OPAQUE_FILE, WH_PREFIX,
 } from '../core/whiteout.js';
 import { Stack, classifyUpper, compareBstr, type LowerDir, type UpperKind } from './stack.js';
 import { encodeHeader, paddingFor, END_OF_ARCHIVE, type TarEntryHeader, type EntryType } from './tar-write.js';
 import { NAME_MAX } from './extract.js';
+import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG } from '../shared/constants.js';
 
 export interface CommitOptions {
   upper: string;

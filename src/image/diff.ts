@@ -13,8 +13,9 @@
 import type { Bstr } from '../core/bstr.js';
 import * as sys from '../native/sys.js';
 import { StatIdx } from '../native/sys.js';
-import { joinRel, S_IFDIR, S_IFMT } from '../core/whiteout.js';
+import { joinRel } from '../core/whiteout.js';
 import { Stack, classifyUpper, compareBstr, type LowerDir, type LowerHit } from './stack.js';
+import { S_IFDIR, S_IFMT } from '../shared/constants.js';
 
 export type ChangeKind = 'A' | 'C' | 'D';
 export interface Change { kind: ChangeKind; /** "/a/b", a Bstr */ path: Bstr }

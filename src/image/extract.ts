@@ -17,14 +17,15 @@
  *
  * Whiteouts stay in their OCI `.wh.` form (stratafs reads it natively).
  */
-import { constants as fsc, writeSync, closeSync } from 'node:fs';
+import { writeSync, closeSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import * as sys from '../native/sys.js';
 import type { Bstr } from '../core/bstr.js';
 import { FsError, codeOf, isFsError, nodeErrnoCode, type ErrnoCode } from '../core/errors.js';
-import { S_IFDIR, S_IFREG, S_IFLNK, S_IFCHR, S_IFBLK, S_IFIFO, WH_PREFIX, OPAQUE_FILE, isPrivateXattr } from '../core/whiteout.js';
+import { WH_PREFIX, OPAQUE_FILE, isPrivateXattr } from '../core/whiteout.js';
 import { tarReader, toTarHeader, parsePaxTime, type TarHeader } from './tar-read.js';
+import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFREG, O_WRITE_NEW } from '../shared/constants.js';
 
 export const NAME_MAX = 255;
 export const PATH_MAX = 4095;
@@ -104,7 +105,6 @@ export function paxXattrs(pax: Record<string, string> | null): Map<Bstr, Buffer>
   return out;
 }
 
-const O_WRITE_NEW = fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL;
 
 class Extractor {
   private readonly kinds = new Map<Bstr, number>([['', S_IFDIR]]);

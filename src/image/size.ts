@@ -10,6 +10,7 @@
 import * as sys from '../native/sys.js';
 import type { Bstr } from '../core/bstr.js';
 import { Store } from './store.js';
+import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../shared/constants.js';
 
 export interface TreeSize {
   /** apparent bytes of regular files and symlinks, each inode once */
@@ -20,10 +21,6 @@ export interface TreeSize {
   entries: number;
 }
 
-const S_IFMT = 0o170000;
-const S_IFDIR = 0o040000;
-const S_IFREG = 0o100000;
-const S_IFLNK = 0o120000;
 
 /** Size of the tree at `root` (a text path), walked with the syscall addon so non-UTF-8 names are fine. */
 export function treeSize(root: string): TreeSize {

@@ -18,8 +18,9 @@ import { FsError } from '../core/errors.js';
 import { lowerDirBytes, walkName, type LowerDirInfo, type Walked, type WalkCtx, type WalkLayer } from '../core/layer-walk.js';
 import {
   isOpaqueDir, isWhiteoutStat, joinRel, listXattrsOrEmpty, readRedirect, whiteoutTargetOf,
-  OPAQUE_FILE, S_IFDIR, S_IFMT, S_IFCHR, type Redirect,
+  OPAQUE_FILE, type Redirect,
 } from '../core/whiteout.js';
+import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK } from '../shared/constants.js';
 
 export interface Layer {
   /** text path as given */
@@ -137,7 +138,7 @@ export type UpperKind =
   | { kind: 'other'; type: number };
 
 const DT_TO_TYPE: Record<number, number> = {
-  [sys.DT.REG]: 0o100000, [sys.DT.LNK]: 0o120000, [sys.DT.FIFO]: 0o010000, [sys.DT.SOCK]: 0o140000, [sys.DT.BLK]: 0o060000,
+  [sys.DT.REG]: S_IFREG, [sys.DT.LNK]: S_IFLNK, [sys.DT.FIFO]: S_IFIFO, [sys.DT.SOCK]: S_IFSOCK, [sys.DT.BLK]: S_IFBLK,
 };
 
 /** Classify `name` in upper dir `rel`, with its lstat in `st`. */

@@ -17,6 +17,7 @@ import { join, resolve, dirname, basename } from 'node:path';
 import * as sys from '../native/sys.js';
 import type { Bstr } from '../core/bstr.js';
 import { FsError } from '../core/errors.js';
+import { S_IFDIR, S_IFMT } from '../shared/constants.js';
 
 export const DIGEST_RE = /^sha256:[0-9a-f]{64}$/;
 
@@ -81,7 +82,7 @@ export function removeTree(path: string): void {
 function removeBeneath(dirfd: number, rel: Bstr): void {
   const st = sys.newStatArray();
   if (sys.tryLstatat(dirfd, rel, st) < 0) return;
-  if ((st[sys.StatIdx.mode]! & 0o170000) !== 0o040000) sys.unlinkat(dirfd, rel, 0);
+  if ((st[sys.StatIdx.mode]! & S_IFMT) !== S_IFDIR) sys.unlinkat(dirfd, rel, 0);
   else sys.removeTree(dirfd, rel);
 }
 

@@ -12,8 +12,9 @@ import type { Bstr } from '../core/bstr.js';
 import { FsError } from '../core/errors.js';
 import type { LayerRef as RealRef } from '../core/ctx.js';
 import { walkName } from '../core/layer-walk.js';
-import { S_IFMT, S_IFDIR, S_IFREG, S_IFLNK, S_IFCHR, S_IFBLK, S_IFIFO, type Redirect } from '../core/whiteout.js';
+import type { Redirect } from '../core/whiteout.js';
 import { Stack } from './stack.js';
+import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG } from '../shared/constants.js';
 
 export interface LayerRef {
   /** 'upper' or the lower's index, 0 = top lower */

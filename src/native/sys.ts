@@ -17,6 +17,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { codeOf, FsError } from '../core/errors.js';
 import type { Bstr } from '../core/bstr.js';
+import { DT, EACCES, EISDIR, ENAMETOOLONG } from '../shared/constants.js';
 import { STAT_LEN, STATVFS_LEN, inoOf, type CopyResult, type Ino, type Offset, type SysAddon } from './sys-api.js';
 
 export { STAT_LEN, StatIdx, STATVFS_LEN, StatvfsIdx, inoOf, setIno, canonicalIno } from './sys-api.js';
@@ -66,9 +67,6 @@ function loadOrDeferError(): SysAddon {
  * is walked in pieces: see `deep`.
  */
 export const REL_CHUNK = 2048;
-const ENAMETOOLONG = 36;
-const EACCES = 13;
-const EISDIR = 21;
 
 /**
  * Runs `call(fd, rest)` with `rel` split so that no piece exceeds REL_CHUNK:
@@ -164,10 +162,8 @@ export const constants: SysAddon['constants'] = (() => {
   try { return raw.constants; } catch { return new Proxy({} as SysAddon['constants'], { get() { return raw.constants; } }); }
 })();
 
-/** d_type values of readdirat (identical on every Linux architecture). */
-export const DT = {
-  UNKNOWN: 0, FIFO: 1, CHR: 2, DIR: 4, BLK: 6, REG: 8, LNK: 10, SOCK: 12,
-} as const;
+/** d_type values of readdirat, here too for callers that hold `sys` (defined in shared/constants.ts). */
+export { DT };
 
 /** glibc's makedev for 64-bit dev_t; exact while the result stays below 2^53. */
 export function makedev(major: number, minor: number): number {
