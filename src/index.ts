@@ -21,7 +21,7 @@ import type { DaemonStats } from './cli/stats.js';
 
 export { ConfigError, ServeError };
 export type { MountConfig, DaemonStats };
-export { FsError } from './core/errors.js';
+export { FsError } from './shared/errors.js';
 
 export interface MountOptions {
   /** read-only layers, top first */

@@ -260,7 +260,7 @@ export async function runServer(c: MountConfig, notify: Notifier, log: (s: strin
       // libfuse does, and keep serving until the last user lets go.
       log(`stratafs: unmount failed (${e instanceof Error ? e.message : String(e)}); detaching lazily`);
       const { unmountPath } = await import('../native/fuse-mount.js');
-      const { fromText } = await import('../core/bstr.js');
+      const { fromText } = await import('../shared/bstr.js');
       await unmountPath(fromText(c.mountpoint), { lazy: true }).catch((e2: unknown) => {
         log(`stratafs: lazy unmount failed too: ${e2 instanceof Error ? e2.message : String(e2)}`);
       });

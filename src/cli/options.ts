@@ -17,7 +17,7 @@ import type * as Commander from 'commander';
 import * as fs from 'node:fs';
 import { createRequire } from 'node:module';
 import * as path from 'node:path';
-import { fromText } from '../core/bstr.js';
+import { fromText } from '../shared/bstr.js';
 import { DEFAULT_LOOKUP_CACHE_SIZE, type IdMapping, type IdRange, type OverlayConfig, type XattrPermissions } from '../core/config.js';
 import { findMount, isFuse, readMountsSync, resolveMountpointArgSync } from './mountinfo.js';
 import { daemonAlive, readDaemonInfo, runtimeFiles } from './runtime.js';

@@ -9,8 +9,8 @@
  * async unmount (umount2 on a thread of the addon, or fusermount).
  */
 import { openOverlay, type Overlay } from '../core/overlay.js';
-import { fromText } from '../core/bstr.js';
-import { isFsError } from '../core/errors.js';
+import { fromText } from '../shared/bstr.js';
+import { isFsError } from '../shared/errors.js';
 import { checkCanMount, unmountPath } from '../native/fuse-mount.js';
 import { ll, type Session } from '../native/fuse-ll.js';
 import { inoOf } from '../native/sys-api.js';

@@ -10,8 +10,8 @@
 import { execFile } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import { promisify } from 'node:util';
-import { fromText } from '../core/bstr.js';
-import { isFsError } from '../core/errors.js';
+import { fromText } from '../shared/bstr.js';
+import { isFsError } from '../shared/errors.js';
 import { findMount, isFuse, readMounts, resolveMountpointArg, type MountEntry } from './mountinfo.js';
 import { daemonAlive, readDaemonInfo, removeQuietly, runtimeFiles, type DaemonInfo } from './runtime.js';
 

@@ -1,4 +1,4 @@
-import type { Bstr } from './bstr.js';
+import type { Bstr } from '../shared/bstr.js';
 
 /** Everything the overlay core needs to know; built only by cli/options.ts (or the library entry). */
 export interface OverlayConfig {

@@ -20,9 +20,9 @@
 import * as fs from 'node:fs';
 import { promisify } from 'node:util';
 import { StatIdx, inoOf, type Ino } from '../native/sys.js';
-import type { Bstr } from './bstr.js';
+import type { Bstr } from '../shared/bstr.js';
 import { closeWhenIdle, fail, lendOwnerBits, parentOf, relOf, requireUpper, sys, type Ctx, type LayerRef } from './ctx.js';
-import { codeOf, FsError, isFsError } from './errors.js';
+import { codeOf, FsError, isFsError } from '../shared/errors.js';
 import { isUpperEntry, resolve, type Entry } from './namei.js';
 import { mergedEntries } from './readdir.js';
 import { overrideStat, placeMode, placeOwner } from './override-stat.js';

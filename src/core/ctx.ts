@@ -5,9 +5,9 @@
  */
 import * as sys from '../native/sys.js';
 import { STAT_LEN, StatIdx, type Ino } from '../native/sys.js';
-import type { Bstr } from './bstr.js';
+import type { Bstr } from '../shared/bstr.js';
 import type { OverlayConfig } from './config.js';
-import { FsError, type ErrnoCode } from './errors.js';
+import { FsError, type ErrnoCode } from '../shared/errors.js';
 import type { InodeNumbers } from './inode.js';
 import type { LookupCache } from './namei.js';
 import type { WhiteoutWriter } from './whiteout.js';

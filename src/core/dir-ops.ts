@@ -16,10 +16,10 @@
  *   parent, else the absolute lower path ("/a/b"); with redirect_dir off EXDEV;
  *   an upper-only directory moved into a merged parent is made opaque.
  */
-import type { Bstr } from './bstr.js';
+import type { Bstr } from '../shared/bstr.js';
 import { copyAttrs, copyUp, copyUpTreeOpaque, markImpure, settleCopyUps } from './copy-up.js';
 import { checkNewName, fail, lendOwnerBits, parentOf, relOf, requireUpper, sys, type Ctx, type Layer } from './ctx.js';
-import { codeOf, FsError, isFsError } from './errors.js';
+import { codeOf, FsError, isFsError } from '../shared/errors.js';
 import {
   hasLowerDir, isUpperEntry, lookup, lowerHasName, resolve, resolveDir, type Entry,
 } from './namei.js';

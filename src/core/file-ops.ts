@@ -16,10 +16,10 @@
  */
 import * as fs from 'node:fs';
 import { promisify } from 'node:util';
-import type { Bstr } from './bstr.js';
+import type { Bstr } from '../shared/bstr.js';
 import { copyUp } from './copy-up.js';
 import { closeWhenIdle, fail, requireUpper, sys, type Ctx, type OpenFile } from './ctx.js';
-import { codeOf, FsError, isFsError, nodeErrnoCode } from './errors.js';
+import { codeOf, FsError, isFsError, nodeErrnoCode } from '../shared/errors.js';
 import { prepareCreate, placeNew } from './dir-ops.js';
 import { forgetHandle, reopenForOpen, type HiddenFile } from './hidden.js';
 import { isUpperEntry, lookup, resolve } from './namei.js';

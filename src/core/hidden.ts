@@ -35,9 +35,9 @@
  */
 import * as fs from 'node:fs';
 import { StatIdx, setIno, type Ino, type Offset } from '../native/sys.js';
-import type { Bstr } from './bstr.js';
+import type { Bstr } from '../shared/bstr.js';
 import { fail, sys, type Ctx, type OpenFile } from './ctx.js';
-import { codeOf, FsError, nodeErrnoCode } from './errors.js';
+import { codeOf, FsError, nodeErrnoCode } from '../shared/errors.js';
 import { lookup } from './namei.js';
 import { escapeXattr, unescapeXattr } from './xattr.js';
 import type { AttrArray, TimeSet } from './types.js';

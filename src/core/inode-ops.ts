@@ -5,7 +5,7 @@
  */
 import * as fs from 'node:fs';
 import { STAT_LEN, StatIdx, StatvfsIdx, inoOf, setIno, type Ino, type Offset } from '../native/sys.js';
-import type { Bstr } from './bstr.js';
+import type { Bstr } from '../shared/bstr.js';
 import { copyUp } from './copy-up.js';
 import { fail, relOf, requireUpper, sys, type Ctx } from './ctx.js';
 import { isUpperEntry, resolve, type Entry } from './namei.js';

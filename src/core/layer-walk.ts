@@ -19,8 +19,8 @@
 import type { LRUCache } from 'lru-cache';
 import * as sys from '../native/sys.js';
 import { StatIdx, inoOf, type Ino } from '../native/sys.js';
-import { toText, type Bstr } from './bstr.js';
-import { FsError } from './errors.js';
+import { toText, type Bstr } from '../shared/bstr.js';
+import { FsError } from '../shared/errors.js';
 import { fail, type LayerRef } from './ctx.js';
 import {
   isOpaqueDir, isWhiteoutStat, joinRel, listXattrsOrEmpty, readRedirect, splitPath,

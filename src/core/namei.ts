@@ -15,7 +15,7 @@
  */
 import { LRUCache } from 'lru-cache';
 import { StatIdx, inoOf, type Ino } from '../native/sys.js';
-import type { Bstr } from './bstr.js';
+import type { Bstr } from '../shared/bstr.js';
 import type { MergedEntry } from './types.js';
 import { cacheBounds } from './config.js';
 import { fail, parentOf, sys, type Ctx, type LayerRef } from './ctx.js';

@@ -9,12 +9,12 @@
  */
 import * as fs from 'node:fs';
 import { STAT_LEN, StatIdx, inoOf, type Ino, type Offset } from '../native/sys.js';
-import { toText, type Bstr } from './bstr.js';
+import { toText, type Bstr } from '../shared/bstr.js';
 import { cacheBounds, type OverlayConfig } from './config.js';
 import { copyUp as copyUpPath } from './copy-up.js';
 import { sys, type Ctx, type Layer, type OpenFile } from './ctx.js';
 import * as dirOps from './dir-ops.js';
-import { FsError, isFsError, nodeErrnoCode } from './errors.js';
+import { FsError, isFsError, nodeErrnoCode } from '../shared/errors.js';
 import * as fileOps from './file-ops.js';
 import * as hidden from './hidden.js';
 import { hiddenAt, type HiddenFile } from './hidden.js';

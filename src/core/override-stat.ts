@@ -23,11 +23,11 @@
  * The ids in a record are on-disk ids (the FUSE layer maps them, fuse/idmap.ts).
  */
 import { StatIdx } from '../native/sys.js';
-import type { Bstr } from './bstr.js';
+import type { Bstr } from '../shared/bstr.js';
 import type { XattrPermissions } from './config.js';
 import { STAT_LEN } from '../native/sys.js';
 import { chownReal, sys, type Ctx, type Layer, type OpenFile } from './ctx.js';
-import { codeOf, FsError } from './errors.js';
+import { codeOf, FsError } from '../shared/errors.js';
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, EPERM } from '../shared/constants.js';
 
 export const OVERRIDE_PRIVILEGED = 'security.fuseoverlayfs.override_stat';

@@ -9,10 +9,10 @@
  * The listing is built at opendir and held until releasedir: memory is linear
  * in the entries of open directories.
  */
-import type { Bstr } from './bstr.js';
+import type { Bstr } from '../shared/bstr.js';
 import { StatIdx, inoOf } from '../native/sys.js';
 import { fail, sys, type Ctx } from './ctx.js';
-import { FsError } from './errors.js';
+import { FsError } from '../shared/errors.js';
 import { joinRel } from './whiteout.js';
 import { lookupIn, resolveDir, type Entry } from './namei.js';
 import type { Caller, MergedEntry } from './types.js';

@@ -1,4 +1,4 @@
-import type { Bstr } from './bstr.js';
+import type { Bstr } from '../shared/bstr.js';
 import type { Ino, Offset } from '../native/sys-api.js';
 
 /** Seconds and nanoseconds, as the kernel keeps them. */

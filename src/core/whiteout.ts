@@ -26,8 +26,8 @@
  */
 import * as sys from '../native/sys.js';
 import { StatIdx } from '../native/sys.js';
-import type { Bstr } from './bstr.js';
-import { codeOf, FsError, type ErrnoCode } from './errors.js';
+import type { Bstr } from '../shared/bstr.js';
+import { codeOf, FsError, type ErrnoCode } from '../shared/errors.js';
 import { S_IFCHR, S_IFMT, EEXIST, EMLINK, ENODATA, ENOENT, O_WRITE_NEW } from '../shared/constants.js';
 
 export const WH_PREFIX = '.wh.';

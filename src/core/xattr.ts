@@ -12,10 +12,10 @@
  * nothing a user does can forge a marker. user.fuseoverlayfs.* is refused
  * with EPERM, as fuse-overlayfs does.
  */
-import type { Bstr } from './bstr.js';
+import type { Bstr } from '../shared/bstr.js';
 import { copyUp } from './copy-up.js';
 import { fail, relOf, requireUpper, sys, type Ctx } from './ctx.js';
-import { codeOf } from './errors.js';
+import { codeOf } from '../shared/errors.js';
 import { isUpperEntry, resolve } from './namei.js';
 import type { Caller } from './types.js';
 import { FUSE_OVERLAYFS_PREFIX, OPAQUE_XATTRS, TRUSTED_PREFIX, USER_PREFIX } from './whiteout.js';

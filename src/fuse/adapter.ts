@@ -12,9 +12,9 @@
  * - Mount options for libfuse are chosen here (fuseOptions) from the MountConfig.
  */
 import { performance } from 'node:perf_hooks';
-import type { Bstr } from '../core/bstr.js';
-import { toText } from '../core/bstr.js';
-import { FsError } from '../core/errors.js';
+import type { Bstr } from '../shared/bstr.js';
+import { toText } from '../shared/bstr.js';
+import { FsError } from '../shared/errors.js';
 import type { IdView } from './idmap.js';
 import { dirListing, osErrName, RequestStats, startCall, statvfsArray, toErrno, type OpSummary } from './requests.js';
 

@@ -14,9 +14,9 @@
  *   then failed -- is invalidated here (invalidateAfter).
  */
 import { performance } from 'node:perf_hooks';
-import type { Bstr } from '../core/bstr.js';
-import { toText } from '../core/bstr.js';
-import { FsError } from '../core/errors.js';
+import type { Bstr } from '../shared/bstr.js';
+import { toText } from '../shared/bstr.js';
+import { FsError } from '../shared/errors.js';
 import type { NodeInfo } from '../core/overlay.js';
 import type { AttrArray, Caller, OpenResult, OverlayOps, TimeSet } from '../core/types.js';
 import { ll, SetattrValid, type LowLevelHandlers, type NodeId, type ReqId, type Session } from '../native/fuse-ll.js';

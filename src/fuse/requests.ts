@@ -4,9 +4,9 @@
  * histograms) for `stratafs stats` and the benchmark.
  */
 import { constants as osConstants } from 'node:os';
-import type { Bstr } from '../core/bstr.js';
-import { toText } from '../core/bstr.js';
-import { FsError } from '../core/errors.js';
+import type { Bstr } from '../shared/bstr.js';
+import { toText } from '../shared/bstr.js';
+import { FsError } from '../shared/errors.js';
 import type { MergedEntry, StatFs } from '../core/types.js';
 import { STAT_LEN, StatIdx, STATVFS_LEN, StatvfsIdx, setIno, type Ino } from '../native/sys-api.js';
 import { S_IFDIR } from '../shared/constants.js';

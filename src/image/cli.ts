@@ -11,8 +11,8 @@
 import { realpathSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
-import { FsError } from '../core/errors.js';
-import { toText } from '../core/bstr.js';
+import { FsError } from '../shared/errors.js';
+import { toText } from '../shared/bstr.js';
 import { splitOptions, splitLowerdir, unescape } from '../cli/options.js';
 import { readMountsSync, findMount, resolveMountpointArgSync } from '../cli/mountinfo.js';
 import { runtimeFiles, readDaemonInfo } from '../cli/runtime.js';

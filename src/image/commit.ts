@@ -21,8 +21,8 @@ import { pipeline } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import * as sys from '../native/sys.js';
 import { StatIdx, inoOf } from '../native/sys.js';
-import type { Bstr } from '../core/bstr.js';
-import { FsError } from '../core/errors.js';
+import type { Bstr } from '../shared/bstr.js';
+import { FsError } from '../shared/errors.js';
 import {
   isPrivateXattr, joinRel, OPAQUE_FILE, WH_PREFIX,
 } from '../core/whiteout.js';

@@ -10,7 +10,7 @@
  *   have at the new path.
  * Lower directories the upper does not touch are never read.
  */
-import type { Bstr } from '../core/bstr.js';
+import type { Bstr } from '../shared/bstr.js';
 import * as sys from '../native/sys.js';
 import { StatIdx } from '../native/sys.js';
 import { joinRel } from '../core/whiteout.js';

@@ -13,7 +13,7 @@ import { createReadStream, existsSync, readFileSync, realpathSync, statSync } fr
 import { join, resolve, sep } from 'node:path';
 import { createGunzip } from 'node:zlib';
 import type { Readable } from 'node:stream';
-import { FsError } from '../core/errors.js';
+import { FsError } from '../shared/errors.js';
 import { extractTar } from './extract.js';
 import { importLayer, detectCompression, expandGuard, readHead, type LayerImportResult } from './import-layer.js';
 import { Store, checkDigest, hexOf, removeTree, type ImageRecord, type ImageLayerRef } from './store.js';

@@ -16,7 +16,7 @@ import { Transform, type TransformCallback, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { Decompress as ZstdDecompress } from 'fzstd';
-import { FsError, isFsError } from '../core/errors.js';
+import { FsError, isFsError } from '../shared/errors.js';
 import { extractTar, defaultExtractOptions, type ExtractOptions, type ExtractStats } from './extract.js';
 import { Store, checkDigest, removeTree, DIGEST_RE, type LayerRecord } from './store.js';
 import { treeSize } from './size.js';

@@ -8,7 +8,7 @@
  * allocated blocks are reported beside it.
  */
 import * as sys from '../native/sys.js';
-import type { Bstr } from '../core/bstr.js';
+import type { Bstr } from '../shared/bstr.js';
 import { Store } from './store.js';
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../shared/constants.js';
 

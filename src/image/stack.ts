@@ -12,9 +12,9 @@
 import { LRUCache } from 'lru-cache';
 import * as sys from '../native/sys.js';
 import { StatIdx } from '../native/sys.js';
-import type { Bstr } from '../core/bstr.js';
+import type { Bstr } from '../shared/bstr.js';
 import { cacheBounds, DEFAULT_LOOKUP_CACHE_SIZE } from '../core/config.js';
-import { FsError } from '../core/errors.js';
+import { FsError } from '../shared/errors.js';
 import { lowerDirBytes, walkName, type LowerDirInfo, type Walked, type WalkCtx, type WalkLayer } from '../core/layer-walk.js';
 import {
   isOpaqueDir, isWhiteoutStat, joinRel, listXattrsOrEmpty, readRedirect, whiteoutTargetOf,

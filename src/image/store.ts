@@ -15,8 +15,8 @@
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync, renameSync, existsSync, readdirSync, lstatSync, chmodSync, fsyncSync, openSync, closeSync } from 'node:fs';
 import { join, resolve, dirname, basename } from 'node:path';
 import * as sys from '../native/sys.js';
-import type { Bstr } from '../core/bstr.js';
-import { FsError } from '../core/errors.js';
+import type { Bstr } from '../shared/bstr.js';
+import { FsError } from '../shared/errors.js';
 import { S_IFDIR, S_IFMT } from '../shared/constants.js';
 
 export const DIGEST_RE = /^sha256:[0-9a-f]{64}$/;

@@ -17,7 +17,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import type { Writable } from 'node:stream';
 import tarStream from 'tar-stream';
-import type { Bstr } from '../core/bstr.js';
+import type { Bstr } from '../shared/bstr.js';
 
 type PaxRecords = Record<string, string>;
 

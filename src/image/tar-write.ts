@@ -10,7 +10,7 @@
  * Determinism: no uname/gname, no atime/ctime, PAX header names derived from
  * the entry, and only the fields given; the same entries give the same bytes.
  */
-import type { Bstr } from '../core/bstr.js';
+import type { Bstr } from '../shared/bstr.js';
 
 export type EntryType = 'file' | 'link' | 'symlink' | 'char' | 'block' | 'dir' | 'fifo';
 

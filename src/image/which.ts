@@ -8,8 +8,8 @@
  * (core/layer-walk.ts), the upper first, then the lowers top down, with
  * redirects followed in every layer.
  */
-import type { Bstr } from '../core/bstr.js';
-import { FsError } from '../core/errors.js';
+import type { Bstr } from '../shared/bstr.js';
+import { FsError } from '../shared/errors.js';
 import type { LayerRef as RealRef } from '../core/ctx.js';
 import { walkName } from '../core/layer-walk.js';
 import type { Redirect } from '../core/whiteout.js';

@@ -9,7 +9,7 @@
  * `forget` has no request id and no answer.
  */
 import { createRequire } from 'node:module';
-import type { Bstr } from '../core/bstr.js';
+import type { Bstr } from '../shared/bstr.js';
 import { STAT_LEN, type Offset } from './sys-api.js';
 
 export type ReqId = number;

@@ -5,7 +5,7 @@
  * unmount. Re-exported by fuse.ts.
  */
 import path from 'node:path';
-import type { Bstr } from '../core/bstr.js';
+import type { Bstr } from '../shared/bstr.js';
 
 const MNT_DETACH = 2;
 

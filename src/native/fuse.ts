@@ -10,7 +10,7 @@
  *   array for several in-flight replies: the binding reads it on the next tick.
  */
 import { createRequire } from 'node:module';
-import type { Bstr } from '../core/bstr.js';
+import type { Bstr } from '../shared/bstr.js';
 import { checkCanMount, isRoot, unmountPath, type UnmountOptions } from './fuse-mount.js';
 
 // Mounting helpers that need no binding live in fuse-mount.ts; importers of this module keep them here too.

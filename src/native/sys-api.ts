@@ -5,7 +5,7 @@
  * provides exactly those, and src/native/sys.ts wraps them with FsError.
  *
  * Conventions
- * - Every path or name argument is a Bstr (latin1 byte string, see core/bstr.ts);
+ * - Every path or name argument is a Bstr (latin1 byte string, see shared/bstr.ts);
  *   the C side reads it with napi_get_value_string_latin1, so bytes pass unchanged.
  * - `rel` is relative to `dirfd`. It may contain slashes; it is resolved with
  *   openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS): no symlink inside a layer is

@@ -15,8 +15,8 @@
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { codeOf, FsError } from '../core/errors.js';
-import type { Bstr } from '../core/bstr.js';
+import { codeOf, FsError } from '../shared/errors.js';
+import type { Bstr } from '../shared/bstr.js';
 import { DT, EACCES, EISDIR, ENAMETOOLONG } from '../shared/constants.js';
 import { STAT_LEN, STATVFS_LEN, inoOf, type CopyResult, type Ino, type Offset, type SysAddon } from './sys-api.js';
 

@@ -20,7 +20,7 @@ import { which } from '../../src/image/which.js';
 import { commit } from '../../src/image/commit.js';
 import { Store } from '../../src/image/store.js';
 import { importLayer } from '../../src/image/import-layer.js';
-import { FsError } from '../../src/core/errors.js';
+import { FsError } from '../../src/shared/errors.js';
 
 let base: string;
 let l1: string, l2: string, upper: string, work: string, mnt: string;

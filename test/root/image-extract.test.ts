@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { createHash } from 'node:crypto';
 import { Store } from '../../src/image/store.js';
 import { importLayer } from '../../src/image/import-layer.js';
-import { FsError } from '../../src/core/errors.js';
+import { FsError } from '../../src/shared/errors.js';
 
 let base: string;
 let outside: string;

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { Store, resolveImageLowers } from '../../src/image/store.js';
 import { importImage } from '../../src/image/import-image.js';
-import { FsError } from '../../src/core/errors.js';
+import { FsError } from '../../src/shared/errors.js';
 import { inReadOnlyHost } from '../harness/sandbox.js';
 
 let base: string;

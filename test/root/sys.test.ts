@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import * as sys from '../../src/native/sys.js';
 import { constants as C, DT, StatIdx as S } from '../../src/native/sys.js';
-import { FsError } from '../../src/core/errors.js';
+import { FsError } from '../../src/shared/errors.js';
 import { scratchTmpfs } from '../harness/mounts.js';
 
 const { S_IFMT, S_IFCHR, S_IFIFO, S_IFLNK, S_IFDIR, S_IFREG, O_RDWR, O_CREAT, O_EXCL, O_RDONLY, O_WRONLY } = fs.constants;

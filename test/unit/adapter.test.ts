@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { constants } from 'node:os';
-import { FsError } from '../../src/core/errors.js';
+import { FsError } from '../../src/shared/errors.js';
 import { fuseOptions } from '../../src/fuse/adapter.js';
 import { lowLevelArgs } from '../../src/fuse/lowlevel.js';
 import { toErrno } from '../../src/fuse/requests.js';
