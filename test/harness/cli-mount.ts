@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import { lstat, mkdir, readdir, readFile, readlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { expect } from 'vitest';
-import { forceCleanup, mountsAt, pidsWithArg, STRATAFS_BIN, STRATAFS_CLI, tempDir } from './mounts.js';
+import { awaitExit, forceCleanup, killPids, mountsAt, pidsWithArg, STRATAFS_BIN, STRATAFS_CLI, tempDir } from './mounts.js';
 import { run, type RunResult } from './proc.js';
 
 export { STRATAFS_BIN, STRATAFS_CLI };
@@ -101,15 +101,16 @@ export class Leftovers {
   async cleanup(): Promise<string[]> {
     const errors: string[] = [];
     // deepest first: a mount inside another goes first
+    // The registered PIDs are waited for once every mount is gone: each serves one of them, and
+    // one still serving the next mount would not exit while an earlier mount is cleaned.
     for (const mnt of [...this.mnts].sort((a, b) => b.length - a.length)) {
       try {
-        await forceCleanup(mnt, [...this.pids]);
+        await forceCleanup(mnt);
       } catch (e) {
         errors.push(String(e));
       }
     }
-    const { killPids } = await import('./mounts.js');
-    await killPids([...this.pids]);
+    await killPids(await awaitExit([...this.pids]));
     this.mnts.clear();
     this.pids.clear();
     this.children.clear();

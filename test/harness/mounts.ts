@@ -259,6 +259,23 @@ export async function abortFuse(mnt: string): Promise<boolean> {
  * Removes every mount at mnt, whatever state its daemon is in, then kills the
  * given PIDs (and any process still naming mnt in its arguments).
  */
+/**
+ * Wait until the processes exit by themselves; returns those still alive (for the caller to kill).
+ * A FUSE daemon exits once its mount is gone, but on a loaded machine that can take seconds (a
+ * 3 s grace killed healthy daemons, reported as a difference); the deadline only guards one that
+ * never exits. A stopped one never will: no waiting for it. Pass only processes whose mounts are
+ * gone: a daemon still serving another mount would be waited for until the deadline.
+ */
+export async function awaitExit(pids: readonly number[], ms = 30_000): Promise<number[]> {
+  const deadline = Date.now() + ms;
+  let left = [...new Set(pids)].filter(alive);
+  while (left.some((p) => !isStopped(p)) && Date.now() < deadline) {
+    await sleep(50);
+    left = left.filter(alive);
+  }
+  return left;
+}
+
 export async function forceCleanup(mnt: string, pids: number[] = []): Promise<UnmountResult> {
   const steps: string[] = [];
   for (let i = 0; i < 8 && (await mountsAt(mnt)).length > 0; i++) {
@@ -270,17 +287,7 @@ export async function forceCleanup(mnt: string, pids: number[] = []): Promise<Un
     steps.push(l.code === 0 ? 'umount -l' : `umount -l failed (${l.stderr.toString().trim()})`);
   }
   const stillMounted = (await mountsAt(mnt)).length > 0;
-  // A FUSE daemon exits by itself once its mount is gone: wait for that outcome. On a loaded
-  // machine its exit can take seconds (a 3 s grace killed healthy daemons, reported as a
-  // difference); the deadline only guards a daemon that never exits. A stopped one never
-  // will: no waiting for it.
-  const deadline = Date.now() + 30_000;
-  let left = [...new Set([...pids, ...(await pidsWithArg(mnt))])].filter(alive);
-  while (left.some((p) => !isStopped(p)) && Date.now() < deadline) {
-    await sleep(50);
-    left = left.filter(alive);
-  }
-  const killed = await killPids(left);
+  const killed = await killPids(await awaitExit([...pids, ...(await pidsWithArg(mnt))]));
   if (stillMounted) throw new Error(`could not remove the mount at ${mnt}: ${steps.join(' -> ')}`);
   return { steps, killed };
 }
