@@ -49,9 +49,9 @@ async function main(argv: string[]): Promise<number> {
   // A mount's daemon (started by src/native/launcher.c or by spawnDaemon) skips the command tree.
   if (argv[0] === DAEMON_CHILD_FLAG) return (await import('./daemon-child.js')).daemonChild(argv.slice(1));
   if (argv[0] === '--daemon-gone') return (await import('./daemon-child.js')).daemonGone(argv.slice(1));
-  // Image commands (layer, image, diff, commit, size, which) live in src/image/cli.ts.
+  // Image commands (layer, image, diff, commit, size, which) live in src/cli/image.ts.
   if (argv[0] !== undefined && ['layer', 'image', 'diff', 'commit', 'size', 'which'].includes(argv[0])) {
-    return (await import('../image/cli.js')).runImageCli(argv);
+    return (await import('./image.js')).runImageCli(argv);
   }
   let cmd: CliCommand;
   try {

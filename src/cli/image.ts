@@ -13,10 +13,10 @@ import * as path from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { FsError } from '../shared/errors.js';
 import { toText } from '../shared/bstr.js';
-import { splitOptions, splitLowerdir, unescape } from '../cli/options.js';
-import { readMountsSync, findMount, resolveMountpointArgSync } from '../cli/mountinfo.js';
-import { runtimeFiles, readDaemonInfo } from '../cli/runtime.js';
-import { Store, resolveImageLowers } from './store.js';
+import { splitOptions, splitLowerdir, unescape } from './options.js';
+import { readMountsSync, findMount, resolveMountpointArgSync } from './mountinfo.js';
+import { runtimeFiles, readDaemonInfo } from './runtime.js';
+import { Store, resolveImageLowers } from '../image/store.js';
 
 export const IMAGE_COMMANDS = new Set(['layer', 'image', 'diff', 'commit', 'size', 'which']);
 
@@ -125,9 +125,9 @@ export function buildImageProgram(): Command {
     .option('--max-expanded <size>', MAX_EXPANDED_HELP)
     .option('--json', 'machine-readable output')
     .action(async (file: string, o: { store: string; digest?: string; devices: boolean; maxExpanded?: string; json?: boolean }) => {
-      const { importLayer, parseSize } = await import('./import-layer.js');
+      const { importLayer, parseSize } = await import('../image/import-layer.js');
       const maxExpanded = o.maxExpanded === undefined ? undefined : parseSize(o.maxExpanded);
-      const { defaultExtractOptions } = await import('./extract.js');
+      const { defaultExtractOptions } = await import('../image/extract.js');
       const store = Store.open(o.store);
       const bar = await progressBar(statSync(file).size, !o.json, path.basename(file).slice(0, 24));
       const ext = defaultExtractOptions();
@@ -154,7 +154,7 @@ export function buildImageProgram(): Command {
       const store = Store.open(o.store);
       const layers = store.listLayers().map((l) => ({ ...l, lowerdir: store.snapshotFs(l.diffId) }));
       if (o.json) { json(layers); return; }
-      const { humanSize } = await import('./size.js');
+      const { humanSize } = await import('../image/size.js');
       for (const l of layers) out(`${l.diffId}  ${humanSize(l.size).padStart(9)}  ${l.entries} entries\n`);
     });
 
@@ -166,8 +166,8 @@ export function buildImageProgram(): Command {
     .option('--max-expanded <size>', MAX_EXPANDED_HELP)
     .option('--json', 'machine-readable output')
     .action(async (p: string, o: { store: string; name?: string; maxExpanded?: string; json?: boolean }) => {
-      const { importImage } = await import('./import-image.js');
-      const { parseSize } = await import('./import-layer.js');
+      const { importImage } = await import('../image/import-image.js');
+      const { parseSize } = await import('../image/import-layer.js');
       const maxExpanded = o.maxExpanded === undefined ? undefined : parseSize(o.maxExpanded);
       const store = Store.open(o.store);
       let bar = { update: (_n: number): void => undefined, stop: (): void => undefined };
@@ -212,7 +212,7 @@ export function buildImageProgram(): Command {
     .option('--json', 'machine-readable output')
     .action(async (mp: string | undefined, o: StackOpts & { json?: boolean }) => {
       const spec = resolveStack(o, mp, true);
-      const { walkDiff, formatChange } = await import('./diff.js');
+      const { walkDiff, formatChange } = await import('../image/diff.js');
       if (o.json) {
         const changes: unknown[] = [];
         walkDiff(spec.upper!, spec.lowers, (c) => changes.push({ kind: c.kind, ...jsonPath(c.path) }));
@@ -237,7 +237,7 @@ export function buildImageProgram(): Command {
     .option('--json', 'machine-readable output')
     .action(async (mp: string | undefined, o: StackOpts & { output: string; compression?: 'gzip' | 'none'; json?: boolean }) => {
       const spec = resolveStack(o, mp, true);
-      const { commit } = await import('./commit.js');
+      const { commit } = await import('../image/commit.js');
       const r = await commit({ upper: spec.upper!, lowers: spec.lowers, output: path.resolve(o.output), compression: o.compression });
       if (o.json) { json(r); return; }
       out(`${r.output}\n  blob digest ${r.blobDigest} (${r.blobSize} bytes, ${r.compression})\n  diff-id     ${r.diffId}\n`);
@@ -249,7 +249,7 @@ export function buildImageProgram(): Command {
     .description('writable layer size and virtual size (like docker ps -s); with only --store: per image and shared')
     .option('--json', 'machine-readable output')
     .action(async (mp: string | undefined, o: StackOpts & { json?: boolean }) => {
-      const { containerSize, storeSize, humanSize } = await import('./size.js');
+      const { containerSize, storeSize, humanSize } = await import('../image/size.js');
       if (o.store && o.image === undefined && (!o.options || o.options.length === 0) && mp === undefined) {
         const s = storeSize(Store.open(o.store));
         if (o.json) { json(s); return; }
@@ -268,7 +268,7 @@ export function buildImageProgram(): Command {
     .description('which layer supplies a path: MOUNTPOINT/PATH of a live mount, or a PATH within the layers given by -o or --image')
     .option('--json', 'machine-readable output')
     .action(async (p: string, o: StackOpts & { json?: boolean }) => {
-      const { which, formatWhich } = await import('./which.js');
+      const { which, formatWhich } = await import('../image/which.js');
       let spec: StackSpec;
       let rel: string;
       if ((o.options && o.options.length > 0) || o.image !== undefined) {
