@@ -24,14 +24,13 @@ import { prepareCreate, placeNew } from './dir-ops.js';
 import { forgetHandle, reopenForOpen, type HiddenFile } from './hidden.js';
 import { isUpperEntry, lookup, resolve } from './namei.js';
 import type { Caller, OpenResult } from './types.js';
-import { S_IFDIR, S_IFREG, EPERM } from '../shared/constants.js';
+import { S_IFDIR, S_IFREG, EPERM, O_ACCMODE } from '../shared/constants.js';
 import { StatIdx, type Offset } from '../native/sys.js';
 
 const fsyncAsync = promisify(fs.fsync);
 const fdatasyncAsync = promisify(fs.fdatasync);
 
 const { O_RDONLY, O_TRUNC, O_CREAT, O_EXCL, O_DIRECTORY, O_APPEND, O_NONBLOCK, O_SYNC, O_DSYNC, O_DIRECT, O_NOATIME } = fs.constants;
-const O_ACCMODE = 3;
 
 /**
  * The flags of a FUSE OPEN/CREATE are the kernel's f_flags of the caller's

@@ -41,7 +41,7 @@ import { codeOf, FsError, nodeErrnoCode } from '../shared/errors.js';
 import { lookup } from './namei.js';
 import { escapeXattr, unescapeXattr } from './xattr.js';
 import type { AttrArray, TimeSet } from './types.js';
-import { S_IFDIR } from '../shared/constants.js';
+import { S_IFDIR, O_ACCMODE } from '../shared/constants.js';
 import { changeMode, changeOwner, overrideOpenStat } from './override-stat.js';
 
 /** libfuse 2.9.9 hidden_name(): ".fuse_hidden%08x%08x" (node id, hidectr). */
@@ -55,7 +55,6 @@ export interface HiddenFile {
   files: Set<OpenFile>;
 }
 
-const O_ACCMODE = 3;
 const { O_RDONLY, O_WRONLY, O_CREAT, O_EXCL, O_NOCTTY } = fs.constants;
 
 const nameOf = (path: Bstr): Bstr => path.slice(path.lastIndexOf('/') + 1);

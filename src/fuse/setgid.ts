@@ -14,9 +14,8 @@
  * file answers whether that caller keeps the bit.
  */
 import { readFileSync, readlinkSync } from 'node:fs';
-import { S_IFMT, S_IFREG, S_ISGID } from '../shared/constants.js';
+import { S_IFMT, S_IFREG, S_ISGID, S_IXGRP } from '../shared/constants.js';
 
-const S_IXGRP = 0o010;
 const CAP_FSETID = 4n;
 
 /** A regular file with S_ISGID and no S_IXGRP: the only case the FUSE module leaves to us. */

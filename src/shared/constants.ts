@@ -17,6 +17,7 @@ export const S_IFBLK = 0o060000;
 export const S_IFIFO = 0o010000;
 export const S_IFSOCK = 0o140000;
 export const S_ISGID = 0o2000;
+export const S_IXGRP = 0o010;
 
 /** d_type values of readdirat (identical on every Linux architecture). */
 export const DT = {
@@ -33,3 +34,6 @@ export const EWOULDBLOCK = osConstants.errno.EWOULDBLOCK;
 
 /** open flags that create a file that must not exist yet, for writing (O_CREAT differs between architectures). */
 export const O_WRITE_NEW = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL;
+
+/** the access-mode bits of open flags (O_RDONLY, O_WRONLY, O_RDWR) */
+export const O_ACCMODE = 3;
