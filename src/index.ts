@@ -15,7 +15,8 @@
  * holds for process.exit() with files still open on the mount: unmount first.
  */
 import * as fs from 'node:fs';
-import { ConfigError, escapeOptionValue, parseMountArgs, validateMountConfig, type MountConfig } from './cli/options.js';
+import { ConfigError, type MountConfig } from './fuse/config.js';
+import { escapeOptionValue, parseMountArgs, validateMountConfig } from './cli/options.js';
 import { serve, ServeError } from './cli/serve.js';
 import type { DaemonStats } from './cli/stats.js';
 

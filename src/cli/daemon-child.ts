@@ -18,7 +18,8 @@
 import * as fs from 'node:fs';
 import { dup2 } from '../native/sys.js';
 import { failedStartLog, goneMessage, openDaemonLog, pipeNotifier, runServer, type Notifier } from './daemon.js';
-import { ConfigError, parseCommandLine, parsePlainMount, validateMountConfig, type MountConfig } from './options.js';
+import { ConfigError, type MountConfig } from '../fuse/config.js';
+import { parseCommandLine, parsePlainMount, validateMountConfig } from './options.js';
 import { cleanDeadMount, configWarnings } from './prepare-mount.js';
 
 const READY_FD = 3;

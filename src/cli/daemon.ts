@@ -21,7 +21,8 @@
 import * as fs from 'node:fs';
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { DAEMON_CHILD_FLAG, type MountConfig } from './options.js';
+import type { MountConfig } from '../fuse/config.js';
+import { DAEMON_CHILD_FLAG } from './options.js';
 import { serveControl } from './control.js';
 import {
   adoptLeftoverLogs, ensureRuntimeDir, keepLog, keptLogPath, processStartTime, pruneKeptLogs, removeQuietly, runtimeFiles,

@@ -5,7 +5,8 @@
  * lazily, so `umount`, `stats` and bad input never load native code.
  */
 import { readFileSync } from 'node:fs';
-import { ConfigError, DAEMON_CHILD_FLAG, parseCommandLine, validateMountConfig, type CliCommand } from './options.js';
+import { ConfigError } from '../fuse/config.js';
+import { DAEMON_CHILD_FLAG, parseCommandLine, validateMountConfig, type CliCommand } from './options.js';
 import { cleanDeadMount, configWarnings } from './prepare-mount.js';
 
 function version(): string {

@@ -4,7 +4,7 @@
  * the same options and clean a dead mount the same way, each reporting through
  * its own channel (stderr, or the launcher's verdict pipe).
  */
-import type { MountConfig } from './options.js';
+import type { MountConfig } from '../fuse/config.js';
 
 /** The warning lines a configuration gets (unknown options, options without effect). */
 export function configWarnings(c: MountConfig): string[] {

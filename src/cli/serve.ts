@@ -17,7 +17,7 @@ import { inoOf } from '../native/sys-api.js';
 import { createLowLevelAdapter, lowLevelArgs } from '../fuse/lowlevel.js';
 import { cacheBounds } from '../core/config.js';
 import { idView, readOverflowIds } from '../fuse/idmap.js';
-import type { MountConfig } from './options.js';
+import type { MountConfig } from '../fuse/config.js';
 import type { DaemonStats } from './stats.js';
 import type { CacheFill } from '../core/types.js';
 import { memoryStats } from './memory.js';

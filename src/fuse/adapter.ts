@@ -22,7 +22,7 @@ export type { OpSummary };
 import type { Caller, MergedEntry, OpenResult, OverlayOps, TimeSet } from '../core/types.js';
 import { StatIdx } from '../native/sys-api.js';
 import { OpenFlags, UTIME_NOW, UTIME_OMIT, type FuseHandlers, type FuseOptions } from '../native/fuse.js';
-import type { MountConfig } from '../cli/options.js';
+import type { MountConfig } from './config.js';
 import { ENOSYS } from '../shared/constants.js';
 
 

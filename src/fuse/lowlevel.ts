@@ -25,7 +25,7 @@ import type { IdView } from './idmap.js';
 import { Node, NodeTable } from './nodes.js';
 import { callerKeepsSetgid, quietSetgid } from './setgid.js';
 import { dirListing, osErrName, RequestStats, startCall, statvfsArray, toErrno, type DirListing, type OpSummary } from './requests.js';
-import type { MountConfig } from '../cli/options.js';
+import type { MountConfig } from './config.js';
 import { S_IFDIR, S_IFMT, ENOENT, ENOSYS, ERANGE } from '../shared/constants.js';
 
 /** The core as the low-level adapter uses it: OverlayOps plus node identity and handle-based calls. */

@@ -4,9 +4,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import {
-  ConfigError, DEFAULT_TIMEOUT_S, escapeOptionValue, MAX_LAYERS, parseCommandLine, parseMountArgs, splitLowerdir, splitOptions,
-  validateMountConfig, type MountArgs, type MountConfig,
+  escapeOptionValue, parseCommandLine, parseMountArgs, splitLowerdir, splitOptions, validateMountConfig, type MountArgs,
 } from '../../src/cli/options.js';
+import { ConfigError, DEFAULT_TIMEOUT_S, MAX_LAYERS, type MountConfig } from '../../src/fuse/config.js';
 import { DEFAULT_LOOKUP_CACHE_SIZE } from '../../src/core/config.js';
 
 const env = { cwd: '/base', uid: 0, version: '0.0.0' };

@@ -4,7 +4,8 @@
  * error, and undefined for everything that is not a plain mount.
  */
 import { describe, expect, it } from 'vitest';
-import { ConfigError, parseCommandLine, parsePlainMount } from '../../src/cli/options.js';
+import { ConfigError } from '../../src/fuse/config.js';
+import { parseCommandLine, parsePlainMount } from '../../src/cli/options.js';
 
 const env = { cwd: '/base', uid: 0, version: '0.0.0' };
 
