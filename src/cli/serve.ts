@@ -14,7 +14,8 @@ import { isFsError } from '../shared/errors.js';
 import { checkCanMount, unmountPath } from '../native/fuse-mount.js';
 import { ll, type Session } from '../native/fuse-ll.js';
 import { inoOf } from '../native/sys-api.js';
-import { createLowLevelAdapter, lowLevelArgs } from '../fuse/lowlevel.js';
+import { createLowLevelAdapter } from '../fuse/lowlevel.js';
+import { highLevelOptions, lowLevelArgs } from '../fuse/libfuse-args.js';
 import { cacheBounds } from '../core/config.js';
 import { idView, readOverflowIds } from '../fuse/idmap.js';
 import type { MountConfig } from '../fuse/config.js';
@@ -87,10 +88,10 @@ export async function serve(config: MountConfig, log: (line: string) => void): P
     if (config.fuseApi === 'highlevel') {
       // fuse-native and its adapter load only for this API: the default mount path never pays for them.
       const { Fuse } = await import('../native/fuse.js');
-      const { createAdapter, fuseOptions } = await import('../fuse/adapter.js');
+      const { createAdapter } = await import('../fuse/adapter.js');
       // context() runs only for requests, after `fuse` below exists.
       const adapter = createAdapter(overlay, { debug: config.debug, log, context: () => fuse.context(), ids, noXattrs: config.noXattrs });
-      const fuse = new Fuse(fromText(config.mountpoint), adapter.handlers, fuseOptions(config, onExit));
+      const fuse = new Fuse(fromText(config.mountpoint), adapter.handlers, highLevelOptions(config, onExit));
       await fuse.mount();
       opStats = adapter.opStats;
     } else {

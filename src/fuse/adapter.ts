@@ -9,7 +9,6 @@
  * - One wrapper, settle(), ends every request: it counts the op by type with its
  *   latency (for `stratafs stats`) and, only with -d, logs the op with its result
  *   and duration. Without -d the logging branch is a constant test.
- * - Mount options for libfuse are chosen here (fuseOptions) from the MountConfig.
  */
 import { performance } from 'node:perf_hooks';
 import type { Bstr } from '../shared/bstr.js';
@@ -21,8 +20,7 @@ import { dirListing, osErrName, RequestStats, startCall, statvfsArray, toErrno, 
 export type { OpSummary };
 import type { Caller, MergedEntry, OpenResult, OverlayOps, TimeSet } from '../core/types.js';
 import { StatIdx } from '../native/sys-api.js';
-import { OpenFlags, UTIME_NOW, UTIME_OMIT, type FuseHandlers, type FuseOptions } from '../native/fuse.js';
-import type { MountConfig } from './config.js';
+import { OpenFlags, UTIME_NOW, UTIME_OMIT, type FuseHandlers } from '../native/fuse.js';
 import { ENOSYS } from '../shared/constants.js';
 
 
@@ -280,37 +278,5 @@ export function createAdapter(ops: OverlayOps, opt: AdapterOptions): Adapter {
   return {
     handlers,
     opStats: () => requests.summary(),
-  };
-}
-
-
-// ---------------------------------------------------------------------------
-// libfuse options
-
-/**
- * The binding's mount options for a MountConfig: use_ino (the core numbers
- * inodes); big_writes with max_write=131072; nonempty (mounting over a
- * non-empty directory or a layer is normal for an overlay); NOT hard_remove:
- * libfuse then renames a file unlinked while open to a `.fuse_hidden` name,
- * which the core turns into the real unlink plus a virtual name served from
- * the open fds (core/hidden.ts) -- with hard_remove libfuse loses the node's
- * path and answers fstat with ENOENT itself. Plus the kernel cache timeouts,
- * permissions, and the generic mount flags (libfuse 2.9 itself would mount
- * nosuid,nodev).
- */
-export function fuseOptions(c: MountConfig, onExit: () => void): FuseOptions {
-  const extra: string[] = [];
-  if (c.flags.noatime) extra.push('noatime');
-  if (c.flags.sync) extra.push('sync');
-  if (c.flags.dirsync) extra.push('dirsync');
-  return {
-    useIno: true, bigWrites: true, maxWrite: 131072, hardRemove: false, nonempty: true,
-    entryTimeout: c.timeout, attrTimeout: c.attrTimeout, negativeTimeout: c.negativeTimeout,
-    defaultPermissions: c.defaultPermissions, allowOther: c.allowOther,
-    suid: c.flags.suid, dev: c.flags.dev, exec: c.flags.exec, readOnly: c.flags.readOnly,
-    fsname: c.fsname, subtype: 'stratafs',
-    extra,
-    timeout: false,
-    onExit,
   };
 }

@@ -25,7 +25,6 @@ import type { IdView } from './idmap.js';
 import { Node, NodeTable } from './nodes.js';
 import { callerKeepsSetgid, quietSetgid } from './setgid.js';
 import { dirListing, osErrName, RequestStats, startCall, statvfsArray, toErrno, type DirListing, type OpSummary } from './requests.js';
-import type { MountConfig } from './config.js';
 import { S_IFDIR, S_IFMT, ENOENT, ENOSYS, ERANGE } from '../shared/constants.js';
 
 /** The core as the low-level adapter uses it: OverlayOps plus node identity and handle-based calls. */
@@ -530,24 +529,4 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
     nodeCount: () => nodes.size,
     nodePaths: () => nodes.pathCache,
   };
-}
-
-/** libfuse 2.9 escapes ',' and '\\' in option values (fuse_opt.c) */
-const escapeOpt = (v: string): string => v.replace(/[\\,]/g, (c) => '\\' + c);
-
-/**
- * libfuse's argv for a mount: kernel mount options (permissions, generic
- * flags; libfuse 2.9 itself would mount nosuid,nodev) and the session's
- * (128 KiB writes). Cache timeouts are not options here: every reply carries them.
- */
-export function lowLevelArgs(c: MountConfig): string[] {
-  const o: string[] = ['nonempty', 'big_writes', 'max_write=131072'];
-  if (c.allowOther) o.push('allow_other');
-  if (c.defaultPermissions) o.push('default_permissions');
-  o.push(c.flags.suid ? 'suid' : 'nosuid', c.flags.dev ? 'dev' : 'nodev', c.flags.exec ? 'exec' : 'noexec', c.flags.readOnly ? 'ro' : 'rw');
-  if (c.flags.noatime) o.push('noatime');
-  if (c.flags.sync) o.push('sync');
-  if (c.flags.dirsync) o.push('dirsync');
-  o.push(`fsname=${escapeOpt(c.fsname)}`, 'subtype=stratafs');
-  return ['stratafs', '-o', o.join(',')];
 }

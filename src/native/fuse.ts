@@ -11,7 +11,7 @@
  */
 import { createRequire } from 'node:module';
 import type { Bstr } from '../shared/bstr.js';
-import { checkCanMount, isRoot, unmountPath, type UnmountOptions } from './fuse-mount.js';
+import { checkCanMount, highLevelOptionWords, isRoot, unmountPath, type HighLevelLibfuseOptions, type UnmountOptions } from './fuse-mount.js';
 
 // Mounting helpers that need no binding live in fuse-mount.ts; importers of this module keep them here too.
 export { checkCanMount, unmountPath, type UnmountOptions };
@@ -99,43 +99,8 @@ export type OpName = Exclude<keyof FuseHandlers, 'init'> | 'init';
 /** Per-op timeouts in ms (false: none). Applies to the JS handler's answer. */
 export type TimeoutSpec = false | number | (Partial<Record<OpName, number | false>> & { default?: number | false });
 
-export interface FuseOptions {
-  /** libfuse debug output on stderr (every request/reply). */
-  debug?: boolean;
-  allowOther?: boolean;
-  allowRoot?: boolean;
-  defaultPermissions?: boolean;
-  /** Report the handlers' st_ino (and readdir ino). Default true. */
-  useIno?: boolean;
-  /** Let the kernel send writes larger than 4 KiB. Default true. */
-  bigWrites?: boolean;
-  /** Default 131072 (the ceiling of libfuse 2.9's receive buffer). */
-  maxWrite?: number;
-  maxRead?: number;
-  /** Kernel cache lifetimes in seconds (libfuse default 1, negative 0). */
-  entryTimeout?: number;
-  attrTimeout?: number;
-  negativeTimeout?: number;
-  acAttrTimeout?: number;
-  /**
-   * Unlink open files at once instead of renaming them to .fuse_hidden*. Default true.
-   * Then fh-based handlers get a null path, and libfuse answers a GETATTR of the removed
-   * node (fstat) with ENOENT itself; stratafs mounts without it (core/hidden.ts).
-   */
-  hardRemove?: boolean;
-  /** Allow mounting over a non-empty directory. Default true (fuse-overlayfs does). */
-  nonempty?: boolean;
-  /** Generic mount flags; undefined leaves libfuse's default (nosuid, nodev, exec). */
-  suid?: boolean;
-  dev?: boolean;
-  exec?: boolean;
-  readOnly?: boolean;
-  fsname?: string;
-  subtype?: string;
-  kernelCache?: boolean;
-  autoCache?: boolean;
-  /** More raw -o words, passed unchanged (already escaped). */
-  extra?: readonly string[];
+/** The binding's options: libfuse's (fuse-mount.ts) and the JS side's. */
+export interface FuseOptions extends HighLevelLibfuseOptions {
   /** Default false: a long copy-up must never be cut off with ETIMEDOUT. */
   timeout?: TimeoutSpec;
   /** Refuse to mount over a mount point (fuse-native's old guard). Default false. */
@@ -168,41 +133,6 @@ type FuseNativeCtor = new (mnt: string, ops: FuseHandlers, opts: NativeOpts) => 
 const require = createRequire(import.meta.url);
 const FuseNative = require('fuse-native') as FuseNativeCtor;
 
-/** libfuse option values: ',' separates options and '\' escapes (fuse_opt.c). */
-const escapeOpt = (v: string): string => v.replace(/[\\,]/g, (c) => '\\' + c);
-
-export function buildFuseOptions(o: FuseOptions): string[] {
-  const opts: string[] = [];
-  const flag = (on: boolean | undefined, yes: string, no?: string): void => {
-    if (on === true) opts.push(yes);
-    else if (on === false && no !== undefined) opts.push(no);
-  };
-  flag(o.debug, 'debug');
-  flag(o.allowOther, 'allow_other');
-  flag(o.allowRoot, 'allow_root');
-  flag(o.defaultPermissions, 'default_permissions');
-  flag(o.useIno ?? true, 'use_ino');
-  flag(o.bigWrites ?? true, 'big_writes');
-  opts.push(`max_write=${o.maxWrite ?? 131072}`);
-  if (o.maxRead !== undefined) opts.push(`max_read=${o.maxRead}`);
-  if (o.entryTimeout !== undefined) opts.push(`entry_timeout=${o.entryTimeout}`);
-  if (o.attrTimeout !== undefined) opts.push(`attr_timeout=${o.attrTimeout}`);
-  if (o.negativeTimeout !== undefined) opts.push(`negative_timeout=${o.negativeTimeout}`);
-  if (o.acAttrTimeout !== undefined) opts.push(`ac_attr_timeout=${o.acAttrTimeout}`);
-  flag(o.hardRemove ?? true, 'hard_remove');
-  flag(o.nonempty ?? true, 'nonempty');
-  flag(o.suid, 'suid', 'nosuid');
-  flag(o.dev, 'dev', 'nodev');
-  flag(o.exec, 'exec', 'noexec');
-  flag(o.readOnly, 'ro', 'rw');
-  if (o.fsname !== undefined) opts.push(`fsname=${escapeOpt(o.fsname)}`);
-  if (o.subtype !== undefined) opts.push(`subtype=${escapeOpt(o.subtype)}`);
-  flag(o.kernelCache, 'kernel_cache');
-  flag(o.autoCache, 'auto_cache');
-  if (o.extra) opts.push(...o.extra);
-  return opts;
-}
-
 /**
  * A FUSE filesystem served by this process.
  *
@@ -234,7 +164,7 @@ export class Fuse extends FuseNative {
   }
 
   override _fuseOptions(): string {
-    const opts = buildFuseOptions(this.options);
+    const opts = highLevelOptionWords(this.options);
     return opts.length ? '-o' + opts.join(',') : '';
   }
 

@@ -331,7 +331,7 @@ describe('mount options and the session lifecycle', () => {
   });
 
   it('generic mount flags, nonempty and long option strings / mountpoints reach the kernel', async () => {
-    // a comma must be escaped for libfuse's option parser (buildFuseOptions does it)
+    // a comma must be escaped for libfuse's option parser (native/fuse-mount.ts's libfuseOptionWords does it)
     const longFsname = 'strata,fs-' + 'n'.repeat(1500);
     // over 1024 bytes: the old binding cut the mountpoint and option string there
     const deepBase = await mkdtemp(join(tmpdir(), 'stratafs-binding-deep-'));

@@ -1,10 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { constants } from 'node:os';
 import { FsError } from '../../src/shared/errors.js';
-import { fuseOptions } from '../../src/fuse/adapter.js';
-import { lowLevelArgs } from '../../src/fuse/lowlevel.js';
+import { highLevelOptions, lowLevelArgs } from '../../src/fuse/libfuse-args.js';
 import { toErrno } from '../../src/fuse/requests.js';
-import { buildFuseOptions } from '../../src/native/fuse.js';
+import { highLevelOptionWords } from '../../src/native/fuse-mount.js';
 import { parseMountArgs } from '../../src/cli/options.js';
 
 describe('toErrno: the one place failures become -errno', () => {
@@ -60,23 +59,32 @@ describe('libfuse options of a mount', () => {
     expect([t.timeout, t.attrTimeout, t.negativeTimeout, t.fuseApi]).toEqual([2, 2, 2, 'lowlevel']);
   });
   it('high-level API, defaults as root: big writes, use_ino, nonempty, no hard_remove, timeouts, suid,nodev, allow_other, default_permissions, noatime', () => {
-    const words = buildFuseOptions(fuseOptions(cfg('lowerdir=/a,upperdir=/u,workdir=/w,fuse_api=highlevel'), () => {}));
+    const words = highLevelOptionWords(highLevelOptions(cfg('lowerdir=/a,upperdir=/u,workdir=/w,fuse_api=highlevel'), () => {}));
     expect(words).toEqual(expect.arrayContaining([
       'use_ino', 'big_writes', 'max_write=131072', 'nonempty', 'entry_timeout=86400', 'attr_timeout=0',
       'negative_timeout=86400', 'suid', 'nodev', 'exec', 'rw', 'allow_other', 'default_permissions', 'noatime', 'fsname=stratafs', 'subtype=stratafs',
     ]));
-    expect(buildFuseOptions(fuseOptions(cfg('lowerdir=/a,fuse_api=highlevel,noallow_other'), () => {}))).not.toContain('allow_other');
+    expect(highLevelOptionWords(highLevelOptions(cfg('lowerdir=/a,fuse_api=highlevel,noallow_other'), () => {}))).not.toContain('allow_other');
     // files unlinked while open go through libfuse's .fuse_hidden rename (core/hidden.ts)
     expect(words).not.toContain('hard_remove');
   });
   it('options carry through', () => {
-    const words = buildFuseOptions(fuseOptions(cfg('lowerdir=/a,timeout=0.5,attr_timeout=0.25,negative_timeout=0,allow_other,nosuid,nodev,noexec,noatime,fsname=a\\,b'), () => {}));
+    const words = highLevelOptionWords(highLevelOptions(cfg('lowerdir=/a,timeout=0.5,attr_timeout=0.25,negative_timeout=0,allow_other,nosuid,nodev,noexec,noatime,fsname=a\\,b'), () => {}));
     expect(words).toEqual(expect.arrayContaining([
       'entry_timeout=0.5', 'attr_timeout=0.25', 'negative_timeout=0', 'allow_other', 'nosuid', 'nodev', 'noexec', 'noatime', 'ro', 'fsname=a\\,b',
     ]));
   });
+  it('both APIs get the same mount words; the high-level one adds only its own', () => {
+    const highOnly = /^(use_ino|entry_timeout|attr_timeout|negative_timeout)(=|$)/;
+    for (const [o, uid] of [['lowerdir=/a,upperdir=/u,workdir=/w', 0], ['lowerdir=/a,ro,dev,noexec,sync,dirsync,atime,fsname=x\\,y', 1000]] as const) {
+      const low = lowLevelArgs(cfg(o, uid))[2]!.split(/(?<!\\),/);
+      const high = highLevelOptionWords(highLevelOptions(cfg(`${o},fuse_api=highlevel`, uid), () => {}));
+      expect(high.filter((w) => !highOnly.test(w)).sort()).toEqual([...low].sort());
+      expect(high.filter((w) => highOnly.test(w))).toHaveLength(4);
+    }
+  });
   it('as a user: nosuid,nodev, default_permissions, no allow_other unless asked', () => {
-    const words = buildFuseOptions(fuseOptions(cfg('lowerdir=/a', 1000), () => {}));
+    const words = highLevelOptionWords(highLevelOptions(cfg('lowerdir=/a', 1000), () => {}));
     expect(words).toEqual(expect.arrayContaining(['nosuid', 'nodev', 'default_permissions']));
     expect(words).not.toContain('allow_other');
   });
