@@ -1,16 +1,24 @@
 /**
  * The state every part of the core shares (the kernel's struct ovl_fs): the
  * layer stack as directory fds, the workdir, the marker writer, the lookup
- * cache, inode numbering and open handles. Built once by overlay.ts.
+ * cache, inode numbering and open handles, and the types of what they hold.
+ * Built once by overlay.ts.
+ *
+ * Every core module that works on a mount imports this one, so it imports
+ * only what lies below them all: native/, shared/ and the core's leaves
+ * (config, types, inode, whiteout, lookup-cache), never an operation module,
+ * not even for a type (`npm run deps` fails on a cycle).
  */
+import type { LRUCache } from 'lru-cache';
 import * as sys from '../native/sys.js';
 import { STAT_LEN, StatIdx, type Ino } from '../native/sys.js';
 import type { Bstr } from '../shared/bstr.js';
 import type { OverlayConfig } from './config.js';
 import { FsError, type ErrnoCode } from '../shared/errors.js';
 import type { InodeNumbers } from './inode.js';
-import type { LookupCache } from './namei.js';
-import type { WhiteoutWriter } from './whiteout.js';
+import type { LookupCache } from './lookup-cache.js';
+import type { MergedEntry } from './types.js';
+import type { Redirect, WhiteoutWriter } from './whiteout.js';
 import { EACCES } from '../shared/constants.js';
 
 export interface Layer {
@@ -31,6 +39,36 @@ export interface LayerRef {
   layer: number;
   /** path beneath the layer root, '' for the root itself */
   rel: Bstr;
+}
+
+/** A resolved merged object. Immutable once cached: changes replace or drop it. */
+export interface Entry {
+  path: Bstr;
+  /** S_IFMT bits */
+  type: number;
+  /** the real objects, top first; [0] is what stat and open see; directories list every merged layer */
+  stack: LayerRef[];
+  ino: Ino;
+  /** redirect on the top directory, if it has one */
+  redirect: Redirect | undefined;
+  /** the top directory is opaque (a merged listing stops there) */
+  opaque: boolean;
+  /**
+   * Attributes of a lower-only object, kept after the first getattr: lower
+   * layers do not change under a mount, and any change through it copies the
+   * object up, which replaces this entry. Never set for upper objects.
+   */
+  attrs?: Float64Array;
+}
+
+/** What lookup needs to know of one lower-layer directory, from one readdir (layer-walk.ts lowerDirInfo). */
+export interface LowerDirInfo {
+  /** every name in it; undefined for very large directories (then lstat answers) */
+  names: Set<Bstr> | undefined;
+  /** targets of `.wh.<name>` files */
+  wh: Set<Bstr>;
+  /** it holds `.wh..wh..opq` */
+  opq: boolean;
 }
 
 /** An open regular file (fuse_file_info.fh). */
@@ -56,7 +94,7 @@ export interface OpenFile {
 
 export interface OpenDir {
   path: Bstr;
-  entries: import('./types.js').MergedEntry[];
+  entries: MergedEntry[];
   /** readdir has served `entries` once (a later readdir is a rewind: list afresh) */
   listed: boolean;
   /** an fd on the top real directory, for fsyncdir (upper only) */
@@ -80,9 +118,9 @@ export interface Ctx {
   /** trusted.* xattrs can be written in the upper */
   trustedXattrs: boolean;
   wh: WhiteoutWriter | undefined;
-  cache: LookupCache;
+  cache: LookupCache<Entry>;
   /** per lower-layer directory listing facts (layer-walk.ts lowerDirInfo), bounded by total names */
-  lowerDirs: import('lru-cache').LRUCache<string, import('./layer-walk.js').LowerDirInfo>;
+  lowerDirs: LRUCache<string, LowerDirInfo>;
   inodes: InodeNumbers;
   files: Map<number, OpenFile>;
   dirs: Map<number, OpenDir>;

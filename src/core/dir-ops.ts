@@ -18,10 +18,10 @@
  */
 import type { Bstr } from '../shared/bstr.js';
 import { copyAttrs, copyUp, copyUpTreeOpaque, markImpure, settleCopyUps } from './copy-up.js';
-import { checkNewName, fail, lendOwnerBits, parentOf, relOf, requireUpper, sys, type Ctx, type Layer } from './ctx.js';
+import { checkNewName, fail, lendOwnerBits, parentOf, relOf, requireUpper, sys, type Ctx, type Entry, type Layer } from './ctx.js';
 import { codeOf, FsError, isFsError } from '../shared/errors.js';
 import {
-  hasLowerDir, isUpperEntry, lookup, lowerHasName, resolve, resolveDir, type Entry,
+  hasLowerDir, isUpperEntry, lookup, lowerHasName, resolve, resolveDir,
 } from './namei.js';
 import { isMergedEmpty } from './readdir.js';
 import type { Caller } from './types.js';

@@ -21,7 +21,8 @@ import * as sys from '../native/sys.js';
 import { StatIdx, inoOf, type Ino } from '../native/sys.js';
 import { toText, type Bstr } from '../shared/bstr.js';
 import { FsError } from '../shared/errors.js';
-import { fail, type LayerRef } from './ctx.js';
+import { fail, type LayerRef, type LowerDirInfo } from './ctx.js';
+import { SLOT_BYTES, STR_BYTES, strBytes } from './lookup-cache.js';
 import {
   isOpaqueDir, isWhiteoutStat, joinRel, listXattrsOrEmpty, readRedirect, splitPath,
   whiteoutFileName, type Redirect,
@@ -276,29 +277,11 @@ function redirectOf(w: WalkCtx, path: Bstr, layer: number, rel: Bstr, xnames: re
   }
 }
 
-/**
- * Heap bytes of what the caches hold (namei.ts explains the estimate): a string
- * costs its characters and STR_BYTES beside them, a slot of lru-cache SLOT_BYTES.
- */
-export const STR_BYTES = 32;
-export const SLOT_BYTES = 96;
-export const strBytes = (s: Bstr): number => STR_BYTES + s.length;
-
-/** What lookup needs to know of one lower-layer directory, from one readdir. */
-export interface LowerDirInfo {
-  /** every name in it; undefined for very large directories (then lstat answers) */
-  names: Set<Bstr> | undefined;
-  /** targets of `.wh.<name>` files */
-  wh: Set<Bstr>;
-  /** it holds `.wh..wh..opq` */
-  opq: boolean;
-}
-
 const NAMES_KEPT_MAX = 20_000;
 /** a name in a Set of LowerDirInfo */
 const SET_SLOT_BYTES = 32;
 
-/** Heap bytes of one lower-directory cache entry (WalkCtx.lowerDirs). */
+/** Heap bytes of one lower-directory cache entry (WalkCtx.lowerDirs), counted as lookup-cache.ts explains. */
 export function lowerDirBytes(v: LowerDirInfo, key: string): number {
   let n = SLOT_BYTES + 2 * STR_BYTES + key.length + 64;
   if (v.names !== undefined) for (const x of v.names) n += SET_SLOT_BYTES + strBytes(x);

@@ -9,45 +9,20 @@
  * reached with the addon's RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS beneath the
  * layer's root fd, and only directories are walked into.
  *
- * Results, positive and negative, live in a bounded LRU (lru-cache) keyed by
- * mount path. The core calls drop()/dropTree() for every change it makes, so
- * a hit is always what a fresh lookup would give.
+ * Results, positive and negative, live in the lookup cache (lookup-cache.ts)
+ * keyed by mount path. The core calls drop()/dropTree() for every change it
+ * makes, so a hit is always what a fresh lookup would give.
  */
-import { LRUCache } from 'lru-cache';
 import { StatIdx, inoOf, type Ino } from '../native/sys.js';
 import type { Bstr } from '../shared/bstr.js';
-import type { MergedEntry } from './types.js';
-import { cacheBounds } from './config.js';
-import { fail, parentOf, sys, type Ctx, type LayerRef } from './ctx.js';
-import { SLOT_BYTES, strBytes, walkName } from './layer-walk.js';
+import { fail, parentOf, sys, type Ctx, type Entry, type LayerRef } from './ctx.js';
+import { walkName } from './layer-walk.js';
+import { NEGATIVE } from './lookup-cache.js';
 import {
   isWhiteoutStat, joinRel, listXattrsOrEmpty, splitPath,
-  whiteoutFileName, TRUSTED_PREFIX, USER_PREFIX, type Redirect,
+  whiteoutFileName, TRUSTED_PREFIX, USER_PREFIX,
 } from './whiteout.js';
 import { S_IFDIR, S_IFMT, S_IFREG, ENOTDIR } from '../shared/constants.js';
-
-/** A resolved merged object. Immutable once cached: changes replace or drop it. */
-export interface Entry {
-  path: Bstr;
-  /** S_IFMT bits */
-  type: number;
-  /** the real objects, top first; [0] is what stat and open see; directories list every merged layer */
-  stack: LayerRef[];
-  ino: Ino;
-  /** redirect on the top directory, if it has one */
-  redirect: Redirect | undefined;
-  /** the top directory is opaque (a merged listing stops there) */
-  opaque: boolean;
-  /**
-   * Attributes of a lower-only object, kept after the first getattr: lower
-   * layers do not change under a mount, and any change through it copies the
-   * object up, which replaces this entry. Never set for upper objects.
-   */
-  attrs?: Float64Array;
-}
-
-const NEGATIVE = Symbol('negative');
-type Cached = Entry | typeof NEGATIVE;
 
 export const isDir = (e: Entry): boolean => e.type === S_IFDIR;
 
@@ -62,132 +37,6 @@ export function hasLowerDir(ctx: Ctx, e: Entry): boolean {
 
 /** The path of the upper copy (same as the mount path: the upper is never redirected at its top). */
 export function upperRef(e: Entry): LayerRef { return e.stack[0]!; }
-
-/**
- * What the caches below hold, in heap bytes: every key and most values are
- * paths, as long as the tree is deep, so each cache is bounded by bytes (and
- * the lookup cache by entries too). A string costs its characters (one byte
- * each: Bstr is latin1) and STR_BYTES beside them (header, the cons strings a
- * concatenation leaves); a slot of lru-cache costs SLOT_BYTES (map entry,
- * arrays). The object sizes are V8's on 64-bit Node, checked against the heap
- * after a full GC (`stratafs stats --gc`, test/integration/memory-depth.test.ts).
- * STR_BYTES and SLOT_BYTES live in layer-walk.ts, whose lower-directory cache counts the same way.
- */
-/** an Entry, its stack array and LayerRefs, and the attribute array a lower entry keeps after its first getattr */
-const ENTRY_BYTES = 448;
-/** a MergedEntry in a listing and its array slot */
-const LISTED_BYTES = 64;
-
-function cachedBytes(v: Cached, key: Bstr): number {
-  let n = SLOT_BYTES + strBytes(key);
-  if (v === NEGATIVE) return n;
-  n += ENTRY_BYTES;
-  for (const r of v.stack) n += strBytes(r.rel);
-  if (v.redirect !== undefined) n += strBytes(v.redirect.absolute ? v.redirect.path : v.redirect.name);
-  return n;
-}
-function listingBytes(v: MergedEntry[], key: Bstr): number {
-  let n = SLOT_BYTES + strBytes(key);
-  for (const e of v) n += LISTED_BYTES + strBytes(e.name);
-  return n;
-}
-
-export class LookupCache {
-  private readonly lru: LRUCache<Bstr, Cached> | undefined;
-  hits = 0;
-  misses = 0;
-  /** entries at most */
-  readonly max: number;
-  /** bytes at most (config.ts cacheBounds: a shallow tree reaches `max` entries first) */
-  readonly maxBytes: number;
-
-  constructor(max: number) {
-    const bounds = cacheBounds(max);
-    this.max = max;
-    this.maxBytes = bounds.lookup;
-    // Bounded by maxSize (bytes) and set() bounds the count: lru-cache's own `max` preallocates `max` slots
-    // with Array.from, 13-30 ms for the default 100k, all of it before a new mount can answer.
-    this.lru = max > 0 ? new LRUCache<Bstr, Cached>({ maxSize: this.maxBytes, sizeCalculation: cachedBytes }) : undefined;
-    this.upperDirs = max > 0
-      ? new LRUCache<Bstr, boolean>({ maxSize: bounds.upperDirs, sizeCalculation: (_v, k) => SLOT_BYTES + strBytes(k) })
-      : undefined;
-    // A listing larger than the bound is not kept (lru-cache refuses it): it is built at each opendir.
-    this.listings = max > 0
-      ? new LRUCache<Bstr, MergedEntry[]>({ maxSize: bounds.listings, sizeCalculation: listingBytes })
-      : undefined;
-  }
-
-  /** Heap bytes the entries hold now (estimated as above). */
-  get bytes(): number { return this.lru?.calculatedSize ?? 0; }
-
-  private put(path: Bstr, v: Cached): void {
-    if (!this.lru) return;
-    this.lru.set(path, v);
-    while (this.lru.size > this.max) this.lru.pop();
-  }
-
-  /**
-   * Merged listings of directories by mount path (readdir.ts), bounded by the
-   * bytes they hold. Every change of a name goes through drop() or
-   * dropTree() of that name (the positive and negative entries above depend on
-   * it), which also drops the listing of its directory; a copy-up drops the
-   * path too. So a listing is served from here only while no name in it changed.
-   */
-  readonly listings: LRUCache<Bstr, MergedEntry[]> | undefined;
-
-  private dropListings(path: Bstr): void {
-    if (!this.listings) return;
-    this.listings.delete(path);
-    const i = path.lastIndexOf('/');
-    this.listings.delete(i <= 0 ? '/' : path.slice(0, i));
-  }
-
-  get size(): number { return this.lru?.size ?? 0; }
-
-  get(path: Bstr): Cached | undefined {
-    const v = this.lru?.get(path);
-    if (v === undefined) this.misses++; else this.hits++;
-    return v;
-  }
-
-  setPositive(e: Entry): void { this.put(e.path, e); }
-  setNegative(path: Bstr): void { this.put(path, NEGATIVE); }
-
-  /** Forget one path. */
-  drop(path: Bstr): void {
-    this.lru?.delete(path);
-    this.dropListings(path);
-  }
-
-  /**
-   * Forget a path and everything beneath it (directory rename, rmdir). A scan
-   * of the keys: O(cache size), paid only by directory renames and rmdirs.
-   */
-  dropTree(path: Bstr): void {
-    const prefix = path === '/' ? '/' : path + '/';
-    this.dropListings(path);
-    for (const lru of [this.lru, this.upperDirs, this.listings]) {
-      if (!lru) continue;
-      lru.delete(path);
-      const doomed: Bstr[] = [];
-      for (const k of lru.keys()) if (k.startsWith(prefix)) doomed.push(k);
-      for (const k of doomed) lru.delete(k);
-    }
-  }
-
-  /**
-   * Upper directories (by mount path) known to hold no `.wh.` file, so that a
-   * name missing from one needs no second probe for `.wh.<name>`. Only used
-   * when this mount writes char-dev whiteouts (it then never adds `.wh.`
-   * files). Every other way a directory at a path could gain one is a
-   * directory rename onto it, which calls dropTree; new directories are empty.
-   */
-  readonly upperDirs: LRUCache<Bstr, boolean> | undefined;
-
-  clear(): void { this.lru?.clear(); this.upperDirs?.clear(); this.listings?.clear(); }
-}
-
-export { NEGATIVE };
 
 /** The root: every layer's root directory merged (opaque/redirect at a root mean nothing). */
 export function rootEntry(ctx: Ctx): Entry {

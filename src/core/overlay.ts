@@ -12,7 +12,7 @@ import { STAT_LEN, StatIdx, inoOf, type Ino, type Offset } from '../native/sys.j
 import { toText, type Bstr } from '../shared/bstr.js';
 import { cacheBounds, type OverlayConfig } from './config.js';
 import { copyUp as copyUpPath } from './copy-up.js';
-import { sys, type Ctx, type Layer, type OpenFile } from './ctx.js';
+import { sys, type Ctx, type Layer, type LowerDirInfo, type OpenFile } from './ctx.js';
 import * as dirOps from './dir-ops.js';
 import { FsError, isFsError, nodeErrnoCode } from '../shared/errors.js';
 import * as fileOps from './file-ops.js';
@@ -20,8 +20,9 @@ import * as hidden from './hidden.js';
 import { hiddenAt, type HiddenFile } from './hidden.js';
 import { InodeNumbers } from './inode.js';
 import * as inodeOps from './inode-ops.js';
-import { isUpperEntry, LookupCache, resolve } from './namei.js';
-import { lowerDirBytes, type LowerDirInfo } from './layer-walk.js';
+import { isUpperEntry, resolve } from './namei.js';
+import { lowerDirBytes } from './layer-walk.js';
+import { LookupCache } from './lookup-cache.js';
 import { LRUCache } from 'lru-cache';
 import * as readdirOps from './readdir.js';
 import type {

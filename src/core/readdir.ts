@@ -11,10 +11,10 @@
  */
 import type { Bstr } from '../shared/bstr.js';
 import { StatIdx, inoOf } from '../native/sys.js';
-import { fail, sys, type Ctx } from './ctx.js';
+import { fail, sys, type Ctx, type Entry } from './ctx.js';
 import { FsError } from '../shared/errors.js';
 import { joinRel } from './whiteout.js';
-import { lookupIn, resolveDir, type Entry } from './namei.js';
+import { lookupIn, resolveDir } from './namei.js';
 import type { Caller, MergedEntry } from './types.js';
 import { S_IFMT } from '../shared/constants.js';
 

@@ -15,7 +15,8 @@ import { StatIdx } from '../native/sys.js';
 import type { Bstr } from '../shared/bstr.js';
 import { cacheBounds, DEFAULT_LOOKUP_CACHE_SIZE } from '../core/config.js';
 import { FsError } from '../shared/errors.js';
-import { lowerDirBytes, walkName, type LowerDirInfo, type Walked, type WalkCtx, type WalkLayer } from '../core/layer-walk.js';
+import type { LowerDirInfo } from '../core/ctx.js';
+import { lowerDirBytes, walkName, type Walked, type WalkCtx, type WalkLayer } from '../core/layer-walk.js';
 import {
   isOpaqueDir, isWhiteoutStat, joinRel, listXattrsOrEmpty, readRedirect, whiteoutTargetOf,
   OPAQUE_FILE, type Redirect,
