@@ -126,8 +126,6 @@ export interface Ctx {
   dirs: Map<number, OpenDir>;
   /** open file handles by overlay ino (copy-up re-pointing, unlink bookkeeping) */
   filesByIno: Map<Ino, Set<OpenFile>>;
-  /** libfuse's .fuse_hidden names of files unlinked while open, by name (hidden.ts) */
-  hidden: Map<Bstr, import('./hidden.js').HiddenFile>;
   /** copy-ups in flight, by mount path: a second caller awaits the first */
   copyUps: Map<Bstr, Promise<void>>;
   counters: Counters;

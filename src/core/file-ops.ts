@@ -21,7 +21,6 @@ import { copyUp } from './copy-up.js';
 import { closeWhenIdle, fail, requireUpper, sys, type Ctx, type OpenFile } from './ctx.js';
 import { codeOf, FsError, isFsError, nodeErrnoCode } from '../shared/errors.js';
 import { prepareCreate, placeNew } from './dir-ops.js';
-import { forgetHandle, reopenForOpen, type HiddenFile } from './hidden.js';
 import { isUpperEntry, lookup, resolve } from './namei.js';
 import type { Caller, OpenResult } from './types.js';
 import { S_IFDIR, S_IFREG, EPERM, O_ACCMODE } from '../shared/constants.js';
@@ -119,15 +118,6 @@ export async function open(ctx: Ctx, path: Bstr, flags: number, _caller: Caller)
   return register(ctx, L.upper ? { fd, path, flags, ino: e.ino, lower: false } : { fd, path, flags, ino: e.ino, lower: true, lowerRef: ref });
 }
 
-/** open(2) of a virtual .fuse_hidden name (hidden.ts): a new handle on the unlinked object. */
-export function openHidden(ctx: Ctx, h: HiddenFile, path: Bstr, flags: number): OpenResult {
-  const { fd, like } = reopenForOpen(h, path, backingOpenFlags(flags, { fsync: ctx.config.fsync, truncate: true }));
-  const f: OpenFile = like.lowerRef ? { fd, path, flags, ino: h.ino, lower: like.lower, lowerRef: like.lowerRef } : { fd, path, flags, ino: h.ino, lower: like.lower };
-  const r = register(ctx, f);
-  h.files.add(f);
-  return r;
-}
-
 export async function create(ctx: Ctx, path: Bstr, mode: number, flags: number, caller: Caller): Promise<OpenResult> {
   requireUpper(ctx, path);
   const existing = lookup(ctx, path);
@@ -214,7 +204,6 @@ export function release(ctx: Ctx, _path: Bstr | null, fh: number): void {
   const f = ctx.files.get(fh);
   if (!f) return;
   ctx.files.delete(fh);
-  forgetHandle(ctx, f);
   const set = ctx.filesByIno.get(f.ino);
   if (set) { set.delete(f); if (set.size === 0) ctx.filesByIno.delete(f.ino); }
   closeWhenIdle(f, f.fd);

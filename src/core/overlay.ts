@@ -12,12 +12,11 @@ import { STAT_LEN, StatIdx, inoOf, type Ino, type Offset } from '../native/sys.j
 import { toText, type Bstr } from '../shared/bstr.js';
 import { cacheBounds, type OverlayConfig } from './config.js';
 import { copyUp as copyUpPath } from './copy-up.js';
-import { sys, type Ctx, type Layer, type LowerDirInfo, type OpenFile } from './ctx.js';
+import { sys, type Ctx, type Layer, type LowerDirInfo } from './ctx.js';
 import * as dirOps from './dir-ops.js';
 import { FsError, isFsError, nodeErrnoCode } from '../shared/errors.js';
 import * as fileOps from './file-ops.js';
-import * as hidden from './hidden.js';
-import { hiddenAt, type HiddenFile } from './hidden.js';
+import * as handleOps from './handle-ops.js';
 import { InodeNumbers } from './inode.js';
 import * as inodeOps from './inode-ops.js';
 import { isUpperEntry, resolve } from './namei.js';
@@ -26,7 +25,7 @@ import { LookupCache } from './lookup-cache.js';
 import { LRUCache } from 'lru-cache';
 import * as readdirOps from './readdir.js';
 import type {
-  AttrArray, Caller, MergedEntry, OpenResult, OverlayOps, OverlayStats, CacheFill, StatFs, TimeSet,
+  AttrArray, Caller, HandleOps, MergedEntry, OpenResult, OverlayOps, OverlayStats, CacheFill, StatFs, TimeSet,
 } from './types.js';
 import {
   canMknodWhiteout, canWriteTrustedXattr, listXattrsOrEmpty, TRUSTED_PREFIX, USER_PREFIX, WhiteoutWriter,
@@ -205,7 +204,7 @@ export async function openOverlay(config: OverlayConfig, log: (line: string) => 
         sizeCalculation: lowerDirBytes,
       }),
       inodes: new InodeNumbers(layers.map((l) => l.dev)),
-      files: new Map(), dirs: new Map(), filesByIno: new Map(), hidden: new Map(), copyUps: new Map(),
+      files: new Map(), dirs: new Map(), filesByIno: new Map(), copyUps: new Map(),
       counters: { copyUps: 0, copyUpBytes: 0 },
       nextFh: 1,
       st: new Float64Array(STAT_LEN),
@@ -230,7 +229,7 @@ function asFsError(e: unknown, path: Bstr | null, op: string): FsError {
   return new FsError('EIO', path ?? '', op, e instanceof Error ? e.message : String(e));
 }
 
-export class Overlay implements OverlayOps {
+export class Overlay implements OverlayOps, HandleOps {
   private closed = false;
 
   constructor(
@@ -249,18 +248,8 @@ export class Overlay implements OverlayOps {
     }
   }
 
-  getattr(path: Bstr): Promise<AttrArray> {
-    return this.run(path, 'getattr', () => {
-      const h = hiddenAt(this.ctx, path);
-      return h ? hidden.attrs(this.ctx, h, path) : inodeOps.getattr(this.ctx, path);
-    });
-  }
-  fgetattr(path: Bstr | null, fh: number): Promise<AttrArray> {
-    return this.run(path, 'fgetattr', () => {
-      const h = hiddenAt(this.ctx, path);
-      return h ? hidden.attrs(this.ctx, h, path!, fh) : inodeOps.fgetattr(this.ctx, path, fh);
-    });
-  }
+  getattr(path: Bstr): Promise<AttrArray> { return this.run(path, 'getattr', () => inodeOps.getattr(this.ctx, path)); }
+  fgetattr(path: Bstr | null, fh: number): Promise<AttrArray> { return this.run(path, 'fgetattr', () => inodeOps.fgetattr(this.ctx, path, fh)); }
   readlink(path: Bstr): Promise<Bstr> { return this.run(path, 'readlink', () => inodeOps.readlink(this.ctx, path)); }
 
   /** getattr plus the hard-link identity of the object (NodeInfo). */
@@ -279,47 +268,26 @@ export class Overlay implements OverlayOps {
     });
   }
 
-  // --- an object unlinked while open, reached through its open handles `fhs`
-  // (the low-level binding: the kernel addresses it by node, which has no path;
-  // fchmod, fchown, futimens and f*xattr carry no handle in FUSE 7.19)
+  // --- through an open handle, for an object with no name left (unlinked or
+  // renamed over while open): handle-ops.ts
 
-  private orphan(fhs: Iterable<number>, op: string): HiddenFile {
-    const files = new Set<OpenFile>();
-    let ino: Ino = 0;
-    for (const fh of fhs) {
-      const f = this.ctx.files.get(fh);
-      if (f) { files.add(f); ino = f.ino; }
-    }
-    if (files.size === 0) throw new FsError('ENOENT', '', op, 'unlinked and no longer open');
-    return { ino, files };
-  }
-  getattrOpen(fhs: Iterable<number>): Promise<AttrArray> {
-    return this.run(null, 'getattr', () => {
-      for (const fh of fhs) if (this.ctx.files.has(fh)) return inodeOps.fgetattr(this.ctx, null, fh);
-      throw new FsError('ENOENT', '', 'getattr', 'unlinked and no longer open');
-    });
-  }
-  openOpen(fhs: Iterable<number>, flags: number): Promise<OpenResult> { return this.run(null, 'open', () => fileOps.openHidden(this.ctx, this.orphan(fhs, 'open'), '', flags)); }
-  truncateOpen(fhs: Iterable<number>, size: Offset): Promise<void> { return this.run(null, 'truncate', () => hidden.truncate(this.orphan(fhs, 'truncate'), '', size)); }
-  chmodOpen(fhs: Iterable<number>, mode: number): Promise<void> { return this.run(null, 'chmod', () => hidden.chmod(this.ctx, this.orphan(fhs, 'chmod'), '', mode)); }
-  chownOpen(fhs: Iterable<number>, uid: number, gid: number): Promise<void> { return this.run(null, 'chown', () => hidden.chown(this.ctx, this.orphan(fhs, 'chown'), '', uid, gid)); }
-  utimensOpen(fhs: Iterable<number>, atime: TimeSet, mtime: TimeSet): Promise<void> { return this.run(null, 'utimens', () => hidden.utimens(this.orphan(fhs, 'utimens'), '', atime, mtime)); }
-  getxattrOpen(fhs: Iterable<number>, name: Bstr): Promise<Buffer> { return this.run(null, 'getxattr', () => hidden.getxattr(this.ctx, this.orphan(fhs, 'getxattr'), '', name)); }
-  listxattrOpen(fhs: Iterable<number>): Promise<Bstr[]> { return this.run(null, 'listxattr', () => hidden.listxattr(this.ctx, this.orphan(fhs, 'listxattr'), '')); }
-  setxattrOpen(fhs: Iterable<number>, name: Bstr, value: Buffer, flags: number): Promise<void> { return this.run(null, 'setxattr', () => hidden.setxattr(this.ctx, this.orphan(fhs, 'setxattr'), '', name, value, flags)); }
-  removexattrOpen(fhs: Iterable<number>, name: Bstr): Promise<void> { return this.run(null, 'removexattr', () => hidden.removexattr(this.ctx, this.orphan(fhs, 'removexattr'), '', name)); }
+  fchmod(fh: number, mode: number): Promise<void> { return this.run(null, 'fchmod', () => handleOps.fchmod(this.ctx, fh, mode)); }
+  fchown(fh: number, uid: number, gid: number): Promise<void> { return this.run(null, 'fchown', () => handleOps.fchown(this.ctx, fh, uid, gid)); }
+  futimens(fh: number, atime: TimeSet, mtime: TimeSet): Promise<void> { return this.run(null, 'futimens', () => handleOps.futimens(this.ctx, fh, atime, mtime)); }
+  truncateByHandle(fh: number, size: Offset): Promise<void> { return this.run(null, 'truncate', () => handleOps.truncateByHandle(this.ctx, fh, size)); }
+  reopen(fh: number, flags: number): Promise<OpenResult> { return this.run(null, 'open', () => handleOps.reopen(this.ctx, fh, flags)); }
+  fgetxattr(fh: number, name: Bstr): Promise<Buffer> { return this.run(null, 'fgetxattr', () => handleOps.fgetxattr(this.ctx, fh, name)); }
+  flistxattr(fh: number): Promise<Bstr[]> { return this.run(null, 'flistxattr', () => handleOps.flistxattr(this.ctx, fh)); }
+  fsetxattr(fh: number, name: Bstr, value: Buffer, flags: number): Promise<void> { return this.run(null, 'fsetxattr', () => handleOps.fsetxattr(this.ctx, fh, name, value, flags)); }
+  fremovexattr(fh: number, name: Bstr): Promise<void> { return this.run(null, 'fremovexattr', () => handleOps.fremovexattr(this.ctx, fh, name)); }
+  handlesOf(ino: Ino): number[] { return handleOps.handlesOf(this.ctx, ino); }
 
   opendir(path: Bstr, caller: Caller): Promise<number> { return this.run(path, 'opendir', () => readdirOps.opendir(this.ctx, path, caller)); }
   readdir(path: Bstr | null, fh: number): Promise<MergedEntry[]> { return this.run(path, 'readdir', () => readdirOps.readdir(this.ctx, path, fh)); }
   releasedir(path: Bstr | null, fh: number): Promise<void> { return this.run(path, 'releasedir', () => readdirOps.releasedir(this.ctx, path, fh)); }
   fsyncdir(path: Bstr | null, fh: number, datasync: boolean): Promise<void> { return this.run(path, 'fsyncdir', () => fileOps.fsyncdir(this.ctx, path, fh, datasync)); }
 
-  open(path: Bstr, flags: number, caller: Caller): Promise<OpenResult> {
-    return this.run(path, 'open', () => {
-      const h = hiddenAt(this.ctx, path);
-      return h ? fileOps.openHidden(this.ctx, h, path, flags) : fileOps.open(this.ctx, path, flags, caller);
-    });
-  }
+  open(path: Bstr, flags: number, caller: Caller): Promise<OpenResult> { return this.run(path, 'open', () => fileOps.open(this.ctx, path, flags, caller)); }
   create(path: Bstr, mode: number, flags: number, caller: Caller): Promise<OpenResult> { return this.run(path, 'create', () => fileOps.create(this.ctx, path, mode, flags, caller)); }
   read(path: Bstr | null, fh: number, buf: Buffer, len: number, pos: Offset): Promise<number> { return this.run(path, 'read', () => fileOps.read(this.ctx, path, fh, buf, len, pos)); }
   write(path: Bstr | null, fh: number, buf: Buffer, len: number, pos: Offset): Promise<number> { return this.run(path, 'write', () => fileOps.write(this.ctx, path, fh, buf, len, pos)); }
@@ -330,77 +298,23 @@ export class Overlay implements OverlayOps {
   /** Not in OverlayOps yet: the adapter uses it when present. */
   fallocate(path: Bstr | null, fh: number, mode: number, offset: number, length: number): Promise<void> { return this.run(path, 'fallocate', () => fileOps.fallocate(this.ctx, path, fh, mode, offset, length)); }
 
-  truncate(path: Bstr, size: Offset, caller: Caller): Promise<void> {
-    return this.run(path, 'truncate', () => {
-      const h = hiddenAt(this.ctx, path);
-      return h ? hidden.truncate(h, path, size) : inodeOps.truncate(this.ctx, path, size, caller);
-    });
-  }
-  chmod(path: Bstr, mode: number, caller: Caller): Promise<void> {
-    return this.run(path, 'chmod', () => {
-      const h = hiddenAt(this.ctx, path);
-      return h ? hidden.chmod(this.ctx, h, path, mode) : inodeOps.chmod(this.ctx, path, mode, caller);
-    });
-  }
-  chown(path: Bstr, uid: number, gid: number, caller: Caller): Promise<void> {
-    return this.run(path, 'chown', () => {
-      const h = hiddenAt(this.ctx, path);
-      return h ? hidden.chown(this.ctx, h, path, uid, gid) : inodeOps.chown(this.ctx, path, uid, gid, caller);
-    });
-  }
-  utimens(path: Bstr, atime: TimeSet, mtime: TimeSet, caller: Caller): Promise<void> {
-    return this.run(path, 'utimens', () => {
-      const h = hiddenAt(this.ctx, path);
-      return h ? hidden.utimens(h, path, atime, mtime) : inodeOps.utimens(this.ctx, path, atime, mtime, caller);
-    });
-  }
+  truncate(path: Bstr, size: Offset, caller: Caller): Promise<void> { return this.run(path, 'truncate', () => inodeOps.truncate(this.ctx, path, size, caller)); }
+  chmod(path: Bstr, mode: number, caller: Caller): Promise<void> { return this.run(path, 'chmod', () => inodeOps.chmod(this.ctx, path, mode, caller)); }
+  chown(path: Bstr, uid: number, gid: number, caller: Caller): Promise<void> { return this.run(path, 'chown', () => inodeOps.chown(this.ctx, path, uid, gid, caller)); }
+  utimens(path: Bstr, atime: TimeSet, mtime: TimeSet, caller: Caller): Promise<void> { return this.run(path, 'utimens', () => inodeOps.utimens(this.ctx, path, atime, mtime, caller)); }
 
   mkdir(path: Bstr, mode: number, caller: Caller): Promise<void> { return this.run(path, 'mkdir', () => dirOps.mkdir(this.ctx, path, mode, caller)); }
   mknod(path: Bstr, mode: number, rdev: number, caller: Caller): Promise<void> { return this.run(path, 'mknod', () => dirOps.mknod(this.ctx, path, mode, rdev, caller)); }
   symlink(target: Bstr, path: Bstr, caller: Caller): Promise<void> { return this.run(path, 'symlink', () => dirOps.symlink(this.ctx, target, path, caller)); }
   link(existing: Bstr, path: Bstr, caller: Caller): Promise<void> { return this.run(path, 'link', () => dirOps.link(this.ctx, existing, path, caller)); }
-  unlink(path: Bstr, caller: Caller): Promise<void> {
-    return this.run(path, 'unlink', () => (hiddenAt(this.ctx, path) ? hidden.drop(this.ctx, path) : dirOps.unlink(this.ctx, path, caller)));
-  }
+  unlink(path: Bstr, caller: Caller): Promise<void> { return this.run(path, 'unlink', () => dirOps.unlink(this.ctx, path, caller)); }
   rmdir(path: Bstr, caller: Caller): Promise<void> { return this.run(path, 'rmdir', () => dirOps.rmdir(this.ctx, path, caller)); }
-  rename(from: Bstr, to: Bstr, flags: number, caller: Caller, moved?: () => void): Promise<void> {
-    return this.run(from, 'rename', async () => {
-      const ctx = this.ctx;
-      if (flags === 0 && hidden.isHide(ctx, from, to)) {
-        await hidden.hide(ctx, from, to, (p) => dirOps.unlink(ctx, p, caller));
-        moved?.();
-        return;
-      }
-      // A virtual name has no directory entry to move (and never a new name but another hidden one).
-      if (hiddenAt(ctx, from)) throw new FsError('ENOENT', from, 'rename', 'file unlinked while open');
-      return dirOps.rename(ctx, from, to, flags, caller, moved);
-    });
-  }
+  rename(from: Bstr, to: Bstr, flags: number, caller: Caller, moved?: () => void): Promise<void> { return this.run(from, 'rename', () => dirOps.rename(this.ctx, from, to, flags, caller, moved)); }
 
-  getxattr(path: Bstr, name: Bstr): Promise<Buffer> {
-    return this.run(path, 'getxattr', () => {
-      const h = hiddenAt(this.ctx, path);
-      return h ? hidden.getxattr(this.ctx, h, path, name) : xattrOps.getxattr(this.ctx, path, name);
-    });
-  }
-  listxattr(path: Bstr): Promise<Bstr[]> {
-    return this.run(path, 'listxattr', () => {
-      const h = hiddenAt(this.ctx, path);
-      return h ? hidden.listxattr(this.ctx, h, path) : xattrOps.listxattr(this.ctx, path);
-    });
-  }
-  setxattr(path: Bstr, name: Bstr, value: Buffer, flags: number, caller: Caller): Promise<void> {
-    return this.run(path, 'setxattr', () => {
-      const h = hiddenAt(this.ctx, path);
-      return h ? hidden.setxattr(this.ctx, h, path, name, value, flags) : xattrOps.setxattr(this.ctx, path, name, value, flags, caller);
-    });
-  }
-  removexattr(path: Bstr, name: Bstr, caller: Caller): Promise<void> {
-    return this.run(path, 'removexattr', () => {
-      const h = hiddenAt(this.ctx, path);
-      return h ? hidden.removexattr(this.ctx, h, path, name) : xattrOps.removexattr(this.ctx, path, name, caller);
-    });
-  }
+  getxattr(path: Bstr, name: Bstr): Promise<Buffer> { return this.run(path, 'getxattr', () => xattrOps.getxattr(this.ctx, path, name)); }
+  listxattr(path: Bstr): Promise<Bstr[]> { return this.run(path, 'listxattr', () => xattrOps.listxattr(this.ctx, path)); }
+  setxattr(path: Bstr, name: Bstr, value: Buffer, flags: number, caller: Caller): Promise<void> { return this.run(path, 'setxattr', () => xattrOps.setxattr(this.ctx, path, name, value, flags, caller)); }
+  removexattr(path: Bstr, name: Bstr, caller: Caller): Promise<void> { return this.run(path, 'removexattr', () => xattrOps.removexattr(this.ctx, path, name, caller)); }
 
   statfs(path: Bstr): Promise<StatFs> { return this.run(path, 'statfs', () => inodeOps.statfs(this.ctx, path)); }
 
@@ -442,7 +356,6 @@ export class Overlay implements OverlayOps {
     for (const f of this.ctx.files.values()) closeQuiet(f.fd);
     this.ctx.files.clear();
     this.ctx.filesByIno.clear();
-    this.ctx.hidden.clear();
     this.ctx.dirs.clear();
     this.ctx.wh?.dispose();
     this.ctx.cache.clear();

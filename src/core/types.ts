@@ -37,13 +37,12 @@ export interface StatFs {
 export interface OpenResult { fh: number; keepCache: boolean; directIo: boolean }
 
 /**
- * The operations the FUSE adapter calls. Paths are absolute within the mount
+ * The operations the FUSE front-ends call. Paths are absolute within the mount
  * ("/", "/a/b"), as Bstr. Every failure is an FsError; the adapter converts it
  * to -errno in one place. Only the fh-based calls take a `null` path: the
  * low-level front-end passes it when the file has no name any more (unlinked
- * while open) or the call needs none (flush, release, fsync). Under
- * fuse_api=highlevel a file unlinked while open is addressed by libfuse's
- * `.fuse_hidden` name instead (hidden.ts).
+ * while open) or the call needs none (flush, release, fsync). A file with no
+ * name left is changed through one of its handles (HandleOps).
  */
 export interface OverlayOps {
   getattr(path: Bstr): Promise<AttrArray>;
@@ -91,8 +90,32 @@ export interface OverlayOps {
 
   statfs(path: Bstr): Promise<StatFs>;
 
+
   /** counters for `stratafs stats` and the benchmark */
   stats(): OverlayStats;
+}
+
+/**
+ * Calls through an open handle `fh`, for an object with no name left to call
+ * it by (unlinked or renamed over while open; handle-ops.ts). A change through
+ * a handle on a lower file fails EEXIST, as kernel overlayfs does for an
+ * unlinked lower file.
+ */
+export interface HandleOps {
+  fchmod(fh: number, mode: number): Promise<void>;
+  /** -1 (or 0xffffffff) leaves an id unchanged */
+  fchown(fh: number, uid: number, gid: number): Promise<void>;
+  futimens(fh: number, atime: TimeSet, mtime: TimeSet): Promise<void>;
+  /** truncate(2) of the object open as fh, whatever the handle's access mode (ftruncate needs a writable one) */
+  truncateByHandle(fh: number, size: Offset): Promise<void>;
+  /** open(2) of the object open as fh (an open of /proc/PID/fd/N): a new handle on it */
+  reopen(fh: number, flags: number): Promise<OpenResult>;
+  fgetxattr(fh: number, name: Bstr): Promise<Buffer>;
+  flistxattr(fh: number): Promise<Bstr[]>;
+  fsetxattr(fh: number, name: Bstr, value: Buffer, flags: number): Promise<void>;
+  fremovexattr(fh: number, name: Bstr): Promise<void>;
+  /** the handles open on the object that getattr numbers `ino`, oldest first */
+  handlesOf(ino: Ino): number[];
 }
 
 /** How full one bounded cache is: `size` counts the unit `max` bounds (heap bytes, namei.ts). */

@@ -18,7 +18,8 @@ import type { IdView } from './idmap.js';
 import { dirListing, osErrName, RequestStats, startCall, statvfsArray, toErrno, type OpSummary } from './requests.js';
 
 export type { OpSummary };
-import type { Caller, MergedEntry, OpenResult, OverlayOps, TimeSet } from '../core/types.js';
+import type { Caller, HandleOps, MergedEntry, OpenResult, OverlayOps, TimeSet } from '../core/types.js';
+import { HiddenNames } from './highlevel/hidden-names.js';
 import { StatIdx } from '../native/sys-api.js';
 import { OpenFlags, UTIME_NOW, UTIME_OMIT, type FuseHandlers } from '../native/fuse.js';
 import { ENOSYS } from '../shared/constants.js';
@@ -54,8 +55,10 @@ export interface Adapter {
 
 
 
-export function createAdapter(ops: OverlayOps, opt: AdapterOptions): Adapter {
+export function createAdapter(core: OverlayOps & HandleOps, opt: AdapterOptions): Adapter {
   const { log, ids } = opt;
+  // libfuse's .fuse_hidden names of files unlinked while open are served here, not by the core
+  const ops = new HiddenNames(core);
   // The core stores on-disk ids: a mapped mount translates the caller on the way in,
   // and every attribute answer on the way out (libfuse's high-level API asks getattr
   // after mkdir, create, chown, ...: these two handlers are all there is).
@@ -193,7 +196,7 @@ export function createAdapter(ops: OverlayOps, opt: AdapterOptions): Adapter {
       settle('truncate', path, () => `size=${size}`, cb, () => ops.truncate(path, size, caller), done(cb));
     },
     // Without hard_remove libfuse names a file unlinked while open `.fuse_hidden…`
-    // and passes that name (core/hidden.ts), so path is never null here; should
+    // and passes that name (highlevel/hidden-names.ts), so path is never null here; should
     // it be (a hard_remove mount), these fail with ENOENT instead of crashing.
     chmod(path, mode, cb) {
       const caller = context();
@@ -267,8 +270,7 @@ export function createAdapter(ops: OverlayOps, opt: AdapterOptions): Adapter {
     },
   };
 
-  if (hasFallocate(ops)) {
-    const core = ops;
+  if (hasFallocate(core)) {
     handlers.fallocate = (path, fh, mode, offset, length, cb) => {
       settle('fallocate', path, () => `fh=${fh} mode=${mode} offset=${offset} len=${length}`, cb,
         () => core.fallocate(path, fh, mode, offset, length), done(cb));

@@ -30,9 +30,10 @@ export function lowLevelArgs(c: MountConfig): string[] {
 /**
  * The binding's options for fuse_api=highlevel: the mount's, plus use_ino (the core numbers
  * inodes), the kernel cache timeouts, and NOT hard_remove: libfuse then renames a file
- * unlinked while open to a `.fuse_hidden` name, which the core turns into the real unlink
- * plus a virtual name served from the open fds (core/hidden.ts) -- with hard_remove libfuse
- * loses the node's path and answers fstat with ENOENT itself.
+ * unlinked while open to a `.fuse_hidden` name, which the high-level adapter turns into the
+ * core's real unlink plus a virtual name served through the open handles
+ * (highlevel/hidden-names.ts) -- with hard_remove libfuse loses the node's path and answers
+ * fstat with ENOENT itself.
  */
 export function highLevelOptions(c: MountConfig, onExit: () => void): FuseOptions {
   return {

@@ -18,29 +18,19 @@ import type { Bstr } from '../shared/bstr.js';
 import { toText } from '../shared/bstr.js';
 import { FsError } from '../shared/errors.js';
 import type { NodeInfo } from '../core/overlay.js';
-import type { AttrArray, Caller, OpenResult, OverlayOps, TimeSet } from '../core/types.js';
+import type { AttrArray, Caller, HandleOps, OpenResult, OverlayOps, TimeSet } from '../core/types.js';
 import { ll, SetattrValid, type LowLevelHandlers, type NodeId, type ReqId, type Session } from '../native/fuse-ll.js';
-import { StatIdx, STAT_LEN, inoOf, type Ino, type Offset } from '../native/sys-api.js';
+import { StatIdx, STAT_LEN, inoOf, type Ino } from '../native/sys-api.js';
 import type { IdView } from './idmap.js';
 import { Node, NodeTable } from './nodes.js';
 import { callerKeepsSetgid, quietSetgid } from './setgid.js';
 import { dirListing, osErrName, RequestStats, startCall, statvfsArray, toErrno, type DirListing, type OpSummary } from './requests.js';
 import { S_IFDIR, S_IFMT, ENOENT, ENOSYS, ERANGE } from '../shared/constants.js';
 
-/** The core as the low-level adapter uses it: OverlayOps plus node identity and handle-based calls. */
-export interface LowLevelCore extends OverlayOps {
+/** The core as the low-level adapter uses it: OverlayOps, the calls through a handle, node identity and fallocate. */
+export interface LowLevelCore extends OverlayOps, HandleOps {
   lookupNode(path: Bstr): Promise<NodeInfo>;
   fallocate(path: Bstr | null, fh: number, mode: number, offset: number, length: number): Promise<void>;
-  getattrOpen(fhs: Iterable<number>): Promise<AttrArray>;
-  openOpen(fhs: Iterable<number>, flags: number): Promise<OpenResult>;
-  truncateOpen(fhs: Iterable<number>, size: Offset): Promise<void>;
-  chmodOpen(fhs: Iterable<number>, mode: number): Promise<void>;
-  chownOpen(fhs: Iterable<number>, uid: number, gid: number): Promise<void>;
-  utimensOpen(fhs: Iterable<number>, atime: TimeSet, mtime: TimeSet): Promise<void>;
-  getxattrOpen(fhs: Iterable<number>, name: Bstr): Promise<Buffer>;
-  listxattrOpen(fhs: Iterable<number>): Promise<Bstr[]>;
-  setxattrOpen(fhs: Iterable<number>, name: Bstr, value: Buffer, flags: number): Promise<void>;
-  removexattrOpen(fhs: Iterable<number>, name: Bstr): Promise<void>;
 }
 
 export interface LowLevelOptions {
@@ -118,6 +108,14 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
     const p = nodes.path(n);
     if (p === null) throw new FsError('ENOENT', '', 'node', 'no longer has a name');
     return p;
+  };
+  /**
+   * A node with no name left (unlinked or renamed over while open) is reached
+   * through its open handles: the oldest one.
+   */
+  const handleOf = (n: Node): number => {
+    if (n.fhs !== undefined) for (const fh of n.fhs) return fh;
+    throw new FsError('ENOENT', '', 'node', 'unlinked and no longer open');
   };
   const childPath = (parent: Node, name: Bstr): Bstr => {
     const p = pathOf(parent);
@@ -208,11 +206,11 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
    * Drops S_ISGID of a regular file without group execute when the caller is not in the
    * file's group (`gid`, else its group now) and lacks CAP_FSETID: what the VFS does and
    * the kernel's FUSE module does not (setgid.ts). `kwho` is the caller as the kernel names
-   * it (judged against /proc), `who` as the core stores ids.
-   * Returns whether it changed the mode.
+   * it (judged against /proc), `who` as the core stores ids. With no path `p`, the mode
+   * changes through the handle `fh` gives. Returns whether it changed the mode.
    */
   async function dropQuietSetgid(
-    p: Bstr | null, fhs: Iterable<number>, kwho: Caller, who: Caller, gid: number | undefined, attrNow: () => Promise<AttrArray>,
+    p: Bstr | null, fh: () => number, kwho: Caller, who: Caller, gid: number | undefined, attrNow: () => Promise<AttrArray>,
   ): Promise<boolean> {
     if (kwho.uid === 0) return false;
     const a = await attrNow();
@@ -220,7 +218,7 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
     if (!quietSetgid(mode)) return false;
     if (callerKeepsSetgid(kwho.pid, kwho.gid, gid ?? shownGid(a))) return false;
     const m = mode & 0o5777;
-    await (p !== null ? core.chmod(p, m, who) : core.chmodOpen(fhs, m));
+    await (p !== null ? core.chmod(p, m, who) : core.fchmod(fh(), m));
     return true;
   }
 
@@ -252,7 +250,7 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
         if (fh >= 0) return core.fgetattr(nodes.path(n), fh);
         const p = nodes.path(n);
         if (p !== null) return core.getattr(p);
-        return core.getattrOpen(n.fhs ?? []);
+        return core.fgetattr(null, handleOf(n));
       }, (attr) => { ll.replyAttr(req, shown(attr), attrTimeout); });
     },
 
@@ -260,35 +258,36 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
       const V = SetattrValid;
       let n: Node | undefined;
       settle('setattr', req, () => `${describe(id)} valid=0x${valid.toString(16)} mode=${oct(mode)} uid=${uid} gid=${gid} size=${size} fh=${fh}`, async () => {
-        n = nodeOf(id);
+        const node = nodeOf(id);
+        n = node;
         const who = caller();
         const kwho = caller0();
-        const p = nodes.path(n);
-        const fhs = n.fhs ?? [];
+        const p = nodes.path(node);
+        const viaHandle = (): number => handleOf(node);
+        const attrNow = (): Promise<AttrArray> => (fh >= 0 ? core.fgetattr(p, fh) : p !== null ? core.getattr(p) : core.fgetattr(null, viaHandle()));
         // a write-like change by a caller outside the file's group drops a quiet S_ISGID (setgid.ts)
         const gidBefore = (valid & (V.SIZE | V.UID | V.GID)) && kwho.uid !== 0
-          ? shownGid(await (fh >= 0 ? core.fgetattr(p, fh) : p !== null ? core.getattr(p) : core.getattrOpen(fhs)))
+          ? shownGid(await attrNow())
           : undefined;
         // libfuse's order (fuse.c): mode, owner, size, times
-        if (valid & V.MODE) await (p !== null ? core.chmod(p, mode, who) : core.chmodOpen(fhs, mode));
+        if (valid & V.MODE) await (p !== null ? core.chmod(p, mode, who) : core.fchmod(viaHandle(), mode));
         if (valid & (V.UID | V.GID)) {
           const u = valid & V.UID ? (ids === undefined ? uid : ids.uidIn(uid)) : -1;
           const g = valid & V.GID ? (ids === undefined ? gid : ids.gidIn(gid)) : -1;
-          await (p !== null ? core.chown(p, u, g, who) : core.chownOpen(fhs, u, g));
+          await (p !== null ? core.chown(p, u, g, who) : core.fchown(viaHandle(), u, g));
         }
         if (valid & V.SIZE) {
           if (fh >= 0) await core.ftruncate(p, fh, size);
-          else await (p !== null ? core.truncate(p, size, who) : core.truncateOpen(fhs, size));
+          else await (p !== null ? core.truncate(p, size, who) : core.truncateByHandle(viaHandle(), size));
         }
         if (valid & (V.ATIME | V.MTIME | V.ATIME_NOW | V.MTIME_NOW)) {
           const at = time((valid & V.ATIME) !== 0, (valid & V.ATIME_NOW) !== 0, aSec, aNsec);
           const mt = time((valid & V.MTIME) !== 0, (valid & V.MTIME_NOW) !== 0, mSec, mNsec);
-          await (p !== null ? core.utimens(p, at, mt, who) : core.utimensOpen(fhs, at, mt));
+          await (p !== null ? core.utimens(p, at, mt, who) : core.futimens(viaHandle(), at, mt));
         }
-        const attrNow = (): Promise<AttrArray> => (fh >= 0 ? core.fgetattr(p, fh) : p !== null ? core.getattr(p) : core.getattrOpen(fhs));
         if (valid & (V.SIZE | V.UID | V.GID)) {
           // the group the kernel judges a chown by is the one before it
-          await dropQuietSetgid(p, fhs, kwho, who, gidBefore, attrNow);
+          await dropQuietSetgid(p, viaHandle, kwho, who, gidBefore, attrNow);
         }
         return attrNow();
       }, (attr) => { ll.replyAttr(req, shown(attr), attrTimeout); }, { changes: () => [n] });
@@ -376,7 +375,7 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
       settle('open', req, () => `${describe(id)} flags=0x${flags.toString(16)}`, () => {
         n = nodeOf(id);
         const p = nodes.path(n);
-        return p !== null ? core.open(p, flags, caller()) : core.openOpen(n.fhs ?? [], flags);
+        return p !== null ? core.open(p, flags, caller()) : core.reopen(handleOf(n), flags);
       }, (r) => {
         (n!.fhs ??= new Set()).add(r.fh);
         ll.replyOpen(req, r.fh, openFlags(r));
@@ -417,7 +416,7 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
         // root (CAP_FSETID) keeps every bit: only other writers pay for the look at the mode
         if (kwho.uid !== 0 && n !== undefined) {
           const attrNow = (): Promise<AttrArray> => core.fgetattr(p, fh);
-          if (await dropQuietSetgid(p, [fh], kwho, who, undefined, attrNow) && session !== undefined) ll.invalAttr(session, n.id);
+          if (await dropQuietSetgid(p, () => fh, kwho, who, undefined, attrNow) && session !== undefined) ll.invalAttr(session, n.id);
         }
         return core.write(p, fh, data, data.length, offset);
       }, (done) => { ll.replyWrite(req, done); return done; });
@@ -484,7 +483,7 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
       settle('setxattr', req, () => `${describe(id)} name=${JSON.stringify(toText(name))} size=${value.length} flags=${flags}`, () => {
         n = nodeOf(id);
         const p = nodes.path(n);
-        return p !== null ? core.setxattr(p, name, value, flags, caller()) : core.setxattrOpen(n.fhs ?? [], name, value, flags);
+        return p !== null ? core.setxattr(p, name, value, flags, caller()) : core.fsetxattr(handleOf(n), name, value, flags);
       }, () => { ll.replyErr(req, 0); }, { changes: () => [n] });
     },
     getxattr(req, id, name, size) {
@@ -492,7 +491,7 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
       settle('getxattr', req, () => `${describe(id)} name=${JSON.stringify(toText(name))} size=${size}`, () => {
         const n = nodeOf(id);
         const p = nodes.path(n);
-        return p !== null ? core.getxattr(p, name) : core.getxattrOpen(n.fhs ?? [], name);
+        return p !== null ? core.getxattr(p, name) : core.fgetxattr(handleOf(n), name);
       }, (v) => replyXattrValue(req, size, v));
     },
     listxattr(req, id, size) {
@@ -500,7 +499,7 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
       settle('listxattr', req, () => `${describe(id)} size=${size}`, () => {
         const n = nodeOf(id);
         const p = nodes.path(n);
-        return p !== null ? core.listxattr(p) : core.listxattrOpen(n.fhs ?? []);
+        return p !== null ? core.listxattr(p) : core.flistxattr(handleOf(n));
       }, (names) => replyXattrValue(req, size, xattrList(names)));
     },
     removexattr(req, id, name) {
@@ -509,7 +508,7 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
       settle('removexattr', req, () => `${describe(id)} name=${JSON.stringify(toText(name))}`, () => {
         n = nodeOf(id);
         const p = nodes.path(n);
-        return p !== null ? core.removexattr(p, name, caller()) : core.removexattrOpen(n.fhs ?? [], name);
+        return p !== null ? core.removexattr(p, name, caller()) : core.fremovexattr(handleOf(n), name);
       }, () => { ll.replyErr(req, 0); }, { changes: () => [n] });
     },
     fallocate(req, id, mode, offset, length, fh) {

@@ -133,7 +133,7 @@ export interface HighLevelLibfuseOptions extends LibfuseOptions {
   /**
    * Unlink open files at once instead of renaming them to .fuse_hidden*. Default true.
    * Then fh-based handlers get a null path, and libfuse answers a GETATTR of the removed
-   * node (fstat) with ENOENT itself; stratafs mounts without it (core/hidden.ts).
+   * node (fstat) with ENOENT itself; stratafs mounts without it (fuse/highlevel/hidden-names.ts).
    */
   hardRemove?: boolean;
   kernelCache?: boolean;

@@ -357,4 +357,84 @@ describe('-o fuse_api=highlevel', () => {
     const info = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').find((x) => x.includes(` ${mnt} `));
     expect(info).toMatch(/fuse\.stratafs/);
   });
+
+  /** Shared objects under a fuse-native package the daemon has mapped: its addon is loaded with its index.js. */
+  const fuseNativeMapped = async (h: MountHandle): Promise<string[]> => {
+    expect(h.pids.length).toBeGreaterThan(0);
+    const out = new Set<string>();
+    for (const pid of h.pids) {
+      for (const line of (await readFile(`/proc/${pid}/maps`, 'latin1')).split('\n')) {
+        const file = line.split(/\s+/)[5];
+        if (file !== undefined && file.includes('/fuse-native/')) out.add(file);
+      }
+    }
+    return [...out];
+  };
+
+  it('the default mount never loads fuse-native; fuse_api=highlevel does', async () => {
+    const a = await layers('ll-nofn', async (lower) => { await writeFile(join(lower, 'f'), 'x'); });
+    const low = await mount('stratafs', a.l, a.mnt);
+    // a few requests first: nothing loads it lazily later either
+    expect(await readFile(join(a.mnt, 'f'), 'utf8')).toBe('x');
+    await writeFile(join(a.mnt, 'g'), 'y');
+    expect(await fuseNativeMapped(low)).toEqual([]);
+    await low.unmount();
+    const b = await layers('ll-fn', async (lower) => { await writeFile(join(lower, 'f'), 'x'); });
+    const high = await mount('stratafs', b.l, b.mnt, { extra: ['fuse_api=highlevel'] });
+    expect(await readFile(join(b.mnt, 'f'), 'utf8')).toBe('x');
+    expect(await fuseNativeMapped(high)).toEqual([expect.stringMatching(/\/fuse-native\/.*\.node$/)]);
+    await high.unmount();
+  });
+
+  it('a file unlinked or renamed over while open: libfuse\'s .fuse_hidden name is served virtually, never written', async () => {
+    const { l, mnt } = await layers('ll-hidden', async (lower) => {
+      await writeFile(join(lower, 'low'), 'lower data');
+      await writeFile(join(lower, 'victim'), 'old content');
+    });
+    const h = await mount('stratafs', l, mnt, { extra: ['fuse_api=highlevel'] });
+    const hiddenNames = async (): Promise<string[]> => {
+      const names: string[] = [];
+      for (const d of [mnt, l.upper!, l.work!]) names.push(...(await readdir(d, { recursive: true })).map(String));
+      return names.filter((n) => n.includes('.fuse_hidden'));
+    };
+    await writeFile(join(mnt, 'doomed'), 'still here');
+    const fh = await T(open(join(mnt, 'doomed'), 'r+'), 'open');
+    const lowFh = await T(open(join(mnt, 'low'), 'r'), 'open lower');
+    const victim = await T(open(join(mnt, 'victim'), 'r'), 'open victim');
+    try {
+      await T(unlink(join(mnt, 'doomed')), 'unlink');
+      await T(unlink(join(mnt, 'low')), 'unlink lower');
+      await writeFile(join(mnt, 'newer'), 'new content');
+      await T(rename(join(mnt, 'newer'), join(mnt, 'victim')), 'rename over');
+      expect((await readdir(mnt)).sort()).toEqual(['victim']);
+      expect(await hiddenNames()).toEqual([]);
+      await T(fh.write('STILL', 0), 'write');
+      const buf = Buffer.alloc(16);
+      expect(buf.subarray(0, (await fh.read(buf, 0, 16, 0)).bytesRead).toString()).toBe('STILL here');
+      // GETATTR without a handle reaches the daemon under the hidden name; libfuse's nlink - 1 is made up for
+      expect((await fh.stat()).nlink).toBe(0);
+      await T(fh.chmod(0o600), 'fchmod');
+      await T(fh.chown(1000, 1001), 'fchown');
+      const t = new Date('2001-02-03T04:05:06.789Z');
+      await T(fh.utimes(t, t), 'futimens');
+      expect(await fh.stat()).toMatchObject({ nlink: 0, uid: 1000, gid: 1001, mode: 0o100600, mtimeMs: t.getTime() });
+      await T(fh.truncate(5), 'ftruncate');
+      expect((await fh.stat()).size).toBe(5);
+      // open(2) of /proc/self/fd/N reaches the hidden node by its name
+      expect(await readFile(`/proc/self/fd/${fh.fd}`, 'utf8')).toBe('STILL');
+      expect(await readFile(`/proc/self/fd/${victim.fd}`, 'utf8')).toBe('old content');
+      // an unlinked lower file cannot be copied up: kernel overlayfs answers EEXIST too
+      expect((await lowFh.stat()).nlink).toBe(1);
+      await expect(lowFh.chmod(0o600)).rejects.toMatchObject({ code: 'EEXIST' });
+      expect(await readFile(join(mnt, 'victim'), 'utf8')).toBe('new content');
+      expect(await hiddenNames()).toEqual([]);
+    } finally {
+      await fh.close();
+      await lowFh.close();
+      await victim.close();
+    }
+    expect((await readdir(mnt)).sort()).toEqual(['victim']);
+    expect(await hiddenNames()).toEqual([]);
+    await h.unmount();
+  });
 });

@@ -65,7 +65,7 @@ describe('libfuse options of a mount', () => {
       'negative_timeout=86400', 'suid', 'nodev', 'exec', 'rw', 'allow_other', 'default_permissions', 'noatime', 'fsname=stratafs', 'subtype=stratafs',
     ]));
     expect(highLevelOptionWords(highLevelOptions(cfg('lowerdir=/a,fuse_api=highlevel,noallow_other'), () => {}))).not.toContain('allow_other');
-    // files unlinked while open go through libfuse's .fuse_hidden rename (core/hidden.ts)
+    // files unlinked while open go through libfuse's .fuse_hidden rename (fuse/highlevel/hidden-names.ts)
     expect(words).not.toContain('hard_remove');
   });
   it('options carry through', () => {
