@@ -3,34 +3,32 @@
  * and per-op request statistics (counts, errors, power-of-two latency
  * histograms) for `stratafs stats` and the benchmark.
  */
-import { constants as osConstants } from 'node:os';
 import type { Bstr } from '../shared/bstr.js';
 import { toText } from '../shared/bstr.js';
-import { FsError } from '../shared/errors.js';
+import { errnoOf, FsError, knownCodeOf, nodeErrnoCode } from '../shared/errors.js';
 import type { MergedEntry, StatFs } from '../core/types.js';
 import { STAT_LEN, StatIdx, STATVFS_LEN, StatvfsIdx, setIno, type Ino } from '../native/sys-api.js';
-import { S_IFDIR } from '../shared/constants.js';
+import { EIO, S_IFDIR } from '../shared/constants.js';
 
 // ---------------------------------------------------------------------------
 // the one error conversion
 
-const ERRNO = osConstants.errno as Record<string, number>;
-
 /**
  * -errno for a failure of the core. An FsError says which; a Node SystemError
- * with a known code is honoured but logged (the core should have wrapped it);
- * anything else is a bug: EIO, logged with its stack.
+ * with an errno (read as the core reads them, shared/errors.ts) is honoured but
+ * logged (the core should have wrapped it); anything else is a bug: EIO, logged
+ * with its stack.
  */
 export function toErrno(e: unknown, op: string, path: Bstr | null, log: (s: string) => void): number {
   if (e instanceof FsError) return -e.errno;
-  const code = typeof e === 'object' && e !== null ? (e as { code?: unknown }).code : undefined;
+  const code = nodeErrnoCode(e);
   const where = `${op} ${path === null ? '(unlinked)' : toText(path)}`;
-  if (typeof code === 'string' && ERRNO[code] !== undefined) {
+  if (code !== undefined) {
     log(`stratafs: ${where}: unwrapped ${code} from the core: ${e instanceof Error ? e.message : String(e)}`);
-    return -ERRNO[code]!;
+    return -errnoOf(code);
   }
   log(`stratafs: ${where}: internal error, answered EIO: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
-  return -ERRNO.EIO!;
+  return -EIO;
 }
 
 // ---------------------------------------------------------------------------
@@ -113,9 +111,9 @@ export class RequestStats {
   }
 }
 
+/** An errno's name for the debug log, its number where the platform has no name. */
 export function osErrName(n: number): string {
-  for (const [k, v] of Object.entries(ERRNO)) if (v === n) return k;
-  return String(n);
+  return knownCodeOf(n) ?? String(n);
 }
 
 // ---------------------------------------------------------------------------

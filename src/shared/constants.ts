@@ -26,7 +26,7 @@ export const DT = {
 
 /** errno numbers, the platform's own (a few architectures, MIPS among them, number some differently). */
 export const {
-  EPERM, ENOENT, EAGAIN, EACCES, EEXIST, ENOTDIR, EISDIR, EINVAL, EMLINK, ERANGE, ENAMETOOLONG, ENOSYS,
+  EPERM, ENOENT, EIO, EAGAIN, EACCES, EEXIST, ENOTDIR, EISDIR, EINVAL, EMLINK, ERANGE, ENAMETOOLONG, ENOSYS,
   ENODATA, EOPNOTSUPP,
 } = osConstants.errno;
 /** flock's "held elsewhere" (the same number as EAGAIN on Linux) */

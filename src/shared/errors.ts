@@ -26,7 +26,7 @@ export class FsError extends Error {
     Error.stackTraceLimit = limit;
     this.name = 'FsError';
     this.code = code;
-    this.errno = osConstants.errno[code];
+    this.errno = errnoOf(code);
     this.path = path;
     this.syscall = syscall;
     this.detail = detail;
@@ -42,9 +42,19 @@ export class FsError extends Error {
 const CODE_OF = new Map<number, ErrnoCode>();
 for (const [k, v] of Object.entries(osConstants.errno)) if (!CODE_OF.has(v)) CODE_OF.set(v, k as ErrnoCode);
 
+/** The platform's errno number of a code. */
+export function errnoOf(code: ErrnoCode): number {
+  return osConstants.errno[code];
+}
+
+/** The code of an errno number (either sign); undefined where the platform has no name for it. */
+export function knownCodeOf(errno: number): ErrnoCode | undefined {
+  return CODE_OF.get(Math.abs(errno));
+}
+
 /** Map an errno number (positive) back to its code; unknown numbers become EIO. On every failed syscall: a map, not a scan. */
 export function codeOf(errno: number): ErrnoCode {
-  return CODE_OF.get(Math.abs(errno)) ?? 'EIO';
+  return knownCodeOf(errno) ?? 'EIO';
 }
 
 /**
@@ -56,7 +66,7 @@ export function nodeErrnoCode(e: unknown): ErrnoCode | undefined {
   const err = e as NodeJS.ErrnoException | null;
   const code = err?.code;
   if (typeof code === 'string' && code in osConstants.errno) return code as ErrnoCode;
-  return typeof err?.errno === 'number' && err.errno !== 0 ? CODE_OF.get(Math.abs(err.errno)) : undefined;
+  return typeof err?.errno === 'number' && err.errno !== 0 ? knownCodeOf(err.errno) : undefined;
 }
 
 export function isFsError(e: unknown, code?: ErrnoCode): e is FsError {

@@ -20,6 +20,13 @@ describe('toErrno: the one place failures become -errno', () => {
     expect(logged).toHaveLength(1);
     expect(logged[0]).toMatch(/write \/f: unwrapped ENOSPC/);
   });
+  it('a Node error whose errno libuv has no name for keeps it (EDQUOT comes as "Unknown system error -122"), logged', () => {
+    const logged: string[] = [];
+    const e = Object.assign(new Error('Unknown system error -122: write'), { code: 'Unknown system error -122', errno: -constants.errno.EDQUOT });
+    expect(toErrno(e, 'write', '/f', (s) => logged.push(s))).toBe(-constants.errno.EDQUOT);
+    expect(logged).toHaveLength(1);
+    expect(logged[0]).toMatch(/write \/f: unwrapped EDQUOT/);
+  });
   it('anything else is a bug: EIO, logged with the stack', () => {
     const logged: string[] = [];
     expect(toErrno(new TypeError('x is undefined'), 'open', null, (s) => logged.push(s))).toBe(-constants.errno.EIO);
