@@ -16,7 +16,8 @@
  */
 import * as fs from 'node:fs';
 import { ConfigError, type MountConfig } from './fuse/config.js';
-import { escapeOptionValue, parseMountArgs, validateMountConfig } from './cli/options.js';
+import { escapeOptionValue, parseMountArgs } from './cli/mount-options.js';
+import { validateMountConfig } from './cli/validate.js';
 import { serve, ServeError } from './cli/serve.js';
 import type { DaemonStats } from './cli/stats.js';
 

@@ -19,7 +19,8 @@ import * as fs from 'node:fs';
 import { dup2 } from '../native/sys.js';
 import { failedStartLog, goneMessage, openDaemonLog, pipeNotifier, runServer, type Notifier } from './daemon.js';
 import { ConfigError, type MountConfig } from '../fuse/config.js';
-import { parseCommandLine, parsePlainMount, validateMountConfig } from './options.js';
+import { parseCommandLine, parsePlainMount } from './args.js';
+import { validateMountConfig } from './validate.js';
 import { cleanDeadMount, configWarnings } from './prepare-mount.js';
 
 const READY_FD = 3;

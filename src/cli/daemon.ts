@@ -22,7 +22,7 @@ import * as fs from 'node:fs';
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import type { MountConfig } from '../fuse/config.js';
-import { DAEMON_CHILD_FLAG } from './options.js';
+import { DAEMON_CHILD_FLAG } from './args.js';
 import { serveControl } from './control.js';
 import {
   adoptLeftoverLogs, ensureRuntimeDir, keepLog, keptLogPath, processStartTime, pruneKeptLogs, removeQuietly, runtimeFiles,

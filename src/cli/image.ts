@@ -13,7 +13,7 @@ import * as path from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { FsError } from '../shared/errors.js';
 import { toText } from '../shared/bstr.js';
-import { splitOptions, splitLowerdir, unescape } from './options.js';
+import { escapeOptionValue, splitOptions, splitLowerdir, unescape } from './mount-options.js';
 import { readMountsSync, findMount, resolveMountpointArgSync } from './mountinfo.js';
 import { runtimeFiles, readDaemonInfo } from './runtime.js';
 import { Store, resolveImageLowers } from '../image/store.js';
@@ -204,7 +204,7 @@ export function buildImageProgram(): Command {
     .action((name: string, o: { store: string; json?: boolean }) => {
       const l = resolveImageLowers(o.store, name);
       if (o.json) json(l);
-      else out(l.map((d) => d.replace(/([\\:,])/g, '\\$1')).join(':') + '\n');
+      else out(l.map(escapeOptionValue).join(':') + '\n');
     });
 
   addStackOptions(program.command('diff [mountpoint]'))

@@ -1,12 +1,13 @@
 #!/usr/bin/env node
 /**
- * The stratafs command. Everything about the command line is in options.ts;
+ * The stratafs command. Everything about the command line is in args.ts;
  * this file only dispatches. Modules that load the FUSE binding are imported
  * lazily, so `umount`, `stats` and bad input never load native code.
  */
 import { readFileSync } from 'node:fs';
 import { ConfigError } from '../fuse/config.js';
-import { DAEMON_CHILD_FLAG, parseCommandLine, validateMountConfig, type CliCommand } from './options.js';
+import { DAEMON_CHILD_FLAG, parseCommandLine, type CliCommand } from './args.js';
+import { validateMountConfig } from './validate.js';
 import { cleanDeadMount, configWarnings } from './prepare-mount.js';
 
 function version(): string {

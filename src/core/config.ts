@@ -1,6 +1,6 @@
 import type { Bstr } from '../shared/bstr.js';
 
-/** Everything the overlay core needs to know; built only by cli/options.ts (or the library entry). */
+/** Everything the overlay core needs to know; built only by fuse/config.ts's mountConfig() (for the CLI and the library entry). */
 export interface OverlayConfig {
   /** absolute layer roots, top first (leftmost in lowerdir=) */
   lowerdirs: Bstr[];

@@ -2,8 +2,15 @@
  * The typed configuration of one mount: what the command line (cli/) and the library entry
  * (index.ts) build, and what the FUSE front-ends and the daemon read. It lives here, below
  * cli/, because fuse/ owns the mount and must not reach up for its own configuration.
+ *
+ * Both builders fill in MountSettings (the options as given) and finish with mountConfig(),
+ * which holds the defaults and the rules that tie options together. Pure: reads no file;
+ * the checks against the file system are cli/validate.ts's.
  */
-import type { IdMapping, OverlayConfig } from '../core/config.js';
+import * as path from 'node:path';
+import { fromText } from '../shared/bstr.js';
+import { DEFAULT_LOOKUP_CACHE_SIZE, type IdMapping, type IdRange, type OverlayConfig, type XattrPermissions } from '../core/config.js';
+
 /**
  * Kernel cache timeout (entries, attributes, negative entries) in seconds unless options say
  * otherwise: a day, as good as forever (fuse-overlayfs's default is effectively infinite, and
@@ -85,4 +92,173 @@ export class ConfigError extends Error {
     this.name = 'ConfigError';
     this.path = p;
   }
+}
+
+/**
+ * A mount's options as given, before mountConfig() ties them together: what the -o parser
+ * (cli/mount-options.ts) and the library entry fill in, starting from defaultMountSettings().
+ * Paths as given: mountConfig() resolves relative ones.
+ */
+export interface MountSettings {
+  /** lowerdir=, top first */
+  lowerdirs: string[] | undefined;
+  upperdir: string | undefined;
+  workdir: string | undefined;
+  /** ro */
+  readOnly: boolean;
+  redirectDir: boolean;
+  userxattr: boolean;
+  timeout: number;
+  /** undefined: timeout (0 with fuse_api=highlevel) */
+  attrTimeout: number | undefined;
+  /** undefined: timeout */
+  negativeTimeout: number | undefined;
+  fuseApi: MountConfig['fuseApi'];
+  lookupCacheSize: number;
+  allowOther: boolean;
+  fsync: boolean;
+  force: boolean;
+  debug: boolean;
+  /** undefined: the mount helper form's source, else "stratafs" */
+  fsname: string | undefined;
+  logFile: string | undefined;
+  flags: Omit<MountFlags, 'readOnly'>;
+  unknownOptions: string[];
+  ignoredOptions: string[];
+  uidMapping: IdRange[] | undefined;
+  gidMapping: IdRange[] | undefined;
+  squashToRoot: boolean;
+  squashUid: number | undefined;
+  squashGid: number | undefined;
+  staticNlink: boolean;
+  xattrPermissions: XattrPermissions;
+  noXattrs: boolean;
+}
+
+/**
+ * The defaults, which the mounter's effective uid (in its user namespace) decides: 0 (root,
+ * also uid 0 of rootless podman's namespace) gets allow_other,suid as fuse-overlayfs does.
+ */
+export function defaultMountSettings(uid: number): MountSettings {
+  const asRoot = uid === 0;
+  return {
+    lowerdirs: undefined, upperdir: undefined, workdir: undefined,
+    readOnly: false, redirectDir: true, userxattr: false,
+    timeout: DEFAULT_TIMEOUT_S, attrTimeout: undefined, negativeTimeout: undefined, fuseApi: 'lowlevel',
+    lookupCacheSize: DEFAULT_LOOKUP_CACHE_SIZE, allowOther: asRoot, fsync: true, force: false, debug: false,
+    fsname: undefined, logFile: undefined,
+    // As fuse-overlayfs: noatime (FUSE inodes are S_NOATIME anyway; the daemon's reads touch the
+    // layers' atimes), suid as root (setuid programs in a container image), and never devices:
+    // with allow_other (a root default) a device node in a layer, e.g. a world-writable
+    // `crw-rw-rw- 8,0` in an image, would let any local user reach that device; `dev` opts in.
+    flags: { suid: asRoot, dev: false, exec: true, noatime: true, sync: false, dirsync: false },
+    unknownOptions: [], ignoredOptions: [],
+    uidMapping: undefined, gidMapping: undefined, squashToRoot: false, squashUid: undefined, squashGid: undefined,
+    staticNlink: false, xattrPermissions: 0, noXattrs: false,
+  };
+}
+
+// The checks of single values, for the -o parser (which names the value as written) and for
+// typed input alike.
+
+/** lowerdir= layers: none empty, at most MAX_LAYERS; `shown` is how the user wrote them */
+export function checkLayers(layers: readonly string[], shown: string): void {
+  if (layers.some((p) => p === '')) throw new ConfigError('empty layer in lowerdir', shown);
+  if (layers.length > MAX_LAYERS) throw new ConfigError(`too many lower layers (${layers.length}, at most ${MAX_LAYERS})`, shown.slice(0, 64) + '...');
+}
+
+/** a cache timeout: seconds >= 0 */
+export function checkSeconds(key: string, n: number, shown = String(n)): number {
+  if (!Number.isFinite(n) || n < 0) throw new ConfigError(`invalid value for ${key} (seconds >= 0 expected)`, shown);
+  return n;
+}
+
+/** lookup_cache=: entries >= 1 */
+export function checkLookupCache(n: number, shown = String(n)): number {
+  if (!Number.isSafeInteger(n) || n < 1) throw new ConfigError('invalid value for lookup_cache (entries >= 1 expected)', shown);
+  return n;
+}
+
+/** Where and how the mount is made: the command line's words beside the options. */
+export interface MountPlace {
+  mountpoint: string | undefined;
+  /** the mount-helper form's first argument */
+  source: string | undefined;
+  foreground: boolean;
+  /** resolves relative paths */
+  cwd: string;
+}
+
+/** The MountConfig of the settings: defaults filled in, options tied together. Throws ConfigError. */
+export function mountConfig(s: MountSettings, w: MountPlace): MountConfig {
+  const mountpoint = w.mountpoint;
+  if (mountpoint === undefined || mountpoint === '') throw new ConfigError('missing mountpoint (usage: stratafs [-f] [-d] -o lowerdir=DIR[:DIR...][,upperdir=DIR,workdir=DIR] MOUNTPOINT)');
+  const lower = s.lowerdirs;
+  if (lower === undefined) throw new ConfigError('missing lowerdir option', 'lowerdir=');
+  checkLayers(lower, lower.join(':'));
+  for (const [key, v] of [['upperdir', s.upperdir], ['workdir', s.workdir]] as const) {
+    if (v === '') throw new ConfigError(`option ${key} needs a value`, `${key}=`);
+  }
+  checkSeconds('timeout', s.timeout);
+  if (s.attrTimeout !== undefined) checkSeconds('attr_timeout', s.attrTimeout);
+  if (s.negativeTimeout !== undefined) checkSeconds('negative_timeout', s.negativeTimeout);
+  checkLookupCache(s.lookupCacheSize);
+  const upper = s.upperdir;
+  let work = s.workdir;
+  const ignored = [...s.ignoredOptions];
+  if (upper !== undefined && work === undefined) throw new ConfigError('upperdir needs a workdir option', upper);
+  if (upper === undefined && work !== undefined) {
+    ignored.push(`workdir=${work}`);
+    work = undefined;
+  }
+  const abs = (p: string): string => path.resolve(w.cwd, p);
+  let lowerPaths = lower.map(abs);
+  let upperPath = upper === undefined ? undefined : abs(upper);
+  let workPath = work === undefined ? undefined : abs(work);
+  if (s.readOnly && upperPath !== undefined) {
+    // A read-only mount writes nothing: the upper is served as the top layer and the workdir is not touched.
+    lowerPaths = [upperPath, ...lowerPaths];
+    if (lowerPaths.length > MAX_LAYERS) throw new ConfigError(`too many layers (${lowerPaths.length}, at most ${MAX_LAYERS})`, upperPath);
+    ignored.push(`workdir=${workPath}`);
+    upperPath = undefined;
+    workPath = undefined;
+  }
+  const readOnly = s.readOnly || upperPath === undefined;
+  const { squashToRoot, squashUid, squashGid } = s;
+  return {
+    lowerdirs: lowerPaths.map(fromText),
+    upperdir: upperPath === undefined ? undefined : fromText(upperPath),
+    workdir: workPath === undefined ? undefined : fromText(workPath),
+    redirectDir: s.redirectDir,
+    userxattr: s.userxattr,
+    lookupCacheSize: s.lookupCacheSize,
+    fsync: s.fsync,
+    debug: s.debug,
+    mountpoint: abs(mountpoint),
+    lowerPaths,
+    upperPath,
+    workPath,
+    foreground: w.foreground,
+    timeout: s.timeout,
+    negativeTimeout: s.negativeTimeout ?? s.timeout,
+    // The high-level API gives each hard link its own kernel inode: a cached attribute could be stale.
+    attrTimeout: s.attrTimeout ?? (s.fuseApi === 'highlevel' ? 0 : s.timeout),
+    fuseApi: s.fuseApi,
+    allowOther: s.allowOther,
+    defaultPermissions: true,
+    flags: { ...s.flags, readOnly },
+    force: s.force,
+    fsname: s.fsname ?? (w.source !== undefined && w.source !== '' ? w.source : 'stratafs'),
+    logFile: s.logFile,
+    unknownOptions: [...s.unknownOptions],
+    ignoredOptions: ignored,
+    idMapping: s.uidMapping === undefined && s.gidMapping === undefined && !squashToRoot && squashUid === undefined && squashGid === undefined
+      ? undefined
+      : { uid: s.uidMapping, gid: s.gidMapping, squashUid: squashUid ?? (squashToRoot ? 0 : undefined), squashGid: squashGid ?? (squashToRoot ? 0 : undefined) },
+    staticNlink: s.staticNlink,
+    noXattrs: s.noXattrs,
+    xattrPermissions: s.xattrPermissions,
+    // Owners are not shown under squash_to_*: fuse-overlayfs then ignores a failing chown (do_fchown).
+    ignoreChownErrors: squashToRoot || squashUid !== undefined || squashGid !== undefined,
+  };
 }

@@ -117,7 +117,7 @@ static bool plain_mount(int argc, char **argv) {
 }
 
 static void exec_node(char **args) {
-  // STRATAFS_LAUNCHER_DRY_RUN=1: print what would run instead (tests keep this and options.ts in step)
+  // STRATAFS_LAUNCHER_DRY_RUN=1: print what would run instead (tests keep this and args.ts in step)
   const char *dry = getenv("STRATAFS_LAUNCHER_DRY_RUN");
   if (dry && strcmp(dry, "1") == 0) {
     for (char **a = args; *a; a++) printf("%s\n", *a);

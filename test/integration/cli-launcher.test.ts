@@ -6,7 +6,7 @@
  * same command lines run both ways, side by side, compared (exit code, stdout,
  * stderr, what is mounted, what is left in the runtime directory). Also: the
  * launcher sends to the daemon exactly the command lines the daemon parses
- * without commander (options.ts parsePlainMount), works through a symlink (npm's
+ * without commander (args.ts parsePlainMount), works through a symlink (npm's
  * bin directory), and leaves no caller's pipe open in the daemon (podman reads
  * the mount program's stderr to EOF).
  */
@@ -21,7 +21,7 @@ import { withTimeout } from '../harness/proc.js';
 import {
   cli, cliNode, cliScratch, daemonPids, dirSnapshot, isMounted, layerOptions, Leftovers, runText, STRATAFS_BIN, waitFor, type CliResult,
 } from '../harness/cli-mount.js';
-import { parsePlainMount } from '../../src/cli/options.js';
+import { parsePlainMount } from '../../src/cli/args.js';
 
 const BIN = STRATAFS_BIN;
 const LAUNCHER = join(REPO_ROOT, 'src', 'native', 'build', 'Release', 'stratafs');

@@ -4,7 +4,7 @@ import { FsError } from '../../src/shared/errors.js';
 import { highLevelOptions, lowLevelArgs } from '../../src/fuse/libfuse-args.js';
 import { toErrno } from '../../src/fuse/requests.js';
 import { highLevelOptionWords } from '../../src/native/fuse-mount.js';
-import { parseMountArgs } from '../../src/cli/options.js';
+import { parseMountArgs } from '../../src/cli/mount-options.js';
 
 describe('toErrno: the one place failures become -errno', () => {
   it('an FsError gives its own errno, silently', () => {

@@ -3,9 +3,9 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import {
-  escapeOptionValue, parseCommandLine, parseMountArgs, splitLowerdir, splitOptions, validateMountConfig, type MountArgs,
-} from '../../src/cli/options.js';
+import { parseCommandLine } from '../../src/cli/args.js';
+import { escapeOptionValue, parseMountArgs, splitLowerdir, splitOptions, type MountArgs } from '../../src/cli/mount-options.js';
+import { validateMountConfig } from '../../src/cli/validate.js';
 import { ConfigError, DEFAULT_TIMEOUT_S, MAX_LAYERS, type MountConfig } from '../../src/fuse/config.js';
 import { DEFAULT_LOOKUP_CACHE_SIZE } from '../../src/core/config.js';
 

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/fuse/config.js';
-import { parseCommandLine, parsePlainMount } from '../../src/cli/options.js';
+import { parseCommandLine, parsePlainMount } from '../../src/cli/args.js';
 
 const env = { cwd: '/base', uid: 0, version: '0.0.0' };
 
