@@ -15,8 +15,8 @@
  * holds for process.exit() with files still open on the mount: unmount first.
  */
 import * as fs from 'node:fs';
-import { ConfigError, type MountConfig } from './fuse/config.js';
-import { escapeOptionValue, parseMountArgs } from './cli/mount-options.js';
+import { checkLookupCache, checkSeconds, ConfigError, defaultMountSettings, mountConfig, type MountConfig } from './fuse/config.js';
+import { applyMountOptions } from './cli/mount-options.js';
 import { validateMountConfig } from './cli/validate.js';
 import { serve, ServeError } from './cli/serve.js';
 import type { DaemonStats } from './cli/stats.js';
@@ -72,7 +72,30 @@ export interface Mount {
   readonly ended: Promise<void>;
 }
 
-/** backslash-escape what the -o parser treats specially */
+/**
+ * The configuration mount(o) serves, without touching the file system: the fields, then
+ * `options` over them, as the CLI's -o words would be. Throws ConfigError.
+ */
+export function mountConfigOf(o: MountOptions): MountConfig {
+  if (!Array.isArray(o.lowerdirs) || o.lowerdirs.length === 0) throw new ConfigError('missing lowerdirs');
+  const cwd = process.cwd();
+  // defaults as on the CLI (allow_other and suid as root)
+  const s = defaultMountSettings(process.geteuid?.() ?? 0);
+  s.lowerdirs = [...o.lowerdirs];
+  if (o.upperdir !== undefined) s.upperdir = o.upperdir;
+  if (o.workdir !== undefined) s.workdir = o.workdir;
+  if (o.readOnly) s.readOnly = true;
+  if (o.redirectDir !== undefined) s.redirectDir = o.redirectDir;
+  if (o.userxattr) s.userxattr = true;
+  if (o.timeout !== undefined) s.timeout = checkSeconds('timeout', o.timeout);
+  if (o.negativeTimeout !== undefined) s.negativeTimeout = checkSeconds('negative_timeout', o.negativeTimeout);
+  if (o.lookupCacheSize !== undefined) s.lookupCacheSize = checkLookupCache(o.lookupCacheSize);
+  if (o.allowOther !== undefined) s.allowOther = o.allowOther;
+  if (o.fsync === false) s.fsync = false;
+  s.debug = !!o.debug;
+  if (o.options) applyMountOptions(s, o.options, cwd);
+  return mountConfig(s, { mountpoint: o.mountpoint, source: undefined, foreground: true, cwd });
+}
 
 /**
  * Mount. Validates like the CLI (nothing is created or changed on bad input;
@@ -80,28 +103,7 @@ export interface Mount {
  * serves the mount from this process until unmount() or an outside umount.
  */
 export async function mount(o: MountOptions): Promise<Mount> {
-  if (!Array.isArray(o.lowerdirs) || o.lowerdirs.length === 0) throw new ConfigError('missing lowerdirs');
-  const words = [`lowerdir=${o.lowerdirs.map(escapeOptionValue).join(':')}`];
-  if (o.upperdir !== undefined) words.push(`upperdir=${escapeOptionValue(o.upperdir)}`);
-  if (o.workdir !== undefined) words.push(`workdir=${escapeOptionValue(o.workdir)}`);
-  if (o.readOnly) words.push('ro');
-  if (o.redirectDir !== undefined) words.push(`redirect_dir=${o.redirectDir ? 'on' : 'off'}`);
-  if (o.userxattr) words.push('userxattr');
-  if (o.timeout !== undefined) words.push(`timeout=${o.timeout}`);
-  if (o.negativeTimeout !== undefined) words.push(`negative_timeout=${o.negativeTimeout}`);
-  if (o.lookupCacheSize !== undefined) words.push(`lookup_cache=${o.lookupCacheSize}`);
-  // undefined keeps the CLI's default (on as root)
-  if (o.allowOther !== undefined) words.push(o.allowOther ? 'allow_other' : 'noallow_other');
-  if (o.fsync === false) words.push('fsync=0');
-  const config = parseMountArgs({
-    options: o.options ? [words.join(','), o.options] : [words.join(',')],
-    mountpoint: o.mountpoint,
-    source: undefined,
-    foreground: true,
-    debug: !!o.debug,
-    cwd: process.cwd(),
-    uid: process.geteuid?.() ?? 0,
-  });
+  const config = mountConfigOf(o);
   const log = o.log ?? ((line: string) => { process.stderr.write(line + '\n'); });
   if (config.unknownOptions.length) log(`stratafs: warning: unknown options ignored: ${config.unknownOptions.join(', ')}`);
   const created: string[] = [];
