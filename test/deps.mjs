@@ -3,7 +3,11 @@
 // the floors (cli -> fuse -> core -> native; nothing imports upward). Type-only imports count:
 // they tie the folders' code together as much as value imports do.
 // Prints each folder with its module count, then each arrow with the number of imports it
-// stands for (type-only ones in brackets), then the folders' cycles, if any.
+// stands for (type-only ones in brackets), then the two-way arrows and the module cycles.
+// A module-level import cycle is an error (exit 1; `--check` prints only the errors), and
+// `npm run lint`, so `npm test`, runs the check: the modules of a cycle cannot be read,
+// tested or moved one at a time, and one type-only import is enough to close one again
+// (core/ctx.ts naming namei's cache type did).
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
@@ -15,6 +19,8 @@ const json = execFileSync(
   { cwd: repo, encoding: 'utf8', maxBuffer: 64 << 20 },
 );
 const { modules } = JSON.parse(json);
+const check = process.argv.includes('--check');
+const out = check ? () => {} : console.log;
 
 // src/a/b.ts -> src/a; src/index.ts stays itself
 const folder = (f) => f.split('/').slice(0, 2).join('/');
@@ -33,12 +39,12 @@ for (const m of modules) {
     arrows.set(key, a);
   }
 }
-console.log('folders (modules):');
-for (const [f, n] of [...counts].sort()) console.log(`  ${f} (${n})`);
-console.log('arrows (imports, [type-only]):');
-for (const [k, a] of [...arrows].sort()) console.log(`  ${k} (${a.n}${a.typeOnly ? `, [${a.typeOnly}]` : ''})`);
+out('folders (modules):');
+for (const [f, n] of [...counts].sort()) out(`  ${f} (${n})`);
+out('arrows (imports, [type-only]):');
+for (const [k, a] of [...arrows].sort()) out(`  ${k} (${a.n}${a.typeOnly ? `, [${a.typeOnly}]` : ''})`);
 const pairs = [...arrows.keys()].filter((k) => { const [a, b] = k.split(' -> '); return arrows.has(`${b} -> ${a}`) && a < b; });
-console.log(pairs.length ? `two-way: ${pairs.map((k) => k.replace(' -> ', ' <-> ')).join(', ')}` : 'two-way: none');
+out(pairs.length ? `two-way: ${pairs.map((k) => k.replace(' -> ', ' <-> ')).join(', ')}` : 'two-way: none');
 
 // Module-level import cycles (strongly connected components of more than one module).
 const edges = new Map(modules.map((m) => [m.source, m.dependencies.map((d) => d.resolved).filter((r) => r.startsWith('src/'))]));
@@ -58,5 +64,34 @@ const visit = (v) => {
   }
 };
 for (const v of [...edges.keys()].sort()) if (!index.has(v)) visit(v);
-console.log(sccs.length ? 'module cycles:' : 'module cycles: none');
-for (const c of sccs) console.log(`  ${c.map((f) => f.replace(/^src\//, '').replace(/\.ts$/, '')).join(' ')}`);
+// The shortest chain of imports inside component `c` that leads from a module back to itself.
+const shortestLoop = (c) => {
+  const inC = new Set(c);
+  let best;
+  for (const start of c) {
+    const prev = new Map([[start, undefined]]);
+    const queue = [start];
+    let found;
+    for (let i = 0; i < queue.length && found === undefined; i++) {
+      for (const w of edges.get(queue[i]) ?? []) {
+        if (w === start) { found = queue[i]; break; }
+        if (inC.has(w) && !prev.has(w)) { prev.set(w, queue[i]); queue.push(w); }
+      }
+    }
+    const loop = [start];
+    for (let v = found; v !== start; v = prev.get(v)) loop.splice(1, 0, v);
+    loop.push(start);
+    if (best === undefined || loop.length < best.length) best = loop;
+  }
+  return best;
+};
+const short = (f) => f.replace(/^src\//, '').replace(/\.ts$/, '');
+if (sccs.length === 0) out('module cycles: none');
+else {
+  console.error('error: module cycles (each line: modules that import each other, type-only imports included):');
+  for (const c of sccs) {
+    console.error(`  ${c.map(short).join(' ')}`);
+    console.error(`    shortest loop: ${shortestLoop(c).map(short).join(' -> ')}`);
+  }
+  process.exitCode = 1;
+}
