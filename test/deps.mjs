@@ -4,7 +4,7 @@
 // they tie the folders' code together as much as value imports do.
 // Prints each folder with its module count, then each arrow with the number of imports it
 // stands for (type-only ones in brackets), then the two-way arrows and the module cycles.
-// A module-level import cycle is an error (exit 1; `--check` prints only the errors), and
+// A module-level import cycle, and an arrow the FLOORS table below does not allow, is an error (exit 1; `--check` prints only the errors), and
 // `npm run lint`, so `npm test`, runs the check: the modules of a cycle cannot be read,
 // tested or moved one at a time, and one type-only import is enough to close one again
 // (core/ctx.ts naming namei's cache type did).
@@ -45,6 +45,26 @@ out('arrows (imports, [type-only]):');
 for (const [k, a] of [...arrows].sort()) out(`  ${k} (${a.n}${a.typeOnly ? `, [${a.typeOnly}]` : ''})`);
 const pairs = [...arrows.keys()].filter((k) => { const [a, b] = k.split(' -> '); return arrows.has(`${b} -> ${a}`) && a < b; });
 out(pairs.length ? `two-way: ${pairs.map((k) => k.replace(' -> ', ' <-> ')).join(', ')}` : 'two-way: none');
+
+// The floors: each folder may import only the folders listed for it (shared/ is the vocabulary
+// below them all; image/ sits beside fuse/ over core/; the library entry and bench/ sit on top).
+// An arrow outside this table is an error, so a new upward import fails `npm run lint`.
+const FLOORS = {
+  'src/index.ts': ['src/cli', 'src/fuse', 'src/image', 'src/core', 'src/native', 'src/shared'],
+  'src/bench': ['src/cli', 'src/fuse', 'src/image', 'src/core', 'src/native', 'src/shared'],
+  'src/cli': ['src/fuse', 'src/image', 'src/core', 'src/native', 'src/shared'],
+  'src/fuse': ['src/core', 'src/native', 'src/shared'],
+  'src/image': ['src/core', 'src/native', 'src/shared'],
+  'src/core': ['src/native', 'src/shared'],
+  'src/native': ['src/shared'],
+  'src/shared': [],
+};
+const upward = [...arrows.keys()].filter((k) => { const [a, b] = k.split(' -> '); return !(FLOORS[a] ?? []).includes(b); });
+if (upward.length) {
+  console.error('error: imports against the floors (cli -> fuse -> core -> native, shared below all; see native-notes/architecture.md):');
+  for (const k of upward) console.error(`  ${k}`);
+  process.exitCode = 1;
+}
 
 // Module-level import cycles (strongly connected components of more than one module).
 const edges = new Map(modules.map((m) => [m.source, m.dependencies.map((d) => d.resolved).filter((r) => r.startsWith('src/'))]));
