@@ -14,8 +14,8 @@ import { isFsError } from '../shared/errors.js';
 import { checkCanMount, unmountPath } from '../native/fuse-mount.js';
 import { ll, type Session } from '../native/fuse-ll.js';
 import { inoOf } from '../native/sys-api.js';
-import { createLowLevelAdapter } from '../fuse/lowlevel.js';
-import { highLevelOptions, lowLevelArgs } from '../fuse/libfuse-args.js';
+import { createLowLevelAdapter } from '../fuse/lowlevel/adapter.js';
+import { lowLevelArgs } from '../fuse/libfuse-args.js';
 import { cacheBounds } from '../core/config.js';
 import { idView, readOverflowIds } from '../fuse/idmap.js';
 import type { MountConfig } from '../fuse/config.js';
@@ -86,14 +86,10 @@ export async function serve(config: MountConfig, log: (line: string) => void): P
     // uidmapping=, squash_to_*, static_nlink: translated at the FUSE boundary (fuse/idmap.ts)
     const ids = idView(config.idMapping, config.staticNlink, config.idMapping?.uid || config.idMapping?.gid ? readOverflowIds() : undefined);
     if (config.fuseApi === 'highlevel') {
-      // fuse-native and its adapter load only for this API: the default mount path never pays for them.
-      const { Fuse } = await import('../native/fuse.js');
-      const { createAdapter } = await import('../fuse/adapter.js');
-      // context() runs only for requests, after `fuse` below exists.
-      const adapter = createAdapter(overlay, { debug: config.debug, log, context: () => fuse.context(), ids, noXattrs: config.noXattrs });
-      const fuse = new Fuse(fromText(config.mountpoint), adapter.handlers, highLevelOptions(config, onExit));
-      await fuse.mount();
-      opStats = adapter.opStats;
+      // fuse-native and its adapter load only for this API (the one import of the
+      // high-level front-end): the default mount path never pays for them.
+      const { mountHighLevel } = await import('../fuse/highlevel/mount.js');
+      opStats = (await mountHighLevel(overlay, config, { log, ids, onExit })).opStats;
     } else {
       const root = await overlay.getattr('/');
       const adapter = createLowLevelAdapter(overlay, {

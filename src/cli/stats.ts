@@ -8,7 +8,7 @@
 import { queryControl } from './control.js';
 import { resolveMountpointArg } from './mountinfo.js';
 import { runtimeFiles } from './runtime.js';
-import type { OpSummary } from '../fuse/adapter.js';
+import type { OpSummary } from '../fuse/requests.js';
 import type { CacheFill, OverlayStats } from '../core/types.js';
 import type { MemoryStats } from './memory.js';
 

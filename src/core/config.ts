@@ -50,7 +50,7 @@ export interface CacheBounds {
   lowerDirs: number;
   /** upper directories known to hold no .wh. file */
   upperDirs: number;
-  /** paths of the FUSE node table's nodes (fuse/nodes.ts) */
+  /** paths of the FUSE node table's nodes (fuse/lowlevel/nodes.ts) */
   nodePaths: number;
 }
 

@@ -84,7 +84,7 @@ function nodeErr(e: unknown, path: Bstr | null, syscall: string): FsError {
  * is its own kernel inode, so a write through another hard link would not
  * invalidate this name's page cache; without keep_cache the kernel drops it at
  * open. The low-level front-end gives an upper file's hard links one node
- * (fuse/nodes.ts), but the core does not know which front-end calls it.
+ * (fuse/lowlevel/nodes.ts), but the core does not know which front-end calls it.
  */
 export function register(ctx: Ctx, f: OpenFile): OpenResult {
   const st = ctx.st;

@@ -34,7 +34,7 @@ import * as xattrOps from './xattr.js';
 import { layerOverride, optionOverride, writeRecord } from './override-stat.js';
 import { S_IFDIR, EWOULDBLOCK } from '../shared/constants.js';
 
-/** What the low-level binding needs to give an object its node (see fuse/nodes.ts). */
+/** What the low-level binding needs to give an object its node (see fuse/lowlevel/nodes.ts). */
 export interface NodeInfo {
   attr: AttrArray;
   /**

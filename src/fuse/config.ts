@@ -16,8 +16,8 @@ import { DEFAULT_LOOKUP_CACHE_SIZE, type IdMapping, type IdRange, type OverlayCo
  * otherwise: a day, as good as forever (fuse-overlayfs's default is effectively infinite, and
  * kernel overlayfs caches dentries until memory is short). Safe because every change goes
  * through the mount: the kernel keeps its caches coherent for those (one FUSE node per overlay
- * object, fuse/nodes.ts), and the adapter invalidates what the kernel cannot see (directories
- * copied up as a side effect, fuse/lowlevel.ts). Changing layers under a mount is undefined,
+ * object, fuse/lowlevel/nodes.ts), and the adapter invalidates what the kernel cannot see (directories
+ * copied up as a side effect, fuse/lowlevel/adapter.ts). Changing layers under a mount is undefined,
  * as in overlayfs; a shorter `timeout=` bounds how long such changes stay unseen.
  */
 export const DEFAULT_TIMEOUT_S = 86400;

@@ -1,7 +1,7 @@
 /**
  * Owners as the mount shows them: fuse-overlayfs's uidmapping=, gidmapping=,
  * squash_to_root, squash_to_uid=, squash_to_gid= and static_nlink, implemented once
- * for both FUSE adapters (lowlevel.ts, adapter.ts).
+ * for both FUSE adapters (lowlevel/adapter.ts, highlevel/adapter.ts).
  *
  * Why here and not in the core: the core decides nothing by comparing a caller's
  * ids with an object's owner (permission checks are the kernel's, default_permissions,

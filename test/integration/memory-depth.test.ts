@@ -36,7 +36,7 @@ const FILES = 4;
 const LOOKUP_CACHE = 2000;
 /**
  * What one node of the node table may cost, whatever its depth: measured about
- * 400 bytes plus its name (src/fuse/nodes.ts); the names here are 100 bytes.
+ * 400 bytes plus its name (src/fuse/lowlevel/nodes.ts); the names here are 100 bytes.
  */
 const NODE_BYTES = 1024;
 /**

@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import * as sys from '../../src/native/sys.js';
 import { canonicalIno, inoOf, setIno, StatIdx, type Ino } from '../../src/native/sys-api.js';
 import { InodeNumbers } from '../../src/core/inode.js';
-import { NodeTable } from '../../src/fuse/nodes.js';
+import { NodeTable } from '../../src/fuse/lowlevel/nodes.js';
 import { dirListing } from '../../src/fuse/requests.js';
 
 const XINO_TOP = 2n ** 62n + 3n;

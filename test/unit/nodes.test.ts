@@ -1,5 +1,5 @@
 /**
- * The node table of the low-level adapter (src/fuse/nodes.ts), without FUSE.
+ * The node table of the low-level adapter (src/fuse/lowlevel/nodes.ts), without FUSE.
  *
  * The property test drives the table the way the kernel does, against a model
  * of three things: the filesystem (objects, their names, hard links, inode
@@ -11,7 +11,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { NodeTable, ROOT_ID, type Node } from '../../src/fuse/nodes.js';
+import { NodeTable, ROOT_ID, type Node } from '../../src/fuse/lowlevel/nodes.js';
 
 const ROOT_INO = 1;
 
@@ -632,7 +632,7 @@ describe('NodeTable: paths of a deep tree', () => {
     for (let i = 0; i < 2000; i++) {
       parent = t.found(parent, name(i), true, 100 + i, undefined);
       chain.push(parent);
-      // each lookup below a directory asks for its path (lowlevel.ts childPath): 2000 paths, 400 MB in all
+      // each lookup below a directory asks for its path (lowlevel/adapter.ts childPath): 2000 paths, 400 MB in all
       expect(t.path(parent)!.length).toBe(201 * (i + 1));
     }
     expect(t.pathCache.size).toBeLessThanOrEqual(bound);

@@ -14,18 +14,18 @@
  *   then failed -- is invalidated here (invalidateAfter).
  */
 import { performance } from 'node:perf_hooks';
-import type { Bstr } from '../shared/bstr.js';
-import { toText } from '../shared/bstr.js';
-import { FsError } from '../shared/errors.js';
-import type { NodeInfo } from '../core/overlay.js';
-import type { AttrArray, Caller, HandleOps, OpenResult, OverlayOps, TimeSet } from '../core/types.js';
-import { ll, SetattrValid, type LowLevelHandlers, type NodeId, type ReqId, type Session } from '../native/fuse-ll.js';
-import { StatIdx, STAT_LEN, inoOf, type Ino } from '../native/sys-api.js';
-import type { IdView } from './idmap.js';
+import type { Bstr } from '../../shared/bstr.js';
+import { toText } from '../../shared/bstr.js';
+import { FsError } from '../../shared/errors.js';
+import type { NodeInfo } from '../../core/overlay.js';
+import type { AttrArray, Caller, HandleOps, OpenResult, OverlayOps, TimeSet } from '../../core/types.js';
+import { ll, SetattrValid, type LowLevelHandlers, type NodeId, type ReqId, type Session } from '../../native/fuse-ll.js';
+import { StatIdx, STAT_LEN, inoOf, type Ino } from '../../native/sys-api.js';
+import type { IdView } from '../idmap.js';
 import { Node, NodeTable } from './nodes.js';
 import { callerKeepsSetgid, quietSetgid } from './setgid.js';
-import { dirListing, osErrName, RequestStats, startCall, statvfsArray, toErrno, type DirListing, type OpSummary } from './requests.js';
-import { S_IFDIR, S_IFMT, ENOENT, ENOSYS, ERANGE } from '../shared/constants.js';
+import { dirListing, osErrName, RequestStats, startCall, statvfsArray, toErrno, type DirListing, type OpSummary } from '../requests.js';
+import { S_IFDIR, S_IFMT, ENOENT, ENOSYS, ERANGE } from '../../shared/constants.js';
 
 /** The core as the low-level adapter uses it: OverlayOps, the calls through a handle, node identity and fallocate. */
 export interface LowLevelCore extends OverlayOps, HandleOps {

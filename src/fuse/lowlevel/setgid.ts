@@ -14,7 +14,7 @@
  * file answers whether that caller keeps the bit.
  */
 import { readFileSync, readlinkSync } from 'node:fs';
-import { S_IFMT, S_IFREG, S_ISGID, S_IXGRP } from '../shared/constants.js';
+import { S_IFMT, S_IFREG, S_ISGID, S_IXGRP } from '../../shared/constants.js';
 
 const CAP_FSETID = 4n;
 

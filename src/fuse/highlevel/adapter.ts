@@ -11,18 +11,16 @@
  *   and duration. Without -d the logging branch is a constant test.
  */
 import { performance } from 'node:perf_hooks';
-import type { Bstr } from '../shared/bstr.js';
-import { toText } from '../shared/bstr.js';
-import { FsError } from '../shared/errors.js';
-import type { IdView } from './idmap.js';
-import { dirListing, osErrName, RequestStats, startCall, statvfsArray, toErrno, type OpSummary } from './requests.js';
-
-export type { OpSummary };
-import type { Caller, HandleOps, MergedEntry, OpenResult, OverlayOps, TimeSet } from '../core/types.js';
-import { HiddenNames } from './highlevel/hidden-names.js';
-import { StatIdx } from '../native/sys-api.js';
-import { OpenFlags, UTIME_NOW, UTIME_OMIT, type FuseHandlers } from '../native/fuse.js';
-import { ENOSYS } from '../shared/constants.js';
+import type { Bstr } from '../../shared/bstr.js';
+import { toText } from '../../shared/bstr.js';
+import { FsError } from '../../shared/errors.js';
+import type { IdView } from '../idmap.js';
+import { dirListing, osErrName, RequestStats, startCall, statvfsArray, toErrno, type OpSummary } from '../requests.js';
+import type { Caller, HandleOps, MergedEntry, OpenResult, OverlayOps, TimeSet } from '../../core/types.js';
+import { HiddenNames } from './hidden-names.js';
+import { StatIdx } from '../../native/sys-api.js';
+import { OpenFlags, UTIME_NOW, UTIME_OMIT, type FuseHandlers } from '../../native/fuse.js';
+import { ENOSYS } from '../../shared/constants.js';
 
 
 /** A negative errno, or 0 */

@@ -27,10 +27,10 @@
  * unlinked while open).
  */
 import { LRUCache } from 'lru-cache';
-import type { Bstr } from '../shared/bstr.js';
-import { cacheBounds, DEFAULT_LOOKUP_CACHE_SIZE } from '../core/config.js';
-import type { NodeId } from '../native/fuse-ll.js';
-import type { Ino } from '../native/sys-api.js';
+import type { Bstr } from '../../shared/bstr.js';
+import { cacheBounds, DEFAULT_LOOKUP_CACHE_SIZE } from '../../core/config.js';
+import type { NodeId } from '../../native/fuse-ll.js';
+import type { Ino } from '../../native/sys-api.js';
 
 export const ROOT_ID: NodeId = 1;
 
