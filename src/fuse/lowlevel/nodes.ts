@@ -82,6 +82,9 @@ export class NodeTable {
 
   get size(): number { return this.byId.size; }
 
+  /** Changes whenever a directory was renamed or lost a name: paths built before may be stale. */
+  get generation(): number { return this.pathGen; }
+
   get(id: NodeId): Node | undefined { return this.byId.get(id); }
 
   /** The node the kernel knows under `name` in `parent`, if any. */
