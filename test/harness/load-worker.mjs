@@ -6,10 +6,11 @@
 //
 // Two more modes drive one race on purpose (a create in a directory while an
 // ancestor of it is renamed; the kernel locks only the directory created in):
-//   node load-worker.mjs --create-in DIR COUNT [create|mkdir|symlink|link|create-lower|mkdir-lower]
+//   node load-worker.mjs --create-in DIR COUNT [create|mkdir|symlink|link|create-lower|mkdir-lower|append-lower]
 //                                                 chdir(DIR), print "ready", then make
 //                                                 f0..fCOUNT-1 relative to it (link: of DIR/target;
-//                                                 *-lower: xI/a/b/c/f for I < COUNT, directories of a lower)
+//                                                 *-lower: xI/a/b/c/f for I < COUNT, directories of a lower;
+//                                                 append-lower opens the lower file xI/a/b/c/g for appending)
 //   node load-worker.mjs --swap ROOT COUNT        rename ROOT/p <-> ROOT/q COUNT times
 // each printing {ok, errors: {code: count}} at the end.
 //   node load-worker.mjs --hold ROOT COUNT        hold COUNT files open at once: ROOT/dK/fI
@@ -66,6 +67,8 @@ if (process.argv[2] === '--hold') {
     // in DIR/xI/a/b/c, a lower directory: its parents are copied up first
     'create-lower': (i) => fs.closeSync(fs.openSync(`x${i}/a/b/c/f`, 'wx', 0o644)),
     'mkdir-lower': (i) => fs.mkdirSync(`x${i}/a/b/c/f`),
+    // a lower file opened for writing: copied up first
+    'append-lower': (i) => fs.closeSync(fs.openSync(`x${i}/a/b/c/g`, 'a')),
   }[process.argv[5] ?? 'create'];
   if (mode === '--create-in' && process.argv[5] === 'link') fs.closeSync(fs.openSync(dir + '/target', 'w'));
   const step = mode === '--create-in' ? make : (i) => fs.renameSync(dir + (i % 2 ? '/q' : '/p'), dir + (i % 2 ? '/p' : '/q'));

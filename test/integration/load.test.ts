@@ -125,10 +125,15 @@ describe('a name made while an ancestor of its directory is renamed', () => {
  * The same race where the directory made in is a lower one: the create first copies up its
  * parents (awaits in the core), and a rename of an ancestor that completed meanwhile left the
  * path the request arrived with stale: ENOENT for a create the kernel makes (19-21 of 400 here).
+ * An open for writing of a lower file copies it up first, the same way (16-17 of 400).
  */
-async function createInLowerWhileRenamingAncestor(impl: Impl, op: 'create' | 'mkdir'): Promise<{ created: RaceResult['created']; present: number }> {
+async function createInLowerWhileRenamingAncestor(impl: Impl, op: 'create' | 'mkdir' | 'append'): Promise<{ created: RaceResult['created']; present: number }> {
   const { l, mnt } = await layers(`race-lower-${impl}-${op}-`);
-  for (let i = 0; i < RACE_COUNT; i++) await mkdir(join(l.lowers[0]!, 'p', `x${i}`, 'a', 'b', 'c'), { recursive: true });
+  for (let i = 0; i < RACE_COUNT; i++) {
+    const d = join(l.lowers[0]!, 'p', `x${i}`, 'a', 'b', 'c');
+    await mkdir(d, { recursive: true });
+    if (op === 'append') await writeFile(join(d, 'g'), 'lower\n');
+  }
   await mount(impl, l, mnt);
   const creator = spawn(process.execPath, [WORKER, '--create-in', join(mnt, 'p'), String(RACE_COUNT), `${op}-lower`], { stdio: ['ignore', 'pipe', 'pipe'] });
   try {
@@ -147,7 +152,7 @@ async function createInLowerWhileRenamingAncestor(impl: Impl, op: 'create' | 'mk
     const top = (await readdir(mnt)).filter((n) => n === 'p' || n === 'q');
     expect(top).toHaveLength(1);
     let present = 0;
-    for (let i = 0; i < RACE_COUNT; i++) if ((await readdir(join(mnt, top[0]!, `x${i}`, 'a', 'b', 'c'))).includes('f')) present++;
+    for (let i = 0; i < RACE_COUNT; i++) if ((await readdir(join(mnt, top[0]!, `x${i}`, 'a', 'b', 'c'))).includes(op === 'append' ? 'g' : 'f')) present++;
     return { created, present };
   } finally {
     if (creator.exitCode === null) creator.kill('SIGKILL');
@@ -156,8 +161,8 @@ async function createInLowerWhileRenamingAncestor(impl: Impl, op: 'create' | 'mk
 
 describe('a name made in a lower directory while an ancestor is renamed', () => {
   for (const impl of ['stratafs', 'kernel'] as const) {
-    for (const op of ['create', 'mkdir'] as const) {
-      it(`${impl}, ${op}: every call succeeds and every name made is there`, async (ctx: TestContext) => {
+    for (const op of ['create', 'mkdir', 'append'] as const) {
+      it(`${impl}, ${op}: every call succeeds and every name made or opened is there`, async (ctx: TestContext) => {
         if (impl === 'kernel') requireKernel(kernelProblem, ctx);
         const r = await createInLowerWhileRenamingAncestor(impl, op);
         expect(r.created).toEqual({ ok: RACE_COUNT, errors: {} });

@@ -193,23 +193,22 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
   }
 
   /**
-   * A core call that makes a name, given the path of now and run again while it fails ENOENT
-   * after a directory was renamed. The core resolves the path it was given once more after its
-   * awaits (the copy-ups of a lower parent's directories), and a rename of an ancestor that
-   * finished meanwhile leaves that path stale: ENOENT for a name the kernel makes in the
-   * directory wherever it is now (test/integration/load.test.ts, 2-15 % of creates in lower
-   * directories). The core's ENOENT means nothing was made; each try builds its path afresh.
+   * A core call that makes a name or opens a file, given the path of now and run again while it
+   * fails ENOENT after a directory was renamed. The core resolves the path it was given once more
+   * after its awaits (copy-ups: a lower parent's directories, a lower file opened for writing), and
+   * a rename of an ancestor that finished meanwhile leaves that path stale: ENOENT where the kernel
+   * makes the name in the directory, or opens the file, wherever it is now
+   * (test/integration/load.test.ts: 2-15 % of creates in lower directories, 4 % of opens for
+   * writing). The core's ENOENT means nothing was made or opened; each try builds its path afresh.
    */
-  async function againIfMoved<T>(call: () => Promise<T>): Promise<T> {
-    for (let tries = 1; ; tries++) {
-      const gen = nodes.generation;
-      try {
-        return await call();
-      } catch (e) {
-        if (!(e instanceof FsError && e.code === 'ENOENT') || nodes.generation === gen || tries >= MOVED_TRIES) throw e;
-      }
-    }
+  function againIfMoved<T>(call: () => Promise<T>, tries = 1): Promise<T> {
+    const gen = nodes.generation;
+    return call().catch((e: unknown) => {
+      if (!(e instanceof FsError && e.code === 'ENOENT') || nodes.generation === gen || tries >= MOVED_TRIES) throw e;
+      return againIfMoved(call, tries + 1);
+    });
   }
+
 
   /** Answer a request that made `name` in `parent`: look the new object up and hand out its node. */
   async function entryOf(parent: Node, name: Bstr): Promise<[Node, AttrArray]> {
@@ -397,9 +396,12 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
     open(req, id, flags) {
       let n: Node | undefined;
       settle('open', req, () => `${describe(id)} flags=0x${flags.toString(16)}`, () => {
-        n = nodeOf(id);
-        const p = nodes.path(n);
-        return p !== null ? core.open(p, flags, caller()) : core.reopen(handleOf(n), flags);
+        const at = n = nodeOf(id);
+        const who = caller();
+        return againIfMoved(() => {
+          const p = nodes.path(at);
+          return p !== null ? core.open(p, flags, who) : core.reopen(handleOf(at), flags);
+        });
       }, (r) => {
         (n!.fhs ??= new Set()).add(r.fh);
         ll.replyOpen(req, r.fh, openFlags(r));
