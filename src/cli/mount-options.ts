@@ -164,6 +164,10 @@ export function applyMountOptions(s: MountSettings, optString: string, cwd: stri
         if (val !== 'lowlevel' && val !== 'highlevel') throw new ConfigError('invalid value for fuse_api (lowlevel or highlevel expected)', val ?? '');
         s.fuseApi = val;
         break;
+      case 'fuse_server':
+        if (val !== 'libfuse' && val !== 'kernel') throw new ConfigError('invalid value for fuse_server (libfuse or kernel expected)', val ?? '');
+        s.fuseServer = val;
+        break;
       case 'lookup_cache':
         s.lookupCacheSize = checkLookupCache(val === undefined || !/^\d+$/.test(val) ? NaN : Number(val), val ?? '');
         break;

@@ -11,8 +11,8 @@
 import { openOverlay, type Overlay } from '../core/overlay.js';
 import { fromText } from '../shared/bstr.js';
 import { isFsError } from '../shared/errors.js';
-import { checkCanMount, unmountPath } from '../native/fuse-mount.js';
-import { ll, type Session } from '../native/fuse-ll.js';
+import { checkCanMount, isRoot, unmountPath } from '../native/fuse-mount.js';
+import { libfuseServer, type LowLevelAddon, type Session } from '../native/fuse-ll.js';
 import { inoOf } from '../native/sys-api.js';
 import { createLowLevelAdapter } from '../fuse/lowlevel/adapter.js';
 import { lowLevelArgs } from '../fuse/libfuse-args.js';
@@ -82,7 +82,12 @@ export async function serve(config: MountConfig, log: (line: string) => void): P
   let nodePaths: () => CacheFill | undefined = () => undefined;
   let pending: () => number | undefined = () => undefined;
   try {
-    await checkCanMount();
+    if (config.fuseServer === 'kernel') {
+      // mount(2) of FUSE: root, or root of a user namespace that owns the mount namespace
+      if (!isRoot()) throw new Error('fuse_server=kernel mounts as root or as root of a user namespace only (plain users: fuse_server=libfuse, through fusermount)');
+    } else {
+      await checkCanMount();
+    }
     // uidmapping=, squash_to_*, static_nlink: translated at the FUSE boundary (fuse/idmap.ts)
     const ids = idView(config.idMapping, config.staticNlink, config.idMapping?.uid || config.idMapping?.gid ? readOverflowIds() : undefined);
     if (config.fuseApi === 'highlevel') {
@@ -92,6 +97,9 @@ export async function serve(config: MountConfig, log: (line: string) => void): P
       opStats = (await mountHighLevel(overlay, config, { log, ids, onExit })).opStats;
     } else {
       const root = await overlay.getattr('/');
+      // the server is loaded only when chosen: a kernel-server mount never loads libfuse
+      const kernel = config.fuseServer === 'kernel' ? await import('../fuse/kernel/server.js') : undefined;
+      const ll: LowLevelAddon = kernel?.kernelServer ?? libfuseServer();
       const adapter = createLowLevelAdapter(overlay, {
         debug: config.debug,
         log,
@@ -103,10 +111,15 @@ export async function serve(config: MountConfig, log: (line: string) => void): P
         copyUps: () => overlay.ctx.counters.copyUps,
         ids,
         noXattrs: config.noXattrs,
+        addon: ll,
       });
       const session: Session = ll.mount(fromText(config.mountpoint), lowLevelArgs(config), adapter.handlers, adapter.ctx, onExit);
       adapter.attach(session);
       await adapter.initialized;
+      const init = kernel?.negotiated(session);
+      if (init !== undefined && config.debug) {
+        log(`FUSE INIT: kernel 7.${init.kernelMinor} flags=0x${init.kernelFlags.toString(16)}; answered 7.${init.minor} flags=0x${init.flags.toString(16)} max_write=${init.maxWrite} max_readahead=${init.maxReadahead}`);
+      }
       opStats = adapter.opStats;
       nodeCount = adapter.nodeCount;
       nodePaths = adapter.nodePaths;
@@ -139,7 +152,7 @@ export async function serve(config: MountConfig, log: (line: string) => void): P
       workdir: config.workPath ?? null,
       options: {
         readOnly: config.flags.readOnly, redirectDir: config.redirectDir, userxattr: config.userxattr,
-        fuseApi: config.fuseApi, timeout: config.timeout, attrTimeout: config.attrTimeout, negativeTimeout: config.negativeTimeout, lookupCache: config.lookupCacheSize,
+        fuseApi: config.fuseApi, fuseServer: config.fuseServer, timeout: config.timeout, attrTimeout: config.attrTimeout, negativeTimeout: config.negativeTimeout, lookupCache: config.lookupCacheSize,
         fsync: config.fsync, allowOther: config.allowOther, defaultPermissions: config.defaultPermissions,
         idMapping: config.idMapping ?? null, staticNlink: config.staticNlink, xattrPermissions: config.xattrPermissions ?? 0, noXattrs: config.noXattrs,
         flags: config.flags, fsname: config.fsname,

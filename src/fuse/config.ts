@@ -54,6 +54,12 @@ export interface MountConfig extends OverlayConfig {
    * cached by default there: attr_timeout=0)
    */
   fuseApi: 'lowlevel' | 'highlevel';
+  /**
+   * what speaks the FUSE protocol for fuse_api=lowlevel: libfuse 2.9's low-level API
+   * (src/native/fuse-ll.c, the default) or stratafs's own server on /dev/fuse
+   * (src/fuse/kernel/, src/native/fuse-dev.c; root or root of a user namespace)
+   */
+  fuseServer: 'libfuse' | 'kernel';
   /** kernel negative-lookup cache timeout, seconds */
   negativeTimeout: number;
   /** other users may use the mount: on by default as root (noallow_other turns it off), as fuse-overlayfs does */
@@ -114,6 +120,7 @@ export interface MountSettings {
   /** undefined: timeout */
   negativeTimeout: number | undefined;
   fuseApi: MountConfig['fuseApi'];
+  fuseServer: MountConfig['fuseServer'];
   lookupCacheSize: number;
   allowOther: boolean;
   fsync: boolean;
@@ -144,7 +151,7 @@ export function defaultMountSettings(uid: number): MountSettings {
   return {
     lowerdirs: undefined, upperdir: undefined, workdir: undefined,
     readOnly: false, redirectDir: true, userxattr: false,
-    timeout: DEFAULT_TIMEOUT_S, attrTimeout: undefined, negativeTimeout: undefined, fuseApi: 'lowlevel',
+    timeout: DEFAULT_TIMEOUT_S, attrTimeout: undefined, negativeTimeout: undefined, fuseApi: 'lowlevel', fuseServer: 'libfuse',
     lookupCacheSize: DEFAULT_LOOKUP_CACHE_SIZE, allowOther: asRoot, fsync: true, force: false, debug: false,
     fsname: undefined, logFile: undefined,
     // As fuse-overlayfs: noatime (FUSE inodes are S_NOATIME anyway; the daemon's reads touch the
@@ -203,6 +210,7 @@ export function mountConfig(s: MountSettings, w: MountPlace): MountConfig {
   if (s.attrTimeout !== undefined) checkSeconds('attr_timeout', s.attrTimeout);
   if (s.negativeTimeout !== undefined) checkSeconds('negative_timeout', s.negativeTimeout);
   checkLookupCache(s.lookupCacheSize);
+  if (s.fuseApi === 'highlevel' && s.fuseServer === 'kernel') throw new ConfigError('fuse_server=kernel serves the low-level API only (not with fuse_api=highlevel)', 'fuse_server=kernel');
   const upper = s.upperdir;
   let work = s.workdir;
   const ignored = [...s.ignoredOptions];
@@ -244,6 +252,7 @@ export function mountConfig(s: MountSettings, w: MountPlace): MountConfig {
     // The high-level API gives each hard link its own kernel inode: a cached attribute could be stale.
     attrTimeout: s.attrTimeout ?? (s.fuseApi === 'highlevel' ? 0 : s.timeout),
     fuseApi: s.fuseApi,
+    fuseServer: s.fuseServer,
     allowOther: s.allowOther,
     defaultPermissions: true,
     flags: { ...s.flags, readOnly },

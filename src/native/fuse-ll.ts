@@ -118,4 +118,12 @@ function load(): LowLevelAddon {
   throw new Error(`the low-level FUSE addon is not built (npm install runs src/native/build.mjs): ${first instanceof Error ? first.message : String(first)}`);
 }
 
-export const ll: LowLevelAddon = load();
+let loaded: LowLevelAddon | undefined;
+/**
+ * The libfuse server (fuse_server=libfuse, the default), loaded on first use: a mount on
+ * stratafs's own server (fuse_server=kernel, src/fuse/kernel/server.ts, the same
+ * contract) never loads libfuse.
+ */
+export function libfuseServer(): LowLevelAddon {
+  return (loaded ??= load());
+}

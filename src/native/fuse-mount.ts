@@ -184,3 +184,82 @@ export function highLevelOptionWords(o: HighLevelLibfuseOptions): string[] {
   if (o.autoCache) opts.push('auto_cache');
   return opts;
 }
+
+/** mount(2) flags (linux/mount.h) */
+const MS = { RDONLY: 1, NOSUID: 2, NODEV: 4, NOEXEC: 8, SYNCHRONOUS: 16, DIRSYNC: 128, NOATIME: 1024 } as const;
+
+/** What mount(2) needs for a FUSE mount made without libfuse, from the same -o words. */
+export interface KernelMount {
+  /** the mount table's source column (fsname=, else the subtype, as libfuse) */
+  source: string;
+  /** "fuse" or "fuse.SUBTYPE" */
+  fstype: string;
+  flags: number;
+  /** the kernel's own FUSE words (allow_other, default_permissions, max_read=); fd=, rootmode= and the ids are the caller's */
+  data: string[];
+  /** answered in INIT (a libfuse word, not the kernel's) */
+  maxWrite: number;
+  debug: boolean;
+}
+
+/** Splits an -o list at unescaped commas and drops the escapes (fuse_opt.c's rules). */
+function splitOptionList(s: string): string[] {
+  const out: string[] = [];
+  let cur = '';
+  for (let i = 0; i < s.length; i++) {
+    const c = s[i]!;
+    if (c === '\\' && i + 1 < s.length) cur += s[++i];
+    else if (c === ',') { out.push(cur); cur = ''; } else cur += c;
+  }
+  out.push(cur);
+  return out.filter((w) => w !== '');
+}
+
+/**
+ * The libfuse argv the low-level server gets (["stratafs", "-o", "words"], see
+ * libfuseOptionWords) as mount(2) wants it, without libfuse: generic words become
+ * MS_* flags (libfuse's defaults nosuid,nodev first), the kernel's FUSE words pass
+ * through, libfuse's own (big_writes, nonempty) have nothing to do. An unknown word
+ * is an error, not silently dropped.
+ */
+export function kernelMountOf(args: readonly string[]): KernelMount {
+  const words: string[] = [];
+  for (let i = 1; i < args.length; i++) {
+    if (args[i] === '-o' && i + 1 < args.length) words.push(...splitOptionList(args[++i]!));
+    else throw new Error(`unexpected mount argument ${JSON.stringify(args[i])}`);
+  }
+  const m: KernelMount = { source: '', fstype: 'fuse', flags: MS.NOSUID | MS.NODEV, data: [], maxWrite: 131072, debug: false };
+  let fsname: string | undefined;
+  let subtype: string | undefined;
+  const set = (bit: number, on: boolean): void => { m.flags = on ? m.flags | bit : m.flags & ~bit; };
+  for (const w of words) {
+    const eq = w.indexOf('=');
+    const key = eq < 0 ? w : w.slice(0, eq);
+    const val = eq < 0 ? '' : w.slice(eq + 1);
+    switch (key) {
+      case 'allow_other': case 'default_permissions': m.data.push(key); break;
+      case 'max_read': m.data.push(`max_read=${Number(val)}`); break;
+      case 'max_write': m.maxWrite = Number(val); break;
+      case 'big_writes': case 'nonempty': break;
+      case 'debug': m.debug = true; break;
+      case 'suid': set(MS.NOSUID, false); break;
+      case 'nosuid': set(MS.NOSUID, true); break;
+      case 'dev': set(MS.NODEV, false); break;
+      case 'nodev': set(MS.NODEV, true); break;
+      case 'exec': set(MS.NOEXEC, false); break;
+      case 'noexec': set(MS.NOEXEC, true); break;
+      case 'ro': set(MS.RDONLY, true); break;
+      case 'rw': set(MS.RDONLY, false); break;
+      case 'noatime': set(MS.NOATIME, true); break;
+      case 'sync': set(MS.SYNCHRONOUS, true); break;
+      case 'dirsync': set(MS.DIRSYNC, true); break;
+      case 'fsname': fsname = val; break;
+      case 'subtype': subtype = val; break;
+      default: throw new Error(`mount option ${JSON.stringify(w)} is not known to the kernel FUSE server`);
+    }
+  }
+  if (!Number.isSafeInteger(m.maxWrite) || m.maxWrite < 4096) throw new Error(`max_write=${m.maxWrite}: at least 4096 expected`);
+  if (subtype !== undefined) m.fstype = `fuse.${subtype}`;
+  m.source = fsname ?? subtype ?? '/dev/fuse';
+  return m;
+}

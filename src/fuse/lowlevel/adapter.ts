@@ -19,7 +19,7 @@ import { toText } from '../../shared/bstr.js';
 import { FsError } from '../../shared/errors.js';
 import type { NodeInfo } from '../../core/overlay.js';
 import type { AttrArray, Caller, HandleOps, OpenResult, OverlayOps, TimeSet } from '../../core/types.js';
-import { ll, SetattrValid, type LowLevelHandlers, type NodeId, type ReqId, type Session } from '../../native/fuse-ll.js';
+import { SetattrValid, type LowLevelAddon, type LowLevelHandlers, type NodeId, type ReqId, type Session } from '../../native/fuse-ll.js';
 import { StatIdx, STAT_LEN, inoOf, type Ino } from '../../native/sys-api.js';
 import type { IdView } from '../idmap.js';
 import { Node, NodeTable } from './nodes.js';
@@ -50,6 +50,8 @@ export interface LowLevelOptions {
   ids?: IdView;
   /** noxattrs=1: every xattr request fails with ENOSYS */
   noXattrs?: boolean;
+  /** the server the handlers are mounted on, whose reply functions answer (fuse_server=) */
+  addon: LowLevelAddon;
 }
 
 export interface LowLevelAdapter {
@@ -73,7 +75,7 @@ const MOVED_TRIES = 8;
 const openFlags = (r: OpenResult): number => (r.keepCache ? 1 : 0) | (r.directIo ? 2 : 0);
 
 /** getxattr/listxattr answer: the size asked for with size 0, ERANGE when it does not fit, else the bytes. */
-function replyXattrValue(req: ReqId, size: number, v: Buffer): number {
+function replyXattrValue(ll: LowLevelAddon, req: ReqId, size: number, v: Buffer): number {
   if (size === 0) ll.replyXattr(req, v.length);
   else if (v.length > size) ll.replyErr(req, ERANGE);
   else ll.replyBuf(req, v, v.length);
@@ -84,7 +86,7 @@ function replyXattrValue(req: ReqId, size: number, v: Buffer): number {
 const xattrList = (names: Bstr[]): Buffer => Buffer.from(names.map((n) => n + '\0').join(''), 'latin1');
 
 export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions): LowLevelAdapter {
-  const { log, debug, entryTimeout, attrTimeout, negativeTimeout, ids } = opt;
+  const { log, debug, entryTimeout, attrTimeout, negativeTimeout, ids, addon: ll } = opt;
   const noXattrs = opt.noXattrs === true;
   const nodes = new NodeTable(opt.rootIno, opt.pathCacheBytes);
   const ctx = new Int32Array(4);
@@ -519,7 +521,7 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
         const n = nodeOf(id);
         const p = nodes.path(n);
         return p !== null ? core.getxattr(p, name) : core.fgetxattr(handleOf(n), name);
-      }, (v) => replyXattrValue(req, size, v));
+      }, (v) => replyXattrValue(ll, req, size, v));
     },
     listxattr(req, id, size) {
       if (noXattrs) { ll.replyErr(req, ENOSYS); return; }
@@ -527,7 +529,7 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
         const n = nodeOf(id);
         const p = nodes.path(n);
         return p !== null ? core.listxattr(p) : core.flistxattr(handleOf(n));
-      }, (names) => replyXattrValue(req, size, xattrList(names)));
+      }, (names) => replyXattrValue(ll, req, size, xattrList(names)));
     },
     removexattr(req, id, name) {
       if (noXattrs) { ll.replyErr(req, ENOSYS); return; }

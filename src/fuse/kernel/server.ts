@@ -1,0 +1,404 @@
+/**
+ * stratafs's own FUSE server on the kernel protocol (native-notes/fuse-server.md):
+ * the LowLevelAddon contract of native/fuse-ll.ts (handlers in, reply functions
+ * out) without libfuse, so the low-level adapter runs on it unchanged.
+ * Chosen with `-o fuse_server=kernel`.
+ *
+ * native/fuse-dev.c reads requests in batches into one Buffer of slots and calls
+ * onBatch once per batch; each request is decoded here and handed to its handler
+ * with a request id; each reply is encoded into one scratch Buffer and written
+ * with one writev(2). Every request but FORGET, BATCH_FORGET and INTERRUPT is
+ * answered exactly once; a second answer, or one after the session ended, is
+ * dropped. Everything runs on the JS thread.
+ */
+import type { Bstr } from '../../shared/bstr.js';
+import { EIO, ENOSYS, EPERM, ERANGE } from '../../shared/constants.js';
+import type { LowLevelAddon, LowLevelHandlers, NodeId, ReqId, Session } from '../../native/fuse-ll.js';
+import { fuseDev, type DevSession } from '../../native/fuse-dev.js';
+import { kernelMountOf } from '../../native/fuse-mount.js';
+import {
+  ATTR_OUT, ENTRY_OUT, FATTR_FH, FSYNC_FDATASYNC, FUSE_KERNEL_VERSION, FUSE_MAX_MINOR, FUSE_MIN_MINOR,
+  GETATTR_FH, IN_HEADER, INIT_OUT, KSTATFS, Notify, Op, OPEN_OUT, OUT_HEADER, RW_IN, SETATTR_PASSED, WANTED_FLAGS,
+  cstr, direntSize, i64, offsetAt, putAttr, putDirent, putHeader, putI64, putStatfs, putTimeout, putU64, u64,
+} from './wire.js';
+
+const EPROTO = 71;
+/** requests read per wakeup at most: one call into JS per batch */
+const SLOTS = 16;
+
+/** what INIT settled, for `-d` and stats */
+export interface Negotiated {
+  kernelMinor: number;
+  kernelFlags: number;
+  minor: number;
+  flags: number;
+  maxWrite: number;
+  maxReadahead: number;
+}
+
+interface KSession {
+  dev: DevSession | undefined;
+  mountpoint: Bstr;
+  handlers: LowLevelHandlers;
+  ctx: Int32Array;
+  onExit: () => void;
+  ended: boolean;
+  maxWrite: number;
+  negotiated: Negotiated | undefined;
+  /** kept alive while mounted: the addon writes requests into it */
+  buf: Buffer;
+  lens: Uint32Array;
+  slot: number;
+}
+
+// Pending requests: JS holds an index, the unique lives here (two 32-bit halves).
+const reqLo: number[] = [];
+const reqHi: number[] = [];
+const reqSession: (KSession | undefined)[] = [];
+const freeIds: number[] = [];
+let taken = 0;
+
+function take(s: KSession, lo: number, hi: number): ReqId {
+  const id = freeIds.length > 0 ? freeIds.pop()! : reqLo.length;
+  reqLo[id] = lo;
+  reqHi[id] = hi;
+  reqSession[id] = s;
+  taken++;
+  return id;
+}
+
+/** the session of a pending request, released; undefined if none is pending under id */
+function release(id: ReqId): KSession | undefined {
+  const s = reqSession[id];
+  if (s === undefined) return undefined;
+  reqSession[id] = undefined;
+  freeIds.push(id);
+  taken--;
+  return s.ended ? undefined : s;
+}
+
+function dropPending(s: KSession): void {
+  for (let i = 0; i < reqSession.length; i++) {
+    if (reqSession[i] === s) { reqSession[i] = undefined; freeIds.push(i); taken--; }
+  }
+}
+
+// One scratch buffer for every reply: writes are synchronous. Grows for large directory/xattr replies.
+let out = Buffer.alloc(OUT_HEADER + 4096);
+function scratch(n: number): Buffer {
+  if (out.length < n) out = Buffer.alloc(Math.max(n, out.length * 2));
+  return out;
+}
+
+function send(s: KSession, len: number, data?: Buffer, dataLen = 0): number {
+  if (s.dev === undefined || s.ended) return 0;
+  const r = fuseDev().write(s.dev, out, len, data, dataLen);
+  // ENOENT: the request was interrupted and is gone; the kernel needs nothing more
+  if (r < 0 && r !== -2) process.stderr.write(`stratafs: writing /dev/fuse: errno ${-r}\n`);
+  return r;
+}
+
+/** header + `argLen` bytes already encoded at OUT_HEADER */
+function reply(id: ReqId, argLen: number, data?: Buffer, dataLen = 0): void {
+  const lo = reqLo[id]!;
+  const hi = reqHi[id]!;
+  const s = release(id);
+  if (s === undefined) return;
+  putHeader(out, OUT_HEADER + argLen + dataLen, 0, lo, hi);
+  send(s, OUT_HEADER + argLen, data, dataLen);
+}
+
+function replyError(id: ReqId, errno: number): void {
+  const lo = reqLo[id]!;
+  const hi = reqHi[id]!;
+  const s = release(id);
+  if (s === undefined) return;
+  // as libfuse: an errno the protocol cannot carry becomes ERANGE
+  const e = errno < 0 || errno >= 1000 ? ERANGE : errno;
+  putHeader(out, OUT_HEADER, -e, lo, hi);
+  send(s, OUT_HEADER);
+}
+
+function putEntry(p: number, ino: NodeId, generation: number, attr: Float64Array, attrTimeout: number, entryTimeout: number): void {
+  putU64(out, p, ino);
+  putU64(out, p + 8, generation);
+  putTimeout(out, p + 16, p + 32, entryTimeout);
+  putTimeout(out, p + 24, p + 36, attrTimeout);
+  if (ino !== 0) putAttr(out, p + 40, attr);
+  else out.fill(0, p + 40, p + ENTRY_OUT);
+}
+
+function putOpen(p: number, fh: number, openFlags: number): void {
+  putU64(out, p, fh);
+  // the contract's bit 1 keep_cache, bit 2 direct_io; FOPEN_DIRECT_IO is 1, FOPEN_KEEP_CACHE 2
+  out.writeUInt32LE(((openFlags & 1) !== 0 ? 2 : 0) | ((openFlags & 2) !== 0 ? 1 : 0), p + 8);
+  out.writeUInt32LE(0, p + 12);
+}
+
+// ---------------------------------------------------------------------------
+// requests
+
+/** INIT: the highest minor both know; of the flags offered, only WANTED_FLAGS. */
+function init(s: KSession, b: Buffer, a: number, lo: number, hi: number): void {
+  const major = b.readUInt32LE(a);
+  const kminor = b.readUInt32LE(a + 4);
+  const maxReadahead = b.readUInt32LE(a + 8);
+  const kflags = b.readUInt32LE(a + 12);
+  const o = scratch(OUT_HEADER + INIT_OUT);
+  o.fill(0, 0, OUT_HEADER + INIT_OUT);
+  if (major < FUSE_KERNEL_VERSION || (major === FUSE_KERNEL_VERSION && kminor < FUSE_MIN_MINOR)) {
+    putHeader(o, OUT_HEADER, -EPROTO, lo, hi);
+    send(s, OUT_HEADER);
+    process.stderr.write(`stratafs: the kernel speaks FUSE ${major}.${kminor}, this server needs 7.${FUSE_MIN_MINOR} or newer\n`);
+    return;
+  }
+  // a newer major: say ours, the kernel asks again
+  const minor = major > FUSE_KERNEL_VERSION ? FUSE_MAX_MINOR : Math.min(kminor, FUSE_MAX_MINOR);
+  const flags = major > FUSE_KERNEL_VERSION ? 0 : kflags & WANTED_FLAGS;
+  const p = OUT_HEADER;
+  o.writeUInt32LE(FUSE_KERNEL_VERSION, p);
+  o.writeUInt32LE(minor, p + 4);
+  o.writeUInt32LE(maxReadahead, p + 8);
+  o.writeUInt32LE(flags, p + 12);
+  // max_background, congestion_threshold 0: the kernel's defaults, as libfuse 2.9
+  o.writeUInt32LE(s.maxWrite, p + 20);
+  o.writeUInt32LE(1, p + 24); // time_gran: nanoseconds
+  const len = minor < 23 ? 24 : INIT_OUT;
+  putHeader(o, OUT_HEADER + len, 0, lo, hi);
+  send(s, OUT_HEADER + len);
+  if (major > FUSE_KERNEL_VERSION) return;
+  s.negotiated = { kernelMinor: kminor, kernelFlags: kflags, minor, flags, maxWrite: s.maxWrite, maxReadahead };
+  s.handlers.init();
+}
+
+/** One request at b[h, h+len): decode, set the caller, call its handler. */
+function dispatch(s: KSession, b: Buffer, h: number, len: number): void {
+  if (len < IN_HEADER) return;
+  const end = h + len;
+  const op = b.readUInt32LE(h + 4);
+  const lo = b.readUInt32LE(h + 8);
+  const hi = b.readUInt32LE(h + 12);
+  const node = u64(b, h + 16);
+  const a = h + IN_HEADER;
+  const H = s.handlers;
+  if (op === Op.FORGET) { H.forget(node, u64(b, a)); return; }
+  if (op === Op.BATCH_FORGET) {
+    const count = b.readUInt32LE(a);
+    for (let i = 0, p = a + 8; i < count && p + 16 <= end; i++, p += 16) H.forget(u64(b, p), u64(b, p + 8));
+    return;
+  }
+  // libfuse 2.9 registers no interrupt callbacks: the request interrupted gets its one answer as usual
+  if (op === Op.INTERRUPT) return;
+  if (op === Op.INIT) { init(s, b, a, lo, hi); return; }
+  const ctx = s.ctx;
+  ctx[0] = b.readUInt32LE(h + 24) | 0;
+  ctx[1] = b.readUInt32LE(h + 28) | 0;
+  ctx[2] = b.readUInt32LE(h + 32) | 0;
+  ctx[3] = 0;
+  const req = take(s, lo, hi);
+  try {
+    switch (op) {
+      case Op.LOOKUP: H.lookup(req, node, cstr(b, a, end)[0]); break;
+      case Op.GETATTR: H.getattr(req, node, (b.readUInt32LE(a) & GETATTR_FH) !== 0 ? u64(b, a + 8) : -1); break;
+      case Op.SETATTR: {
+        const valid = b.readUInt32LE(a);
+        // fuse_setattr_in: fh 8, size 16, atime 32, mtime 40, atimensec 56, mtimensec 60, mode 68, uid 76, gid 80
+        H.setattr(req, node, valid & SETATTR_PASSED, b.readUInt32LE(a + 68), b.readUInt32LE(a + 76), b.readUInt32LE(a + 80),
+          offsetAt(b, a + 16), i64(b, a + 32), b.readUInt32LE(a + 56), i64(b, a + 40), b.readUInt32LE(a + 60), (valid & FATTR_FH) !== 0 ? u64(b, a + 8) : -1);
+        break;
+      }
+      case Op.READLINK: H.readlink(req, node); break;
+      case Op.SYMLINK: {
+        const [name, p] = cstr(b, a, end);
+        H.symlink(req, cstr(b, p, end)[0], node, name);
+        break;
+      }
+      case Op.MKNOD: ctx[3] = b.readUInt32LE(a + 8); H.mknod(req, node, cstr(b, a + 16, end)[0], b.readUInt32LE(a), b.readUInt32LE(a + 4)); break;
+      case Op.MKDIR: ctx[3] = b.readUInt32LE(a + 4); H.mkdir(req, node, cstr(b, a + 8, end)[0], b.readUInt32LE(a)); break;
+      case Op.UNLINK: H.unlink(req, node, cstr(b, a, end)[0]); break;
+      case Op.RMDIR: H.rmdir(req, node, cstr(b, a, end)[0]); break;
+      case Op.RENAME: {
+        const [name, p] = cstr(b, a + 8, end);
+        H.rename(req, node, name, u64(b, a), cstr(b, p, end)[0]);
+        break;
+      }
+      case Op.LINK: H.link(req, u64(b, a), node, cstr(b, a + 8, end)[0]); break;
+      case Op.OPEN: H.open(req, node, b.readUInt32LE(a)); break;
+      case Op.READ: H.read(req, node, b.readUInt32LE(a + 16), offsetAt(b, a + 8), u64(b, a)); break;
+      case Op.WRITE: {
+        const size = b.readUInt32LE(a + 16);
+        // the slot is reused by the next batch: the handler gets its own copy
+        const data = Buffer.allocUnsafe(size);
+        b.copy(data, 0, a + RW_IN, Math.min(end, a + RW_IN + size));
+        H.write(req, node, data, offsetAt(b, a + 8), u64(b, a));
+        break;
+      }
+      case Op.STATFS: H.statfs(req, node); break;
+      case Op.RELEASE: H.release(req, node, u64(b, a)); break;
+      case Op.FSYNC: H.fsync(req, node, b.readUInt32LE(a + 8) & FSYNC_FDATASYNC, u64(b, a)); break;
+      case Op.SETXATTR: {
+        const size = b.readUInt32LE(a);
+        const [name, p] = cstr(b, a + 8, end);
+        const value = Buffer.allocUnsafe(size);
+        b.copy(value, 0, p, Math.min(end, p + size));
+        H.setxattr(req, node, name, value, b.readUInt32LE(a + 4));
+        break;
+      }
+      case Op.GETXATTR: H.getxattr(req, node, cstr(b, a + 8, end)[0], b.readUInt32LE(a)); break;
+      case Op.LISTXATTR: H.listxattr(req, node, b.readUInt32LE(a)); break;
+      case Op.REMOVEXATTR: H.removexattr(req, node, cstr(b, a, end)[0]); break;
+      case Op.FLUSH: H.flush(req, node, u64(b, a)); break;
+      case Op.OPENDIR: H.opendir(req, node, b.readUInt32LE(a)); break;
+      case Op.READDIR: H.readdir(req, node, b.readUInt32LE(a + 16), u64(b, a + 8), u64(b, a)); break;
+      case Op.RELEASEDIR: H.releasedir(req, node, u64(b, a)); break;
+      case Op.FSYNCDIR: H.fsyncdir(req, node, b.readUInt32LE(a + 8) & FSYNC_FDATASYNC, u64(b, a)); break;
+      case Op.CREATE: ctx[3] = b.readUInt32LE(a + 8); H.create(req, node, cstr(b, a + 16, end)[0], b.readUInt32LE(a + 4), b.readUInt32LE(a)); break;
+      case Op.FALLOCATE: H.fallocate(req, node, b.readUInt32LE(a + 24), u64(b, a + 8), u64(b, a + 16), u64(b, a)); break;
+      // DESTROY (fuseblk only): nothing to tear down before the device closes
+      case Op.DESTROY: replyError(req, 0); break;
+      // everything else, as libfuse without a handler: ENOSYS (the kernel then stops asking or falls back)
+      default: replyError(req, ENOSYS);
+    }
+  } catch (e) {
+    process.stderr.write(`stratafs: ${op} handler threw: ${e instanceof Error ? e.message : String(e)}\n`);
+    if (reqSession[req] === s) replyError(req, EIO);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// the contract
+
+const sessions = new WeakMap<Session, KSession>();
+const sessionOf = (x: Session): KSession => {
+  const s = sessions.get(x);
+  if (s === undefined) throw new Error('not a session of the kernel FUSE server');
+  return s;
+};
+
+function mount(mountpoint: Bstr, args: readonly string[], handlers: LowLevelHandlers, ctx: Int32Array, onExit: () => void): Session {
+  const km = kernelMountOf(args);
+  const dev = fuseDev();
+  const fd = dev.open();
+  const uid = process.getuid?.() ?? 0;
+  const gid = process.getgid?.() ?? 0;
+  const data = [`fd=${fd}`, 'rootmode=40000', `user_id=${uid}`, `group_id=${gid}`, ...km.data].join(',');
+  const r = dev.mount(km.source, mountpoint, km.fstype, km.flags, data);
+  if (r < 0) {
+    dev.closeFd(fd);
+    const why = -r === EPERM ? 'not permitted (fuse_server=kernel mounts as root or as root of a user namespace)' : `errno ${-r}`;
+    throw new Error(`mount(2) failed: ${why}`);
+  }
+  // the kernel refuses a read buffer smaller than max_write + the headers, or 8 KiB
+  const slot = Math.max(km.maxWrite + 4096, 8192);
+  const s: KSession = {
+    dev: undefined, mountpoint, handlers, ctx, onExit, ended: false, maxWrite: km.maxWrite, negotiated: undefined,
+    buf: Buffer.allocUnsafeSlow(slot * SLOTS), lens: new Uint32Array(SLOTS), slot,
+  };
+  const onBatch = (n: number): void => {
+    for (let i = 0; i < n && !s.ended; i++) dispatch(s, s.buf, i * s.slot, s.lens[i]!);
+  };
+  const exited = (): void => {
+    if (s.ended) return;
+    s.ended = true;
+    dropPending(s);
+    s.onExit();
+  };
+  s.dev = dev.start(fd, s.buf, slot, s.lens, onBatch, exited);
+  const handle = {} as Session;
+  sessions.set(handle, s);
+  return handle;
+}
+
+function close(x: Session, unmount: boolean): void {
+  const s = sessionOf(x);
+  if (s.ended || s.dev === undefined) return;
+  fuseDev().close(s.dev, unmount ? s.mountpoint : undefined);
+}
+
+function invalAttr(x: Session, node: NodeId): number {
+  const s = sessionOf(x);
+  if (s.ended) return -107; // ENOTCONN
+  const o = scratch(OUT_HEADER + 24);
+  putHeader(o, OUT_HEADER + 24, Notify.INVAL_INODE, 0, 0);
+  putU64(o, OUT_HEADER, node);
+  putI64(o, OUT_HEADER + 8, -1); // offset < 0: attributes only, not the pages
+  putI64(o, OUT_HEADER + 16, 0);
+  const r = send(s, OUT_HEADER + 24);
+  return r < 0 ? r : 0;
+}
+
+/** What INIT settled for a session (undefined until the kernel's INIT was answered). */
+export function negotiated(x: Session): Negotiated | undefined {
+  return sessionOf(x).negotiated;
+}
+
+export const kernelServer: LowLevelAddon = {
+  mount,
+  close,
+  invalAttr,
+  pending: () => taken,
+
+  replyErr: replyError,
+  replyEntry(req, ino, generation, attr, attrTimeout, entryTimeout) {
+    scratch(OUT_HEADER + ENTRY_OUT);
+    putEntry(OUT_HEADER, ino, generation, attr, attrTimeout, entryTimeout);
+    reply(req, ENTRY_OUT);
+  },
+  replyCreate(req, ino, generation, attr, attrTimeout, entryTimeout, fh, openFlags) {
+    scratch(OUT_HEADER + ENTRY_OUT + OPEN_OUT);
+    putEntry(OUT_HEADER, ino, generation, attr, attrTimeout, entryTimeout);
+    putOpen(OUT_HEADER + ENTRY_OUT, fh, openFlags);
+    reply(req, ENTRY_OUT + OPEN_OUT);
+  },
+  replyAttr(req, attr, timeout) {
+    scratch(OUT_HEADER + ATTR_OUT);
+    putTimeout(out, OUT_HEADER, OUT_HEADER + 8, timeout);
+    out.writeUInt32LE(0, OUT_HEADER + 12);
+    putAttr(out, OUT_HEADER + 16, attr);
+    reply(req, ATTR_OUT);
+  },
+  replyOpen(req, fh, openFlags) {
+    scratch(OUT_HEADER + OPEN_OUT);
+    putOpen(OUT_HEADER, fh, openFlags);
+    reply(req, OPEN_OUT);
+  },
+  replyReadlink(req, target) {
+    scratch(OUT_HEADER + target.length);
+    out.write(target, OUT_HEADER, target.length, 'latin1');
+    reply(req, target.length);
+  },
+  replyBuf(req, buf, length) {
+    const n = length < 0 || length > buf.length ? buf.length : length;
+    reply(req, 0, buf, n);
+  },
+  replyWrite(req, count) {
+    scratch(OUT_HEADER + 8);
+    out.writeUInt32LE(count, OUT_HEADER);
+    out.writeUInt32LE(0, OUT_HEADER + 4);
+    reply(req, 8);
+  },
+  replyXattr(req, size) {
+    scratch(OUT_HEADER + 8);
+    out.writeUInt32LE(size, OUT_HEADER);
+    out.writeUInt32LE(0, OUT_HEADER + 4);
+    reply(req, 8);
+  },
+  replyStatfs(req, statvfs) {
+    scratch(OUT_HEADER + KSTATFS);
+    putStatfs(out, OUT_HEADER, statvfs);
+    reply(req, KSTATFS);
+  },
+  replyDir(req, size, firstOffset, names, modeIno) {
+    scratch(OUT_HEADER + size);
+    let p = OUT_HEADER;
+    let i = 0;
+    for (; i < names.length; i++) {
+      const name = names[i]!;
+      if (p - OUT_HEADER + direntSize(name.length) > size) break;
+      p = putDirent(out, p, name, modeIno[3 * i]!, modeIno[3 * i + 1]!, modeIno[3 * i + 2]!, firstOffset + i + 1);
+    }
+    reply(req, p - OUT_HEADER);
+    return i;
+  },
+};
+

@@ -1,0 +1,312 @@
+/*
+ * The transport of stratafs's own FUSE server (native-notes/fuse-server.md):
+ * /dev/fuse opened, mounted with mount(2), polled on the JS thread, requests
+ * read in batches into one buffer that JS owns, replies written with one
+ * write(2) each. No libfuse: the protocol itself (INIT, decoding requests,
+ * encoding replies) is TypeScript (src/fuse/kernel/).
+ *
+ * Everything here runs on the JS thread: no locks.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <node_api.h>
+#include <uv.h>
+
+typedef struct session {
+  napi_env env;
+  int fd;
+  char *buf;          /* the JS Buffer's memory: nslots slots of slot bytes */
+  size_t slot;
+  uint32_t nslots;
+  uint32_t *lens;     /* the JS Uint32Array: the length of each request read */
+  uv_poll_t poll;
+  int polling, ended, dispatching, poll_closed, finalized, released;
+  napi_ref buf_ref, lens_ref, on_batch, on_exit, self;
+  napi_async_context actx;
+  napi_ref resource;
+} session;
+
+static napi_value throw_errno(napi_env env, const char *what, int err) {
+  char msg[256];
+  snprintf(msg, sizeof msg, "%s: %s", what, strerror(err));
+  napi_throw_error(env, NULL, msg);
+  return NULL;
+}
+
+static napi_value num(napi_env env, double d) {
+  napi_value v;
+  napi_create_double(env, d, &v);
+  return v;
+}
+
+/* open(): /dev/fuse, close-on-exec (a child the daemon spawns must not hold the mount alive) */
+static napi_value dev_open(napi_env env, napi_callback_info info) {
+  int fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+  if (fd < 0) return throw_errno(env, "open /dev/fuse", errno);
+  return num(env, fd);
+}
+
+/* closeFd(fd): a device fd whose mount failed (a started session closes its own) */
+static napi_value dev_close_fd(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  double fd = -1;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc == 1 && napi_get_value_double(env, argv[0], &fd) == napi_ok && fd >= 0) close((int) fd);
+  return NULL;
+}
+
+static char *str_arg(napi_env env, napi_value v) {
+  size_t len;
+  if (napi_get_value_string_latin1(env, v, NULL, 0, &len) != napi_ok) return NULL;
+  char *s = malloc(len + 1);
+  if (s) napi_get_value_string_latin1(env, v, s, len + 1, &len);
+  return s;
+}
+
+/*
+ * mount(source, target, fstype, flags, data) -> 0 or -errno. data carries
+ * fd=N,rootmode=,user_id=,group_id= and the kernel's FUSE words (built in
+ * native/fuse-mount.ts). The kernel sends INIT in the background: this
+ * returns before anyone answers it, so it cannot wait for this thread.
+ */
+static napi_value dev_mount(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  double flags = 0;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 5) { napi_throw_error(env, NULL, "mount(source, target, fstype, flags, data)"); return NULL; }
+  char *src = str_arg(env, argv[0]), *tgt = str_arg(env, argv[1]), *type = str_arg(env, argv[2]), *data = str_arg(env, argv[4]);
+  napi_get_value_double(env, argv[3], &flags);
+  int r = (src && tgt && type && data) ? mount(src, tgt, type, (unsigned long) flags, data) : (errno = ENOMEM, -1);
+  int err = r < 0 ? errno : 0;
+  free(src); free(tgt); free(type); free(data);
+  return num(env, -err);
+}
+
+static void maybe_free(session *s) {
+  if (s->poll_closed && s->finalized) free(s);
+}
+
+static void on_poll_closed(uv_handle_t *h) {
+  session *s = h->data;
+  s->poll_closed = 1;
+  maybe_free(s);
+}
+
+/* Drop the JS references once no batch is being dispatched (JS may close from inside one). */
+static void release_session(session *s) {
+  if (s->released) return;
+  s->released = 1;
+  napi_env env = s->env;
+  napi_delete_reference(env, s->buf_ref); napi_delete_reference(env, s->lens_ref);
+  napi_delete_reference(env, s->on_batch); napi_delete_reference(env, s->on_exit);
+  napi_delete_reference(env, s->resource);
+  napi_async_destroy(env, s->actx);
+  uv_close((uv_handle_t *) &s->poll, on_poll_closed);
+  napi_delete_reference(env, s->self);
+}
+
+static void call_js(session *s, napi_ref fn_ref, size_t argc, napi_value *argv) {
+  napi_env env = s->env;
+  napi_handle_scope scope;
+  napi_value fn, recv, res;
+  napi_open_handle_scope(env, &scope);
+  napi_get_global(env, &recv);
+  /* make_callback: promise continuations of the batch run when it returns, as after any libuv callback */
+  if (napi_get_reference_value(env, fn_ref, &fn) == napi_ok &&
+      napi_make_callback(env, s->actx, recv, fn, argc, argv, &res) != napi_ok) {
+    napi_value exc, msg;
+    char text[512] = "";
+    size_t len;
+    napi_get_and_clear_last_exception(env, &exc);
+    if (napi_coerce_to_string(env, exc, &msg) == napi_ok) napi_get_value_string_utf8(env, msg, text, sizeof text, &len);
+    fprintf(stderr, "stratafs: the FUSE request dispatcher threw: %s\n", text);
+  }
+  napi_close_handle_scope(env, scope);
+}
+
+/* The session is over (ENODEV: unmounted, or JS closed it): stop polling, close the device, tell JS once. */
+static void end_session(session *s) {
+  if (s->ended) return;
+  s->ended = 1;
+  if (s->polling) { uv_poll_stop(&s->poll); s->polling = 0; }
+  if (s->fd >= 0) { close(s->fd); s->fd = -1; }
+  call_js(s, s->on_exit, 0, NULL);
+}
+
+/*
+ * Read requests until EAGAIN or every slot is full. Returns how many were read;
+ * *gone is set when the kernel says the mount is gone (ENODEV) or reading failed.
+ * ENOENT: the request was interrupted before it could be read; just go on.
+ */
+static uint32_t read_batch(session *s, int *gone) {
+  uint32_t n = 0;
+  while (n < s->nslots) {
+    ssize_t r = read(s->fd, s->buf + (size_t) n * s->slot, s->slot);
+    if (r >= 0) { s->lens[n++] = (uint32_t) r; continue; }
+    if (errno == EINTR || errno == ENOENT) continue;
+    if (errno != EAGAIN) {
+      if (errno != ENODEV) fprintf(stderr, "stratafs: reading /dev/fuse: %s\n", strerror(errno));
+      *gone = 1;
+    }
+    break;
+  }
+  return n;
+}
+
+/* /dev/fuse readable: one batch, then ONE call into JS with the count (lengths in `lens`). */
+static void on_readable(uv_poll_t *h, int status, int events) {
+  session *s = h->data;
+  int gone = status < 0;
+  if (s->ended) return;
+  uint32_t n = gone ? 0 : read_batch(s, &gone);
+  s->dispatching = 1;
+  if (n > 0) {
+    napi_handle_scope scope;
+    napi_open_handle_scope(s->env, &scope);
+    napi_value arg = num(s->env, n);
+    call_js(s, s->on_batch, 1, &arg);
+    napi_close_handle_scope(s->env, scope);
+  }
+  if (gone) end_session(s);
+  s->dispatching = 0;
+  if (s->ended) release_session(s);
+}
+
+static void session_finalize(napi_env env, void *data, void *hint) {
+  session *s = data;
+  s->finalized = 1;
+  maybe_free(s);
+}
+
+/* The Buffer of slots and the Uint32Array of lengths, checked against each other. */
+static int take_buffers(napi_env env, napi_value buf, napi_value lens, session *s) {
+  void *data;
+  size_t len, n, off;
+  napi_typedarray_type t;
+  napi_value ab;
+  if (napi_get_buffer_info(env, buf, &data, &len) != napi_ok) return -1;
+  if (napi_get_typedarray_info(env, lens, &t, &n, (void **) &s->lens, &ab, &off) != napi_ok || t != napi_uint32_array) return -1;
+  if (s->slot < 8192 || n == 0 || len < n * s->slot) return -1;
+  s->buf = data;
+  s->nslots = (uint32_t) n;
+  return 0;
+}
+
+/*
+ * start(fd, buffer, slotSize, lens, onBatch, onExit) -> session. The buffer
+ * holds lens.length slots of slotSize bytes; onBatch(n) gets the first n
+ * filled and must be done with them when it returns (the next batch
+ * overwrites them). onExit() runs once, when the session ends.
+ */
+static napi_value dev_start(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6], result, name;
+  double fd = -1, slot = 0;
+  uv_loop_t *loop;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 6) { napi_throw_error(env, NULL, "start(fd, buffer, slotSize, lens, onBatch, onExit)"); return NULL; }
+  session *s = calloc(1, sizeof *s);
+  if (!s) return throw_errno(env, "start", ENOMEM);
+  s->env = env;
+  napi_get_value_double(env, argv[0], &fd);
+  napi_get_value_double(env, argv[2], &slot);
+  s->fd = (int) fd;
+  s->slot = (size_t) slot;
+  if (take_buffers(env, argv[1], argv[3], s) < 0) { free(s); napi_throw_error(env, NULL, "start: slots of at least 8 KiB, lens a Uint32Array"); return NULL; }
+  fcntl(s->fd, F_SETFL, fcntl(s->fd, F_GETFL) | O_NONBLOCK);
+  napi_create_reference(env, argv[1], 1, &s->buf_ref);
+  napi_create_reference(env, argv[3], 1, &s->lens_ref);
+  napi_create_reference(env, argv[4], 1, &s->on_batch);
+  napi_create_reference(env, argv[5], 1, &s->on_exit);
+  napi_create_string_utf8(env, "stratafs-fuse-dev", NAPI_AUTO_LENGTH, &name);
+  napi_async_init(env, argv[4], name, &s->actx);
+  napi_create_reference(env, argv[4], 1, &s->resource);
+  napi_get_uv_event_loop(env, &loop);
+  uv_poll_init(loop, &s->poll, s->fd);
+  s->poll.data = s;
+  uv_poll_start(&s->poll, UV_READABLE, on_readable);
+  s->polling = 1;
+  napi_create_external(env, s, session_finalize, NULL, &result);
+  napi_create_reference(env, result, 1, &s->self);
+  return result;
+}
+
+static session *session_arg(napi_env env, napi_value v) {
+  void *p;
+  return napi_get_value_external(env, v, &p) == napi_ok ? p : NULL;
+}
+
+/*
+ * write(session, head, headLen, data, dataLen) -> bytes written or -errno.
+ * One reply (or notification) = one writev(2): the header and encoded
+ * arguments, then optional payload (read data) without copying it.
+ */
+static napi_value dev_write(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  struct iovec iov[2];
+  double hl = 0, dl = 0;
+  size_t hcap = 0, dcap = 0;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  session *s = argc == 5 ? session_arg(env, argv[0]) : NULL;
+  if (!s) { napi_throw_error(env, NULL, "write(session, head, headLen, data, dataLen)"); return NULL; }
+  if (s->ended) return num(env, -ENOTCONN);
+  if (napi_get_buffer_info(env, argv[1], &iov[0].iov_base, &hcap) != napi_ok) { napi_throw_error(env, NULL, "write: head must be a Buffer"); return NULL; }
+  napi_get_value_double(env, argv[2], &hl);
+  napi_get_value_double(env, argv[4], &dl);
+  iov[0].iov_len = hl < 0 || hl > hcap ? hcap : (size_t) hl;
+  int cnt = 1;
+  if (dl > 0 && napi_get_buffer_info(env, argv[3], &iov[1].iov_base, &dcap) == napi_ok) {
+    iov[1].iov_len = dl > dcap ? dcap : (size_t) dl;
+    cnt = 2;
+  }
+  ssize_t r;
+  do r = writev(s->fd, iov, cnt); while (r < 0 && errno == EINTR);
+  return num(env, r < 0 ? -errno : (double) r);
+}
+
+/*
+ * close(session, detachPath): end the session now. With a path, detach the
+ * mount too (umount2 MNT_DETACH after closing the device, so it never waits
+ * for this thread); used when a mount has to be abandoned.
+ */
+static napi_value dev_close(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_valuetype t = napi_undefined;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  session *s = argc > 0 ? session_arg(env, argv[0]) : NULL;
+  if (!s) { napi_throw_error(env, NULL, "close(session, detachPath)"); return NULL; }
+  if (s->ended) return NULL;
+  char *path = NULL;
+  if (argc > 1 && napi_typeof(env, argv[1], &t) == napi_ok && t == napi_string) path = str_arg(env, argv[1]);
+  end_session(s);
+  if (path) { umount2(path, MNT_DETACH); free(path); }
+  if (!s->dispatching) release_session(s);
+  return NULL;
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  static const struct { const char *name; napi_callback fn; } fns[] = {
+    { "open", dev_open }, { "mount", dev_mount }, { "start", dev_start }, { "write", dev_write }, { "close", dev_close }, { "closeFd", dev_close_fd },
+  };
+  for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
+    napi_value f;
+    if (napi_create_function(env, fns[i].name, NAPI_AUTO_LENGTH, fns[i].fn, NULL, &f) != napi_ok ||
+        napi_set_named_property(env, exports, fns[i].name, f) != napi_ok) return NULL;
+  }
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

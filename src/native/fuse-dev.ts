@@ -1,0 +1,53 @@
+/**
+ * Typed wrapper over the transport of stratafs's own FUSE server
+ * (src/native/fuse-dev.c, native-notes/fuse-server.md): /dev/fuse, mount(2), a
+ * uv_poll with batched reads into one Buffer JS owns, one writev(2) per reply.
+ * The protocol itself is src/fuse/kernel/.
+ */
+import { createRequire } from 'node:module';
+import type { Bstr } from '../shared/bstr.js';
+
+declare const devSessionBrand: unique symbol;
+export type DevSession = { readonly [devSessionBrand]: true };
+
+export interface FuseDevAddon {
+  /** /dev/fuse opened O_RDWR|O_CLOEXEC; throws with the reason */
+  open(): number;
+  /** closes a device fd whose mount failed */
+  closeFd(fd: number): void;
+  /** mount(2): 0 or -errno */
+  mount(source: Bstr, target: Bstr, fstype: string, flags: number, data: Bstr): number;
+  /**
+   * Polls `fd` on this thread's loop. On readable, reads requests (until EAGAIN or
+   * lens.length of them) into slots of `slotSize` bytes of `buf`, their lengths into
+   * `lens`, then calls onBatch(n) once; the slots are reused after it returns.
+   * onExit() runs once, when the kernel says the mount is gone (ENODEV) or on close.
+   */
+  start(fd: number, buf: Buffer, slotSize: number, lens: Uint32Array, onBatch: (n: number) => void, onExit: () => void): DevSession;
+  /** one writev(2) of head[0, headLen) and data[0, dataLen): bytes written or -errno */
+  write(s: DevSession, head: Buffer, headLen: number, data: Buffer | undefined, dataLen: number): number;
+  /** ends the session (closes the device); with a path, detaches that mount too (MNT_DETACH) */
+  close(s: DevSession, detachPath?: Bstr): void;
+}
+
+const require = createRequire(import.meta.url);
+
+function load(): FuseDevAddon {
+  // dist/native/fuse-dev.js and src/native/fuse-dev.ts both sit two levels below the package root
+  const candidates = ['../../src/native/build/Release/stratafs_fusedev.node', './build/Release/stratafs_fusedev.node'];
+  let first: unknown;
+  for (const c of candidates) {
+    try {
+      return require(c) as FuseDevAddon;
+    } catch (e) {
+      first ??= e;
+    }
+  }
+  throw new Error(`the /dev/fuse addon is not built (npm install runs src/native/build.mjs): ${first instanceof Error ? first.message : String(first)}`);
+}
+
+let loaded: FuseDevAddon | undefined;
+/** loaded on first use: a mount on the libfuse server never needs it */
+export function fuseDev(): FuseDevAddon {
+  return (loaded ??= load());
+}
