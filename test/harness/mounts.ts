@@ -326,6 +326,18 @@ function optionString(layers: Layers): string {
   return parts.join(',');
 }
 
+/**
+ * STRATAFS_TEST_FUSE_SERVER=kernel (or libfuse): every stratafs mount of the harness asks for
+ * that FUSE server (-o fuse_server=), unless the test names a server or the high-level API
+ * itself. How the low-level tests, the differential harness and the files that mount through
+ * mount() run on stratafs's own server: `STRATAFS_TEST_FUSE_SERVER=kernel vitest run ...`.
+ */
+export function fuseServerWords(extra: readonly string[], server = process.env.STRATAFS_TEST_FUSE_SERVER): string[] {
+  if (server === undefined || server === '') return [];
+  if (server !== 'kernel' && server !== 'libfuse') throw new Error(`STRATAFS_TEST_FUSE_SERVER=${server}: kernel or libfuse expected`);
+  return extra.some((w) => w.startsWith('fuse_server=') || w === 'fuse_api=highlevel') ? [] : [`fuse_server=${server}`];
+}
+
 export interface MountOptions {
   /** extra -o words */
   extra?: string[];
@@ -364,7 +376,7 @@ export async function mount(impl: Impl, layers: Layers, mnt: string, opts: Mount
       }
       // the command users run: bin/stratafs (the launcher, which runs `node` from PATH)
       cmd = STRATAFS_BIN;
-      args = ['-o', [o, ...extra].join(','), mnt];
+      args = ['-o', [o, ...extra, ...fuseServerWords(extra)].join(','), mnt];
       break;
   }
   const r = await run(cmd, args, { timeoutMs, env: { PATH: `${dirname(process.execPath)}:${process.env.PATH ?? ''}` }, ...(opts.cwd !== undefined ? { cwd: opts.cwd } : {}) });

@@ -1,0 +1,81 @@
+/**
+ * stratafs's own FUSE server (-o fuse_server=kernel: src/native/fuse-dev.c,
+ * src/fuse/kernel/) against kernel overlayfs: the differential harness's scripted
+ * cases and a batch of random sequences, so CI covers the server the default
+ * (libfuse) does not. The whole harness runs on it with
+ * STRATAFS_TEST_FUSE_SERVER=kernel (test/harness/mounts.ts).
+ */
+import fc from 'fast-check';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BASE, SCRIPTED } from '../harness/cases.js';
+import { formatReport, runCase } from '../harness/differential.js';
+import { divergencesFor } from '../harness/divergences.js';
+import { kernelOverlayProblem, mount, requireKernel, tempDir, unmountAll } from '../harness/mounts.js';
+import { PATH_POOL, sequenceArb, withSpecial } from '../harness/random.js';
+import { cli } from '../harness/cli-mount.js';
+
+const DIVERGENCES = divergencesFor('stratafs');
+const SERVER = ['fuse_server=kernel'];
+const RUNS = Number(process.env.STRATAFS_DIFF_RUNS ?? 15);
+const LENGTH = Number(process.env.STRATAFS_DIFF_LENGTH ?? 30);
+const SEED = Number(process.env.STRATAFS_DIFF_SEED ?? 20261203);
+
+let kernelProblem: string | undefined;
+beforeAll(async () => {
+  kernelProblem = await kernelOverlayProblem();
+});
+afterAll(async () => {
+  expect(await unmountAll()).toEqual([]);
+});
+
+describe('fuse_server=kernel: the mount is served without libfuse', () => {
+  it('the daemon never maps libfuse, describes its server, and answers through the adapter', async () => {
+    const t = await tempDir('kserver');
+    for (const d of ['l', 'u', 'w', 'mnt']) await mkdir(join(t, d));
+    await writeFile(join(t, 'l', 'f'), 'lower\n');
+    const h = await mount('stratafs', { lowers: [join(t, 'l')], upper: join(t, 'u'), work: join(t, 'w') }, join(t, 'mnt'), { extra: SERVER });
+    try {
+      expect(await readFile(join(t, 'mnt', 'f'), 'utf8')).toBe('lower\n');
+      await writeFile(join(t, 'mnt', 'f'), 'upper\n');
+      expect(await readFile(join(t, 'u', 'f'), 'utf8')).toBe('upper\n');
+      expect(h.pids.length).toBe(1);
+      const maps = await readFile(`/proc/${h.pids[0]}/maps`, 'utf8');
+      expect(maps).toContain('stratafs_fusedev.node');
+      expect(maps).not.toMatch(/libfuse|stratafs_fuse\.node/);
+      const info = await cli(['stats', '--json', join(t, 'mnt')], { timeoutMs: 10_000 });
+      expect(info.code, info.stderr).toBe(0);
+      const s = JSON.parse(info.stdout) as { ops: Record<string, { count: number }> };
+      expect(s.ops.lookup?.count ?? 0).toBeGreaterThan(0);
+      expect(s.ops.write?.count ?? 0).toBeGreaterThan(0);
+    } finally {
+      await h.unmount();
+    }
+  }, 60_000);
+});
+
+describe('fuse_server=kernel vs kernel overlayfs: scripted cases', () => {
+  for (const c of SCRIPTED) {
+    it(`${c.name}: ${c.about ?? ''}`, async (ctx) => {
+      requireKernel(kernelProblem, ctx);
+      const r = await runCase(c, { candidate: 'stratafs', divergences: DIVERGENCES, candidateOptions: SERVER });
+      const text = formatReport(r, c.ops);
+      if (r.allowed.length) console.log(text);
+      expect(r.unexplained, text).toEqual([]);
+    }, 120_000);
+  }
+});
+
+describe('fuse_server=kernel vs kernel overlayfs: randomized sequences', () => {
+  it(`${RUNS} sequences of up to ${LENGTH} ops, seed ${SEED}`, async (ctx) => {
+    requireKernel(kernelProblem, ctx);
+    await fc.assert(
+      fc.asyncProperty(sequenceArb(LENGTH, withSpecial(PATH_POOL)), async (ops) => {
+        const r = await runCase({ name: 'random', layers: BASE, ops }, { candidate: 'stratafs', divergences: DIVERGENCES, candidateOptions: SERVER });
+        if (r.unexplained.length) throw new Error(formatReport(r, ops));
+      }),
+      { seed: SEED, numRuns: RUNS, interruptAfterTimeLimit: 300_000, markInterruptAsFailure: true },
+    );
+  }, 400_000);
+});
