@@ -382,7 +382,9 @@ describe('-o fuse_api=highlevel', () => {
     const b = await layers('ll-fn', async (lower) => { await writeFile(join(lower, 'f'), 'x'); });
     const high = await mount('stratafs', b.l, b.mnt, { extra: ['fuse_api=highlevel'] });
     expect(await readFile(join(b.mnt, 'f'), 'utf8')).toBe('x');
-    expect(await fuseNativeMapped(high)).toEqual([expect.stringMatching(/\/fuse-native\/.*\.node$/)]);
+    // its addon, and the libfuse beside it: the low-level servers are loaded only when chosen, so none
+    // brought a libfuse.so.2 in first
+    expect(await fuseNativeMapped(high)).toContainEqual(expect.stringMatching(/\/fuse-native\/.*\.node$/));
     await high.unmount();
   });
 

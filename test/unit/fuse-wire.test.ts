@@ -1,0 +1,81 @@
+/**
+ * The kernel FUSE server's wire codec (src/fuse/kernel/wire.ts) and its mount words
+ * (kernelMountOf in src/native/fuse-mount.ts): no mount needed.
+ */
+import { describe, expect, it } from 'vitest';
+import { cstr, direntSize, i64, offsetAt, putAttr, putDirent, putI64, putTimeout, putU64, u64, ATTR_SIZE } from '../../src/fuse/kernel/wire.js';
+import { kernelMountOf, libfuseOptionWords } from '../../src/native/fuse-mount.js';
+import { StatIdx, STAT_LEN } from '../../src/native/sys-api.js';
+
+describe('wire codec', () => {
+  it('64-bit offsets: a number below 2^53, an exact bigint from there', () => {
+    const b = Buffer.alloc(8);
+    b.writeBigUInt64LE(2n ** 53n + 1n);
+    expect(offsetAt(b, 0)).toBe(2n ** 53n + 1n);
+    b.writeBigUInt64LE(2n ** 53n - 1n);
+    expect(offsetAt(b, 0)).toBe(2 ** 53 - 1);
+    b.writeBigUInt64LE(0xffffffffffffffffn);
+    expect(offsetAt(b, 0)).toBe(0xffffffffffffffffn);
+  });
+  it('u64 and signed times round-trip through two halves', () => {
+    const b = Buffer.alloc(8);
+    putU64(b, 0, 2 ** 40 + 5);
+    expect(b.readBigUInt64LE(0)).toBe(2n ** 40n + 5n);
+    expect(u64(b, 0)).toBe(2 ** 40 + 5);
+    putI64(b, 0, -1);
+    expect(b.readBigInt64LE(0)).toBe(-1n);
+    putI64(b, 0, -(2 ** 33) - 7);
+    expect(i64(b, 0)).toBe(-(2 ** 33) - 7);
+  });
+  it('timeouts: seconds and nanoseconds, negative is 0', () => {
+    const b = Buffer.alloc(12);
+    putTimeout(b, 0, 8, 1.25);
+    expect([b.readBigUInt64LE(0), b.readUInt32LE(8)]).toEqual([1n, 250000000]);
+    putTimeout(b, 0, 8, -3);
+    expect([b.readBigUInt64LE(0), b.readUInt32LE(8)]).toEqual([0n, 0]);
+  });
+  it('fuse_attr: st_ino and st_size exact from their halves, times signed', () => {
+    const d = new Float64Array(STAT_LEN);
+    d[StatIdx.inoHi] = 0x12345; d[StatIdx.inoLo] = 0x6789abcd;
+    d[StatIdx.sizeHi] = 1; d[StatIdx.sizeLo] = 2;
+    d[StatIdx.mtimeSec] = -5; d[StatIdx.mtimeNsec] = 7;
+    d[StatIdx.mode] = 0o100644; d[StatIdx.nlink] = 3; d[StatIdx.blksize] = 4096;
+    const b = Buffer.alloc(ATTR_SIZE);
+    putAttr(b, 0, d);
+    expect(b.readBigUInt64LE(0)).toBe(0x123456789abcdn);
+    expect(b.readBigUInt64LE(8)).toBe(2n ** 32n + 2n);
+    expect(b.readBigInt64LE(32)).toBe(-5n);
+    expect(b.readUInt32LE(52)).toBe(7);
+    expect([b.readUInt32LE(60), b.readUInt32LE(64), b.readUInt32LE(80)]).toEqual([0o100644, 3, 4096]);
+  });
+  it('dirents: 24-byte head, name, zero padding to 8; d_type from the mode', () => {
+    expect([direntSize(1), direntSize(8), direntSize(9)]).toEqual([32, 32, 40]);
+    const b = Buffer.alloc(64, 0xee);
+    const next = putDirent(b, 0, 'caf\xe9', 0o40755, 0, 42, 3);
+    expect(next).toBe(32);
+    expect([b.readBigUInt64LE(0), b.readBigUInt64LE(8), b.readUInt32LE(16), b.readUInt32LE(20)]).toEqual([42n, 3n, 4, 4]);
+    expect(b.subarray(24, 28).toString('latin1')).toBe('caf\xe9');
+    expect([...b.subarray(28, 32)]).toEqual([0, 0, 0, 0]);
+    expect(cstr(Buffer.from('ab\0cd\0', 'latin1'), 0, 6)).toEqual(['ab', 3]);
+  });
+});
+
+describe('kernelMountOf: libfuse words as mount(2) wants them', () => {
+  it('generic words become MS_* flags, the kernel FUSE words pass, libfuse-only ones are dropped', () => {
+    const m = kernelMountOf(['stratafs', '-o', 'allow_other,default_permissions,big_writes,max_write=65536,nonempty,suid,nodev,exec,rw,noatime,fsname=a\\,b,subtype=stratafs']);
+    expect(m).toEqual({ source: 'a,b', fstype: 'fuse.stratafs', flags: 4 | 1024, data: ['allow_other', 'default_permissions'], maxWrite: 65536, debug: false });
+  });
+  it('without words: libfuse 2.9 defaults nosuid,nodev', () => {
+    expect(kernelMountOf(['stratafs'])).toMatchObject({ source: '/dev/fuse', fstype: 'fuse', flags: 2 | 4 });
+  });
+  it('accepts every word the one writer of mount words can produce, and refuses an unknown one', () => {
+    const all = libfuseOptionWords({
+      debug: true, allowOther: true, defaultPermissions: true, bigWrites: true, maxWrite: 131072, maxRead: 131072,
+      nonempty: true, suid: false, dev: false, exec: false, readOnly: true, noatime: true, sync: true, dirsync: true, fsname: 'x', subtype: 'y',
+    });
+    expect(kernelMountOf(['stratafs', '-o', all.join(',')])).toEqual({
+      source: 'x', fstype: 'fuse.y', flags: 1 | 2 | 4 | 8 | 16 | 128 | 1024, data: ['allow_other', 'default_permissions', 'max_read=131072'], maxWrite: 131072, debug: true,
+    });
+    expect(() => kernelMountOf(['stratafs', '-o', 'allow_root'])).toThrow(/allow_root/);
+  });
+});
