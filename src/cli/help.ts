@@ -21,7 +21,7 @@ Mount options (-o, comma separated; \\ escapes , and : inside values):
   fuse_server=libfuse|kernel
                           what speaks the FUSE protocol for the low-level API:
                           libfuse 2.9 (default) or stratafs's own server on
-                          /dev/fuse (root or root of a user namespace only)
+                          /dev/fuse (mount(2) as root, fusermount3 otherwise)
   negative_timeout=SECONDS
                           kernel negative-lookup cache (default: timeout)
   lookup_cache=N          lookup cache entries (default ${DEFAULT_LOOKUP_CACHE_SIZE}); also bounds

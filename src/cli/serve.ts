@@ -11,7 +11,7 @@
 import { openOverlay, type Overlay } from '../core/overlay.js';
 import { fromText } from '../shared/bstr.js';
 import { isFsError } from '../shared/errors.js';
-import { checkCanMount, isRoot, unmountPath } from '../native/fuse-mount.js';
+import { checkCanMount, unmountPath } from '../native/fuse-mount.js';
 import { libfuseServer, type LowLevelAddon, type Session } from '../native/fuse-ll.js';
 import { inoOf } from '../native/sys-api.js';
 import { createLowLevelAdapter } from '../fuse/lowlevel/adapter.js';
@@ -82,12 +82,8 @@ export async function serve(config: MountConfig, log: (line: string) => void): P
   let nodePaths: () => CacheFill | undefined = () => undefined;
   let pending: () => number | undefined = () => undefined;
   try {
-    if (config.fuseServer === 'kernel') {
-      // mount(2) of FUSE: root, or root of a user namespace that owns the mount namespace
-      if (!isRoot()) throw new Error('fuse_server=kernel mounts as root or as root of a user namespace only (plain users: fuse_server=libfuse, through fusermount)');
-    } else {
-      await checkCanMount();
-    }
+    // the kernel server mounts as root with mount(2), else through fusermount3 (fuse/kernel/server.ts)
+    if (config.fuseServer !== 'kernel') await checkCanMount();
     // uidmapping=, squash_to_*, static_nlink: translated at the FUSE boundary (fuse/idmap.ts)
     const ids = idView(config.idMapping, config.staticNlink, config.idMapping?.uid || config.idMapping?.gid ? readOverflowIds() : undefined);
     if (config.fuseApi === 'highlevel') {

@@ -57,7 +57,7 @@ export interface MountConfig extends OverlayConfig {
   /**
    * what speaks the FUSE protocol for fuse_api=lowlevel: libfuse 2.9's low-level API
    * (src/native/fuse-ll.c, the default) or stratafs's own server on /dev/fuse
-   * (src/fuse/kernel/, src/native/fuse-dev.c; root or root of a user namespace)
+   * (src/fuse/kernel/, src/native/fuse-dev.c; mount(2) as root, fusermount3 otherwise)
    */
   fuseServer: 'libfuse' | 'kernel';
   /** kernel negative-lookup cache timeout, seconds */

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -91,6 +92,42 @@ static napi_value dev_mount(napi_env env, napi_callback_info info) {
   int err = r < 0 ? errno : 0;
   free(src); free(tgt); free(type); free(data);
   return num(env, -err);
+}
+
+/*
+ * socketpair() -> [ours, theirs]: a unix socket pair for fusermount3, which sends
+ * the /dev/fuse fd it opened and mounted over it (SCM_RIGHTS). Ours is close-on-exec;
+ * theirs is handed to the child as fd 3 (_FUSE_COMMFD=3) by spawn's stdio.
+ */
+static napi_value dev_socketpair(napi_env env, napi_callback_info info) {
+  int sv[2];
+  napi_value arr;
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) return throw_errno(env, "socketpair", errno);
+  napi_create_array_with_length(env, 2, &arr);
+  napi_set_element(env, arr, 0, num(env, sv[0]));
+  napi_set_element(env, arr, 1, num(env, sv[1]));
+  return arr;
+}
+
+/* recvFd(sock) -> the fd fusermount3 sent, or -errno (-EPROTO: it sent none) */
+static napi_value dev_recv_fd(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  double sock = -1;
+  char byte;
+  char ctl[CMSG_SPACE(sizeof(int))];
+  struct iovec iov = { &byte, 1 };
+  struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl, .msg_controllen = sizeof ctl };
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc == 1) napi_get_value_double(env, argv[0], &sock);
+  ssize_t r;
+  do r = recvmsg((int) sock, &msg, MSG_CMSG_CLOEXEC | MSG_DONTWAIT); while (r < 0 && errno == EINTR);
+  if (r < 0) return num(env, -errno);
+  struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+  if (r == 0 || !c || c->cmsg_type != SCM_RIGHTS) return num(env, -EPROTO);
+  int fd;
+  memcpy(&fd, CMSG_DATA(c), sizeof fd);
+  return num(env, fd);
 }
 
 static void maybe_free(session *s) {
@@ -300,6 +337,7 @@ static napi_value dev_close(napi_env env, napi_callback_info info) {
 static napi_value init(napi_env env, napi_value exports) {
   static const struct { const char *name; napi_callback fn; } fns[] = {
     { "open", dev_open }, { "mount", dev_mount }, { "start", dev_start }, { "write", dev_write }, { "close", dev_close }, { "closeFd", dev_close_fd },
+    { "socketpair", dev_socketpair }, { "recvFd", dev_recv_fd },
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     napi_value f;

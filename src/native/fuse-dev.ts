@@ -15,6 +15,10 @@ export interface FuseDevAddon {
   open(): number;
   /** closes a device fd whose mount failed */
   closeFd(fd: number): void;
+  /** a unix socket pair [ours (close-on-exec), theirs] for fusermount3 */
+  socketpair(): [number, number];
+  /** the fd received over `sock` (SCM_RIGHTS, non-blocking), or -errno */
+  recvFd(sock: number): number;
   /** mount(2): 0 or -errno */
   mount(source: Bstr, target: Bstr, fstype: string, flags: number, data: Bstr): number;
   /**

@@ -202,6 +202,21 @@ export interface KernelMount {
   debug: boolean;
 }
 
+/**
+ * The -o words fusermount3 takes for a KernelMount (it adds fd=, rootmode= and the ids
+ * itself, and refuses libfuse's own words).
+ */
+export function fusermountWords(m: KernelMount): string[] {
+  const f = (bit: number, on: string, off: string): string => ((m.flags & bit) !== 0 ? on : off);
+  const words = [f(MS.RDONLY, 'ro', 'rw'), f(MS.NOSUID, 'nosuid', 'suid'), f(MS.NODEV, 'nodev', 'dev'), f(MS.NOEXEC, 'noexec', 'exec')];
+  if ((m.flags & MS.NOATIME) !== 0) words.push('noatime');
+  if ((m.flags & MS.SYNCHRONOUS) !== 0) words.push('sync');
+  if ((m.flags & MS.DIRSYNC) !== 0) words.push('dirsync');
+  words.push(...m.data, `fsname=${escapeOpt(m.source)}`);
+  if (m.fstype.startsWith('fuse.')) words.push(`subtype=${escapeOpt(m.fstype.slice(5))}`);
+  return words;
+}
+
 /** Splits an -o list at unescaped commas and drops the escapes (fuse_opt.c's rules). */
 function splitOptionList(s: string): string[] {
   const out: string[] = [];

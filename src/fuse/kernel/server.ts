@@ -15,7 +15,8 @@ import type { Bstr } from '../../shared/bstr.js';
 import { EIO, ENOSYS, EPERM, ERANGE } from '../../shared/constants.js';
 import type { LowLevelAddon, LowLevelHandlers, NodeId, ReqId, Session } from '../../native/fuse-ll.js';
 import { fuseDev, type DevSession } from '../../native/fuse-dev.js';
-import { kernelMountOf } from '../../native/fuse-mount.js';
+import { spawnSync } from 'node:child_process';
+import { fusermountWords, kernelMountOf, type KernelMount } from '../../native/fuse-mount.js';
 import {
   ATTR_OUT, ENTRY_OUT, FATTR_FH, FSYNC_FDATASYNC, FUSE_KERNEL_VERSION, FUSE_MAX_MINOR, FUSE_MIN_MINOR,
   GETATTR_FH, IN_HEADER, INIT_OUT, KSTATFS, Notify, Op, OPEN_OUT, OUT_HEADER, RW_IN, SETATTR_PASSED, WANTED_FLAGS,
@@ -275,8 +276,8 @@ const sessionOf = (x: Session): KSession => {
   return s;
 };
 
-function mount(mountpoint: Bstr, args: readonly string[], handlers: LowLevelHandlers, ctx: Int32Array, onExit: () => void): Session {
-  const km = kernelMountOf(args);
+/** Root (also of a user namespace): mount(2) with the device fd. */
+function mountDirect(mountpoint: Bstr, km: KernelMount): number {
   const dev = fuseDev();
   const fd = dev.open();
   const uid = process.getuid?.() ?? 0;
@@ -285,9 +286,38 @@ function mount(mountpoint: Bstr, args: readonly string[], handlers: LowLevelHand
   const r = dev.mount(km.source, mountpoint, km.fstype, km.flags, data);
   if (r < 0) {
     dev.closeFd(fd);
-    const why = -r === EPERM ? 'not permitted (fuse_server=kernel mounts as root or as root of a user namespace)' : `errno ${-r}`;
-    throw new Error(`mount(2) failed: ${why}`);
+    throw new Error(`mount(2) failed: ${-r === EPERM ? 'not permitted' : `errno ${-r}`}`);
   }
+  return fd;
+}
+
+/**
+ * A plain user: the setuid fusermount3 opens /dev/fuse, mounts, and sends the fd back
+ * over a socket (SCM_RIGHTS; _FUSE_COMMFD names the socket's fd in the child). Run
+ * synchronously: the kernel sends INIT in the background, so fusermount3 never waits
+ * for this thread.
+ */
+function mountWithFusermount(mountpoint: Bstr, km: KernelMount): number {
+  const dev = fuseDev();
+  const [ours, theirs] = dev.socketpair();
+  try {
+    const r = spawnSync('fusermount3', ['-o', fusermountWords(km).join(','), '--', mountpoint], {
+      stdio: ['ignore', 'ignore', 'pipe', theirs], env: { ...process.env, _FUSE_COMMFD: '3' }, encoding: 'utf8',
+    });
+    if (r.error !== undefined) throw new Error(`fusermount3 could not run (install the Debian package fuse3): ${r.error.message}`);
+    const fd = dev.recvFd(ours);
+    if (r.status !== 0 || fd < 0) throw new Error(`fusermount3 failed (exit ${r.status}): ${r.stderr.trim() || `no device fd (errno ${-fd})`}`);
+    return fd;
+  } finally {
+    dev.closeFd(theirs);
+    dev.closeFd(ours);
+  }
+}
+
+function mount(mountpoint: Bstr, args: readonly string[], handlers: LowLevelHandlers, ctx: Int32Array, onExit: () => void): Session {
+  const km = kernelMountOf(args);
+  const dev = fuseDev();
+  const fd = process.geteuid?.() === 0 ? mountDirect(mountpoint, km) : mountWithFusermount(mountpoint, km);
   // the kernel refuses a read buffer smaller than max_write + the headers, or 8 KiB
   const slot = Math.max(km.maxWrite + 4096, 8192);
   const s: KSession = {
