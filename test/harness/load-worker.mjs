@@ -6,11 +6,12 @@
 //
 // Two more modes drive one race on purpose (a create in a directory while an
 // ancestor of it is renamed; the kernel locks only the directory created in):
-//   node load-worker.mjs --create-in DIR COUNT [create|mkdir|symlink|link|create-lower|mkdir-lower|append-lower]
+//   node load-worker.mjs --create-in DIR COUNT [create|mkdir|symlink|link|OP-lower]
 //                                                 chdir(DIR), print "ready", then make
 //                                                 f0..fCOUNT-1 relative to it (link: of DIR/target;
-//                                                 *-lower: xI/a/b/c/f for I < COUNT, directories of a lower;
-//                                                 append-lower opens the lower file xI/a/b/c/g for appending)
+//                                                 OP-lower: in xI/a/b/c for I < COUNT, directories of a lower:
+//                                                 create or mkdir f; append (open), chmod, unlink or rename
+//                                                 (to h) the lower file g)
 //   node load-worker.mjs --swap ROOT COUNT        rename ROOT/p <-> ROOT/q COUNT times
 // each printing {ok, errors: {code: count}} at the end.
 //   node load-worker.mjs --hold ROOT COUNT        hold COUNT files open at once: ROOT/dK/fI
@@ -69,6 +70,9 @@ if (process.argv[2] === '--hold') {
     'mkdir-lower': (i) => fs.mkdirSync(`x${i}/a/b/c/f`),
     // a lower file opened for writing: copied up first
     'append-lower': (i) => fs.closeSync(fs.openSync(`x${i}/a/b/c/g`, 'a')),
+    'chmod-lower': (i) => fs.chmodSync(`x${i}/a/b/c/g`, 0o600),
+    'unlink-lower': (i) => fs.unlinkSync(`x${i}/a/b/c/g`),
+    'rename-lower': (i) => fs.renameSync(`x${i}/a/b/c/g`, `x${i}/a/b/c/h`),
   }[process.argv[5] ?? 'create'];
   if (mode === '--create-in' && process.argv[5] === 'link') fs.closeSync(fs.openSync(dir + '/target', 'w'));
   const step = mode === '--create-in' ? make : (i) => fs.renameSync(dir + (i % 2 ? '/q' : '/p'), dir + (i % 2 ? '/p' : '/q'));

@@ -195,13 +195,14 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
   }
 
   /**
-   * A core call that makes a name or opens a file, given the path of now and run again while it
-   * fails ENOENT after a directory was renamed. The core resolves the path it was given once more
-   * after its awaits (copy-ups: a lower parent's directories, a lower file opened for writing), and
-   * a rename of an ancestor that finished meanwhile leaves that path stale: ENOENT where the kernel
-   * makes the name in the directory, or opens the file, wherever it is now
-   * (test/integration/load.test.ts: 2-15 % of creates in lower directories, 4 % of opens for
-   * writing). The core's ENOENT means nothing was made or opened; each try builds its path afresh.
+   * A core call that changes or opens what a path names, given the path of now and run again
+   * while it fails ENOENT after a directory was renamed. The core resolves the path it was given
+   * once more after its awaits (copy-ups: of a lower parent's directories, of a lower file opened
+   * for writing or changed), and a rename of an ancestor that finished meanwhile leaves that path
+   * stale: ENOENT where the kernel acts on the directory or file wherever it is now
+   * (test/integration/load.test.ts, lower directories while an ancestor is renamed: 2-15 % of
+   * creates, 1-50 % of opens for writing, chmods, unlinks and renames). The core's ENOENT means
+   * nothing was changed but copy-ups; each try builds its path afresh.
    */
   function againIfMoved<T>(call: () => Promise<T>, tries = 1): Promise<T> {
     const gen = nodes.generation;
@@ -284,6 +285,11 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
         n = node;
         const who = caller();
         const kwho = caller0();
+        return againIfMoved(() => setattrAt(node, who, kwho));
+      }, (attr) => { ll.replyAttr(req, shown(attr), attrTimeout); }, { changes: () => [n] });
+
+      /** The changes in libfuse's order, by the node's path of now (each one is the same again on a second try). */
+      async function setattrAt(node: Node, who: Caller, kwho: Caller): Promise<AttrArray> {
         const p = nodes.path(node);
         const viaHandle = (): number => handleOf(node);
         const attrNow = (): Promise<AttrArray> => (fh >= 0 ? core.fgetattr(p, fh) : p !== null ? core.getattr(p) : core.fgetattr(null, viaHandle()));
@@ -312,7 +318,7 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
           await dropQuietSetgid(p, viaHandle, kwho, who, gidBefore, attrNow);
         }
         return attrNow();
-      }, (attr) => { ll.replyAttr(req, shown(attr), attrTimeout); }, { changes: () => [n] });
+      }
     },
 
     readlink(req, id) {
@@ -364,17 +370,19 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
     unlink(req, parent, name) {
       let P: Node | undefined;
       settle('unlink', req, () => describe(parent, name), async () => {
-        P = nodeOf(parent);
-        await core.unlink(childPath(P, name), caller());
-        nodes.removed(P, name);
+        const at = P = nodeOf(parent);
+        const who = caller();
+        await againIfMoved(() => core.unlink(childPath(at, name), who));
+        nodes.removed(at, name);
       }, () => { ll.replyErr(req, 0); }, { changes: () => [P] });
     },
     rmdir(req, parent, name) {
       let P: Node | undefined;
       settle('rmdir', req, () => describe(parent, name), async () => {
-        P = nodeOf(parent);
-        await core.rmdir(childPath(P, name), caller());
-        nodes.removed(P, name);
+        const at = P = nodeOf(parent);
+        const who = caller();
+        await againIfMoved(() => core.rmdir(childPath(at, name), who));
+        nodes.removed(at, name);
       }, () => { ll.replyErr(req, 0); }, { changes: () => [P] });
     },
     rename(req, parent, name, newParent, newName) {
@@ -388,7 +396,8 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
         // The node table moves in the same tick as the upper (core: `moved`), not after the
         // promise settles: continuations of other requests run in between and would rebuild
         // paths from the old names against the moved tree.
-        await core.rename(childPath(P, name), childPath(Q, newName), 0, caller(), () => nodes.renamed(from, name, to, newName));
+        const who = caller();
+        await againIfMoved(() => core.rename(childPath(from, name), childPath(to, newName), 0, who, () => nodes.renamed(from, name, to, newName)));
       }, () => { ll.replyErr(req, 0); }, {
         // the source may have been copied up even when the rename then failed
         changes: () => [P, Q, P && nodes.child(P, name), Q && nodes.child(Q, newName)],
@@ -510,9 +519,12 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
       if (noXattrs) { ll.replyErr(req, ENOSYS); return; }
       let n: Node | undefined;
       settle('setxattr', req, () => `${describe(id)} name=${JSON.stringify(toText(name))} size=${value.length} flags=${flags}`, () => {
-        n = nodeOf(id);
-        const p = nodes.path(n);
-        return p !== null ? core.setxattr(p, name, value, flags, caller()) : core.fsetxattr(handleOf(n), name, value, flags);
+        const at = n = nodeOf(id);
+        const who = caller();
+        return againIfMoved(() => {
+          const p = nodes.path(at);
+          return p !== null ? core.setxattr(p, name, value, flags, who) : core.fsetxattr(handleOf(at), name, value, flags);
+        });
       }, () => { ll.replyErr(req, 0); }, { changes: () => [n] });
     },
     getxattr(req, id, name, size) {
@@ -535,9 +547,12 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
       if (noXattrs) { ll.replyErr(req, ENOSYS); return; }
       let n: Node | undefined;
       settle('removexattr', req, () => `${describe(id)} name=${JSON.stringify(toText(name))}`, () => {
-        n = nodeOf(id);
-        const p = nodes.path(n);
-        return p !== null ? core.removexattr(p, name, caller()) : core.fremovexattr(handleOf(n), name);
+        const at = n = nodeOf(id);
+        const who = caller();
+        return againIfMoved(() => {
+          const p = nodes.path(at);
+          return p !== null ? core.removexattr(p, name, who) : core.fremovexattr(handleOf(at), name);
+        });
       }, () => { ll.replyErr(req, 0); }, { changes: () => [n] });
     },
     fallocate(req, id, mode, offset, length, fh) {
