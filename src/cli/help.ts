@@ -22,6 +22,8 @@ Mount options (-o, comma separated; \\ escapes , and : inside values):
                           what speaks the FUSE protocol for the low-level API:
                           libfuse 2.9 (default) or stratafs's own server on
                           /dev/fuse (mount(2) as root, fusermount3 otherwise)
+  fuse_minor=N            with fuse_server=kernel: answer the kernel's INIT with
+                          protocol 7.N at most (19 to 45; default the newest both know)
   negative_timeout=SECONDS
                           kernel negative-lookup cache (default: timeout)
   lookup_cache=N          lookup cache entries (default ${DEFAULT_LOOKUP_CACHE_SIZE}); also bounds

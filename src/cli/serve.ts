@@ -81,6 +81,7 @@ export async function serve(config: MountConfig, log: (line: string) => void): P
   let nodeCount: () => number | undefined = () => undefined;
   let nodePaths: () => CacheFill | undefined = () => undefined;
   let pending: () => number | undefined = () => undefined;
+  let fuseInit: () => DaemonStats['fuse'] = () => undefined;
   try {
     // the kernel server mounts as root with mount(2), else through fusermount3 (fuse/kernel/server.ts)
     if (config.fuseServer !== 'kernel') await checkCanMount();
@@ -113,6 +114,7 @@ export async function serve(config: MountConfig, log: (line: string) => void): P
       adapter.attach(session);
       await adapter.initialized;
       const init = kernel?.negotiated(session);
+      if (init !== undefined) fuseInit = () => ({ minor: init.minor, flags: init.flags, kernelMinor: init.kernelMinor, kernelFlags: init.kernelFlags, maxWrite: init.maxWrite });
       if (init !== undefined && config.debug) {
         log(`FUSE INIT: kernel 7.${init.kernelMinor} flags=0x${init.kernelFlags.toString(16)}; answered 7.${init.minor} flags=0x${init.flags.toString(16)} max_write=${init.maxWrite} max_readahead=${init.maxReadahead}`);
       }
@@ -137,6 +139,7 @@ export async function serve(config: MountConfig, log: (line: string) => void): P
       nodes: nodeCount(),
       nodePaths: nodePaths(),
       pending: pending(),
+      fuse: fuseInit(),
       overlay: overlay.stats(),
       memory: memoryStats(opts?.gc === true),
     }),
@@ -148,7 +151,7 @@ export async function serve(config: MountConfig, log: (line: string) => void): P
       workdir: config.workPath ?? null,
       options: {
         readOnly: config.flags.readOnly, redirectDir: config.redirectDir, userxattr: config.userxattr,
-        fuseApi: config.fuseApi, fuseServer: config.fuseServer, timeout: config.timeout, attrTimeout: config.attrTimeout, negativeTimeout: config.negativeTimeout, lookupCache: config.lookupCacheSize,
+        fuseApi: config.fuseApi, fuseServer: config.fuseServer, fuseMinor: config.fuseMinor ?? null, timeout: config.timeout, attrTimeout: config.attrTimeout, negativeTimeout: config.negativeTimeout, lookupCache: config.lookupCacheSize,
         fsync: config.fsync, allowOther: config.allowOther, defaultPermissions: config.defaultPermissions,
         idMapping: config.idMapping ?? null, staticNlink: config.staticNlink, xattrPermissions: config.xattrPermissions ?? 0, noXattrs: config.noXattrs,
         flags: config.flags, fsname: config.fsname,

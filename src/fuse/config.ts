@@ -60,6 +60,8 @@ export interface MountConfig extends OverlayConfig {
    * (src/fuse/kernel/, src/native/fuse-dev.c; mount(2) as root, fusermount3 otherwise)
    */
   fuseServer: 'libfuse' | 'kernel';
+  /** fuse_minor=: the highest FUSE protocol minor fuse_server=kernel answers INIT with (undefined: the newest it knows) */
+  fuseMinor: number | undefined;
   /** kernel negative-lookup cache timeout, seconds */
   negativeTimeout: number;
   /** other users may use the mount: on by default as root (noallow_other turns it off), as fuse-overlayfs does */
@@ -121,6 +123,7 @@ export interface MountSettings {
   negativeTimeout: number | undefined;
   fuseApi: MountConfig['fuseApi'];
   fuseServer: MountConfig['fuseServer'];
+  fuseMinor: number | undefined;
   lookupCacheSize: number;
   allowOther: boolean;
   fsync: boolean;
@@ -151,7 +154,7 @@ export function defaultMountSettings(uid: number): MountSettings {
   return {
     lowerdirs: undefined, upperdir: undefined, workdir: undefined,
     readOnly: false, redirectDir: true, userxattr: false,
-    timeout: DEFAULT_TIMEOUT_S, attrTimeout: undefined, negativeTimeout: undefined, fuseApi: 'lowlevel', fuseServer: 'libfuse',
+    timeout: DEFAULT_TIMEOUT_S, attrTimeout: undefined, negativeTimeout: undefined, fuseApi: 'lowlevel', fuseServer: 'libfuse', fuseMinor: undefined,
     lookupCacheSize: DEFAULT_LOOKUP_CACHE_SIZE, allowOther: asRoot, fsync: true, force: false, debug: false,
     fsname: undefined, logFile: undefined,
     // As fuse-overlayfs: noatime (FUSE inodes are S_NOATIME anyway; the daemon's reads touch the
@@ -186,6 +189,12 @@ export function checkLookupCache(n: number, shown = String(n)): number {
   return n;
 }
 
+/** fuse_minor=: a FUSE 7.x minor fuse_server=kernel can speak (fuse/kernel/wire.ts: 19 to 45) */
+export function checkFuseMinor(n: number, shown = String(n)): number {
+  if (!Number.isSafeInteger(n) || n < 19 || n > 45) throw new ConfigError('invalid value for fuse_minor (19 to 45 expected)', shown);
+  return n;
+}
+
 /** Where and how the mount is made: the command line's words beside the options. */
 export interface MountPlace {
   mountpoint: string | undefined;
@@ -210,6 +219,10 @@ export function mountConfig(s: MountSettings, w: MountPlace): MountConfig {
   if (s.attrTimeout !== undefined) checkSeconds('attr_timeout', s.attrTimeout);
   if (s.negativeTimeout !== undefined) checkSeconds('negative_timeout', s.negativeTimeout);
   checkLookupCache(s.lookupCacheSize);
+  if (s.fuseMinor !== undefined) {
+    checkFuseMinor(s.fuseMinor);
+    if (s.fuseServer !== 'kernel') throw new ConfigError('fuse_minor= needs fuse_server=kernel (libfuse 2.9 always speaks 7.19)', `fuse_minor=${s.fuseMinor}`);
+  }
   if (s.fuseApi === 'highlevel' && s.fuseServer === 'kernel') throw new ConfigError('fuse_server=kernel serves the low-level API only (not with fuse_api=highlevel)', 'fuse_server=kernel');
   const upper = s.upperdir;
   let work = s.workdir;
@@ -253,6 +266,7 @@ export function mountConfig(s: MountSettings, w: MountPlace): MountConfig {
     attrTimeout: s.attrTimeout ?? (s.fuseApi === 'highlevel' ? 0 : s.timeout),
     fuseApi: s.fuseApi,
     fuseServer: s.fuseServer,
+    fuseMinor: s.fuseMinor,
     allowOther: s.allowOther,
     defaultPermissions: true,
     flags: { ...s.flags, readOnly },

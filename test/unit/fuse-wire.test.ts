@@ -4,7 +4,9 @@
  */
 import { describe, expect, it } from 'vitest';
 import { cstr, direntSize, i64, offsetAt, putAttr, putDirent, putI64, putTimeout, putU64, u64, ATTR_SIZE } from '../../src/fuse/kernel/wire.js';
-import { kernelMountOf, libfuseOptionWords } from '../../src/native/fuse-mount.js';
+import { fusermountWords, kernelMountOf, libfuseOptionWords } from '../../src/native/fuse-mount.js';
+import { lowLevelArgs } from '../../src/fuse/libfuse-args.js';
+import { parseMountArgs } from '../../src/cli/mount-options.js';
 import { StatIdx, STAT_LEN } from '../../src/native/sys-api.js';
 
 describe('wire codec', () => {
@@ -77,5 +79,27 @@ describe('kernelMountOf: libfuse words as mount(2) wants them', () => {
       source: 'x', fstype: 'fuse.y', flags: 1 | 2 | 4 | 8 | 16 | 128 | 1024, data: ['allow_other', 'default_permissions', 'max_read=131072'], maxWrite: 131072, debug: true,
     });
     expect(() => kernelMountOf(['stratafs', '-o', 'allow_root'])).toThrow(/allow_root/);
+  });
+});
+
+describe('fuse_server= and fuse_minor=', () => {
+  const cfg = (o: string, uid = 0) => parseMountArgs({ options: [o], mountpoint: '/m', source: undefined, foreground: false, debug: false, cwd: '/', uid });
+  it('the default stays libfuse; kernel takes a minor cap, which reaches the kernel server only', () => {
+    expect(cfg('lowerdir=/a').fuseServer).toBe('libfuse');
+    const c = cfg('lowerdir=/a,upperdir=/u,workdir=/w,fuse_server=kernel,fuse_minor=19');
+    expect([c.fuseServer, c.fuseMinor]).toEqual(['kernel', 19]);
+    expect(kernelMountOf(lowLevelArgs(c)).maxMinor).toBe(19);
+    expect(lowLevelArgs(cfg('lowerdir=/a,fuse_server=kernel'))[2]).not.toContain('fuse_minor');
+  });
+  it('refuses what cannot work, naming the option', () => {
+    expect(() => cfg('lowerdir=/a,fuse_server=fuse')).toThrow(/fuse_server/);
+    expect(() => cfg('lowerdir=/a,fuse_minor=19')).toThrow(/fuse_minor= needs fuse_server=kernel/);
+    expect(() => cfg('lowerdir=/a,fuse_server=kernel,fuse_minor=18')).toThrow(/19 to 45/);
+    expect(() => cfg('lowerdir=/a,fuse_server=kernel,fuse_minor=46')).toThrow(/19 to 45/);
+    expect(() => cfg('lowerdir=/a,fuse_server=kernel,fuse_api=highlevel')).toThrow(/low-level API only/);
+  });
+  it('fusermount3 gets the generic flags and the kernel words, never libfuse-only ones', () => {
+    const w = fusermountWords(kernelMountOf(lowLevelArgs(cfg('lowerdir=/a,upperdir=/u,workdir=/w,fuse_server=kernel', 1000))));
+    expect(w).toEqual(['rw', 'nosuid', 'nodev', 'exec', 'noatime', 'default_permissions', 'fsname=stratafs', 'subtype=stratafs']);
   });
 });

@@ -45,6 +45,8 @@ interface KSession {
   onExit: () => void;
   ended: boolean;
   maxWrite: number;
+  /** fuse_minor=, else the newest this server knows */
+  maxMinor: number;
   negotiated: Negotiated | undefined;
   /** kept alive while mounted: the addon writes requests into it */
   buf: Buffer;
@@ -139,7 +141,7 @@ function putOpen(p: number, fh: number, openFlags: number): void {
 // ---------------------------------------------------------------------------
 // requests
 
-/** INIT: the highest minor both know; of the flags offered, only WANTED_FLAGS. */
+/** INIT: the highest minor both know (capped by fuse_minor=); of the flags offered, only WANTED_FLAGS. */
 function init(s: KSession, b: Buffer, a: number, lo: number, hi: number): void {
   const major = b.readUInt32LE(a);
   const kminor = b.readUInt32LE(a + 4);
@@ -154,7 +156,7 @@ function init(s: KSession, b: Buffer, a: number, lo: number, hi: number): void {
     return;
   }
   // a newer major: say ours, the kernel asks again
-  const minor = major > FUSE_KERNEL_VERSION ? FUSE_MAX_MINOR : Math.min(kminor, FUSE_MAX_MINOR);
+  const minor = major > FUSE_KERNEL_VERSION ? s.maxMinor : Math.min(kminor, s.maxMinor);
   const flags = major > FUSE_KERNEL_VERSION ? 0 : kflags & WANTED_FLAGS;
   const p = OUT_HEADER;
   o.writeUInt32LE(FUSE_KERNEL_VERSION, p);
@@ -321,7 +323,7 @@ function mount(mountpoint: Bstr, args: readonly string[], handlers: LowLevelHand
   // the kernel refuses a read buffer smaller than max_write + the headers, or 8 KiB
   const slot = Math.max(km.maxWrite + 4096, 8192);
   const s: KSession = {
-    dev: undefined, mountpoint, handlers, ctx, onExit, ended: false, maxWrite: km.maxWrite, negotiated: undefined,
+    dev: undefined, mountpoint, handlers, ctx, onExit, ended: false, maxWrite: km.maxWrite, maxMinor: Math.min(km.maxMinor ?? FUSE_MAX_MINOR, FUSE_MAX_MINOR), negotiated: undefined,
     buf: Buffer.allocUnsafeSlow(slot * SLOTS), lens: new Uint32Array(SLOTS), slot,
   };
   const onBatch = (n: number): void => {
