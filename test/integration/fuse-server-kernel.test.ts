@@ -15,6 +15,9 @@ import { divergencesFor } from '../harness/divergences.js';
 import { kernelOverlayProblem, mount, requireKernel, tempDir, unmountAll } from '../harness/mounts.js';
 import { PATH_POOL, sequenceArb, withSpecial } from '../harness/random.js';
 import { cli } from '../harness/cli-mount.js';
+import { chownToUser, makeRootlessEnv, rootlessProblem, runAsUser } from '../harness/rootless.js';
+
+const plainUserProblem = await rootlessProblem();
 
 const DIVERGENCES = divergencesFor('stratafs');
 const SERVER = ['fuse_server=kernel'];
@@ -57,6 +60,28 @@ describe('fuse_server=kernel: the mount is served without libfuse', () => {
       await h.unmount();
     }
   }, 60_000);
+});
+
+describe.skipIf(plainUserProblem !== undefined)('fuse_server=kernel as a plain user: mounted through fusermount3', () => {
+  it('the device fd comes back over the socket: the mount serves, reports its INIT and unmounts; nothing is left', async () => {
+    const env = await makeRootlessEnv('kserver-rootless');
+    const B = join(env.home, 'k');
+    for (const d of ['l', 'u', 'w', 'm']) await mkdir(join(B, d), { recursive: true });
+    await writeFile(join(B, 'l', 'f'), 'lower\n');
+    await chownToUser(env, B);
+    const r = await runAsUser(env, `
+"$STRATAFS" -o lowerdir=${B}/l,upperdir=${B}/u,workdir=${B}/w,userxattr,fuse_server=kernel ${B}/m || exit 3
+trap '"$STRATAFS" umount ${B}/m' EXIT
+grep " ${B}/m " /proc/self/mountinfo | grep -o 'user_id=[0-9]*'
+cat ${B}/m/f && echo more >> ${B}/m/f && cat ${B}/m/f
+"$STRATAFS" stats ${B}/m | grep -o 'FUSE protocol: 7\\.[0-9]*, flags 0x21'
+`, { timeoutMs: 60_000 });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(new RegExp(`^user_id=${env.user.uid}\nlower\nlower\nmore\nFUSE protocol: 7\\.\\d+, flags 0x21\n$`));
+    expect(await readFile(join(B, 'u', 'f'), 'utf8')).toBe('lower\nmore\n');
+    expect(r.leftovers).toEqual([]);
+    expect(r.survivors).toEqual([]);
+  }, 90_000);
 });
 
 describe('fuse_server=kernel vs kernel overlayfs: scripted cases', () => {
