@@ -114,7 +114,12 @@ export async function serve(config: MountConfig, log: (line: string) => void): P
       adapter.attach(session);
       await adapter.initialized;
       const init = kernel?.negotiated(session);
-      if (init !== undefined) fuseInit = () => ({ minor: init.minor, flags: init.flags, kernelMinor: init.kernelMinor, kernelFlags: init.kernelFlags, maxWrite: init.maxWrite });
+      if (init !== undefined) {
+        fuseInit = () => ({
+          minor: init.minor, flags: init.flags, kernelMinor: init.kernelMinor, kernelFlags: init.kernelFlags, maxWrite: init.maxWrite,
+          batches: init.batches, requests: init.requests,
+        });
+      }
       if (init !== undefined && config.debug) {
         log(`FUSE INIT: kernel 7.${init.kernelMinor} flags=0x${init.kernelFlags.toString(16)}; answered 7.${init.minor} flags=0x${init.flags.toString(16)} max_write=${init.maxWrite} max_readahead=${init.maxReadahead}`);
       }

@@ -35,6 +35,9 @@ export interface Negotiated {
   flags: number;
   maxWrite: number;
   maxReadahead: number;
+  /** wakeups that read requests, and the requests they read: the average batch */
+  batches: number;
+  requests: number;
 }
 
 interface KSession {
@@ -170,7 +173,7 @@ function init(s: KSession, b: Buffer, a: number, lo: number, hi: number): void {
   putHeader(o, OUT_HEADER + len, 0, lo, hi);
   send(s, OUT_HEADER + len);
   if (major > FUSE_KERNEL_VERSION) return;
-  s.negotiated = { kernelMinor: kminor, kernelFlags: kflags, minor, flags, maxWrite: s.maxWrite, maxReadahead };
+  s.negotiated = { kernelMinor: kminor, kernelFlags: kflags, minor, flags, maxWrite: s.maxWrite, maxReadahead, batches: 0, requests: 0 };
   s.handlers.init();
 }
 
@@ -327,6 +330,7 @@ function mount(mountpoint: Bstr, args: readonly string[], handlers: LowLevelHand
     buf: Buffer.allocUnsafeSlow(slot * SLOTS), lens: new Uint32Array(SLOTS), slot,
   };
   const onBatch = (n: number): void => {
+    if (s.negotiated !== undefined) { s.negotiated.batches++; s.negotiated.requests += n; }
     for (let i = 0; i < n && !s.ended; i++) dispatch(s, s.buf, i * s.slot, s.lens[i]!);
   };
   const exited = (): void => {
