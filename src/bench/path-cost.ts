@@ -11,7 +11,7 @@
  * up in its parent. So the time in those two functions is what moving the
  * core would save at most, and this script measures it in place.
  *
- *   npm run build && node --max-semi-space-size=4 dist/bench/path-cost.js [--depths 1,10,40] [--files N] [--ops N]
+ *   npm run build && node --max-semi-space-size=4 dist/bench/path-cost.js [--depths 1,10,40] [--files N] [--ops N] [--server kernel]
  *
  * For each depth it builds a lower tree (the leaf directory `depth` components
  * below the root, holding --files files of 64 bytes; reused across runs),
@@ -41,8 +41,9 @@ import { defaultMountSettings, mountConfig } from '../fuse/config.js';
 import { NodeTable } from '../fuse/lowlevel/nodes.js';
 import { LookupCache } from '../core/lookup-cache.js';
 import { run } from './proc.js';
+import * as sys from '../native/sys.js';
 
-interface Options { depths: number[]; files: number; ops: number; repeat: number; dir: string; keep: boolean }
+interface Options { depths: number[]; files: number; ops: number; repeat: number; server: 'libfuse' | 'kernel'; dir: string; keep: boolean }
 
 const NAME_LEN = 8;
 const CONTENT = Buffer.alloc(64, 'x');
@@ -181,16 +182,37 @@ interface Row {
   nodePathCalls: number; cacheGetCalls: number;
 }
 
+/**
+ * µs of one lstat of a leaf file beneath the layer root fd, as the core makes it (openat2
+ * RESOLVE_BENEATH walks every component): the part of depth that identity does not change.
+ */
+function layerLstatUs(lower: string, depth: number, files: number): number {
+  const fd = sys.openRoot(lower);
+  try {
+    const st = new Float64Array(sys.STAT_LEN);
+    const base = leafParts(depth).join('/');
+    const n = Math.min(files, 20_000);
+    const rels = Array.from({ length: n }, (_, i) => `${base}/${fileName(i)}`);
+    for (const r of rels) sys.tryLstatat(fd, r, st);
+    const t0 = process.hrtime.bigint();
+    for (const r of rels) sys.tryLstatat(fd, r, st);
+    return Number(process.hrtime.bigint() - t0) / 1000 / n;
+  } finally {
+    sys.raw.close(fd);
+  }
+}
+
 async function measureDepth(o: Options, depth: number, overheadNs: number): Promise<Row[]> {
   const lower = path.join(o.dir, 'lower');
   buildLower(lower, depth, o.files);
+  console.log(`depth ${depth}: lstat of a leaf file beneath the layer root fd: ${layerLstatUs(lower, depth, o.files).toFixed(2)} µs`);
   const runDir = fs.mkdtempSync(path.join(o.dir, `run-${depth}-`));
   fs.mkdirSync(path.join(runDir, 'u'));
   fs.mkdirSync(path.join(runDir, 'w'));
   fs.mkdirSync(path.join(runDir, 'mnt'));
   const settings = {
     ...defaultMountSettings(process.geteuid?.() ?? 0),
-    lowerdirs: [lower], upperdir: path.join(runDir, 'u'), workdir: path.join(runDir, 'w'), timeout: 0,
+    lowerdirs: [lower], upperdir: path.join(runDir, 'u'), workdir: path.join(runDir, 'w'), timeout: 0, fuseServer: o.server,
   };
   const config = mountConfig(settings, { mountpoint: path.join(runDir, 'mnt'), source: undefined, foreground: true, cwd: process.cwd() });
   const m = await serve(config, () => undefined);
@@ -264,6 +286,10 @@ async function main(): Promise<void> {
     .option('--files <n>', 'files in each leaf (stat, ls -l)', positiveInt, 100_000)
     .option('--ops <n>', 'files read and files created per pass (reads need files >= (2 x repeat + 1) x ops)', positiveInt, 10_000)
     .option('--repeat <n>', 'plain and timed passes of each workload (medians reported)', positiveInt, 3)
+    .option('--server <name>', 'FUSE server: libfuse (the default mount\'s) or kernel (fuse_server=kernel)', (v) => {
+      if (v !== 'libfuse' && v !== 'kernel') throw new InvalidArgumentError('libfuse or kernel');
+      return v;
+    }, 'libfuse')
     .option('--dir <dir>', 'where the lower trees and mounts live', '/tmp/stratafs-path-cost')
     .option('--no-keep', 'remove the lower trees at the end (kept by default: building them takes a while)')
     .parse();
@@ -271,7 +297,7 @@ async function main(): Promise<void> {
   if (o.files < (2 * o.repeat + 1) * o.ops) throw new InvalidArgumentError(`--files must be at least (2 x --repeat + 1) x --ops = ${(2 * o.repeat + 1) * o.ops}`);
   fs.mkdirSync(o.dir, { recursive: true });
   const overheadNs = timerOverheadNs();
-  console.log(`timer overhead per wrapped call: ${overheadNs.toFixed(0)} ns (subtracted); node ${process.version}; --files ${o.files} --ops ${o.ops} --repeat ${o.repeat}`);
+  console.log(`timer overhead per wrapped call: ${overheadNs.toFixed(0)} ns (subtracted); node ${process.version}; --files ${o.files} --ops ${o.ops} --repeat ${o.repeat} --server ${o.server}`);
   console.log('| depth | workload | requests | s | req/s | µs/req end to end | µs/req in daemon | daemon CPU µs/req | nodes.path µs/req (calls) | cache.get µs/req (calls) | seam µs/req | seam / end to end | seam / daemon CPU | µs/req timed pass |');
   console.log('|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const d of o.depths) await measureDepth(o, d, overheadNs);
