@@ -19,10 +19,10 @@
  * timeout=0 so that every stat reaches the daemon) with a fresh upper, and
  * runs from a child process standing in the leaf directory (relative names:
  * the kernel looks up one component per call whatever the depth):
- *   stat    lstat of every file (LOOKUP + GETATTR each)
- *   ls -l   /bin/ls -l of the leaf (READDIR, LOOKUP, GETATTR, 2 GETXATTR per entry)
- *   read    open, read, close of --ops files (LOOKUP, GETATTR, OPEN, READ, RELEASE)
- *   create  open(O_CREAT|O_EXCL) and close of --ops new files (LOOKUP, CREATE, RELEASE)
+ *   stat    lstat of every file (LOOKUP, GETATTR, and GETATTR of the leaf for the permission check)
+ *   ls -l   /bin/ls -l of the leaf (READDIR; per entry 3 LOOKUP, 4 GETATTR, 2 GETXATTR)
+ *   read    open, read, close of --ops files (LOOKUP, 3 GETATTR, OPEN, READ, RELEASE)
+ *   create  open(O_CREAT|O_EXCL) and close of --ops new files (LOOKUP, 3 GETATTR, CREATE, RELEASE)
  * Each workload runs once to warm up, once plain (wall time, requests, the
  * daemon's CPU) and once with NodeTable.prototype.path and
  * LookupCache.prototype.get wrapped in process.hrtime.bigint timers (the
