@@ -26,7 +26,7 @@
  * 1024 and checks what it got.
  */
 import { afterEach, beforeAll, describe, expect, it, type TestContext } from 'vitest';
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdir, readdir, symlink, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -71,25 +71,35 @@ const phantoms = (t: Tree): string[] => [...t.values()].filter((n) => n.type ===
 interface RaceResult { created: { ok: number; errors: Record<string, number> }; swapped: { ok: number; errors: Record<string, number> }; listed: number; phantoms: string[] }
 
 /** Make RACE_COUNT names in MNT/p/x (by a cwd inside it) while another process renames p <-> q. */
+/**
+ * The worker that makes `count` objects of kind `op` in `dir` while the test renames an ancestor:
+ * `ready` once it stands in the directory; `result()` waits for its end and gives its counts.
+ */
+function startCreator(dir: string, count: number, op: string): { creator: ChildProcess; ready: Promise<void>; result: () => Promise<RaceResult['created']> } {
+  const creator = spawn(process.execPath, [WORKER, '--create-in', dir, String(count), op], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  creator.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
+  const ended = new Promise<void>((resolve) => creator.on('close', () => resolve()));
+  const ready = new Promise<void>((resolve, reject) => {
+    creator.stdout!.on('data', (d: Buffer) => { out += d.toString(); if (out.startsWith('ready\n')) resolve(); });
+    creator.on('close', () => reject(new Error(`creator ended before it was ready: ${err}`)));
+  });
+  const result = (): Promise<RaceResult['created']> => ended.then(() => JSON.parse(out.slice('ready\n'.length)) as RaceResult['created']);
+  return { creator, ready, result };
+}
+
 async function createWhileRenamingParent(impl: Impl, op: RaceOp): Promise<RaceResult> {
   const { l, mnt } = await layers(`race-${impl}-${op}-`);
   await mount(impl, l, mnt);
   await mkdir(join(mnt, 'p', 'x'), { recursive: true });
-  const creator = spawn(process.execPath, [WORKER, '--create-in', join(mnt, 'p', 'x'), String(RACE_COUNT), op], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const { creator, ready, result } = startCreator(join(mnt, 'p', 'x'), RACE_COUNT, op);
   try {
-    let out = '';
-    let err = '';
-    creator.stderr.on('data', (d: Buffer) => { err += d.toString(); });
-    const ended = new Promise<void>((resolve) => creator.on('close', () => resolve()));
     // the swaps start once the creator stands in the directory (its path changes from then on)
-    await new Promise<void>((resolve, reject) => {
-      creator.stdout.on('data', (d: Buffer) => { out += d.toString(); if (out.startsWith('ready\n')) resolve(); });
-      creator.on('close', () => reject(new Error(`creator ended before it was ready: ${err}`)));
-    });
+    await ready;
     const swap = await run(process.execPath, [WORKER, '--swap', mnt, String(RACE_COUNT)], { timeoutMs: 600_000 });
-    await ended;
     expect(swap.code, swap.stderr.toString()).toBe(0);
-    const created = JSON.parse(out.slice('ready\n'.length)) as RaceResult['created'];
+    const created = await result();
     const swapped = JSON.parse(swap.stdout.toString()) as RaceResult['swapped'];
     const top = (await readdir(mnt)).filter((n) => n === 'p' || n === 'q');
     expect(top).toHaveLength(1);
@@ -143,20 +153,12 @@ async function createInLowerWhileRenamingAncestor(impl: Impl, op: LowerOp): Prom
     if (op !== 'create' && op !== 'mkdir') await writeFile(join(d, 'g'), 'lower\n');
   }
   await mount(impl, l, mnt);
-  const creator = spawn(process.execPath, [WORKER, '--create-in', join(mnt, 'p'), String(LOWER_COUNT), `${op}-lower`], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const { creator, ready, result } = startCreator(join(mnt, 'p'), LOWER_COUNT, `${op}-lower`);
   try {
-    let out = '';
-    let err = '';
-    creator.stderr.on('data', (d: Buffer) => { err += d.toString(); });
-    const ended = new Promise<void>((resolve) => creator.on('close', () => resolve()));
-    await new Promise<void>((resolve, reject) => {
-      creator.stdout.on('data', (d: Buffer) => { out += d.toString(); if (out.startsWith('ready\n')) resolve(); });
-      creator.on('close', () => reject(new Error(`creator ended before it was ready: ${err}`)));
-    });
+    await ready;
     const swap = await run(process.execPath, [WORKER, '--swap', mnt, String(LOWER_COUNT)], { timeoutMs: 600_000 });
-    await ended;
     expect(swap.code, swap.stderr.toString()).toBe(0);
-    const created = JSON.parse(out.slice('ready\n'.length)) as RaceResult['created'];
+    const created = await result();
     const top = (await readdir(mnt)).filter((n) => n === 'p' || n === 'q');
     expect(top).toHaveLength(1);
     let present = 0;
