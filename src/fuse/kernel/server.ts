@@ -12,7 +12,7 @@
  * dropped. Everything runs on the JS thread.
  */
 import type { Bstr } from '../../shared/bstr.js';
-import { EIO, ENOSYS, EPERM, ERANGE } from '../../shared/constants.js';
+import { EIO, ENOENT, ENOSYS, EPERM, EPROTO, ERANGE } from '../../shared/constants.js';
 import type { LowLevelAddon, LowLevelHandlers, NodeId, ReqId, Session } from '../../native/fuse-ll.js';
 import { fuseDev, type DevSession } from '../../native/fuse-dev.js';
 import { spawnSync } from 'node:child_process';
@@ -23,7 +23,6 @@ import {
   cstr, direntSize, i64, offsetAt, putAttr, putDirent, putHeader, putI64, putStatfs, putTimeout, putU64, u64,
 } from './wire.js';
 
-const EPROTO = 71;
 /** requests read per wakeup at most: one call into JS per batch */
 const SLOTS = 16;
 
@@ -100,7 +99,7 @@ function send(s: KSession, len: number, data?: Buffer, dataLen = 0): number {
   if (s.dev === undefined || s.ended) return 0;
   const r = fuseDev().write(s.dev, out, len, data, dataLen);
   // ENOENT: the request was interrupted and is gone; the kernel needs nothing more
-  if (r < 0 && r !== -2) process.stderr.write(`stratafs: writing /dev/fuse: errno ${-r}\n`);
+  if (r < 0 && r !== -ENOENT) process.stderr.write(`stratafs: writing /dev/fuse: errno ${-r}\n`);
   return r;
 }
 
