@@ -1,6 +1,7 @@
 /** The help text after commander's own for `stratafs --help`: every mount option, and the forms. */
 import { DEFAULT_LOOKUP_CACHE_SIZE } from '../core/config.js';
 import { DEFAULT_TIMEOUT_S, MAX_LAYERS } from '../fuse/config.js';
+import { featureNames } from '../fuse/kernel/features.js';
 
 export const MOUNT_HELP = `
 Mount options (-o, comma separated; \\ escapes , and : inside values):
@@ -24,6 +25,9 @@ Mount options (-o, comma separated; \\ escapes , and : inside values):
                           /dev/fuse (mount(2) as root, fusermount3 otherwise)
   fuse_minor=N            with fuse_server=kernel: answer the kernel's INIT with
                           protocol 7.N at most (19 to 45; default the newest both know)
+  fuse_off=NAME[:NAME...] with fuse_server=kernel: do not use these protocol features
+                          even where the kernel offers them (${featureNames().join(', ')};
+                          all: none of them); \`stratafs stats\` shows those in use
   negative_timeout=SECONDS
                           kernel negative-lookup cache (default: timeout)
   lookup_cache=N          lookup cache entries (default ${DEFAULT_LOOKUP_CACHE_SIZE}); also bounds

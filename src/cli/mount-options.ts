@@ -7,7 +7,7 @@
 import * as path from 'node:path';
 import type { IdRange, XattrPermissions } from '../core/config.js';
 import {
-  checkFuseMinor, checkLayers, checkLookupCache, checkSeconds, ConfigError, defaultMountSettings, mountConfig,
+  checkFuseMinor, checkFuseOff, checkLayers, checkLookupCache, checkSeconds, ConfigError, defaultMountSettings, mountConfig,
   type MountConfig, type MountPlace, type MountSettings,
 } from '../fuse/config.js';
 
@@ -168,6 +168,7 @@ export function applyMountOptions(s: MountSettings, optString: string, cwd: stri
         if (val !== 'libfuse' && val !== 'kernel') throw new ConfigError('invalid value for fuse_server (libfuse or kernel expected)', val ?? '');
         s.fuseServer = val;
         break;
+      case 'fuse_off': s.fuseOff = checkFuseOff(needValue().split(':')); break;
       case 'fuse_minor': s.fuseMinor = checkFuseMinor(val === undefined || !/^\d+$/.test(val) ? NaN : Number(val), val ?? ''); break;
       case 'lookup_cache':
         s.lookupCacheSize = checkLookupCache(val === undefined || !/^\d+$/.test(val) ? NaN : Number(val), val ?? '');

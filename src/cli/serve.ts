@@ -116,12 +116,13 @@ export async function serve(config: MountConfig, log: (line: string) => void): P
       const init = kernel?.negotiated(session);
       if (init !== undefined) {
         fuseInit = () => ({
-          minor: init.minor, flags: init.flags, kernelMinor: init.kernelMinor, kernelFlags: init.kernelFlags, maxWrite: init.maxWrite,
+          minor: init.minor, flags: init.flags, flags2: init.flags2, features: init.features,
+          kernelMinor: init.kernelMinor, kernelFlags: init.kernelFlags, kernelFlags2: init.kernelFlags2, maxWrite: init.maxWrite,
           batches: init.batches, requests: init.requests,
         });
       }
       if (init !== undefined && config.debug) {
-        log(`FUSE INIT: kernel 7.${init.kernelMinor} flags=0x${init.kernelFlags.toString(16)}; answered 7.${init.minor} flags=0x${init.flags.toString(16)} max_write=${init.maxWrite} max_readahead=${init.maxReadahead}`);
+        log(`FUSE INIT: kernel 7.${init.kernelMinor} flags=0x${init.kernelFlags.toString(16)} flags2=0x${init.kernelFlags2.toString(16)}; answered 7.${init.minor} flags=0x${init.flags.toString(16)} flags2=0x${init.flags2.toString(16)} max_write=${init.maxWrite} max_readahead=${init.maxReadahead}; features: ${init.features.join(' ') || 'none'}`);
       }
       opStats = adapter.opStats;
       nodeCount = adapter.nodeCount;
@@ -156,7 +157,7 @@ export async function serve(config: MountConfig, log: (line: string) => void): P
       workdir: config.workPath ?? null,
       options: {
         readOnly: config.flags.readOnly, redirectDir: config.redirectDir, userxattr: config.userxattr,
-        fuseApi: config.fuseApi, fuseServer: config.fuseServer, fuseMinor: config.fuseMinor ?? null, timeout: config.timeout, attrTimeout: config.attrTimeout, negativeTimeout: config.negativeTimeout, lookupCache: config.lookupCacheSize,
+        fuseApi: config.fuseApi, fuseServer: config.fuseServer, fuseMinor: config.fuseMinor ?? null, fuseOff: config.fuseOff, timeout: config.timeout, attrTimeout: config.attrTimeout, negativeTimeout: config.negativeTimeout, lookupCache: config.lookupCacheSize,
         fsync: config.fsync, allowOther: config.allowOther, defaultPermissions: config.defaultPermissions,
         idMapping: config.idMapping ?? null, staticNlink: config.staticNlink, xattrPermissions: config.xattrPermissions ?? 0, noXattrs: config.noXattrs,
         flags: config.flags, fsname: config.fsname,

@@ -24,7 +24,10 @@ export interface DaemonStats {
   /** requests handed to the handlers and not answered yet (low-level API only) */
   pending?: number | undefined;
   /** fuse_server=kernel: what INIT settled (protocol minor, flags answered) */
-  fuse?: { minor: number; flags: number; kernelMinor: number; kernelFlags: number; maxWrite: number; batches: number; requests: number } | undefined;
+  fuse?: {
+    minor: number; flags: number; flags2: number; features: readonly string[];
+    kernelMinor: number; kernelFlags: number; kernelFlags2: number; maxWrite: number; batches: number; requests: number;
+  } | undefined;
   overlay: OverlayStats;
   memory: MemoryStats;
 }
@@ -68,7 +71,11 @@ export function formatStats(s: DaemonStats): string {
   lines.push(`copy-ups: ${s.overlay.copyUps.count} (${fmtBytes(s.overlay.copyUps.bytes)})`);
   lines.push(`whiteouts written: ${s.overlay.whiteoutsWritten}`);
   if (s.nodes !== undefined) lines.push(`kernel nodes: ${s.nodes}, requests in flight: ${s.pending ?? 0}`);
-  if (s.fuse !== undefined) lines.push(`FUSE protocol: 7.${s.fuse.minor}, flags 0x${s.fuse.flags.toString(16)} (kernel offered 7.${s.fuse.kernelMinor}, flags 0x${s.fuse.kernelFlags.toString(16)}), max_write ${s.fuse.maxWrite}; ${s.fuse.requests} requests read in ${s.fuse.batches} wakeups`);
+  if (s.fuse !== undefined) {
+    const f = s.fuse;
+    lines.push(`FUSE protocol: 7.${f.minor}, flags 0x${f.flags.toString(16)} flags2 0x${f.flags2.toString(16)} (kernel offered 7.${f.kernelMinor}, flags 0x${f.kernelFlags.toString(16)} flags2 0x${f.kernelFlags2.toString(16)}), max_write ${f.maxWrite}; ${f.requests} requests read in ${f.batches} wakeups`);
+    lines.push(`FUSE features: ${f.features.join(' ') || 'none'}`);
+  }
   if (s.nodePaths !== undefined) lines.push(fill('node path cache', s.nodePaths, 'bytes'));
   const cs = s.overlay.caches;
   lines.push(fill('listing cache', cs.listings, 'bytes'), fill('lower directory cache', cs.lowerDirs, 'bytes'),

@@ -9,6 +9,7 @@
  */
 import * as path from 'node:path';
 import { fromText } from '../shared/bstr.js';
+import { ALL_OFF, featureNames } from './kernel/features.js';
 import { DEFAULT_LOOKUP_CACHE_SIZE, type IdMapping, type IdRange, type OverlayConfig, type XattrPermissions } from '../core/config.js';
 
 /**
@@ -62,6 +63,8 @@ export interface MountConfig extends OverlayConfig {
   fuseServer: 'libfuse' | 'kernel';
   /** fuse_minor=: the highest FUSE protocol minor fuse_server=kernel answers INIT with (undefined: the newest it knows) */
   fuseMinor: number | undefined;
+  /** fuse_off=: protocol features fuse_server=kernel must not use (fuse/kernel/features.ts names, or "all") */
+  fuseOff: readonly string[];
   /** kernel negative-lookup cache timeout, seconds */
   negativeTimeout: number;
   /** other users may use the mount: on by default as root (noallow_other turns it off), as fuse-overlayfs does */
@@ -124,6 +127,7 @@ export interface MountSettings {
   fuseApi: MountConfig['fuseApi'];
   fuseServer: MountConfig['fuseServer'];
   fuseMinor: number | undefined;
+  fuseOff: readonly string[];
   lookupCacheSize: number;
   allowOther: boolean;
   fsync: boolean;
@@ -154,7 +158,7 @@ export function defaultMountSettings(uid: number): MountSettings {
   return {
     lowerdirs: undefined, upperdir: undefined, workdir: undefined,
     readOnly: false, redirectDir: true, userxattr: false,
-    timeout: DEFAULT_TIMEOUT_S, attrTimeout: undefined, negativeTimeout: undefined, fuseApi: 'lowlevel', fuseServer: 'libfuse', fuseMinor: undefined,
+    timeout: DEFAULT_TIMEOUT_S, attrTimeout: undefined, negativeTimeout: undefined, fuseApi: 'lowlevel', fuseServer: 'libfuse', fuseMinor: undefined, fuseOff: [],
     lookupCacheSize: DEFAULT_LOOKUP_CACHE_SIZE, allowOther: asRoot, fsync: true, force: false, debug: false,
     fsname: undefined, logFile: undefined,
     // As fuse-overlayfs: noatime (FUSE inodes are S_NOATIME anyway; the daemon's reads touch the
@@ -195,6 +199,15 @@ export function checkFuseMinor(n: number, shown = String(n)): number {
   return n;
 }
 
+/** fuse_off=: names of features.ts (or "all"), each once */
+export function checkFuseOff(names: readonly string[], shown = names.join(':')): readonly string[] {
+  const known = [...featureNames(), ALL_OFF];
+  for (const n of names) {
+    if (!known.includes(n)) throw new ConfigError(`unknown FUSE feature in fuse_off (one of ${known.join(', ')} expected)`, n === '' ? shown : n);
+  }
+  return names;
+}
+
 /** Where and how the mount is made: the command line's words beside the options. */
 export interface MountPlace {
   mountpoint: string | undefined;
@@ -222,6 +235,10 @@ export function mountConfig(s: MountSettings, w: MountPlace): MountConfig {
   if (s.fuseMinor !== undefined) {
     checkFuseMinor(s.fuseMinor);
     if (s.fuseServer !== 'kernel') throw new ConfigError('fuse_minor= needs fuse_server=kernel (libfuse 2.9 always speaks 7.19)', `fuse_minor=${s.fuseMinor}`);
+  }
+  if (s.fuseOff.length > 0) {
+    checkFuseOff(s.fuseOff);
+    if (s.fuseServer !== 'kernel') throw new ConfigError('fuse_off= needs fuse_server=kernel (libfuse 2.9 asks for its own features)', `fuse_off=${s.fuseOff.join(':')}`);
   }
   if (s.fuseApi === 'highlevel' && s.fuseServer === 'kernel') throw new ConfigError('fuse_server=kernel serves the low-level API only (not with fuse_api=highlevel)', 'fuse_server=kernel');
   const upper = s.upperdir;
@@ -267,6 +284,7 @@ export function mountConfig(s: MountSettings, w: MountPlace): MountConfig {
     fuseApi: s.fuseApi,
     fuseServer: s.fuseServer,
     fuseMinor: s.fuseMinor,
+    fuseOff: s.fuseOff,
     allowOther: s.allowOther,
     defaultPermissions: true,
     flags: { ...s.flags, readOnly },

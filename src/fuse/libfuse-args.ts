@@ -16,8 +16,8 @@ function mountOptions(c: MountConfig): LibfuseOptions {
     suid: c.flags.suid, dev: c.flags.dev, exec: c.flags.exec, readOnly: c.flags.readOnly,
     noatime: c.flags.noatime, sync: c.flags.sync, dirsync: c.flags.dirsync,
     fsname: c.fsname, subtype: 'stratafs',
-    // the kernel server's own word (config.ts allows it only there)
-    ...(c.fuseMinor !== undefined ? { extra: [`fuse_minor=${c.fuseMinor}`] } : {}),
+    // the kernel server's own words (config.ts allows them only there)
+    extra: [...(c.fuseMinor !== undefined ? [`fuse_minor=${c.fuseMinor}`] : []), ...(c.fuseOff.length > 0 ? [`fuse_off=${c.fuseOff.join(':')}`] : [])],
   };
 }
 

@@ -201,6 +201,8 @@ export interface KernelMount {
   maxWrite: number;
   /** fuse_minor=: the highest protocol minor to answer INIT with (the kernel server's own word) */
   maxMinor: number | undefined;
+  /** fuse_off=: protocol features the kernel server must not ask for (its own word) */
+  off: string[];
   debug: boolean;
 }
 
@@ -245,7 +247,7 @@ export function kernelMountOf(args: readonly string[]): KernelMount {
     if (args[i] === '-o' && i + 1 < args.length) words.push(...splitOptionList(args[++i]!));
     else throw new Error(`unexpected mount argument ${JSON.stringify(args[i])}`);
   }
-  const m: KernelMount = { source: '', fstype: 'fuse', flags: MS.NOSUID | MS.NODEV, data: [], maxWrite: 131072, maxMinor: undefined, debug: false };
+  const m: KernelMount = { source: '', fstype: 'fuse', flags: MS.NOSUID | MS.NODEV, data: [], maxWrite: 131072, maxMinor: undefined, off: [], debug: false };
   let fsname: string | undefined;
   let subtype: string | undefined;
   const set = (bit: number, on: boolean): void => { m.flags = on ? m.flags | bit : m.flags & ~bit; };
@@ -258,6 +260,7 @@ export function kernelMountOf(args: readonly string[]): KernelMount {
       case 'max_read': m.data.push(`max_read=${Number(val)}`); break;
       case 'max_write': m.maxWrite = Number(val); break;
       case 'fuse_minor': m.maxMinor = Number(val); break;
+      case 'fuse_off': m.off.push(...val.split(':').filter((n) => n !== '')); break;
       case 'big_writes': case 'nonempty': break;
       case 'debug': m.debug = true; break;
       case 'suid': set(MS.NOSUID, false); break;

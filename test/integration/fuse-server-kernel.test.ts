@@ -60,6 +60,33 @@ describe('fuse_server=kernel: the mount is served without libfuse', () => {
       await h.unmount();
     }
   }, 60_000);
+
+  it('fuse_off= switches a feature off where the kernel offers it: without big_writes a 64 KiB write arrives as 16 WRITEs', async () => {
+    const t = await tempDir('kserver-off');
+    for (const d of ['l', 'u', 'w', 'mnt']) await mkdir(join(t, d));
+    const writesOf = async (off: string[]): Promise<{ writes: number; flags: number; features: string[] }> => {
+      const h = await mount('stratafs', { lowers: [join(t, 'l')], upper: join(t, 'u'), work: join(t, 'w') }, join(t, 'mnt'), { extra: [...SERVER, ...off] });
+      try {
+        await writeFile(join(t, 'mnt', 'big'), Buffer.alloc(65536, 7));
+        const info = await cli(['stats', '--json', join(t, 'mnt')], { timeoutMs: 10_000 });
+        expect(info.code, info.stderr).toBe(0);
+        const s = JSON.parse(info.stdout) as { ops: Record<string, { count: number }>; fuse: { flags: number; features: string[] } };
+        return { writes: s.ops.write?.count ?? 0, flags: s.fuse.flags, features: s.fuse.features };
+      } finally {
+        await h.unmount();
+      }
+    };
+    const on = await writesOf([]);
+    expect(on.features).toContain('big_writes');
+    expect(on.writes).toBe(1);
+    const off = await writesOf(['fuse_off=big_writes']);
+    expect(off.features).not.toContain('big_writes');
+    expect(off.flags & 0x20).toBe(0);
+    expect(off.writes).toBe(16);
+    const none = await writesOf(['fuse_off=all']);
+    expect([none.flags, none.features]).toEqual([0, []]);
+    expect((await readFile(join(t, 'u', 'big'))).equals(Buffer.alloc(65536, 7))).toBe(true);
+  }, 60_000);
 });
 
 describe.skipIf(plainUserProblem !== undefined)('fuse_server=kernel as a plain user: mounted through fusermount3', () => {

@@ -8,6 +8,7 @@ import { fusermountWords, kernelMountOf, libfuseOptionWords } from '../../src/na
 import { lowLevelArgs } from '../../src/fuse/libfuse-args.js';
 import { parseMountArgs } from '../../src/cli/mount-options.js';
 import { StatIdx, STAT_LEN } from '../../src/native/sys-api.js';
+import { FEATURES, settle } from '../../src/fuse/kernel/features.js';
 
 describe('wire codec', () => {
   it('64-bit offsets: a number below 2^53, an exact bigint from there', () => {
@@ -98,8 +99,32 @@ describe('fuse_server= and fuse_minor=', () => {
     expect(() => cfg('lowerdir=/a,fuse_server=kernel,fuse_minor=46')).toThrow(/19 to 45/);
     expect(() => cfg('lowerdir=/a,fuse_server=kernel,fuse_api=highlevel')).toThrow(/low-level API only/);
   });
+  it('fuse_off= names known features (or all), needs the kernel server, and reaches it', () => {
+    const c = cfg('lowerdir=/a,fuse_server=kernel,fuse_off=big_writes:async_read');
+    expect(c.fuseOff).toEqual(['big_writes', 'async_read']);
+    expect(kernelMountOf(lowLevelArgs(c)).off).toEqual(['big_writes', 'async_read']);
+    expect(kernelMountOf(lowLevelArgs(cfg('lowerdir=/a,fuse_server=kernel'))).off).toEqual([]);
+    expect(() => cfg('lowerdir=/a,fuse_server=kernel,fuse_off=warp_drive')).toThrow(/unknown FUSE feature in fuse_off.*: warp_drive/);
+    expect(() => cfg('lowerdir=/a,fuse_off=all')).toThrow(/fuse_off= needs fuse_server=kernel/);
+  });
   it('fusermount3 gets the generic flags and the kernel words, never libfuse-only ones', () => {
     const w = fusermountWords(kernelMountOf(lowLevelArgs(cfg('lowerdir=/a,upperdir=/u,workdir=/w,fuse_server=kernel', 1000))));
     expect(w).toEqual(['rw', 'nosuid', 'nodev', 'exec', 'noatime', 'default_permissions', 'fsname=stratafs', 'subtype=stratafs']);
+  });
+});
+
+describe('INIT settles features (features.ts)', () => {
+  const INIT_EXT = 1 << 30;
+  it('asks for a feature only when offered, in the minor, and not switched off', () => {
+    expect(settle(45, 0x73fffffb, 0x5fd, new Set())).toEqual({ flags: 0x21, flags2: 0, on: ['async_read', 'big_writes'] });
+    expect(settle(45, 0x73fffffb, 0x5fd, new Set(['big_writes']))).toEqual({ flags: 0x1, flags2: 0, on: ['async_read'] });
+    expect(settle(45, 0x73fffffb, 0x5fd, new Set(['all']))).toEqual({ flags: 0, flags2: 0, on: [] });
+    expect(settle(45, 0x1, 0, new Set())).toEqual({ flags: 0x1, flags2: 0, on: ['async_read'] });
+    expect(settle(8, 0x21, 0, new Set())).toEqual({ flags: 0x1, flags2: 0, on: ['async_read'] });
+  });
+  it('every feature has a distinct name and asks for INIT_EXT only through flags2', () => {
+    const names = FEATURES.map((f) => f.name);
+    expect(new Set(names).size).toBe(names.length);
+    for (const f of FEATURES) expect(f.flags & INIT_EXT).toBe(0);
   });
 });

@@ -19,9 +19,10 @@ import { spawnSync } from 'node:child_process';
 import { fusermountWords, kernelMountOf, type KernelMount } from '../../native/fuse-mount.js';
 import {
   ATTR_OUT, ENTRY_OUT, FATTR_FH, FSYNC_FDATASYNC, FUSE_KERNEL_VERSION, FUSE_MAX_MINOR, FUSE_MIN_MINOR,
-  GETATTR_FH, IN_HEADER, INIT_OUT, KSTATFS, Notify, Op, OPEN_OUT, OUT_HEADER, RW_IN, SETATTR_PASSED, WANTED_FLAGS,
+  GETATTR_FH, IN_HEADER, INIT_OUT, InitFlag, KSTATFS, Notify, Op, OPEN_OUT, OUT_HEADER, RW_IN, SETATTR_PASSED,
   cstr, direntSize, i64, offsetAt, putAttr, putDirent, putHeader, putI64, putStatfs, putTimeout, putU64, u64,
 } from './wire.js';
+import { settle } from './features.js';
 
 /** requests read per wakeup at most: one call into JS per batch */
 const SLOTS = 16;
@@ -30,8 +31,13 @@ const SLOTS = 16;
 export interface Negotiated {
   kernelMinor: number;
   kernelFlags: number;
+  /** fuse_init_in.flags2 (0 when the kernel did not set INIT_EXT) */
+  kernelFlags2: number;
   minor: number;
   flags: number;
+  flags2: number;
+  /** the features INIT turned on (features.ts), in their table's order */
+  features: readonly string[];
   maxWrite: number;
   maxReadahead: number;
   /** wakeups that read requests, and the requests they read: the average batch */
@@ -49,6 +55,8 @@ interface KSession {
   maxWrite: number;
   /** fuse_minor=, else the newest this server knows */
   maxMinor: number;
+  /** fuse_off=: features not to ask for */
+  off: ReadonlySet<string>;
   negotiated: Negotiated | undefined;
   /** kept alive while mounted: the addon writes requests into it */
   buf: Buffer;
@@ -143,12 +151,14 @@ function putOpen(p: number, fh: number, openFlags: number): void {
 // ---------------------------------------------------------------------------
 // requests
 
-/** INIT: the highest minor both know (capped by fuse_minor=); of the flags offered, only WANTED_FLAGS. */
+/** INIT: the highest minor both know (capped by fuse_minor=); of the features offered, those not switched off (features.ts). */
 function init(s: KSession, b: Buffer, a: number, lo: number, hi: number): void {
   const major = b.readUInt32LE(a);
   const kminor = b.readUInt32LE(a + 4);
   const maxReadahead = b.readUInt32LE(a + 8);
   const kflags = b.readUInt32LE(a + 12);
+  // fuse_init_in.flags2 exists from 7.36 and counts only with INIT_EXT
+  const kflags2 = kminor >= 36 && (kflags & InitFlag.INIT_EXT) !== 0 ? b.readUInt32LE(a + 16) : 0;
   const o = scratch(OUT_HEADER + INIT_OUT);
   o.fill(0, 0, OUT_HEADER + INIT_OUT);
   if (major < FUSE_KERNEL_VERSION || (major === FUSE_KERNEL_VERSION && kminor < FUSE_MIN_MINOR)) {
@@ -159,7 +169,8 @@ function init(s: KSession, b: Buffer, a: number, lo: number, hi: number): void {
   }
   // a newer major: say ours, the kernel asks again
   const minor = major > FUSE_KERNEL_VERSION ? s.maxMinor : Math.min(kminor, s.maxMinor);
-  const flags = major > FUSE_KERNEL_VERSION ? 0 : kflags & WANTED_FLAGS;
+  const settled = major > FUSE_KERNEL_VERSION ? { flags: 0, flags2: 0, on: [] } : settle(minor, kflags, kflags2, s.off);
+  const flags = settled.flags;
   const p = OUT_HEADER;
   o.writeUInt32LE(FUSE_KERNEL_VERSION, p);
   o.writeUInt32LE(minor, p + 4);
@@ -168,11 +179,15 @@ function init(s: KSession, b: Buffer, a: number, lo: number, hi: number): void {
   // max_background, congestion_threshold 0: the kernel's defaults, as libfuse 2.9
   o.writeUInt32LE(s.maxWrite, p + 20);
   o.writeUInt32LE(1, p + 24); // time_gran: nanoseconds
+  if (minor >= 36) o.writeUInt32LE(settled.flags2, p + 32);
   const len = minor < 23 ? 24 : INIT_OUT;
   putHeader(o, OUT_HEADER + len, 0, lo, hi);
   send(s, OUT_HEADER + len);
   if (major > FUSE_KERNEL_VERSION) return;
-  s.negotiated = { kernelMinor: kminor, kernelFlags: kflags, minor, flags, maxWrite: s.maxWrite, maxReadahead, batches: 0, requests: 0 };
+  s.negotiated = {
+    kernelMinor: kminor, kernelFlags: kflags, kernelFlags2: kflags2, minor, flags, flags2: settled.flags2, features: settled.on,
+    maxWrite: s.maxWrite, maxReadahead, batches: 0, requests: 0,
+  };
   s.handlers.init();
 }
 
@@ -325,7 +340,7 @@ function mount(mountpoint: Bstr, args: readonly string[], handlers: LowLevelHand
   // the kernel refuses a read buffer smaller than max_write + the headers, or 8 KiB
   const slot = Math.max(km.maxWrite + 4096, 8192);
   const s: KSession = {
-    dev: undefined, mountpoint, handlers, ctx, onExit, ended: false, maxWrite: km.maxWrite, maxMinor: Math.min(km.maxMinor ?? FUSE_MAX_MINOR, FUSE_MAX_MINOR), negotiated: undefined,
+    dev: undefined, mountpoint, handlers, ctx, onExit, ended: false, maxWrite: km.maxWrite, maxMinor: Math.min(km.maxMinor ?? FUSE_MAX_MINOR, FUSE_MAX_MINOR), off: new Set(km.off), negotiated: undefined,
     buf: Buffer.allocUnsafeSlow(slot * SLOTS), lens: new Uint32Array(SLOTS), slot,
   };
   const onBatch = (n: number): void => {

@@ -43,13 +43,6 @@ export const InitFlag = {
   INIT_EXT: 1 << 30,
 } as const;
 
-/**
- * What this step enables when offered: exactly what libfuse 2.9.9's low-level server
- * answered on this machine (flags 0x21, read from /dev/fuse with strace), so the
- * mount behaves as on the libfuse server; later features are switched on one by one.
- */
-export const WANTED_FLAGS = InitFlag.ASYNC_READ | InitFlag.BIG_WRITES;
-
 /** notification codes (fuse_out_header.error with unique 0) */
 export const Notify = { INVAL_INODE: 2 } as const;
 

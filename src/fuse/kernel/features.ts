@@ -1,0 +1,63 @@
+/**
+ * The protocol features stratafs's own server can use, each with its name (the word in
+ * `-o fuse_off=` and in `stratafs stats`), the INIT flags it asks for, and the first
+ * protocol minor that has them. INIT turns a feature on only when the kernel offers all
+ * its flags and the negotiated minor has it, and the mount did not switch it off: tests
+ * reach every fallback on one kernel with `fuse_off=` and `fuse_minor=`.
+ *
+ * A feature is added here once its server and adapter side exist; the rest of the server
+ * asks `on(name)` of the session's settled set, never the raw flags.
+ */
+import { InitFlag } from './wire.js';
+
+export interface Feature {
+  readonly name: string;
+  /** fuse_init_out.flags bits asked for (all must be offered) */
+  readonly flags: number;
+  /** fuse_init_out.flags2 bits (needs INIT_EXT, 7.36 on) */
+  readonly flags2: number;
+  /** the first protocol minor that has it */
+  readonly minor: number;
+  /** one line for `stratafs --help` and native-notes */
+  readonly what: string;
+}
+
+export const FEATURES: readonly Feature[] = [
+  { name: 'async_read', flags: InitFlag.ASYNC_READ, flags2: 0, minor: 6, what: 'several READs of one file in flight (read-ahead in parallel)' },
+  { name: 'big_writes', flags: InitFlag.BIG_WRITES, flags2: 0, minor: 9, what: 'WRITEs up to max_write instead of one page' },
+];
+
+export const featureNames = (): string[] => FEATURES.map((f) => f.name);
+
+/** the word that switches every feature off: the server then asks for no INIT flag */
+export const ALL_OFF = 'all';
+
+/** What INIT settled: the flags answered and the features they turned on. */
+export interface Settled {
+  flags: number;
+  flags2: number;
+  /** names of the features on, in FEATURES order */
+  on: readonly string[];
+}
+
+/**
+ * The features to use, given what the kernel offered (its flags and flags2; flags2 only
+ * counts when it set INIT_EXT), the minor both settled on, and the names switched off.
+ */
+export function settle(minor: number, kflags: number, kflags2: number, off: ReadonlySet<string>): Settled {
+  const offered2 = (kflags & InitFlag.INIT_EXT) !== 0 ? kflags2 : 0;
+  let flags = 0;
+  let flags2 = 0;
+  const on: string[] = [];
+  if (off.has(ALL_OFF)) return { flags, flags2, on };
+  for (const f of FEATURES) {
+    if (off.has(f.name) || minor < f.minor) continue;
+    if ((kflags & f.flags) !== f.flags || (offered2 & f.flags2) !== f.flags2) continue;
+    flags |= f.flags;
+    flags2 |= f.flags2;
+    on.push(f.name);
+  }
+  // flags2 is read by the kernel only when INIT_EXT is set in the answer
+  if (flags2 !== 0) flags |= InitFlag.INIT_EXT;
+  return { flags, flags2, on };
+}
