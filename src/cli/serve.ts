@@ -12,7 +12,9 @@ import { openOverlay, type Overlay } from '../core/overlay.js';
 import { fromText } from '../shared/bstr.js';
 import { isFsError } from '../shared/errors.js';
 import { checkCanMount, unmountPath } from '../native/fuse-mount.js';
-import { libfuseServer, type LowLevelAddon, type Session } from '../native/fuse-ll.js';
+import { createRequire } from 'node:module';
+import type { LowLevelAddon, Session } from '../fuse/lowlevel/contract.js';
+import { STAT_LEN } from '../native/sys-api.js';
 import { inoOf } from '../native/sys-api.js';
 import { createLowLevelAdapter } from '../fuse/lowlevel/adapter.js';
 import { lowLevelArgs } from '../fuse/libfuse-args.js';
@@ -37,6 +39,34 @@ export interface Served {
 /** A mount that could not be set up: one line naming the problem and the path. */
 export class ServeError extends Error {
   override name = 'ServeError';
+}
+
+let libfuseLoaded: LowLevelAddon | undefined;
+/**
+ * The libfuse 2.9 server (native/fuse-ll.c, fuse_server=libfuse), loaded on first use: a
+ * mount on stratafs's own server never loads libfuse.
+ */
+function libfuseServer(): LowLevelAddon {
+  if (libfuseLoaded !== undefined) return libfuseLoaded;
+  // dist/cli/serve.js, dist/cjs/*.cjs and src/cli/serve.ts all sit two levels below the package root
+  const require = createRequire(import.meta.url);
+  const candidates = ['../../src/native/build/Release/stratafs_fuse.node'];
+  let first: unknown;
+  for (const c of candidates) {
+    let a: LowLevelAddon & { statLen?: number };
+    try {
+      a = require(c) as LowLevelAddon & { statLen?: number };
+    } catch (e) {
+      first ??= e;
+      continue;
+    }
+    // Built from older sources it would read attributes and listings in another layout.
+    if (a.statLen !== STAT_LEN) {
+      throw new Error(`the low-level FUSE addon ${c} was built from older sources (stat layout ${a.statLen ?? 16}, these sources ${STAT_LEN}); rebuild it: node src/native/build.mjs`);
+    }
+    return (libfuseLoaded = a);
+  }
+  throw new Error(`the low-level FUSE addon is not built (npm install runs src/native/build.mjs): ${first instanceof Error ? first.message : String(first)}`);
 }
 
 function explain(e: unknown, c: MountConfig): string {

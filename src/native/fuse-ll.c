@@ -825,7 +825,7 @@ static napi_value init(napi_env env, napi_value exports) {
     { "replyStatfs", reply_statfs }, { "replyDir", reply_dir },
   };
   napi_value len;
-  /* The stat layout these sources read (fuse-ll.ts checks it: an addon built from older sources fails loudly). */
+  /* The stat layout these sources read (cli/serve.ts checks it: an addon built from older sources fails loudly). */
   if (napi_create_uint32(env, STAT_LEN, &len) != napi_ok || napi_set_named_property(env, exports, "statLen", len) != napi_ok) return NULL;
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     napi_value f;

@@ -1,6 +1,6 @@
 /**
  * Mounting and unmounting helpers that need no FUSE binding loaded: the default
- * low-level server (fuse-ll.ts) uses them without loading fuse-native (which
+ * low-level server (fuse/kernel/server.ts) uses them without loading fuse-native (which
  * fuse.ts loads as soon as it is imported), and so does the daemon's lazy
  * unmount. Re-exported by fuse.ts. The one writer of libfuse's `-o` words, for
  * both APIs (what a stratafs mount asks for is chosen in fuse/libfuse-args.ts).

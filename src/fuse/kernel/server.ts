@@ -1,6 +1,6 @@
 /**
  * stratafs's own FUSE server on the kernel protocol (native-notes/fuse-server.md):
- * the LowLevelAddon contract of native/fuse-ll.ts (handlers in, reply functions
+ * the LowLevelAddon contract of fuse/lowlevel/contract.ts (handlers in, reply functions
  * out) without libfuse, so the low-level adapter runs on it unchanged.
  * Chosen with `-o fuse_server=kernel`.
  *
@@ -13,7 +13,7 @@
  */
 import type { Bstr } from '../../shared/bstr.js';
 import { EIO, ENOENT, ENOSYS, EPERM, EPROTO, ERANGE } from '../../shared/constants.js';
-import type { LowLevelAddon, LowLevelHandlers, NodeId, ReqId, Session } from '../../native/fuse-ll.js';
+import type { LowLevelAddon, LowLevelHandlers, NodeId, ReqId, Session } from '../lowlevel/contract.js';
 import { fuseDev, type DevSession } from '../../native/fuse-dev.js';
 import { spawnSync } from 'node:child_process';
 import { fusermountWords, kernelMountOf, type KernelMount } from '../../native/fuse-mount.js';

@@ -1,5 +1,5 @@
 /**
- * The FUSE adapter for the low-level binding (native/fuse-ll.ts): node ids to
+ * The FUSE adapter for the low-level contract (./contract.ts): node ids to
  * paths (nodes.ts), each request to one core call, the answer back.
  *
  * - Errors become errno in one place, toErrno() (requests.ts).
@@ -19,7 +19,7 @@ import { toText } from '../../shared/bstr.js';
 import { FsError } from '../../shared/errors.js';
 import type { NodeInfo } from '../../core/overlay.js';
 import type { AttrArray, Caller, HandleOps, OpenResult, OverlayOps, TimeSet } from '../../core/types.js';
-import { SetattrValid, type LowLevelAddon, type LowLevelHandlers, type NodeId, type ReqId, type Session } from '../../native/fuse-ll.js';
+import { SetattrValid, type LowLevelAddon, type LowLevelHandlers, type NodeId, type ReqId, type Session } from './contract.js';
 import { StatIdx, STAT_LEN, inoOf, type Ino } from '../../native/sys-api.js';
 import type { IdView } from '../idmap.js';
 import { Node, NodeTable } from './nodes.js';

@@ -29,7 +29,7 @@
 import { LRUCache } from 'lru-cache';
 import type { Bstr } from '../../shared/bstr.js';
 import { cacheBounds, DEFAULT_LOOKUP_CACHE_SIZE } from '../../core/config.js';
-import type { NodeId } from '../../native/fuse-ll.js';
+import type { NodeId } from './contract.js';
 import type { Ino } from '../../native/sys-api.js';
 
 export const ROOT_ID: NodeId = 1;

@@ -1,6 +1,7 @@
 /**
- * Typed wrapper over the low-level FUSE server (src/native/fuse-ll.c,
- * native-notes/fuse-lowlevel.md).
+ * The contract between the low-level adapter (fuse/lowlevel/adapter.ts) and the FUSE
+ * server it runs on (fuse/kernel/server.ts; native-notes/fuse-lowlevel.md): handlers in,
+ * reply functions out. It lives in fuse/, beside its two sides, not in native/.
  *
  * Requests arrive as calls of LowLevelHandlers with a request id first; each
  * request is answered exactly once with one of the reply functions (a second
@@ -8,9 +9,8 @@
  * Bstr (latin1 byte strings); attributes are Float64Arrays in StatIdx order.
  * `forget` has no request id and no answer.
  */
-import { createRequire } from 'node:module';
-import type { Bstr } from '../shared/bstr.js';
-import { STAT_LEN, type Offset } from './sys-api.js';
+import type { Bstr } from '../../shared/bstr.js';
+import type { Offset } from '../../native/sys-api.js';
 
 export type ReqId = number;
 /** FUSE node id: 1 is the root */
@@ -93,37 +93,4 @@ export interface LowLevelAddon {
   replyStatfs(req: ReqId, statvfs: Float64Array): void;
   /** names[i] gets offset firstOffset+i+1; modeIno holds [mode, inoHi, inoLo] per name; returns how many fitted in size bytes */
   replyDir(req: ReqId, size: number, firstOffset: number, names: readonly Bstr[], modeIno: Float64Array): number;
-}
-
-const require = createRequire(import.meta.url);
-
-function load(): LowLevelAddon {
-  // dist/native/fuse-ll.js and src/native/fuse-ll.ts both sit two levels below the package root
-  const candidates = ['../../src/native/build/Release/stratafs_fuse.node', './build/Release/stratafs_fuse.node'];
-  let first: unknown;
-  for (const c of candidates) {
-    let a: LowLevelAddon & { statLen?: number };
-    try {
-      a = require(c) as LowLevelAddon & { statLen?: number };
-    } catch (e) {
-      first ??= e;
-      continue;
-    }
-    // Built from older sources it would read attributes and listings in another layout.
-    if (a.statLen !== STAT_LEN) {
-      throw new Error(`the low-level FUSE addon ${c} was built from older sources (stat layout ${a.statLen ?? 16}, these sources ${STAT_LEN}); rebuild it: node src/native/build.mjs`);
-    }
-    return a;
-  }
-  throw new Error(`the low-level FUSE addon is not built (npm install runs src/native/build.mjs): ${first instanceof Error ? first.message : String(first)}`);
-}
-
-let loaded: LowLevelAddon | undefined;
-/**
- * The libfuse server (fuse_server=libfuse, the default), loaded on first use: a mount on
- * stratafs's own server (fuse_server=kernel, src/fuse/kernel/server.ts, the same
- * contract) never loads libfuse.
- */
-export function libfuseServer(): LowLevelAddon {
-  return (loaded ??= load());
 }
