@@ -14,6 +14,8 @@ const wanted = [
   'fuse3',
   // getfattr/setfattr as an outside witness
   'attr',
+  // setfacl/getfacl: POSIX ACLs through a mount (test/harness/ops.ts, cases-acl.ts)
+  'acl',
   // image tests (test/*/image-*.test.ts): OCI layouts and archives made by real tools, zstd layers
   'umoci', 'skopeo', 'zstd',
   // real clients on a mount: podman and buildah (rootful with runc, rootless with newuidmap),

@@ -27,6 +27,7 @@ import { isMergedEmpty } from './readdir.js';
 import type { Caller } from './types.js';
 import { StatIdx, inoOf } from '../native/sys.js';
 import { overrideStat, placeMode, placeOwner } from './override-stat.js';
+import { ACL_ACCESS, ACL_DEFAULT, inherit, type Inherited } from './acl.js';
 import {
   isWhiteoutStat, joinRel, markerXattr, OPAQUE_FILE, setRedirect, splitPath, whiteoutFileName, type Redirect,
 } from './whiteout.js';
@@ -145,7 +146,11 @@ export function placeNew<T>(ctx: Ctx, p: Prepared, caller: Caller, type: number,
   const dfd = inWork ? ctx.workfd : upper.fd;
   const rel = inWork ? ctx.tmpName() : p.urel;
   const result = make(dfd, rel);
-  const finalMode = (mode & 0o7777) | (isDir && p.setgidDir ? S_ISGID : 0);
+  // the parent's default ACL, not the umask, decides when it has one (acl.ts); ACLs are left
+  // alone where owners and modes are override records (the real mode is not the one shown)
+  const t0 = type === 0 ? S_IFREG : type;
+  const got = ctx.overrides.length > 0 ? { mode } : inherit(t0, mode, caller.umask, parentDefaultAcl(upper.fd, p.urel));
+  const finalMode = (got.mode & 0o7777) | (isDir && p.setgidDir ? S_ISGID : 0);
   // A directory made without u+w (mkdir -m 555) could not be moved out of work/ by a
   // plain mounter ('..' changes) nor marked opaque: it keeps u+w until it is in place.
   const lendWrite = isDir && (finalMode & 0o200) === 0;
@@ -165,6 +170,8 @@ export function placeNew<T>(ctx: Ctx, p: Prepared, caller: Caller, type: number,
       }
     }
     if (lendWrite) placeMode(ctx, upper.fd, p.urel, t, caller.uid, p.gid, finalMode, path);
+    // after the mode: setting an access ACL sets the group bits from its mask, the same ones
+    setAcls(upper.fd, p.urel, got);
   } catch (e) {
     // Leave no half-made object behind (in work/ or the upper).
     if (inWork) sys.raw.unlinkat(dfd, rel, isDir ? sys.constants.AT_REMOVEDIR : 0);
@@ -174,6 +181,22 @@ export function placeNew<T>(ctx: Ctx, p: Prepared, caller: Caller, type: number,
     ctx.cache.drop(path);
   }
   return result;
+}
+
+function parentDefaultAcl(upperFd: number, urel: Bstr): Buffer | undefined {
+  const v = sys.raw.lgetxattrat(upperFd, splitPath(urel)[0], ACL_DEFAULT);
+  return typeof v === 'number' ? undefined : v;
+}
+
+/**
+ * The inherited ACLs onto the object in place. A file made in place inherited the upper's
+ * default ACL from the upper filesystem already, against the 0600 it was made with: its access
+ * ACL is replaced. (A default ACL of the three base entries alone gives no access ACL, there
+ * or here.)
+ */
+function setAcls(dirfd: number, rel: Bstr, got: Inherited): void {
+  if (got.default !== undefined) sys.lsetxattrat(dirfd, rel, ACL_DEFAULT, got.default, 0);
+  if (got.access !== undefined) sys.lsetxattrat(dirfd, rel, ACL_ACCESS, got.access, 0);
 }
 
 export async function mkdir(ctx: Ctx, path: Bstr, mode: number, caller: Caller): Promise<void> {

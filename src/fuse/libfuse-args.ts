@@ -17,8 +17,20 @@ function mountOptions(c: MountConfig): LibfuseOptions {
     noatime: c.flags.noatime, sync: c.flags.sync, dirsync: c.flags.dirsync,
     fsname: c.fsname, subtype: 'stratafs',
     // the kernel server's own words (config.ts allows them only there)
-    extra: [...(c.fuseMinor !== undefined ? [`fuse_minor=${c.fuseMinor}`] : []), ...(c.fuseOff.length > 0 ? [`fuse_off=${c.fuseOff.join(':')}`] : [])],
+    extra: [...(c.fuseMinor !== undefined ? [`fuse_minor=${c.fuseMinor}`] : []), ...offWords(c)],
   };
+}
+
+/**
+ * fuse_off= for the kernel server: the mount's, and the features its other options rule out.
+ * posix_acl: with noxattrs every xattr request fails, and with uidmapping=/squash_to_* the ids
+ * inside an ACL (stored as on disk, not translated) would be enforced against shown owners.
+ */
+function offWords(c: MountConfig): string[] {
+  if (c.fuseServer !== 'kernel') return [];
+  const off = new Set(c.fuseOff);
+  if (c.noXattrs || c.idMapping !== undefined) off.add('posix_acl');
+  return off.size > 0 ? [`fuse_off=${[...off].join(':')}`] : [];
 }
 
 /**

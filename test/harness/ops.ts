@@ -42,6 +42,10 @@ export type PlainOp =
   | { op: 'setxattr'; path: string; name: string; value: string }
   | { op: 'removexattr'; path: string; name: string }
   | { op: 'getxattr'; path: string; name: string }
+  /** setfacl -m SPEC (with `default`, -d: the directory's default ACL); `remove`: setfacl -b */
+  | { op: 'setfacl'; path: string; spec: string; default?: boolean }
+  /** getfacl -n: the ACL with numeric ids, without the header (owner, group, flags are in the tree) */
+  | { op: 'getfacl'; path: string }
   | { op: 'listxattr'; path: string }
   | { op: 'read'; path: string }
   | { op: 'readdir'; path: string }
@@ -357,6 +361,15 @@ export class OpRunner {
         const line = (r.stdout ?? '').split('\n').find((l) => l && !l.startsWith('#')) ?? '';
         const eq = line.indexOf('=');
         return { ok: true, value: eq < 0 ? '' : line.slice(eq + 1).replace(/^0x/, '') };
+      }
+      case 'setfacl': {
+        const r = await tool(`setfacl ${o.default ? '-d ' : ''}-m ${shq(o.spec)} ${shq(this.p(o.path))}`, t);
+        return r.ok ? { ok: true } : r;
+      }
+      case 'getfacl': {
+        const r = await tool(`getfacl -n -p --omit-header ${shq(this.p(o.path))}`, t);
+        if (!r.ok) return r;
+        return { ok: true, value: (r.stdout ?? '').split('\n').filter((l) => l !== '') };
       }
       case 'listxattr': {
         const r = await tool(`getfattr -h -d -m - -e hex --absolute-names ${shq(this.p(o.path))}`, t);

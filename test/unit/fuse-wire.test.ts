@@ -107,6 +107,12 @@ describe('fuse_server= and fuse_minor=', () => {
     expect(() => cfg('lowerdir=/a,fuse_server=kernel,fuse_off=warp_drive')).toThrow(/unknown FUSE feature in fuse_off.*: warp_drive/);
     expect(() => cfg('lowerdir=/a,fuse_off=all')).toThrow(/fuse_off= needs fuse_server=kernel/);
   });
+  it('posix_acl is off where the mount rules it out: noxattrs, and ids shown mapped (an ACL holds on-disk ids)', () => {
+    expect(kernelMountOf(lowLevelArgs(cfg('lowerdir=/a,fuse_server=kernel,noxattrs=1'))).off).toEqual(['posix_acl']);
+    expect(kernelMountOf(lowLevelArgs(cfg('lowerdir=/a,fuse_server=kernel,uidmapping=0:1000:1'))).off).toEqual(['posix_acl']);
+    expect(kernelMountOf(lowLevelArgs(cfg('lowerdir=/a,fuse_server=kernel,squash_to_root,fuse_off=big_writes'))).off).toEqual(['big_writes', 'posix_acl']);
+    expect(lowLevelArgs(cfg('lowerdir=/a,noxattrs=1')).join(' ')).not.toMatch(/fuse_off/);
+  });
   it('fusermount3 gets the generic flags and the kernel words, never libfuse-only ones', () => {
     const w = fusermountWords(kernelMountOf(lowLevelArgs(cfg('lowerdir=/a,upperdir=/u,workdir=/w,fuse_server=kernel', 1000))));
     expect(w).toEqual(['rw', 'nosuid', 'nodev', 'exec', 'noatime', 'default_permissions', 'fsname=stratafs', 'subtype=stratafs']);
@@ -116,8 +122,13 @@ describe('fuse_server= and fuse_minor=', () => {
 describe('INIT settles features (features.ts)', () => {
   const INIT_EXT = 1 << 30;
   it('asks for a feature only when offered, in the minor, and not switched off', () => {
-    expect(settle(45, 0x73fffffb, 0x5fd, new Set())).toEqual({ flags: 0x21, flags2: 0, on: ['async_read', 'big_writes'] });
-    expect(settle(45, 0x73fffffb, 0x5fd, new Set(['big_writes']))).toEqual({ flags: 0x1, flags2: 0, on: ['async_read'] });
+    expect(settle(45, 0x73fffffb, 0x5fd, new Set(['posix_acl']))).toEqual({ flags: 0x21, flags2: 0, on: ['async_read', 'big_writes'] });
+    expect(settle(45, 0x73fffffb, 0x5fd, new Set(['big_writes', 'posix_acl']))).toEqual({ flags: 0x1, flags2: 0, on: ['async_read'] });
+    // POSIX_ACL comes with DONT_MASK (the server applies a default ACL or the umask: core/acl.ts), from 7.26
+    expect(settle(45, 0x73fffffb, 0x5fd, new Set()).on).toContain('posix_acl');
+    expect(settle(45, 0x73fffffb, 0x5fd, new Set()).flags & 0x100040).toBe(0x100040);
+    expect(settle(25, 0x73fffffb, 0, new Set()).on).not.toContain('posix_acl');
+    expect(settle(45, 0x73fffffb & ~0x40, 0x5fd, new Set()).on).not.toContain('posix_acl');
     expect(settle(45, 0x73fffffb, 0x5fd, new Set(['all']))).toEqual({ flags: 0, flags2: 0, on: [] });
     expect(settle(45, 0x1, 0, new Set())).toEqual({ flags: 0x1, flags2: 0, on: ['async_read'] });
     expect(settle(8, 0x21, 0, new Set())).toEqual({ flags: 0x1, flags2: 0, on: ['async_read'] });

@@ -25,6 +25,13 @@ export interface Feature {
 export const FEATURES: readonly Feature[] = [
   { name: 'async_read', flags: InitFlag.ASYNC_READ, flags2: 0, minor: 6, what: 'several READs of one file in flight (read-ahead in parallel)' },
   { name: 'big_writes', flags: InitFlag.BIG_WRITES, flags2: 0, minor: 9, what: 'WRITEs up to max_write instead of one page' },
+  // The kernel caches each inode's ACLs (one GETXATTR of system.posix_acl_access per inode instead of
+  // one per `ls -l` entry each time) and enforces them in its permission checks, as kernel overlayfs
+  // does with its layers' ACLs. With POSIX_ACL the VFS leaves the umask to the filesystem; DONT_MASK
+  // makes the kernel leave it to the server too, which applies a directory's default ACL instead
+  // where there is one (core/acl.ts). Off: ACLs are stored and shown, only mode bits are enforced,
+  // and the umask applies even under a default ACL.
+  { name: 'posix_acl', flags: InitFlag.POSIX_ACL | InitFlag.DONT_MASK, flags2: 0, minor: 26, what: 'POSIX ACLs cached and enforced by the kernel; default ACLs instead of the umask' },
 ];
 
 export const featureNames = (): string[] => FEATURES.map((f) => f.name);

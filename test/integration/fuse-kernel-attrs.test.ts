@@ -1,0 +1,112 @@
+/**
+ * The attribute and data features of stratafs's own FUSE server (-o fuse_server=kernel;
+ * fuse/kernel/features.ts), each on and switched off with fuse_off=: POSIX ACLs cached and
+ * enforced by the kernel (posix_acl), judged against kernel overlayfs by the differential
+ * harness (test/harness/cases-acl.ts), and the requests `ls -l` sends with and without it.
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ACL_CASES } from '../harness/cases-acl.js';
+import { formatReport, runCase } from '../harness/differential.js';
+import { divergencesFor } from '../harness/divergences.js';
+import { kernelOverlayProblem, mount, requireKernel, tempDir, unmountAll, type MountHandle } from '../harness/mounts.js';
+import { cli } from '../harness/cli-mount.js';
+import { bash } from '../harness/proc.js';
+import { STRANGER } from '../harness/callers.js';
+
+const DIVERGENCES = divergencesFor('stratafs');
+const SERVER = ['fuse_server=kernel'];
+
+let kernelProblem: string | undefined;
+beforeAll(async () => {
+  kernelProblem = await kernelOverlayProblem();
+});
+afterAll(async () => {
+  expect(await unmountAll()).toEqual([]);
+});
+
+interface Stats { ops: Record<string, { count: number }>; fuse: { flags: number; features: string[] } }
+async function stats(mnt: string): Promise<Stats> {
+  const r = await cli(['stats', '--json', mnt], { timeoutMs: 10_000 });
+  expect(r.code, r.stderr).toBe(0);
+  return JSON.parse(r.stdout) as Stats;
+}
+const count = (s: Stats, op: string): number => s.ops[op]?.count ?? 0;
+
+/** lower l/ with `n` files in d/ and one file a stranger may read through its ACL only */
+async function layers(name: string, n: number): Promise<{ t: string; mountIt: (extra: string[]) => Promise<MountHandle> }> {
+  const t = await tempDir(name);
+  for (const d of ['l/d', 'u', 'w', 'mnt']) await mkdir(join(t, d), { recursive: true });
+  for (let i = 0; i < n; i++) await writeFile(join(t, 'l/d', `f${i}`), '');
+  const setup = await bash(`set -e
+echo secret > ${t}/l/acl && chmod 600 ${t}/l/acl && setfacl -m u:${STRANGER.uid}:r ${t}/l/acl
+chmod 711 ${t}`);
+  expect(setup.code, setup.stderr.toString()).toBe(0);
+  return {
+    t,
+    mountIt: (extra) => mount('stratafs', { lowers: [join(t, 'l')], upper: join(t, 'u'), work: join(t, 'w') }, join(t, 'mnt'), { extra: [...SERVER, ...extra] }),
+  };
+}
+
+const strangerReads = async (file: string): Promise<string> => {
+  const r = await bash(`setpriv --reuid ${STRANGER.uid} --regid ${STRANGER.gid} --clear-groups --inh-caps=-all cat ${file} 2>&1`);
+  return r.stdout.toString().trim();
+};
+
+describe('posix_acl: ACLs cached and enforced by the kernel', () => {
+  it('on: a second `ls -l` asks for no ACL, and an ACL grants what the mode bits do not; off (fuse_off=posix_acl): every `ls -l` asks again and only the mode bits count', async () => {
+    const N = 200;
+    const { t, mountIt } = await layers('attrs-acl-ls', N);
+    const mnt = join(t, 'mnt');
+    const run = async (extra: string[]): Promise<{ first: number; second: number; features: string[]; flags: number; read: string }> => {
+      const h = await mountIt(extra);
+      try {
+        const ls = async (): Promise<number> => {
+          const before = count(await stats(mnt), 'getxattr');
+          const r = await bash(`ls -l ${mnt}/d > /dev/null`);
+          expect(r.code).toBe(0);
+          return count(await stats(mnt), 'getxattr') - before;
+        };
+        const first = await ls();
+        const second = await ls();
+        const s = await stats(mnt);
+        return { first, second, features: s.fuse.features, flags: s.fuse.flags, read: await strangerReads(join(mnt, 'acl')) };
+      } finally {
+        await h.unmount();
+      }
+    };
+    const on = await run([]);
+    expect(on.features).toContain('posix_acl');
+    // POSIX_ACL (1 << 20) with DONT_MASK (1 << 6)
+    expect(on.flags & ((1 << 20) | (1 << 6))).toBe((1 << 20) | (1 << 6));
+    // ls -l asks each entry for security.selinux and system.posix_acl_access: the kernel keeps the ACL
+    expect(on.first).toBeGreaterThanOrEqual(2 * N);
+    expect(on.second).toBeLessThanOrEqual(N + 1);
+    expect(on.read).toBe('secret');
+    const off = await run(['fuse_off=posix_acl']);
+    expect(off.features).not.toContain('posix_acl');
+    expect(off.flags & ((1 << 20) | (1 << 6))).toBe(0);
+    expect(off.second).toBeGreaterThanOrEqual(2 * N);
+    expect(off.read).toMatch(/Permission denied/);
+  }, 60_000);
+});
+
+describe('posix_acl vs kernel overlayfs: ACL cases (cases-acl.ts)', () => {
+  for (const c of ACL_CASES) {
+    it(`${c.name}: ${c.about ?? ''}`, async (ctx) => {
+      requireKernel(kernelProblem, ctx);
+      const r = await runCase(c, { candidate: 'stratafs', divergences: DIVERGENCES, candidateOptions: SERVER });
+      expect(r.unexplained, formatReport(r, c.ops)).toEqual([]);
+    }, 120_000);
+  }
+  it('fuse_off=posix_acl: the fallback differs from kernel overlayfs exactly where an ACL grants more than the mode bits', async (ctx) => {
+    requireKernel(kernelProblem, ctx);
+    const c = ACL_CASES.find((x) => x.name === 'acl-enforce')!;
+    const r = await runCase(c, { candidate: 'stratafs', divergences: DIVERGENCES, candidateOptions: [...SERVER, 'fuse_off=posix_acl'] });
+    // the stranger's first read is refused (mode 0640, not in the group); the kernel's ACL check lets it through
+    expect(r.unexplained.length, formatReport(r, c.ops)).toBeGreaterThan(0);
+    expect(r.results.candidate[0]).toEqual({ ok: false, errno: 'EACCES' });
+    expect(r.results.reference[0]).toMatchObject({ ok: true });
+  }, 120_000);
+});
