@@ -16,6 +16,7 @@ export const S_IFCHR = 0o020000;
 export const S_IFBLK = 0o060000;
 export const S_IFIFO = 0o010000;
 export const S_IFSOCK = 0o140000;
+export const S_ISUID = 0o4000;
 export const S_ISGID = 0o2000;
 export const S_IXGRP = 0o010;
 

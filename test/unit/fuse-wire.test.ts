@@ -122,13 +122,16 @@ describe('fuse_server= and fuse_minor=', () => {
 describe('INIT settles features (features.ts)', () => {
   const INIT_EXT = 1 << 30;
   it('asks for a feature only when offered, in the minor, and not switched off', () => {
-    expect(settle(45, 0x73fffffb, 0x5fd, new Set(['posix_acl']))).toEqual({ flags: 0x21, flags2: 0, on: ['async_read', 'big_writes'] });
-    expect(settle(45, 0x73fffffb, 0x5fd, new Set(['big_writes', 'posix_acl']))).toEqual({ flags: 0x1, flags2: 0, on: ['async_read'] });
+    expect(settle(45, 0x73fffffb, 0x5fd, new Set(['posix_acl', 'killpriv_v2']))).toEqual({ flags: 0x21, flags2: 0, on: ['async_read', 'big_writes'] });
+    expect(settle(45, 0x73fffffb, 0x5fd, new Set(['big_writes', 'posix_acl', 'killpriv_v2']))).toEqual({ flags: 0x1, flags2: 0, on: ['async_read'] });
     // POSIX_ACL comes with DONT_MASK (the server applies a default ACL or the umask: core/acl.ts), from 7.26
     expect(settle(45, 0x73fffffb, 0x5fd, new Set()).on).toContain('posix_acl');
     expect(settle(45, 0x73fffffb, 0x5fd, new Set()).flags & 0x100040).toBe(0x100040);
     expect(settle(25, 0x73fffffb, 0, new Set()).on).not.toContain('posix_acl');
     expect(settle(45, 0x73fffffb & ~0x40, 0x5fd, new Set()).on).not.toContain('posix_acl');
+    // HANDLE_KILLPRIV_V2 is 7.33's
+    expect(settle(45, 0x73fffffb, 0x5fd, new Set(['posix_acl']))).toEqual({ flags: 0x10000021, flags2: 0, on: ['async_read', 'big_writes', 'killpriv_v2'] });
+    expect(settle(32, 0x73fffffb, 0, new Set(['posix_acl']))).toEqual({ flags: 0x21, flags2: 0, on: ['async_read', 'big_writes'] });
     expect(settle(45, 0x73fffffb, 0x5fd, new Set(['all']))).toEqual({ flags: 0, flags2: 0, on: [] });
     expect(settle(45, 0x1, 0, new Set())).toEqual({ flags: 0x1, flags2: 0, on: ['async_read'] });
     expect(settle(8, 0x21, 0, new Set())).toEqual({ flags: 0x1, flags2: 0, on: ['async_read'] });

@@ -32,6 +32,10 @@ export const FEATURES: readonly Feature[] = [
   // where there is one (core/acl.ts). Off: ACLs are stored and shown, only mode bits are enforced,
   // and the umask applies even under a default ACL.
   { name: 'posix_acl', flags: InitFlag.POSIX_ACL | InitFlag.DONT_MASK, flags2: 0, minor: 26, what: 'POSIX ACLs cached and enforced by the kernel; default ACLs instead of the umask' },
+  {
+    name: 'killpriv_v2', flags: InitFlag.HANDLE_KILLPRIV_V2, flags2: 0, minor: 33,
+    what: 'the server drops setuid/setgid on write, truncate and chown: no security.capability GETXATTR before every write',
+  },
 ];
 
 export const featureNames = (): string[] => FEATURES.map((f) => f.name);

@@ -18,7 +18,7 @@ import { fuseDev, type DevSession } from '../../native/fuse-dev.js';
 import { spawnSync } from 'node:child_process';
 import { fusermountWords, kernelMountOf, type KernelMount } from '../../native/fuse-mount.js';
 import {
-  ATTR_OUT, ENTRY_OUT, FATTR_FH, FSYNC_FDATASYNC, FUSE_KERNEL_VERSION, FUSE_MAX_MINOR, FUSE_MIN_MINOR,
+  ATTR_OUT, ENTRY_OUT, FATTR_FH, FATTR_KILL_SUIDGID, FSYNC_FDATASYNC, WRITE_KILL_SUIDGID, FUSE_KERNEL_VERSION, FUSE_MAX_MINOR, FUSE_MIN_MINOR,
   GETATTR_FH, IN_HEADER, INIT_OUT, InitFlag, KSTATFS, Notify, Op, OPEN_OUT, OUT_HEADER, RW_IN, SETATTR_PASSED,
   cstr, direntSize, i64, offsetAt, putAttr, putDirent, putHeader, putI64, putStatfs, putTimeout, putU64, u64,
 } from './wire.js';
@@ -223,7 +223,8 @@ function dispatch(s: KSession, b: Buffer, h: number, len: number): void {
       case Op.SETATTR: {
         const valid = b.readUInt32LE(a);
         // fuse_setattr_in: fh 8, size 16, atime 32, mtime 40, atimensec 56, mtimensec 60, mode 68, uid 76, gid 80
-        H.setattr(req, node, valid & SETATTR_PASSED, b.readUInt32LE(a + 68), b.readUInt32LE(a + 76), b.readUInt32LE(a + 80),
+        // FATTR_KILL_SUIDGID comes only with killpriv_v2
+        H.setattr(req, node, valid & (SETATTR_PASSED | FATTR_KILL_SUIDGID), b.readUInt32LE(a + 68), b.readUInt32LE(a + 76), b.readUInt32LE(a + 80),
           offsetAt(b, a + 16), i64(b, a + 32), b.readUInt32LE(a + 56), i64(b, a + 40), b.readUInt32LE(a + 60), (valid & FATTR_FH) !== 0 ? u64(b, a + 8) : -1);
         break;
       }
@@ -243,6 +244,7 @@ function dispatch(s: KSession, b: Buffer, h: number, len: number): void {
         break;
       }
       case Op.LINK: H.link(req, u64(b, a), node, cstr(b, a + 8, end)[0]); break;
+      // open_in.open_flags would carry FUSE_OPEN_KILL_SUIDGID only with ATOMIC_O_TRUNC, not asked for: a SETATTR truncates
       case Op.OPEN: H.open(req, node, b.readUInt32LE(a)); break;
       case Op.READ: H.read(req, node, b.readUInt32LE(a + 16), offsetAt(b, a + 8), u64(b, a)); break;
       case Op.WRITE: {
@@ -250,7 +252,8 @@ function dispatch(s: KSession, b: Buffer, h: number, len: number): void {
         // the slot is reused by the next batch: the handler gets its own copy
         const data = Buffer.allocUnsafe(size);
         b.copy(data, 0, a + RW_IN, Math.min(end, a + RW_IN + size));
-        H.write(req, node, data, offsetAt(b, a + 8), u64(b, a));
+        // fuse_write_in.write_flags: FUSE_WRITE_KILL_SUIDGID only with killpriv_v2
+        H.write(req, node, data, offsetAt(b, a + 8), u64(b, a), (b.readUInt32LE(a + 20) & WRITE_KILL_SUIDGID) !== 0);
         break;
       }
       case Op.STATFS: H.statfs(req, node); break;
@@ -387,6 +390,7 @@ export const kernelServer: LowLevelAddon = {
   close,
   invalAttr,
   pending: () => taken,
+  uses: (x, feature) => sessionOf(x).negotiated?.features.includes(feature) ?? false,
 
   replyErr: replyError,
   replyEntry(req, ino, generation, attr, attrTimeout, entryTimeout) {

@@ -49,6 +49,10 @@ export const Notify = { INVAL_INODE: 2 } as const;
 /** setattr valid bits libfuse 2.9 passes on (fuse_lowlevel.h); FATTR_FH says the fh field is set */
 export const SETATTR_PASSED = 1 | 2 | 4 | 8 | 16 | 32 | 128 | 256;
 export const FATTR_FH = 64;
+/** setattr valid: the server drops setuid/setgid (killpriv_v2; fuse/lowlevel/killpriv.ts) */
+export const FATTR_KILL_SUIDGID = 1 << 11;
+/** fuse_write_in.write_flags: the same for a WRITE */
+export const WRITE_KILL_SUIDGID = 1 << 2;
 export const GETATTR_FH = 1;
 export const FSYNC_FDATASYNC = 1;
 

@@ -23,7 +23,7 @@ import { SetattrValid, type LowLevelAddon, type LowLevelHandlers, type NodeId, t
 import { StatIdx, STAT_LEN, inoOf, type Ino } from '../../native/sys-api.js';
 import type { IdView } from '../idmap.js';
 import { Node, NodeTable } from './nodes.js';
-import { callerKeepsSetgid, quietSetgid } from './setgid.js';
+import { callerKeepsSetgid, modeAfterKill, privileged } from './killpriv.js';
 import { dirListing, osErrName, RequestStats, startCall, statvfsArray, toErrno, type DirListing, type OpSummary } from '../requests.js';
 import { S_IFDIR, S_IFMT, ENOENT, ENOSYS, ERANGE } from '../../shared/constants.js';
 
@@ -93,6 +93,8 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
   const requests = new RequestStats();
   const dirs = new Map<number, DirListing>();
   let session: Session | undefined;
+  /** killpriv_v2 settled at INIT: the kernel marks the changes that drop setuid/setgid (killpriv.ts) */
+  let serverKills = false;
   let markInit: () => void = () => undefined;
   const initialized = new Promise<void>((resolve) => { markInit = resolve; });
 
@@ -226,29 +228,32 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
 
   const shownGid = (a: AttrArray): number => shown(a.slice())[StatIdx.gid]!;
   /**
-   * Drops S_ISGID of a regular file without group execute when the caller is not in the
-   * file's group (`gid`, else its group now) and lacks CAP_FSETID: what the VFS does and
-   * the kernel's FUSE module does not (setgid.ts). `kwho` is the caller as the kernel names
-   * it (judged against /proc), `who` as the core stores ids. With no path `p`, the mode
-   * changes through the handle `fh` gives. Returns whether it changed the mode.
+   * A write, truncate or chown the kernel marked (killpriv_v2; else any by a non-root caller,
+   * after which the kernel has dropped all but a quiet S_ISGID itself) takes S_ISUID and
+   * S_ISGID away as the VFS does (killpriv.ts). `kwho` is the caller as the kernel names it
+   * (judged against /proc), `who` as the core stores ids; `gid` the file's group before a
+   * chown. With no path `p`, the mode changes through the handle `fh` gives. Returns whether
+   * it changed the mode.
    */
-  async function dropQuietSetgid(
+  async function killPrivs(
     p: Bstr | null, fh: () => number, kwho: Caller, who: Caller, gid: number | undefined, attrNow: () => Promise<AttrArray>,
   ): Promise<boolean> {
-    if (kwho.uid === 0) return false;
     const a = await attrNow();
     const mode = a[StatIdx.mode]!;
-    if (!quietSetgid(mode)) return false;
-    if (callerKeepsSetgid(kwho.pid, kwho.gid, gid ?? shownGid(a))) return false;
-    const m = mode & 0o5777;
-    await (p !== null ? core.chmod(p, m, who) : core.fchmod(fh(), m));
+    if (!privileged(mode)) return false;
+    const m = modeAfterKill(mode, () => callerKeepsSetgid(kwho.pid, kwho.gid, gid ?? shownGid(a)));
+    if (m === mode) return false;
+    await (p !== null ? core.chmod(p, m & 0o7777, who) : core.fchmod(fh(), m & 0o7777));
     return true;
   }
 
   const time = (set: boolean, now: boolean, sec: number, nsec: number): TimeSet => (now ? 'now' : set ? { sec, nsec } : 'omit');
 
   const handlers: LowLevelHandlers = {
-    init() { markInit(); },
+    init() {
+      serverKills = session !== undefined && (ll.uses?.(session, 'killpriv_v2') ?? false);
+      markInit();
+    },
 
     lookup(req, parent, name) {
       let P: Node;
@@ -293,10 +298,9 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
         const p = nodes.path(node);
         const viaHandle = (): number => handleOf(node);
         const attrNow = (): Promise<AttrArray> => (fh >= 0 ? core.fgetattr(p, fh) : p !== null ? core.getattr(p) : core.fgetattr(null, viaHandle()));
-        // a write-like change by a caller outside the file's group drops a quiet S_ISGID (setgid.ts)
-        const gidBefore = (valid & (V.SIZE | V.UID | V.GID)) && kwho.uid !== 0
-          ? shownGid(await attrNow())
-          : undefined;
+        const kill = serverKills ? (valid & V.KILL_SUIDGID) !== 0 : (valid & (V.SIZE | V.UID | V.GID)) !== 0 && kwho.uid !== 0;
+        // the group a chown is judged by is the one before it
+        const gidBefore = kill && (valid & (V.UID | V.GID)) ? shownGid(await attrNow()) : undefined;
         // libfuse's order (fuse.c): mode, owner, size, times
         if (valid & V.MODE) await (p !== null ? core.chmod(p, mode, who) : core.fchmod(viaHandle(), mode));
         if (valid & (V.UID | V.GID)) {
@@ -313,10 +317,7 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
           const mt = time((valid & V.MTIME) !== 0, (valid & V.MTIME_NOW) !== 0, mSec, mNsec);
           await (p !== null ? core.utimens(p, at, mt, who) : core.futimens(viaHandle(), at, mt));
         }
-        if (valid & (V.SIZE | V.UID | V.GID)) {
-          // the group the kernel judges a chown by is the one before it
-          await dropQuietSetgid(p, viaHandle, kwho, who, gidBefore, attrNow);
-        }
+        if (kill) await killPrivs(p, viaHandle, kwho, who, gidBefore, attrNow);
         return attrNow();
       }
     },
@@ -445,16 +446,16 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
         return core.read(n ? nodes.path(n) : null, fh, buf, size, offset);
       }, (got) => { ll.replyBuf(req, buf, got); return got; });
     },
-    write(req, id, data, offset, fh) {
+    write(req, id, data, offset, fh, killPriv) {
       settle('write', req, () => `${describe(id)} fh=${fh} size=${data.length} off=${offset}`, async () => {
         const kwho = caller0();
         const who = caller();
         const n = nodes.get(id);
         const p = n ? nodes.path(n) : null;
-        // root (CAP_FSETID) keeps every bit: only other writers pay for the look at the mode
-        if (kwho.uid !== 0 && n !== undefined) {
+        // a caller with CAP_FSETID keeps every bit: only marked writes pay for the look at the mode
+        if ((serverKills ? killPriv === true : kwho.uid !== 0) && n !== undefined) {
           const attrNow = (): Promise<AttrArray> => core.fgetattr(p, fh);
-          if (await dropQuietSetgid(p, () => fh, kwho, who, undefined, attrNow) && session !== undefined) ll.invalAttr(session, n.id);
+          if (await killPrivs(p, () => fh, kwho, who, undefined, attrNow) && session !== undefined) ll.invalAttr(session, n.id);
         }
         return core.write(p, fh, data, data.length, offset);
       }, (done) => { ll.replyWrite(req, done); return done; });

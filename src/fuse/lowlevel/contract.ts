@@ -20,6 +20,8 @@ export type NodeId = number;
 export const SetattrValid = {
   MODE: 1 << 0, UID: 1 << 1, GID: 1 << 2, SIZE: 1 << 3, ATIME: 1 << 4, MTIME: 1 << 5,
   ATIME_NOW: 1 << 7, MTIME_NOW: 1 << 8,
+  /** FATTR_KILL_SUIDGID (killpriv_v2 only): a truncate by a caller without CAP_FSETID, or a chown (fuse/lowlevel/killpriv.ts) */
+  KILL_SUIDGID: 1 << 11,
 } as const;
 
 /** Handlers. `fh` is -1 where the kernel named no open file. */
@@ -42,8 +44,8 @@ export interface LowLevelHandlers {
   open(req: ReqId, node: NodeId, flags: number): void;
   /** offset: a bigint from 2^53 on (Offset) */
   read(req: ReqId, node: NodeId, size: number, offset: Offset, fh: number): void;
-  /** `data` is the handler's own copy */
-  write(req: ReqId, node: NodeId, data: Buffer, offset: Offset, fh: number): void;
+  /** `data` is the handler's own copy; killPriv: the caller lacks CAP_FSETID (killpriv_v2 only; killpriv.ts) */
+  write(req: ReqId, node: NodeId, data: Buffer, offset: Offset, fh: number, killPriv?: boolean): void;
   flush(req: ReqId, node: NodeId, fh: number): void;
   release(req: ReqId, node: NodeId, fh: number): void;
   fsync(req: ReqId, node: NodeId, datasync: number, fh: number): void;
@@ -77,6 +79,8 @@ export interface LowLevelAddon {
   invalAttr(session: Session, node: NodeId): number;
   /** requests handed to JS and not answered yet, over all sessions */
   pending(): number;
+  /** whether INIT turned a protocol feature on (fuse/kernel/features.ts names); absent: none (libfuse 2.9) */
+  uses?(session: Session, feature: string): boolean;
 
   replyErr(req: ReqId, errno: number): void;
   /** ino 0: a negative entry, cached for entryTimeout */
