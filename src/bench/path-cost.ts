@@ -11,7 +11,7 @@
  * up in its parent. So the time in those two functions is what moving the
  * core would save at most, and this script measures it in place.
  *
- *   npm run build && node --max-semi-space-size=4 dist/bench/path-cost.js [--depths 1,10,40] [--files N] [--ops N] [--server kernel]
+ *   npm run build && node --max-semi-space-size=4 dist/bench/path-cost.js [--depths 1,10,40] [--files N] [--ops N]
  *
  * For each depth it builds a lower tree (the leaf directory `depth` components
  * below the root, holding --files files of 64 bytes; reused across runs),
@@ -43,7 +43,7 @@ import { LookupCache } from '../core/lookup-cache.js';
 import { run } from './proc.js';
 import * as sys from '../native/sys.js';
 
-interface Options { depths: number[]; files: number; ops: number; repeat: number; server: 'libfuse' | 'kernel'; dir: string; keep: boolean }
+interface Options { depths: number[]; files: number; ops: number; repeat: number; dir: string; keep: boolean }
 
 const NAME_LEN = 8;
 const CONTENT = Buffer.alloc(64, 'x');
@@ -212,7 +212,7 @@ async function measureDepth(o: Options, depth: number, overheadNs: number): Prom
   fs.mkdirSync(path.join(runDir, 'mnt'));
   const settings = {
     ...defaultMountSettings(process.geteuid?.() ?? 0),
-    lowerdirs: [lower], upperdir: path.join(runDir, 'u'), workdir: path.join(runDir, 'w'), timeout: 0, fuseServer: o.server,
+    lowerdirs: [lower], upperdir: path.join(runDir, 'u'), workdir: path.join(runDir, 'w'), timeout: 0,
   };
   const config = mountConfig(settings, { mountpoint: path.join(runDir, 'mnt'), source: undefined, foreground: true, cwd: process.cwd() });
   const m = await serve(config, () => undefined);
@@ -286,10 +286,6 @@ async function main(): Promise<void> {
     .option('--files <n>', 'files in each leaf (stat, ls -l)', positiveInt, 100_000)
     .option('--ops <n>', 'files read and files created per pass (reads need files >= (2 x repeat + 1) x ops)', positiveInt, 10_000)
     .option('--repeat <n>', 'plain and timed passes of each workload (medians reported)', positiveInt, 3)
-    .option('--server <name>', 'FUSE server: libfuse (the default mount\'s) or kernel (fuse_server=kernel)', (v) => {
-      if (v !== 'libfuse' && v !== 'kernel') throw new InvalidArgumentError('libfuse or kernel');
-      return v;
-    }, 'libfuse')
     .option('--dir <dir>', 'where the lower trees and mounts live', '/tmp/stratafs-path-cost')
     .option('--no-keep', 'remove the lower trees at the end (kept by default: building them takes a while)')
     .parse();
@@ -297,7 +293,7 @@ async function main(): Promise<void> {
   if (o.files < (2 * o.repeat + 1) * o.ops) throw new InvalidArgumentError(`--files must be at least (2 x --repeat + 1) x --ops = ${(2 * o.repeat + 1) * o.ops}`);
   fs.mkdirSync(o.dir, { recursive: true });
   const overheadNs = timerOverheadNs();
-  console.log(`timer overhead per wrapped call: ${overheadNs.toFixed(0)} ns (subtracted); node ${process.version}; --files ${o.files} --ops ${o.ops} --repeat ${o.repeat} --server ${o.server}`);
+  console.log(`timer overhead per wrapped call: ${overheadNs.toFixed(0)} ns (subtracted); node ${process.version}; --files ${o.files} --ops ${o.ops} --repeat ${o.repeat}`);
   console.log('| depth | workload | requests | s | req/s | µs/req end to end | µs/req in daemon | daemon CPU µs/req | nodes.path µs/req (calls) | cache.get µs/req (calls) | seam µs/req | seam / end to end | seam / daemon CPU | µs/req timed pass |');
   console.log('|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
   for (const d of o.depths) await measureDepth(o, d, overheadNs);

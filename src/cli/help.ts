@@ -17,15 +17,14 @@ Mount options (-o, comma separated; \\ escapes , and : inside values):
                           to the layers behind the mount's back show after this long
   attr_timeout=SECONDS    kernel attribute cache (default: timeout; 0 with fuse_api=highlevel)
   fuse_api=lowlevel|highlevel
-                          serve through libfuse's low-level API (default) or
-                          fuse-native's high-level binding (slower, for comparison)
-  fuse_server=libfuse|kernel
-                          what speaks the FUSE protocol for the low-level API:
-                          libfuse 2.9 (default) or stratafs's own server on
-                          /dev/fuse (mount(2) as root, fusermount3 otherwise)
-  fuse_minor=N            with fuse_server=kernel: answer the kernel's INIT with
-                          protocol 7.N at most (19 to 45; default the newest both know)
-  fuse_off=NAME[:NAME...] with fuse_server=kernel: do not use these protocol features
+                          serve through stratafs's own FUSE server on /dev/fuse
+                          (default; mount(2) as root, fusermount3 otherwise) or
+                          fuse-native's high-level binding on libfuse 2.9 (slower,
+                          for comparison; a plain user needs fusermount)
+  fuse_server=kernel      the default server, named (fuse_server=libfuse was removed)
+  fuse_minor=N            answer the kernel's INIT with protocol 7.N at most (19 to
+                          45; default the newest both know; not with fuse_api=highlevel)
+  fuse_off=NAME[:NAME...] do not use these protocol features
                           even where the kernel offers them (${featureNames().join(', ')};
                           all: none of them); \`stratafs stats\` shows those in use
   negative_timeout=SECONDS

@@ -165,7 +165,9 @@ export function applyMountOptions(s: MountSettings, optString: string, cwd: stri
         s.fuseApi = val;
         break;
       case 'fuse_server':
-        if (val !== 'libfuse' && val !== 'kernel') throw new ConfigError('invalid value for fuse_server (libfuse or kernel expected)', val ?? '');
+        // the libfuse 2.9 low-level server (native/fuse-ll.c) is gone: one transport to maintain
+        if (val === 'libfuse') throw new ConfigError('fuse_server=libfuse was removed: stratafs serves the kernel protocol itself (fuse_api=highlevel still mounts through libfuse 2.9)', 'fuse_server=libfuse');
+        if (val !== 'kernel') throw new ConfigError('invalid value for fuse_server (kernel expected)', val ?? '');
         s.fuseServer = val;
         break;
       case 'fuse_off': s.fuseOff = checkFuseOff(needValue().split(':')); break;

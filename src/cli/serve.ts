@@ -5,19 +5,18 @@
  *
  * This process answers the mount's requests on its event loop: it must never
  * touch the mountpoint synchronously (an fs.*Sync call on it would wait for an
- * answer only this same thread can give). Unmounting goes through the binding's
- * async unmount (umount2 on a thread of the addon, or fusermount).
+ * answer only this same thread can give). Unmounting goes through native/fuse-mount.ts
+ * unmountPath (umount2 on a thread of the addon, or fusermount3 as a child).
  */
 import { openOverlay, type Overlay } from '../core/overlay.js';
 import { fromText } from '../shared/bstr.js';
 import { isFsError } from '../shared/errors.js';
 import { checkCanMount, unmountPath } from '../native/fuse-mount.js';
-import { createRequire } from 'node:module';
-import type { LowLevelAddon, Session } from '../fuse/lowlevel/contract.js';
-import { STAT_LEN } from '../native/sys-api.js';
+import type { Session } from '../fuse/lowlevel/contract.js';
 import { inoOf } from '../native/sys-api.js';
 import { createLowLevelAdapter } from '../fuse/lowlevel/adapter.js';
-import { lowLevelArgs } from '../fuse/libfuse-args.js';
+import { kernelMount } from '../fuse/kernel/mount.js';
+import { kernelServer, mountpointFd as serverMountpointFd, negotiated } from '../fuse/kernel/server.js';
 import { cacheBounds } from '../core/config.js';
 import { idView, readOverflowIds } from '../fuse/idmap.js';
 import type { MountConfig } from '../fuse/config.js';
@@ -39,34 +38,6 @@ export interface Served {
 /** A mount that could not be set up: one line naming the problem and the path. */
 export class ServeError extends Error {
   override name = 'ServeError';
-}
-
-let libfuseLoaded: LowLevelAddon | undefined;
-/**
- * The libfuse 2.9 server (native/fuse-ll.c, fuse_server=libfuse), loaded on first use: a
- * mount on stratafs's own server never loads libfuse.
- */
-function libfuseServer(): LowLevelAddon {
-  if (libfuseLoaded !== undefined) return libfuseLoaded;
-  // dist/cli/serve.js, dist/cjs/*.cjs and src/cli/serve.ts all sit two levels below the package root
-  const require = createRequire(import.meta.url);
-  const candidates = ['../../src/native/build/Release/stratafs_fuse.node'];
-  let first: unknown;
-  for (const c of candidates) {
-    let a: LowLevelAddon & { statLen?: number };
-    try {
-      a = require(c) as LowLevelAddon & { statLen?: number };
-    } catch (e) {
-      first ??= e;
-      continue;
-    }
-    // Built from older sources it would read attributes and listings in another layout.
-    if (a.statLen !== STAT_LEN) {
-      throw new Error(`the low-level FUSE addon ${c} was built from older sources (stat layout ${a.statLen ?? 16}, these sources ${STAT_LEN}); rebuild it: node src/native/build.mjs`);
-    }
-    return (libfuseLoaded = a);
-  }
-  throw new Error(`the low-level FUSE addon is not built (npm install runs src/native/build.mjs): ${first instanceof Error ? first.message : String(first)}`);
 }
 
 function explain(e: unknown, c: MountConfig): string {
@@ -112,9 +83,11 @@ export async function serve(config: MountConfig, log: (line: string) => void): P
   let nodePaths: () => CacheFill | undefined = () => undefined;
   let pending: () => number | undefined = () => undefined;
   let fuseInit: () => DaemonStats['fuse'] = () => undefined;
+  let mountpointFd: () => number | undefined = () => undefined;
   try {
-    // the kernel server mounts as root with mount(2), else through fusermount3 (fuse/kernel/server.ts)
-    if (config.fuseServer !== 'kernel') await checkCanMount();
+    // root mounts with mount(2) (no FUSE package needed); a plain user through a setuid helper:
+    // fusermount3 for stratafs's server (fuse/kernel/mount.ts), fusermount for libfuse 2.9
+    await checkCanMount(config.fuseApi === 'highlevel' ? 'fusermount' : 'fusermount3');
     // uidmapping=, squash_to_*, static_nlink: translated at the FUSE boundary (fuse/idmap.ts)
     const ids = idView(config.idMapping, config.staticNlink, config.idMapping?.uid || config.idMapping?.gid ? readOverflowIds() : undefined);
     if (config.fuseApi === 'highlevel') {
@@ -124,9 +97,7 @@ export async function serve(config: MountConfig, log: (line: string) => void): P
       opStats = (await mountHighLevel(overlay, config, { log, ids, onExit })).opStats;
     } else {
       const root = await overlay.getattr('/');
-      // the server is loaded only when chosen: a kernel-server mount never loads libfuse
-      const kernel = config.fuseServer === 'kernel' ? await import('../fuse/kernel/server.js') : undefined;
-      const ll: LowLevelAddon = kernel?.kernelServer ?? libfuseServer();
+      const ll = kernelServer;
       const adapter = createLowLevelAdapter(overlay, {
         debug: config.debug,
         log,
@@ -140,10 +111,11 @@ export async function serve(config: MountConfig, log: (line: string) => void): P
         noXattrs: config.noXattrs,
         addon: ll,
       });
-      const session: Session = ll.mount(fromText(config.mountpoint), lowLevelArgs(config), adapter.handlers, adapter.ctx, onExit);
+      const session: Session = ll.mount(fromText(config.mountpoint), kernelMount(config), adapter.handlers, adapter.ctx, onExit);
       adapter.attach(session);
       await adapter.initialized;
-      const init = kernel?.negotiated(session);
+      const init = negotiated(session);
+      mountpointFd = () => serverMountpointFd(session);
       if (init !== undefined) {
         fuseInit = () => ({
           minor: init.minor, flags: init.flags, flags2: init.flags2, features: init.features,
@@ -187,7 +159,7 @@ export async function serve(config: MountConfig, log: (line: string) => void): P
       workdir: config.workPath ?? null,
       options: {
         readOnly: config.flags.readOnly, redirectDir: config.redirectDir, userxattr: config.userxattr,
-        fuseApi: config.fuseApi, fuseServer: config.fuseServer, fuseMinor: config.fuseMinor ?? null, fuseOff: config.fuseOff, timeout: config.timeout, attrTimeout: config.attrTimeout, negativeTimeout: config.negativeTimeout, lookupCache: config.lookupCacheSize,
+        fuseApi: config.fuseApi, fuseMinor: config.fuseMinor ?? null, fuseOff: config.fuseOff, timeout: config.timeout, attrTimeout: config.attrTimeout, negativeTimeout: config.negativeTimeout, lookupCache: config.lookupCacheSize,
         fsync: config.fsync, allowOther: config.allowOther, defaultPermissions: config.defaultPermissions,
         idMapping: config.idMapping ?? null, staticNlink: config.staticNlink, xattrPermissions: config.xattrPermissions ?? 0, noXattrs: config.noXattrs,
         flags: config.flags, fsname: config.fsname,
@@ -197,8 +169,9 @@ export async function serve(config: MountConfig, log: (line: string) => void): P
     unmount: () => {
       unmounting ??= (async () => {
         try {
-          // umount2 from a thread of the addon (never this loop's): the kernel then ends the session (ENODEV)
-          await unmountPath(fromText(config.mountpoint));
+          // umount2 from a thread of the addon, or fusermount3 as a child (never on this loop):
+          // the kernel then ends the session (ENODEV)
+          await unmountPath(fromText(config.mountpoint), { pathFd: mountpointFd() });
           await exited;
         } catch (e) {
           unmounting = undefined; // busy now, may work later

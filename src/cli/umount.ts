@@ -1,6 +1,7 @@
 /**
  * `stratafs umount [--force] MOUNTPOINT`, run in a process that does not serve the
- * mount. Plain: umount2 as root (no fusermount needed), `fusermount -u` otherwise,
+ * mount. Plain: umount2 as root (no fusermount needed), `fusermount3 -u` otherwise
+ * (native/fuse-mount.ts unmountPath, as the daemon itself unmounts),
  * then wait until the daemon has exited so that the upper/workdir lock is free for
  * the next mount. --force: for a mount whose daemon died (ENOTCONN) or hangs:
  * abort the FUSE connection through fusectl, detach the mount, and end a daemon
@@ -12,6 +13,7 @@ import { promises as fsp } from 'node:fs';
 import { promisify } from 'node:util';
 import { fromText } from '../shared/bstr.js';
 import { isFsError } from '../shared/errors.js';
+import { unmountPath } from '../native/fuse-mount.js';
 import { findMount, isFuse, readMounts, resolveMountpointArg, type MountEntry } from './mountinfo.js';
 import { daemonAlive, readDaemonInfo, removeQuietly, runtimeFiles, type DaemonInfo } from './runtime.js';
 
@@ -19,7 +21,6 @@ const run = promisify(execFile);
 /** the mount table's type of every stratafs mount (libfuse subtype=stratafs, both APIs) */
 const STRATAFS_FSTYPE = 'fuse.stratafs';
 const FUSECTL = '/sys/fs/fuse/connections';
-const MNT_DETACH = 2;
 
 export class UmountError extends Error {
   constructor(problem: string, p: string) {
@@ -29,52 +30,19 @@ export class UmountError extends Error {
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-const isRoot = (): boolean => (process.geteuid?.() ?? 0) === 0;
 
-async function sysUmount(mnt: string, flags: number): Promise<void> {
-  let sys: typeof import('../native/sys.js') | undefined;
+/** unmountPath (the one unmount: umount2 as root, fusermount3 as a child otherwise) with its errors named */
+async function detach(mnt: string, lazy: boolean): Promise<void> {
   try {
-    sys = await import('../native/sys.js');
-    await sys.umount2(fromText(mnt), flags);
-    return;
+    await unmountPath(fromText(mnt), { lazy });
   } catch (e) {
     if (isFsError(e)) {
       if (e.code === 'EBUSY') throw new UmountError('mount is busy (files open or a process inside it)', mnt);
       if (e.code === 'EINVAL') throw new UmountError('not a mountpoint', mnt);
       throw new UmountError(`umount failed (${e.code})`, mnt);
     }
-    // the syscall addon is not built: util-linux umount does the same syscall
+    throw new UmountError(e instanceof Error ? e.message : String(e), mnt);
   }
-  try {
-    await run('umount', flags & MNT_DETACH ? ['-l', mnt] : [mnt]);
-  } catch (e) {
-    const msg = String((e as { stderr?: unknown }).stderr ?? e).trim().split('\n')[0];
-    throw new UmountError(`umount failed (${msg})`, mnt);
-  }
-}
-
-async function fusermount(mnt: string, lazy: boolean): Promise<void> {
-  const args = [lazy ? '-uz' : '-u', mnt];
-  let lastErr: unknown;
-  for (const prog of ['fusermount3', 'fusermount']) {
-    try {
-      await run(prog, args);
-      return;
-    } catch (e) {
-      lastErr = e;
-      if ((e as { code?: unknown }).code !== 'ENOENT') break;
-    }
-  }
-  if ((lastErr as { code?: unknown }).code === 'ENOENT') {
-    throw new UmountError('unmounting as a user needs fusermount (apt-get install fuse3)', mnt);
-  }
-  const msg = String((lastErr as { stderr?: unknown }).stderr ?? lastErr).trim().split('\n')[0];
-  throw new UmountError(`fusermount failed (${msg})`, mnt);
-}
-
-async function detach(mnt: string, lazy: boolean): Promise<void> {
-  if (isRoot()) await sysUmount(mnt, lazy ? MNT_DETACH : 0);
-  else await fusermount(mnt, lazy);
 }
 
 /** wait until the daemon process is gone; true if it went */

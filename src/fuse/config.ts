@@ -50,20 +50,15 @@ export interface MountConfig extends OverlayConfig {
   /** kernel attribute cache timeout, seconds */
   attrTimeout: number;
   /**
-   * which libfuse API serves the mount: the low-level one (src/native/fuse-ll.c, the default)
-   * or fuse-native's high-level binding (one kernel inode per name, so attributes are not
-   * cached by default there: attr_timeout=0)
+   * which API serves the mount: the low-level one (the default) on stratafs's own FUSE server
+   * (src/fuse/kernel/, src/native/fuse-dev.c; mount(2) as root, fusermount3 otherwise), or
+   * fuse-native's high-level binding on libfuse 2.9 (one kernel inode per name, so attributes
+   * are not cached by default there: attr_timeout=0)
    */
   fuseApi: 'lowlevel' | 'highlevel';
-  /**
-   * what speaks the FUSE protocol for fuse_api=lowlevel: libfuse 2.9's low-level API
-   * (src/native/fuse-ll.c, the default) or stratafs's own server on /dev/fuse
-   * (src/fuse/kernel/, src/native/fuse-dev.c; mount(2) as root, fusermount3 otherwise)
-   */
-  fuseServer: 'libfuse' | 'kernel';
-  /** fuse_minor=: the highest FUSE protocol minor fuse_server=kernel answers INIT with (undefined: the newest it knows) */
+  /** fuse_minor=: the highest FUSE protocol minor the server answers INIT with (undefined: the newest it knows) */
   fuseMinor: number | undefined;
-  /** fuse_off=: protocol features fuse_server=kernel must not use (fuse/kernel/features.ts names, or "all") */
+  /** fuse_off=: protocol features the server must not use (fuse/kernel/features.ts names, or "all") */
   fuseOff: readonly string[];
   /** kernel negative-lookup cache timeout, seconds */
   negativeTimeout: number;
@@ -125,7 +120,8 @@ export interface MountSettings {
   /** undefined: timeout */
   negativeTimeout: number | undefined;
   fuseApi: MountConfig['fuseApi'];
-  fuseServer: MountConfig['fuseServer'];
+  /** fuse_server=kernel as given (the only server left; refused beside fuse_api=highlevel) */
+  fuseServer: 'kernel' | undefined;
   fuseMinor: number | undefined;
   fuseOff: readonly string[];
   lookupCacheSize: number;
@@ -158,7 +154,7 @@ export function defaultMountSettings(uid: number): MountSettings {
   return {
     lowerdirs: undefined, upperdir: undefined, workdir: undefined,
     readOnly: false, redirectDir: true, userxattr: false,
-    timeout: DEFAULT_TIMEOUT_S, attrTimeout: undefined, negativeTimeout: undefined, fuseApi: 'lowlevel', fuseServer: 'libfuse', fuseMinor: undefined, fuseOff: [],
+    timeout: DEFAULT_TIMEOUT_S, attrTimeout: undefined, negativeTimeout: undefined, fuseApi: 'lowlevel', fuseServer: undefined, fuseMinor: undefined, fuseOff: [],
     lookupCacheSize: DEFAULT_LOOKUP_CACHE_SIZE, allowOther: asRoot, fsync: true, force: false, debug: false,
     fsname: undefined, logFile: undefined,
     // As fuse-overlayfs: noatime (FUSE inodes are S_NOATIME anyway; the daemon's reads touch the
@@ -193,7 +189,7 @@ export function checkLookupCache(n: number, shown = String(n)): number {
   return n;
 }
 
-/** fuse_minor=: a FUSE 7.x minor fuse_server=kernel can speak (fuse/kernel/wire.ts: 19 to 45) */
+/** fuse_minor=: a FUSE 7.x minor stratafs's server can speak (fuse/kernel/wire.ts: 19 to 45) */
 export function checkFuseMinor(n: number, shown = String(n)): number {
   if (!Number.isSafeInteger(n) || n < 19 || n > 45) throw new ConfigError('invalid value for fuse_minor (19 to 45 expected)', shown);
   return n;
@@ -232,13 +228,14 @@ export function mountConfig(s: MountSettings, w: MountPlace): MountConfig {
   if (s.attrTimeout !== undefined) checkSeconds('attr_timeout', s.attrTimeout);
   if (s.negativeTimeout !== undefined) checkSeconds('negative_timeout', s.negativeTimeout);
   checkLookupCache(s.lookupCacheSize);
+  // fuse_api=highlevel is served by fuse-native's libfuse 2.9, which speaks 7.19 and asks for its own features
   if (s.fuseMinor !== undefined) {
     checkFuseMinor(s.fuseMinor);
-    if (s.fuseServer !== 'kernel') throw new ConfigError('fuse_minor= needs fuse_server=kernel (libfuse 2.9 always speaks 7.19)', `fuse_minor=${s.fuseMinor}`);
+    if (s.fuseApi === 'highlevel') throw new ConfigError('fuse_minor= is not for fuse_api=highlevel (libfuse 2.9 always speaks 7.19)', `fuse_minor=${s.fuseMinor}`);
   }
   if (s.fuseOff.length > 0) {
     checkFuseOff(s.fuseOff);
-    if (s.fuseServer !== 'kernel') throw new ConfigError('fuse_off= needs fuse_server=kernel (libfuse 2.9 asks for its own features)', `fuse_off=${s.fuseOff.join(':')}`);
+    if (s.fuseApi === 'highlevel') throw new ConfigError('fuse_off= is not for fuse_api=highlevel (libfuse 2.9 asks for its own features)', `fuse_off=${s.fuseOff.join(':')}`);
   }
   if (s.fuseApi === 'highlevel' && s.fuseServer === 'kernel') throw new ConfigError('fuse_server=kernel serves the low-level API only (not with fuse_api=highlevel)', 'fuse_server=kernel');
   const upper = s.upperdir;
@@ -282,7 +279,6 @@ export function mountConfig(s: MountSettings, w: MountPlace): MountConfig {
     // The high-level API gives each hard link its own kernel inode: a cached attribute could be stale.
     attrTimeout: s.attrTimeout ?? (s.fuseApi === 'highlevel' ? 0 : s.timeout),
     fuseApi: s.fuseApi,
-    fuseServer: s.fuseServer,
     fuseMinor: s.fuseMinor,
     fuseOff: s.fuseOff,
     allowOther: s.allowOther,

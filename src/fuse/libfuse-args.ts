@@ -1,11 +1,12 @@
 /**
- * What a stratafs mount asks of libfuse, for both front-ends, from its MountConfig: the
- * kernel's mount options (permissions and the generic flags; libfuse 2.9 itself would mount
- * nosuid,nodev), nonempty (mounting over a non-empty directory or a layer is normal for an
- * overlay), 128 KiB writes, and the source and type columns of the mount table. The words
- * themselves are written by native/fuse-mount.ts.
+ * What a fuse_api=highlevel mount asks of libfuse 2.9 (fuse-native's binding) from its
+ * MountConfig: the kernel's mount options (permissions and the generic flags; libfuse 2.9
+ * itself would mount nosuid,nodev), nonempty (mounting over a non-empty directory or a
+ * layer is normal for an overlay), 128 KiB writes, and the source and type columns of the
+ * mount table. The words themselves are written by native/fuse-mount.ts. The default
+ * server takes no libfuse words: fuse/kernel/mount.ts describes its mount.
  */
-import { libfuseOptionWords, type LibfuseOptions } from '../native/fuse-mount.js';
+import type { LibfuseOptions } from '../native/fuse-mount.js';
 import type { FuseOptions } from '../native/fuse.js';
 import type { MountConfig } from './config.js';
 
@@ -16,29 +17,7 @@ function mountOptions(c: MountConfig): LibfuseOptions {
     suid: c.flags.suid, dev: c.flags.dev, exec: c.flags.exec, readOnly: c.flags.readOnly,
     noatime: c.flags.noatime, sync: c.flags.sync, dirsync: c.flags.dirsync,
     fsname: c.fsname, subtype: 'stratafs',
-    // the kernel server's own words (config.ts allows them only there)
-    extra: [...(c.fuseMinor !== undefined ? [`fuse_minor=${c.fuseMinor}`] : []), ...offWords(c)],
   };
-}
-
-/**
- * fuse_off= for the kernel server: the mount's, and the features its other options rule out.
- * posix_acl: with noxattrs every xattr request fails, and with uidmapping=/squash_to_* the ids
- * inside an ACL (stored as on disk, not translated) would be enforced against shown owners.
- */
-function offWords(c: MountConfig): string[] {
-  if (c.fuseServer !== 'kernel') return [];
-  const off = new Set(c.fuseOff);
-  if (c.noXattrs || c.idMapping !== undefined) off.add('posix_acl');
-  return off.size > 0 ? [`fuse_off=${[...off].join(':')}`] : [];
-}
-
-/**
- * libfuse's argv for the low-level server (native/fuse-ll.c). Cache timeouts are not
- * options here: every reply carries them.
- */
-export function lowLevelArgs(c: MountConfig): string[] {
-  return ['stratafs', '-o', libfuseOptionWords(mountOptions(c)).join(',')];
 }
 
 /**

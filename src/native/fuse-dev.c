@@ -77,7 +77,7 @@ static char *str_arg(napi_env env, napi_value v) {
 /*
  * mount(source, target, fstype, flags, data) -> 0 or -errno. data carries
  * fd=N,rootmode=,user_id=,group_id= and the kernel's FUSE words (built in
- * native/fuse-mount.ts). The kernel sends INIT in the background: this
+ * fuse/kernel/mount.ts). The kernel sends INIT in the background: this
  * returns before anyone answers it, so it cannot wait for this thread.
  */
 static napi_value dev_mount(napi_env env, napi_callback_info info) {

@@ -51,7 +51,7 @@ function load(): FuseDevAddon {
 }
 
 let loaded: FuseDevAddon | undefined;
-/** loaded on first use: a mount on the libfuse server never needs it */
+/** loaded on first use: a fuse_api=highlevel mount never needs it */
 export function fuseDev(): FuseDevAddon {
   return (loaded ??= load());
 }

@@ -1,9 +1,9 @@
 /**
- * Mounting and unmounting helpers that need no FUSE binding loaded: the default
- * low-level server (fuse/kernel/server.ts) uses them without loading fuse-native (which
- * fuse.ts loads as soon as it is imported), and so does the daemon's lazy
- * unmount. Re-exported by fuse.ts. The one writer of libfuse's `-o` words, for
- * both APIs (what a stratafs mount asks for is chosen in fuse/libfuse-args.ts).
+ * Mounting and unmounting helpers that need no FUSE binding loaded: the one unmount
+ * (unmountPath) for the daemon, `stratafs umount`, the kernel server and fuse-native's
+ * binding; the check for a plain user's setuid helper; and the writer of libfuse's `-o`
+ * words for fuse_api=highlevel (what it asks for is chosen in fuse/libfuse-args.ts).
+ * Re-exported by fuse.ts. Loads nothing FUSE: the default mount never loads fuse-native.
  */
 import path from 'node:path';
 import type { Bstr } from '../shared/bstr.js';
@@ -13,6 +13,8 @@ const MNT_DETACH = 2;
 export interface UnmountOptions {
   /** Detach now, finish when no longer busy (umount -l / MNT_DETACH / fusermount -uz). */
   lazy?: boolean;
+  /** an O_PATH fd of the directory under the mount: how fusermount gets the exact bytes */
+  pathFd?: number;
 }
 
 export const isRoot = (): boolean => typeof process.geteuid === 'function' && process.geteuid() === 0;
@@ -36,57 +38,86 @@ async function findExecutable(names: readonly string[]): Promise<string | undefi
   return undefined;
 }
 
-async function run(cmd: string, args: readonly string[]): Promise<void> {
+/**
+ * Where unmountPath's fusermount finds an O_PATH fd of the mountpoint (`/proc/self/fd/4/.`),
+ * and where the kernel server's fusermount3 finds it when mounting: Node hands a child only
+ * UTF-8 arguments, a mountpoint is bytes.
+ */
+export const FUSERMOUNT_PATH_FD = 4;
+
+async function run(cmd: string, args: readonly string[], pathFd?: number): Promise<void> {
   const { spawn } = await import('node:child_process');
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe', 'ignore', pathFd ?? 'ignore'] });
     let stderr = '';
-    child.stderr.setEncoding('utf8');
-    child.stderr.on('data', (d: string) => { stderr += d; });
+    child.stderr?.setEncoding('utf8');
+    child.stderr?.on('data', (d: string) => { stderr += d; });
     child.on('error', reject);
     child.on('close', (code) => {
       if (code === 0) resolve();
-      else reject(new Error(`${cmd} ${args.join(' ')} failed (exit ${code}): ${stderr.trim()}`));
+      else reject(new Error(`${path.basename(cmd)} failed (exit ${code}): ${stderr.trim().split('\n')[0] ?? ''}`));
     });
   });
 }
 
-interface Umount2Module {
+interface SysModule {
   umount2(path: string, flags: number): Promise<void>;
+  openRoot(path: string): number;
+  close(fd: number): void;
 }
 
-/** The syscall addon's umount2 (src/native/sys.ts) if it is built, else undefined. */
-async function loadUmount2(): Promise<Umount2Module['umount2'] | undefined> {
+/** The syscall addon (src/native/sys.ts) if it is built, else undefined. */
+async function loadSys(): Promise<SysModule | undefined> {
   const spec = './sys.js';
   try {
-    const mod: unknown = await import(spec);
-    const fn = (mod as Partial<Umount2Module>).umount2;
-    return typeof fn === 'function' ? fn : undefined;
+    const mod = (await import(spec)) as Partial<SysModule>;
+    return typeof mod.umount2 === 'function' ? (mod as SysModule) : undefined;
   } catch {
     return undefined;
   }
 }
 
+const isUtf8 = (s: Bstr): boolean => Buffer.from(Buffer.from(s, 'latin1').toString('utf8'), 'utf8').equals(Buffer.from(s, 'latin1'));
+
 /**
- * Unmount `mountpoint` without touching it from this process (the caller may be
- * the daemon serving it): as root umount2 on the addon's own thread, else
- * `umount`, else fusermount -u / fusermount3 -u. Never fs.*Sync, never -z unless asked.
+ * Unmount `mountpoint` (bytes), the one way every caller does it: as root umount2 on a
+ * thread of the syscall addon (util-linux umount if it is not built); as a plain user the
+ * setuid fusermount3 (or libfuse 2's fusermount) -u, run as a child: never synchronously
+ * from this process, which may be the one serving the mount. `pathFd`: an O_PATH fd of the
+ * directory under the mount (the kernel server keeps one from mounting); without it a
+ * mountpoint that is not UTF-8 is opened O_PATH here (only a process not serving it may).
+ * Errors: the addon's FsError (EBUSY, EINVAL) as root, else one line.
  */
 export async function unmountPath(mountpoint: Bstr, opts: UnmountOptions = {}): Promise<void> {
   if (isRoot()) {
-    const umount2 = await loadUmount2();
-    if (umount2) return umount2(mountpoint, opts.lazy ? MNT_DETACH : 0);
+    const sys = await loadSys();
+    if (sys) return sys.umount2(mountpoint, opts.lazy ? MNT_DETACH : 0);
     return run('umount', opts.lazy ? ['-l', mountpoint] : [mountpoint]);
   }
-  const fusermount = await findExecutable(['fusermount', 'fusermount3']);
-  if (!fusermount) throw new Error('unmount as non-root needs fusermount: install the Debian package fuse3');
-  return run(fusermount, opts.lazy ? ['-u', '-z', mountpoint] : ['-u', mountpoint]);
+  const fusermount = await findExecutable(['fusermount3', 'fusermount']);
+  if (!fusermount) throw new Error('unmounting as a plain user needs fusermount3: install the Debian package fuse3');
+  let pathFd = opts.pathFd;
+  let opened: number | undefined;
+  if (pathFd === undefined && !isUtf8(mountpoint)) {
+    const sys = await loadSys();
+    if (!sys) throw new Error('unmounting a mountpoint whose name is not UTF-8 needs the syscall addon');
+    pathFd = opened = sys.openRoot(mountpoint);
+  }
+  const target = pathFd === undefined ? Buffer.from(mountpoint, 'latin1').toString('utf8') : `/proc/self/fd/${FUSERMOUNT_PATH_FD}/.`;
+  try {
+    await run(fusermount, [opts.lazy ? '-uz' : '-u', '--', target], pathFd);
+  } finally {
+    if (opened !== undefined) (await loadSys())?.close(opened);
+  }
 }
 
-/** libfuse 2.9 mounts as non-root only through the setuid fusermount: fail at once, naming the package. */
-export async function checkCanMount(): Promise<void> {
-  if (!isRoot() && !(await findExecutable(['fusermount']))) {
-    throw new Error('mounting as non-root needs the setuid helper fusermount: install the Debian package fuse3 (apt-get install fuse3)');
+/**
+ * A plain user mounts only through a setuid helper: fail at once, naming the package.
+ * The kernel server uses fusermount3, libfuse 2.9 (fuse_api=highlevel) fusermount; root needs neither.
+ */
+export async function checkCanMount(helper: 'fusermount3' | 'fusermount'): Promise<void> {
+  if (!isRoot() && !(await findExecutable([helper]))) {
+    throw new Error(`mounting as a plain user needs the setuid helper ${helper}: install the Debian package fuse3 (apt-get install fuse3)`);
   }
 }
 
@@ -183,104 +214,4 @@ export function highLevelOptionWords(o: HighLevelLibfuseOptions): string[] {
   if (o.kernelCache) opts.push('kernel_cache');
   if (o.autoCache) opts.push('auto_cache');
   return opts;
-}
-
-/** mount(2) flags (linux/mount.h) */
-const MS = { RDONLY: 1, NOSUID: 2, NODEV: 4, NOEXEC: 8, SYNCHRONOUS: 16, DIRSYNC: 128, NOATIME: 1024 } as const;
-
-/** What mount(2) needs for a FUSE mount made without libfuse, from the same -o words. */
-export interface KernelMount {
-  /** the mount table's source column (fsname=, else the subtype, as libfuse) */
-  source: string;
-  /** "fuse" or "fuse.SUBTYPE" */
-  fstype: string;
-  flags: number;
-  /** the kernel's own FUSE words (allow_other, default_permissions, max_read=); fd=, rootmode= and the ids are the caller's */
-  data: string[];
-  /** answered in INIT (a libfuse word, not the kernel's) */
-  maxWrite: number;
-  /** fuse_minor=: the highest protocol minor to answer INIT with (the kernel server's own word) */
-  maxMinor: number | undefined;
-  /** fuse_off=: protocol features the kernel server must not ask for (its own word) */
-  off: string[];
-  debug: boolean;
-}
-
-/**
- * The -o words fusermount3 takes for a KernelMount (it adds fd=, rootmode= and the ids
- * itself, and refuses libfuse's own words).
- */
-export function fusermountWords(m: KernelMount): string[] {
-  const f = (bit: number, on: string, off: string): string => ((m.flags & bit) !== 0 ? on : off);
-  const words = [f(MS.RDONLY, 'ro', 'rw'), f(MS.NOSUID, 'nosuid', 'suid'), f(MS.NODEV, 'nodev', 'dev'), f(MS.NOEXEC, 'noexec', 'exec')];
-  if ((m.flags & MS.NOATIME) !== 0) words.push('noatime');
-  if ((m.flags & MS.SYNCHRONOUS) !== 0) words.push('sync');
-  if ((m.flags & MS.DIRSYNC) !== 0) words.push('dirsync');
-  words.push(...m.data, `fsname=${escapeOpt(m.source)}`);
-  if (m.fstype.startsWith('fuse.')) words.push(`subtype=${escapeOpt(m.fstype.slice(5))}`);
-  return words;
-}
-
-/** Splits an -o list at unescaped commas and drops the escapes (fuse_opt.c's rules). */
-function splitOptionList(s: string): string[] {
-  const out: string[] = [];
-  let cur = '';
-  for (let i = 0; i < s.length; i++) {
-    const c = s[i]!;
-    if (c === '\\' && i + 1 < s.length) cur += s[++i];
-    else if (c === ',') { out.push(cur); cur = ''; } else cur += c;
-  }
-  out.push(cur);
-  return out.filter((w) => w !== '');
-}
-
-/**
- * The libfuse argv the low-level server gets (["stratafs", "-o", "words"], see
- * libfuseOptionWords) as mount(2) wants it, without libfuse: generic words become
- * MS_* flags (libfuse's defaults nosuid,nodev first), the kernel's FUSE words pass
- * through, libfuse's own (big_writes, nonempty) have nothing to do. An unknown word
- * is an error, not silently dropped.
- */
-export function kernelMountOf(args: readonly string[]): KernelMount {
-  const words: string[] = [];
-  for (let i = 1; i < args.length; i++) {
-    if (args[i] === '-o' && i + 1 < args.length) words.push(...splitOptionList(args[++i]!));
-    else throw new Error(`unexpected mount argument ${JSON.stringify(args[i])}`);
-  }
-  const m: KernelMount = { source: '', fstype: 'fuse', flags: MS.NOSUID | MS.NODEV, data: [], maxWrite: 131072, maxMinor: undefined, off: [], debug: false };
-  let fsname: string | undefined;
-  let subtype: string | undefined;
-  const set = (bit: number, on: boolean): void => { m.flags = on ? m.flags | bit : m.flags & ~bit; };
-  for (const w of words) {
-    const eq = w.indexOf('=');
-    const key = eq < 0 ? w : w.slice(0, eq);
-    const val = eq < 0 ? '' : w.slice(eq + 1);
-    switch (key) {
-      case 'allow_other': case 'default_permissions': m.data.push(key); break;
-      case 'max_read': m.data.push(`max_read=${Number(val)}`); break;
-      case 'max_write': m.maxWrite = Number(val); break;
-      case 'fuse_minor': m.maxMinor = Number(val); break;
-      case 'fuse_off': m.off.push(...val.split(':').filter((n) => n !== '')); break;
-      case 'big_writes': case 'nonempty': break;
-      case 'debug': m.debug = true; break;
-      case 'suid': set(MS.NOSUID, false); break;
-      case 'nosuid': set(MS.NOSUID, true); break;
-      case 'dev': set(MS.NODEV, false); break;
-      case 'nodev': set(MS.NODEV, true); break;
-      case 'exec': set(MS.NOEXEC, false); break;
-      case 'noexec': set(MS.NOEXEC, true); break;
-      case 'ro': set(MS.RDONLY, true); break;
-      case 'rw': set(MS.RDONLY, false); break;
-      case 'noatime': set(MS.NOATIME, true); break;
-      case 'sync': set(MS.SYNCHRONOUS, true); break;
-      case 'dirsync': set(MS.DIRSYNC, true); break;
-      case 'fsname': fsname = val; break;
-      case 'subtype': subtype = val; break;
-      default: throw new Error(`mount option ${JSON.stringify(w)} is not known to the kernel FUSE server`);
-    }
-  }
-  if (!Number.isSafeInteger(m.maxWrite) || m.maxWrite < 4096) throw new Error(`max_write=${m.maxWrite}: at least 4096 expected`);
-  if (subtype !== undefined) m.fstype = `fuse.${subtype}`;
-  m.source = fsname ?? subtype ?? '/dev/fuse';
-  return m;
 }

@@ -170,7 +170,7 @@ export class Fuse extends FuseNative {
 
   /** Mounts; as non-root without fusermount fails at once naming the package. */
   async mount(): Promise<void> {
-    await checkCanMount();
+    await checkCanMount('fusermount');
     await new Promise<void>((resolve, reject) => {
       this.open((err) => {
         if (!err) return resolve();

@@ -327,15 +327,20 @@ function optionString(layers: Layers): string {
 }
 
 /**
- * STRATAFS_TEST_FUSE_SERVER=kernel (or libfuse): every stratafs mount of the harness asks for
- * that FUSE server (-o fuse_server=), unless the test names a server or the high-level API
- * itself. How the low-level tests, the differential harness and the files that mount through
- * mount() run on stratafs's own server: `STRATAFS_TEST_FUSE_SERVER=kernel vitest run ...`.
+ * STRATAFS_TEST_FUSE_MINOR=N: every stratafs mount of the harness on the default server caps
+ * the FUSE protocol at 7.N (-o fuse_minor=N), unless the test names a minor or the high-level
+ * API itself. How CI runs the differential harness and the server's tests again on the 7.19
+ * fallback (package.json "test"): `STRATAFS_TEST_FUSE_MINOR=19 vitest run ...`. A test that
+ * asserts a feature ON names the minor it needs (fuse_minor=45). STRATAFS_TEST_FUSE_SERVER=kernel,
+ * the old way to reach that server, is still accepted and now changes nothing.
  */
-export function fuseServerWords(extra: readonly string[], server = process.env.STRATAFS_TEST_FUSE_SERVER): string[] {
-  if (server === undefined || server === '') return [];
-  if (server !== 'kernel' && server !== 'libfuse') throw new Error(`STRATAFS_TEST_FUSE_SERVER=${server}: kernel or libfuse expected`);
-  return extra.some((w) => w.startsWith('fuse_server=') || w === 'fuse_api=highlevel') ? [] : [`fuse_server=${server}`];
+export function fuseServerWords(
+  extra: readonly string[], minor = process.env.STRATAFS_TEST_FUSE_MINOR, server = process.env.STRATAFS_TEST_FUSE_SERVER,
+): string[] {
+  if (server !== undefined && server !== '' && server !== 'kernel') throw new Error(`STRATAFS_TEST_FUSE_SERVER=${server}: only kernel is left (fuse_server=libfuse was removed)`);
+  if (minor === undefined || minor === '') return [];
+  if (!/^\d+$/.test(minor)) throw new Error(`STRATAFS_TEST_FUSE_MINOR=${minor}: a protocol minor (19 to 45) expected`);
+  return extra.some((w) => w.startsWith('fuse_minor=') || w === 'fuse_api=highlevel') ? [] : [`fuse_minor=${minor}`];
 }
 
 export interface MountOptions {

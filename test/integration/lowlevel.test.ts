@@ -1,5 +1,5 @@
 /**
- * The low-level FUSE server (src/native/fuse-ll.c, src/fuse/lowlevel/adapter.ts,
+ * The low-level FUSE server (src/fuse/kernel/server.ts, src/fuse/lowlevel/adapter.ts,
  * src/fuse/lowlevel/nodes.ts) on real mounts made by the CLI in a child process:
  * the kernel's FORGETs reach the node table, the kernel's caches really spare
  * requests, the mount's life (outside umount, busy umount), files unlinked

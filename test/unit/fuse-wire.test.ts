@@ -1,11 +1,10 @@
 /**
  * The kernel FUSE server's wire codec (src/fuse/kernel/wire.ts) and its mount words
- * (kernelMountOf in src/native/fuse-mount.ts): no mount needed.
+ * (src/fuse/kernel/mount.ts, from the MountConfig): no mount needed.
  */
 import { describe, expect, it } from 'vitest';
 import { cstr, direntSize, i64, offsetAt, putAttr, putDirent, putI64, putTimeout, putU64, u64, ATTR_SIZE } from '../../src/fuse/kernel/wire.js';
-import { fusermountWords, kernelMountOf, libfuseOptionWords } from '../../src/native/fuse-mount.js';
-import { lowLevelArgs } from '../../src/fuse/libfuse-args.js';
+import { fusermountWords, kernelMount } from '../../src/fuse/kernel/mount.js';
 import { parseMountArgs } from '../../src/cli/mount-options.js';
 import { StatIdx, STAT_LEN } from '../../src/native/sys-api.js';
 import { FEATURES, settle } from '../../src/fuse/kernel/features.js';
@@ -63,58 +62,42 @@ describe('wire codec', () => {
   });
 });
 
-describe('kernelMountOf: libfuse words as mount(2) wants them', () => {
-  it('generic words become MS_* flags, the kernel FUSE words pass, libfuse-only ones are dropped', () => {
-    const m = kernelMountOf(['stratafs', '-o', 'allow_other,default_permissions,big_writes,max_write=65536,nonempty,suid,nodev,exec,rw,noatime,fsname=a\\,b,subtype=stratafs']);
-    expect(m).toEqual({ source: 'a,b', fstype: 'fuse.stratafs', flags: 4 | 1024, data: ['allow_other', 'default_permissions'], maxWrite: 65536, debug: false });
-  });
-  it('without words: libfuse 2.9 defaults nosuid,nodev', () => {
-    expect(kernelMountOf(['stratafs'])).toMatchObject({ source: '/dev/fuse', fstype: 'fuse', flags: 2 | 4 });
-  });
-  it('accepts every word the one writer of mount words can produce, and refuses an unknown one', () => {
-    const all = libfuseOptionWords({
-      debug: true, allowOther: true, defaultPermissions: true, bigWrites: true, maxWrite: 131072, maxRead: 131072,
-      nonempty: true, suid: false, dev: false, exec: false, readOnly: true, noatime: true, sync: true, dirsync: true, fsname: 'x', subtype: 'y',
-    });
-    expect(kernelMountOf(['stratafs', '-o', all.join(',')])).toEqual({
-      source: 'x', fstype: 'fuse.y', flags: 1 | 2 | 4 | 8 | 16 | 128 | 1024, data: ['allow_other', 'default_permissions', 'max_read=131072'], maxWrite: 131072, debug: true,
-    });
-    expect(() => kernelMountOf(['stratafs', '-o', 'allow_root'])).toThrow(/allow_root/);
-  });
-});
-
-describe('fuse_server= and fuse_minor=', () => {
+describe('fuse_server=, fuse_minor=, fuse_off=', () => {
   const cfg = (o: string, uid = 0) => parseMountArgs({ options: [o], mountpoint: '/m', source: undefined, foreground: false, debug: false, cwd: '/', uid });
-  it('the default stays libfuse; kernel takes a minor cap, which reaches the kernel server only', () => {
-    expect(cfg('lowerdir=/a').fuseServer).toBe('libfuse');
+  it('the default is stratafs\'s own server; fuse_server=kernel names it; a minor cap reaches its mount description', () => {
+    expect(cfg('lowerdir=/a').fuseApi).toBe('lowlevel');
+    expect(kernelMount(cfg('lowerdir=/a')).maxMinor).toBeUndefined();
     const c = cfg('lowerdir=/a,upperdir=/u,workdir=/w,fuse_server=kernel,fuse_minor=19');
-    expect([c.fuseServer, c.fuseMinor]).toEqual(['kernel', 19]);
-    expect(kernelMountOf(lowLevelArgs(c)).maxMinor).toBe(19);
-    expect(lowLevelArgs(cfg('lowerdir=/a,fuse_server=kernel'))[2]).not.toContain('fuse_minor');
+    expect([c.fuseApi, c.fuseMinor]).toEqual(['lowlevel', 19]);
+    expect(kernelMount(c).maxMinor).toBe(19);
+    expect(kernelMount(cfg('lowerdir=/a,fuse_minor=30')).maxMinor).toBe(30);
+  });
+  it('fuse_api=highlevel picks fuse-native\'s binding without a word about the server', () => {
+    expect(cfg('lowerdir=/a,fuse_api=highlevel').fuseApi).toBe('highlevel');
   });
   it('refuses what cannot work, naming the option', () => {
     expect(() => cfg('lowerdir=/a,fuse_server=fuse')).toThrow(/fuse_server/);
-    expect(() => cfg('lowerdir=/a,fuse_minor=19')).toThrow(/fuse_minor= needs fuse_server=kernel/);
-    expect(() => cfg('lowerdir=/a,fuse_server=kernel,fuse_minor=18')).toThrow(/19 to 45/);
-    expect(() => cfg('lowerdir=/a,fuse_server=kernel,fuse_minor=46')).toThrow(/19 to 45/);
+    expect(() => cfg('lowerdir=/a,fuse_server=libfuse')).toThrow(/^fuse_server=libfuse was removed.*: fuse_server=libfuse$/);
+    expect(() => cfg('lowerdir=/a,fuse_minor=18')).toThrow(/19 to 45/);
+    expect(() => cfg('lowerdir=/a,fuse_minor=46')).toThrow(/19 to 45/);
+    expect(() => cfg('lowerdir=/a,fuse_api=highlevel,fuse_minor=19')).toThrow(/fuse_minor= is not for fuse_api=highlevel/);
     expect(() => cfg('lowerdir=/a,fuse_server=kernel,fuse_api=highlevel')).toThrow(/low-level API only/);
   });
-  it('fuse_off= names known features (or all), needs the kernel server, and reaches it', () => {
-    const c = cfg('lowerdir=/a,fuse_server=kernel,fuse_off=big_writes:async_read');
+  it('fuse_off= names known features (or all) and reaches the mount description', () => {
+    const c = cfg('lowerdir=/a,fuse_off=big_writes:async_read');
     expect(c.fuseOff).toEqual(['big_writes', 'async_read']);
-    expect(kernelMountOf(lowLevelArgs(c)).off).toEqual(['big_writes', 'async_read']);
-    expect(kernelMountOf(lowLevelArgs(cfg('lowerdir=/a,fuse_server=kernel'))).off).toEqual([]);
-    expect(() => cfg('lowerdir=/a,fuse_server=kernel,fuse_off=warp_drive')).toThrow(/unknown FUSE feature in fuse_off.*: warp_drive/);
-    expect(() => cfg('lowerdir=/a,fuse_off=all')).toThrow(/fuse_off= needs fuse_server=kernel/);
+    expect(kernelMount(c).off).toEqual(['big_writes', 'async_read']);
+    expect(kernelMount(cfg('lowerdir=/a')).off).toEqual([]);
+    expect(() => cfg('lowerdir=/a,fuse_off=warp_drive')).toThrow(/unknown FUSE feature in fuse_off.*: warp_drive/);
+    expect(() => cfg('lowerdir=/a,fuse_api=highlevel,fuse_off=all')).toThrow(/fuse_off= is not for fuse_api=highlevel/);
   });
   it('posix_acl is off where the mount rules it out: noxattrs, and ids shown mapped (an ACL holds on-disk ids)', () => {
-    expect(kernelMountOf(lowLevelArgs(cfg('lowerdir=/a,fuse_server=kernel,noxattrs=1'))).off).toEqual(['posix_acl']);
-    expect(kernelMountOf(lowLevelArgs(cfg('lowerdir=/a,fuse_server=kernel,uidmapping=0:1000:1'))).off).toEqual(['posix_acl']);
-    expect(kernelMountOf(lowLevelArgs(cfg('lowerdir=/a,fuse_server=kernel,squash_to_root,fuse_off=big_writes'))).off).toEqual(['big_writes', 'posix_acl']);
-    expect(lowLevelArgs(cfg('lowerdir=/a,noxattrs=1')).join(' ')).not.toMatch(/fuse_off/);
+    expect(kernelMount(cfg('lowerdir=/a,noxattrs=1')).off).toEqual(['posix_acl']);
+    expect(kernelMount(cfg('lowerdir=/a,uidmapping=0:1000:1')).off).toEqual(['posix_acl']);
+    expect(kernelMount(cfg('lowerdir=/a,squash_to_root,fuse_off=big_writes')).off).toEqual(['big_writes', 'posix_acl']);
   });
   it('fusermount3 gets the generic flags and the kernel words, never libfuse-only ones', () => {
-    const w = fusermountWords(kernelMountOf(lowLevelArgs(cfg('lowerdir=/a,upperdir=/u,workdir=/w,fuse_server=kernel', 1000))));
+    const w = fusermountWords(kernelMount(cfg('lowerdir=/a,upperdir=/u,workdir=/w', 1000)));
     expect(w).toEqual(['rw', 'nosuid', 'nodev', 'exec', 'noatime', 'default_permissions', 'fsname=stratafs', 'subtype=stratafs']);
   });
 });

@@ -1,8 +1,7 @@
 /**
  * stratafs's own FUSE server on the kernel protocol (native-notes/fuse-server.md):
  * the LowLevelAddon contract of fuse/lowlevel/contract.ts (handlers in, reply functions
- * out) without libfuse, so the low-level adapter runs on it unchanged.
- * Chosen with `-o fuse_server=kernel`.
+ * out) without libfuse: the server of every mount but fuse_api=highlevel.
  *
  * native/fuse-dev.c reads requests in batches into one Buffer of slots and calls
  * onBatch once per batch; each request is decoded here and handed to its handler
@@ -12,11 +11,11 @@
  * dropped. Everything runs on the JS thread.
  */
 import type { Bstr } from '../../shared/bstr.js';
-import { EIO, ENOENT, ENOSYS, EPERM, EPROTO, ERANGE } from '../../shared/constants.js';
+import { EIO, ENOENT, ENOSYS, EPROTO, ERANGE } from '../../shared/constants.js';
 import type { LowLevelAddon, LowLevelHandlers, NodeId, ReqId, Session } from '../lowlevel/contract.js';
 import { fuseDev, type DevSession } from '../../native/fuse-dev.js';
-import { spawnSync } from 'node:child_process';
-import { fusermountWords, kernelMountOf, type KernelMount } from '../../native/fuse-mount.js';
+import { unmountPath } from '../../native/fuse-mount.js';
+import { mountDevice, type KernelMount } from './mount.js';
 import {
   ATTR_OUT, ENTRY_OUT, FATTR_FH, FATTR_KILL_SUIDGID, FSYNC_FDATASYNC, WRITE_KILL_SUIDGID, FUSE_KERNEL_VERSION, FUSE_MAX_MINOR, FUSE_MIN_MINOR,
   GETATTR_FH, IN_HEADER, INIT_OUT, InitFlag, KSTATFS, Notify, Op, OPEN_OUT, OUT_HEADER, RW_IN, SETATTR_PASSED,
@@ -48,6 +47,8 @@ export interface Negotiated {
 interface KSession {
   dev: DevSession | undefined;
   mountpoint: Bstr;
+  /** a plain user's mount: an O_PATH fd of the directory under it, for fusermount3 -u (fuse/kernel/mount.ts) */
+  pathFd: number | undefined;
   handlers: LowLevelHandlers;
   ctx: Int32Array;
   onExit: () => void;
@@ -298,52 +299,13 @@ const sessionOf = (x: Session): KSession => {
   return s;
 };
 
-/** Root (also of a user namespace): mount(2) with the device fd. */
-function mountDirect(mountpoint: Bstr, km: KernelMount): number {
+function mount(mountpoint: Bstr, km: KernelMount, handlers: LowLevelHandlers, ctx: Int32Array, onExit: () => void): Session {
   const dev = fuseDev();
-  const fd = dev.open();
-  const uid = process.getuid?.() ?? 0;
-  const gid = process.getgid?.() ?? 0;
-  const data = [`fd=${fd}`, 'rootmode=40000', `user_id=${uid}`, `group_id=${gid}`, ...km.data].join(',');
-  const r = dev.mount(km.source, mountpoint, km.fstype, km.flags, data);
-  if (r < 0) {
-    dev.closeFd(fd);
-    throw new Error(`mount(2) failed: ${-r === EPERM ? 'not permitted' : `errno ${-r}`}`);
-  }
-  return fd;
-}
-
-/**
- * A plain user: the setuid fusermount3 opens /dev/fuse, mounts, and sends the fd back
- * over a socket (SCM_RIGHTS; _FUSE_COMMFD names the socket's fd in the child). Run
- * synchronously: the kernel sends INIT in the background, so fusermount3 never waits
- * for this thread.
- */
-function mountWithFusermount(mountpoint: Bstr, km: KernelMount): number {
-  const dev = fuseDev();
-  const [ours, theirs] = dev.socketpair();
-  try {
-    const r = spawnSync('fusermount3', ['-o', fusermountWords(km).join(','), '--', mountpoint], {
-      stdio: ['ignore', 'ignore', 'pipe', theirs], env: { ...process.env, _FUSE_COMMFD: '3' }, encoding: 'utf8',
-    });
-    if (r.error !== undefined) throw new Error(`fusermount3 could not run (install the Debian package fuse3): ${r.error.message}`);
-    const fd = dev.recvFd(ours);
-    if (r.status !== 0 || fd < 0) throw new Error(`fusermount3 failed (exit ${r.status}): ${r.stderr.trim() || `no device fd (errno ${-fd})`}`);
-    return fd;
-  } finally {
-    dev.closeFd(theirs);
-    dev.closeFd(ours);
-  }
-}
-
-function mount(mountpoint: Bstr, args: readonly string[], handlers: LowLevelHandlers, ctx: Int32Array, onExit: () => void): Session {
-  const km = kernelMountOf(args);
-  const dev = fuseDev();
-  const fd = process.geteuid?.() === 0 ? mountDirect(mountpoint, km) : mountWithFusermount(mountpoint, km);
+  const { fd, pathFd } = mountDevice(mountpoint, km);
   // the kernel refuses a read buffer smaller than max_write + the headers, or 8 KiB
   const slot = Math.max(km.maxWrite + 4096, 8192);
   const s: KSession = {
-    dev: undefined, mountpoint, handlers, ctx, onExit, ended: false, maxWrite: km.maxWrite, maxMinor: Math.min(km.maxMinor ?? FUSE_MAX_MINOR, FUSE_MAX_MINOR), off: new Set(km.off), negotiated: undefined,
+    dev: undefined, mountpoint, pathFd, handlers, ctx, onExit, ended: false, maxWrite: km.maxWrite, maxMinor: Math.min(km.maxMinor ?? FUSE_MAX_MINOR, FUSE_MAX_MINOR), off: new Set(km.off), negotiated: undefined,
     buf: Buffer.allocUnsafeSlow(slot * SLOTS), lens: new Uint32Array(SLOTS), slot,
   };
   const onBatch = (n: number): void => {
@@ -354,6 +316,7 @@ function mount(mountpoint: Bstr, args: readonly string[], handlers: LowLevelHand
     if (s.ended) return;
     s.ended = true;
     dropPending(s);
+    if (s.pathFd !== undefined) dev.closeFd(s.pathFd);
     s.onExit();
   };
   s.dev = dev.start(fd, s.buf, slot, s.lens, onBatch, exited);
@@ -365,7 +328,24 @@ function mount(mountpoint: Bstr, args: readonly string[], handlers: LowLevelHand
 function close(x: Session, unmount: boolean): void {
   const s = sessionOf(x);
   if (s.ended || s.dev === undefined) return;
-  fuseDev().close(s.dev, unmount ? s.mountpoint : undefined);
+  if (!unmount || s.pathFd === undefined) {
+    // root: umount2(MNT_DETACH) right after closing the device, which never waits for this thread
+    fuseDev().close(s.dev, unmount ? s.mountpoint : undefined);
+    return;
+  }
+  // a plain user cannot umount2: fusermount3 -uz, a child this thread never waits for; the
+  // device closes first, so nothing it does can wait on this mount's server
+  const pathFd = s.pathFd;
+  s.pathFd = undefined;
+  fuseDev().close(s.dev);
+  unmountPath(s.mountpoint, { lazy: true, pathFd })
+    .catch((e: unknown) => process.stderr.write(`stratafs: ${e instanceof Error ? e.message : String(e)}\n`))
+    .finally(() => fuseDev().closeFd(pathFd));
+}
+
+/** The O_PATH fd of the directory under a plain user's mount (for unmountPath), undefined as root. */
+export function mountpointFd(x: Session): number | undefined {
+  return sessionOf(x).pathFd;
 }
 
 function invalAttr(x: Session, node: NodeId): number {

@@ -11,6 +11,7 @@
  */
 import type { Bstr } from '../../shared/bstr.js';
 import type { Offset } from '../../native/sys-api.js';
+import type { KernelMount } from '../kernel/mount.js';
 
 export type ReqId = number;
 /** FUSE node id: 1 is the root */
@@ -68,12 +69,13 @@ export type Session = { readonly [sessionBrand]: true };
 
 export interface LowLevelAddon {
   /**
-   * Mounts and starts serving on this thread's event loop. `args` is libfuse's
-   * argv (["stratafs", "-o", "opt,opt"]); `ctx` receives [uid, gid, pid, umask]
-   * of each request just before its handler runs. Throws if mounting fails.
+   * Mounts and starts serving on this thread's event loop. `mount` describes the mount
+   * (fuse/kernel/mount.ts kernelMount, from the MountConfig); `ctx` receives
+   * [uid, gid, pid, umask] of each request just before its handler runs. Throws if
+   * mounting fails.
    */
-  mount(mountpoint: Bstr, args: readonly string[], handlers: LowLevelHandlers, ctx: Int32Array, onExit: () => void): Session;
-  /** End the session now; with `unmount`, detach the mount too (lazy). */
+  mount(mountpoint: Bstr, mount: KernelMount, handlers: LowLevelHandlers, ctx: Int32Array, onExit: () => void): Session;
+  /** End the session now; with `unmount`, detach the mount too (lazy; never waiting on it). */
   close(session: Session, unmount: boolean): void;
   /** Drop the kernel's cached attributes of a node (0 or -errno; -ENOENT: the kernel has no such inode cached). */
   invalAttr(session: Session, node: NodeId): number;

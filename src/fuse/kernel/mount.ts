@@ -1,0 +1,129 @@
+/**
+ * How stratafs's own server mounts (native-notes/fuse-server.md): the typed mount
+ * description of a MountConfig (no libfuse words in between), mount(2) with the device fd
+ * as root (also root of a user namespace), the setuid fusermount3 for a plain user.
+ * Unmounting is native/fuse-mount.ts's unmountPath, the one for every caller.
+ */
+import { spawnSync } from 'node:child_process';
+import type { Bstr } from '../../shared/bstr.js';
+import { EPERM } from '../../shared/constants.js';
+import { fuseDev } from '../../native/fuse-dev.js';
+import { FUSERMOUNT_PATH_FD } from '../../native/fuse-mount.js';
+import { openRoot } from '../../native/sys.js';
+import type { MountConfig } from '../config.js';
+
+/** mount(2) flags (linux/mount.h) */
+export const MS = { RDONLY: 1, NOSUID: 2, NODEV: 4, NOEXEC: 8, SYNCHRONOUS: 16, DIRSYNC: 128, NOATIME: 1024 } as const;
+
+/** the largest WRITE the kernel may send (answered in INIT; the read buffer is sized from it) */
+export const MAX_WRITE = 131072;
+
+/** What the server needs to mount and to answer INIT. */
+export interface KernelMount {
+  /** the mount table's source column */
+  source: string;
+  /** "fuse.stratafs" */
+  fstype: string;
+  /** MS_* flags */
+  flags: number;
+  /** the kernel's FUSE words (allow_other, default_permissions); fd=, rootmode= and the ids are added when mounting */
+  data: string[];
+  /** answered in INIT */
+  maxWrite: number;
+  /** fuse_minor=: the highest protocol minor to answer INIT with (undefined: the newest the server knows) */
+  maxMinor: number | undefined;
+  /** fuse_off=, and the features the mount's other options rule out: protocol features not to ask for */
+  off: readonly string[];
+  /** -d: log INIT and every request */
+  debug: boolean;
+}
+
+/** The mount description of a MountConfig: the generic flags as MS_* bits, the permission words as the kernel's. */
+export function kernelMount(c: MountConfig): KernelMount {
+  const f = c.flags;
+  const flags = (f.readOnly ? MS.RDONLY : 0) | (f.suid ? 0 : MS.NOSUID) | (f.dev ? 0 : MS.NODEV) | (f.exec ? 0 : MS.NOEXEC)
+    | (f.noatime ? MS.NOATIME : 0) | (f.sync ? MS.SYNCHRONOUS : 0) | (f.dirsync ? MS.DIRSYNC : 0);
+  const data: string[] = [];
+  if (c.allowOther) data.push('allow_other');
+  if (c.defaultPermissions) data.push('default_permissions');
+  // posix_acl: with noxattrs every xattr request fails, and with uidmapping=/squash_to_* the ids
+  // inside an ACL (stored as on disk, not translated) would be enforced against shown owners
+  const off = new Set(c.fuseOff);
+  if (c.noXattrs || c.idMapping !== undefined) off.add('posix_acl');
+  return {
+    source: c.fsname, fstype: 'fuse.stratafs', flags, data, maxWrite: MAX_WRITE,
+    maxMinor: c.fuseMinor, off: [...off], debug: c.debug,
+  };
+}
+
+/** fuse_opt.c's escapes: ',' separates options, '\\' escapes */
+const escapeOpt = (v: string): string => v.replace(/[\\,]/g, (ch) => '\\' + ch);
+
+/** The -o words fusermount3 takes for a KernelMount (it adds fd=, rootmode= and the ids itself). */
+export function fusermountWords(m: KernelMount): string[] {
+  const f = (bit: number, on: string, off: string): string => ((m.flags & bit) !== 0 ? on : off);
+  const words = [f(MS.RDONLY, 'ro', 'rw'), f(MS.NOSUID, 'nosuid', 'suid'), f(MS.NODEV, 'nodev', 'dev'), f(MS.NOEXEC, 'noexec', 'exec')];
+  if ((m.flags & MS.NOATIME) !== 0) words.push('noatime');
+  if ((m.flags & MS.SYNCHRONOUS) !== 0) words.push('sync');
+  if ((m.flags & MS.DIRSYNC) !== 0) words.push('dirsync');
+  words.push(...m.data, `fsname=${escapeOpt(m.source)}`);
+  if (m.fstype.startsWith('fuse.')) words.push(`subtype=${escapeOpt(m.fstype.slice(5))}`);
+  return words;
+}
+
+/** A mounted device: the fd to serve, and (plain user) an O_PATH fd of the directory under the mount, for fusermount3 -u. */
+export interface Mounted {
+  fd: number;
+  pathFd: number | undefined;
+}
+
+/** Root (also of a user namespace): mount(2) with the device fd. */
+function mountDirect(mountpoint: Bstr, km: KernelMount): Mounted {
+  const dev = fuseDev();
+  const fd = dev.open();
+  const uid = process.getuid?.() ?? 0;
+  const gid = process.getgid?.() ?? 0;
+  const data = [`fd=${fd}`, 'rootmode=40000', `user_id=${uid}`, `group_id=${gid}`, ...km.data].join(',');
+  const r = dev.mount(km.source, mountpoint, km.fstype, km.flags, data);
+  if (r < 0) {
+    dev.closeFd(fd);
+    throw new Error(`mount(2) failed: ${-r === EPERM ? 'not permitted' : `errno ${-r}`}`);
+  }
+  return { fd, pathFd: undefined };
+}
+
+/**
+ * A plain user: the setuid fusermount3 opens /dev/fuse, mounts, and sends the fd back
+ * over a socket (SCM_RIGHTS; _FUSE_COMMFD names the socket's fd in the child). Run
+ * synchronously: the kernel sends INIT in the background, so fusermount3 never waits
+ * for this thread.
+ *
+ * The mountpoint is a byte string, and Node hands a child only UTF-8 arguments: it goes
+ * as `/proc/self/fd/N/.` of an O_PATH fd opened here, before the mount covers it, which
+ * fusermount3 resolves (realpath) to the exact bytes. The fd is kept for the unmount.
+ */
+function mountWithFusermount(mountpoint: Bstr, km: KernelMount): Mounted {
+  const dev = fuseDev();
+  const pathFd = openRoot(mountpoint);
+  const [ours, theirs] = dev.socketpair();
+  try {
+    const r = spawnSync('fusermount3', ['-o', fusermountWords(km).join(','), '--', `/proc/self/fd/${FUSERMOUNT_PATH_FD}/.`], {
+      stdio: ['ignore', 'ignore', 'pipe', theirs, pathFd], env: { ...process.env, _FUSE_COMMFD: '3' }, encoding: 'utf8',
+    });
+    if (r.error !== undefined) throw new Error(`fusermount3 could not run (install the Debian package fuse3): ${r.error.message}`);
+    const fd = dev.recvFd(ours);
+    if (r.status !== 0 || fd < 0) throw new Error(`fusermount3 failed (exit ${r.status}): ${r.stderr.trim() || `no device fd (errno ${-fd})`}`);
+    return { fd, pathFd };
+  } catch (e) {
+    dev.closeFd(pathFd);
+    throw e;
+  } finally {
+    dev.closeFd(theirs);
+    dev.closeFd(ours);
+  }
+}
+
+/** Mounts and returns the device fd to serve: mount(2) as root, fusermount3 otherwise. */
+export function mountDevice(mountpoint: Bstr, km: KernelMount): Mounted {
+  return process.geteuid?.() === 0 ? mountDirect(mountpoint, km) : mountWithFusermount(mountpoint, km);
+}
