@@ -4,8 +4,18 @@ import * as path from 'node:path';
 import { run, describeFailure, findMount, findDaemonPid, fusectlAbort, sleep, type RunResult } from './proc.js';
 import type { Manifest } from './dataset.js';
 
-export type ImplName = 'kernel' | 'fuse-overlayfs' | 'stratafs';
-export const IMPL_NAMES: readonly ImplName[] = ['kernel', 'fuse-overlayfs', 'stratafs'];
+/** What is mounted: kernel overlayfs, fuse-overlayfs, or stratafs (with the options of its variant). */
+export type ImplKind = 'kernel' | 'fuse-overlayfs' | 'stratafs';
+export const IMPL_NAMES: readonly ImplKind[] = ['kernel', 'fuse-overlayfs', 'stratafs'];
+/** A column of the results: one of IMPL_NAMES, or a stratafs variant's name (--stratafs-variant NAME=OPTS). */
+export type ImplName = string;
+
+/** A stratafs run with extra mount options, e.g. stratafs-kernel = fuse_server=kernel. */
+export interface StratafsVariant {
+  name: string;
+  /** comma-separated mount words appended to the bench's own -o */
+  options: string;
+}
 
 export interface MountDirs {
   upper: string;
@@ -54,6 +64,7 @@ async function timedMount(cmd: string, args: readonly string[], mnt: string): Pr
 
 export interface Impl {
   name: ImplName;
+  kind: ImplKind;
   fuse: boolean;
   /** null when the implementation can be run, else why not (reported, never silently skipped). */
   prepare(): Promise<string | null>;
@@ -129,6 +140,7 @@ function overlayOpts(m: Pick<Manifest, 'lowerdir'>, d: MountDirs): string {
 
 export const kernelImpl: Impl = {
   name: 'kernel',
+  kind: 'kernel',
   fuse: false,
   async version() {
     return `overlayfs in Linux ${fs.readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim()}, redirect_dir=on`;
@@ -168,6 +180,7 @@ async function which(cmd: string): Promise<string | null> {
 
 export const fuseOverlayfsImpl: Impl = {
   name: 'fuse-overlayfs',
+  kind: 'fuse-overlayfs',
   fuse: true,
   async version() {
     const r = await run('fuse-overlayfs', ['--version'], { timeoutMs: 5000 });
@@ -241,17 +254,21 @@ async function statsInProcess(cli: string, mnt: string): Promise<unknown> {
   }
 }
 
-export function makeStratafsImpl(cli: string): Impl {
+/** stratafs mounted by `cli`; a variant names the column and adds its mount options. */
+export function makeStratafsImpl(cli: string, variant?: StratafsVariant): Impl {
+  const extra = variant !== undefined && variant.options.length > 0 ? `,${variant.options}` : '';
   return {
-    name: 'stratafs',
+    name: variant?.name ?? 'stratafs',
+    kind: 'stratafs',
     fuse: true,
     async version() {
       const cwd = path.dirname(cli);
       const head = await run('git', ['log', '-1', '--format=%h %cI'], { cwd, timeoutMs: 5000 });
       const dirty = await run('git', ['status', '--porcelain', '--untracked-files=no', '--', ':(top)src'], { cwd, timeoutMs: 10_000 });
       const how = stratafsCommand(cli).join(' ');
-      if (head.code !== 0) return how;
-      return `${how} at commit ${head.stdout.trim()}${dirty.stdout.trim().length > 0 ? ' + uncommitted changes in src/' : ''}`;
+      const opts = extra.length > 0 ? ` -o ${extra.slice(1)}` : '';
+      if (head.code !== 0) return `${how}${opts}`;
+      return `${how}${opts} at commit ${head.stdout.trim()}${dirty.stdout.trim().length > 0 ? ' + uncommitted changes in src/' : ''}`;
     },
     async prepare() {
       if (!fs.existsSync(cli)) return `${cli} not found (stratafs CLI not built yet)`;
@@ -261,7 +278,7 @@ export function makeStratafsImpl(cli: string): Impl {
       // The daemon log goes next to the mount's upper dir: removed with it, quoted when something fails.
       const logFile = path.join(path.dirname(d.mnt), 'stratafs.log');
       const command = stratafsCommand(cli);
-      const { r, exitSeconds, answeredSeconds } = await timedMount(command[0], [...command.slice(1), '-o', `${overlayOpts(m, d)},log=${logFile}`, d.mnt], d.mnt);
+      const { r, exitSeconds, answeredSeconds } = await timedMount(command[0], [...command.slice(1), '-o', `${overlayOpts(m, d)},log=${logFile}${extra}`, d.mnt], d.mnt);
       if (r.code !== 0) {
         // A daemon that half-started may still hold the mountpoint.
         if (findMount(d.mnt) !== null) await fusectlAbort(d.mnt);

@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
 import { ensureDataset, type Manifest } from './dataset.js';
 import { FULL_PARAMS, QUICK_PARAMS } from './params.js';
-import { IMPL_NAMES, MountError, fuseOverlayfsImpl, kernelImpl, makeStratafsImpl, reapDaemons, stratafsCli, type Impl, type ImplName, type MountHandle } from './impls.js';
+import { IMPL_NAMES, MountError, fuseOverlayfsImpl, kernelImpl, makeStratafsImpl, reapDaemons, stratafsCli, type Impl, type ImplName, type MountHandle, type StratafsVariant } from './impls.js';
 import { bash, describeFailure, findMount, syncAndDrop, killRunningChildren, sampleProc } from './proc.js';
 import { CommandError, CorrectnessError, workloads, type Workload, type WorkloadCtx } from './workloads.js';
 import { compare, markdown, median, numericDelta, stratafsProfile, type Cell, type ImplStatus, type Mode, type Results, type RunRecord } from './report.js';
@@ -21,7 +21,8 @@ interface Options {
   cache: string;
   out: string;
   compare?: string;
-  impl: ImplName[];
+  impl?: ImplName[];
+  stratafsVariant: StratafsVariant[];
   only?: string[];
   modes: Mode[];
   timeout?: number;
@@ -42,6 +43,18 @@ function list<T extends string>(allowed: readonly T[] | null) {
     for (const i of items) if (allowed !== null && !allowed.includes(i as T)) throw new InvalidArgumentError(`unknown: ${i} (one of ${allowed.join(', ')})`);
     return items as T[];
   };
+}
+
+/** NAME=OPTS: a column name of its own and the mount words it adds (NAME never one of the built-in names). */
+function variant(v: string, prev: StratafsVariant[]): StratafsVariant[] {
+  const eq = v.indexOf('=');
+  const name = eq < 0 ? v : v.slice(0, eq);
+  const options = eq < 0 ? '' : v.slice(eq + 1);
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name)) throw new InvalidArgumentError(`variant name ${JSON.stringify(name)}: letters, digits, . _ - only`);
+  if ((IMPL_NAMES as readonly string[]).includes(name) && name !== 'stratafs') throw new InvalidArgumentError(`variant name ${name} is an implementation's`);
+  if (prev.some((p) => p.name === name)) throw new InvalidArgumentError(`variant ${name} given twice`);
+  if (/\s/.test(options)) throw new InvalidArgumentError(`variant ${name}: mount options without spaces (comma-separated words)`);
+  return [...prev, { name, options }];
 }
 
 const log = (s: string): void => {
@@ -190,6 +203,7 @@ class Runner {
     const statsAfter = opts.stats ? await impl.stats(c.mnt) : undefined;
     await w.verify?.(c);
     const rec: RunRecord = { seconds: m.seconds, value: m.value, detail: m.detail };
+    if (m.ops !== undefined) rec.ops = m.ops;
     if (before !== null && after !== null) rec.daemonCpuSeconds = after.cpuSeconds - before.cpuSeconds;
     if (!opts.stats) return { rec };
     return { rec, statsAfter, statsBefore };
@@ -202,7 +216,7 @@ class Runner {
    */
   async cells(impl: Impl, w: Workload, modes: readonly Mode[]): Promise<Cell[]> {
     const n = this.o.runs;
-    const wantStats = impl.name === 'stratafs';
+    const wantStats = impl.kind === 'stratafs';
     const cold = modes.includes('cold') ? new CellAcc(impl, w, 'cold') : null;
     const warm = modes.includes('warm') ? new CellAcc(impl, w, 'warm') : null;
     const measure = async (acc: CellAcc, h: MountHandle, c: WorkloadCtx, i: number): Promise<void> => {
@@ -319,7 +333,13 @@ async function main(): Promise<void> {
     .option('--cache <dir>', 'data set cache root', '/var/tmp/stratafs-bench')
     .option('--out <dir>', 'where JSON and markdown results go', './bench-results')
     .option('--compare <old.json>', 'print the change against an earlier results file')
-    .option('--impl <list>', `implementations (${IMPL_NAMES.join(',')})`, list(IMPL_NAMES), [...IMPL_NAMES])
+    .option('--impl <list>', `implementations (${IMPL_NAMES.join(',')}, or variant names; default all, the variants in place of stratafs)`, list<string>(null))
+    .option(
+      '--stratafs-variant <NAME=OPTS>',
+      'run stratafs once more as column NAME with extra mount options, e.g. stratafs-kernel=fuse_server=kernel (repeatable; the variants replace the plain stratafs column unless --impl names it)',
+      variant,
+      [] as StratafsVariant[],
+    )
     .option('--only <list>', 'workload ids to run (default all)', list<string>(null))
     .option('--modes <list>', 'cold,warm', list<Mode>(['cold', 'warm']), ['cold', 'warm'] as Mode[])
     .option('--timeout <seconds>', 'per command timeout (default 600, --quick 180)', positiveInt)
@@ -328,6 +348,10 @@ async function main(): Promise<void> {
     .option('--prepare-only', 'build (or find) the data set, print its manifest path, and stop', false);
   program.parse();
   const o = program.opts<Options>();
+  const variantNames = o.stratafsVariant.map((v) => v.name);
+  const implNames: ImplName[] = o.impl ?? IMPL_NAMES.flatMap((n) => (n === 'stratafs' && variantNames.length > 0 ? variantNames : [n]));
+  const unknownImpls = implNames.filter((n) => !(IMPL_NAMES as readonly string[]).includes(n) && !variantNames.includes(n));
+  if (unknownImpls.length > 0) throw new Error(`unknown implementation(s): ${unknownImpls.join(', ')}; known: ${[...IMPL_NAMES, ...variantNames].join(', ')}`);
   if (process.getuid?.() !== 0) throw new Error('the benchmark needs root (mount, drop_caches)');
 
   const all = workloads();
@@ -352,20 +376,27 @@ async function main(): Promise<void> {
   activeRunRoot = runRoot;
   const runner = new Runner(manifest, runRoot, { runs, timeoutMs, fioSeconds });
 
-  const byName: Record<ImplName, Impl> = { kernel: kernelImpl, 'fuse-overlayfs': fuseOverlayfsImpl, stratafs: makeStratafsImpl(stratafsCli(o.stratafsCli)) };
+  const cli = stratafsCli(o.stratafsCli);
+  const byName = new Map<ImplName, Impl>([
+    ['kernel', kernelImpl],
+    ['fuse-overlayfs', fuseOverlayfsImpl],
+    ['stratafs', makeStratafsImpl(cli)],
+    ...o.stratafsVariant.map((v): [ImplName, Impl] => [v.name, makeStratafsImpl(cli, v)]),
+  ]);
   const statuses: ImplStatus[] = [];
   const impls: Impl[] = [];
-  for (const name of o.impl) {
-    const impl = byName[name];
+  for (const name of implNames) {
+    const impl = byName.get(name);
+    if (impl === undefined) throw new Error(`unknown implementation ${name}`);
     const absent = await impl.prepare();
     const reason = absent ?? (await runner.probe(impl));
     if (reason === null) {
-      statuses.push({ name, available: true, version: await impl.version() });
+      statuses.push({ name, kind: impl.kind, available: true, version: await impl.version() });
       impls.push(impl);
       log(`${name}: ready`);
     } else {
       const line = absent !== null ? `${name}: absent: ${reason}` : `${name}: mount failed: ${reason}`;
-      statuses.push({ name, available: false, reason: line });
+      statuses.push({ name, kind: impl.kind, available: false, reason: line });
       // Loud on purpose: a skipped implementation must never look like a finished comparison.
       process.stderr.write(`\n*** ${line}\n*** ${name} is skipped in this run\n\n`);
     }

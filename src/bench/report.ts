@@ -1,4 +1,4 @@
-import type { ImplName } from './impls.js';
+import type { ImplKind, ImplName } from './impls.js';
 import type { Unit } from './workloads.js';
 
 export type Mode = 'cold' | 'warm';
@@ -9,6 +9,8 @@ export interface RunRecord {
   detail: string;
   /** Daemon CPU (utime+stime) spent during this run, FUSE implementations only. */
   daemonCpuSeconds?: number;
+  /** What the client did in this run (files, entries, 1 MiB reads, 4 KiB reads): FUSE requests per op divide by it. */
+  ops?: number;
 }
 
 export interface Cell {
@@ -33,6 +35,8 @@ export interface Cell {
 
 export interface ImplStatus {
   name: ImplName;
+  /** What was mounted under that name (absent in results from before variants: the name then says it). */
+  kind?: ImplKind;
   available: boolean;
   reason?: string;
   /** What exactly was measured: kernel release, package version, stratafs commit. */
@@ -142,28 +146,38 @@ export function markdown(r: Results): string {
     else if (s.version !== undefined) lines.push(`- ${s.name}: ${s.version}`);
   }
   if (r.impls.length > 0) lines.push('');
+  const ss = stratafsNames(r);
+  // One stratafs column named stratafs keeps the table it always had; variants get their names.
+  const abbr = (n: string): string => (ss.length === 1 && n === 'stratafs' ? 's' : n);
   lines.push('Ratios are stratafs cost ÷ other cost (>1 = stratafs slower; IOPS inverted). RSS = daemon peak VmHWM, CPU = daemon utime+stime per run (median).');
   lines.push('');
-  lines.push('| workload | mode | kernel | fuse-overlayfs | stratafs | s/fo | s/k | fo RSS | fo CPU | s RSS | s CPU |');
-  lines.push('|---|---|---|---|---|---|---|---|---|---|---|');
+  const head = ['workload', 'mode', 'kernel', 'fuse-overlayfs', ...ss, ...ss.flatMap((n) => [`${abbr(n)}/fo`, `${abbr(n)}/k`]), 'fo RSS', 'fo CPU', ...ss.flatMap((n) => [`${abbr(n)} RSS`, `${abbr(n)} CPU`])];
+  lines.push(`| ${head.join(' | ')} |`);
+  lines.push(`|${head.map(() => '---|').join('')}`);
+  const ok = (c: Cell | undefined): number | undefined => (c?.status === 'ok' ? c.median : undefined);
   for (const row of rowKeys(r)) {
     const k = cellFor(r, row.workload, row.mode, 'kernel');
     const fo = cellFor(r, row.workload, row.mode, 'fuse-overlayfs');
-    const s = cellFor(r, row.workload, row.mode, 'stratafs');
-    const ok = (c: Cell | undefined): number | undefined => (c?.status === 'ok' ? c.median : undefined);
-    const sv = ok(s);
-    const rfo = sv !== undefined && ok(fo) !== undefined ? costRatio(row.unit, sv, ok(fo) as number) : undefined;
-    const rk = sv !== undefined && ok(k) !== undefined ? costRatio(row.unit, sv, ok(k) as number) : undefined;
-    lines.push(
-      `| ${row.title} | ${row.mode} | ${shown(k)} | ${shown(fo)} | ${shown(s)} | ${fmtRatio(rfo)} | ${fmtRatio(rk)} | ` +
-        `${fmtMiB(fo?.daemonPeakRssBytes)} | ${fmtCpu(fo?.daemonCpuSecondsMedian)} | ${fmtMiB(s?.daemonPeakRssBytes)} | ${fmtCpu(s?.daemonCpuSecondsMedian)} |`,
-    );
+    const sc = ss.map((n) => cellFor(r, row.workload, row.mode, n));
+    const ratios = sc.flatMap((s) => {
+      const sv = ok(s);
+      return [ok(fo), ok(k)].map((o) => fmtRatio(sv !== undefined && o !== undefined ? costRatio(row.unit, sv, o) : undefined));
+    });
+    const cols = [
+      row.title, row.mode, shown(k), shown(fo), ...sc.map(shown), ...ratios,
+      fmtMiB(fo?.daemonPeakRssBytes), fmtCpu(fo?.daemonCpuSecondsMedian),
+      ...sc.flatMap((s) => [fmtMiB(s?.daemonPeakRssBytes), fmtCpu(s?.daemonCpuSecondsMedian)]),
+    ];
+    lines.push(`| ${cols.join(' | ')} |`);
   }
-  if (r.cells.some((c) => c.impl === 'stratafs' && c.status !== 'absent')) {
+  const perOp = requestsPerOpMarkdown(r, ss);
+  if (perOp !== '') lines.push('', '## FUSE requests per client operation (last measured run; op = file, entry, 1 MiB read, 4 KiB fio read, copy-up)', '', perOp);
+  for (const n of ss) {
+    if (!r.cells.some((c) => c.impl === n && c.status !== 'absent')) continue;
     lines.push('');
-    lines.push('## Targets of issue 5 (ratios from this one run)');
+    lines.push(`## Targets of issue 5 for ${n} (ratios from this one run)`);
     lines.push('');
-    lines.push(targetsMarkdown(r));
+    lines.push(targetsMarkdown(r, n));
   }
   const failures = r.cells.filter((c) => c.status === 'failed');
   if (failures.length > 0) {
@@ -172,10 +186,11 @@ export function markdown(r: Results): string {
     lines.push('');
     for (const c of failures) lines.push(`- ${c.impl} / ${c.workload} / ${c.mode}: ${(c.error ?? '').replace(/\s*\n\s*/g, ' ⏎ ')}`);
   }
-  const withStats = r.cells.filter((c) => c.impl === 'stratafs' && (c.profile !== undefined || c.statsDelta !== undefined));
-  if (withStats.length > 0) {
+  for (const n of ss) {
+    const withStats = r.cells.filter((c) => c.impl === n && (c.profile !== undefined || c.statsDelta !== undefined));
+    if (withStats.length === 0) continue;
     lines.push('');
-    lines.push('## stratafs profile (FUSE ops of the last measured run: count × mean handler time = total, by total)');
+    lines.push(`## ${n} profile (FUSE ops of the last measured run: count × mean handler time = total, by total)`);
     lines.push('');
     for (const c of withStats) {
       const body = c.profile !== undefined ? formatProfile(c.profile, c.runs.at(-1)) : `\`${JSON.stringify(compactStats(c.statsDelta))}\``;
@@ -184,6 +199,39 @@ export function markdown(r: Results): string {
   }
   lines.push('');
   return lines.join('\n');
+}
+
+/** The columns that are stratafs: its variants in run order, or the one plain stratafs of older results. */
+export function stratafsNames(r: Results): ImplName[] {
+  const named = r.impls.filter((s) => (s.kind ?? s.name) === 'stratafs').map((s) => s.name);
+  if (named.length > 0) return named;
+  return r.cells.some((c) => c.impl === 'stratafs') ? ['stratafs'] : [];
+}
+
+/** FUSE requests (handler calls counted by stats) of the last run ÷ the client operations of that run. */
+export function requestsPerOp(c: Cell): { requests: number; ops: number; perOp: number } | undefined {
+  const last = c.runs.at(-1);
+  if (c.profile === undefined || last?.ops === undefined || last.ops <= 0) return undefined;
+  const requests = c.profile.ops.reduce((n, o) => n + o.count, 0);
+  return { requests, ops: last.ops, perOp: requests / last.ops };
+}
+
+function requestsPerOpMarkdown(r: Results, ss: readonly ImplName[]): string {
+  const rows: string[] = [];
+  for (const row of rowKeys(r)) {
+    const cols = ss.map((n) => {
+      const c = cellFor(r, row.workload, row.mode, n);
+      const q = c === undefined ? undefined : requestsPerOp(c);
+      if (q === undefined) return '–';
+      const us = c?.runs.at(-1)?.daemonCpuSeconds;
+      const cpu = us !== undefined && q.requests > 0 ? `, ${((us * 1e6) / q.requests).toFixed(0)} µs CPU/req` : '';
+      return `${q.perOp.toFixed(2)} (${q.requests} / ${q.ops}${cpu})`;
+    });
+    if (cols.every((x) => x === '–')) continue;
+    rows.push(`| ${row.title} | ${row.mode} | ${cols.join(' | ')} |`);
+  }
+  if (rows.length === 0) return '';
+  return [`| workload | mode | ${ss.map((n) => `${n} req/op (requests / ops, daemon CPU per request)`).join(' | ')} |`, `|---|---|${ss.map(() => '---|').join('')}`, ...rows].join('\n');
 }
 
 /** Drops zero counters so the per-workload line shows what the workload actually did. */
@@ -235,6 +283,8 @@ export interface StratafsProfile {
   lookupCache?: { hits: number; misses: number; hitRate: number; size: number; max: number };
   copyUps?: { count: number; bytes: number };
   whiteoutsWritten?: number;
+  /** fuse_server=kernel: every request read from /dev/fuse (FORGET and INIT too) and the wakeups that read them */
+  device?: { requests: number; batches: number };
 }
 
 interface OpLike {
@@ -298,6 +348,11 @@ export function stratafsProfile(before: unknown, after: unknown): StratafsProfil
       bytes: (num(after, 'overlay', 'copyUps', 'bytes') ?? 0) - (num(before, 'overlay', 'copyUps', 'bytes') ?? 0),
     };
   }
+  const dr = num(after, 'fuse', 'requests');
+  const db = num(after, 'fuse', 'batches');
+  if (dr !== undefined && db !== undefined) {
+    p.device = { requests: dr - (num(before, 'fuse', 'requests') ?? 0), batches: db - (num(before, 'fuse', 'batches') ?? 0) };
+  }
   const wo = num(after, 'overlay', 'whiteoutsWritten');
   if (wo !== undefined) p.whiteoutsWritten = wo - (num(before, 'overlay', 'whiteoutsWritten') ?? 0);
   return p;
@@ -326,6 +381,7 @@ export function formatProfile(p: StratafsProfile, run?: RunRecord): string {
   }
   if (p.copyUps !== undefined && p.copyUps.count > 0) tail.push(`copy-ups ${p.copyUps.count} (${(p.copyUps.bytes / 1048576).toFixed(1)} MiB)`);
   if (p.whiteoutsWritten !== undefined && p.whiteoutsWritten > 0) tail.push(`whiteouts ${p.whiteoutsWritten}`);
+  if (p.device !== undefined && p.device.batches > 0) tail.push(`${p.device.requests} requests read from /dev/fuse in ${p.device.batches} wakeups`);
   return `${parts.join('; ')} — ${tail.join(', ')}`;
 }
 
@@ -343,13 +399,13 @@ export const RSS_TARGET_BYTES = 200 * 1000 * 1000;
 /** Issue 10: a stratafs mount answers within this long of its command starting (median of the latency cell). */
 export const MOUNT_LATENCY_TARGET_S = 0.12;
 
-export function targetsMarkdown(r: Results): string {
+export function targetsMarkdown(r: Results, impl: ImplName = 'stratafs'): string {
   const lines = ['| target | workload | mode | stratafs ÷ fuse-overlayfs | limit | met |', '|---|---|---|---|---|---|'];
   let met = 0;
   let total = 0;
   for (const t of TARGETS) {
     for (const w of t.workloads) {
-      const s = cellFor(r, w, t.mode, 'stratafs');
+      const s = cellFor(r, w, t.mode, impl);
       const fo = cellFor(r, w, t.mode, 'fuse-overlayfs');
       if (s === undefined || fo === undefined) continue;
       let ratio: number | undefined;
@@ -365,7 +421,7 @@ export function targetsMarkdown(r: Results): string {
       lines.push(`| ${t.group} | ${s.title} | ${t.mode} | ${fmtRatio(ratio)} | ${t.limit}× | ${verdict} |`);
     }
   }
-  const lat = cellFor(r, 'mount', 'cold', 'stratafs');
+  const lat = cellFor(r, 'mount', 'cold', impl);
   if (lat !== undefined && lat.status !== 'absent') {
     total++;
     const ok = lat.status === 'ok' && lat.median !== undefined && lat.median <= MOUNT_LATENCY_TARGET_S;
@@ -373,14 +429,14 @@ export function targetsMarkdown(r: Results): string {
     const shownMs = lat.status === 'ok' && lat.median !== undefined ? `${(lat.median * 1000).toFixed(0)} ms` : 'failed';
     lines.push(`| mount answers (median of ${lat.runs.length}) | ${lat.title} | – | ${shownMs} | ≤ ${MOUNT_LATENCY_TARGET_S * 1000} ms | ${ok ? 'yes' : '**no**'} |`);
   }
-  const sCells = r.cells.filter((c) => c.impl === 'stratafs' && c.daemonPeakRssBytes !== undefined);
+  const sCells = r.cells.filter((c) => c.impl === impl && c.daemonPeakRssBytes !== undefined);
   if (sCells.length > 0) {
     const peak = Math.max(...sCells.map((c) => c.daemonPeakRssBytes as number));
     total++;
     if (peak < RSS_TARGET_BYTES) met++;
     lines.push(`| daemon peak RSS${r.quick ? ' (quick data set: indicative only)' : ''} | all | – | ${(peak / 1e6).toFixed(0)} MB | < 200 MB | ${peak < RSS_TARGET_BYTES ? 'yes' : '**no**'} |`);
   }
-  const lc = r.cells.map((c) => c.profile?.lookupCache).filter((x): x is NonNullable<typeof x> => x !== undefined && x.max > 0);
+  const lc = r.cells.filter((c) => c.impl === impl).map((c) => c.profile?.lookupCache).filter((x): x is NonNullable<typeof x> => x !== undefined && x.max > 0);
   if (lc.length > 0) {
     const worst = lc.reduce((a, b) => (b.size / b.max > a.size / a.max ? b : a));
     total++;

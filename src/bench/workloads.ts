@@ -28,6 +28,8 @@ export interface Measurement {
   /** What is compared: seconds, or IOPS for fio. */
   value: number;
   detail: string;
+  /** What the client did, in the workload's own unit (files, entries, 1 MiB reads): FUSE requests per op divide by it. */
+  ops?: number;
 }
 
 export type Unit = 's' | 'IOPS';
@@ -60,9 +62,12 @@ async function sh(c: WorkloadCtx, script: string, what: string, cwd?: string): P
   return must(await bash(script, { timeoutMs: c.timeoutMs, cwd: cwd ?? c.mnt, env: { ...gitEnv(), LC_ALL: 'C' } }), what);
 }
 
-function measured(r: RunResult, detail: string): Measurement {
-  return { seconds: r.seconds, value: r.seconds, detail };
+function measured(r: RunResult, detail: string, ops?: number): Measurement {
+  return ops === undefined ? { seconds: r.seconds, value: r.seconds, detail } : { seconds: r.seconds, value: r.seconds, detail, ops };
 }
+
+/** dd bs=1M: one read(2) per MiB */
+const mibs = (bytes: number): number => Math.ceil(bytes / BLOCK);
 
 function ddBytes(stderr: string): number {
   let total = 0;
@@ -141,7 +146,7 @@ export function workloads(): Workload[] {
       async measure(c) {
         const r = await sh(c, 'find . -type f | wc -l', 'find');
         expectEq('files found', Number(r.stdout.trim()), c.m.totalFiles);
-        return measured(r, `${c.m.totalFiles} files`);
+        return measured(r, `${c.m.totalFiles} files`, c.m.totalFiles);
       },
     },
     {
@@ -154,7 +159,7 @@ export function workloads(): Workload[] {
         const [n, s] = r.stdout.trim().split(' ').map(Number);
         expectEq('files stat-ed', n ?? -1, c.m.totalFiles);
         expectEq('sum of st_size', s ?? -1, c.m.totalBytes);
-        return measured(r, `${n} files, ${s} bytes`);
+        return measured(r, `${n} files, ${s} bytes`, c.m.totalFiles);
       },
     },
     {
@@ -165,7 +170,7 @@ export function workloads(): Workload[] {
       async measure(c) {
         const r = await sh(c, 'ls -l bigdir | wc -l', 'ls -l');
         expectEq('ls -l lines (entries + total)', Number(r.stdout.trim()), c.m.bigdirEntries + 1);
-        return measured(r, `${c.m.bigdirEntries} entries`);
+        return measured(r, `${c.m.bigdirEntries} entries`, c.m.bigdirEntries);
       },
     },
     {
@@ -176,7 +181,7 @@ export function workloads(): Workload[] {
       async measure(c) {
         const r = await sh(c, `xargs -0 -a ${sq(c.m.treeList)} cat -- | wc -c`, 'xargs cat');
         expectEq('bytes read', Number(r.stdout.trim()), c.m.treeBytes);
-        return measured(r, `${c.m.treeFiles} files, ${c.m.treeBytes} bytes`);
+        return measured(r, `${c.m.treeFiles} files, ${c.m.treeBytes} bytes`, c.m.treeFiles);
       },
       async verify(c) {
         const all = readList(c.m.treeList);
@@ -192,7 +197,7 @@ export function workloads(): Workload[] {
       async measure(c) {
         const r = await sh(c, `dd if=${sq(c.m.bigFile)} of=/dev/null bs=1M`, 'dd');
         expectEq('bytes read', ddBytes(r.stderr), c.m.bigFileBytes);
-        return measured(r, `${c.m.bigFileBytes} bytes`);
+        return measured(r, `${c.m.bigFileBytes} bytes`, mibs(c.m.bigFileBytes));
       },
       async verify(c) {
         for (const off of [0, BLOCK - 100, Math.floor(c.m.bigFileBytes / 2) + 12345, c.m.bigFileBytes - 4096]) {
@@ -210,7 +215,7 @@ export function workloads(): Workload[] {
       },
       async measure(c) {
         const r = await sh(c, `printf x >> ${sq(c.m.bigFile)}`, 'append');
-        return measured(r, `${c.m.bigFileBytes} bytes copied up`);
+        return measured(r, `${c.m.bigFileBytes} bytes copied up`, 1);
       },
       async verify(c) {
         expectEq('size after append', await fileSize(c, c.m.bigFile), c.m.bigFileBytes + 1);
@@ -233,7 +238,7 @@ export function workloads(): Workload[] {
       async measure(c) {
         // A bash loop with builtins only: one process, one open+write+close per file.
         const r = await sh(c, `while IFS= read -r -d '' f; do printf x >> "$f" || exit 1; done < ${sq(c.m.copyUpList)}`, 'append loop');
-        return measured(r, `${c.m.copyUpFiles} files`);
+        return measured(r, `${c.m.copyUpFiles} files`, c.m.copyUpFiles);
       },
       async verify(c) {
         const r = await sh(c, `xargs -0 -a ${sq(c.m.copyUpList)} stat -c %s -- | awk '{n++; s+=$1} END {printf "%d %d\\n", n, s}'`, 'stat copied files');
@@ -256,7 +261,7 @@ export function workloads(): Workload[] {
       },
       async measure(c) {
         const r = await sh(c, `mkdir untar && tar -xf ${sq(c.m.tarball)} -C untar`, 'tar -x');
-        return measured(r, `${c.m.untarFiles} files`);
+        return measured(r, `${c.m.untarFiles} files`, c.m.untarFiles);
       },
       async verify(c) {
         const r = await sh(c, 'find untar -type f | wc -l', 'count untarred');
@@ -273,7 +278,7 @@ export function workloads(): Workload[] {
       },
       async measure(c) {
         const r = await sh(c, `rm -rf ${sq(c.m.rmTarget)}`, 'rm -rf');
-        return measured(r, `${c.m.rmTargetFiles} files`);
+        return measured(r, `${c.m.rmTargetFiles} files`, c.m.rmTargetFiles);
       },
       async verify(c) {
         const r = await sh(c, `if [ -e ${sq(c.m.rmTarget)} ] || [ -L ${sq(c.m.rmTarget)} ]; then echo present; else echo gone; fi; ls tree | wc -l`, 'check removal');
@@ -298,7 +303,7 @@ export function workloads(): Workload[] {
         const want = c.m.gitModify.map((f) => ` M ${f}`).join('\n');
         // trimEnd only: porcelain lines start with a significant space.
         expectEq('git status --porcelain', JSON.stringify(r.stdout.trimEnd()), JSON.stringify(want));
-        return measured(r, `${c.m.gitModify.length} modified, ${c.m.gitTouch.length} touched`);
+        return measured(r, `${c.m.gitModify.length} modified, ${c.m.gitTouch.length} touched`, c.m.params.repoFiles);
       },
     },
     {
@@ -331,7 +336,7 @@ export function workloads(): Workload[] {
         if (job === undefined) throw new CorrectnessError('fio: no job in output');
         expectEq('fio job error', job.error, 0);
         if (!(job.read.io_bytes > 0)) throw new CorrectnessError('fio read nothing');
-        return { seconds: r.seconds, value: job.read.iops, detail: `${Math.round(job.read.iops)} IOPS, ${job.read.io_bytes} bytes` };
+        return { seconds: r.seconds, value: job.read.iops, detail: `${Math.round(job.read.iops)} IOPS, ${job.read.io_bytes} bytes`, ops: Math.round(job.read.io_bytes / 4096) };
       },
     },
     {
@@ -349,7 +354,7 @@ export function workloads(): Workload[] {
         );
         const total = r.stdout.trim().split('\n').reduce((s, x) => s + Number(x), 0);
         expectEq('bytes read by 4 readers', total, c.m.treeBytes);
-        return measured(r, `${c.m.treeBytes} bytes`);
+        return measured(r, `${c.m.treeBytes} bytes`, c.m.treeFiles);
       },
     },
     {
@@ -366,7 +371,7 @@ export function workloads(): Workload[] {
           'parallel dd',
         );
         expectEq('bytes read by 4 readers', ddBytes(r.stderr), c.m.bigFileBytes);
-        return measured(r, `${c.m.bigFileBytes} bytes`);
+        return measured(r, `${c.m.bigFileBytes} bytes`, mibs(c.m.bigFileBytes));
       },
     },
   ];
