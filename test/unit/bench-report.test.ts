@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { compare, costRatio, markdown, median, stratafsProfile, type Results } from '../../src/bench/report.js';
+import { compare, costRatio, markdown, median, requestsPerOp, stratafsNames, stratafsProfile, type Results } from '../../src/bench/report.js';
 
 function results(cells: Results['cells'], impls: Results['impls'] = []): Results {
   return {
@@ -79,5 +79,35 @@ describe('bench report math', () => {
     expect(fast).toMatch(/\| mount answers \(median of 10\) \| .* \| 82 ms \| ≤ 120 ms \| yes \|/);
     const slow = markdown(results([cell('stratafs', 0.214)]));
     expect(slow).toMatch(/\| mount answers \(median of 10\) \| .* \| 214 ms \| ≤ 120 ms \| \*\*no\*\* \|/);
+  });
+  it('gives each stratafs variant its own columns, ratios, requests per operation and targets', () => {
+    const profile = (count: number): NonNullable<Results['cells'][number]['profile']> => ({ ops: [{ op: 'lookup', count, errors: 0, totalMs: 1, avgUs: 1 }] });
+    const run = (seconds: number, ops: number, cpu: number): Results['cells'][number]['runs'][number] => ({ seconds, value: seconds, detail: '', ops, daemonCpuSeconds: cpu });
+    const r = results(
+      [
+        { workload: 'ls-l', title: 'ls', mode: 'cold', impl: 'kernel', unit: 's', status: 'ok', runs: [], median: 0.1 },
+        { workload: 'ls-l', title: 'ls', mode: 'cold', impl: 'fuse-overlayfs', unit: 's', status: 'ok', runs: [], median: 0.2, daemonPeakRssBytes: 2 * 1048576 },
+        { workload: 'ls-l', title: 'ls', mode: 'cold', impl: 'stratafs-libfuse', unit: 's', status: 'ok', runs: [run(0.6, 1000, 0.3)], median: 0.6, profile: profile(3000), daemonPeakRssBytes: 90 * 1048576 },
+        { workload: 'ls-l', title: 'ls', mode: 'cold', impl: 'stratafs-kernel', unit: 's', status: 'ok', runs: [run(0.4, 1000, 0.1)], median: 0.4, profile: profile(1000), daemonPeakRssBytes: 60 * 1048576 },
+      ],
+      [
+        { name: 'kernel', kind: 'kernel', available: true },
+        { name: 'fuse-overlayfs', kind: 'fuse-overlayfs', available: true },
+        { name: 'stratafs-libfuse', kind: 'stratafs', available: true, version: 'bin/stratafs -o fuse_server=libfuse' },
+        { name: 'stratafs-kernel', kind: 'stratafs', available: true, version: 'bin/stratafs -o fuse_server=kernel' },
+      ],
+    );
+    expect(stratafsNames(r)).toEqual(['stratafs-libfuse', 'stratafs-kernel']);
+    const md = markdown(r);
+    expect(md).toContain('| workload | mode | kernel | fuse-overlayfs | stratafs-libfuse | stratafs-kernel | stratafs-libfuse/fo | stratafs-libfuse/k | stratafs-kernel/fo | stratafs-kernel/k |');
+    expect(md).toContain('| ls | cold | 0.10 s | 0.20 s | 0.60 s | 0.40 s | 3.00× | 6.00× | 2.00× | 4.00× | 2 MiB | – | 90 MiB | – | 60 MiB | – |');
+    // 3000 requests for 1000 entries, 0.3 s CPU: 100 µs each; the kernel variant 1 per entry
+    expect(md).toContain('| ls | cold | 3.00 (3000 / 1000, 100 µs CPU/req) | 1.00 (1000 / 1000, 100 µs CPU/req) |');
+    expect(md).toContain('## Targets of issue 5 for stratafs-libfuse');
+    expect(md).toContain('## Targets of issue 5 for stratafs-kernel');
+    expect(requestsPerOp(r.cells[0]!)).toBeUndefined();
+    // results from before variants: one plain stratafs column, the table it always had
+    const old = markdown(results([{ workload: 'ls-l', title: 'ls', mode: 'cold', impl: 'stratafs', unit: 's', status: 'ok', runs: [], median: 1 }], [{ name: 'stratafs', available: true }]));
+    expect(old).toContain('| workload | mode | kernel | fuse-overlayfs | stratafs | s/fo | s/k | fo RSS | fo CPU | s RSS | s CPU |');
   });
 });
