@@ -24,6 +24,7 @@ import { StatIdx, STAT_LEN, inoOf, type Ino } from '../../native/sys-api.js';
 import type { IdView } from '../idmap.js';
 import { Node, NodeTable } from './nodes.js';
 import { callerKeepsSetgid, modeAfterKill, privileged } from './killpriv.js';
+import { ReadBuffers } from './read-buffers.js';
 import { dirListing, osErrName, RequestStats, startCall, statvfsArray, toErrno, type DirListing, type OpSummary } from '../requests.js';
 import { S_IFDIR, S_IFMT, ENOENT, ENOSYS, ERANGE } from '../../shared/constants.js';
 
@@ -92,6 +93,7 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
   const ctx = new Int32Array(4);
   const requests = new RequestStats();
   const dirs = new Map<number, DirListing>();
+  const readBuffers = new ReadBuffers();
   let session: Session | undefined;
   /** killpriv_v2 settled at INIT: the kernel marks the changes that drop setuid/setgid (killpriv.ts) */
   let serverKills = false;
@@ -440,11 +442,12 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
       }, { changes: () => [P] });
     },
     read(req, id, size, offset, fh) {
-      const buf = Buffer.allocUnsafe(size);
+      // reused (read-buffers.ts): the reply is written before replyBuf returns
+      const buf = readBuffers.take(size);
       settle('read', req, () => `${describe(id)} fh=${fh} size=${size} off=${offset}`, () => {
         const n = nodes.get(id);
         return core.read(n ? nodes.path(n) : null, fh, buf, size, offset);
-      }, (got) => { ll.replyBuf(req, buf, got); return got; });
+      }, (got) => { ll.replyBuf(req, buf, got); readBuffers.give(buf); return got; }, { onError: () => { readBuffers.give(buf); return false; } });
     },
     write(req, id, data, offset, fh, killPriv) {
       settle('write', req, () => `${describe(id)} fh=${fh} size=${data.length} off=${offset}`, async () => {
