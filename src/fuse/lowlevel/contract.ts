@@ -93,6 +93,7 @@ export interface LowLevelAddon {
   /** openFlags: bit 1 keep_cache, bit 2 direct_io */
   replyOpen(req: ReqId, fh: number, openFlags: number): void;
   replyReadlink(req: ReqId, target: Bstr): void;
+  /** the reply is written before this returns: the adapter reuses `buf` at once (read-buffers.ts) */
   replyBuf(req: ReqId, buf: Buffer, length: number): void;
   replyWrite(req: ReqId, count: number): void;
   replyXattr(req: ReqId, size: number): void;
