@@ -213,8 +213,9 @@ int main(int argc, char **argv) {
     say("stratafs: cannot run node: %s", strerror(errno));
     return 1;
   }
-  // A daemon allocates little that lives long per request: V8's default semi-spaces only inflate its RSS.
-  args[k++] = "--max-semi-space-size=4";
+  // A daemon allocates little that lives long per request: V8's default semi-spaces only inflate its
+  // RSS (1 MiB: see spawnDaemon in src/cli/daemon.ts, which passes the same).
+  args[k++] = "--max-semi-space-size=1";
   args[k++] = main_js;
   args[k++] = "--daemon-child";
   for (int i = 1; i < argc; i++) args[k++] = argv[i];

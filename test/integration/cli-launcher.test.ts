@@ -106,7 +106,7 @@ describe('the launcher', () => {
         plain = true; // a plain command line with bad options: the daemon reports them
       }
       // only the daemon's start carries the heap flag
-      expect({ argv, daemon: execd.includes('--max-semi-space-size=4') }).toEqual({ argv, daemon: plain });
+      expect({ argv, daemon: execd.includes('--max-semi-space-size=1') }).toEqual({ argv, daemon: plain });
       const main = execd.findIndex((a) => a === CLI);
       expect(main).toBeGreaterThan(0);
       expect(execd.slice(main + 1)).toEqual(plain ? ['--daemon-child', ...argv] : argv);
