@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -334,10 +335,61 @@ static napi_value dev_close(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+
+/*
+ * FUSE passthrough (include/uapi/linux/fuse.h 7.40; native-notes/fuse-server.md,
+ * "Passthrough"). The kernel's headers on a build machine may predate 7.40, so the
+ * two ioctls and their argument are spelled out here as the uapi header has them.
+ */
+struct sfs_backing_map { int32_t fd; uint32_t flags; uint64_t padding; };
+#define SFS_DEV_IOC_BACKING_OPEN _IOW(229, 1, struct sfs_backing_map)
+#define SFS_DEV_IOC_BACKING_CLOSE _IOW(229, 2, uint32_t)
+
+static session *session_arg(napi_env env, napi_value v);
+
+/* (session, number) arguments; NULL when malformed */
+static session *session_num_args(napi_env env, napi_callback_info info, double *n) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 2 || napi_get_value_double(env, argv[1], n) != napi_ok) return NULL;
+  return session_arg(env, argv[0]);
+}
+
+/*
+ * backingOpen(session, fd) -> backing id (> 0) or -errno. Registers the open file `fd`
+ * with the connection: an OPEN reply naming the id makes reads, writes and mmap of
+ * that FUSE file go to this file in the kernel. -EPERM: passthrough was not
+ * negotiated or the daemon lacks CAP_SYS_ADMIN in the initial user namespace;
+ * -ELOOP: the file's file system is stacked as deep as max_stack_depth allows;
+ * -ENOTCONN: the session has ended (its device fd is closed).
+ */
+static napi_value dev_backing_open(napi_env env, napi_callback_info info) {
+  double fd;
+  session *s = session_num_args(env, info, &fd);
+  if (!s) { napi_throw_error(env, NULL, "backingOpen(session, fd)"); return NULL; }
+  if (s->ended) return num(env, -ENOTCONN);
+  struct sfs_backing_map map = { .fd = (int32_t) fd, .flags = 0, .padding = 0 };
+  int r = ioctl(s->fd, SFS_DEV_IOC_BACKING_OPEN, &map);
+  return num(env, r < 0 ? -errno : r);
+}
+
+/* backingClose(session, id) -> 0 or -errno: the id is forgotten; files opened through it keep their own reference */
+static napi_value dev_backing_close(napi_env env, napi_callback_info info) {
+  double id;
+  session *s = session_num_args(env, info, &id);
+  if (!s) { napi_throw_error(env, NULL, "backingClose(session, id)"); return NULL; }
+  if (s->ended) return num(env, -ENOTCONN);
+  uint32_t v = (uint32_t) id;
+  int r = ioctl(s->fd, SFS_DEV_IOC_BACKING_CLOSE, &v);
+  return num(env, r < 0 ? -errno : 0);
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   static const struct { const char *name; napi_callback fn; } fns[] = {
     { "open", dev_open }, { "mount", dev_mount }, { "start", dev_start }, { "write", dev_write }, { "close", dev_close }, { "closeFd", dev_close_fd },
     { "socketpair", dev_socketpair }, { "recvFd", dev_recv_fd },
+    { "backingOpen", dev_backing_open }, { "backingClose", dev_backing_close },
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     napi_value f;

@@ -30,6 +30,14 @@ export interface FuseDevAddon {
   start(fd: number, buf: Buffer, slotSize: number, lens: Uint32Array, onBatch: (n: number) => void, onExit: () => void): DevSession;
   /** one writev(2) of head[0, headLen) and data[0, dataLen): bytes written or -errno */
   write(s: DevSession, head: Buffer, headLen: number, data: Buffer | undefined, dataLen: number): number;
+  /**
+   * FUSE_DEV_IOC_BACKING_OPEN: registers the open file `fd` for passthrough; the backing id
+   * (> 0) an OPEN reply names, or -errno (-EPERM: not negotiated or no CAP_SYS_ADMIN in the
+   * initial user namespace; -ELOOP: its file system is stacked max_stack_depth deep).
+   */
+  backingOpen(s: DevSession, fd: number): number;
+  /** FUSE_DEV_IOC_BACKING_CLOSE: 0 or -errno; files already opened through the id keep working */
+  backingClose(s: DevSession, id: number): number;
   /** ends the session (closes the device); with a path, detaches that mount too (MNT_DETACH) */
   close(s: DevSession, detachPath?: Bstr): void;
 }
