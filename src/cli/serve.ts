@@ -110,6 +110,7 @@ export async function serve(config: MountConfig, log: (line: string) => void): P
         ids,
         noXattrs: config.noXattrs,
         addon: ll,
+        passthrough: config.passthroughLower ? 'all' : 'upper',
       });
       const session: Session = ll.mount(fromText(config.mountpoint), kernelMount(config), adapter.handlers, adapter.ctx, onExit);
       adapter.attach(session);
@@ -121,10 +122,13 @@ export async function serve(config: MountConfig, log: (line: string) => void): P
           minor: init.minor, flags: init.flags, flags2: init.flags2, features: init.features,
           kernelMinor: init.kernelMinor, kernelFlags: init.kernelFlags, kernelFlags2: init.kernelFlags2, maxWrite: init.maxWrite,
           batches: init.batches, requests: init.requests,
+          passthrough: init.passthrough !== undefined
+            ? { maxStackDepth: init.maxStackDepth, ...init.passthrough() }
+            : init.passthroughOff !== undefined ? { off: init.passthroughOff } : undefined,
         });
       }
       if (init !== undefined && config.debug) {
-        log(`FUSE INIT: kernel 7.${init.kernelMinor} flags=0x${init.kernelFlags.toString(16)} flags2=0x${init.kernelFlags2.toString(16)}; answered 7.${init.minor} flags=0x${init.flags.toString(16)} flags2=0x${init.flags2.toString(16)} max_write=${init.maxWrite} max_readahead=${init.maxReadahead}; features: ${init.features.join(' ') || 'none'}`);
+        log(`FUSE INIT: kernel 7.${init.kernelMinor} flags=0x${init.kernelFlags.toString(16)} flags2=0x${init.kernelFlags2.toString(16)}; answered 7.${init.minor} flags=0x${init.flags.toString(16)} flags2=0x${init.flags2.toString(16)} max_write=${init.maxWrite} max_readahead=${init.maxReadahead}; features: ${init.features.join(' ') || 'none'}${init.maxStackDepth > 0 ? `; max_stack_depth=${init.maxStackDepth}` : ''}${init.passthroughOff !== undefined ? `; passthrough off: ${init.passthroughOff}` : ''}`);
       }
       opStats = adapter.opStats;
       nodeCount = adapter.nodeCount;

@@ -27,6 +27,8 @@ export interface DaemonStats {
   fuse?: {
     minor: number; flags: number; flags2: number; features: readonly string[];
     kernelMinor: number; kernelFlags: number; kernelFlags2: number; maxWrite: number; batches: number; requests: number;
+    /** passthrough: max_stack_depth answered, opens passed through, fallbacks by reason, backing ids held; or why it is off */
+    passthrough?: { maxStackDepth: number; passed: number; fallbacks: Record<string, number>; ids: number } | { off: string } | undefined;
   } | undefined;
   overlay: OverlayStats;
   memory: MemoryStats;
@@ -75,6 +77,12 @@ export function formatStats(s: DaemonStats): string {
     const f = s.fuse;
     lines.push(`FUSE protocol: 7.${f.minor}, flags 0x${f.flags.toString(16)} flags2 0x${f.flags2.toString(16)} (kernel offered 7.${f.kernelMinor}, flags 0x${f.kernelFlags.toString(16)} flags2 0x${f.kernelFlags2.toString(16)}), max_write ${f.maxWrite}; ${f.requests} requests read in ${f.batches} wakeups`);
     lines.push(`FUSE features: ${f.features.join(' ') || 'none'}`);
+    const p = f.passthrough;
+    if (p !== undefined) {
+      lines.push('off' in p
+        ? `FUSE passthrough: off (${p.off})`
+        : `FUSE passthrough: ${p.passed} opens passed through, fallbacks ${JSON.stringify(p.fallbacks)}, ${p.ids} backing ids held, max_stack_depth ${p.maxStackDepth}`);
+    }
   }
   if (s.nodePaths !== undefined) lines.push(fill('node path cache', s.nodePaths, 'bytes'));
   const cs = s.overlay.caches;

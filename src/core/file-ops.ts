@@ -95,7 +95,7 @@ export function register(ctx: Ctx, f: OpenFile): OpenResult {
   if (!set) { set = new Set(); ctx.filesByIno.set(f.ino, set); }
   set.add(f);
   // Every change comes through the mount: the kernel's page cache stays valid across opens.
-  return { fh, keepCache, directIo: false };
+  return { fh, keepCache, directIo: false, backing: { fd: f.fd, lower: f.lower } };
 }
 
 function handle(ctx: Ctx, fh: number, path: Bstr | null, syscall: string): OpenFile {

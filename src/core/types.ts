@@ -34,7 +34,16 @@ export interface StatFs {
 }
 
 /** Flags the core asks the binding to set on an open file (fuse_file_info). */
-export interface OpenResult { fh: number; keepCache: boolean; directIo: boolean }
+export interface OpenResult {
+  fh: number;
+  keepCache: boolean;
+  directIo: boolean;
+  /**
+   * the layer file behind the handle, for FUSE passthrough (fuse/kernel/passthrough.ts): its
+   * fd, and whether it is a lower file (a copy-up would leave a passed-through handle on it)
+   */
+  backing?: { fd: number; lower: boolean };
+}
 
 /**
  * The operations the FUSE front-ends call. Paths are absolute within the mount

@@ -60,6 +60,12 @@ export interface MountConfig extends OverlayConfig {
   fuseMinor: number | undefined;
   /** fuse_off=: protocol features the server must not use (fuse/kernel/features.ts names, or "all") */
   fuseOff: readonly string[];
+  /**
+   * FUSE passthrough of lower files too (fuse_server=kernel): on without an upper layer (no
+   * copy-up can happen), else only with passthrough_lower, whose divergence from kernel
+   * overlayfs is that a handle opened on a lower file keeps reading it after a copy-up
+   */
+  passthroughLower: boolean;
   /** kernel negative-lookup cache timeout, seconds */
   negativeTimeout: number;
   /** other users may use the mount: on by default as root (noallow_other turns it off), as fuse-overlayfs does */
@@ -124,6 +130,8 @@ export interface MountSettings {
   fuseServer: 'kernel' | undefined;
   fuseMinor: number | undefined;
   fuseOff: readonly string[];
+  /** passthrough_lower */
+  passthroughLower: boolean;
   lookupCacheSize: number;
   allowOther: boolean;
   fsync: boolean;
@@ -154,7 +162,7 @@ export function defaultMountSettings(uid: number): MountSettings {
   return {
     lowerdirs: undefined, upperdir: undefined, workdir: undefined,
     readOnly: false, redirectDir: true, userxattr: false,
-    timeout: DEFAULT_TIMEOUT_S, attrTimeout: undefined, negativeTimeout: undefined, fuseApi: 'lowlevel', fuseServer: undefined, fuseMinor: undefined, fuseOff: [],
+    timeout: DEFAULT_TIMEOUT_S, attrTimeout: undefined, negativeTimeout: undefined, fuseApi: 'lowlevel', fuseServer: undefined, fuseMinor: undefined, fuseOff: [], passthroughLower: false,
     lookupCacheSize: DEFAULT_LOOKUP_CACHE_SIZE, allowOther: asRoot, fsync: true, force: false, debug: false,
     fsname: undefined, logFile: undefined,
     // As fuse-overlayfs: noatime (FUSE inodes are S_NOATIME anyway; the daemon's reads touch the
@@ -237,6 +245,7 @@ export function mountConfig(s: MountSettings, w: MountPlace): MountConfig {
     checkFuseOff(s.fuseOff);
     if (s.fuseApi === 'highlevel') throw new ConfigError('fuse_off= is not for fuse_api=highlevel (libfuse 2.9 asks for its own features)', `fuse_off=${s.fuseOff.join(':')}`);
   }
+  if (s.passthroughLower && s.fuseApi === 'highlevel') throw new ConfigError('passthrough_lower is not for fuse_api=highlevel (libfuse 2.9 has no passthrough)', 'passthrough_lower');
   if (s.fuseApi === 'highlevel' && s.fuseServer === 'kernel') throw new ConfigError('fuse_server=kernel serves the low-level API only (not with fuse_api=highlevel)', 'fuse_server=kernel');
   const upper = s.upperdir;
   let work = s.workdir;
@@ -281,6 +290,7 @@ export function mountConfig(s: MountSettings, w: MountPlace): MountConfig {
     fuseApi: s.fuseApi,
     fuseMinor: s.fuseMinor,
     fuseOff: s.fuseOff,
+    passthroughLower: s.passthroughLower || upperPath === undefined,
     allowOther: s.allowOther,
     defaultPermissions: true,
     flags: { ...s.flags, readOnly },

@@ -28,7 +28,7 @@ export const DT = {
 /** errno numbers, the platform's own (a few architectures, MIPS among them, number some differently). */
 export const {
   EPERM, ENOENT, EIO, EAGAIN, EACCES, EEXIST, ENOTDIR, EISDIR, EINVAL, EMLINK, ERANGE, ENAMETOOLONG, ENOSYS,
-  ENODATA, EOPNOTSUPP, EPROTO,
+  ENODATA, EOPNOTSUPP, EPROTO, ELOOP,
 } = osConstants.errno;
 /** flock's "held elsewhere" (the same number as EAGAIN on Linux) */
 export const EWOULDBLOCK = osConstants.errno.EWOULDBLOCK;

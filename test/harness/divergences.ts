@@ -35,6 +35,8 @@ export interface TreeMatcher {
 export interface Divergence {
   id: string;
   impl: Exclude<Impl, 'kernel'>;
+  /** only on mounts with this -o word (an option that trades agreement for something else) */
+  option?: string;
   match: OpMatcher | TreeMatcher;
   reason: string;
 }
@@ -56,8 +58,28 @@ export const DIVERGENCES: readonly Divergence[] = [
       'the other side of wh-prefix-names: a kernel upper may hold a user file named `.wh.X` (the kernel allows it); ' +
       'stratafs reads it as an OCI whiteout, as fuse-overlayfs and containers/storage do, so it does not show.',
   },
+  {
+    id: 'passthrough-lower-stale-handle',
+    impl: 'stratafs',
+    option: 'passthrough_lower',
+    match: { kind: 'op', op: ['fdread'], candidate: 'ok', reference: 'ok' },
+    reason:
+      'passthrough_lower (fuse_server=kernel): the kernel reads a passed-through handle of a lower file from that file itself, ' +
+      'so after a copy-up it keeps the lower data; kernel overlayfs re-points read-only handles to the copy (since 4.19). ' +
+      'The default passes upper files only (native-notes/fuse-server.md, "Passthrough").',
+  },
+  {
+    id: 'passthrough-lower-busy-inode',
+    impl: 'stratafs',
+    option: 'passthrough_lower',
+    match: { kind: 'op', op: ['open', 'read', 'write', 'append', 'truncate', 'create', 'exec', 'fdwrite'], candidate: 'EIO' },
+    reason:
+      'passthrough_lower: while a handle passes through to a lower file, the kernel keeps that one backing file for the inode ' +
+      '(fs/fuse/iomode.c): an open of the copied-up file (another backing file) or in cached mode fails EIO until the handle is closed.',
+  },
 ];
 
-export function divergencesFor(impl: Impl): Divergence[] {
-  return DIVERGENCES.filter((d) => d.impl === impl);
+/** The divergences of `impl`, with those of the -o words in `options` (entries with `option`). */
+export function divergencesFor(impl: Impl, options: readonly string[] = []): Divergence[] {
+  return DIVERGENCES.filter((d) => d.impl === impl && (d.option === undefined || options.includes(d.option)));
 }

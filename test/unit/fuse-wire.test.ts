@@ -96,6 +96,14 @@ describe('fuse_server=, fuse_minor=, fuse_off=', () => {
     expect(kernelMount(cfg('lowerdir=/a,uidmapping=0:1000:1')).off).toEqual(['posix_acl']);
     expect(kernelMount(cfg('lowerdir=/a,squash_to_root,fuse_off=big_writes')).off).toEqual(['big_writes', 'posix_acl']);
   });
+  it('passthrough_lower: not with fuse_api=highlevel; without an upper layer lower files pass through anyway; max_stack_depth 1 on plain layers', () => {
+    expect(cfg('lowerdir=/a,upperdir=/u,workdir=/w').passthroughLower).toBe(false);
+    expect(cfg('lowerdir=/a,upperdir=/u,workdir=/w,passthrough_lower').passthroughLower).toBe(true);
+    expect(cfg('lowerdir=/a').passthroughLower).toBe(true);
+    expect(() => cfg('lowerdir=/a,upperdir=/u,workdir=/w,passthrough_lower,fuse_api=highlevel')).toThrow(/passthrough_lower is not for fuse_api=highlevel/);
+    // / is no overlay mount here: depth 1 (a layer on kernel overlayfs: fuse-passthrough.test.ts)
+    expect(kernelMount(cfg('lowerdir=/,passthrough_lower')).stackDepth).toBe(1);
+  });
   it('fusermount3 gets the generic flags and the kernel words, never libfuse-only ones', () => {
     const w = fusermountWords(kernelMount(cfg('lowerdir=/a,upperdir=/u,workdir=/w', 1000)));
     expect(w).toEqual(['rw', 'nosuid', 'nodev', 'exec', 'noatime', 'default_permissions', 'fsname=stratafs', 'subtype=stratafs']);
@@ -105,19 +113,35 @@ describe('fuse_server=, fuse_minor=, fuse_off=', () => {
 describe('INIT settles features (features.ts)', () => {
   const INIT_EXT = 1 << 30;
   it('asks for a feature only when offered, in the minor, and not switched off', () => {
-    expect(settle(45, 0x73fffffb, 0x5fd, new Set(['posix_acl', 'killpriv_v2']))).toEqual({ flags: 0x21, flags2: 0, on: ['async_read', 'big_writes'] });
-    expect(settle(45, 0x73fffffb, 0x5fd, new Set(['big_writes', 'posix_acl', 'killpriv_v2']))).toEqual({ flags: 0x1, flags2: 0, on: ['async_read'] });
+    expect(settle(45, 0x73fffffb, 0x5fd, new Set(['posix_acl', 'killpriv_v2', 'passthrough']))).toEqual({ flags: 0x21, flags2: 0, on: ['async_read', 'big_writes'] });
+    expect(settle(45, 0x73fffffb, 0x5fd, new Set(['big_writes', 'posix_acl', 'killpriv_v2', 'passthrough']))).toEqual({ flags: 0x1, flags2: 0, on: ['async_read'] });
     // POSIX_ACL comes with DONT_MASK (the server applies a default ACL or the umask: core/acl.ts), from 7.26
     expect(settle(45, 0x73fffffb, 0x5fd, new Set()).on).toContain('posix_acl');
     expect(settle(45, 0x73fffffb, 0x5fd, new Set()).flags & 0x100040).toBe(0x100040);
     expect(settle(25, 0x73fffffb, 0, new Set()).on).not.toContain('posix_acl');
     expect(settle(45, 0x73fffffb & ~0x40, 0x5fd, new Set()).on).not.toContain('posix_acl');
     // HANDLE_KILLPRIV_V2 is 7.33's
-    expect(settle(45, 0x73fffffb, 0x5fd, new Set(['posix_acl']))).toEqual({ flags: 0x10000021, flags2: 0, on: ['async_read', 'big_writes', 'killpriv_v2'] });
-    expect(settle(32, 0x73fffffb, 0, new Set(['posix_acl']))).toEqual({ flags: 0x21, flags2: 0, on: ['async_read', 'big_writes'] });
+    expect(settle(45, 0x73fffffb, 0x5fd, new Set(['posix_acl', 'passthrough']))).toEqual({ flags: 0x10000021, flags2: 0, on: ['async_read', 'big_writes', 'killpriv_v2'] });
+    expect(settle(32, 0x73fffffb, 0, new Set(['posix_acl', 'passthrough']))).toEqual({ flags: 0x21, flags2: 0, on: ['async_read', 'big_writes'] });
+    // kernel 6.18 offers flags2 0x5fd: PASSTHROUGH (bit 37 of the protocol, 0x20 of flags2) among them
+    const OLD = new Set(['posix_acl', 'killpriv_v2']);
+    expect(settle(45, 0x73fffffb, 0x5fd, OLD)).toEqual({ flags: 0x21 | INIT_EXT, flags2: 0x20, on: ['async_read', 'big_writes', 'passthrough'] });
+    // passthrough is 7.40: not at 7.39, nor without INIT_EXT (flags2 is not read then)
+    expect(settle(39, 0x73fffffb, 0x5fd, OLD)).toEqual({ flags: 0x21, flags2: 0, on: ['async_read', 'big_writes'] });
+    expect(settle(45, 0x33fffffb, 0x5fd, OLD)).toEqual({ flags: 0x21, flags2: 0, on: ['async_read', 'big_writes'] });
     expect(settle(45, 0x73fffffb, 0x5fd, new Set(['all']))).toEqual({ flags: 0, flags2: 0, on: [] });
     expect(settle(45, 0x1, 0, new Set())).toEqual({ flags: 0x1, flags2: 0, on: ['async_read'] });
     expect(settle(8, 0x21, 0, new Set())).toEqual({ flags: 0x1, flags2: 0, on: ['async_read'] });
+  });
+  it('a feature that excludes another keeps it off (the kernel drops PASSTHROUGH answered with WRITEBACK_CACHE)', () => {
+    const pt = FEATURES.find((f) => f.name === 'passthrough');
+    expect(pt?.excludes).toEqual(['writeback_cache']);
+    const wb = FEATURES.findIndex((f) => f.name === 'writeback_cache');
+    // listed after passthrough, so settle() has seen the exclusion when it gets there
+    if (wb >= 0) {
+      expect(wb).toBeGreaterThan(FEATURES.indexOf(pt!));
+      expect(settle(45, 0x73fffffb, 0x5fd, new Set()).on).not.toContain('writeback_cache');
+    }
   });
   it('every feature has a distinct name and asks for INIT_EXT only through flags2', () => {
     const names = FEATURES.map((f) => f.name);

@@ -8,7 +8,7 @@
  * A feature is added here once its server and adapter side exist; the rest of the server
  * asks `on(name)` of the session's settled set, never the raw flags.
  */
-import { InitFlag } from './wire.js';
+import { InitFlag, InitFlag2 } from './wire.js';
 
 export interface Feature {
   readonly name: string;
@@ -20,6 +20,11 @@ export interface Feature {
   readonly minor: number;
   /** one line for `stratafs --help` and native-notes */
   readonly what: string;
+  /**
+   * features the kernel cannot use together with this one: settle() skips them when this one
+   * is on (the table lists this one first)
+   */
+  readonly excludes?: readonly string[];
 }
 
 export const FEATURES: readonly Feature[] = [
@@ -35,6 +40,13 @@ export const FEATURES: readonly Feature[] = [
   {
     name: 'killpriv_v2', flags: InitFlag.HANDLE_KILLPRIV_V2, flags2: 0, minor: 33,
     what: 'the server drops setuid/setgid on write, truncate and chown: no security.capability GETXATTR before every write',
+  },
+  // The kernel ignores PASSTHROUGH answered together with WRITEBACK_CACHE (fs/fuse/inode.c
+  // process_init_reply), so passthrough comes first and excludes it. The server switches it off
+  // itself where BACKING_OPEN would fail EPERM (no CAP_SYS_ADMIN in the initial user namespace).
+  {
+    name: 'passthrough', flags: 0, flags2: InitFlag2.PASSTHROUGH, minor: 40, excludes: ['writeback_cache'],
+    what: 'reads, writes and mmap of an open file go to its backing file in the kernel (root only)',
   },
 ];
 
@@ -61,12 +73,14 @@ export function settle(minor: number, kflags: number, kflags2: number, off: Read
   let flags2 = 0;
   const on: string[] = [];
   if (off.has(ALL_OFF)) return { flags, flags2, on };
+  const excluded = new Set<string>();
   for (const f of FEATURES) {
-    if (off.has(f.name) || minor < f.minor) continue;
+    if (off.has(f.name) || excluded.has(f.name) || minor < f.minor) continue;
     if ((kflags & f.flags) !== f.flags || (offered2 & f.flags2) !== f.flags2) continue;
     flags |= f.flags;
     flags2 |= f.flags2;
     on.push(f.name);
+    for (const x of f.excludes ?? []) excluded.add(x);
   }
   // flags2 is read by the kernel only when INIT_EXT is set in the answer
   if (flags2 !== 0) flags |= InitFlag.INIT_EXT;

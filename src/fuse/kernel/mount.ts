@@ -5,6 +5,7 @@
  * Unmounting is native/fuse-mount.ts's unmountPath, the one for every caller.
  */
 import { spawnSync } from 'node:child_process';
+import { statfsSync } from 'node:fs';
 import type { Bstr } from '../../shared/bstr.js';
 import { EPERM } from '../../shared/constants.js';
 import { fuseDev } from '../../native/fuse-dev.js';
@@ -34,6 +35,8 @@ export interface KernelMount {
   maxMinor: number | undefined;
   /** fuse_off=, and the features the mount's other options rule out: protocol features not to ask for */
   off: readonly string[];
+  /** max_stack_depth answered with passthrough: 1, or 2 when a passed-through layer is stacked (stackDepthOf) */
+  stackDepth: number;
   /** -d: log INIT and every request */
   debug: boolean;
 }
@@ -52,8 +55,34 @@ export function kernelMount(c: MountConfig): KernelMount {
   if (c.noXattrs || c.idMapping !== undefined) off.add('posix_acl');
   return {
     source: c.fsname, fstype: 'fuse.stratafs', flags, data, maxWrite: MAX_WRITE,
-    maxMinor: c.fuseMinor, off: [...off], debug: c.debug,
+    maxMinor: c.fuseMinor, off: [...off], stackDepth: stackDepthOf(c), debug: c.debug,
   };
+}
+
+/**
+ * statfs f_type of file systems whose superblock is stacked (s_stack_depth 1): overlayfs and
+ * ecryptfs. A FUSE layer counts as 0: only one with passthrough is stacked (1), and its files
+ * then fall back (ELOOP) rather than cost this mount its place below kernel overlayfs.
+ */
+const STACKED_FS = new Set([0x794c7630 /* overlayfs */, 0xf15f /* ecryptfs */]);
+
+/**
+ * max_stack_depth for passthrough: 2 when a layer whose files may pass through lies on a
+ * stacked file system (the kernel refuses a backing file whose file system is as deep as
+ * max_stack_depth: ELOOP), else 1, since a mount of depth 2 cannot be a layer of kernel
+ * overlayfs (2 in all at most). Lower layers count only with passthrough_lower (upper files
+ * alone pass through otherwise). Called before mounting: no layer is covered yet.
+ */
+export function stackDepthOf(c: MountConfig): number {
+  const passed = [...(c.upperPath === undefined ? [] : [c.upperPath]), ...(c.passthroughLower ? c.lowerPaths : [])];
+  for (const p of passed) {
+    try {
+      if (STACKED_FS.has(Number(statfsSync(p).type))) return 2;
+    } catch {
+      // validation already named a missing layer
+    }
+  }
+  return 1;
 }
 
 /** fuse_opt.c's escapes: ',' separates options, '\\' escapes */

@@ -17,11 +17,13 @@ import { fuseDev, type DevSession } from '../../native/fuse-dev.js';
 import { unmountPath } from '../../native/fuse-mount.js';
 import { mountDevice, type KernelMount } from './mount.js';
 import {
-  ATTR_OUT, ENTRY_OUT, FATTR_FH, FATTR_KILL_SUIDGID, FSYNC_FDATASYNC, WRITE_KILL_SUIDGID, FUSE_KERNEL_VERSION, FUSE_MAX_MINOR, FUSE_MIN_MINOR,
+  ATTR_OUT, ENTRY_OUT, FATTR_FH, FATTR_KILL_SUIDGID, FOpen, FSYNC_FDATASYNC, WRITE_KILL_SUIDGID, FUSE_KERNEL_VERSION, FUSE_MAX_MINOR, FUSE_MIN_MINOR,
   GETATTR_FH, IN_HEADER, INIT_OUT, InitFlag, KSTATFS, Notify, Op, OPEN_OUT, OUT_HEADER, RW_IN, SETATTR_PASSED,
   cstr, direntSize, i64, offsetAt, putAttr, putDirent, putHeader, putI64, putStatfs, putTimeout, putU64, u64,
 } from './wire.js';
 import { settle } from './features.js';
+import { PassthroughTable, type PassthroughStats } from './passthrough.js';
+import { readFileSync } from 'node:fs';
 
 /** requests read per wakeup at most: one call into JS per batch */
 const SLOTS = 16;
@@ -39,6 +41,12 @@ export interface Negotiated {
   features: readonly string[];
   maxWrite: number;
   maxReadahead: number;
+  /** fuse_init_out.max_stack_depth answered with passthrough (0 without) */
+  maxStackDepth: number;
+  /** why passthrough is off though offered, if the server switched it off itself */
+  passthroughOff: string | undefined;
+  /** opens passed through and fallbacks (undefined without passthrough) */
+  passthrough: (() => PassthroughStats) | undefined;
   /** wakeups that read requests, and the requests they read: the average batch */
   batches: number;
   requests: number;
@@ -56,8 +64,15 @@ interface KSession {
   maxWrite: number;
   /** fuse_minor=, else the newest this server knows */
   maxMinor: number;
-  /** fuse_off=: features not to ask for */
+  /** fuse_off=: features not to ask for (and passthrough where the kernel would refuse it) */
   off: ReadonlySet<string>;
+  /** why the server switched passthrough off itself (no CAP_SYS_ADMIN in the initial user namespace) */
+  passthroughOff: string | undefined;
+  /** fuse_stack_depth=: max_stack_depth to answer with passthrough */
+  stackDepth: number;
+  /** set at INIT when passthrough is on */
+  pt: PassthroughTable | undefined;
+  log: (line: string) => void;
   negotiated: Negotiated | undefined;
   /** kept alive while mounted: the addon writes requests into it */
   buf: Buffer;
@@ -69,6 +84,8 @@ interface KSession {
 const reqLo: number[] = [];
 const reqHi: number[] = [];
 const reqSession: (KSession | undefined)[] = [];
+/** the node an OPEN names (its reply registers the file with the passthrough table) */
+const reqNode: number[] = [];
 const freeIds: number[] = [];
 let taken = 0;
 
@@ -113,13 +130,25 @@ function send(s: KSession, len: number, data?: Buffer, dataLen = 0): number {
 }
 
 /** header + `argLen` bytes already encoded at OUT_HEADER */
-function reply(id: ReqId, argLen: number, data?: Buffer, dataLen = 0): void {
+/** header + `argLen` bytes already encoded at OUT_HEADER; the write's result (-errno), 0 if nothing was written */
+function reply(id: ReqId, argLen: number, data?: Buffer, dataLen = 0): number {
   const lo = reqLo[id]!;
   const hi = reqHi[id]!;
   const s = release(id);
-  if (s === undefined) return;
+  if (s === undefined) return 0;
   putHeader(out, OUT_HEADER + argLen + dataLen, 0, lo, hi);
-  send(s, OUT_HEADER + argLen, data, dataLen);
+  return send(s, OUT_HEADER + argLen, data, dataLen);
+}
+
+/** the session of a pending request that is still being served */
+const pendingSession = (id: ReqId): KSession | undefined => {
+  const s = reqSession[id];
+  return s === undefined || s.ended ? undefined : s;
+};
+
+/** An open reply the kernel never got (the request was interrupted): it sends no RELEASE for it. */
+function openLost(s: KSession | undefined, r: number, fh: number): void {
+  if (r < 0) s?.pt?.released(fh);
 }
 
 function replyError(id: ReqId, errno: number): void {
@@ -142,11 +171,18 @@ function putEntry(p: number, ino: NodeId, generation: number, attr: Float64Array
   else out.fill(0, p + 40, p + ENTRY_OUT);
 }
 
-function putOpen(p: number, fh: number, openFlags: number): void {
+/**
+ * fuse_open_out for file `fh` of `node`: with passthrough on, the table chooses the mode
+ * (passthrough.ts) from the daemon's fd of the file (`backingFd`, -1: may not pass through).
+ */
+function putOpen(s: KSession | undefined, p: number, node: number, fh: number, openFlags: number, backingFd: number): void {
   putU64(out, p, fh);
   // the contract's bit 1 keep_cache, bit 2 direct_io; FOPEN_DIRECT_IO is 1, FOPEN_KEEP_CACHE 2
-  out.writeUInt32LE(((openFlags & 1) !== 0 ? 2 : 0) | ((openFlags & 2) !== 0 ? 1 : 0), p + 8);
-  out.writeUInt32LE(0, p + 12);
+  let flags = ((openFlags & 1) !== 0 ? FOpen.KEEP_CACHE : 0) | ((openFlags & 2) !== 0 ? FOpen.DIRECT_IO : 0);
+  let id = 0;
+  if (s?.pt !== undefined) [flags, id] = s.pt.opened(node, fh, flags, backingFd);
+  out.writeUInt32LE(flags, p + 8);
+  out.writeInt32LE(id, p + 12);
 }
 
 // ---------------------------------------------------------------------------
@@ -181,14 +217,23 @@ function init(s: KSession, b: Buffer, a: number, lo: number, hi: number): void {
   o.writeUInt32LE(s.maxWrite, p + 20);
   o.writeUInt32LE(1, p + 24); // time_gran: nanoseconds
   if (minor >= 36) o.writeUInt32LE(settled.flags2, p + 32);
+  const passthrough = settled.on.includes('passthrough');
+  // 1: a stratafs mount can still be a layer of kernel overlayfs (whose depth is its layers' + 1, at most 2)
+  if (passthrough) o.writeUInt32LE(s.stackDepth, p + 36);
   const len = minor < 23 ? 24 : INIT_OUT;
   putHeader(o, OUT_HEADER + len, 0, lo, hi);
   send(s, OUT_HEADER + len);
   if (major > FUSE_KERNEL_VERSION) return;
   s.negotiated = {
     kernelMinor: kminor, kernelFlags: kflags, kernelFlags2: kflags2, minor, flags, flags2: settled.flags2, features: settled.on,
-    maxWrite: s.maxWrite, maxReadahead, batches: 0, requests: 0,
+    maxWrite: s.maxWrite, maxReadahead, maxStackDepth: passthrough ? s.stackDepth : 0, passthroughOff: s.passthroughOff,
+    passthrough: undefined, batches: 0, requests: 0,
   };
+  if (passthrough) {
+    const pt = new PassthroughTable(() => s.dev, s.log);
+    s.pt = pt;
+    s.negotiated.passthrough = () => pt.stats();
+  }
   s.handlers.init();
 }
 
@@ -202,10 +247,14 @@ function dispatch(s: KSession, b: Buffer, h: number, len: number): void {
   const node = u64(b, h + 16);
   const a = h + IN_HEADER;
   const H = s.handlers;
-  if (op === Op.FORGET) { H.forget(node, u64(b, a)); return; }
+  if (op === Op.FORGET) { s.pt?.forgotten(node); H.forget(node, u64(b, a)); return; }
   if (op === Op.BATCH_FORGET) {
     const count = b.readUInt32LE(a);
-    for (let i = 0, p = a + 8; i < count && p + 16 <= end; i++, p += 16) H.forget(u64(b, p), u64(b, p + 8));
+    for (let i = 0, p = a + 8; i < count && p + 16 <= end; i++, p += 16) {
+      const n = u64(b, p);
+      s.pt?.forgotten(n);
+      H.forget(n, u64(b, p + 8));
+    }
     return;
   }
   // libfuse 2.9 registers no interrupt callbacks: the request interrupted gets its one answer as usual
@@ -246,7 +295,7 @@ function dispatch(s: KSession, b: Buffer, h: number, len: number): void {
       }
       case Op.LINK: H.link(req, u64(b, a), node, cstr(b, a + 8, end)[0]); break;
       // open_in.open_flags would carry FUSE_OPEN_KILL_SUIDGID only with ATOMIC_O_TRUNC, not asked for: a SETATTR truncates
-      case Op.OPEN: H.open(req, node, b.readUInt32LE(a)); break;
+      case Op.OPEN: reqNode[req] = node; H.open(req, node, b.readUInt32LE(a)); break;
       case Op.READ: H.read(req, node, b.readUInt32LE(a + 16), offsetAt(b, a + 8), u64(b, a)); break;
       case Op.WRITE: {
         const size = b.readUInt32LE(a + 16);
@@ -258,7 +307,12 @@ function dispatch(s: KSession, b: Buffer, h: number, len: number): void {
         break;
       }
       case Op.STATFS: H.statfs(req, node); break;
-      case Op.RELEASE: H.release(req, node, u64(b, a)); break;
+      case Op.RELEASE: {
+        const fh = u64(b, a);
+        s.pt?.released(fh);
+        H.release(req, node, fh);
+        break;
+      }
       case Op.FSYNC: H.fsync(req, node, b.readUInt32LE(a + 8) & FSYNC_FDATASYNC, u64(b, a)); break;
       case Op.SETXATTR: {
         const size = b.readUInt32LE(a);
@@ -299,13 +353,41 @@ const sessionOf = (x: Session): KSession => {
   return s;
 };
 
+/**
+ * Why FUSE_DEV_IOC_BACKING_OPEN would fail EPERM for this daemon, or undefined: it needs
+ * CAP_SYS_ADMIN in the initial user namespace (fs/fuse/backing.c: capable()), so a mount
+ * inside `unshare -Urm` or a plain user's never passes through. Known before INIT, where it
+ * decides whether writeback_cache may be asked for instead (features.ts). The kernel has the
+ * last word: an EPERM at the first open still falls back (passthrough.ts).
+ */
+function passthroughRefusal(): string | undefined {
+  let status: string;
+  let uidMap: string;
+  try {
+    status = readFileSync('/proc/self/status', 'latin1');
+    uidMap = readFileSync('/proc/self/uid_map', 'latin1');
+  } catch {
+    return 'no /proc to check CAP_SYS_ADMIN';
+  }
+  const cap = /^CapEff:\s*([0-9a-f]+)$/m.exec(status)?.[1];
+  // CAP_SYS_ADMIN is capability 21
+  if (cap === undefined || (BigInt('0x' + cap) & (1n << 21n)) === 0n) return 'no CAP_SYS_ADMIN';
+  // the initial user namespace maps all 2^32 ids onto themselves
+  if (uidMap.trim().split(/\s+/).join(' ') !== '0 0 4294967295') return 'in a user namespace (CAP_SYS_ADMIN there is not enough)';
+  return undefined;
+}
+
 function mount(mountpoint: Bstr, km: KernelMount, handlers: LowLevelHandlers, ctx: Int32Array, onExit: () => void): Session {
   const dev = fuseDev();
   const { fd, pathFd } = mountDevice(mountpoint, km);
   // the kernel refuses a read buffer smaller than max_write + the headers, or 8 KiB
   const slot = Math.max(km.maxWrite + 4096, 8192);
+  const off = new Set(km.off);
+  const passthroughOff = off.has('passthrough') ? undefined : passthroughRefusal();
+  if (passthroughOff !== undefined) off.add('passthrough');
   const s: KSession = {
-    dev: undefined, mountpoint, pathFd, handlers, ctx, onExit, ended: false, maxWrite: km.maxWrite, maxMinor: Math.min(km.maxMinor ?? FUSE_MAX_MINOR, FUSE_MAX_MINOR), off: new Set(km.off), negotiated: undefined,
+    dev: undefined, mountpoint, pathFd, handlers, ctx, onExit, ended: false, maxWrite: km.maxWrite, maxMinor: Math.min(km.maxMinor ?? FUSE_MAX_MINOR, FUSE_MAX_MINOR), off, negotiated: undefined,
+    passthroughOff, stackDepth: km.stackDepth, pt: undefined, log: (line) => { process.stderr.write(line + '\n'); },
     buf: Buffer.allocUnsafeSlow(slot * SLOTS), lens: new Uint32Array(SLOTS), slot,
   };
   const onBatch = (n: number): void => {
@@ -378,11 +460,12 @@ export const kernelServer: LowLevelAddon = {
     putEntry(OUT_HEADER, ino, generation, attr, attrTimeout, entryTimeout);
     reply(req, ENTRY_OUT);
   },
-  replyCreate(req, ino, generation, attr, attrTimeout, entryTimeout, fh, openFlags) {
+  replyCreate(req, ino, generation, attr, attrTimeout, entryTimeout, fh, openFlags, backingFd = -1) {
     scratch(OUT_HEADER + ENTRY_OUT + OPEN_OUT);
     putEntry(OUT_HEADER, ino, generation, attr, attrTimeout, entryTimeout);
-    putOpen(OUT_HEADER + ENTRY_OUT, fh, openFlags);
-    reply(req, ENTRY_OUT + OPEN_OUT);
+    const s = pendingSession(req);
+    putOpen(s, OUT_HEADER + ENTRY_OUT, ino, fh, openFlags, backingFd);
+    openLost(s, reply(req, ENTRY_OUT + OPEN_OUT), fh);
   },
   replyAttr(req, attr, timeout) {
     scratch(OUT_HEADER + ATTR_OUT);
@@ -391,10 +474,11 @@ export const kernelServer: LowLevelAddon = {
     putAttr(out, OUT_HEADER + 16, attr);
     reply(req, ATTR_OUT);
   },
-  replyOpen(req, fh, openFlags) {
+  replyOpen(req, fh, openFlags, backingFd = -1) {
     scratch(OUT_HEADER + OPEN_OUT);
-    putOpen(OUT_HEADER, fh, openFlags);
-    reply(req, OPEN_OUT);
+    const s = pendingSession(req);
+    putOpen(s, OUT_HEADER, reqNode[req]!, fh, openFlags, backingFd);
+    openLost(s, reply(req, OPEN_OUT), fh);
   },
   replyReadlink(req, target) {
     scratch(OUT_HEADER + target.length);

@@ -43,6 +43,15 @@ export const InitFlag = {
   INIT_EXT: 1 << 30,
 } as const;
 
+/** fuse_init_out.flags2 bits (the protocol's bits 32..63) */
+export const InitFlag2 = {
+  /** 7.40: reads, writes and mmap of a file opened with FOPEN_PASSTHROUGH go to its backing file */
+  PASSTHROUGH: 1 << (37 - 32),
+} as const;
+
+/** fuse_open_out.open_flags */
+export const FOpen = { DIRECT_IO: 1 << 0, KEEP_CACHE: 1 << 1, PASSTHROUGH: 1 << 7 } as const;
+
 /** notification codes (fuse_out_header.error with unique 0) */
 export const Notify = { INVAL_INODE: 2 } as const;
 

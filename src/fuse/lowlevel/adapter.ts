@@ -53,6 +53,13 @@ export interface LowLevelOptions {
   noXattrs?: boolean;
   /** the server the handlers are mounted on, whose reply functions answer (fuse_server=) */
   addon: LowLevelAddon;
+  /**
+   * FUSE passthrough (a server that has it): which handles' layer files the kernel may read and
+   * write directly. 'upper': upper files only -- a read-only handle of a lower file must see a
+   * later copy-up (kernel overlayfs re-points it; a passed-through handle would stay on the
+   * lower file); 'all': lower files too (a mount without upperdir, or passthrough_lower).
+   */
+  passthrough?: 'upper' | 'all';
 }
 
 export interface LowLevelAdapter {
@@ -74,6 +81,8 @@ const NO_ATTR = new Float64Array(STAT_LEN);
 const MOVED_TRIES = 8;
 /** open flags the binding passes on: bit 1 keep_cache, bit 2 direct_io */
 const openFlags = (r: OpenResult): number => (r.keepCache ? 1 : 0) | (r.directIo ? 2 : 0);
+/** the fd the server may pass the handle through to, -1: none (LowLevelOptions.passthrough) */
+const backingFd = (r: OpenResult, lower: boolean): number => (r.backing !== undefined && (lower || !r.backing.lower) ? r.backing.fd : -1);
 
 /** getxattr/listxattr answer: the size asked for with size 0, ERANGE when it does not fit, else the bytes. */
 function replyXattrValue(ll: LowLevelAddon, req: ReqId, size: number, v: Buffer): number {
@@ -89,6 +98,7 @@ const xattrList = (names: Bstr[]): Buffer => Buffer.from(names.map((n) => n + '\
 export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions): LowLevelAdapter {
   const { log, debug, entryTimeout, attrTimeout, negativeTimeout, ids, addon: ll } = opt;
   const noXattrs = opt.noXattrs === true;
+  const passLower = opt.passthrough === 'all';
   const nodes = new NodeTable(opt.rootIno, opt.pathCacheBytes);
   const ctx = new Int32Array(4);
   const requests = new RequestStats();
@@ -418,7 +428,7 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
         });
       }, (r) => {
         (n!.fhs ??= new Set()).add(r.fh);
-        ll.replyOpen(req, r.fh, openFlags(r));
+        ll.replyOpen(req, r.fh, openFlags(r), backingFd(r, passLower));
         return r.fh;
       }, { changes: () => [n] });
     },
@@ -437,7 +447,7 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
         }
       }, ({ r, n, attr }) => {
         (n.fhs ??= new Set()).add(r.fh);
-        ll.replyCreate(req, n.id, 0, shown(attr), attrTimeout, entryTimeout, r.fh, openFlags(r));
+        ll.replyCreate(req, n.id, 0, shown(attr), attrTimeout, entryTimeout, r.fh, openFlags(r), backingFd(r, passLower));
         return r.fh;
       }, { changes: () => [P] });
     },

@@ -87,11 +87,17 @@ export interface LowLevelAddon {
   replyErr(req: ReqId, errno: number): void;
   /** ino 0: a negative entry, cached for entryTimeout */
   replyEntry(req: ReqId, ino: NodeId, generation: number, attr: Float64Array, attrTimeout: number, entryTimeout: number): void;
+  /** backingFd as for replyOpen */
   replyCreate(req: ReqId, ino: NodeId, generation: number, attr: Float64Array, attrTimeout: number, entryTimeout: number,
-    fh: number, openFlags: number): void;
+    fh: number, openFlags: number, backingFd?: number): void;
   replyAttr(req: ReqId, attr: Float64Array, timeout: number): void;
-  /** openFlags: bit 1 keep_cache, bit 2 direct_io */
-  replyOpen(req: ReqId, fh: number, openFlags: number): void;
+  /**
+   * openFlags: bit 1 keep_cache, bit 2 direct_io. backingFd: the daemon's fd of the layer file,
+   * which a server with FUSE passthrough may let the kernel read and write directly
+   * (fuse/kernel/passthrough.ts); -1 or absent: every read and write comes to the handlers.
+   * The libfuse server ignores it.
+   */
+  replyOpen(req: ReqId, fh: number, openFlags: number, backingFd?: number): void;
   replyReadlink(req: ReqId, target: Bstr): void;
   /** the reply is written before this returns: the adapter reuses `buf` at once (read-buffers.ts) */
   replyBuf(req: ReqId, buf: Buffer, length: number): void;
