@@ -84,7 +84,7 @@ interface KSession {
 const reqLo: number[] = [];
 const reqHi: number[] = [];
 const reqSession: (KSession | undefined)[] = [];
-/** the node an OPEN names (its reply registers the file with the passthrough table) */
+/** the node an OPEN names (its reply registers the file with the passthrough table); -1 for every other request (OPENDIR) */
 const reqNode: number[] = [];
 const freeIds: number[] = [];
 let taken = 0;
@@ -94,6 +94,7 @@ function take(s: KSession, lo: number, hi: number): ReqId {
   reqLo[id] = lo;
   reqHi[id] = hi;
   reqSession[id] = s;
+  reqNode[id] = -1;
   taken++;
   return id;
 }
@@ -147,8 +148,8 @@ const pendingSession = (id: ReqId): KSession | undefined => {
 };
 
 /** An open reply the kernel never got (the request was interrupted): it sends no RELEASE for it. */
-function openLost(s: KSession | undefined, r: number, fh: number): void {
-  if (r < 0) s?.pt?.released(fh);
+function openLost(s: KSession | undefined, node: number, r: number, fh: number): void {
+  if (r < 0 && node >= 0) s?.pt?.released(fh);
 }
 
 function replyError(id: ReqId, errno: number): void {
@@ -180,7 +181,7 @@ function putOpen(s: KSession | undefined, p: number, node: number, fh: number, o
   // the contract's bit 1 keep_cache, bit 2 direct_io; FOPEN_DIRECT_IO is 1, FOPEN_KEEP_CACHE 2
   let flags = ((openFlags & 1) !== 0 ? FOpen.KEEP_CACHE : 0) | ((openFlags & 2) !== 0 ? FOpen.DIRECT_IO : 0);
   let id = 0;
-  if (s?.pt !== undefined) [flags, id] = s.pt.opened(node, fh, flags, backingFd);
+  if (s?.pt !== undefined && node >= 0) [flags, id] = s.pt.opened(node, fh, flags, backingFd);
   out.writeUInt32LE(flags, p + 8);
   out.writeInt32LE(id, p + 12);
 }
@@ -465,7 +466,7 @@ export const kernelServer: LowLevelAddon = {
     putEntry(OUT_HEADER, ino, generation, attr, attrTimeout, entryTimeout);
     const s = pendingSession(req);
     putOpen(s, OUT_HEADER + ENTRY_OUT, ino, fh, openFlags, backingFd);
-    openLost(s, reply(req, ENTRY_OUT + OPEN_OUT), fh);
+    openLost(s, ino, reply(req, ENTRY_OUT + OPEN_OUT), fh);
   },
   replyAttr(req, attr, timeout) {
     scratch(OUT_HEADER + ATTR_OUT);
@@ -477,8 +478,10 @@ export const kernelServer: LowLevelAddon = {
   replyOpen(req, fh, openFlags, backingFd = -1) {
     scratch(OUT_HEADER + OPEN_OUT);
     const s = pendingSession(req);
-    putOpen(s, OUT_HEADER, reqNode[req]!, fh, openFlags, backingFd);
-    openLost(s, reply(req, OPEN_OUT), fh);
+    // OPEN and OPENDIR answer here; only an OPEN's file has an io mode (reqNode -1 otherwise)
+    const node = reqNode[req]!;
+    putOpen(s, OUT_HEADER, node, fh, openFlags, backingFd);
+    openLost(s, node, reply(req, OPEN_OUT), fh);
   },
   replyReadlink(req, target) {
     scratch(OUT_HEADER + target.length);
