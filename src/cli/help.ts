@@ -27,7 +27,7 @@ Mount options (-o, comma separated; \\ escapes , and : inside values):
   fuse_off=NAME[:NAME...] do not use these protocol features
                           even where the kernel offers them (${featureNames().join(', ')};
                           all: none of them); \`stratafs stats\` shows those in use
-  passthrough_lower       with fuse_server=kernel as root: pass reads and writes of
+  passthrough_lower       as root: FUSE passthrough (reads, writes, mmap) of
                           lower files through too (upper files always are); a handle
                           opened on a lower file then keeps reading it after a copy-up
                           (kernel overlayfs shows the copy). Default without upperdir
