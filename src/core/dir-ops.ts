@@ -31,7 +31,9 @@ import { ACL_ACCESS, ACL_DEFAULT, inherit, type Inherited } from './acl.js';
 import {
   isWhiteoutStat, joinRel, markerXattr, OPAQUE_FILE, setRedirect, splitPath, whiteoutFileName, type Redirect,
 } from './whiteout.js';
-import { S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, S_ISGID, DT, EINVAL, ENOENT, O_WRITE_NEW } from '../shared/constants.js';
+import {
+  S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, S_ISGID, DT, EINVAL, ENOENT, O_WRITE_NEW, RENAME_EXCHANGE, RENAME_NOREPLACE, RENAME_WHITEOUT,
+} from '../shared/constants.js';
 
 /** overlay module parameter redirect_max (default 256, as on this machine's 6.18) */
 const REDIRECT_MAX = 256;
@@ -326,17 +328,24 @@ export async function rmdir(ctx: Ctx, path: Bstr, _caller: Caller): Promise<void
 }
 
 /**
- * rename(2) on the merged view. flags: libfuse 2.9 (FUSE 7.19) cannot pass
- * RENAME_NOREPLACE/EXCHANGE, so any flag is EINVAL, as the kernel's fuse
- * client reports for such a filesystem.
+ * rename(2) and renameat2(2) on the merged view, with the flags kernel
+ * overlayfs takes (ovl_rename, checked on 6.18): RENAME_NOREPLACE (EEXIST
+ * when the name is visible; a whiteout there is no name), RENAME_EXCHANGE
+ * (exchange), and RENAME_WHITEOUT refused with EINVAL, as overlayfs refuses
+ * it. The checks come in the VFS's order (do_renameat2, vfs_rename): flag
+ * combinations, the source, NOREPLACE's target, ancestors, a rename of a name
+ * onto itself (nothing, whatever the flags), then the filesystem's refusals.
  */
 export async function rename(ctx: Ctx, from: Bstr, to: Bstr, flags: number, caller: Caller, moved?: () => void): Promise<void> {
   requireUpper(ctx, from);
-  if (flags !== 0) fail('EINVAL', from, 'rename', 'flags not supported');
+  checkRenameFlags(flags, from);
   if (from === '/' || to === '/') fail('EBUSY', from, 'rename');
+  if ((flags & RENAME_EXCHANGE) !== 0) return exchange(ctx, from, to, moved);
   let src = resolve(ctx, from);
   const [tp, tname] = parentOf(to);
   resolveDir(ctx, tp);
+  const noReplace = (flags & RENAME_NOREPLACE) !== 0;
+  if (noReplace && lookup(ctx, to) !== undefined) fail('EEXIST', to, 'rename');
   if (from === to) return;
   if (to.startsWith(from + '/')) fail('EINVAL', from, 'rename', 'target inside source');
   const srcIsDir = src.type === S_IFDIR;
@@ -350,6 +359,8 @@ export async function rename(ctx: Ctx, from: Bstr, to: Bstr, flags: number, call
     // the rename goes ahead (observed on 6.18).
     return;
   }
+  // overlayfs's own refusal, after every check of the VFS
+  if ((flags & RENAME_WHITEOUT) !== 0) fail('EINVAL', from, 'rename', 'RENAME_WHITEOUT (overlayfs makes its own whiteouts)');
   const needsRedirect = srcIsDir && hasLowerDir(ctx, src);
   if (needsRedirect && !ctx.config.redirectDir) fail('EXDEV', from, 'rename', 'directory with lower content; mount with redirect_dir=on');
   checkTargetEmpty(ctx, tgt, to);
@@ -366,6 +377,8 @@ export async function rename(ctx: Ctx, from: Bstr, to: Bstr, flags: number, call
   // Everything below is synchronous: no other operation interleaves.
   src = resolve(ctx, from);
   tgt = lookup(ctx, to);
+  // made by another request while the copy-ups awaited: NOREPLACE still holds
+  if (noReplace && tgt !== undefined) fail('EEXIST', to, 'rename');
   checkTarget(ctx, src, tgt, to);
   checkTargetEmpty(ctx, tgt, to);
   // A failure of the real rename below (a non-empty pure upper target) leaves the source
@@ -435,6 +448,82 @@ function renameUpper(ctx: Ctx, from: Bstr, to: Bstr, src: Entry, tgt: Entry | un
   if (srcIsDir) { ctx.cache.dropTree(from); ctx.cache.dropTree(to); }
   else { ctx.cache.drop(from); ctx.cache.drop(to); }
   ctx.cache.setNegative(from);
+}
+
+/** The VFS's refusals of flag combinations (do_renameat2), before anything is looked up. */
+function checkRenameFlags(flags: number, from: Bstr): void {
+  if ((flags & ~(RENAME_NOREPLACE | RENAME_EXCHANGE | RENAME_WHITEOUT)) !== 0) fail('EINVAL', from, 'rename', `unknown flags 0x${flags.toString(16)}`);
+  if ((flags & RENAME_EXCHANGE) !== 0 && (flags & (RENAME_NOREPLACE | RENAME_WHITEOUT)) !== 0) fail('EINVAL', from, 'rename', 'RENAME_EXCHANGE with another flag');
+}
+
+/**
+ * renameat2(RENAME_EXCHANGE) on the merged view, as ovl_rename does it with
+ * `overwrite` false: both names must be visible (ENOENT), neither may be an
+ * ancestor of the other (EINVAL), a directory or file may swap with either;
+ * a directory with lower content needs redirect_dir (EXDEV). Both objects and
+ * both parents are copied up, then, in one synchronous step: each directory
+ * with lower content gets the redirect of its old name (as a rename would
+ * give it), each pure upper directory that is not opaque and lands in a
+ * merged parent is made opaque, a parent that receives an object with an
+ * origin is marked impure, and the two upper names are swapped with one
+ * renameat2(RENAME_EXCHANGE): atomic, and no whiteout is needed since both
+ * names stay occupied.
+ */
+async function exchange(ctx: Ctx, from: Bstr, to: Bstr, moved?: () => void): Promise<void> {
+  const a0 = resolve(ctx, from);
+  const [tp] = parentOf(to);
+  resolveDir(ctx, tp);
+  const b0 = lookup(ctx, to) ?? fail('ENOENT', to, 'rename');
+  if (from === to) return;
+  if (to.startsWith(from + '/') || from.startsWith(to + '/')) fail('EINVAL', from, 'rename', 'one name inside the other');
+  if (sameUpperFile(ctx, a0, b0)) return;
+  for (const [e, p] of [[a0, from], [b0, to]] as const) {
+    if (e.type === S_IFDIR && hasLowerDir(ctx, e) && !ctx.config.redirectDir) fail('EXDEV', p, 'rename', 'directory with lower content; mount with redirect_dir=on');
+  }
+  await settleCopyUps(ctx, from);
+  await settleCopyUps(ctx, to);
+  // Redirects only where a kernel mount would follow them (trusted.* xattrs): else whole copies.
+  if (ctx.userxattr || !ctx.trustedXattrs) {
+    for (const [e, p] of [[a0, from], [b0, to]] as const) {
+      if (e.type === S_IFDIR && hasLowerDir(ctx, e)) await copyUpTreeOpaque(ctx, p, (fd, rel) => makeOpaque(ctx, fd, rel));
+    }
+  }
+  await copyUp(ctx, from);
+  await copyUp(ctx, to);
+  // Everything below is synchronous: no other operation interleaves.
+  const a = resolve(ctx, from);
+  const b = lookup(ctx, to) ?? fail('ENOENT', to, 'rename');
+  if (sameUpperFile(ctx, a, b)) return;
+  exchangeUpper(ctx, from, to, a, b);
+  moved?.();
+}
+
+/** The synchronous part of exchange: markers on both objects and parents, then one renameat2. */
+function exchangeUpper(ctx: Ctx, from: Bstr, to: Bstr, a: Entry, b: Entry): void {
+  const upper = ctx.upper!;
+  const [fp, fname] = parentOf(from);
+  const [tp, tname] = parentOf(to);
+  const samedir = fp === tp;
+  const sparent = resolveDir(ctx, fp);
+  const tparent = resolveDir(ctx, tp);
+  const srel = relOf(from);
+  const trel = relOf(to);
+  // each object as it is now, then where it goes (ovl_rename: old to new's parent, new to old's)
+  const moves: [Entry, Bstr, Bstr, Entry, Bstr][] = [[a, srel, fname, tparent, relOf(tp)], [b, trel, tname, sparent, relOf(fp)]];
+  const origin = markerXattr('origin', ctx.userxattr);
+  const impure: Bstr[] = [];
+  for (const [e, rel, name, into, intoRel] of moves) {
+    if (e.type === S_IFDIR) {
+      if (hasLowerDir(ctx, e) && !e.opaque) setRedirect(upper.fd, rel, redirectFor(ctx, e, name, samedir), ctx.userxattr);
+      else if (!e.opaque && hasLowerDir(ctx, into)) makeOpaque(ctx, upper.fd, rel);
+    }
+    // a parent that receives a copied-up object is "impure" (its readdir must look up origins)
+    if (!samedir && (ctx.trustedXattrs || ctx.userxattr) && typeof sys.raw.lgetxattrat(upper.fd, rel, origin) !== 'number') impure.push(intoRel);
+  }
+  sys.renameat2(upper.fd, srel, upper.fd, trel, sys.constants.RENAME_EXCHANGE);
+  for (const r of impure) markImpure(ctx, r);
+  ctx.cache.dropTree(from);
+  ctx.cache.dropTree(to);
 }
 
 /** Are two entries names of one upper file (the same real inode)? */

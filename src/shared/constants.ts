@@ -38,3 +38,8 @@ export const O_WRITE_NEW = fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConsta
 
 /** the access-mode bits of open flags (O_RDONLY, O_WRONLY, O_RDWR) */
 export const O_ACCMODE = 3;
+
+/** renameat2 flags (include/uapi/linux/fs.h; identical on every Linux architecture): FUSE's RENAME2 carries them as is. */
+export const RENAME_NOREPLACE = 1;
+export const RENAME_EXCHANGE = 2;
+export const RENAME_WHITEOUT = 4;

@@ -33,6 +33,8 @@ export type PlainOp =
   | { op: 'rmdir'; path: string }
   | { op: 'unlink'; path: string }
   | { op: 'rename'; from: string; to: string }
+  /** renameat2(2) with flags (Node has no renameat2: python3's ctypes calls glibc's) */
+  | { op: 'rename2'; from: string; to: string; flags: Rename2Flag[] }
   | { op: 'link'; from: string; to: string }
   /** a target starting with OUTSIDE (sentinel.ts) points at the run's sentinels */
   | { op: 'symlink'; target: string; path: string }
@@ -71,12 +73,17 @@ export type PlainOp =
 
 export type OpKind = Op['op'];
 
+/** renameat2 flags by name; `bad` is a bit the kernel does not know (EINVAL) */
+export type Rename2Flag = 'noreplace' | 'exchange' | 'whiteout' | 'bad';
+const RENAME2_BITS: Record<Rename2Flag, number> = { noreplace: 1, exchange: 2, whiteout: 4, bad: 8 };
+
 export type OpResult = { ok: true; value?: unknown } | { ok: false; errno: string };
 
 /** The paths an operation names (for divergence matchers and reports). */
 export function opPaths(o: Op): string[] {
   switch (o.op) {
     case 'rename':
+    case 'rename2':
     case 'link':
       return [o.from, o.to];
     case 'sameInode':
@@ -128,6 +135,15 @@ function showRdev(rdev: number): string {
  * mknod(2) for the types coreutils' mknod cannot make (sockets) and the others alike:
  * python3's os.mknod, which prints the errno's name itself (no strerror text to map back).
  */
+/** renameat2(AT_FDCWD, a, AT_FDCWD, b, flags) through glibc; prints the errno's name on failure */
+const RENAME2_PY = [
+  'import ctypes, errno, os, sys',
+  'libc = ctypes.CDLL(None, use_errno=True)',
+  'if libc.renameat2(-100, os.fsencode(sys.argv[1]), -100, os.fsencode(sys.argv[2]), int(sys.argv[3])) != 0:',
+  '    sys.stderr.write(errno.errorcode[ctypes.get_errno()])',
+  '    sys.exit(1)',
+].join('\n');
+
 const MKNOD_PY = [
   'import errno, os, stat, sys',
   't = {"chr": stat.S_IFCHR, "blk": stat.S_IFBLK, "fifo": stat.S_IFIFO, "sock": stat.S_IFSOCK}[sys.argv[2]]',
@@ -205,6 +221,16 @@ async function tool(script: string, timeoutMs: number): Promise<OpResult & { std
   // attr's tools print their own text for ENODATA
   const errno = /No such attribute\s*$/.test(msg) ? 'ENODATA' : errnoFromMessage(msg);
   if (!errno) throw new Error(`cannot read an errno from: ${msg.trim()} (script: ${script})`);
+  return { ok: false, errno };
+}
+
+/** A python3 script that prints an errno's name and exits 1 on failure (MKNOD_PY, RENAME2_PY). */
+async function pyErrno(script: string, timeoutMs: number, o: Op): Promise<OpResult> {
+  const r = await bash(script, timeoutMs);
+  if (r.timedOut) throw new TimeoutError(`${o.op} timed out: ${showOp(o)}`);
+  if (r.code === 0) return { ok: true };
+  const errno = r.stderr.toString('latin1').trim();
+  if (!/^E[A-Z0-9]+$/.test(errno)) throw new Error(`${o.op}: ${errno}`);
   return { ok: false, errno };
 }
 
@@ -327,6 +353,10 @@ export class OpRunner {
       case 'rename':
         await rename(this.p(o.from), this.p(o.to));
         return { ok: true };
+      case 'rename2': {
+        const bits = o.flags.reduce((a, f) => a | RENAME2_BITS[f], 0);
+        return await pyErrno(`python3 -c ${shq(RENAME2_PY)} ${shq(this.p(o.from))} ${shq(this.p(o.to))} ${bits}`, t, o);
+      }
       case 'link':
         await link(this.p(o.from), this.p(o.to));
         return { ok: true };
@@ -339,12 +369,7 @@ export class OpRunner {
       }
       case 'mknod': {
         const [maj, min] = o.rdev ?? [0, 0];
-        const r = await bash(`python3 -c ${shq(MKNOD_PY)} ${shq(this.p(o.path))} ${o.type} ${o.mode.toString(8)} ${maj} ${min}`, t);
-        if (r.timedOut) throw new TimeoutError(`mknod timed out: ${showOp(o)}`);
-        if (r.code === 0) return { ok: true };
-        const errno = r.stderr.toString('latin1').trim();
-        if (!/^E[A-Z0-9]+$/.test(errno)) throw new Error(`mknod: ${errno}`);
-        return { ok: false, errno };
+        return await pyErrno(`python3 -c ${shq(MKNOD_PY)} ${shq(this.p(o.path))} ${o.type} ${o.mode.toString(8)} ${maj} ${min}`, t, o);
       }
       case 'setxattr': {
         const v = o.value === '' ? '""' : '0x' + Buffer.from(o.value, 'latin1').toString('hex');

@@ -113,24 +113,28 @@ describe('fuse_server=, fuse_minor=, fuse_off=', () => {
 describe('INIT settles features (features.ts)', () => {
   const INIT_EXT = 1 << 30;
   it('asks for a feature only when offered, in the minor, and not switched off', () => {
-    expect(settle(45, 0x73fffffb, 0x5fd, new Set(['posix_acl', 'killpriv_v2', 'passthrough']))).toEqual({ flags: 0x21, flags2: 0, on: ['async_read', 'big_writes'] });
-    expect(settle(45, 0x73fffffb, 0x5fd, new Set(['big_writes', 'posix_acl', 'killpriv_v2', 'passthrough']))).toEqual({ flags: 0x1, flags2: 0, on: ['async_read'] });
+    expect(settle(45, 0x73fffffb, 0x5fd, new Set(['posix_acl', 'killpriv_v2', 'passthrough', 'rename2']))).toEqual({ flags: 0x21, flags2: 0, on: ['async_read', 'big_writes'] });
+    expect(settle(45, 0x73fffffb, 0x5fd, new Set(['big_writes', 'posix_acl', 'killpriv_v2', 'passthrough', 'rename2']))).toEqual({ flags: 0x1, flags2: 0, on: ['async_read'] });
     // POSIX_ACL comes with DONT_MASK (the server applies a default ACL or the umask: core/acl.ts), from 7.26
     expect(settle(45, 0x73fffffb, 0x5fd, new Set()).on).toContain('posix_acl');
     expect(settle(45, 0x73fffffb, 0x5fd, new Set()).flags & 0x100040).toBe(0x100040);
     expect(settle(25, 0x73fffffb, 0, new Set()).on).not.toContain('posix_acl');
     expect(settle(45, 0x73fffffb & ~0x40, 0x5fd, new Set()).on).not.toContain('posix_acl');
     // HANDLE_KILLPRIV_V2 is 7.33's
-    expect(settle(45, 0x73fffffb, 0x5fd, new Set(['posix_acl', 'passthrough']))).toEqual({ flags: 0x10000021, flags2: 0, on: ['async_read', 'big_writes', 'killpriv_v2'] });
-    expect(settle(32, 0x73fffffb, 0, new Set(['posix_acl', 'passthrough']))).toEqual({ flags: 0x21, flags2: 0, on: ['async_read', 'big_writes'] });
+    expect(settle(45, 0x73fffffb, 0x5fd, new Set(['posix_acl', 'passthrough', 'rename2']))).toEqual({ flags: 0x10000021, flags2: 0, on: ['async_read', 'big_writes', 'killpriv_v2'] });
+    expect(settle(32, 0x73fffffb, 0, new Set(['posix_acl', 'passthrough', 'rename2']))).toEqual({ flags: 0x21, flags2: 0, on: ['async_read', 'big_writes'] });
     // kernel 6.18 offers flags2 0x5fd: PASSTHROUGH (bit 37 of the protocol, 0x20 of flags2) among them
-    const OLD = new Set(['posix_acl', 'killpriv_v2']);
+    const OLD = new Set(['posix_acl', 'killpriv_v2', 'rename2']);
     expect(settle(45, 0x73fffffb, 0x5fd, OLD)).toEqual({ flags: 0x21 | INIT_EXT, flags2: 0x20, on: ['async_read', 'big_writes', 'passthrough'] });
     // passthrough is 7.40: not at 7.39, nor without INIT_EXT (flags2 is not read then)
     expect(settle(39, 0x73fffffb, 0x5fd, OLD)).toEqual({ flags: 0x21, flags2: 0, on: ['async_read', 'big_writes'] });
     expect(settle(45, 0x33fffffb, 0x5fd, OLD)).toEqual({ flags: 0x21, flags2: 0, on: ['async_read', 'big_writes'] });
+    // rename2 is an opcode of 7.23, asking for no INIT flag: on from that minor, whatever the kernel's flags
+    expect(settle(23, 0, 0, new Set())).toEqual({ flags: 0, flags2: 0, on: ['rename2'] });
+    expect(settle(22, 0x21, 0, new Set())).toEqual({ flags: 0x21, flags2: 0, on: ['async_read', 'big_writes'] });
+    expect(settle(45, 0x73fffffb, 0x5fd, new Set()).on).toContain('rename2');
     expect(settle(45, 0x73fffffb, 0x5fd, new Set(['all']))).toEqual({ flags: 0, flags2: 0, on: [] });
-    expect(settle(45, 0x1, 0, new Set())).toEqual({ flags: 0x1, flags2: 0, on: ['async_read'] });
+    expect(settle(45, 0x1, 0, new Set())).toEqual({ flags: 0x1, flags2: 0, on: ['async_read', 'rename2'] });
     expect(settle(8, 0x21, 0, new Set())).toEqual({ flags: 0x1, flags2: 0, on: ['async_read'] });
   });
   it('a feature that excludes another keeps it off (the kernel drops PASSTHROUGH answered with WRITEBACK_CACHE)', () => {

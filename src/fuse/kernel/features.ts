@@ -48,6 +48,8 @@ export const FEATURES: readonly Feature[] = [
     name: 'passthrough', flags: 0, flags2: InitFlag2.PASSTHROUGH, minor: 40, excludes: ['writeback_cache'],
     what: 'reads, writes and mmap of an open file go to its backing file in the kernel (root only)',
   },
+  // an opcode, not an INIT flag: the kernel sends RENAME2 from 7.23 on and stops after one ENOSYS (then EINVAL)
+  { name: 'rename2', flags: 0, flags2: 0, minor: 23, what: 'renameat2 flags: RENAME_NOREPLACE, RENAME_EXCHANGE (RENAME_WHITEOUT EINVAL, as overlayfs)' },
 ];
 
 export const featureNames = (): string[] => FEATURES.map((f) => f.name);

@@ -238,6 +238,9 @@ function init(s: KSession, b: Buffer, a: number, lo: number, hi: number): void {
   s.handlers.init();
 }
 
+/** Did INIT turn this feature (features.ts) on for the session? */
+const featureOn = (s: KSession, name: string): boolean => s.negotiated?.features.includes(name) ?? false;
+
 /** One request at b[h, h+len): decode, set the caller, call its handler. */
 function dispatch(s: KSession, b: Buffer, h: number, len: number): void {
   if (len < IN_HEADER) return;
@@ -292,6 +295,13 @@ function dispatch(s: KSession, b: Buffer, h: number, len: number): void {
       case Op.RENAME: {
         const [name, p] = cstr(b, a + 8, end);
         H.rename(req, node, name, u64(b, a), cstr(b, p, end)[0]);
+        break;
+      }
+      case Op.RENAME2: {
+        // fuse_rename2_in: newdir, flags, padding; then both names. Switched off: ENOSYS, and the kernel answers EINVAL itself from then on.
+        if (!featureOn(s, 'rename2')) { replyError(req, ENOSYS); break; }
+        const [name, p] = cstr(b, a + 16, end);
+        H.rename(req, node, name, u64(b, a), cstr(b, p, end)[0], b.readUInt32LE(a + 8));
         break;
       }
       case Op.LINK: H.link(req, u64(b, a), node, cstr(b, a + 8, end)[0]); break;

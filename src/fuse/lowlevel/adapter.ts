@@ -26,7 +26,7 @@ import { Node, NodeTable } from './nodes.js';
 import { callerKeepsSetgid, modeAfterKill, privileged } from './killpriv.js';
 import { ReadBuffers } from './read-buffers.js';
 import { dirListing, osErrName, RequestStats, startCall, statvfsArray, toErrno, type DirListing, type OpSummary } from '../requests.js';
-import { S_IFDIR, S_IFMT, ENOENT, ENOSYS, ERANGE } from '../../shared/constants.js';
+import { S_IFDIR, S_IFMT, ENOENT, ENOSYS, ERANGE, RENAME_EXCHANGE } from '../../shared/constants.js';
 
 /** The core as the low-level adapter uses it: OverlayOps, the calls through a handle, node identity and fallocate. */
 export interface LowLevelCore extends OverlayOps, HandleOps {
@@ -398,19 +398,20 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
         nodes.removed(at, name);
       }, () => { ll.replyErr(req, 0); }, { changes: () => [P] });
     },
-    rename(req, parent, name, newParent, newName) {
+    rename(req, parent, name, newParent, newName, flags = 0) {
       let P: Node | undefined;
       let Q: Node | undefined;
-      settle('rename', req, () => `${describe(parent, name)} to ${describe(newParent, newName)}`, async () => {
+      settle('rename', req, () => `${describe(parent, name)} to ${describe(newParent, newName)}${flags !== 0 ? ` flags=0x${flags.toString(16)}` : ''}`, async () => {
         P = nodeOf(parent);
         Q = nodeOf(newParent);
-        // FUSE 7.19 carries no renameat2 flags: the kernel refuses them before we see the call.
+        // flags come only with RENAME2 (fuse_server=kernel, 7.23 on); libfuse 2.9 (7.19) never passes them
         const from = P, to = Q;
         // The node table moves in the same tick as the upper (core: `moved`), not after the
         // promise settles: continuations of other requests run in between and would rebuild
         // paths from the old names against the moved tree.
         const who = caller();
-        await againIfMoved(() => core.rename(childPath(from, name), childPath(to, newName), 0, who, () => nodes.renamed(from, name, to, newName)));
+        const moved = (flags & RENAME_EXCHANGE) !== 0 ? () => nodes.exchanged(from, name, to, newName) : () => nodes.renamed(from, name, to, newName);
+        await againIfMoved(() => core.rename(childPath(from, name), childPath(to, newName), flags, who, moved));
       }, () => { ll.replyErr(req, 0); }, {
         // the source may have been copied up even when the rename then failed
         changes: () => [P, Q, P && nodes.child(P, name), Q && nodes.child(Q, newName)],

@@ -40,7 +40,8 @@ export interface LowLevelHandlers {
   unlink(req: ReqId, parent: NodeId, name: Bstr): void;
   rmdir(req: ReqId, parent: NodeId, name: Bstr): void;
   symlink(req: ReqId, target: Bstr, parent: NodeId, name: Bstr): void;
-  rename(req: ReqId, parent: NodeId, name: Bstr, newParent: NodeId, newName: Bstr): void;
+  /** flags: renameat2's (RENAME_NOREPLACE, _EXCHANGE, _WHITEOUT), only from a server that speaks RENAME2; else absent */
+  rename(req: ReqId, parent: NodeId, name: Bstr, newParent: NodeId, newName: Bstr, flags?: number): void;
   link(req: ReqId, node: NodeId, newParent: NodeId, newName: Bstr): void;
   open(req: ReqId, node: NodeId, flags: number): void;
   /** offset: a bigint from 2^53 on (Offset) */

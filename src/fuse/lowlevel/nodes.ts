@@ -198,6 +198,21 @@ export class NodeTable {
     if (n.isDir) this.pathGen++;
   }
 
+  /** renameat2(RENAME_EXCHANGE): the nodes at `name` in `parent` and `newName` in `newParent` swapped names. */
+  exchanged(parent: Node, name: Bstr, newParent: Node, newName: Bstr): void {
+    const a = this.children.get(childKey(parent, name));
+    const b = this.children.get(childKey(newParent, newName));
+    if (a !== undefined) this.unbind(a, parent, name);
+    if (b !== undefined) this.unbind(b, newParent, newName);
+    for (const [n, p, nm] of [[a, newParent, newName], [b, parent, name]] as const) {
+      if (n === undefined) continue;
+      this.bind(n, p, nm);
+      // as in renamed(): unbinding its only name dropped its key
+      if (n.key !== undefined && !this.byKey.has(n.key)) this.byKey.set(n.key, n);
+      if (n.isDir) this.pathGen++;
+    }
+  }
+
   /** Record (or clear) the hard-link identity of a node after a change (a link made, a copy-up). */
   setKey(n: Node, key: string | undefined): void {
     if (n.key === key) return;
