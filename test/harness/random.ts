@@ -6,7 +6,7 @@
  */
 import fc from 'fast-check';
 import { NAME255, NONUTF8, NONUTF8_2 } from './cases.js';
-import type { Op, Time } from './ops.js';
+import type { Op, Rename2Flag, Time } from './ops.js';
 import type { Caller } from './callers.js';
 
 /** Pools of names that exist in some layer, are hidden by markers, or are new. */
@@ -46,14 +46,26 @@ const mode = fc.constantFrom(0o644, 0o600, 0o755, 0o700);
 const fmode = fc.constantFrom(0o600, 0o644, 0o755, 0o4755, 0o2750, 0o1777, 0o000);
 const id = fc.constantFrom(0, 5, 1000);
 
-export function opArb(pool: PathPool): fc.Arbitrary<Op> {
+/** What a sequence may use beyond the common vocabulary. */
+export interface OpChoice {
+  /** renameat2 with flags: only where RENAME2 is spoken (a 7.19 server answers EINVAL) */
+  rename2?: boolean;
+}
+
+const r2flags = fc.constantFrom<Rename2Flag[]>(['noreplace'], ['exchange'], ['exchange'], ['whiteout']);
+
+export function opArb(pool: PathPool, choice: OpChoice = {}): fc.Arbitrary<Op> {
   const f = fc.constantFrom(...pool.files);
   const d = fc.constantFrom(...pool.dirs);
   // mostly the right kind of object, sometimes the wrong one (EISDIR, ENOTDIR...)
   const file = fc.oneof({ weight: 5, arbitrary: f }, { weight: 1, arbitrary: d });
   const dir = fc.oneof({ weight: 5, arbitrary: d }, { weight: 1, arbitrary: f });
   const any = fc.oneof(f, d);
+  const rename2: fc.WeightedArbitrary<Op>[] = choice.rename2 ? [
+    { weight: 3, arbitrary: fc.record({ op: fc.constant('rename2' as const), from: any, to: any, flags: r2flags }) },
+  ] : [];
   return fc.oneof(
+    ...rename2,
     { weight: 4, arbitrary: fc.record({ op: fc.constant('create' as const), path: file, mode, excl: fc.boolean(), trunc: fc.boolean() }) },
     { weight: 4, arbitrary: fc.record({ op: fc.constant('write' as const), path: file, offset: fc.constantFrom(0, 3, 1000, 70_000), data }) },
     { weight: 2, arbitrary: fc.record({ op: fc.constant('append' as const), path: file, data }) },
@@ -81,8 +93,8 @@ export function opArb(pool: PathPool): fc.Arbitrary<Op> {
 }
 
 /** Sequences of 1..length operations; lengths spread over the whole range (fast-check's default keeps them short). */
-export function sequenceArb(length: number, pool: PathPool = PATH_POOL): fc.Arbitrary<Op[]> {
-  return fc.array(opArb(pool), { minLength: 1, maxLength: length, size: 'max' });
+export function sequenceArb(length: number, pool: PathPool = PATH_POOL, choice: OpChoice = {}): fc.Arbitrary<Op[]> {
+  return fc.array(opArb(pool, choice), { minLength: 1, maxLength: length, size: 'max' });
 }
 
 /**
