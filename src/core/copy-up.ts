@@ -126,7 +126,10 @@ async function copyUpOne(ctx: Ctx, e: Entry, opts: CopyUpOptions): Promise<void>
       made = true;
     }
     copyAttrs(ctx, srcL.fd, src.rel, work, tmp, st, path);
-    writeOrigin(ctx, srcL.fd, src.rel, work, tmp);
+    // As ovl_do_copy_up without the index feature: no origin for a non-directory with other
+    // names (the copy is one name's own object); its number is then the upper's, and no lookup
+    // may take it for the lower object of the same path after a rename (observed on 6.18).
+    if (type === S_IFDIR || st[StatIdx.nlink]! === 1) writeOrigin(ctx, srcL.fd, src.rel, work, tmp);
     // The name may have been taken meanwhile (e.g. removed and re-created): NOREPLACE keeps us from clobbering it.
     moveIntoUpper(ctx, tmp, urel, uparent, type === S_IFDIR ? mode & 0o7777 : undefined);
     made = false;
