@@ -9,11 +9,11 @@
  * of a directory with lower content EXDEV without redirect_dir; WHITEOUT
  * EINVAL, as every flag combination the VFS refuses).
  *
- * Kept apart from SCRIPTED: a FUSE server on protocol 7.19 (libfuse 2.9, the
- * high-level front-end, fuse_server=kernel with fuse_minor=19 or
- * fuse_off=rename2) never sees the flags and answers EINVAL, so these cases
- * run where RENAME2 is spoken (test/integration/rename2.test.ts) and against
- * fuse-overlayfs (differential-fuse-overlayfs.test.ts).
+ * Kept apart from SCRIPTED: where RENAME2 is not spoken (the high-level front-end,
+ * libfuse 2.9 at 7.19; fuse_minor= below 23, as CI's STRATAFS_TEST_FUSE_MINOR=19 pass;
+ * fuse_off=rename2) every flagged rename is EINVAL, so these cases run where the test
+ * names the protocol (test/integration/rename2.test.ts) and against fuse-overlayfs
+ * (differential-fuse-overlayfs.test.ts).
  */
 import type { Case } from './differential.js';
 import type { Op, Rename2Flag } from './ops.js';
