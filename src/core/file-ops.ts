@@ -23,7 +23,7 @@ import { codeOf, FsError, isFsError, nodeErrnoCode } from '../shared/errors.js';
 import { prepareCreate, placeNew } from './dir-ops.js';
 import { isUpperEntry, lookup, resolve } from './namei.js';
 import type { Caller, OpenResult } from './types.js';
-import { S_IFDIR, S_IFREG, EPERM, O_ACCMODE } from '../shared/constants.js';
+import { S_IFDIR, S_IFREG, S_ISGID, S_ISUID, EPERM, O_ACCMODE } from '../shared/constants.js';
 import { StatIdx, type Offset } from '../native/sys.js';
 
 const fsyncAsync = promisify(fs.fsync);
@@ -88,14 +88,20 @@ function nodeErr(e: unknown, path: Bstr | null, syscall: string): FsError {
  */
 export function register(ctx: Ctx, f: OpenFile): OpenResult {
   const st = ctx.st;
-  const keepCache = sys.raw.fstat(f.fd, st) === 0 && st[StatIdx.nlink]! <= 1;
+  const stated = sys.raw.fstat(f.fd, st) === 0;
+  const keepCache = stated && st[StatIdx.nlink]! <= 1;
+  // A set-id file is not offered for passthrough: the kernel's passthrough write drops no
+  // setuid/setgid bit (it writes the layer file with the daemon's CAP_FSETID and sends no
+  // WRITE with FUSE_WRITE_KILL_SUIDGID), where kernel overlayfs drops them for a caller
+  // without CAP_FSETID (fuse-killpriv.test.ts). Served through WRITE, the server drops them.
+  const setId = !stated || (st[StatIdx.mode]! & (S_ISUID | S_ISGID)) !== 0;
   const fh = ctx.nextFh++;
   ctx.files.set(fh, f);
   let set = ctx.filesByIno.get(f.ino);
   if (!set) { set = new Set(); ctx.filesByIno.set(f.ino, set); }
   set.add(f);
   // Every change comes through the mount: the kernel's page cache stays valid across opens.
-  return { fh, keepCache, directIo: false, backing: { fd: f.fd, lower: f.lower } };
+  return setId ? { fh, keepCache, directIo: false } : { fh, keepCache, directIo: false, backing: { fd: f.fd, lower: f.lower } };
 }
 
 function handle(ctx: Ctx, fh: number, path: Bstr | null, syscall: string): OpenFile {
