@@ -26,9 +26,10 @@
 typedef struct session {
   napi_env env;
   int fd;
-  char *buf;          /* the JS Buffer's memory: nslots slots of slot bytes */
-  size_t slot;
-  uint32_t nslots;
+  char *buf;          /* the JS Buffer's memory: requests packed one after the other */
+  size_t cap;         /* its size */
+  size_t slot;        /* the room one read(2) is given: the kernel's minimum (max_write + headers) */
+  uint32_t nslots;    /* requests per batch at most (lens.length) */
   uint32_t *lens;     /* the JS Uint32Array: the length of each request read */
   uv_poll_t poll;
   int polling, ended, dispatching, poll_closed, finalized, released;
@@ -183,15 +184,21 @@ static void end_session(session *s) {
 }
 
 /*
- * Read requests until EAGAIN or every slot is full. Returns how many were read;
- * *gone is set when the kernel says the mount is gone (ENODEV) or reading failed.
- * ENOENT: the request was interrupted before it could be read; just go on.
+ * Read requests until EAGAIN, nslots of them, or no room for one more. Each read is
+ * given `slot` bytes (the kernel refuses less than max_write + headers) but requests
+ * are packed: the next one starts where this one ended, aligned to 8 (JS walks the
+ * lengths the same way). So memory is touched only as far as requests fill it: a batch
+ * of small requests stays in the first pages, a 1 MiB WRITE touches 1 MiB.
+ * Returns how many were read; *gone is set when the kernel says the mount is gone
+ * (ENODEV) or reading failed. ENOENT: the request was interrupted before it could be
+ * read; just go on.
  */
 static uint32_t read_batch(session *s, int *gone) {
   uint32_t n = 0;
-  while (n < s->nslots) {
-    ssize_t r = read(s->fd, s->buf + (size_t) n * s->slot, s->slot);
-    if (r >= 0) { s->lens[n++] = (uint32_t) r; continue; }
+  size_t pos = 0;
+  while (n < s->nslots && s->cap - pos >= s->slot) {
+    ssize_t r = read(s->fd, s->buf + pos, s->slot);
+    if (r >= 0) { s->lens[n++] = (uint32_t) r; pos += ((size_t) r + 7) & ~(size_t) 7; continue; }
     if (errno == EINTR || errno == ENOENT) continue;
     if (errno != EAGAIN) {
       if (errno != ENODEV) fprintf(stderr, "stratafs: reading /dev/fuse: %s\n", strerror(errno));
@@ -235,17 +242,20 @@ static int take_buffers(napi_env env, napi_value buf, napi_value lens, session *
   napi_value ab;
   if (napi_get_buffer_info(env, buf, &data, &len) != napi_ok) return -1;
   if (napi_get_typedarray_info(env, lens, &t, &n, (void **) &s->lens, &ab, &off) != napi_ok || t != napi_uint32_array) return -1;
-  if (s->slot < 8192 || n == 0 || len < n * s->slot) return -1;
+  if (s->slot < 8192 || n == 0 || len < s->slot) return -1;
   s->buf = data;
+  s->cap = len;
   s->nslots = (uint32_t) n;
   return 0;
 }
 
 /*
- * start(fd, buffer, slotSize, lens, onBatch, onExit) -> session. The buffer
- * holds lens.length slots of slotSize bytes; onBatch(n) gets the first n
- * filled and must be done with them when it returns (the next batch
- * overwrites them). onExit() runs once, when the session ends.
+ * start(fd, buffer, slotSize, lens, onBatch, onExit) -> session. Each read is
+ * given slotSize bytes of the buffer (at least that much, and 8 KiB); the
+ * requests of a batch lie packed, each at the previous one's end rounded up to
+ * 8, lens.length of them at most. onBatch(n) gets them and must be done with
+ * them when it returns (the next batch overwrites them). onExit() runs once,
+ * when the session ends.
  */
 static napi_value dev_start(napi_env env, napi_callback_info info) {
   size_t argc = 6;
@@ -261,7 +271,7 @@ static napi_value dev_start(napi_env env, napi_callback_info info) {
   napi_get_value_double(env, argv[2], &slot);
   s->fd = (int) fd;
   s->slot = (size_t) slot;
-  if (take_buffers(env, argv[1], argv[3], s) < 0) { free(s); napi_throw_error(env, NULL, "start: slots of at least 8 KiB, lens a Uint32Array"); return NULL; }
+  if (take_buffers(env, argv[1], argv[3], s) < 0) { free(s); napi_throw_error(env, NULL, "start: a buffer of at least slotSize >= 8 KiB, lens a Uint32Array"); return NULL; }
   fcntl(s->fd, F_SETFL, fcntl(s->fd, F_GETFL) | O_NONBLOCK);
   napi_create_reference(env, argv[1], 1, &s->buf_ref);
   napi_create_reference(env, argv[3], 1, &s->lens_ref);

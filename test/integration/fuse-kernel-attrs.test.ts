@@ -2,9 +2,11 @@
  * The attribute and data features of stratafs's own FUSE server (-o fuse_server=kernel;
  * fuse/kernel/features.ts), each on and switched off with fuse_off=: POSIX ACLs cached and
  * enforced by the kernel (posix_acl), judged against kernel overlayfs by the differential
- * harness (test/harness/cases-acl.ts), and the requests `ls -l` sends with and without it.
+ * harness (test/harness/cases-acl.ts), and the requests `ls -l` sends with and without it;
+ * 1 MiB READs and WRITEs (max_pages).
  */
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ACL_CASES } from '../harness/cases-acl.js';
@@ -26,7 +28,7 @@ afterAll(async () => {
   expect(await unmountAll()).toEqual([]);
 });
 
-interface Stats { ops: Record<string, { count: number }>; fuse: { flags: number; features: string[] } }
+interface Stats { ops: Record<string, { count: number }>; fuse: { flags: number; features: string[]; maxWrite: number } }
 async function stats(mnt: string): Promise<Stats> {
   const r = await cli(['stats', '--json', mnt], { timeoutMs: 10_000 });
   expect(r.code, r.stderr).toBe(0);
@@ -109,4 +111,36 @@ describe('posix_acl vs kernel overlayfs: ACL cases (cases-acl.ts)', () => {
     expect(r.results.candidate[0]).toEqual({ ok: false, errno: 'EACCES' });
     expect(r.results.reference[0]).toMatchObject({ ok: true });
   }, 120_000);
+});
+
+describe('max_pages: READs and WRITEs of 1 MiB', () => {
+  it('on: 8 MiB written and read back (O_DIRECT) with 1 MiB buffers take 8 WRITEs and 8 READs; off (fuse_off=max_pages): 64 of each', async () => {
+    const { t, mountIt } = await layers('attrs-maxpages', 0);
+    const mnt = join(t, 'mnt');
+    const run = async (extra: string[]): Promise<{ writes: number; reads: number; features: string[]; maxWrite: number; hash: string }> => {
+      const h = await mountIt(extra);
+      try {
+        const w = await bash(`set -e
+head -c 8388608 /dev/urandom > ${t}/data
+dd if=${t}/data of=${mnt}/big bs=1M status=none
+dd if=${mnt}/big of=${t}/back bs=1M iflag=direct status=none`);
+        expect(w.code, w.stderr.toString()).toBe(0);
+        const s = await stats(mnt);
+        const sum = (f: string): Promise<string> => readFile(f).then((b) => createHash('sha256').update(b).digest('hex'));
+        expect(await sum(join(t, 'back'))).toBe(await sum(join(t, 'data')));
+        return { writes: count(s, 'write'), reads: count(s, 'read'), features: s.fuse.features, maxWrite: s.fuse.maxWrite, hash: await sum(join(t, 'u', 'big')) };
+      } finally {
+        await h.unmount();
+      }
+    };
+    const on = await run([]);
+    expect(on.features).toContain('max_pages');
+    expect(on.maxWrite).toBe(1 << 20);
+    expect([on.writes, on.reads]).toEqual([8, 8]);
+    const off = await run(['fuse_off=max_pages']);
+    expect(off.features).not.toContain('max_pages');
+    expect(off.maxWrite).toBe(131072);
+    expect([off.writes, off.reads]).toEqual([64, 64]);
+    expect(off.hash).not.toBe(on.hash); // fresh random data each time, each written whole
+  }, 60_000);
 });

@@ -8,6 +8,7 @@ import { fusermountWords, kernelMount } from '../../src/fuse/kernel/mount.js';
 import { parseMountArgs } from '../../src/cli/mount-options.js';
 import { StatIdx, STAT_LEN } from '../../src/native/sys-api.js';
 import { FEATURES, settle } from '../../src/fuse/kernel/features.js';
+import { BIG_WRITE, initSizes, maxPagesPossible, nextRequest, readRoom } from '../../src/fuse/kernel/sizes.js';
 
 describe('wire codec', () => {
   it('64-bit offsets: a number below 2^53, an exact bigint from there', () => {
@@ -113,18 +114,22 @@ describe('fuse_server=, fuse_minor=, fuse_off=', () => {
 describe('INIT settles features (features.ts)', () => {
   const INIT_EXT = 1 << 30;
   it('asks for a feature only when offered, in the minor, and not switched off', () => {
-    expect(settle(45, 0x73fffffb, 0x5fd, new Set(['posix_acl', 'killpriv_v2', 'passthrough', 'rename2']))).toEqual({ flags: 0x21, flags2: 0, on: ['async_read', 'big_writes'] });
-    expect(settle(45, 0x73fffffb, 0x5fd, new Set(['big_writes', 'posix_acl', 'killpriv_v2', 'passthrough', 'rename2']))).toEqual({ flags: 0x1, flags2: 0, on: ['async_read'] });
+    const later = ['max_pages', 'cache_symlinks', 'posix_acl', 'killpriv_v2', 'passthrough', 'rename2'];
+    expect(settle(45, 0x73fffffb, 0x5fd, new Set(later))).toEqual({ flags: 0x21, flags2: 0, on: ['async_read', 'big_writes'] });
+    expect(settle(45, 0x73fffffb, 0x5fd, new Set(['big_writes', ...later]))).toEqual({ flags: 0x1, flags2: 0, on: ['async_read'] });
+    expect(settle(45, 0x73fffffb, 0x5fd, new Set(['posix_acl'])).flags & (1 << 22)).toBe(1 << 22);
+    expect(settle(27, 0x73fffffb, 0, new Set()).on).not.toContain('max_pages');
     // POSIX_ACL comes with DONT_MASK (the server applies a default ACL or the umask: core/acl.ts), from 7.26
     expect(settle(45, 0x73fffffb, 0x5fd, new Set()).on).toContain('posix_acl');
     expect(settle(45, 0x73fffffb, 0x5fd, new Set()).flags & 0x100040).toBe(0x100040);
     expect(settle(25, 0x73fffffb, 0, new Set()).on).not.toContain('posix_acl');
     expect(settle(45, 0x73fffffb & ~0x40, 0x5fd, new Set()).on).not.toContain('posix_acl');
     // HANDLE_KILLPRIV_V2 is 7.33's
-    expect(settle(45, 0x73fffffb, 0x5fd, new Set(['posix_acl', 'passthrough', 'rename2']))).toEqual({ flags: 0x10000021, flags2: 0, on: ['async_read', 'big_writes', 'killpriv_v2'] });
-    expect(settle(32, 0x73fffffb, 0, new Set(['posix_acl', 'passthrough', 'rename2']))).toEqual({ flags: 0x21, flags2: 0, on: ['async_read', 'big_writes'] });
+    const mine = ['max_pages', 'cache_symlinks'];
+    expect(settle(45, 0x73fffffb, 0x5fd, new Set(['posix_acl', 'passthrough', 'rename2', ...mine]))).toEqual({ flags: 0x10000021, flags2: 0, on: ['async_read', 'big_writes', 'killpriv_v2'] });
+    expect(settle(32, 0x73fffffb, 0, new Set(['posix_acl', 'passthrough', 'rename2', ...mine]))).toEqual({ flags: 0x21, flags2: 0, on: ['async_read', 'big_writes'] });
     // kernel 6.18 offers flags2 0x5fd: PASSTHROUGH (bit 37 of the protocol, 0x20 of flags2) among them
-    const OLD = new Set(['posix_acl', 'killpriv_v2', 'rename2']);
+    const OLD = new Set(['posix_acl', 'killpriv_v2', 'rename2', ...mine]);
     expect(settle(45, 0x73fffffb, 0x5fd, OLD)).toEqual({ flags: 0x21 | INIT_EXT, flags2: 0x20, on: ['async_read', 'big_writes', 'passthrough'] });
     // passthrough is 7.40: not at 7.39, nor without INIT_EXT (flags2 is not read then)
     expect(settle(39, 0x73fffffb, 0x5fd, OLD)).toEqual({ flags: 0x21, flags2: 0, on: ['async_read', 'big_writes'] });
@@ -151,5 +156,28 @@ describe('INIT settles features (features.ts)', () => {
     const names = FEATURES.map((f) => f.name);
     expect(new Set(names).size).toBe(names.length);
     for (const f of FEATURES) expect(f.flags & INIT_EXT).toBe(0);
+  });
+});
+
+describe('request sizes (sizes.ts)', () => {
+  it('max_pages: max_write 1 MiB in 256 pages, never beyond the read room; without it the mount word, no max_pages', () => {
+    const big = readRoom(BIG_WRITE);
+    expect(big.slot).toBe(BIG_WRITE + 4096);
+    expect(initSizes(['max_pages'], 131072, big.slot)).toEqual({ maxWrite: BIG_WRITE, maxPages: 256 });
+    expect(initSizes([], 131072, big.slot)).toEqual({ maxWrite: 131072, maxPages: 0 });
+    // a room made for 128 KiB (max_pages ruled out by the options) caps what INIT may say
+    expect(initSizes(['max_pages'], 131072, readRoom(131072).slot)).toEqual({ maxWrite: 131072, maxPages: 32 });
+    expect(readRoom(4096).slot).toBe(8192);
+  });
+  it('max_pages is possible unless switched off or the minor is capped below 7.28', () => {
+    expect(maxPagesPossible(new Set(), undefined)).toBe(true);
+    expect(maxPagesPossible(new Set(['max_pages']), undefined)).toBe(false);
+    expect(maxPagesPossible(new Set(['all']), undefined)).toBe(false);
+    expect(maxPagesPossible(new Set(), 27)).toBe(false);
+  });
+  it('requests lie packed, each at the previous end rounded up to 8', () => {
+    expect(nextRequest(0, 41)).toBe(48);
+    expect(nextRequest(48, 48)).toBe(96);
+    expect(nextRequest(96, BIG_WRITE + 80)).toBe(96 + BIG_WRITE + 80);
   });
 });

@@ -36,6 +36,8 @@ export const FEATURES: readonly Feature[] = [
   // makes the kernel leave it to the server too, which applies a directory's default ACL instead
   // where there is one (core/acl.ts). Off: ACLs are stored and shown, only mode bits are enforced,
   // and the umask applies even under a default ACL.
+  // READ and WRITE up to 1 MiB (max_write and max_pages: sizes.ts) instead of 32 pages
+  { name: 'max_pages', flags: InitFlag.MAX_PAGES, flags2: 0, minor: 28, what: 'READs and WRITEs up to 1 MiB instead of 128 KiB' },
   { name: 'posix_acl', flags: InitFlag.POSIX_ACL | InitFlag.DONT_MASK, flags2: 0, minor: 26, what: 'POSIX ACLs cached and enforced by the kernel; default ACLs instead of the umask' },
   {
     name: 'killpriv_v2', flags: InitFlag.HANDLE_KILLPRIV_V2, flags2: 0, minor: 33,

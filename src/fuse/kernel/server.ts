@@ -3,7 +3,7 @@
  * the LowLevelAddon contract of fuse/lowlevel/contract.ts (handlers in, reply functions
  * out) without libfuse: the server of every mount but fuse_api=highlevel.
  *
- * native/fuse-dev.c reads requests in batches into one Buffer of slots and calls
+ * native/fuse-dev.c reads requests in batches, packed into one Buffer, and calls
  * onBatch once per batch; each request is decoded here and handed to its handler
  * with a request id; each reply is encoded into one scratch Buffer and written
  * with one writev(2). Every request but FORGET, BATCH_FORGET and INTERRUPT is
@@ -24,9 +24,9 @@ import {
 import { settle } from './features.js';
 import { PassthroughTable, type PassthroughStats } from './passthrough.js';
 import { readFileSync } from 'node:fs';
+import { dataBuffers } from '../buffer-pool.js';
+import { BATCH, BIG_WRITE, initSizes, maxPagesPossible, nextRequest, readRoom } from './sizes.js';
 
-/** requests read per wakeup at most: one call into JS per batch */
-const SLOTS = 16;
 
 /** what INIT settled, for `-d` and stats */
 export interface Negotiated {
@@ -99,11 +99,16 @@ function take(s: KSession, lo: number, hi: number): ReqId {
   return id;
 }
 
+/** WRITE data by request id, back to the pool once the request is answered */
+const held: (Buffer | undefined)[] = [];
+
 /** the session of a pending request, released; undefined if none is pending under id */
 function release(id: ReqId): KSession | undefined {
   const s = reqSession[id];
   if (s === undefined) return undefined;
   reqSession[id] = undefined;
+  const h = held[id];
+  if (h !== undefined) { held[id] = undefined; dataBuffers.give(h); }
   freeIds.push(id);
   taken--;
   return s.ended ? undefined : s;
@@ -111,7 +116,7 @@ function release(id: ReqId): KSession | undefined {
 
 function dropPending(s: KSession): void {
   for (let i = 0; i < reqSession.length; i++) {
-    if (reqSession[i] === s) { reqSession[i] = undefined; freeIds.push(i); taken--; }
+    if (reqSession[i] === s) { reqSession[i] = undefined; held[i] = undefined; freeIds.push(i); taken--; }
   }
 }
 
@@ -215,8 +220,10 @@ function init(s: KSession, b: Buffer, a: number, lo: number, hi: number): void {
   o.writeUInt32LE(maxReadahead, p + 8);
   o.writeUInt32LE(flags, p + 12);
   // max_background, congestion_threshold 0: the kernel's defaults, as libfuse 2.9
-  o.writeUInt32LE(s.maxWrite, p + 20);
+  const sizes = initSizes(settled.on, s.maxWrite, s.slot);
+  o.writeUInt32LE(sizes.maxWrite, p + 20);
   o.writeUInt32LE(1, p + 24); // time_gran: nanoseconds
+  if (sizes.maxPages > 0) o.writeUInt16LE(sizes.maxPages, p + 28);
   if (minor >= 36) o.writeUInt32LE(settled.flags2, p + 32);
   const passthrough = settled.on.includes('passthrough');
   // 1: a stratafs mount can still be a layer of kernel overlayfs (whose depth is its layers' + 1, at most 2)
@@ -227,7 +234,7 @@ function init(s: KSession, b: Buffer, a: number, lo: number, hi: number): void {
   if (major > FUSE_KERNEL_VERSION) return;
   s.negotiated = {
     kernelMinor: kminor, kernelFlags: kflags, kernelFlags2: kflags2, minor, flags, flags2: settled.flags2, features: settled.on,
-    maxWrite: s.maxWrite, maxReadahead, maxStackDepth: passthrough ? s.stackDepth : 0, passthroughOff: s.passthroughOff,
+    maxWrite: sizes.maxWrite, maxReadahead, maxStackDepth: passthrough ? s.stackDepth : 0, passthroughOff: s.passthroughOff,
     passthrough: undefined, batches: 0, requests: 0,
   };
   if (passthrough) {
@@ -310,8 +317,9 @@ function dispatch(s: KSession, b: Buffer, h: number, len: number): void {
       case Op.READ: H.read(req, node, b.readUInt32LE(a + 16), offsetAt(b, a + 8), u64(b, a)); break;
       case Op.WRITE: {
         const size = b.readUInt32LE(a + 16);
-        // the slot is reused by the next batch: the handler gets its own copy
-        const data = Buffer.allocUnsafe(size);
+        // the slot is reused by the next batch: the handler gets its own copy, pooled when large
+        const data = dataBuffers.take(size);
+        held[req] = data;
         b.copy(data, 0, a + RW_IN, Math.min(end, a + RW_IN + size));
         // fuse_write_in.write_flags: FUSE_WRITE_KILL_SUIDGID only with killpriv_v2
         H.write(req, node, data, offsetAt(b, a + 8), u64(b, a), (b.readUInt32LE(a + 20) & WRITE_KILL_SUIDGID) !== 0);
@@ -391,19 +399,24 @@ function passthroughRefusal(): string | undefined {
 function mount(mountpoint: Bstr, km: KernelMount, handlers: LowLevelHandlers, ctx: Int32Array, onExit: () => void): Session {
   const dev = fuseDev();
   const { fd, pathFd } = mountDevice(mountpoint, km);
-  // the kernel refuses a read buffer smaller than max_write + the headers, or 8 KiB
-  const slot = Math.max(km.maxWrite + 4096, 8192);
   const off = new Set(km.off);
   const passthroughOff = off.has('passthrough') ? undefined : passthroughRefusal();
   if (passthroughOff !== undefined) off.add('passthrough');
+  // room for the largest WRITE INIT may allow (sizes.ts); untouched pages cost no memory
+  const { slot, cap } = readRoom(maxPagesPossible(off, km.maxMinor) ? Math.max(km.maxWrite, BIG_WRITE) : km.maxWrite);
   const s: KSession = {
     dev: undefined, mountpoint, pathFd, handlers, ctx, onExit, ended: false, maxWrite: km.maxWrite, maxMinor: Math.min(km.maxMinor ?? FUSE_MAX_MINOR, FUSE_MAX_MINOR), off, negotiated: undefined,
     passthroughOff, stackDepth: km.stackDepth, pt: undefined, log: (line) => { process.stderr.write(line + '\n'); },
-    buf: Buffer.allocUnsafeSlow(slot * SLOTS), lens: new Uint32Array(SLOTS), slot,
+    buf: Buffer.allocUnsafeSlow(cap), lens: new Uint32Array(BATCH), slot,
   };
   const onBatch = (n: number): void => {
     if (s.negotiated !== undefined) { s.negotiated.batches++; s.negotiated.requests += n; }
-    for (let i = 0; i < n && !s.ended; i++) dispatch(s, s.buf, i * s.slot, s.lens[i]!);
+    // packed as fuse-dev.c read them
+    for (let i = 0, pos = 0; i < n && !s.ended; i++) {
+      const len = s.lens[i]!;
+      dispatch(s, s.buf, pos, len);
+      pos = nextRequest(pos, len);
+    }
   };
   const exited = (): void => {
     if (s.ended) return;
