@@ -144,3 +144,33 @@ dd if=${mnt}/big of=${t}/back bs=1M iflag=direct status=none`);
     expect(off.hash).not.toBe(on.hash); // fresh random data each time, each written whole
   }, 60_000);
 });
+
+describe('cache_symlinks: the kernel keeps symlink targets', () => {
+  it('on: readlinks cost one READLINK, and a link replaced behind the mount shows after timeout=; off (fuse_off=cache_symlinks): one READLINK each', async () => {
+    const { t } = await layers('attrs-symlinks', 0);
+    const mnt = join(t, 'mnt');
+    const run = async (extra: string[]): Promise<{ features: string[]; readlinks: number; before: string; after: string }> => {
+      const b = await bash(`set -e; cd ${t}/l; echo A > aaaa; echo B > bbbb; rm -f ln; ln -s aaaa ln`);
+      expect(b.code, b.stderr.toString()).toBe(0);
+      const h = await mount('stratafs', { lowers: [join(t, 'l')], upper: join(t, 'u'), work: join(t, 'w') }, mnt, { extra: [...SERVER, 'timeout=1', ...extra] });
+      try {
+        const r1 = await bash(`set -e; readlink ${mnt}/ln; readlink ${mnt}/ln; cat ${mnt}/ln`);
+        const readlinks = count(await stats(mnt), 'readlink');
+        // behind the mount's back: a new link under the same name (ext4 hands out the freed inode number again)
+        const r2 = await bash(`set -e; rm ${t}/l/ln; ln -s bbbb ${t}/l/ln; sleep 1.5; readlink ${mnt}/ln; cat ${mnt}/ln`);
+        return { features: (await stats(mnt)).fuse.features, readlinks, before: r1.stdout.toString(), after: r2.stdout.toString() };
+      } finally {
+        await h.unmount();
+      }
+    };
+    const on = await run([]);
+    expect(on.features).toContain('cache_symlinks');
+    expect(on.before).toBe('aaaa\naaaa\nA\n');
+    expect(on.readlinks).toBe(1);
+    expect(on.after).toBe('bbbb\nB\n');
+    const off = await run(['fuse_off=cache_symlinks']);
+    expect(off.features).not.toContain('cache_symlinks');
+    expect(off.readlinks).toBe(3);
+    expect(off.after).toBe('bbbb\nB\n');
+  }, 60_000);
+});

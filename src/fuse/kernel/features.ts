@@ -38,6 +38,9 @@ export const FEATURES: readonly Feature[] = [
   // and the umask applies even under a default ACL.
   // READ and WRITE up to 1 MiB (max_write and max_pages: sizes.ts) instead of 32 pages
   { name: 'max_pages', flags: InitFlag.MAX_PAGES, flags2: 0, minor: 28, what: 'READs and WRITEs up to 1 MiB instead of 128 KiB' },
+  // the kernel keeps symlink targets (one READLINK per link); LOOKUP answers that show a link
+  // changed drop the cached target (symlinks.ts)
+  { name: 'cache_symlinks', flags: InitFlag.CACHE_SYMLINKS, flags2: 0, minor: 29, what: 'symlink targets cached by the kernel' },
   { name: 'posix_acl', flags: InitFlag.POSIX_ACL | InitFlag.DONT_MASK, flags2: 0, minor: 26, what: 'POSIX ACLs cached and enforced by the kernel; default ACLs instead of the umask' },
   {
     name: 'killpriv_v2', flags: InitFlag.HANDLE_KILLPRIV_V2, flags2: 0, minor: 33,

@@ -24,6 +24,7 @@ import {
 import { settle } from './features.js';
 import { PassthroughTable, type PassthroughStats } from './passthrough.js';
 import { readFileSync } from 'node:fs';
+import { SymlinkWatch } from './symlinks.js';
 import { dataBuffers } from '../buffer-pool.js';
 import { BATCH, BIG_WRITE, initSizes, maxPagesPossible, nextRequest, readRoom } from './sizes.js';
 
@@ -74,6 +75,8 @@ interface KSession {
   pt: PassthroughTable | undefined;
   log: (line: string) => void;
   negotiated: Negotiated | undefined;
+  /** with cache_symlinks: what LOOKUP last said about each symlink node */
+  symlinks?: SymlinkWatch;
   /** kept alive while mounted: the addon writes requests into it */
   buf: Buffer;
   lens: Uint32Array;
@@ -232,6 +235,7 @@ function init(s: KSession, b: Buffer, a: number, lo: number, hi: number): void {
   putHeader(o, OUT_HEADER + len, 0, lo, hi);
   send(s, OUT_HEADER + len);
   if (major > FUSE_KERNEL_VERSION) return;
+  if (settled.on.includes('cache_symlinks')) s.symlinks = new SymlinkWatch();
   s.negotiated = {
     kernelMinor: kminor, kernelFlags: kflags, kernelFlags2: kflags2, minor, flags, flags2: settled.flags2, features: settled.on,
     maxWrite: sizes.maxWrite, maxReadahead, maxStackDepth: passthrough ? s.stackDepth : 0, passthroughOff: s.passthroughOff,
@@ -258,12 +262,14 @@ function dispatch(s: KSession, b: Buffer, h: number, len: number): void {
   const node = u64(b, h + 16);
   const a = h + IN_HEADER;
   const H = s.handlers;
-  if (op === Op.FORGET) { s.pt?.forgotten(node); H.forget(node, u64(b, a)); return; }
+  // the kernel forgets an inode whole, when it evicts it (a symlink's cached target goes with it)
+  if (op === Op.FORGET) { s.pt?.forgotten(node); s.symlinks?.forget(node); H.forget(node, u64(b, a)); return; }
   if (op === Op.BATCH_FORGET) {
     const count = b.readUInt32LE(a);
     for (let i = 0, p = a + 8; i < count && p + 16 <= end; i++, p += 16) {
       const n = u64(b, p);
       s.pt?.forgotten(n);
+      s.symlinks?.forget(n);
       H.forget(n, u64(b, p + 8));
     }
     return;
@@ -454,17 +460,20 @@ export function mountpointFd(x: Session): number | undefined {
   return sessionOf(x).pathFd;
 }
 
-function invalAttr(x: Session, node: NodeId): number {
-  const s = sessionOf(x);
+/** FUSE_NOTIFY_INVAL_INODE: attributes, and with offset >= 0 the cached pages from there (length 0: all) */
+function invalInode(s: KSession, node: NodeId, offset: number): number {
   if (s.ended) return -107; // ENOTCONN
   const o = scratch(OUT_HEADER + 24);
   putHeader(o, OUT_HEADER + 24, Notify.INVAL_INODE, 0, 0);
   putU64(o, OUT_HEADER, node);
-  putI64(o, OUT_HEADER + 8, -1); // offset < 0: attributes only, not the pages
+  putI64(o, OUT_HEADER + 8, offset);
   putI64(o, OUT_HEADER + 16, 0);
   const r = send(s, OUT_HEADER + 24);
   return r < 0 ? r : 0;
 }
+
+// offset < 0: attributes only, not the pages
+const invalAttr = (x: Session, node: NodeId): number => invalInode(sessionOf(x), node, -1);
 
 /** What INIT settled for a session (undefined until the kernel's INIT was answered). */
 export function negotiated(x: Session): Negotiated | undefined {
@@ -480,6 +489,10 @@ export const kernelServer: LowLevelAddon = {
 
   replyErr: replyError,
   replyEntry(req, ino, generation, attr, attrTimeout, entryTimeout) {
+    const s = reqSession[req];
+    // a cached symlink target that may have changed behind the mount (symlinks.ts): dropped before
+    // the answer, which the caller follows at once (INVAL_INODE takes no directory lock)
+    if (s?.symlinks !== undefined && ino !== 0 && s.symlinks.changed(ino, attr)) invalInode(s, ino, 0);
     scratch(OUT_HEADER + ENTRY_OUT);
     putEntry(OUT_HEADER, ino, generation, attr, attrTimeout, entryTimeout);
     reply(req, ENTRY_OUT);
