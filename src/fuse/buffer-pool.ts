@@ -1,9 +1,7 @@
 /**
  * Reusable buffers for the data of large WRITEs (up to 1 MiB with the kernel server's
- * max_pages; READ replies have theirs in lowlevel/read-buffers.ts). A fresh Buffer per request is external memory V8 accounts for (more
- * GCs) and fresh pages the kernel must fault in: with 1 GiB moving through the mount in 1 MiB
- * requests the daemon's peak RSS was 108 MiB with a fresh buffer each, 79 MiB pooled
- * (native-notes/fuse-server.md, "Large requests").
+ * max_pages; READ replies have theirs, lowlevel/read-buffers.ts). A fresh Buffer per request
+ * is external memory V8 accounts for (more GCs) and fresh pages the kernel must fault in.
  *
  * Only requests above SMALL come from here; a buffer goes back once its request is answered
  * (the reply is written synchronously), and at most KEEP stay pooled, so the pool holds a few
