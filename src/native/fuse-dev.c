@@ -31,6 +31,7 @@ typedef struct session {
   size_t slot;        /* the room one read(2) is given: the kernel's minimum (max_write + headers) */
   uint32_t nslots;    /* requests per batch at most (lens.length) */
   uint32_t *lens;     /* the JS Uint32Array: the length of each request read */
+  uint32_t single;    /* wakeups left that read one request and do not ask for a second (read_batch) */
   uv_poll_t poll;
   int polling, ended, dispatching, poll_closed, finalized, released;
   napi_ref buf_ref, lens_ref, on_batch, on_exit, self;
@@ -184,7 +185,18 @@ static void end_session(session *s) {
 }
 
 /*
- * Read requests until EAGAIN, nslots of them, or no room for one more. Each read is
+ * After a wakeup that found one request alone, this many wakeups read one request
+ * each and return without the read that would say EAGAIN: a caller that waits for
+ * each answer (find, ls -l, cp: 1.05 requests per wakeup) sends one at a time, and
+ * that read was one of four syscalls per request (epoll_wait, read, read, writev).
+ * A request queued behind the one read wakes the loop again at once (uv_poll is
+ * level-triggered); a wakeup that finds two or more drains again.
+ */
+#define SINGLE_WAKEUPS 16
+
+/*
+ * Read requests until EAGAIN, nslots of them, or no room for one more (one request
+ * in single mode, above). Each read is
  * given `slot` bytes (the kernel refuses less than max_write + headers) but requests
  * are packed: the next one starts where this one ended, aligned to 8 (JS walks the
  * lengths the same way). So memory is touched only as far as requests fill it: a batch
@@ -194,18 +206,22 @@ static void end_session(session *s) {
  * read; just go on.
  */
 static uint32_t read_batch(session *s, int *gone) {
-  uint32_t n = 0;
+  uint32_t n = 0, limit = s->nslots;
   size_t pos = 0;
-  while (n < s->nslots && s->cap - pos >= s->slot) {
+  int again = 0;
+  if (s->single > 0) { s->single--; limit = 1; }
+  while (n < limit && s->cap - pos >= s->slot) {
     ssize_t r = read(s->fd, s->buf + pos, s->slot);
     if (r >= 0) { s->lens[n++] = (uint32_t) r; pos += ((size_t) r + 7) & ~(size_t) 7; continue; }
     if (errno == EINTR || errno == ENOENT) continue;
-    if (errno != EAGAIN) {
+    if (errno == EAGAIN) again = 1;
+    else {
       if (errno != ENODEV) fprintf(stderr, "stratafs: reading /dev/fuse: %s\n", strerror(errno));
       *gone = 1;
     }
     break;
   }
+  if (limit > 1) s->single = n == 1 && again ? SINGLE_WAKEUPS : 0;
   return n;
 }
 
