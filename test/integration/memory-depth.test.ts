@@ -157,7 +157,8 @@ describe('memory of a long sequential read', () => {
     await writeFile(join(t, 'l', 'big'), '');
     await truncate(join(t, 'l', 'big'), SIZE);
     const mnt = join(t, 'mnt');
-    const h = await mount('stratafs', { lowers: [join(t, 'l')], upper: join(t, 'u'), work: join(t, 'w') }, mnt);
+    // passthrough would let the kernel read the backing file itself: every READ must reach the daemon here
+    const h = await mount('stratafs', { lowers: [join(t, 'l')], upper: join(t, 'u'), work: join(t, 'w') }, mnt, { extra: ['fuse_off=passthrough'] });
     try {
       const pid = h.pids[0]!;
       // the first read loads the read path's code; the second one is measured
@@ -169,7 +170,10 @@ describe('memory of a long sequential read', () => {
       const before = await peakRss(pid);
       await dd();
       const after = await peakRss(pid);
-      console.log(`peak RSS ${(before / 1048576).toFixed(1)} -> ${(after / 1048576).toFixed(1)} MiB over a 256 MiB read`);
+      const reads = (JSON.parse((await cli(['stats', '--json', mnt], { timeoutMs: 30_000 })).stdout) as DaemonStats).ops.read?.count ?? 0;
+      console.log(`peak RSS ${(before / 1048576).toFixed(1)} -> ${(after / 1048576).toFixed(1)} MiB over a 256 MiB read (${reads} READs)`);
+      // 128 KiB each: the read went through the daemon
+      expect(reads).toBeGreaterThanOrEqual(SIZE / (128 * 1024));
       expect(after - before).toBeLessThan(GROWTH);
     } finally {
       await h.unmount();
