@@ -13,7 +13,8 @@
       "target_name": "stratafs_fusedev",
       "sources": ["fuse-dev.c"],
       "cflags": ["-std=gnu11", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
-      "defines": ["NAPI_VERSION=8"]
+      "defines": ["NAPI_VERSION=8"],
+      "libraries": ["-lpthread"]
     },
     {
       # The `stratafs` command's short-lived parent (launcher.c, native-notes/launcher.md):

@@ -5,7 +5,8 @@
  * write(2) each. No libfuse: the protocol itself (INIT, decoding requests,
  * encoding replies) is TypeScript (src/fuse/kernel/).
  *
- * Everything here runs on the JS thread: no locks.
+ * Everything here runs on the JS thread, but for one helper thread per session that
+ * writes the notifications which take locks in the kernel (notify(), below).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -15,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <pthread.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -22,6 +24,85 @@
 
 #include <node_api.h>
 #include <uv.h>
+
+/*
+ * Notifications that take inode locks in the kernel (INVAL_ENTRY and DELETE take the
+ * parent directory's i_rwsem, INVAL_INODE with an offset locks the pages) are written
+ * by this thread, never by the JS thread: a request the JS thread has not answered yet
+ * may hold that lock (a LOOKUP holds its directory shared, a CREATE exclusive), and the
+ * JS thread blocked in write(2) would never answer it. The thread owns a dup of the
+ * device fd (never a number that close() could hand to something else) and frees
+ * itself once told to stop.
+ */
+typedef struct note { struct note *next; size_t len; char data[]; } note;
+typedef struct notifier {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  note *head, *tail;
+  int fd, stop;
+  /* written, and failed (last errno in last_err): read under mu */
+  double written, failed;
+  int last_err;
+} notifier;
+
+static void *notifier_main(void *arg) {
+  notifier *nt = arg;
+  pthread_mutex_lock(&nt->mu);
+  for (;;) {
+    while (!nt->head && !nt->stop) pthread_cond_wait(&nt->cv, &nt->mu);
+    if (nt->stop) break;
+    note *n = nt->head;
+    nt->head = n->next;
+    if (!nt->head) nt->tail = NULL;
+    pthread_mutex_unlock(&nt->mu);
+    ssize_t r;
+    do r = write(nt->fd, n->data, n->len); while (r < 0 && errno == EINTR);
+    int err = r < 0 ? errno : 0;
+    free(n);
+    pthread_mutex_lock(&nt->mu);
+    /* ENOENT: the kernel no longer has that node or name cached, nothing to drop */
+    if (err && err != ENOENT) { nt->failed++; nt->last_err = err; } else nt->written++;
+  }
+  while (nt->head) { note *n = nt->head; nt->head = n->next; free(n); }
+  pthread_mutex_unlock(&nt->mu);
+  close(nt->fd);
+  pthread_mutex_destroy(&nt->mu);
+  pthread_cond_destroy(&nt->cv);
+  free(nt);
+  return NULL;
+}
+
+static notifier *notifier_start(int fd) {
+  notifier *nt = calloc(1, sizeof *nt);
+  if (!nt) return NULL;
+  nt->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  pthread_attr_t at;
+  pthread_t t;
+  pthread_attr_init(&at);
+  pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+  pthread_attr_setstacksize(&at, 64 * 1024);
+  pthread_mutex_init(&nt->mu, NULL);
+  pthread_cond_init(&nt->cv, NULL);
+  /* The dup shares the open file's O_NONBLOCK (F_SETFL here would make the JS thread's reads
+     block): harmless, writing /dev/fuse never answers EAGAIN; the kernel waits for its locks. */
+  if (nt->fd < 0 || pthread_create(&t, &at, notifier_main, nt) != 0) {
+    if (nt->fd >= 0) close(nt->fd);
+    pthread_mutex_destroy(&nt->mu);
+    pthread_cond_destroy(&nt->cv);
+    free(nt);
+    nt = NULL;
+  }
+  pthread_attr_destroy(&at);
+  return nt;
+}
+
+static void notifier_stop(notifier *nt) {
+  if (!nt) return;
+  pthread_mutex_lock(&nt->mu);
+  nt->stop = 1;
+  pthread_cond_signal(&nt->cv);
+  pthread_mutex_unlock(&nt->mu);
+}
 
 typedef struct session {
   napi_env env;
@@ -37,6 +118,7 @@ typedef struct session {
   napi_ref buf_ref, lens_ref, on_batch, on_exit, self;
   napi_async_context actx;
   napi_ref resource;
+  notifier *nt;       /* started at the first notify(); stopped when the session ends */
 } session;
 
 static napi_value throw_errno(napi_env env, const char *what, int err) {
@@ -180,6 +262,8 @@ static void end_session(session *s) {
   if (s->ended) return;
   s->ended = 1;
   if (s->polling) { uv_poll_stop(&s->poll); s->polling = 0; }
+  notifier_stop(s->nt);
+  s->nt = NULL;
   if (s->fd >= 0) { close(s->fd); s->fd = -1; }
   call_js(s, s->on_exit, 0, NULL);
 }
@@ -341,6 +425,57 @@ static napi_value dev_write(napi_env env, napi_callback_info info) {
 }
 
 /*
+ * notify(session, msg, len) -> 0 or -errno: queue one notification (header and
+ * arguments, copied) for the helper thread, which writes them in order. Returns at
+ * once: the JS thread never waits for the kernel's locks.
+ */
+static napi_value dev_notify(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  void *data;
+  size_t cap = 0;
+  double len = 0;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  session *s = argc == 3 ? session_arg(env, argv[0]) : NULL;
+  if (!s || napi_get_buffer_info(env, argv[1], &data, &cap) != napi_ok) { napi_throw_error(env, NULL, "notify(session, msg, len)"); return NULL; }
+  if (s->ended) return num(env, -ENOTCONN);
+  napi_get_value_double(env, argv[2], &len);
+  size_t n = len < 0 || len > cap ? cap : (size_t) len;
+  if (!s->nt && !(s->nt = notifier_start(s->fd))) return num(env, -EAGAIN);
+  note *m = malloc(sizeof *m + n);
+  if (!m) return num(env, -ENOMEM);
+  m->next = NULL;
+  m->len = n;
+  memcpy(m->data, data, n);
+  notifier *nt = s->nt;
+  pthread_mutex_lock(&nt->mu);
+  if (nt->tail) nt->tail->next = m; else nt->head = m;
+  nt->tail = m;
+  pthread_cond_signal(&nt->cv);
+  pthread_mutex_unlock(&nt->mu);
+  return num(env, 0);
+}
+
+/* notified(session) -> [queued, written, failed, last errno]: what the helper thread did */
+static napi_value dev_notified(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], arr;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  session *s = argc == 1 ? session_arg(env, argv[0]) : NULL;
+  if (!s) { napi_throw_error(env, NULL, "notified(session)"); return NULL; }
+  double v[4] = { 0, 0, 0, 0 };
+  if (s->nt) {
+    pthread_mutex_lock(&s->nt->mu);
+    for (note *n = s->nt->head; n; n = n->next) v[0]++;
+    v[1] = s->nt->written; v[2] = s->nt->failed; v[3] = s->nt->last_err;
+    pthread_mutex_unlock(&s->nt->mu);
+  }
+  napi_create_array_with_length(env, 4, &arr);
+  for (uint32_t i = 0; i < 4; i++) napi_set_element(env, arr, i, num(env, v[i]));
+  return arr;
+}
+
+/*
  * close(session, detachPath): end the session now. With a path, detach the
  * mount too (umount2 MNT_DETACH after closing the device, so it never waits
  * for this thread); used when a mount has to be abandoned.
@@ -416,6 +551,7 @@ static napi_value init(napi_env env, napi_value exports) {
     { "open", dev_open }, { "mount", dev_mount }, { "start", dev_start }, { "write", dev_write }, { "close", dev_close }, { "closeFd", dev_close_fd },
     { "socketpair", dev_socketpair }, { "recvFd", dev_recv_fd },
     { "backingOpen", dev_backing_open }, { "backingClose", dev_backing_close },
+    { "socketpair", dev_socketpair }, { "recvFd", dev_recv_fd }, { "notify", dev_notify }, { "notified", dev_notified },
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     napi_value f;

@@ -38,6 +38,14 @@ export interface FuseDevAddon {
   backingOpen(s: DevSession, fd: number): number;
   /** FUSE_DEV_IOC_BACKING_CLOSE: 0 or -errno; files already opened through the id keep working */
   backingClose(s: DevSession, id: number): number;
+  /**
+   * Queues one notification (msg[0, len), copied) for the session's helper thread, which
+   * writes them in order: for those that take inode locks in the kernel (INVAL_ENTRY,
+   * DELETE, INVAL_INODE of pages), which the JS thread must never wait for. 0 or -errno.
+   */
+  notify(s: DevSession, msg: Buffer, len: number): number;
+  /** what the helper thread did: [queued, written, failed, last errno] */
+  notified(s: DevSession): [number, number, number, number];
   /** ends the session (closes the device); with a path, detaches that mount too (MNT_DETACH) */
   close(s: DevSession, detachPath?: Bstr): void;
 }

@@ -9,6 +9,7 @@ import { parseMountArgs } from '../../src/cli/mount-options.js';
 import { StatIdx, STAT_LEN } from '../../src/native/sys-api.js';
 import { FEATURES, settle } from '../../src/fuse/kernel/features.js';
 import { BIG_WRITE, initSizes, maxPagesPossible, nextRequest, readRoom } from '../../src/fuse/kernel/sizes.js';
+import { direntPlusSize, encodeDir, encodeDirPlus, fopenFlags } from '../../src/fuse/kernel/readdir.js';
 
 describe('wire codec', () => {
   it('64-bit offsets: a number below 2^53, an exact bigint from there', () => {
@@ -111,21 +112,42 @@ describe('fuse_server=, fuse_minor=, fuse_off=', () => {
   });
 });
 
+describe('listings on the wire (readdir.ts)', () => {
+  it('READDIRPLUS hands out (calls entry for) only the names that fit whole, with the dirent after each entry', () => {
+    const names = ['.', '..', 'a', 'bbbbbbbbbbbbbbbbb', 'c'];
+    const modeIno = new Float64Array([0o40000, 0, 1, 0o40000, 0, 1, 0o100000, 0, 5, 0o100000, 0, 6, 0o100000, 0, 7]);
+    const b = Buffer.alloc(4096);
+    const called: number[] = [];
+    // 3 x 160 (`.`, `..`, `a`) + 128 + 48 for the long name: 656; 500 bytes hold three
+    const [len, n] = encodeDirPlus(b, 0, 500, 10, names, modeIno, (p, i) => { called.push(i); b.writeUInt32LE(100 + i, p); });
+    expect([len, n, called]).toEqual([480, 3, [0, 1, 2]]);
+    expect(direntPlusSize(1)).toBe(160);
+    // each record: entry (node at 0), then the dirent: ino, off = firstOffset + i + 1, namelen, type
+    expect([b.readUInt32LE(320), b.readUInt32LE(320 + 128), b.readUInt32LE(320 + 136), b.readUInt32LE(320 + 144), b.readUInt32LE(320 + 148)]).toEqual([102, 5, 13, 1, 8]);
+    expect(encodeDir(b, 0, 500, 0, names, modeIno)).toEqual([32 * 4 + 48, 5]);
+  });
+  it('open flags: keep_cache, direct_io, cache_dir as FOPEN_*', () => {
+    expect([fopenFlags(1), fopenFlags(2), fopenFlags(4), fopenFlags(5)]).toEqual([2, 1, 8, 10]);
+  });
+});
+
 describe('INIT settles features (features.ts)', () => {
   const INIT_EXT = 1 << 30;
   it('asks for a feature only when offered, in the minor, and not switched off', () => {
-    const later = ['max_pages', 'cache_symlinks', 'posix_acl', 'killpriv_v2', 'passthrough', 'rename2'];
+    // the listing features are switched off here, so each line sees the others alone
+    const MINE = ['cache_dir', 'readdirplus', 'readdirplus_auto', 'parallel_dirops'];
+    const later = ['max_pages', 'cache_symlinks', 'posix_acl', 'killpriv_v2', 'passthrough', 'rename2', ...MINE];
     expect(settle(45, 0x73fffffb, 0x5fd, new Set(later))).toEqual({ flags: 0x21, flags2: 0, on: ['async_read', 'big_writes'] });
     expect(settle(45, 0x73fffffb, 0x5fd, new Set(['big_writes', ...later]))).toEqual({ flags: 0x1, flags2: 0, on: ['async_read'] });
     expect(settle(45, 0x73fffffb, 0x5fd, new Set(['posix_acl'])).flags & (1 << 22)).toBe(1 << 22);
     expect(settle(27, 0x73fffffb, 0, new Set()).on).not.toContain('max_pages');
     // POSIX_ACL comes with DONT_MASK (the server applies a default ACL or the umask: core/acl.ts), from 7.26
-    expect(settle(45, 0x73fffffb, 0x5fd, new Set()).on).toContain('posix_acl');
-    expect(settle(45, 0x73fffffb, 0x5fd, new Set()).flags & 0x100040).toBe(0x100040);
-    expect(settle(25, 0x73fffffb, 0, new Set()).on).not.toContain('posix_acl');
-    expect(settle(45, 0x73fffffb & ~0x40, 0x5fd, new Set()).on).not.toContain('posix_acl');
+    expect(settle(45, 0x73fffffb, 0x5fd, new Set(MINE)).on).toContain('posix_acl');
+    expect(settle(45, 0x73fffffb, 0x5fd, new Set(MINE)).flags & 0x100040).toBe(0x100040);
+    expect(settle(25, 0x73fffffb, 0, new Set(MINE)).on).not.toContain('posix_acl');
+    expect(settle(45, 0x73fffffb & ~0x40, 0x5fd, new Set(MINE)).on).not.toContain('posix_acl');
     // HANDLE_KILLPRIV_V2 is 7.33's
-    const mine = ['max_pages', 'cache_symlinks'];
+    const mine = ['max_pages', 'cache_symlinks', ...MINE];
     expect(settle(45, 0x73fffffb, 0x5fd, new Set(['posix_acl', 'passthrough', 'rename2', ...mine]))).toEqual({ flags: 0x10000021, flags2: 0, on: ['async_read', 'big_writes', 'killpriv_v2'] });
     expect(settle(32, 0x73fffffb, 0, new Set(['posix_acl', 'passthrough', 'rename2', ...mine]))).toEqual({ flags: 0x21, flags2: 0, on: ['async_read', 'big_writes'] });
     // kernel 6.18 offers flags2 0x5fd: PASSTHROUGH (bit 37 of the protocol, 0x20 of flags2) among them
@@ -135,12 +157,28 @@ describe('INIT settles features (features.ts)', () => {
     expect(settle(39, 0x73fffffb, 0x5fd, OLD)).toEqual({ flags: 0x21, flags2: 0, on: ['async_read', 'big_writes'] });
     expect(settle(45, 0x33fffffb, 0x5fd, OLD)).toEqual({ flags: 0x21, flags2: 0, on: ['async_read', 'big_writes'] });
     // rename2 is an opcode of 7.23, asking for no INIT flag: on from that minor, whatever the kernel's flags
-    expect(settle(23, 0, 0, new Set())).toEqual({ flags: 0, flags2: 0, on: ['rename2'] });
-    expect(settle(22, 0x21, 0, new Set())).toEqual({ flags: 0x21, flags2: 0, on: ['async_read', 'big_writes'] });
-    expect(settle(45, 0x73fffffb, 0x5fd, new Set()).on).toContain('rename2');
+    expect(settle(23, 0, 0, new Set(MINE))).toEqual({ flags: 0, flags2: 0, on: ['rename2'] });
+    expect(settle(22, 0x21, 0, new Set(MINE))).toEqual({ flags: 0x21, flags2: 0, on: ['async_read', 'big_writes'] });
+    expect(settle(45, 0x73fffffb, 0x5fd, new Set(MINE)).on).toContain('rename2');
+    expect(settle(45, 0x73fffffb, 0x5fd, new Set([...MINE, 'all']))).toEqual({ flags: 0, flags2: 0, on: [] });
+    expect(settle(45, 0x1, 0, new Set(MINE))).toEqual({ flags: 0x1, flags2: 0, on: ['async_read', 'rename2'] });
+    expect(settle(8, 0x21, 0, new Set(MINE))).toEqual({ flags: 0x1, flags2: 0, on: ['async_read'] });
+    // only the features of this file (other helpers add theirs): compare the listing features' part
+    const on = (minor: number, kflags: number, off: string[]): [number, string[]] => {
+      const r = settle(minor, kflags, 0x5fd, new Set(off));
+      const mine = ['async_read', 'big_writes', 'cache_dir', 'readdirplus', 'readdirplus_auto', 'parallel_dirops'];
+      return [r.flags & 0x46021, r.on.filter((n) => mine.includes(n))];
+    };
+    const ALL = ['async_read', 'big_writes', 'cache_dir', 'readdirplus', 'readdirplus_auto', 'parallel_dirops'];
+    expect(on(45, 0x73fffffb, [])).toEqual([0x46021, ALL]);
+    expect(on(45, 0x73fffffb, ['big_writes'])).toEqual([0x46001, ALL.filter((n) => n !== 'big_writes')]);
     expect(settle(45, 0x73fffffb, 0x5fd, new Set(['all']))).toEqual({ flags: 0, flags2: 0, on: [] });
-    expect(settle(45, 0x1, 0, new Set())).toEqual({ flags: 0x1, flags2: 0, on: ['async_read', 'rename2'] });
-    expect(settle(8, 0x21, 0, new Set())).toEqual({ flags: 0x1, flags2: 0, on: ['async_read'] });
+    expect(on(45, 0x1, [])).toEqual([0x1, ['async_read', 'cache_dir']]);
+    expect(on(8, 0x21, [])).toEqual([0x1, ['async_read']]);
+    // cache_dir is an OPENDIR answer (7.28), no flag; readdirplus_auto needs readdirplus
+    expect(on(27, 0x73fffffb, [])).toEqual([0x46021, ['async_read', 'big_writes', 'readdirplus', 'readdirplus_auto', 'parallel_dirops']]);
+    expect(on(45, 0x73fffffb, ['readdirplus'])).toEqual([0x40021, ['async_read', 'big_writes', 'cache_dir', 'parallel_dirops']]);
+    expect(on(45, 0x73fffffb & ~0x2000, [])).toEqual([0x40021, ['async_read', 'big_writes', 'cache_dir', 'parallel_dirops']]);
   });
   it('a feature that excludes another keeps it off (the kernel drops PASSTHROUGH answered with WRITEBACK_CACHE)', () => {
     const pt = FEATURES.find((f) => f.name === 'passthrough');

@@ -25,6 +25,8 @@ export interface Feature {
    * is on (the table lists this one first)
    */
   readonly excludes?: readonly string[];
+  /** a feature that means nothing without another (its name): on only where that one is */
+  readonly needs?: string;
 }
 
 export const FEATURES: readonly Feature[] = [
@@ -55,6 +57,11 @@ export const FEATURES: readonly Feature[] = [
   },
   // an opcode, not an INIT flag: the kernel sends RENAME2 from 7.23 on and stops after one ENOSYS (then EINVAL)
   { name: 'rename2', flags: 0, flags2: 0, minor: 23, what: 'renameat2 flags: RENAME_NOREPLACE, RENAME_EXCHANGE (RENAME_WHITEOUT EINVAL, as overlayfs)' },
+  // FOPEN_CACHE_DIR is an OPENDIR answer, not an INIT flag: every kernel from 7.28 honours it (readdir.ts)
+  { name: 'cache_dir', flags: 0, flags2: 0, minor: 28, what: 'directory listings kept in the kernel\'s page cache while they stay the same (OPENDIR answers FOPEN_CACHE_DIR, FOPEN_KEEP_CACHE)' },
+  { name: 'readdirplus', flags: InitFlag.DO_READDIRPLUS, flags2: 0, minor: 21, what: 'READDIRPLUS: a listing hands out each entry\'s node and attributes, no LOOKUP per entry' },
+  { name: 'readdirplus_auto', flags: InitFlag.READDIRPLUS_AUTO, flags2: 0, minor: 21, needs: 'readdirplus', what: 'the kernel asks READDIRPLUS only for a listing\'s start and where entries were looked up, else READDIR' },
+  { name: 'parallel_dirops', flags: InitFlag.PARALLEL_DIROPS, flags2: 0, minor: 25, what: 'lookups and listings of one directory in flight together (no per-directory lock in the kernel)' },
 ];
 
 export const featureNames = (): string[] => FEATURES.map((f) => f.name);
@@ -84,6 +91,7 @@ export function settle(minor: number, kflags: number, kflags2: number, off: Read
   for (const f of FEATURES) {
     if (off.has(f.name) || excluded.has(f.name) || minor < f.minor) continue;
     if ((kflags & f.flags) !== f.flags || (offered2 & f.flags2) !== f.flags2) continue;
+    if (f.needs !== undefined && !on.includes(f.needs)) continue;
     flags |= f.flags;
     flags2 |= f.flags2;
     on.push(f.name);

@@ -17,9 +17,9 @@ import { fuseDev, type DevSession } from '../../native/fuse-dev.js';
 import { unmountPath } from '../../native/fuse-mount.js';
 import { mountDevice, type KernelMount } from './mount.js';
 import {
-  ATTR_OUT, ENTRY_OUT, FATTR_FH, FATTR_KILL_SUIDGID, FOpen, FSYNC_FDATASYNC, WRITE_KILL_SUIDGID, FUSE_KERNEL_VERSION, FUSE_MAX_MINOR, FUSE_MIN_MINOR,
+  ATTR_OUT, ENTRY_OUT, FATTR_FH, FATTR_KILL_SUIDGID, FSYNC_FDATASYNC, WRITE_KILL_SUIDGID, FUSE_KERNEL_VERSION, FUSE_MAX_MINOR, FUSE_MIN_MINOR,
   GETATTR_FH, IN_HEADER, INIT_OUT, InitFlag, KSTATFS, Notify, Op, OPEN_OUT, OUT_HEADER, RW_IN, SETATTR_PASSED,
-  cstr, direntSize, i64, offsetAt, putAttr, putDirent, putHeader, putI64, putStatfs, putTimeout, putU64, u64,
+  cstr, i64, offsetAt, putAttr, putHeader, putI64, putStatfs, putTimeout, putU64, u64,
 } from './wire.js';
 import { settle } from './features.js';
 import { PassthroughTable, type PassthroughStats } from './passthrough.js';
@@ -27,6 +27,8 @@ import { readFileSync } from 'node:fs';
 import { SymlinkWatch } from './symlinks.js';
 import { dataBuffers } from '../buffer-pool.js';
 import { BATCH, BIG_WRITE, initSizes, maxPagesPossible, nextRequest, readRoom } from './sizes.js';
+import { encodeDir, encodeDirPlus, fopenFlags, isDotOrDotDot } from './readdir.js';
+import { STAT_LEN } from '../../native/sys-api.js';
 
 
 /** what INIT settled, for `-d` and stats */
@@ -186,13 +188,15 @@ function putEntry(p: number, ino: NodeId, generation: number, attr: Float64Array
  */
 function putOpen(s: KSession | undefined, p: number, node: number, fh: number, openFlags: number, backingFd: number): void {
   putU64(out, p, fh);
-  // the contract's bit 1 keep_cache, bit 2 direct_io; FOPEN_DIRECT_IO is 1, FOPEN_KEEP_CACHE 2
-  let flags = ((openFlags & 1) !== 0 ? FOpen.KEEP_CACHE : 0) | ((openFlags & 2) !== 0 ? FOpen.DIRECT_IO : 0);
+  // the contract's bit 1 keep_cache, bit 2 direct_io, bit 3 cache_dir (readdir.ts)
+  let flags = fopenFlags(openFlags);
   let id = 0;
   if (s?.pt !== undefined && node >= 0) [flags, id] = s.pt.opened(node, fh, flags, backingFd);
   out.writeUInt32LE(flags, p + 8);
   out.writeInt32LE(id, p + 12);
 }
+
+const NO_ATTR = new Float64Array(STAT_LEN);
 
 // ---------------------------------------------------------------------------
 // requests
@@ -353,6 +357,10 @@ function dispatch(s: KSession, b: Buffer, h: number, len: number): void {
       case Op.FLUSH: H.flush(req, node, u64(b, a)); break;
       case Op.OPENDIR: H.opendir(req, node, b.readUInt32LE(a)); break;
       case Op.READDIR: H.readdir(req, node, b.readUInt32LE(a + 16), u64(b, a + 8), u64(b, a)); break;
+      case Op.READDIRPLUS:
+        if (H.readdirplus !== undefined) H.readdirplus(req, node, b.readUInt32LE(a + 16), u64(b, a + 8), u64(b, a));
+        else replyError(req, ENOSYS);
+        break;
       case Op.RELEASEDIR: H.releasedir(req, node, u64(b, a)); break;
       case Op.FSYNCDIR: H.fsyncdir(req, node, b.readUInt32LE(a + 8) & FSYNC_FDATASYNC, u64(b, a)); break;
       case Op.CREATE: ctx[3] = b.readUInt32LE(a + 8); H.create(req, node, cstr(b, a + 16, end)[0], b.readUInt32LE(a + 4), b.readUInt32LE(a)); break;
@@ -475,6 +483,33 @@ function invalInode(s: KSession, node: NodeId, offset: number): number {
 // offset < 0: attributes only, not the pages
 const invalAttr = (x: Session, node: NodeId): number => invalInode(sessionOf(x), node, -1);
 
+/**
+ * FUSE_NOTIFY_INVAL_ENTRY through the helper thread (fuse-dev.c notify): the kernel takes
+ * the parent's i_rwsem for it, which a request not answered yet may hold (a LOOKUP or
+ * READDIR shared, a CREATE exclusive): written here, the JS thread would wait for a lock
+ * only its own answer releases. INVAL_INODE without pages (invalAttr) takes no such lock
+ * and stays synchronous, ordered before the reply it goes with.
+ */
+function invalEntry(x: Session, parent: NodeId, name: Bstr): number {
+  const s = sessionOf(x);
+  if (s.ended || s.dev === undefined) return -107; // ENOTCONN
+  const len = OUT_HEADER + 16 + name.length + 1;
+  const m = Buffer.allocUnsafe(len);
+  putHeader(m, len, Notify.INVAL_ENTRY, 0, 0);
+  putU64(m, OUT_HEADER, parent);
+  m.writeUInt32LE(name.length, OUT_HEADER + 8);
+  m.writeUInt32LE(0, OUT_HEADER + 12); // flags: 0, drop it (not FUSE_EXPIRE_ONLY)
+  m.write(name, OUT_HEADER + 16, name.length, 'latin1');
+  m[len - 1] = 0;
+  return fuseDev().notify(s.dev, m, len);
+}
+
+/** the helper thread's notifications of a session: [queued, written, failed, last errno] */
+export function notified(x: Session): [number, number, number, number] {
+  const s = sessionOf(x);
+  return s.dev === undefined || s.ended ? [0, 0, 0, 0] : fuseDev().notified(s.dev);
+}
+
 /** What INIT settled for a session (undefined until the kernel's INIT was answered). */
 export function negotiated(x: Session): Negotiated | undefined {
   return sessionOf(x).negotiated;
@@ -484,6 +519,7 @@ export const kernelServer: LowLevelAddon = {
   mount,
   close,
   invalAttr,
+  invalEntry,
   pending: () => taken,
   uses: (x, feature) => sessionOf(x).negotiated?.features.includes(feature) ?? false,
 
@@ -547,15 +583,25 @@ export const kernelServer: LowLevelAddon = {
   },
   replyDir(req, size, firstOffset, names, modeIno) {
     scratch(OUT_HEADER + size);
-    let p = OUT_HEADER;
-    let i = 0;
-    for (; i < names.length; i++) {
-      const name = names[i]!;
-      if (p - OUT_HEADER + direntSize(name.length) > size) break;
-      p = putDirent(out, p, name, modeIno[3 * i]!, modeIno[3 * i + 1]!, modeIno[3 * i + 2]!, firstOffset + i + 1);
-    }
-    reply(req, p - OUT_HEADER);
-    return i;
+    const [len, n] = encodeDir(out, OUT_HEADER, size, firstOffset, names, modeIno);
+    reply(req, len);
+    return n;
+  },
+  replyDirPlus(req, size, firstOffset, names, modeIno, entry, attrTimeout, entryTimeout) {
+    const s = reqSession[req];
+    // answered already, or the session is gone: hand out no node the kernel would never count
+    if (s === undefined || s.ended) return 0;
+    scratch(OUT_HEADER + size);
+    const handed: NodeId[] = [];
+    const [len, n] = encodeDirPlus(out, OUT_HEADER, size, firstOffset, names, modeIno, (p, i) => {
+      const e = isDotOrDotDot(names[i]!) ? undefined : entry(i);
+      if (e !== undefined && e.node !== 0) handed.push(e.node);
+      putEntry(p, e?.node ?? 0, 0, e?.attr ?? NO_ATTR, attrTimeout, entryTimeout);
+    });
+    // The kernel counted nothing of an answer it never took (the request was interrupted
+    // and is gone: ENOENT): give the lookups back as its FORGETs would.
+    if (reply(req, len) < 0) for (const node of handed) s.handlers.forget(node, 1);
+    return n;
   },
 };
 

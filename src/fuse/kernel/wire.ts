@@ -50,10 +50,10 @@ export const InitFlag2 = {
 } as const;
 
 /** fuse_open_out.open_flags */
-export const FOpen = { DIRECT_IO: 1 << 0, KEEP_CACHE: 1 << 1, PASSTHROUGH: 1 << 7 } as const;
+export const FOpen = { DIRECT_IO: 1 << 0, KEEP_CACHE: 1 << 1, CACHE_DIR: 1 << 3, PASSTHROUGH: 1 << 7 } as const;
 
 /** notification codes (fuse_out_header.error with unique 0) */
-export const Notify = { INVAL_INODE: 2 } as const;
+export const Notify = { INVAL_INODE: 2, INVAL_ENTRY: 3 } as const;
 
 /** setattr valid bits libfuse 2.9 passes on (fuse_lowlevel.h); FATTR_FH says the fh field is set */
 export const SETATTR_PASSED = 1 | 2 | 4 | 8 | 16 | 32 | 128 | 256;

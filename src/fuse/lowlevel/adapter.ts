@@ -18,7 +18,7 @@ import type { Bstr } from '../../shared/bstr.js';
 import { toText } from '../../shared/bstr.js';
 import { FsError } from '../../shared/errors.js';
 import type { NodeInfo } from '../../core/overlay.js';
-import type { AttrArray, Caller, HandleOps, OpenResult, OverlayOps, TimeSet } from '../../core/types.js';
+import type { AttrArray, Caller, HandleOps, MergedEntry, OpenResult, OverlayOps, TimeSet } from '../../core/types.js';
 import { SetattrValid, type LowLevelAddon, type LowLevelHandlers, type NodeId, type ReqId, type Session } from './contract.js';
 import { StatIdx, STAT_LEN, inoOf, type Ino } from '../../native/sys-api.js';
 import type { IdView } from '../idmap.js';
@@ -92,6 +92,38 @@ function replyXattrValue(ll: LowLevelAddon, req: ReqId, size: number, v: Buffer)
   return v.length;
 }
 
+/**
+ * An open directory's listing: the handle's snapshot (opendir's, then a fresh one at
+ * each rewind), with the core's entries it was made from (to reuse it while they are
+ * the same array) and the parent it named as `..`.
+ */
+interface DirHandle {
+  l: DirListing;
+  entries: readonly MergedEntry[];
+  upIno: Ino;
+  /** made at opendir and not served yet: the first READDIR at offset 0 takes it (not on a cache_dir handle) */
+  fresh: boolean;
+  /** the directory's node */
+  node: Node;
+  /** opened with FOPEN_CACHE_DIR: its READDIR answers fill the kernel's cache of the directory */
+  cached: boolean;
+}
+
+/** the kernel's cache of a directory may hold entries of listings that differ */
+const MIXED = Symbol('mixed');
+
+/** Two listings with the same names, types and numbers in the same order (`.` and `..` included). */
+function sameListing(a: DirListing, b: DirListing): boolean {
+  if (a === b) return true;
+  if (a.names.length !== b.names.length || a.modeIno.length !== b.modeIno.length) return false;
+  for (let i = 0; i < a.names.length; i++) if (a.names[i] !== b.names[i]) return false;
+  for (let i = 0; i < a.modeIno.length; i++) if (a.modeIno[i] !== b.modeIno[i]) return false;
+  return true;
+}
+
+/** a fuse_direntplus takes at least 160 bytes (entry 128, dirent 24, a name up to 8): entries one answer can hold */
+const plusFit = (size: number): number => Math.floor(size / 160) + 1;
+
 /** Names and their NUL terminators, as listxattr answers. */
 const xattrList = (names: Bstr[]): Buffer => Buffer.from(names.map((n) => n + '\0').join(''), 'latin1');
 
@@ -102,8 +134,21 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
   const nodes = new NodeTable(opt.rootIno, opt.pathCacheBytes);
   const ctx = new Int32Array(4);
   const requests = new RequestStats();
-  const dirs = new Map<number, DirListing>();
+  const dirs = new Map<number, DirHandle>();
   const readBuffers = new ReadBuffers();
+  /** the server settled cache_dir (fuse/kernel/features.ts) */
+  let cacheDir = false;
+  /**
+   * cache_dir: per directory node, the listing the kernel's page cache can hold now: that of
+   * every READDIR answered for the node since an OPENDIR last let the kernel drop its cache,
+   * or MIXED once two of them differed. An OPENDIR whose listing is that one keeps the cache
+   * (FOPEN_KEEP_CACHE); any other drops it. A node the kernel forgot takes its cache with it.
+   */
+  const served = new WeakMap<Node, DirListing | typeof MIXED>();
+  /** open handles per directory node (cache_dir goes to a handle only while it is the one open) */
+  const openDirs = new WeakMap<Node, number>();
+  /** per directory node, the listing last answered from offset 0: what changed since is compared with the node table */
+  const lastListed = new WeakMap<Node, DirListing>();
   let session: Session | undefined;
   /** killpriv_v2 settled at INIT: the kernel marks the changes that drop setuid/setgid (killpriv.ts) */
   let serverKills = false;
@@ -264,6 +309,7 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
   const handlers: LowLevelHandlers = {
     init() {
       serverKills = session !== undefined && (ll.uses?.(session, 'killpriv_v2') ?? false);
+      cacheDir = session !== undefined && (ll.uses?.(session, 'cache_dir') ?? false);
       markInit();
     },
 
@@ -494,30 +540,39 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
     },
 
     opendir(req, id, flags) {
-      settle('opendir', req, () => `${describe(id)} flags=0x${flags.toString(16)}`, () => core.opendir(pathOf(nodeOf(id)), caller()),
-        (fh) => { ll.replyOpen(req, fh, 0); return fh; });
-    },
-    readdir(req, id, size, offset, fh) {
-      settle('readdir', req, () => `${describe(id)} fh=${fh} size=${size} off=${offset}`, async () => {
-        let l = dirs.get(fh);
-        // offset 0 is a new listing (opendir or rewinddir): list afresh
-        if (l === undefined || offset === 0) {
-          const n = nodeOf(id);
-          const entries = await core.readdir(nodes.path(n), fh);
-          const up = n.names[n.names.length - 1]?.parent ?? n;
-          l = dirListing(n.ino, up.ino, entries, 3);
-          dirs.set(fh, l);
-        }
-        return l;
-      }, (l) => {
-        // an entry takes at least 32 bytes (fuse_dirent with a name up to 8 bytes)
-        const max = Math.ceil(size / 32);
-        const names = offset === 0 && l.names.length <= max ? l.names : l.names.slice(offset, offset + max);
-        return ll.replyDir(req, size, offset, names, l.modeIno.subarray(3 * offset, 3 * (offset + names.length)));
+      settle('opendir', req, () => `${describe(id)} flags=0x${flags.toString(16)}`, async () => {
+        const n = nodeOf(id);
+        const fh = await core.opendir(pathOf(n), caller());
+        // cache_dir: the listing now, to tell whether the kernel's cached one is still it
+        if (cacheDir) dirs.set(fh, { ...listingOf(n, await core.readdir(nodes.path(n), fh), undefined), fresh: true, node: n, cached: false });
+        return { fh, n };
+      }, ({ fh, n }) => {
+        const h = dirs.get(fh);
+        if (h === undefined) { ll.replyOpen(req, fh, 0); return fh; }
+        // Decided with the answer, in one run: no READDIR answer of another handle comes between.
+        // The kernel keeps one cache per directory for all its open files and continues any of
+        // them in it by offset; offsets index the listing of a handle, so only a handle opened
+        // while no other is open fills it. Others read their own listings (as on kernel
+        // overlayfs, where each open directory reads its own snapshot).
+        const others = openDirs.get(n) ?? 0;
+        openDirs.set(n, others + 1);
+        const s = served.get(n);
+        const keep = s !== undefined && s !== MIXED && sameListing(s, h.l);
+        if (keep) h.l = s; else served.delete(n);
+        h.cached = others === 0;
+        ll.replyOpen(req, fh, (keep ? 1 : 0) | (h.cached ? 4 : 0));
+        return fh;
       });
     },
+    readdir(req, id, size, offset, fh) { list('readdir', req, id, size, offset, fh, false); },
+    readdirplus(req, id, size, offset, fh) { list('readdirplus', req, id, size, offset, fh, true); },
     releasedir(req, id, fh) {
       settle('releasedir', req, () => `${describe(id)} fh=${fh}`, () => {
+        const h = dirs.get(fh);
+        if (h !== undefined) {
+          const k = (openDirs.get(h.node) ?? 1) - 1;
+          if (k > 0) openDirs.set(h.node, k); else openDirs.delete(h.node);
+        }
         dirs.delete(fh);
         return core.releasedir(null, fh);
       }, () => { ll.replyErr(req, 0); });
@@ -577,6 +632,86 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
       }, () => { ll.replyErr(req, 0); });
     },
   };
+
+  /**
+   * Names the layers changed behind the mount, as a listing shows them (the core noticed:
+   * lookup_cache=0, or its cached listing was dropped): a name that appeared since the last
+   * listing and has no node (the kernel may cache a negative dentry for it for
+   * negative_timeout), and one that vanished but still has a node (a positive dentry).
+   * Changes through the mount never qualify: a name made hands out a node, one removed or
+   * renamed away loses it. Their dentries are dropped through the server's helper thread
+   * (invalEntry): the caller of this READDIR holds the directory's lock.
+   */
+  function behindOurBack(d: Node, l: DirListing): void {
+    const before = lastListed.get(d);
+    lastListed.set(d, l);
+    if (before === undefined || before === l || session === undefined || ll.invalEntry === undefined) return;
+    const had = new Set(before.names);
+    const has = new Set(l.names);
+    const drop = (name: Bstr): void => {
+      if (debug) log(`${new Date().toISOString()} changed behind the mount: ${describe(d.id, name)}, its dentry dropped`);
+      ll.invalEntry!(session!, d.id, name);
+    };
+    for (const name of l.names) if (!had.has(name) && nodes.child(d, name) === undefined) drop(name);
+    for (const name of before.names) if (!has.has(name) && nodes.child(d, name) !== undefined) drop(name);
+  }
+
+  /** A handle's listing from the core's entries: the one it has while they are the same array. */
+  function listingOf(n: Node, entries: readonly MergedEntry[], had: DirHandle | undefined): Pick<DirHandle, 'l' | 'entries' | 'upIno'> {
+    const up = n.names[n.names.length - 1]?.parent ?? n;
+    if (had !== undefined && had.entries === entries && had.upIno === up.ino) return had;
+    return { l: dirListing(n.ino, up.ino, entries, 3), entries, upIno: up.ino };
+  }
+
+  /**
+   * READDIR and READDIRPLUS: from the handle's listing at `offset` (entry i answers offset
+   * i + 1); offset 0 after the first answer is a rewind and lists afresh. READDIRPLUS looks
+   * up the entries one answer can hold first; the nodes are handed out (counted) only for
+   * those the answer held (replyDirPlus calls back for each).
+   */
+  function list(op: string, req: ReqId, id: NodeId, size: number, offset: number, fh: number, plus: boolean): void {
+    let n: Node;
+    settle(op, req, () => `${describe(id)} fh=${fh} size=${size} off=${offset}`, async () => {
+      n = nodeOf(id);
+      let h = dirs.get(fh);
+      // A cache_dir handle lists afresh at every offset 0: the kernel asks only when its cache
+      // is void, and keeps what it gets as the listing of the directory's state now.
+      if (h === undefined || (offset === 0 && (!h.fresh || h.cached))) {
+        const { l, entries, upIno } = listingOf(n, await core.readdir(nodes.path(n), fh), h);
+        if (h === undefined) dirs.set(fh, h = { l, entries, upIno, fresh: false, node: n, cached: false });
+        else Object.assign(h, { l, entries, upIno });
+      }
+      h.fresh = false;
+      if (!plus) return { h, infos: undefined };
+      const { names } = h.l;
+      const end = Math.min(names.length, offset + plusFit(size));
+      const at = n;
+      const infos = await Promise.all(names.slice(offset, end).map((name) => (name === '.' || name === '..'
+        ? undefined
+        // an entry that cannot be looked up is listed without a node (READDIR's answer for it)
+        : core.lookupNode(childPath(at, name)).catch(() => undefined))));
+      return { h, infos };
+    }, ({ h, infos }) => {
+      const l = h.l;
+      if (h.cached) {
+        const s = served.get(n);
+        if (s === undefined) served.set(n, l);
+        else if (s !== MIXED && !sameListing(s, l)) served.set(n, MIXED);
+      }
+      if (offset === 0) behindOurBack(n, l);
+      // an entry takes at least 32 bytes (fuse_dirent with a name up to 8 bytes)
+      const max = Math.ceil(size / 32);
+      const names = offset === 0 && l.names.length <= max ? l.names : l.names.slice(offset, offset + max);
+      const modeIno = l.modeIno.subarray(3 * offset, 3 * (offset + names.length));
+      if (infos === undefined || ll.replyDirPlus === undefined) return ll.replyDir(req, size, offset, names, modeIno);
+      return ll.replyDirPlus(req, size, offset, names, modeIno, (i) => {
+        const info = infos[i];
+        if (info === undefined) return undefined;
+        const m = nodes.found(n, names[i]!, (info.attr[StatIdx.mode]! & S_IFMT) === S_IFDIR, inoOf(info.attr), info.key);
+        return { node: m.id, attr: shown(info.attr) };
+      }, attrTimeout, entryTimeout);
+    });
+  }
 
   return {
     handlers,

@@ -53,6 +53,8 @@ export interface LowLevelHandlers {
   fsync(req: ReqId, node: NodeId, datasync: number, fh: number): void;
   opendir(req: ReqId, node: NodeId, flags: number): void;
   readdir(req: ReqId, node: NodeId, size: number, offset: number, fh: number): void;
+  /** READDIRPLUS (only where the server settled `readdirplus`): answered with replyDirPlus */
+  readdirplus?(req: ReqId, node: NodeId, size: number, offset: number, fh: number): void;
   releasedir(req: ReqId, node: NodeId, fh: number): void;
   fsyncdir(req: ReqId, node: NodeId, datasync: number, fh: number): void;
   statfs(req: ReqId, node: NodeId): void;
@@ -80,6 +82,12 @@ export interface LowLevelAddon {
   close(session: Session, unmount: boolean): void;
   /** Drop the kernel's cached attributes of a node (0 or -errno; -ENOENT: the kernel has no such inode cached). */
   invalAttr(session: Session, node: NodeId): number;
+  /**
+   * Drop the kernel's dentry of `name` in `parent` (positive or negative), for a name the
+   * layers changed behind the kernel. Queued for a helper thread: the kernel takes the
+   * parent's lock, which the request being served may hold. 0 or -errno (queueing only).
+   */
+  invalEntry?(session: Session, parent: NodeId, name: Bstr): number;
   /** requests handed to JS and not answered yet, over all sessions */
   pending(): number;
   /** whether INIT turned a protocol feature on (fuse/kernel/features.ts names); absent: none (libfuse 2.9) */
@@ -93,7 +101,7 @@ export interface LowLevelAddon {
     fh: number, openFlags: number, backingFd?: number): void;
   replyAttr(req: ReqId, attr: Float64Array, timeout: number): void;
   /**
-   * openFlags: bit 1 keep_cache, bit 2 direct_io. backingFd: the daemon's fd of the layer file,
+   * openFlags: bit 1 keep_cache, bit 2 direct_io, bit 3 cache_dir (an OPENDIR, where the server settled `cache_dir`). backingFd: the daemon's fd of the layer file,
    * which a server with FUSE passthrough may let the kernel read and write directly
    * (fuse/kernel/passthrough.ts); -1 or absent: every read and write comes to the handlers.
    * The libfuse server ignores it.
@@ -107,4 +115,15 @@ export interface LowLevelAddon {
   replyStatfs(req: ReqId, statvfs: Float64Array): void;
   /** names[i] gets offset firstOffset+i+1; modeIno holds [mode, inoHi, inoLo] per name; returns how many fitted in size bytes */
   replyDir(req: ReqId, size: number, firstOffset: number, names: readonly Bstr[], modeIno: Float64Array): number;
+  /**
+   * READDIRPLUS: as replyDir, each name with an entry. `entry(i)` is called for each name that
+   * fits, in order, as it is encoded: its node and attributes, or undefined for none (node 0: the
+   * kernel only lists it). The kernel counts a lookup for each entry sent with a node except `.`
+   * and `..`, so `entry` hands out (counts) nodes only for names that fitted. Returns how many did.
+   */
+  replyDirPlus?(req: ReqId, size: number, firstOffset: number, names: readonly Bstr[], modeIno: Float64Array,
+    entry: (i: number) => DirPlusEntry | undefined, attrTimeout: number, entryTimeout: number): number;
 }
+
+/** one READDIRPLUS entry's node and attributes (StatIdx order) */
+export interface DirPlusEntry { node: NodeId; attr: Float64Array }
