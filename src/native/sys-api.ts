@@ -147,6 +147,19 @@ export interface SysAddon {
    * Rejects with an Error carrying `errno` (positive) and `code`.
    */
   copyData(srcfd: number, dstfd: number): Promise<CopyResult>;
+  /** lseek(2) (SEEK_DATA/SEEK_HOLE of a client's lseek on the mount): the new offset or -errno */
+  lseek(fd: number, offset: Offset, whence: number): Offset;
+  /**
+   * One copy_file_range(2) of up to len bytes (at most 1 GiB) from srcfd at offIn to dstfd at
+   * offOut, on the addon's copy threads; where the kernel refuses the pair (EXDEV: layers on
+   * two file systems) pread/pwrite inside the addon. Resolves with the bytes copied (fewer
+   * than asked is a valid answer, 0 at the source's end); rejects with an Error carrying errno.
+   */
+  copyRange(srcfd: number, offIn: Offset, dstfd: number, offOut: Offset, len: Offset): Promise<CopyResult>;
+  /** statx(2) STATX_BTIME of rel beneath dirfd (rel '': dirfd itself): [sec, nsec], [] where the file system keeps none, or -errno */
+  btimeat(dirfd: number, rel: string): [number, number] | [] | number;
+  /** syncfs(2) of the file system holding fd, on a thread of its own */
+  syncfs(fd: number): Promise<void>;
   /** umount2 on a thread of its own: the caller may be the daemon serving that mount. */
   umount2(path: string, flags: number): Promise<void>;
   /** name_to_handle_at for the kernel-style origin xattr; -errno on failure */
@@ -161,6 +174,7 @@ export interface SysAddon {
     MNT_DETACH: number; MNT_FORCE: number;
     FALLOC_FL_KEEP_SIZE: number; FALLOC_FL_PUNCH_HOLE: number;
     LOCK_SH: number; LOCK_EX: number; LOCK_UN: number; LOCK_NB: number;
+    SEEK_DATA: number; SEEK_HOLE: number;
     /** the stat layout the addon was built for (STAT_LEN of its sources) */
     STAT_LEN: number;
   };

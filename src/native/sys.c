@@ -417,6 +417,43 @@ FN(futimens) {
 /* ---- file descriptors ------------------------------------------------------ */
 
 /* Node's fs.write writes at the current offset when the position is 2^53 or more (checked, Node 20). */
+/*
+ * The birth time stat(2) does not carry (statx STATX_BTIME), of rel beneath dirfd, or of
+ * dirfd itself for rel "": [seconds, nanoseconds], [] when the file system keeps none, or -errno.
+ */
+FN(btimeat) {
+  int dirfd;
+  char rel[MAXP];
+  struct statx sx;
+  napi_value arr;
+  GET("is", &dirfd, rel);
+  int r = ON_AT(dirfd, rel, statx(at.fd, at.base, AT_SYMLINK_NOFOLLOW | EMPTY(at), STATX_BTIME, &sx));
+  if (r < 0) return num(env, r);
+  napi_create_array(env, &arr);
+  if (sx.stx_mask & STATX_BTIME) {
+    napi_set_element(env, arr, 0, num(env, (double)sx.stx_btime.tv_sec));
+    napi_set_element(env, arr, 1, num(env, (double)sx.stx_btime.tv_nsec));
+  }
+  return arr;
+}
+
+/* An offset back to JS as sys-api's Offset: a number below 2^53, else an exact bigint. */
+static napi_value offset_value(napi_env env, int64_t v) {
+  napi_value r;
+  if (v < ((int64_t)1 << 53) && v > -((int64_t)1 << 53)) return num(env, (double)v);
+  napi_create_bigint_int64(env, v, &r);
+  return r;
+}
+
+/* lseek(2), for SEEK_DATA/SEEK_HOLE on a layer's file: the new offset or -errno. */
+FN(lseek) {
+  int fd, whence;
+  int64_t off;
+  GET("iLi", &fd, &off, &whence);
+  off_t r = lseek(fd, (off_t)off, whence);
+  return r < 0 ? num(env, -errno) : offset_value(env, (int64_t)r);
+}
+
 FN(pwrite) {
   int fd, n;
   void *buf;
@@ -798,7 +835,7 @@ typedef struct Job {
   void (*run)(struct Job *);
   int src, dst, flags, err;
   bool rw;
-  int64_t bytes;
+  int64_t bytes, off_in, off_out, len;
   const char *method;
   char *buf;
   char path[MAXP];
@@ -868,6 +905,33 @@ static void run_copy(Job *j) {
   j->err = copy_segments(j, st.st_size);
   if (!j->err && ftruncate(j->dst, st.st_size) < 0) j->err = errno;
 }
+
+/*
+ * One copy_file_range(2) between two open files at the offsets given (a client's
+ * copy_file_range on the mount): the real call where the pair allows it, else up to
+ * `len` bytes through pread/pwrite. A short count is a valid answer; the caller asks again.
+ */
+static void run_range(Job *j) {
+  loff_t io = j->off_in, oo = j->off_out;
+  size_t len = j->len < (int64_t)COPY_CHUNK ? (size_t)j->len : COPY_CHUNK;
+  j->method = "range";
+  ssize_t n = copy_file_range(j->src, &io, j->dst, &oo, len, 0);
+  if (n < 0 && clone_unsupported(errno) && errno != EINVAL) {
+    j->method = "readwrite";
+    n = 0;
+    for (ssize_t k; (size_t)n < len; n += k) {
+      if ((k = rw_chunk(j, &io, &oo, len - (size_t)n)) <= 0) {
+        if (k < 0 && n == 0) n = -1;
+        break;
+      }
+    }
+  }
+  if (n < 0) j->err = errno;
+  else j->bytes = n;
+}
+
+/* syncfs(2) of the file system holding fd (the upper layer's on a client's syncfs). */
+static void run_syncfs(Job *j) { j->err = syncfs(j->src) < 0 ? errno : 0; }
 
 static void run_umount(Job *j) { j->err = umount2(j->path, j->flags) < 0 ? errno : 0; }
 
@@ -1006,6 +1070,27 @@ FN(copyData) {
   return start_job(env, j, false);
 }
 
+FN(copyRange) {
+  int src, dst;
+  int64_t off_in, off_out, len;
+  GET("iLiLL", &src, &off_in, &dst, &off_out, &len);
+  if (off_in < 0 || off_out < 0 || len < 0) return num(env, -EINVAL);
+  Job *j = calloc(1, sizeof *j);
+  if (!j) return NULL;
+  j->src = src, j->dst = dst, j->off_in = off_in, j->off_out = off_out, j->len = len, j->run = run_range;
+  return start_job(env, j, false);
+}
+
+/* On a thread of its own: a sync may wait long on the disk, and must not queue behind copy-ups. */
+FN(syncfs) {
+  int fd;
+  GET("i", &fd);
+  Job *j = calloc(1, sizeof *j);
+  if (!j) return NULL;
+  j->src = fd, j->run = run_syncfs;
+  return start_job(env, j, true);
+}
+
 FN(umount2) {
   int flags;
   Job *j = calloc(1, sizeof *j);
@@ -1038,6 +1123,7 @@ static napi_value make_constants(napi_env env) {
   set_const(env, c, "FALLOC_FL_PUNCH_HOLE", FALLOC_FL_PUNCH_HOLE);
   set_const(env, c, "LOCK_SH", LOCK_SH), set_const(env, c, "LOCK_EX", LOCK_EX);
   set_const(env, c, "LOCK_UN", LOCK_UN), set_const(env, c, "LOCK_NB", LOCK_NB);
+  set_const(env, c, "SEEK_DATA", SEEK_DATA), set_const(env, c, "SEEK_HOLE", SEEK_HOLE);
   /* The stat layout these sources write (sys-api.ts checks it: an addon built from older sources fails loudly). */
   set_const(env, c, "STAT_LEN", STAT_LEN);
   return c;
@@ -1053,7 +1139,7 @@ NAPI_MODULE_INIT() {
     P(fallocate), P(flock), P(readdirat), P(lgetxattrat), P(lsetxattrat),
     P(llistxattrat), P(lremovexattrat), P(fgetxattr), P(fsetxattr), P(flistxattr),
     P(fremovexattr), P(xattrViaProc), P(nameToHandle), P(copyData), P(umount2),
-    P(dup2), P(pwrite), P(pioAligned),
+    P(dup2), P(pwrite), P(pioAligned), P(lseek), P(copyRange), P(syncfs), P(btimeat),
   };
   napi_define_properties(env, exports, sizeof props / sizeof *props, props);
   napi_set_named_property(env, exports, "constants", make_constants(env));

@@ -452,6 +452,38 @@ export async function copyData(srcfd: number, dstfd: number, path: Bstr = ''): P
   }
 }
 
+/** lseek(2) of a layer file's fd (SEEK_DATA/SEEK_HOLE): the new offset; ENXIO past the data or the end. */
+export function lseek(fd: number, offset: Offset, whence: number, path: Bstr = ''): Offset {
+  const r = raw.lseek(fd, offset, whence);
+  if (typeof r === 'number' && r < 0) throw new FsError(codeOf(-r), path, 'lseek');
+  return r;
+}
+
+/** One copy_file_range between two layer files' fds (raw.copyRange); the bytes copied. Rejects with FsError. */
+export async function copyRange(srcfd: number, offIn: Offset, dstfd: number, offOut: Offset, len: Offset, path: Bstr = ''): Promise<number> {
+  try {
+    return (await raw.copyRange(srcfd, offIn, dstfd, offOut, len)).bytes;
+  } catch (e) {
+    throw asFsError(e, path, 'copy_file_range');
+  }
+}
+
+/** The birth time of rel beneath dirfd (rel '': dirfd itself), undefined where the file system keeps none. */
+export function btimeat(dirfd: number, rel: Bstr, path: Bstr = rel): { sec: number; nsec: number } | undefined {
+  const r = raw.btimeat(dirfd, rel);
+  if (typeof r === 'number') throw new FsError(codeOf(-r), path, 'statx');
+  return r.length === 2 ? { sec: r[0], nsec: r[1] } : undefined;
+}
+
+/** syncfs(2) of the file system holding fd, on a thread of its own. */
+export async function syncfs(fd: number, path: Bstr = ''): Promise<void> {
+  try {
+    await raw.syncfs(fd);
+  } catch (e) {
+    throw asFsError(e, path, 'syncfs');
+  }
+}
+
 /** umount2(2) on a thread of its own, so the daemon serving `path` can unmount itself. flags: MNT_DETACH | MNT_FORCE. */
 export async function umount2(path: Bstr, flags = 0): Promise<void> {
   try {
