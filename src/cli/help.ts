@@ -27,6 +27,10 @@ Mount options (-o, comma separated; \\ escapes , and : inside values):
   fuse_off=NAME[:NAME...] do not use these protocol features
                           even where the kernel offers them (${featureNames().join(', ')};
                           all: none of them); \`stratafs stats\` shows those in use
+  request_timeout=SECONDS the kernel aborts the connection once a request waited
+                          this long for the daemon (a hung daemon: that request
+                          fails ECONNABORTED, every later one ENOTCONN); default 0,
+                          never: a copy-up of a large file holds its request for minutes
   passthrough_lower       as root: FUSE passthrough (reads, writes, mmap) of
                           lower files through too (upper files always are); a handle
                           opened on a lower file then keeps reading it after a copy-up

@@ -7,7 +7,7 @@
 import * as path from 'node:path';
 import type { IdRange, XattrPermissions } from '../core/config.js';
 import {
-  checkFuseMinor, checkFuseOff, checkLayers, checkLookupCache, checkSeconds, ConfigError, defaultMountSettings, mountConfig,
+  checkFuseMinor, checkFuseOff, checkRequestTimeout, checkLayers, checkLookupCache, checkSeconds, ConfigError, defaultMountSettings, mountConfig,
   type MountConfig, type MountPlace, type MountSettings,
 } from '../fuse/config.js';
 
@@ -172,6 +172,7 @@ export function applyMountOptions(s: MountSettings, optString: string, cwd: stri
         break;
       case 'passthrough_lower': s.passthroughLower = val === undefined ? true : parseOnOff(key, val); break;
       case 'fuse_off': s.fuseOff = checkFuseOff(needValue().split(':')); break;
+      case 'request_timeout': s.requestTimeout = checkRequestTimeout(val === undefined || !/^\d+$/.test(val) ? NaN : Number(val), val ?? ''); break;
       case 'fuse_minor': s.fuseMinor = checkFuseMinor(val === undefined || !/^\d+$/.test(val) ? NaN : Number(val), val ?? ''); break;
       case 'lookup_cache':
         s.lookupCacheSize = checkLookupCache(val === undefined || !/^\d+$/.test(val) ? NaN : Number(val), val ?? '');

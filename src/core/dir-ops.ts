@@ -230,12 +230,18 @@ export async function link(ctx: Ctx, existing: Bstr, path: Bstr, caller: Caller)
   await copyUp(ctx, existing);
   // Re-check: the copy-up awaited.
   const p = lookup(ctx, path) === undefined ? { ...p0, slot: upperSlot(ctx, upper, p0.urel) } : fail('EEXIST', path);
-  const srel = relOf(existing);
+  placeLink(ctx, p, upper.fd, relOf(existing));
+  ctx.cache.drop(path);
+}
+
+/** A new name for the upper object (sfd, srel) at the prepared name (srel '': the fd itself, AT_EMPTY_PATH). */
+function placeLink(ctx: Ctx, p: Prepared, sfd: number, srel: Bstr): void {
+  const upper = ctx.upper!;
   if (p.slot === 'empty') {
-    sys.linkat(upper.fd, srel, upper.fd, p.urel);
+    sys.linkat(sfd, srel, upper.fd, p.urel);
   } else {
     const tmp = ctx.tmpName();
-    sys.linkat(upper.fd, srel, ctx.workfd, tmp);
+    sys.linkat(sfd, srel, ctx.workfd, tmp);
     if (p.slot === 'whiteout') {
       sys.renameat2(ctx.workfd, tmp, upper.fd, p.urel, sys.constants.RENAME_EXCHANGE);
       sys.unlinkat(ctx.workfd, tmp, 0);
@@ -245,6 +251,22 @@ export async function link(ctx: Ctx, existing: Bstr, path: Bstr, caller: Caller)
       sys.unlinkat(upper.fd, joinRel(d, whiteoutFileName(n)), 0);
     }
   }
+}
+
+/**
+ * linkat(2) of an object that has no name, through its open upper fd `fd` (linkat of an
+ * O_TMPFILE's fd, by AT_EMPTY_PATH or /proc/self/fd): the name is made as link() makes
+ * one, the fd itself linked (AT_EMPTY_PATH: Linux 6.10 lets the opener do it unprivileged).
+ * The kernel has refused the unnamed files that may not get a name (nlink 0 without
+ * I_LINKABLE: unlinked ones, O_TMPFILE|O_EXCL) before the request reaches us.
+ */
+export async function linkFd(ctx: Ctx, fd: number, path: Bstr, caller: Caller): Promise<void> {
+  const upper = requireUpper(ctx, path);
+  resolveDir(ctx, parentOf(path)[0]);
+  if (lookup(ctx, path) !== undefined) fail('EEXIST', path, 'link');
+  const p0 = await prepareCreate(ctx, path, caller);
+  const p = { ...p0, slot: upperSlot(ctx, upper, p0.urel) };
+  placeLink(ctx, p, fd, '');
   ctx.cache.drop(path);
 }
 

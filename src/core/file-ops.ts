@@ -18,13 +18,15 @@ import * as fs from 'node:fs';
 import { promisify } from 'node:util';
 import type { Bstr } from '../shared/bstr.js';
 import { copyUp } from './copy-up.js';
-import { closeWhenIdle, fail, requireUpper, sys, type Ctx, type OpenFile } from './ctx.js';
+import { closeWhenIdle, fail, relOf, requireUpper, sys, type Ctx, type OpenFile } from './ctx.js';
 import { codeOf, FsError, isFsError, nodeErrnoCode } from '../shared/errors.js';
-import { prepareCreate, placeNew } from './dir-ops.js';
+import { linkFd, prepareCreate, placeNew } from './dir-ops.js';
+import { overrideStat, placeMode, placeOwner } from './override-stat.js';
+import { ACL_ACCESS, ACL_DEFAULT, inherit } from './acl.js';
 import { isUpperEntry, lookup, resolve } from './namei.js';
 import type { Caller, OpenResult } from './types.js';
 import { S_IFDIR, S_IFREG, S_ISGID, S_ISUID, EPERM, O_ACCMODE } from '../shared/constants.js';
-import { StatIdx, type Offset } from '../native/sys.js';
+import { StatIdx, inoOf, type Offset } from '../native/sys.js';
 
 const fsyncAsync = promisify(fs.fsync);
 const fdatasyncAsync = promisify(fs.fdatasync);
@@ -243,4 +245,102 @@ export async function fsyncdir(ctx: Ctx, path: Bstr | null, fh: number, datasync
   } finally {
     sys.raw.close(fd);
   }
+}
+
+/**
+ * lseek(2) with SEEK_DATA or SEEK_HOLE on the handle's real file, as kernel overlayfs
+ * (ovl_llseek on the real file): holes are those of the layer file the handle reads,
+ * ENXIO at or past the end. The real fd's own position is never used (I/O is positional).
+ */
+export function lseek(ctx: Ctx, path: Bstr | null, fh: number, offset: Offset, whence: number): Offset {
+  const f = handle(ctx, fh, path, 'lseek');
+  return sys.lseek(f.fd, offset, whence, path ?? '');
+}
+
+/**
+ * copy_file_range(2) between two handles of the mount, as kernel overlayfs
+ * (ovl_copy_file_range: vfs_copy_file_range on the real files): the source may be a
+ * lower file; the destination was opened for writing, so it is in the upper already
+ * (the open copied it up). The VFS has refused flags, read-only destinations, O_APPEND
+ * and overlapping ranges of one file before the request reaches us; flags are checked
+ * once more for a client of another kind. Both real fds stay open while the copy runs
+ * on the addon's thread (a copy-up may swap the source's fd meanwhile: closeWhenIdle).
+ */
+export async function copyFileRange(
+  ctx: Ctx, pathIn: Bstr | null, fhIn: number, offIn: Offset, pathOut: Bstr | null, fhOut: number, offOut: Offset, len: Offset, flags: number,
+): Promise<number> {
+  const src = handle(ctx, fhIn, pathIn, 'copy_file_range');
+  const dst = handle(ctx, fhOut, pathOut, 'copy_file_range');
+  if (flags !== 0) fail('EINVAL', pathOut ?? '', 'copy_file_range', 'flags must be 0');
+  if (dst.lower || (dst.flags & O_ACCMODE) === O_RDONLY) fail('EBADF', pathOut ?? '', 'copy_file_range');
+  const held = [src, dst];
+  for (const f of held) f.reads = (f.reads ?? 0) + 1;
+  try {
+    return await sys.copyRange(src.fd, offIn, dst.fd, offOut, len, pathOut ?? '');
+  } finally {
+    for (const f of held) {
+      if (--f.reads! === 0 && f.retired) {
+        for (const fd of f.retired) sys.raw.close(fd);
+        f.retired = undefined;
+      }
+    }
+  }
+}
+
+/**
+ * syncfs(2) of the mount: the upper layer's file system, as kernel overlayfs
+ * (ovl_sync_fs syncs the upper's super block only). Nothing on a read-only mount, and
+ * nothing where the mount skips syncs (volatile, fsync=0), as the kernel's volatile.
+ */
+export async function syncfs(ctx: Ctx): Promise<void> {
+  if (!ctx.upper || !ctx.config.fsync) return;
+  // the layer root is an O_PATH fd, which syncfs refuses (EBADF)
+  const fd = sys.openat(ctx.upper.fd, '', O_RDONLY | O_DIRECTORY, 0);
+  try {
+    await sys.syncfs(fd, ctx.upper.root);
+  } finally {
+    sys.raw.close(fd);
+  }
+}
+
+/**
+ * open(2) with O_TMPFILE in the merged directory `dir`: an unnamed file in the directory's
+ * upper copy (copied up first, as a create's parent is), as kernel overlayfs since 6.6
+ * (ovl_tmpfile). Owner and mode as a create's: the caller, the directory's group when it is
+ * set-group-ID; the kernel applied the umask. The handle is the file's only reference until
+ * linkat names it (linkFd, dir-ops.ts); closed unnamed, the upper's file system frees it.
+ */
+export async function tmpfile(ctx: Ctx, dir: Bstr, mode: number, flags: number, caller: Caller): Promise<OpenResult> {
+  const upper = requireUpper(ctx, dir);
+  const d = resolve(ctx, dir);
+  if (d.type !== S_IFDIR) fail('ENOTDIR', dir, 'open');
+  await copyUp(ctx, dir);
+  const urel = relOf(dir);
+  const pst = sys.lstatat(upper.fd, urel, new Float64Array(ctx.st.length));
+  overrideStat(upper, upper.fd, urel, pst);
+  const gid = (pst[StatIdx.mode]! & S_ISGID) !== 0 ? pst[StatIdx.gid]! : caller.gid;
+  // the directory's default ACL, not the umask, decides when it has one (as placeNew, acl.ts)
+  const dflt = sys.raw.lgetxattrat(upper.fd, urel, ACL_DEFAULT);
+  const got = ctx.overrides.length > 0 ? { mode } : inherit(S_IFREG, mode, caller.umask, typeof dflt === 'number' ? undefined : dflt);
+  // O_TMPFILE needs write access (the VFS refused O_RDONLY); O_EXCL is the VFS's (no linkat), not the real file's
+  const fd = sys.openat(upper.fd, urel, backingOpenFlags(flags, { fsync: ctx.config.fsync, truncate: false }) | sys.constants.O_TMPFILE, 0o600);
+  try {
+    placeOwner(ctx, fd, '', S_IFREG, caller.uid, gid);
+    placeMode(ctx, fd, '', S_IFREG, caller.uid, gid, got.mode & 0o7777, dir);
+    // after the mode: the access ACL's mask sets the group bits (the upper gave the file its own default ACL's, replaced)
+    if (got.access !== undefined) sys.fsetxattr(fd, ACL_ACCESS, got.access, 0, dir);
+    const st = sys.fstat(fd, new Float64Array(ctx.st.length), dir);
+    return register(ctx, { fd, path: null, flags, ino: ctx.inodes.upper(upper.dev, inoOf(st)), lower: false });
+  } catch (e) {
+    sys.raw.close(fd);
+    throw e;
+  }
+}
+
+/** A name for the unnamed upper file open as `fh` (linkat of an O_TMPFILE): dir-ops.ts linkFd. */
+export async function linkHandle(ctx: Ctx, fh: number, path: Bstr, caller: Caller): Promise<void> {
+  const f = handle(ctx, fh, path, 'link');
+  // an unlinked lower file has no upper object to name (kernel overlayfs: the copy-up meets its whiteout)
+  if (f.lower) fail('EEXIST', path, 'link', 'unlinked lower file cannot be copied up');
+  await linkFd(ctx, f.fd, path, caller);
 }

@@ -9,7 +9,7 @@ import type { Bstr } from '../shared/bstr.js';
 import { copyUp } from './copy-up.js';
 import { fail, relOf, requireUpper, sys, type Ctx, type Entry } from './ctx.js';
 import { isUpperEntry, resolve } from './namei.js';
-import type { AttrArray, Caller, StatFs, TimeSet } from './types.js';
+import type { AttrArray, Caller, StatFs, TimeSet, Timespec } from './types.js';
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, ENOENT } from '../shared/constants.js';
 import { changeMode, changeOwner, overrideOpenStat, overrideStat } from './override-stat.js';
 
@@ -123,3 +123,17 @@ export function statfs(ctx: Ctx, path: Bstr): StatFs {
 }
 
 export { S_IFMT };
+
+/**
+ * The birth time of the merged object, for a statx(2) that asks for it: that of its top real
+ * object, as kernel overlayfs reports it (ovl_getattr passes the real statx on), so a copy-up
+ * gives a file the upper copy's. Through the handle `fh` when the front-end names one (or the
+ * object has no name left); undefined where the layer's file system keeps none.
+ */
+export function btime(ctx: Ctx, path: Bstr | null, fh: number): Timespec | undefined {
+  const f = fh >= 0 ? ctx.files.get(fh) : undefined;
+  if (f !== undefined) return sys.btimeat(f.fd, '', path ?? '');
+  if (path === null) fail('EBADF', '', 'statx');
+  const ref = resolve(ctx, path).stack[0]!;
+  return sys.btimeat(ctx.layers[ref.layer]!.fd, ref.rel, path);
+}

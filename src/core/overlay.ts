@@ -25,7 +25,7 @@ import { LookupCache } from './lookup-cache.js';
 import { LRUCache } from 'lru-cache';
 import * as readdirOps from './readdir.js';
 import type {
-  AttrArray, Caller, HandleOps, MergedEntry, OpenResult, OverlayOps, OverlayStats, CacheFill, StatFs, TimeSet,
+  AttrArray, Caller, HandleOps, MergedEntry, OpenResult, OverlayOps, OverlayStats, CacheFill, StatFs, TimeSet, Timespec,
 } from './types.js';
 import {
   canMknodWhiteout, canWriteTrustedXattr, listXattrsOrEmpty, TRUSTED_PREFIX, USER_PREFIX, WhiteoutWriter,
@@ -297,6 +297,26 @@ export class Overlay implements OverlayOps, HandleOps {
   ftruncate(path: Bstr | null, fh: number, size: Offset): Promise<void> { return this.run(path, 'ftruncate', () => fileOps.ftruncate(this.ctx, path, fh, size)); }
   /** Not in OverlayOps yet: the adapter uses it when present. */
   fallocate(path: Bstr | null, fh: number, mode: number, offset: number, length: number): Promise<void> { return this.run(path, 'fallocate', () => fileOps.fallocate(this.ctx, path, fh, mode, offset, length)); }
+
+  /** lseek with SEEK_DATA/SEEK_HOLE on the handle's real file (file-ops.ts). */
+  lseek(path: Bstr | null, fh: number, offset: Offset, whence: number): Promise<Offset> { return this.run(path, 'lseek', () => fileOps.lseek(this.ctx, path, fh, offset, whence)); }
+  /** copy_file_range between two handles; the bytes copied (file-ops.ts). */
+  copyFileRange(pathIn: Bstr | null, fhIn: number, offIn: Offset, pathOut: Bstr | null, fhOut: number, offOut: Offset, len: Offset, flags: number): Promise<number> {
+    return this.run(pathOut, 'copy_file_range', () => fileOps.copyFileRange(this.ctx, pathIn, fhIn, offIn, pathOut, fhOut, offOut, len, flags));
+  }
+  /** O_TMPFILE in the directory `dir`: the handle and the unnamed file's attributes (nlink 0) (file-ops.ts). */
+  tmpfile(dir: Bstr, mode: number, flags: number, caller: Caller): Promise<{ open: OpenResult; attr: AttrArray }> {
+    return this.run(dir, 'tmpfile', async () => {
+      const open = await fileOps.tmpfile(this.ctx, dir, mode, flags, caller);
+      return { open, attr: inodeOps.fgetattr(this.ctx, null, open.fh) };
+    });
+  }
+  /** linkat of the unnamed file open as `fh` (an O_TMPFILE) to `path` (file-ops.ts). */
+  linkHandle(fh: number, path: Bstr, caller: Caller): Promise<void> { return this.run(path, 'link', () => fileOps.linkHandle(this.ctx, fh, path, caller)); }
+  /** The birth time of the top real object (by handle when fh >= 0), undefined where unknown (inode-ops.ts). */
+  btime(path: Bstr | null, fh: number): Promise<Timespec | undefined> { return this.run(path, 'statx', () => inodeOps.btime(this.ctx, path, fh)); }
+  /** syncfs of the mount: the upper's file system (file-ops.ts). */
+  syncfs(): Promise<void> { return this.run(null, 'syncfs', () => fileOps.syncfs(this.ctx)); }
 
   truncate(path: Bstr, size: Offset, caller: Caller): Promise<void> { return this.run(path, 'truncate', () => inodeOps.truncate(this.ctx, path, size, caller)); }
   chmod(path: Bstr, mode: number, caller: Caller): Promise<void> { return this.run(path, 'chmod', () => inodeOps.chmod(this.ctx, path, mode, caller)); }

@@ -66,6 +66,12 @@ export interface MountConfig extends OverlayConfig {
    * overlayfs is that a handle opened on a lower file keeps reading it after a copy-up
    */
   passthroughLower: boolean;
+  /**
+   * request_timeout=: with fuse_server=kernel, seconds the kernel lets one request wait for
+   * the daemon before it aborts the connection (FUSE 7.43); 0, the default: never (a copy-up
+   * of a large file legitimately holds its OPEN for minutes)
+   */
+  requestTimeout: number;
   /** kernel negative-lookup cache timeout, seconds */
   negativeTimeout: number;
   /** other users may use the mount: on by default as root (noallow_other turns it off), as fuse-overlayfs does */
@@ -132,6 +138,7 @@ export interface MountSettings {
   fuseOff: readonly string[];
   /** passthrough_lower */
   passthroughLower: boolean;
+  requestTimeout: number;
   lookupCacheSize: number;
   allowOther: boolean;
   fsync: boolean;
@@ -162,7 +169,7 @@ export function defaultMountSettings(uid: number): MountSettings {
   return {
     lowerdirs: undefined, upperdir: undefined, workdir: undefined,
     readOnly: false, redirectDir: true, userxattr: false,
-    timeout: DEFAULT_TIMEOUT_S, attrTimeout: undefined, negativeTimeout: undefined, fuseApi: 'lowlevel', fuseServer: undefined, fuseMinor: undefined, fuseOff: [], passthroughLower: false,
+    timeout: DEFAULT_TIMEOUT_S, attrTimeout: undefined, negativeTimeout: undefined, fuseApi: 'lowlevel', fuseServer: undefined, fuseMinor: undefined, fuseOff: [], passthroughLower: false, requestTimeout: 0,
     lookupCacheSize: DEFAULT_LOOKUP_CACHE_SIZE, allowOther: asRoot, fsync: true, force: false, debug: false,
     fsname: undefined, logFile: undefined,
     // As fuse-overlayfs: noatime (FUSE inodes are S_NOATIME anyway; the daemon's reads touch the
@@ -200,6 +207,12 @@ export function checkLookupCache(n: number, shown = String(n)): number {
 /** fuse_minor=: a FUSE 7.x minor stratafs's server can speak (fuse/kernel/wire.ts: 19 to 45) */
 export function checkFuseMinor(n: number, shown = String(n)): number {
   if (!Number.isSafeInteger(n) || n < 19 || n > 45) throw new ConfigError('invalid value for fuse_minor (19 to 45 expected)', shown);
+  return n;
+}
+
+/** request_timeout=: whole seconds, 0 (none) to 65535 (fuse_init_out.request_timeout is a u16) */
+export function checkRequestTimeout(n: number, shown = String(n)): number {
+  if (!Number.isSafeInteger(n) || n < 0 || n > 65535) throw new ConfigError('invalid value for request_timeout (0 to 65535 seconds expected)', shown);
   return n;
 }
 
@@ -246,6 +259,10 @@ export function mountConfig(s: MountSettings, w: MountPlace): MountConfig {
     if (s.fuseApi === 'highlevel') throw new ConfigError('fuse_off= is not for fuse_api=highlevel (libfuse 2.9 asks for its own features)', `fuse_off=${s.fuseOff.join(':')}`);
   }
   if (s.passthroughLower && s.fuseApi === 'highlevel') throw new ConfigError('passthrough_lower is not for fuse_api=highlevel (libfuse 2.9 has no passthrough)', 'passthrough_lower');
+  if (s.requestTimeout !== 0) {
+    checkRequestTimeout(s.requestTimeout);
+    if (s.fuseApi === 'highlevel') throw new ConfigError('request_timeout= is not for fuse_api=highlevel (libfuse 2.9 speaks FUSE 7.19)', `request_timeout=${s.requestTimeout}`);
+  }
   if (s.fuseApi === 'highlevel' && s.fuseServer === 'kernel') throw new ConfigError('fuse_server=kernel serves the low-level API only (not with fuse_api=highlevel)', 'fuse_server=kernel');
   const upper = s.upperdir;
   let work = s.workdir;
@@ -291,6 +308,7 @@ export function mountConfig(s: MountSettings, w: MountPlace): MountConfig {
     fuseMinor: s.fuseMinor,
     fuseOff: s.fuseOff,
     passthroughLower: s.passthroughLower || upperPath === undefined,
+    requestTimeout: s.requestTimeout,
     allowOther: s.allowOther,
     defaultPermissions: true,
     flags: { ...s.flags, readOnly },

@@ -44,7 +44,7 @@ describe('libfuse options of a mount', () => {
   it('default server, as root: suid, nodev, noatime, allow_other, default_permissions; source and type; no libfuse words', () => {
     expect(kernelMount(cfg('lowerdir=/a,upperdir=/u,workdir=/w'))).toEqual({
       source: 'stratafs', fstype: 'fuse.stratafs', flags: MS.NODEV | MS.NOATIME, data: ['allow_other', 'default_permissions'],
-      maxWrite: 131072, maxMinor: undefined, off: [], stackDepth: 1, debug: false,
+      maxWrite: 131072, maxMinor: undefined, off: [], stackDepth: 1, requestTimeout: 0, debug: false,
     });
     expect(kernelMount(cfg('lowerdir=/a,noallow_other')).data).toEqual(['default_permissions']);
   });

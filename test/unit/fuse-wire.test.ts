@@ -10,6 +10,9 @@ import { StatIdx, STAT_LEN } from '../../src/native/sys-api.js';
 import { FEATURES, settle } from '../../src/fuse/kernel/features.js';
 import { BIG_WRITE, initSizes, maxPagesPossible, nextRequest, readRoom } from '../../src/fuse/kernel/sizes.js';
 import { direntPlusSize, encodeDir, encodeDirPlus, fopenFlags } from '../../src/fuse/kernel/readdir.js';
+import { STATX_OUT, fileRequest, putCount, putOffset, putStatx } from '../../src/fuse/kernel/file-requests.js';
+import { Op } from '../../src/fuse/kernel/wire.js';
+import type { LowLevelHandlers } from '../../src/fuse/lowlevel/contract.js';
 
 describe('wire codec', () => {
   it('64-bit offsets: a number below 2^53, an exact bigint from there', () => {
@@ -106,6 +109,15 @@ describe('fuse_server=, fuse_minor=, fuse_off=', () => {
     // / is no overlay mount here: depth 1 (a layer on kernel overlayfs: fuse-passthrough.test.ts)
     expect(kernelMount(cfg('lowerdir=/,passthrough_lower')).stackDepth).toBe(1);
   });
+  it('request_timeout= takes 0 to 65535 seconds and reaches the mount description (0: the feature is not asked for)', () => {
+    const c = cfg('lowerdir=/a,request_timeout=30');
+    expect(c.requestTimeout).toBe(30);
+    expect(kernelMount(c).requestTimeout).toBe(30);
+    expect(kernelMount(cfg('lowerdir=/a')).requestTimeout).toBe(0);
+    expect(() => cfg('lowerdir=/a,request_timeout=65536')).toThrow(/request_timeout/);
+    expect(() => cfg('lowerdir=/a,request_timeout=1.5')).toThrow(/request_timeout/);
+    expect(() => cfg('lowerdir=/a,fuse_api=highlevel,request_timeout=30')).toThrow(/request_timeout= is not for fuse_api=highlevel/);
+  });
   it('fusermount3 gets the generic flags and the kernel words, never libfuse-only ones', () => {
     const w = fusermountWords(kernelMount(cfg('lowerdir=/a,upperdir=/u,workdir=/w', 1000)));
     expect(w).toEqual(['rw', 'nosuid', 'nodev', 'exec', 'noatime', 'default_permissions', 'fsname=stratafs', 'subtype=stratafs']);
@@ -131,14 +143,86 @@ describe('listings on the wire (readdir.ts)', () => {
   });
 });
 
+describe('file requests (file-requests.ts): decoding and replies', () => {
+  const calls: unknown[][] = [];
+  const H = {
+    lseek: (...a: unknown[]) => calls.push(['lseek', ...a]),
+    copyFileRange: (...a: unknown[]) => calls.push(['cfr', ...a]),
+    syncfs: (...a: unknown[]) => calls.push(['syncfs', ...a]),
+    tmpfile: (...a: unknown[]) => calls.push(['tmpfile', ...a]),
+  } as unknown as LowLevelHandlers;
+  it('STATX: the handle only with GETATTR_FH; fuse_statx with the basic mask, and the birth time when known', () => {
+    const b = Buffer.alloc(24);
+    b.writeUInt32LE(1, 0); b.writeBigUInt64LE(42n, 8);
+    const withStatx = { ...H, statx: (...a: unknown[]) => calls.push(['statx', ...a]) } as unknown as LowLevelHandlers;
+    expect(fileRequest(Op.STATX, 7, 3, b, 0, withStatx, () => true, () => undefined)).toBe(true);
+    expect(calls.pop()).toEqual(['statx', 7, 3, 42]);
+    b.writeUInt32LE(0, 0);
+    expect(fileRequest(Op.STATX, 7, 3, b, 0, withStatx, () => true, () => undefined)).toBe(true);
+    expect(calls.pop()).toEqual(['statx', 7, 3, -1]);
+    expect(fileRequest(Op.STATX, 7, 3, b, 0, withStatx, (f) => f !== 'statx', () => undefined)).toBe(false);
+    const d = new Float64Array(STAT_LEN);
+    d[StatIdx.mode] = 0o20644; d[StatIdx.rdev] = Number((0x123n << 8n) | 0x45n | (0xabn << 12n) << 8n); d[StatIdx.nlink] = 2;
+    d[StatIdx.inoLo] = 9; d[StatIdx.sizeLo] = 5; d[StatIdx.mtimeSec] = -3; d[StatIdx.mtimeNsec] = 11;
+    const o = Buffer.alloc(STATX_OUT);
+    putStatx(o, 0, d, { sec: 1_700_000_000, nsec: 5 }, 1.5);
+    expect([o.readBigUInt64LE(0), o.readUInt32LE(8)]).toEqual([1n, 500000000]);
+    expect(o.readUInt32LE(32)).toBe(0xfff);
+    expect([o.readUInt32LE(48), o.readUInt16LE(60), o.readBigUInt64LE(64), o.readBigUInt64LE(72)]).toEqual([2, 0o20644, 9n, 5n]);
+    expect([o.readBigInt64LE(32 + 80), o.readUInt32LE(32 + 88)]).toEqual([1_700_000_000n, 5]);
+    expect([o.readBigInt64LE(32 + 112), o.readUInt32LE(32 + 120)]).toEqual([-3n, 11]);
+    putStatx(o, 0, d, undefined, 0);
+    expect([o.readUInt32LE(32), o.readBigInt64LE(32 + 80)]).toEqual([0x7ff, 0n]);
+  });
+  it('LSEEK, COPY_FILE_RANGE(_64), SYNCFS, TMPFILE reach their handler only with their feature on', () => {
+    const b = Buffer.alloc(64);
+    b.writeBigUInt64LE(7n, 0); b.writeBigUInt64LE(2n ** 53n + 3n, 8); b.writeUInt32LE(3, 16);
+    let umask = -1;
+    expect(fileRequest(Op.LSEEK, 1, 5, b, 0, H, () => true, (u) => { umask = u; })).toBe(true);
+    expect(calls.pop()).toEqual(['lseek', 1, 5, 7, 2n ** 53n + 3n, 3]);
+    expect(fileRequest(Op.LSEEK, 1, 5, b, 0, H, (f) => f !== 'lseek', () => undefined)).toBe(false);
+    b.fill(0);
+    // fh_in 0, off_in 8, nodeid_out 16, fh_out 24, off_out 32, len 40, flags 48
+    [9n, 10n, 11n, 12n, 13n, 2n ** 33n, 0n].forEach((v, i) => b.writeBigUInt64LE(v, 8 * i));
+    expect(fileRequest(Op.COPY_FILE_RANGE_64, 2, 6, b, 0, H, (f) => f === 'copy_file_range_64', () => undefined)).toBe(true);
+    expect(calls.pop()).toEqual(['cfr', 2, 6, 9, 10, 11, 12, 13, 2 ** 33, 0]);
+    expect(fileRequest(Op.COPY_FILE_RANGE, 2, 6, b, 0, H, (f) => f === 'copy_file_range_64', () => undefined)).toBe(false);
+    b.writeBigInt64LE(-1n, 8);
+    expect(fileRequest(Op.COPY_FILE_RANGE, 2, 6, b, 0, H, () => true, () => undefined)).toBe(true);
+    expect(calls.pop()![4]).toBe(-1);
+    b.fill(0);
+    b.writeUInt32LE(0o102, 0); b.writeUInt32LE(0o100640, 4); b.writeUInt32LE(0o22, 8);
+    expect(fileRequest(Op.TMPFILE, 3, 1, b, 0, H, () => true, (u) => { umask = u; })).toBe(true);
+    expect([calls.pop(), umask]).toEqual([['tmpfile', 3, 1, 0o100640, 0o102], 0o22]);
+    expect(fileRequest(Op.SYNCFS, 4, 1, b, 0, H, () => true, () => undefined)).toBe(true);
+    expect(calls.pop()).toEqual(['syncfs', 4, 1]);
+    expect(fileRequest(Op.STATX, 4, 1, b, 0, H, () => true, () => undefined)).toBe(false);
+    expect(fileRequest(Op.BMAP, 4, 1, b, 0, H, () => true, () => undefined)).toBe(false);
+  });
+  it('replies: lseek_out is one signed u64; the copy count fits fuse_write_out and fuse_copy_file_range_out alike', () => {
+    const b = Buffer.alloc(8);
+    putOffset(b, 0, 2n ** 60n);
+    expect(b.readBigInt64LE(0)).toBe(2n ** 60n);
+    putOffset(b, 0, 1048576);
+    expect(b.readBigInt64LE(0)).toBe(1048576n);
+    putCount(b, 0, 2 ** 33 + 1);
+    expect(b.readBigUInt64LE(0)).toBe(2n ** 33n + 1n);
+    putCount(b, 0, 4096);
+    // fuse_write_out: size, then a zero padding
+    expect([b.readUInt32LE(0), b.readUInt32LE(4)]).toEqual([4096, 0]);
+  });
+});
+
 describe('INIT settles features (features.ts)', () => {
   const INIT_EXT = 1 << 30;
   it('asks for a feature only when offered, in the minor, and not switched off', () => {
     // the listing features are switched off here, so each line sees the others alone
     const MINE = ['cache_dir', 'readdirplus', 'readdirplus_auto', 'parallel_dirops'];
+    const ops = ['lseek', 'copy_file_range', 'copy_file_range_64', 'syncfs', 'tmpfile', 'statx'];
     const later = ['max_pages', 'cache_symlinks', 'posix_acl', 'killpriv_v2', 'passthrough', 'rename2', ...MINE];
-    expect(settle(45, 0x73fffffb, 0x5fd, new Set(later))).toEqual({ flags: 0x21, flags2: 0, on: ['async_read', 'big_writes'] });
-    expect(settle(45, 0x73fffffb, 0x5fd, new Set(['big_writes', ...later]))).toEqual({ flags: 0x1, flags2: 0, on: ['async_read'] });
+    // this machine's 6.18: 7.45, flags 0x73fffffb with INIT_EXT, flags2 0x5fd (REQUEST_TIMEOUT is bit 10)
+    expect(settle(45, 0x73fffffb, 0x5fd, new Set(later))).toEqual({ flags: 0x21 | INIT_EXT, flags2: 1 << 10, on: ['async_read', 'big_writes', ...ops, 'request_timeout'] });
+    expect(settle(45, 0x73fffffb, 0x5fd, new Set(['big_writes', ...later, 'request_timeout']))).toEqual({ flags: 0x1, flags2: 0, on: ['async_read', ...ops] });
     expect(settle(45, 0x73fffffb, 0x5fd, new Set(['posix_acl'])).flags & (1 << 22)).toBe(1 << 22);
     expect(settle(27, 0x73fffffb, 0, new Set()).on).not.toContain('max_pages');
     // POSIX_ACL comes with DONT_MASK (the server applies a default ACL or the umask: core/acl.ts), from 7.26
@@ -147,7 +231,7 @@ describe('INIT settles features (features.ts)', () => {
     expect(settle(25, 0x73fffffb, 0, new Set(MINE)).on).not.toContain('posix_acl');
     expect(settle(45, 0x73fffffb & ~0x40, 0x5fd, new Set(MINE)).on).not.toContain('posix_acl');
     // HANDLE_KILLPRIV_V2 is 7.33's
-    const mine = ['max_pages', 'cache_symlinks', ...MINE];
+    const mine = ['max_pages', 'cache_symlinks', ...MINE, ...ops, 'request_timeout'];
     expect(settle(45, 0x73fffffb, 0x5fd, new Set(['posix_acl', 'passthrough', 'rename2', ...mine]))).toEqual({ flags: 0x10000021, flags2: 0, on: ['async_read', 'big_writes', 'killpriv_v2'] });
     expect(settle(32, 0x73fffffb, 0, new Set(['posix_acl', 'passthrough', 'rename2', ...mine]))).toEqual({ flags: 0x21, flags2: 0, on: ['async_read', 'big_writes'] });
     // kernel 6.18 offers flags2 0x5fd: PASSTHROUGH (bit 37 of the protocol, 0x20 of flags2) among them
@@ -161,7 +245,7 @@ describe('INIT settles features (features.ts)', () => {
     expect(settle(22, 0x21, 0, new Set(MINE))).toEqual({ flags: 0x21, flags2: 0, on: ['async_read', 'big_writes'] });
     expect(settle(45, 0x73fffffb, 0x5fd, new Set(MINE)).on).toContain('rename2');
     expect(settle(45, 0x73fffffb, 0x5fd, new Set([...MINE, 'all']))).toEqual({ flags: 0, flags2: 0, on: [] });
-    expect(settle(45, 0x1, 0, new Set(MINE))).toEqual({ flags: 0x1, flags2: 0, on: ['async_read', 'rename2'] });
+    expect(settle(45, 0x1, 0, new Set([...MINE, ...ops]))).toEqual({ flags: 0x1, flags2: 0, on: ['async_read', 'rename2'] });
     expect(settle(8, 0x21, 0, new Set(MINE))).toEqual({ flags: 0x1, flags2: 0, on: ['async_read'] });
     // only the features of this file (other helpers add theirs): compare the listing features' part
     const on = (minor: number, kflags: number, off: string[]): [number, string[]] => {
@@ -179,6 +263,13 @@ describe('INIT settles features (features.ts)', () => {
     expect(on(27, 0x73fffffb, [])).toEqual([0x46021, ['async_read', 'big_writes', 'readdirplus', 'readdirplus_auto', 'parallel_dirops']]);
     expect(on(45, 0x73fffffb, ['readdirplus'])).toEqual([0x40021, ['async_read', 'big_writes', 'cache_dir', 'parallel_dirops']]);
     expect(on(45, 0x73fffffb & ~0x2000, [])).toEqual([0x40021, ['async_read', 'big_writes', 'cache_dir', 'parallel_dirops']]);
+    // an opcode feature needs no flag, only its minor: LSEEK 7.24, COPY_FILE_RANGE 7.28, SYNCFS 7.34, TMPFILE 7.37, STATX 7.39, _64 7.45
+    expect(settle(45, 0x1, 0, new Set(MINE))).toEqual({ flags: 0x1, flags2: 0, on: ['async_read', 'rename2', ...ops] });
+    expect(settle(37, 0x1, 0, new Set(MINE)).on).toEqual(['async_read', 'rename2', 'lseek', 'copy_file_range', 'syncfs', 'tmpfile']);
+    expect(settle(39, 0x1, 0, new Set(MINE)).on).toContain('statx');
+    expect(settle(27, 0x1, 0, new Set(MINE)).on).toEqual(['async_read', 'rename2', 'lseek']);
+    // flags2 counts only when the kernel set INIT_EXT
+    expect(settle(45, 0x33fffffb, 0x5fd, new Set()).on).not.toContain('request_timeout');
   });
   it('a feature that excludes another keeps it off (the kernel drops PASSTHROUGH answered with WRITEBACK_CACHE)', () => {
     const pt = FEATURES.find((f) => f.name === 'passthrough');

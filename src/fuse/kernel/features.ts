@@ -62,6 +62,14 @@ export const FEATURES: readonly Feature[] = [
   { name: 'readdirplus', flags: InitFlag.DO_READDIRPLUS, flags2: 0, minor: 21, what: 'READDIRPLUS: a listing hands out each entry\'s node and attributes, no LOOKUP per entry' },
   { name: 'readdirplus_auto', flags: InitFlag.READDIRPLUS_AUTO, flags2: 0, minor: 21, needs: 'readdirplus', what: 'the kernel asks READDIRPLUS only for a listing\'s start and where entries were looked up, else READDIR' },
   { name: 'parallel_dirops', flags: InitFlag.PARALLEL_DIROPS, flags2: 0, minor: 25, what: 'lookups and listings of one directory in flight together (no per-directory lock in the kernel)' },
+  // opcodes without an INIT flag: on from their first minor; off, the server answers ENOSYS and the kernel takes its own fallback
+  { name: 'lseek', flags: 0, flags2: 0, minor: 24, what: 'LSEEK: SEEK_DATA/SEEK_HOLE see the holes of the layer file (off: the whole file is data)' },
+  { name: 'copy_file_range', flags: 0, flags2: 0, minor: 28, what: 'COPY_FILE_RANGE: copy_file_range on the layer files (off: the kernel copies through the page cache)' },
+  { name: 'copy_file_range_64', flags: 0, flags2: 0, minor: 45, what: 'COPY_FILE_RANGE_64: copies above 4 GiB in one request (off: COPY_FILE_RANGE)' },
+  { name: 'syncfs', flags: 0, flags2: 0, minor: 34, what: "SYNCFS: syncfs(2) on the mount syncs the upper's file system (off: nothing reaches it)" },
+  { name: 'tmpfile', flags: 0, flags2: 0, minor: 37, what: 'TMPFILE: O_TMPFILE in the mount, in the upper (off: EOPNOTSUPP)' },
+  { name: 'statx', flags: 0, flags2: 0, minor: 39, what: "STATX: a statx asking for the birth time gets the layer file's (off: GETATTR, no birth time)" },
+  { name: 'request_timeout', flags: 0, flags2: InitFlag2.REQUEST_TIMEOUT, minor: 43, what: 'the kernel aborts the connection when a request waits longer than request_timeout= seconds (only with that option)' },
 ];
 
 export const featureNames = (): string[] => FEATURES.map((f) => f.name);

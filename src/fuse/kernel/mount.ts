@@ -37,6 +37,8 @@ export interface KernelMount {
   off: readonly string[];
   /** max_stack_depth answered with passthrough: 1, or 2 when a passed-through layer is stacked (stackDepthOf) */
   stackDepth: number;
+  /** request_timeout=: seconds the kernel lets a request wait before it aborts the connection; 0 none */
+  requestTimeout: number;
   /** -d: log INIT and every request */
   debug: boolean;
 }
@@ -55,7 +57,7 @@ export function kernelMount(c: MountConfig): KernelMount {
   if (c.noXattrs || c.idMapping !== undefined) off.add('posix_acl');
   return {
     source: c.fsname, fstype: 'fuse.stratafs', flags, data, maxWrite: MAX_WRITE,
-    maxMinor: c.fuseMinor, off: [...off], stackDepth: stackDepthOf(c), debug: c.debug,
+    maxMinor: c.fuseMinor, off: [...off], stackDepth: stackDepthOf(c), requestTimeout: c.requestTimeout, debug: c.debug,
   };
 }
 

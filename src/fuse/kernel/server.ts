@@ -29,6 +29,7 @@ import { dataBuffers } from '../buffer-pool.js';
 import { BATCH, BIG_WRITE, initSizes, maxPagesPossible, nextRequest, readRoom } from './sizes.js';
 import { encodeDir, encodeDirPlus, fopenFlags, isDotOrDotDot } from './readdir.js';
 import { STAT_LEN } from '../../native/sys-api.js';
+import { COUNT_OUT, OFFSET_OUT, STATX_OUT, fileRequest, putCount, putOffset, putStatx } from './file-requests.js';
 
 
 /** what INIT settled, for `-d` and stats */
@@ -76,9 +77,13 @@ interface KSession {
   /** set at INIT when passthrough is on */
   pt: PassthroughTable | undefined;
   log: (line: string) => void;
+  /** request_timeout=: seconds (1 to 65535), 0 for none */
+  requestTimeout: number;
   negotiated: Negotiated | undefined;
   /** with cache_symlinks: what LOOKUP last said about each symlink node */
   symlinks?: SymlinkWatch;
+  /** whether INIT turned a feature on (features.ts) */
+  on: (feature: string) => boolean;
   /** kept alive while mounted: the addon writes requests into it */
   buf: Buffer;
   lens: Uint32Array;
@@ -235,6 +240,8 @@ function init(s: KSession, b: Buffer, a: number, lo: number, hi: number): void {
   const passthrough = settled.on.includes('passthrough');
   // 1: a stratafs mount can still be a layer of kernel overlayfs (whose depth is its layers' + 1, at most 2)
   if (passthrough) o.writeUInt32LE(s.stackDepth, p + 36);
+  // fuse_init_out.request_timeout (7.43): seconds, read with FUSE_REQUEST_TIMEOUT
+  if (settled.on.includes('request_timeout')) o.writeUInt16LE(s.requestTimeout, p + 40);
   const len = minor < 23 ? 24 : INIT_OUT;
   putHeader(o, OUT_HEADER + len, 0, lo, hi);
   send(s, OUT_HEADER + len);
@@ -250,6 +257,8 @@ function init(s: KSession, b: Buffer, a: number, lo: number, hi: number): void {
     s.pt = pt;
     s.negotiated.passthrough = () => pt.stats();
   }
+  const on = new Set(settled.on);
+  s.on = (feature) => on.has(feature);
   s.handlers.init();
 }
 
@@ -368,7 +377,8 @@ function dispatch(s: KSession, b: Buffer, h: number, len: number): void {
       // DESTROY (fuseblk only): nothing to tear down before the device closes
       case Op.DESTROY: replyError(req, 0); break;
       // everything else, as libfuse without a handler: ENOSYS (the kernel then stops asking or falls back)
-      default: replyError(req, ENOSYS);
+      default:
+        if (!fileRequest(op, req, node, b, a, H, s.on, (umask) => { ctx[3] = umask; })) replyError(req, ENOSYS);
     }
   } catch (e) {
     process.stderr.write(`stratafs: ${op} handler threw: ${e instanceof Error ? e.message : String(e)}\n`);
@@ -418,8 +428,10 @@ function mount(mountpoint: Bstr, km: KernelMount, handlers: LowLevelHandlers, ct
   if (passthroughOff !== undefined) off.add('passthrough');
   // room for the largest WRITE INIT may allow (sizes.ts); untouched pages cost no memory
   const { slot, cap } = readRoom(maxPagesPossible(off, km.maxMinor) ? Math.max(km.maxWrite, BIG_WRITE) : km.maxWrite);
+  // request_timeout is asked for only with a timeout to send
+  if (km.requestTimeout === 0) off.add('request_timeout');
   const s: KSession = {
-    dev: undefined, mountpoint, pathFd, handlers, ctx, onExit, ended: false, maxWrite: km.maxWrite, maxMinor: Math.min(km.maxMinor ?? FUSE_MAX_MINOR, FUSE_MAX_MINOR), off, negotiated: undefined,
+    dev: undefined, mountpoint, pathFd, handlers, ctx, onExit, ended: false, maxWrite: km.maxWrite, maxMinor: Math.min(km.maxMinor ?? FUSE_MAX_MINOR, FUSE_MAX_MINOR), off, requestTimeout: km.requestTimeout, negotiated: undefined, on: () => false,
     passthroughOff, stackDepth: km.stackDepth, pt: undefined, log: (line) => { process.stderr.write(line + '\n'); },
     buf: Buffer.allocUnsafeSlow(cap), lens: new Uint32Array(BATCH), slot,
   };
@@ -602,6 +614,21 @@ export const kernelServer: LowLevelAddon = {
     // and is gone: ENOENT): give the lookups back as its FORGETs would.
     if (reply(req, len) < 0) for (const node of handed) s.handlers.forget(node, 1);
     return n;
+  },
+  replyOffset(req, offset) {
+    scratch(OUT_HEADER + OFFSET_OUT);
+    putOffset(out, OUT_HEADER, offset);
+    reply(req, OFFSET_OUT);
+  },
+  replyStatx(req, attr, btime, timeout) {
+    scratch(OUT_HEADER + STATX_OUT);
+    putStatx(out, OUT_HEADER, attr, btime, timeout);
+    reply(req, STATX_OUT);
+  },
+  replyCount(req, count) {
+    scratch(OUT_HEADER + COUNT_OUT);
+    putCount(out, OUT_HEADER, count);
+    reply(req, COUNT_OUT);
   },
 };
 

@@ -22,7 +22,7 @@ export const Op = {
   INIT: 26, OPENDIR: 27, READDIR: 28, RELEASEDIR: 29, FSYNCDIR: 30, GETLK: 31, SETLK: 32, SETLKW: 33,
   ACCESS: 34, CREATE: 35, INTERRUPT: 36, BMAP: 37, DESTROY: 38, IOCTL: 39, POLL: 40, NOTIFY_REPLY: 41,
   BATCH_FORGET: 42, FALLOCATE: 43, READDIRPLUS: 44, RENAME2: 45, LSEEK: 46, COPY_FILE_RANGE: 47,
-  SETUPMAPPING: 48, REMOVEMAPPING: 49, SYNCFS: 50, TMPFILE: 51, STATX: 52,
+  SETUPMAPPING: 48, REMOVEMAPPING: 49, SYNCFS: 50, TMPFILE: 51, STATX: 52, COPY_FILE_RANGE_64: 53,
 } as const;
 
 /** names by opcode, for -d and statistics */
@@ -47,6 +47,8 @@ export const InitFlag = {
 export const InitFlag2 = {
   /** 7.40: reads, writes and mmap of a file opened with FOPEN_PASSTHROUGH go to its backing file */
   PASSTHROUGH: 1 << (37 - 32),
+  /** 7.43: fuse_init_out.request_timeout is read */
+  REQUEST_TIMEOUT: 1 << (42 - 32),
 } as const;
 
 /** fuse_open_out.open_flags */

@@ -18,9 +18,9 @@ import type { Bstr } from '../../shared/bstr.js';
 import { toText } from '../../shared/bstr.js';
 import { FsError } from '../../shared/errors.js';
 import type { NodeInfo } from '../../core/overlay.js';
-import type { AttrArray, Caller, HandleOps, MergedEntry, OpenResult, OverlayOps, TimeSet } from '../../core/types.js';
+import type { AttrArray, Caller, HandleOps, MergedEntry, OpenResult, OverlayOps, TimeSet, Timespec } from '../../core/types.js';
 import { SetattrValid, type LowLevelAddon, type LowLevelHandlers, type NodeId, type ReqId, type Session } from './contract.js';
-import { StatIdx, STAT_LEN, inoOf, type Ino } from '../../native/sys-api.js';
+import { StatIdx, STAT_LEN, inoOf, type Ino, type Offset } from '../../native/sys-api.js';
 import type { IdView } from '../idmap.js';
 import { Node, NodeTable } from './nodes.js';
 import { callerKeepsSetgid, modeAfterKill, privileged } from './killpriv.js';
@@ -32,6 +32,12 @@ import { S_IFDIR, S_IFMT, ENOENT, ENOSYS, ERANGE, RENAME_EXCHANGE } from '../../
 export interface LowLevelCore extends OverlayOps, HandleOps {
   lookupNode(path: Bstr): Promise<NodeInfo>;
   fallocate(path: Bstr | null, fh: number, mode: number, offset: number, length: number): Promise<void>;
+  lseek(path: Bstr | null, fh: number, offset: Offset, whence: number): Promise<Offset>;
+  copyFileRange(pathIn: Bstr | null, fhIn: number, offIn: Offset, pathOut: Bstr | null, fhOut: number, offOut: Offset, len: Offset, flags: number): Promise<number>;
+  syncfs(): Promise<void>;
+  btime(path: Bstr | null, fh: number): Promise<Timespec | undefined>;
+  tmpfile(dir: Bstr, mode: number, flags: number, caller: Caller): Promise<{ open: OpenResult; attr: AttrArray }>;
+  linkHandle(fh: number, path: Bstr, caller: Caller): Promise<void>;
 }
 
 export interface LowLevelOptions {
@@ -417,12 +423,16 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
         const n = nodeOf(id);
         const at = P = nodeOf(newParent);
         const who = caller();
-        await againIfMoved(() => core.link(pathOf(n), childPath(at, newName), who));
+        // A node without a name reaching LINK is an O_TMPFILE being named (the kernel refuses other nameless ones)
+        const unnamed = nodes.path(n) === null && n.fhs !== undefined && n.fhs.size > 0;
+        await againIfMoved(() => (unnamed ? core.linkHandle(handleOf(n), childPath(at, newName), who) : core.link(pathOf(n), childPath(at, newName), who)));
         // Both names now stand for one upper object: make the new name find this node. Its path
         // afresh: a rename of an ancestor may have finished since (entryOf does the same).
         const info = await core.lookupNode(childPath(P, newName));
-        nodes.setKey(n, info.key);
-        const m = nodes.found(P, newName, false, inoOf(info.attr), info.key);
+        // the unnamed file keeps its key (no other name shares it) so that found() returns its node
+        const key = unnamed ? info.key ?? n.key : info.key;
+        nodes.setKey(n, key);
+        const m = nodes.found(P, newName, false, inoOf(info.attr), key);
         return [m, info.attr] as [Node, AttrArray];
       }, replyEntry(req), { changes: () => [P, nodes.get(id)] });
     },
@@ -630,6 +640,55 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
         const n = nodes.get(id);
         return core.fallocate(n ? nodes.path(n) : null, fh, mode, offset, length);
       }, () => { ll.replyErr(req, 0); });
+    },
+
+    // The kernel server's only (fuse/kernel/file-requests.ts); each reply function is its own.
+    lseek(req, id, fh, offset, whence) {
+      settle('lseek', req, () => `${describe(id)} fh=${fh} off=${offset} whence=${whence}`, () => {
+        const n = nodes.get(id);
+        return core.lseek(n ? nodes.path(n) : null, fh, offset, whence);
+      }, (off) => { ll.replyOffset!(req, off); });
+    },
+    copyFileRange(req, idIn, fhIn, offIn, idOut, fhOut, offOut, len, flags) {
+      settle('copy_file_range', req, () => `${describe(idIn)} fh=${fhIn} off=${offIn} to ${describe(idOut)} fh=${fhOut} off=${offOut} len=${len} flags=${flags}`, async () => {
+        const a = nodes.get(idIn);
+        const b = nodes.get(idOut);
+        const pOut = b ? nodes.path(b) : null;
+        // A copy writes: S_ISUID/S_ISGID go as on a write by a caller without CAP_FSETID. The kernel
+        // marks no COPY_FILE_RANGE (with killpriv_v2 its file_modified() leaves it to us; without,
+        // it sent a SETATTR first and this finds nothing left to drop).
+        const kwho = caller0();
+        if (kwho.uid !== 0 && b !== undefined) {
+          const attrNow = (): Promise<AttrArray> => core.fgetattr(pOut, fhOut);
+          if (await killPrivs(pOut, () => fhOut, kwho, caller(), undefined, attrNow) && session !== undefined) ll.invalAttr(session, b.id);
+        }
+        return core.copyFileRange(a ? nodes.path(a) : null, fhIn, offIn, pOut, fhOut, offOut, len, flags);
+      }, (n) => { ll.replyCount!(req, n); return n; });
+    },
+    tmpfile(req, parent, mode, flags) {
+      let P: Node | undefined;
+      settle('tmpfile', req, () => `${describe(parent)} mode=${oct(mode)} flags=0x${flags.toString(16)}`, async () => {
+        const at = P = nodeOf(parent);
+        const who = caller();
+        const { open, attr } = await againIfMoved(() => core.tmpfile(pathOf(at), mode, flags, who));
+        return { open, attr, n: nodes.unnamed(inoOf(attr)) };
+      }, ({ open, attr, n }) => {
+        (n.fhs ??= new Set()).add(open.fh);
+        ll.replyCreate(req, n.id, 0, shown(attr), attrTimeout, entryTimeout, open.fh, openFlags(open));
+        return open.fh;
+      }, { changes: () => [P] });
+    },
+    statx(req, id, fh) {
+      settle('statx', req, () => `${describe(id)} fh=${fh}`, async () => {
+        const n = nodeOf(id);
+        const p = nodes.path(n);
+        const via = fh >= 0 ? fh : p === null ? handleOf(n) : -1;
+        const attr = await (via >= 0 ? core.fgetattr(p, via) : core.getattr(p!));
+        return { attr, btime: await core.btime(p, via) };
+      }, ({ attr, btime }) => { ll.replyStatx!(req, shown(attr), btime, attrTimeout); });
+    },
+    syncfs(req, id) {
+      settle('syncfs', req, () => describe(id), () => core.syncfs(), () => { ll.replyErr(req, 0); });
     },
   };
 

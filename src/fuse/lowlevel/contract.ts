@@ -65,6 +65,17 @@ export interface LowLevelHandlers {
   removexattr(req: ReqId, node: NodeId, name: Bstr): void;
   create(req: ReqId, parent: NodeId, name: Bstr, mode: number, flags: number): void;
   fallocate(req: ReqId, node: NodeId, mode: number, offset: number, length: number, fh: number): void;
+  // Only stratafs's own server (src/fuse/kernel/) sends these; where a handler is absent it answers ENOSYS.
+  /** SEEK_DATA or SEEK_HOLE: answer replyOffset */
+  lseek?(req: ReqId, node: NodeId, fh: number, offset: Offset, whence: number): void;
+  /** answer replyCount with the bytes copied */
+  copyFileRange?(req: ReqId, nodeIn: NodeId, fhIn: number, offIn: Offset, nodeOut: NodeId, fhOut: number, offOut: Offset, len: Offset, flags: number): void;
+  /** answer replyErr(req, 0) */
+  syncfs?(req: ReqId, node: NodeId): void;
+  /** a statx(2) asking for more than stat(2) has (the birth time): answer replyStatx */
+  statx?(req: ReqId, node: NodeId, fh: number): void;
+  /** an unnamed file in the directory `parent` (O_TMPFILE): answer replyCreate */
+  tmpfile?(req: ReqId, parent: NodeId, mode: number, flags: number): void;
 }
 
 declare const sessionBrand: unique symbol;
@@ -123,6 +134,12 @@ export interface LowLevelAddon {
    */
   replyDirPlus?(req: ReqId, size: number, firstOffset: number, names: readonly Bstr[], modeIno: Float64Array,
     entry: (i: number) => DirPlusEntry | undefined, attrTimeout: number, entryTimeout: number): number;
+  /** the answer to lseek (the kernel server's only) */
+  replyOffset?(req: ReqId, offset: Offset): void;
+  /** the answer to statx: the attributes and the birth time, if known (the kernel server's only) */
+  replyStatx?(req: ReqId, attr: Float64Array, btime: { sec: number; nsec: number } | undefined, timeout: number): void;
+  /** the answer to copyFileRange: bytes copied (the kernel server's only) */
+  replyCount?(req: ReqId, count: number): void;
 }
 
 /** one READDIRPLUS entry's node and attributes (StatIdx order) */

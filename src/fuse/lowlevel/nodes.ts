@@ -151,6 +151,18 @@ export class NodeTable {
     return n;
   }
 
+  /**
+   * A file made without a name (O_TMPFILE), its lookup counted once: reached through its
+   * open handles, and found again by its key when linkat gives it a name.
+   */
+  unnamed(ino: Ino): Node {
+    const n = new Node(this.nextId++, false, ino);
+    this.byId.set(n.id, n);
+    this.setKey(n, `t${n.id}`);
+    n.nlookup = 1;
+    return n;
+  }
+
   /** The kernel dropped `count` references. */
   forget(id: NodeId, count: number): void {
     const n = this.byId.get(id);
