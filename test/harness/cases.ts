@@ -7,6 +7,7 @@ import type { Entry, LayerSetSpec } from './layers.js';
 import type { Case } from './differential.js';
 import type { Op } from './ops.js';
 import { OUTSIDE } from './sentinel.js';
+import { OWNER, STRANGER } from './callers.js';
 
 export const NAME255 = 'n'.repeat(255);
 export const NAME256 = 'n'.repeat(256);
@@ -126,6 +127,33 @@ export const DEEP: LayerSetSpec = {
     ],
   ],
   upper: [{ kind: 'dir', path: 'up' }],
+};
+
+/**
+ * Sparse files in a lower and the upper (3 MiB, one block of data at 1 MiB resp. 2 MiB),
+ * merged and lower-only directories, a whiteout: for lseek, copy_file_range and O_TMPFILE.
+ */
+const MiB = 1 << 20;
+export const FILES: LayerSetSpec = {
+  lowers: [[
+    { kind: 'file', path: 'ls', content: 'DATA', sparse: { size: 3 * MiB, at: MiB } },
+    { kind: 'file', path: 'dense', content: 'hello world 0123456789\n' },
+    { kind: 'file', path: 'lb', content: 'BBBBBBBBBBBB' },
+    { kind: 'dir', path: 'ld' },
+    { kind: 'file', path: 'ld/x', content: 'x\n' },
+    { kind: 'dir', path: 'md' },
+    { kind: 'file', path: 'gone', content: 'hidden\n' },
+    { kind: 'file', path: 'ro', content: 'read-only\n', mode: 0o444 },
+    { kind: 'dir', path: 'pub', mode: 0o777 },
+    { kind: 'file', path: 'suidf', content: '#!/bin/sh\n', mode: 0o6777, uid: 1000, gid: 1000 },
+    { kind: 'dir', path: 'sg', mode: 0o2777, gid: 100 },
+  ]],
+  upper: [
+    { kind: 'file', path: 'us', content: 'UDATA', sparse: { size: 3 * MiB, at: 2 * MiB } },
+    { kind: 'dir', path: 'md' },
+    { kind: 'file', path: 'md/u', content: 'u\n' },
+    { kind: 'whiteout', path: 'gone' },
+  ],
 };
 
 const c = (name: string, about: string, ops: Op[], layers: LayerSetSpec = BASE): Case => ({ name, about, ops, layers });
@@ -548,4 +576,109 @@ export const SCRIPTED: Case[] = [
     { op: 'stat', path: 'hl2' },
     { op: 'sameInode', a: 'hl1', b: 'hl2' },
   ]),
+];
+
+/**
+ * The requests of newer FUSE minors (lseek, copy_file_range, O_TMPFILE, syncfs, statx): kept out of
+ * SCRIPTED, which also runs on the libfuse server (FUSE 7.19: the kernel's fallbacks, no
+ * O_TMPFILE); test/integration/fuse-server-ops.test.ts runs them with each feature on and off.
+ */
+export const FILE_CASES: Case[] = [
+  c('lseek-holes', 'SEEK_DATA/SEEK_HOLE see the holes of lower and upper files, ENXIO at and past the end; after a copy-up the data is where it was', [
+    { op: 'seek', path: 'ls', whence: 'data', offset: 0 },
+    { op: 'seek', path: 'ls', whence: 'hole', offset: 0 },
+    { op: 'seek', path: 'ls', whence: 'hole', offset: MiB },
+    { op: 'seek', path: 'ls', whence: 'data', offset: 2 * MiB },
+    { op: 'seek', path: 'ls', whence: 'data', offset: 3 * MiB },
+    { op: 'seek', path: 'ls', whence: 'hole', offset: 3 * MiB },
+    { op: 'seek', path: 'ls', whence: 'data', offset: 5 * MiB },
+    { op: 'seek', path: 'us', whence: 'data', offset: 0 },
+    { op: 'seek', path: 'us', whence: 'hole', offset: 2 * MiB },
+    { op: 'seek', path: 'us', whence: 'hole', offset: 3 * MiB - 1 },
+    { op: 'seek', path: 'dense', whence: 'data', offset: 5 },
+    { op: 'seek', path: 'dense', whence: 'hole', offset: 0 },
+    { op: 'seek', path: 'ld', whence: 'data', offset: 0 },
+    { op: 'seek', path: 'nothing', whence: 'data', offset: 0 },
+    // the copy-up (kernel: in 1 MiB chunks, the hole after the data stays only from 2 MiB on; stratafs keeps every hole)
+    { op: 'chmod', path: 'ls', mode: 0o600 },
+    { op: 'seek', path: 'ls', whence: 'data', offset: 0 },
+    { op: 'seek', path: 'ls', whence: 'hole', offset: 0 },
+    { op: 'seek', path: 'ls', whence: 'data', offset: 2 * MiB },
+    { op: 'read', path: 'ls' },
+    { op: 'write', path: 'us', offset: 100, data: 'early' },
+    { op: 'seek', path: 'us', whence: 'data', offset: 0 },
+  ], FILES),
+  c('copy-file-range', 'copy_file_range between files of the mount: lower source, a lower destination copied up, offsets, the end of the source', [
+    { op: 'create', path: 'new', mode: 0o644 },
+    { op: 'copyrange', from: 'dense', to: 'new', fromOffset: 2, toOffset: 0, len: 100 },
+    { op: 'read', path: 'new' },
+    { op: 'copyrange', from: 'dense', to: 'lb', fromOffset: 0, toOffset: 3, len: 5 },
+    { op: 'read', path: 'lb' },
+    { op: 'stat', path: 'lb' },
+    { op: 'copyrange', from: 'dense', to: 'new', fromOffset: 1000, toOffset: 0, len: 10 },
+    { op: 'copyrange', from: 'dense', to: 'lb', fromOffset: 0, toOffset: 100, len: 4 },
+    { op: 'read', path: 'lb' },
+    { op: 'copyrange', from: 'ls', to: 'new', fromOffset: MiB - 2, toOffset: 0, len: 8 },
+    { op: 'read', path: 'new' },
+    { op: 'copyrange', from: 'us', to: 'md/u', fromOffset: 2 * MiB, toOffset: 1, len: 5 },
+    { op: 'read', path: 'md/u' },
+    { op: 'copyrange', from: 'new', to: 'new', fromOffset: 0, toOffset: 2, len: 4 },
+    { op: 'copyrange', from: 'new', to: 'new', fromOffset: 0, toOffset: 20, len: 4 },
+    { op: 'read', path: 'new' },
+    { op: 'copyrange', from: 'dense', to: 'ro', fromOffset: 0, toOffset: 0, len: 4 },
+    { op: 'copyrange', from: 'gone', to: 'new', fromOffset: 0, toOffset: 0, len: 4 },
+    { op: 'read', path: 'ro' },
+    // by another user into a set-user-ID file: the copy drops S_ISUID/S_ISGID as a write does
+    { op: 'copyrange', from: 'dense', to: 'suidf', fromOffset: 0, toOffset: 2, len: 3, as: { ...STRANGER, umask: 0o022 } },
+    { op: 'stat', path: 'suidf' },
+    { op: 'read', path: 'suidf' },
+  ], FILES),
+  c('statx-btime', 'statx reports a birth time (the top real object\'s), before and after a copy-up, for files, directories and symlinks', [
+    { op: 'btime', path: 'dense' },
+    { op: 'btime', path: 'us' },
+    { op: 'btime', path: 'ld' },
+    { op: 'btime', path: 'md' },
+    { op: 'btime', path: '' },
+    { op: 'btime', path: 'nothing' },
+    { op: 'chmod', path: 'dense', mode: 0o600 },
+    { op: 'btime', path: 'dense' },
+    { op: 'create', path: 'ld/new', mode: 0o644 },
+    { op: 'btime', path: 'ld/new' },
+    { op: 'btime', path: 'ld' },
+    { op: 'symlink', target: 'dense', path: 'sl' },
+    { op: 'btime', path: 'sl' },
+  ], FILES),
+  c('tmpfile', 'O_TMPFILE in merged, lower-only and upper directories, named by linkat through /proc/self/fd or never', [
+    { op: 'tmpfile', path: 'ld', mode: 0o640, data: 'in lower dir', link: 'ld/t' },
+    { op: 'tmpfile', path: '', mode: 0o600, data: 'in root', link: 't2' },
+    { op: 'tmpfile', path: 'md', mode: 0o644, data: 'in merged dir', link: 'md/t3' },
+    { op: 'tmpfile', path: 'md', mode: 0o644, data: 'never named' },
+    { op: 'tmpfile', path: 'md', mode: 0o644, data: 'onto a name', link: 'md/u' },
+    { op: 'tmpfile', path: '', mode: 0o644, data: 'over a whiteout', link: 'gone' },
+    { op: 'tmpfile', path: 'ld', mode: 0o644, data: 'into another dir', link: 'md/t4' },
+    { op: 'tmpfile', path: 'dense', mode: 0o644, data: 'x' },
+    { op: 'tmpfile', path: 'nodir', mode: 0o644, data: 'x' },
+    { op: 'readdir', path: '' },
+    { op: 'readdir', path: 'ld' },
+    { op: 'readdir', path: 'md' },
+    { op: 'read', path: 'ld/t' },
+    { op: 'read', path: 'gone' },
+    { op: 'read', path: 'md/t4' },
+    { op: 'stat', path: 't2' },
+    { op: 'stat', path: 'md/t3' },
+    { op: 'link', from: 'md/t3', to: 'md/t5' },
+    { op: 'stat', path: 'md/t5' },
+    { op: 'unlink', path: 'ld/t' },
+    { op: 'readdir', path: 'ld' },
+    // another user, a umask, a default ACL, a set-group-ID directory: as a create in that directory
+    { op: 'tmpfile', path: 'sg', mode: 0o666, data: 'by the owner', link: 'sg/o', as: { ...OWNER, umask: 0o027 } },
+    { op: 'stat', path: 'sg/o' },
+    { op: 'setfacl', path: 'pub', spec: 'u:1234:rw', default: true },
+    { op: 'tmpfile', path: 'pub', mode: 0o666, data: 'under a default ACL', link: 'pub/a', as: { ...STRANGER, umask: 0o077 } },
+    { op: 'stat', path: 'pub/a' },
+    { op: 'getfacl', path: 'pub/a' },
+    { op: 'tmpfile', path: 'md', mode: 0o644, data: 'no write permission', link: 'md/s', as: { ...STRANGER, umask: 0o022 } },
+    { op: 'syncfs', path: '' },
+    { op: 'syncfs', path: 'md/t5' },
+  ], FILES),
 ];

@@ -77,6 +77,21 @@ export const DIVERGENCES: readonly Divergence[] = [
       'passthrough_lower: while a handle passes through to a lower file, the kernel keeps that one backing file for the inode ' +
       '(fs/fuse/iomode.c): an open of the copied-up file (another backing file) or in cached mode fails EIO until the handle is closed.',
   },
+  {
+    id: 'seek-data-merged-dir',
+    impl: 'stratafs',
+    match: { kind: 'op', op: ['seek'], candidate: 'ok', reference: 'EINVAL' },
+    reason:
+      'lseek SEEK_DATA/SEEK_HOLE on a merged directory: kernel overlayfs\'s ovl_dir_llseek takes only SEEK_SET/SEEK_CUR ' +
+      '(EINVAL); on a FUSE mount a directory\'s llseek is the kernel\'s generic one (0 for SEEK_DATA 0), no request reaches ' +
+      'the daemon. Found by fileSequenceArb (seed 7): rename d/sub ociOpq/old, then SEEK_DATA on it; fuse-overlayfs answers as stratafs.',
+  },
+  {
+    id: 'seek-data-merged-dir-past-end',
+    impl: 'stratafs',
+    match: { kind: 'op', op: ['seek'], candidate: 'ENXIO', reference: 'EINVAL' },
+    reason: 'as seek-data-merged-dir, from an offset past the directory\'s size: the generic llseek says ENXIO',
+  },
 ];
 
 /** The divergences of `impl`, with those of the -o words in `options` (entries with `option`). */

@@ -31,7 +31,8 @@ interface Common {
 
 export type Entry =
   | (Common & { kind: 'dir'; opaque?: 'xattr' | 'oci' | 'user' })
-  | (Common & { kind: 'file'; content?: string })
+  /** `sparse`: a file of `size` bytes, all hole but `content` at byte `at` */
+  | (Common & { kind: 'file'; content?: string; sparse?: { size: number; at: number } })
   /** a target starting with OUTSIDE (sentinel.ts) points out of the mount, at the run's sentinels */
   | (Common & { kind: 'symlink'; target: string })
   | (Common & { kind: 'fifo' })
@@ -114,7 +115,8 @@ export function layerScript(root: string, entries: Entry[], form: MarkerForm): s
         else if (e.opaque) lines.push(`setfattr -n trusted.overlay.opaque -v y ${p}`);
         break;
       case 'file':
-        lines.push(`printf '%s' ${shq(e.content ?? `content of ${e.path}\n`)} > ${p}`);
+        if (e.sparse === undefined) lines.push(`printf '%s' ${shq(e.content ?? `content of ${e.path}\n`)} > ${p}`);
+        else lines.push(`truncate -s ${e.sparse.size} ${p}`, `printf '%s' ${shq(e.content ?? 'data')} | dd of=${p} bs=4096 oflag=seek_bytes seek=${e.sparse.at} conv=notrunc status=none`);
         break;
       case 'symlink':
         // OUTSIDE targets lead to the run's read-only sentinels, never to the host (sentinel.ts)

@@ -68,6 +68,19 @@ export type PlainOp =
   | { op: 'attrs'; path: string; mark?: string; since?: string }
   /** the same through an open descriptor (fstat), e.g. of an unlinked file */
   | { op: 'fdattrs'; fd: string; mark?: string; since?: string }
+  /** lseek(2) with SEEK_DATA or SEEK_HOLE on a fresh read-only descriptor; the value is the offset */
+  | { op: 'seek'; path: string; whence: 'data' | 'hole'; offset: number }
+  /** one copy_file_range(2) from `from` into the existing file `to`; the value is the bytes copied */
+  | { op: 'copyrange'; from: string; to: string; fromOffset: number; toOffset: number; len: number }
+  /**
+   * open(2) with O_TMPFILE|O_RDWR in the directory `path`, write `data`, then (with `link`)
+   * linkat(2) through /proc/self/fd with AT_SYMLINK_FOLLOW; the value is nlink before and after
+   */
+  | { op: 'tmpfile'; path: string; mode: number; data: string; link?: string }
+  /** whether statx(2) reports a birth time (stat -c %W, lstat's view); the times themselves differ between mounts */
+  | { op: 'btime'; path: string }
+  /** syncfs(2) of the file system holding `path` (sync -f) */
+  | { op: 'syncfs'; path: string }
   | { op: 'fdtruncate'; fd: string; size: number }
   | { op: 'fdchmod'; fd: string; mode: number };
 
@@ -88,6 +101,10 @@ export function opPaths(o: Op): string[] {
       return [o.from, o.to];
     case 'sameInode':
       return [o.a, o.b];
+    case 'copyrange':
+      return [o.from, o.to];
+    case 'tmpfile':
+      return o.link === undefined ? [o.path] : [o.path, o.link];
     case 'fdread':
     case 'fdwrite':
     case 'fdstat':
@@ -150,6 +167,37 @@ const MKNOD_PY = [
   'try:',
   '    os.umask(0)',
   '    os.mknod(os.fsencode(sys.argv[1]), t | int(sys.argv[3], 8), os.makedev(int(sys.argv[4]), int(sys.argv[5])))',
+  'except OSError as e:',
+  '    sys.stderr.write(errno.errorcode[e.errno])',
+  '    sys.exit(1)',
+].join('\n');
+
+/**
+ * The calls Node's fs lacks (lseek SEEK_DATA/SEEK_HOLE, copy_file_range, O_TMPFILE and
+ * linkat), by python3, which prints the errno's name on failure and the value on success.
+ */
+const FILE_PY = [
+  'import ctypes, errno, os, sys',
+  'a = sys.argv[1:]',
+  'NB = os.O_NONBLOCK',
+  'try:',
+  '    if a[0] == "seek":',
+  '        fd = os.open(os.fsencode(a[1]), os.O_RDONLY | NB)',
+  '        print(os.lseek(fd, int(a[3]), os.SEEK_DATA if a[2] == "data" else os.SEEK_HOLE))',
+  '    elif a[0] == "copyrange":',
+  '        s = os.open(os.fsencode(a[1]), os.O_RDONLY | NB)',
+  '        d = os.open(os.fsencode(a[2]), os.O_WRONLY | NB)',
+  '        print(os.copy_file_range(s, d, int(a[5]), int(a[3]), int(a[4])))',
+  '    elif a[0] == "tmpfile":',
+  '        fd = os.open(os.fsencode(a[1]), os.O_TMPFILE | os.O_RDWR, int(a[2], 8))',
+  '        os.write(fd, os.fsencode(a[3]))',
+  '        n0 = os.fstat(fd).st_nlink',
+  '        if len(a) > 4:',
+  '            libc = ctypes.CDLL(None, use_errno=True)',
+  // AT_FDCWD -100, AT_SYMLINK_FOLLOW 0x400: os.link() would link the /proc symlink itself
+  '            if libc.linkat(-100, b"/proc/self/fd/%d" % fd, -100, os.fsencode(a[4]), 0x400) != 0:',
+  '                raise OSError(ctypes.get_errno(), "linkat")',
+  '        print(n0, os.fstat(fd).st_nlink)',
   'except OSError as e:',
   '    sys.stderr.write(errno.errorcode[e.errno])',
   '    sys.exit(1)',
@@ -283,6 +331,16 @@ export class OpRunner {
       this.fds.delete(k);
       await withTimeout(fh.close(), this.timeoutMs, `close ${k}`).catch(() => undefined);
     }
+  }
+
+  /** FILE_PY with these arguments: its errno, or its output read by `value` */
+  private async filePy(args: (string | Buffer)[], value: (out: string) => unknown): Promise<OpResult> {
+    const r = await bash(`python3 -c ${shq(FILE_PY)} ${args.map((x) => shq(x)).join(' ')}`, this.timeoutMs);
+    if (r.timedOut) throw new TimeoutError(`python3 timed out: ${args[0] as string}`);
+    if (r.code === 0) return { ok: true, value: value(r.stdout.toString('latin1').trim()) };
+    const errno = r.stderr.toString('latin1').trim();
+    if (!/^E[A-Z0-9]+$/.test(errno)) throw new Error(`${args[0] as string}: ${errno}`);
+    return { ok: false, errno };
   }
 
   private async exec(o: Op): Promise<OpResult> {
@@ -469,6 +527,21 @@ export class OpRunner {
         const fh = this.fds.get(o.fd);
         if (!fh) return { ok: false, errno: 'EBADF' };
         return attrsValue(await fh.stat({ bigint: true }), this.marks, o.mark, o.since);
+      }
+      case 'seek':
+        return this.filePy(['seek', this.p(o.path), o.whence, String(o.offset)], (out) => Number(out));
+      case 'copyrange':
+        return this.filePy(['copyrange', this.p(o.from), this.p(o.to), String(o.fromOffset), String(o.toOffset), String(o.len)], (out) => Number(out));
+      case 'tmpfile':
+        return this.filePy(['tmpfile', this.p(o.path), o.mode.toString(8), o.data, ...(o.link === undefined ? [] : [this.p(o.link)])],
+          (out) => { const [before, after] = out.split(' ').map(Number); return { nlink: before, linked: after }; });
+      case 'btime': {
+        const r = await tool(`stat -c %W ${shq(this.p(o.path))}`, t);
+        return r.ok ? { ok: true, value: { known: Number((r.stdout ?? '').trim()) > 0 } } : r;
+      }
+      case 'syncfs': {
+        const r = await tool(`sync -f ${shq(this.p(o.path))}`, t);
+        return r.ok ? { ok: true } : r;
       }
       case 'fdtruncate': {
         const fh = this.fds.get(o.fd);

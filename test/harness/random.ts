@@ -98,6 +98,30 @@ export function sequenceArb(length: number, pool: PathPool = PATH_POOL, choice: 
 }
 
 /**
+ * lseek SEEK_DATA/SEEK_HOLE, copy_file_range, O_TMPFILE (+ linkat) and syncfs, for a server
+ * that answers them (fuse_server=kernel). Apart from opArb: where the kernel takes its fallback
+ * (libfuse's FUSE 7.19, fuse-overlayfs) holes read as data and O_TMPFILE fails, and the
+ * sequences every other test draws stay as they were.
+ */
+export function fileOpArb(pool: PathPool): fc.Arbitrary<Op> {
+  const f = fc.constantFrom(...pool.files);
+  const d = fc.constantFrom(...pool.dirs);
+  const off = fc.constantFrom(0, 3, 4096, 70_000, 1 << 20);
+  return fc.oneof(
+    { weight: 3, arbitrary: fc.record({ op: fc.constant('seek' as const), path: f, whence: fc.constantFrom<'data' | 'hole'>('data', 'hole'), offset: off }) },
+    { weight: 3, arbitrary: fc.record({ op: fc.constant('copyrange' as const), from: f, to: f, fromOffset: off, toOffset: off, len: fc.constantFrom(1, 100, 100_000) }) },
+    { weight: 2, arbitrary: fc.record({ op: fc.constant('tmpfile' as const), path: d, mode, data, link: fc.option(f, { nil: undefined }) }) },
+    { weight: 1, arbitrary: fc.record({ op: fc.constant('syncfs' as const), path: d }) },
+  );
+}
+
+/** opArb's sequences with fileOpArb's operations mixed in (about one in five). */
+export function fileSequenceArb(length: number, pool: PathPool = PATH_POOL): fc.Arbitrary<Op[]> {
+  const op = fc.oneof({ weight: 4, arbitrary: opArb(pool) }, { weight: 1, arbitrary: fileOpArb(pool) });
+  return fc.array(op, { minLength: 1, maxLength: length, size: 'max' });
+}
+
+/**
  * Non-root callers in random sequences (callers.ts): each op stays root's, or
  * becomes the owner's, a group member's or a stranger's, with a random umask.
  * Kept apart from opArb so that sequences without callers are unchanged.
