@@ -16,7 +16,7 @@ import { expect } from 'vitest';
 import {
   cli, daemonMount, isMounted, layerOptions, pidAlive, runText, sleep, waitFor, type Leftovers,
 } from './cli-mount.js';
-import { mount, REPO_ROOT } from './mounts.js';
+import { fuseOffWords, fuseServerWords, mount, REPO_ROOT } from './mounts.js';
 import { run, withTimeout } from './proc.js';
 import { compareTrees, showPath, snapshot, type Tree, type TreeDiff } from './tree.js';
 
@@ -45,7 +45,13 @@ export async function freshIteration(t: string, lower: string, left: Leftovers):
   return d;
 }
 
-export const mountOptions = (d: CrashDirs): string => layerOptions({ lowers: [d.lower], upper: d.upper, work: d.work });
+/**
+ * The daemon's -o: its layers, the minor STRATAFS_TEST_FUSE_MINOR caps, and no writeback
+ * cache -- every write that returned must be in the upper after a kill; what writeback loses
+ * is shown by fuse-writeback.test.ts (divergences.ts: writeback-crash).
+ */
+export const mountOptions = (d: CrashDirs): string =>
+  [layerOptions({ lowers: [d.lower], upper: d.upper, work: d.work }), ...fuseServerWords([]), ...fuseOffWords(['writeback_cache'])].join(',');
 
 // ---------------------------------------------------------------- the client and its log
 

@@ -92,6 +92,24 @@ export const DIVERGENCES: readonly Divergence[] = [
     match: { kind: 'op', op: ['seek'], candidate: 'ENXIO', reference: 'EINVAL' },
     reason: 'as seek-data-merged-dir, from an offset past the directory\'s size: the generic llseek says ENXIO',
   },
+  // writeback_cache (fuse_server=kernel where passthrough is not in use): the kernel acknowledges
+  // a write once it is in its page cache; the daemon learns of ENOSPC/EDQUOT only when the pages
+  // are written back, and the caller at fsync or close. Shown by fuse-writeback.test.ts
+  // ("writeback-enospc"); the crash and full-disk tests run without writeback (mounts.ts fuseOffWords).
+  // The same test shows the other side, which no operation here can match: dirty pages not yet
+  // written back are lost when the daemon is killed ("writeback-crash").
+  {
+    id: 'writeback-enospc-write',
+    impl: 'stratafs',
+    match: { kind: 'op', op: ['fdwrite'], candidate: 'ok', reference: 'ENOSPC' },
+    reason: 'with the writeback cache a write into a full upper is acknowledged from the page cache; the error comes at fsync or close',
+  },
+  {
+    id: 'writeback-enospc-close',
+    impl: 'stratafs',
+    match: { kind: 'op', op: ['close'], candidate: 'ENOSPC', reference: 'ok' },
+    reason: 'with the writeback cache the ENOSPC of a write into a full upper is reported when the descriptor is closed',
+  },
 ];
 
 /** The divergences of `impl`, with those of the -o words in `options` (entries with `option`). */

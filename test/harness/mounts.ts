@@ -343,6 +343,16 @@ export function fuseServerWords(
   return extra.some((w) => w.startsWith('fuse_minor=') || w === 'fuse_api=highlevel') ? [] : [`fuse_minor=${minor}`];
 }
 
+/**
+ * fuse_off=NAMES for a stratafs mount (not the high-level API, which has no such word). Tests
+ * that assert what a feature changes on purpose -- the crash and full-disk tests, against
+ * writeback_cache -- pin it off here and leave that difference to the test that shows it
+ * (divergences.ts). One fuse_off= word wins over another: extra must not carry one.
+ */
+export function fuseOffWords(names: readonly string[], extra: readonly string[] = []): string[] {
+  return extra.includes('fuse_api=highlevel') ? [] : [`fuse_off=${names.join(':')}`];
+}
+
 export interface MountOptions {
   /** extra -o words */
   extra?: string[];

@@ -81,11 +81,11 @@ describe('fuse_server=kernel: the mount is served without libfuse', () => {
         await h.unmount();
       }
     };
-    // passthrough off: with it, the write would reach the upper file without any WRITE
-    const on = await writesOf(['fuse_off=passthrough']);
+    // passthrough and the writeback cache off: with either, the write would not arrive as WRITEs of its own size
+    const on = await writesOf(['fuse_off=passthrough:writeback_cache']);
     expect(on.features).toContain('big_writes');
     expect(on.writes).toBe(1);
-    const off = await writesOf(['fuse_off=big_writes:passthrough']);
+    const off = await writesOf(['fuse_off=big_writes:passthrough:writeback_cache']);
     expect(off.features).not.toContain('big_writes');
     expect(off.flags & 0x20).toBe(0);
     expect(off.writes).toBe(16);

@@ -232,8 +232,12 @@ describe('INIT settles features (features.ts)', () => {
     expect(settle(45, 0x73fffffb & ~0x40, 0x5fd, new Set(MINE)).on).not.toContain('posix_acl');
     // HANDLE_KILLPRIV_V2 is 7.33's
     const mine = ['max_pages', 'cache_symlinks', ...MINE, ...ops, 'request_timeout'];
-    expect(settle(45, 0x73fffffb, 0x5fd, new Set(['posix_acl', 'passthrough', 'rename2', ...mine]))).toEqual({ flags: 0x10000021, flags2: 0, on: ['async_read', 'big_writes', 'killpriv_v2'] });
+    expect(settle(45, 0x73fffffb, 0x5fd, new Set(['posix_acl', 'passthrough', 'rename2', 'writeback_cache', ...mine]))).toEqual({ flags: 0x10000021, flags2: 0, on: ['async_read', 'big_writes', 'killpriv_v2'] });
     expect(settle(32, 0x73fffffb, 0, new Set(['posix_acl', 'passthrough', 'rename2', ...mine]))).toEqual({ flags: 0x21, flags2: 0, on: ['async_read', 'big_writes'] });
+    // WRITEBACK_CACHE (7.23) only together with killpriv_v2 (a cached write carries no caller), and not with passthrough
+    expect(settle(45, 0x73fffffb, 0x5fd, new Set(['posix_acl', 'passthrough', 'rename2', ...mine]))).toEqual({ flags: 0x10010021, flags2: 0, on: ['async_read', 'big_writes', 'killpriv_v2', 'writeback_cache'] });
+    expect(settle(45, 0x73fffffb & ~0x10000000, 0x5fd, new Set(['posix_acl', 'passthrough', 'rename2', ...mine])).on).not.toContain('writeback_cache');
+    expect(settle(45, 0x73fffffb, 0x5fd, new Set(['posix_acl', 'rename2', ...mine])).on).toEqual(['async_read', 'big_writes', 'killpriv_v2', 'passthrough']);
     // kernel 6.18 offers flags2 0x5fd: PASSTHROUGH (bit 37 of the protocol, 0x20 of flags2) among them
     const OLD = new Set(['posix_acl', 'killpriv_v2', 'rename2', ...mine]);
     expect(settle(45, 0x73fffffb, 0x5fd, OLD)).toEqual({ flags: 0x21 | INIT_EXT, flags2: 0x20, on: ['async_read', 'big_writes', 'passthrough'] });

@@ -70,6 +70,13 @@ export const FEATURES: readonly Feature[] = [
   { name: 'tmpfile', flags: 0, flags2: 0, minor: 37, what: 'TMPFILE: O_TMPFILE in the mount, in the upper (off: EOPNOTSUPP)' },
   { name: 'statx', flags: 0, flags2: 0, minor: 39, what: "STATX: a statx asking for the birth time gets the layer file's (off: GETATTR, no birth time)" },
   { name: 'request_timeout', flags: 0, flags2: InitFlag2.REQUEST_TIMEOUT, minor: 43, what: 'the kernel aborts the connection when a request waits longer than request_timeout= seconds (only with that option)' },
+  {
+    name: 'writeback_cache', flags: InitFlag.WRITEBACK_CACHE, flags2: 0, minor: 23,
+    what: 'writes land in the page cache and reach the server in pages later; the kernel owns size and mtime (ENOSPC at fsync/close)',
+    // a cached write reaches the server without its caller: only killpriv_v2's write-through
+    // of writes that drop setuid/setgid keeps the setgid rule (fuse/lowlevel/killpriv.ts)
+    needs: 'killpriv_v2',
+  },
 ];
 
 export const featureNames = (): string[] => FEATURES.map((f) => f.name);

@@ -25,6 +25,7 @@ import type { IdView } from '../idmap.js';
 import { Node, NodeTable } from './nodes.js';
 import { callerKeepsSetgid, modeAfterKill, privileged } from './killpriv.js';
 import { ReadBuffers } from './read-buffers.js';
+import { openForWriteback } from './writeback.js';
 import { dirListing, osErrName, RequestStats, startCall, statvfsArray, toErrno, type DirListing, type OpSummary } from '../requests.js';
 import { S_IFDIR, S_IFMT, ENOENT, ENOSYS, ERANGE, RENAME_EXCHANGE } from '../../shared/constants.js';
 
@@ -158,6 +159,8 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
   let session: Session | undefined;
   /** killpriv_v2 settled at INIT: the kernel marks the changes that drop setuid/setgid (killpriv.ts) */
   let serverKills = false;
+  /** writeback_cache settled at INIT: open flags as writeback.ts says */
+  let writeback = false;
   let markInit: () => void = () => undefined;
   const initialized = new Promise<void>((resolve) => { markInit = resolve; });
 
@@ -316,6 +319,7 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
     init() {
       serverKills = session !== undefined && (ll.uses?.(session, 'killpriv_v2') ?? false);
       cacheDir = session !== undefined && (ll.uses?.(session, 'cache_dir') ?? false);
+      writeback = session !== undefined && (ll.uses?.(session, 'writeback_cache') ?? false);
       markInit();
     },
 
@@ -479,10 +483,11 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
       settle('open', req, () => `${describe(id)} flags=0x${flags.toString(16)}`, () => {
         const at = n = nodeOf(id);
         const who = caller();
-        return againIfMoved(() => {
+        const openAs = (f: number): Promise<OpenResult> => againIfMoved(() => {
           const p = nodes.path(at);
-          return p !== null ? core.open(p, flags, who) : core.reopen(handleOf(at), flags);
+          return p !== null ? core.open(p, f, who) : core.reopen(handleOf(at), f);
         });
+        return writeback ? openForWriteback(flags, openAs) : openAs(flags);
       }, (r) => {
         (n!.fhs ??= new Set()).add(r.fh);
         ll.replyOpen(req, r.fh, openFlags(r), backingFd(r, passLower));
@@ -494,7 +499,8 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
       settle('create', req, () => `${describe(parent, name)} mode=${oct(mode)} flags=0x${flags.toString(16)}`, async () => {
         const at = P = nodeOf(parent);
         const who = caller();
-        const r = await againIfMoved(() => core.create(childPath(at, name), mode, flags, who));
+        const createAs = (f: number): Promise<OpenResult> => againIfMoved(() => core.create(childPath(at, name), mode, f, who));
+        const r = await (writeback ? openForWriteback(flags, createAs) : createAs(flags));
         try {
           const [n, attr] = await entryOf(at, name);
           return { r, n, attr };
