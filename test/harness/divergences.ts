@@ -110,6 +110,17 @@ export const DIVERGENCES: readonly Divergence[] = [
     match: { kind: 'op', op: ['close'], candidate: 'ENOSPC', reference: 'ok' },
     reason: 'with the writeback cache the ENOSPC of a write into a full upper is reported when the descriptor is closed',
   },
+  {
+    id: 'writeback-coarse-mtime',
+    impl: 'stratafs',
+    // not an -o word: the writeback cache is on by default where passthrough is not (fuse-writeback.test.ts names it)
+    option: 'writeback_cache',
+    match: { kind: 'op', op: ['attrs', 'fdattrs'], candidate: 'ok', reference: 'ok', results: /"since":\{[^}]*"mtime":"later"[^}]*\}.* \/ .*"since":\{[^}]*"mtime":"same"/ },
+    reason:
+      'with the writeback cache the kernel stamps mtime/ctime on the FUSE inode itself at clock-tick granularity (no multigrain ' +
+      'timestamps on FUSE), and hands that value to the daemon at close: a write within a few ms of the last change keeps its ' +
+      'mtime; kernel overlayfs shows the layer file\'s fine-grained one.',
+  },
 ];
 
 /** The divergences of `impl`, with those of the -o words in `options` (entries with `option`). */
