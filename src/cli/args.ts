@@ -85,7 +85,7 @@ export function parseCommandLine(argv: string[], env: Environment): CliCommand {
     .argument('[mountpoint]')
     .option('-o <options>', 'mount options (may be repeated; see below)', (v: string, prev: string[] | undefined) => [...(prev ?? []), v])
     .option('-f, --foreground', 'stay in the foreground')
-    .option('-d, --debug', 'log every FUSE operation with result and duration (stderr with -f, else the daemon log)')
+    .option('-d, --debug', 'log the negotiated FUSE protocol and every request (opcode, unique, node, caller, result, duration; stderr with -f, else the daemon log)')
     .addOption(new Option(DAEMON_CHILD_FLAG).hideHelp())
     .addHelpText('after', MOUNT_HELP)
     .exitOverride()

@@ -5,6 +5,7 @@
  */
 import { promises as fsp, readFileSync } from 'node:fs';
 import * as path from 'node:path';
+import { toText } from '../shared/bstr.js';
 
 export interface MountEntry {
   id: number;
@@ -21,9 +22,15 @@ export interface MountEntry {
   superOptions: string;
 }
 
-/** mountinfo escapes space, tab, newline and backslash as \ooo octal */
-const unoctal = (s: string): string => s.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
+/**
+ * mountinfo escapes space, tab, newline and backslash as \ooo octal. The file is read as
+ * latin1 (one char per byte, so the escapes give bytes back); a path is then decoded as
+ * UTF-8, the text the command line and MountConfig hold (a mountpoint `mé` was `m\xc3\xa9`
+ * here and never matched, so `stratafs umount` answered "not mounted").
+ */
+const unoctal = (s: string): string => toText(s.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8))));
 
+/** `text`: the file as latin1 (bytes one to one) */
 export function parseMountinfo(text: string): MountEntry[] {
   const out: MountEntry[] = [];
   for (const line of text.split('\n')) {

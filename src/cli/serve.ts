@@ -16,7 +16,7 @@ import type { Session } from '../fuse/lowlevel/contract.js';
 import { inoOf } from '../native/sys-api.js';
 import { createLowLevelAdapter } from '../fuse/lowlevel/adapter.js';
 import { kernelMount } from '../fuse/kernel/mount.js';
-import { kernelServer, mountpointFd as serverMountpointFd, negotiated } from '../fuse/kernel/server.js';
+import { kernelServer, negotiated } from '../fuse/kernel/server.js';
 import { cacheBounds } from '../core/config.js';
 import { idView, readOverflowIds } from '../fuse/idmap.js';
 import type { MountConfig } from '../fuse/config.js';
@@ -83,7 +83,6 @@ export async function serve(config: MountConfig, log: (line: string) => void): P
   let nodePaths: () => CacheFill | undefined = () => undefined;
   let pending: () => number | undefined = () => undefined;
   let fuseInit: () => DaemonStats['fuse'] = () => undefined;
-  let mountpointFd: () => number | undefined = () => undefined;
   try {
     // root mounts with mount(2) (no FUSE package needed); a plain user through a setuid helper:
     // fusermount3 for stratafs's server (fuse/kernel/mount.ts), fusermount for libfuse 2.9
@@ -112,11 +111,10 @@ export async function serve(config: MountConfig, log: (line: string) => void): P
         addon: ll,
         passthrough: config.passthroughLower ? 'all' : 'upper',
       });
-      const session: Session = ll.mount(fromText(config.mountpoint), kernelMount(config), adapter.handlers, adapter.ctx, onExit);
+      const session: Session = ll.mount(fromText(config.mountpoint), { ...kernelMount(config), log }, adapter.handlers, adapter.ctx, onExit);
       adapter.attach(session);
       await adapter.initialized;
       const init = negotiated(session);
-      mountpointFd = () => serverMountpointFd(session);
       if (init !== undefined) {
         fuseInit = () => ({
           minor: init.minor, flags: init.flags, flags2: init.flags2, features: init.features,
@@ -175,7 +173,7 @@ export async function serve(config: MountConfig, log: (line: string) => void): P
         try {
           // umount2 from a thread of the addon, or fusermount3 as a child (never on this loop):
           // the kernel then ends the session (ENODEV)
-          await unmountPath(fromText(config.mountpoint), { pathFd: mountpointFd() });
+          await unmountPath(fromText(config.mountpoint));
           await exited;
         } catch (e) {
           unmounting = undefined; // busy now, may work later

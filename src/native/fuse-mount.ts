@@ -13,8 +13,6 @@ const MNT_DETACH = 2;
 export interface UnmountOptions {
   /** Detach now, finish when no longer busy (umount -l / MNT_DETACH / fusermount -uz). */
   lazy?: boolean;
-  /** an O_PATH fd of the directory under the mount: how fusermount gets the exact bytes */
-  pathFd?: number;
 }
 
 export const isRoot = (): boolean => typeof process.geteuid === 'function' && process.geteuid() === 0;
@@ -39,31 +37,28 @@ async function findExecutable(names: readonly string[]): Promise<string | undefi
 }
 
 /**
- * Where unmountPath's fusermount finds an O_PATH fd of the mountpoint (`/proc/self/fd/4/.`),
- * and where the kernel server's fusermount3 finds it when mounting: Node hands a child only
- * UTF-8 arguments, a mountpoint is bytes.
+ * Where the kernel server's fusermount3 finds an O_PATH fd of the mountpoint when mounting
+ * (`/proc/self/fd/4/.`): Node hands a child only UTF-8 arguments, a mountpoint is bytes.
  */
 export const FUSERMOUNT_PATH_FD = 4;
 
-async function run(cmd: string, args: readonly string[], pathFd?: number): Promise<void> {
+async function run(cmd: string, args: readonly string[], shown = path.basename(cmd)): Promise<void> {
   const { spawn } = await import('node:child_process');
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe', 'ignore', pathFd ?? 'ignore'] });
+    const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     child.stderr?.setEncoding('utf8');
     child.stderr?.on('data', (d: string) => { stderr += d; });
     child.on('error', reject);
     child.on('close', (code) => {
       if (code === 0) resolve();
-      else reject(new Error(`${path.basename(cmd)} failed (exit ${code}): ${stderr.trim().split('\n')[0] ?? ''}`));
+      else reject(new Error(`${shown} failed (exit ${code}): ${stderr.trim().split('\n')[0] ?? ''}`));
     });
   });
 }
 
 interface SysModule {
   umount2(path: string, flags: number): Promise<void>;
-  openRoot(path: string): number;
-  close(fd: number): void;
 }
 
 /** The syscall addon (src/native/sys.ts) if it is built, else undefined. */
@@ -77,15 +72,26 @@ async function loadSys(): Promise<SysModule | undefined> {
   }
 }
 
+/**
+ * A shell line that runs `"$0" "$1" -- MOUNTPOINT` with the mountpoint's exact bytes: every
+ * byte but [A-Za-z0-9/._-] written as printf's \ooo (the line itself is ASCII, so Node's UTF-8
+ * arguments carry it unchanged); the trailing x keeps a final newline from $(...)'s trim.
+ */
+const execWithPath = (p: Bstr): string => {
+  const octal = [...Buffer.from(p, 'latin1')].map((b) => (/[A-Za-z0-9/._-]/.test(String.fromCharCode(b)) ? String.fromCharCode(b) : '\\' + b.toString(8).padStart(3, '0'))).join('');
+  return `m="$(printf '${octal}'; echo x)"; exec "$0" "$1" -- "\${m%x}"`;
+};
+
 const isUtf8 = (s: Bstr): boolean => Buffer.from(Buffer.from(s, 'latin1').toString('utf8'), 'utf8').equals(Buffer.from(s, 'latin1'));
 
 /**
  * Unmount `mountpoint` (bytes), the one way every caller does it: as root umount2 on a
  * thread of the syscall addon (util-linux umount if it is not built); as a plain user the
  * setuid fusermount3 (or libfuse 2's fusermount) -u, run as a child: never synchronously
- * from this process, which may be the one serving the mount. `pathFd`: an O_PATH fd of the
- * directory under the mount (the kernel server keeps one from mounting); without it a
- * mountpoint that is not UTF-8 is opened O_PATH here (only a process not serving it may).
+ * from this process, which may be the one serving the mount. A mountpoint that is not UTF-8
+ * reaches fusermount3 through `sh -c` and printf's octal escapes (execWithPath): Node's
+ * arguments are UTF-8, and fusermount3 -u resolves only the parent of what it is given, so
+ * the /proc/self/fd/N/. of mounting would have it enter the mount (EACCES without allow_other).
  * Errors: the addon's FsError (EBUSY, EINVAL) as root, else one line.
  */
 export async function unmountPath(mountpoint: Bstr, opts: UnmountOptions = {}): Promise<void> {
@@ -96,19 +102,9 @@ export async function unmountPath(mountpoint: Bstr, opts: UnmountOptions = {}): 
   }
   const fusermount = await findExecutable(['fusermount3', 'fusermount']);
   if (!fusermount) throw new Error('unmounting as a plain user needs fusermount3: install the Debian package fuse3');
-  let pathFd = opts.pathFd;
-  let opened: number | undefined;
-  if (pathFd === undefined && !isUtf8(mountpoint)) {
-    const sys = await loadSys();
-    if (!sys) throw new Error('unmounting a mountpoint whose name is not UTF-8 needs the syscall addon');
-    pathFd = opened = sys.openRoot(mountpoint);
-  }
-  const target = pathFd === undefined ? Buffer.from(mountpoint, 'latin1').toString('utf8') : `/proc/self/fd/${FUSERMOUNT_PATH_FD}/.`;
-  try {
-    await run(fusermount, [opts.lazy ? '-uz' : '-u', '--', target], pathFd);
-  } finally {
-    if (opened !== undefined) (await loadSys())?.close(opened);
-  }
+  const flags = opts.lazy ? '-uz' : '-u';
+  if (isUtf8(mountpoint)) return run(fusermount, [flags, '--', Buffer.from(mountpoint, 'latin1').toString('utf8')]);
+  return run('/bin/sh', ['-c', execWithPath(mountpoint), fusermount, flags], path.basename(fusermount));
 }
 
 /**

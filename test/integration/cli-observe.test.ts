@@ -57,6 +57,14 @@ describe('-d', () => {
     expect(text).toMatch(/ lookup "\/missing" -> -ENOENT \d+µs$/m);
     expect(text).toMatch(/ open "\/a" flags=0x[0-9a-f]+ -> \d+ \d+µs$/m);
     expect(text).toMatch(/ read "\/a" fh=\d+ size=\d+ off=0 -> 8 \d+µs$/m);
+    // the server's own line for every request: opcode, unique, node, caller, errno or reply size, duration
+    const me = `uid=${process.getuid?.() ?? 0} pid=\\d+`;
+    expect(text).toMatch(/ fuse INIT unique=\d+ node=0 kernel 7\.\d+$/m);
+    expect(text).toMatch(/^FUSE INIT: kernel 7\.\d+ .* features: /m);
+    // a missing name is answered with a negative entry (node 0, cached by the kernel), not an errno
+    expect(text).toMatch(new RegExp(` fuse LOOKUP unique=\\d+ node=1 ${me} -> 128 bytes \\d+µs$`, 'm'));
+    expect(text).toMatch(new RegExp(` fuse OPEN unique=\\d+ node=\\d+ ${me} -> 16 bytes \\d+µs$`, 'm'));
+    expect(text).toMatch(new RegExp(` fuse READ unique=\\d+ node=\\d+ ${me} -> 8 bytes \\d+µs$`, 'm'));
   });
 
   it('with -f the op log goes to stderr', async () => {

@@ -1,9 +1,9 @@
 /**
- * stratafs's own FUSE server (-o fuse_server=kernel: src/native/fuse-dev.c,
- * src/fuse/kernel/) against kernel overlayfs: the differential harness's scripted
- * cases and a batch of random sequences, so CI covers the server the default
- * (libfuse) does not. The whole harness runs on it with
- * STRATAFS_TEST_FUSE_SERVER=kernel (test/harness/mounts.ts).
+ * stratafs's own FUSE server (the default; -o fuse_server=kernel names it: src/native/fuse-dev.c,
+ * src/fuse/kernel/) against kernel overlayfs: the differential harness's scripted cases and a
+ * batch of random sequences, its mounting and unmounting as root and as a plain user. CI runs
+ * this file again with STRATAFS_TEST_FUSE_MINOR=19 (test/harness/mounts.ts): a test that
+ * asserts what the newest protocol brings names fuse_minor=45.
  */
 import fc from 'fast-check';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BASE, SCRIPTED } from '../harness/cases.js';
 import { formatReport, runCase } from '../harness/differential.js';
 import { divergencesFor } from '../harness/divergences.js';
-import { kernelOverlayProblem, mount, requireKernel, tempDir, unmountAll } from '../harness/mounts.js';
+import { kernelOverlayProblem, mount, REPO_ROOT, requireKernel, tempDir, unmountAll } from '../harness/mounts.js';
 import { PATH_POOL, sequenceArb, withSpecial } from '../harness/random.js';
 import { cli } from '../harness/cli-mount.js';
 import { chownToUser, makeRootlessEnv, rootlessProblem, runAsUser } from '../harness/rootless.js';
@@ -38,7 +38,7 @@ describe('fuse_server=kernel: the mount is served without libfuse', () => {
     const t = await tempDir('kserver');
     for (const d of ['l', 'u', 'w', 'mnt']) await mkdir(join(t, d));
     await writeFile(join(t, 'l', 'f'), 'lower\n');
-    const h = await mount('stratafs', { lowers: [join(t, 'l')], upper: join(t, 'u'), work: join(t, 'w') }, join(t, 'mnt'), { extra: SERVER });
+    const h = await mount('stratafs', { lowers: [join(t, 'l')], upper: join(t, 'u'), work: join(t, 'w') }, join(t, 'mnt'), { extra: [...SERVER, 'fuse_minor=45'] });
     try {
       expect(await readFile(join(t, 'mnt', 'f'), 'utf8')).toBe('lower\n');
       await writeFile(join(t, 'mnt', 'f'), 'upper\n');
@@ -112,6 +112,49 @@ cat ${B}/m/f && echo more >> ${B}/m/f && cat ${B}/m/f
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(new RegExp(`^user_id=${env.user.uid}\nlower\nlower\nmore\nFUSE protocol: 7\\.\\d+, flags 0x[0-9a-f]+\n$`));
     expect(await readFile(join(B, 'u', 'f'), 'utf8')).toBe('lower\nmore\n');
+    expect(r.leftovers).toEqual([]);
+    expect(r.survivors).toEqual([]);
+  }, 90_000);
+});
+
+describe.skipIf(plainUserProblem !== undefined)('a plain user\'s mountpoint is bytes: fusermount3 gets them exactly, and the session unmounts through it', () => {
+  it('mounts at a non-ASCII name through the CLI and at a name with byte 0xff through the server; close(unmount) detaches with fusermount3 -uz; nothing is left', async () => {
+    const env = await makeRootlessEnv('kserver-bytes');
+    const B = join(env.home, 'k');
+    for (const d of ['l', 'u', 'w']) await mkdir(join(B, d), { recursive: true });
+    await writeFile(join(B, 'l', 'f'), 'lower\n');
+    await chownToUser(env, B);
+    // the server on its own: mount at $mp (given as hex: argv is UTF-8), answer INIT, close with unmount
+    const js = `
+import { readFileSync } from 'node:fs';
+const { kernelServer } = await import(${JSON.stringify(join(REPO_ROOT, 'dist', 'fuse', 'kernel', 'server.js'))});
+const mp = Buffer.from(process.argv[2], 'hex').toString('latin1');
+const mounted = () => readFileSync('/proc/self/mountinfo').includes(Buffer.from(' ' + mp + ' ', 'latin1'));
+let session;
+const handlers = new Proxy({}, { get: (_, k) => k === 'init' ? () => setTimeout(() => { console.log('init', mounted()); kernelServer.close(session, true); }, 0)
+  : k === 'forget' ? () => {} : (req) => kernelServer.replyErr(req, 38) });
+session = kernelServer.mount(mp, { source: 'stratafs', fstype: 'fuse.stratafs', flags: 6, data: ['default_permissions'], maxWrite: 131072, maxMinor: undefined, off: [], debug: false },
+  handlers, new Int32Array(4), () => console.log('session ended'));
+const t = Date.now();
+const poll = () => { if (!mounted() || Date.now() - t > 10000) console.log('unmounted', !mounted()); else setTimeout(poll, 50); };
+setTimeout(poll, 50);
+`;
+    await writeFile(join(env.home, 'bytes.mjs'), js);
+    const r = await runAsUser(env, `
+mp="${B}/m-caf\u00e9"
+mkdir "$mp" || exit 2
+"$STRATAFS" -o lowerdir=${B}/l,upperdir=${B}/u,workdir=${B}/w,userxattr "$mp" || exit 3
+cat "$mp/f"
+grep -c " $mp " /proc/self/mountinfo
+"$STRATAFS" umount "$mp" || exit 4
+grep -c " $mp " /proc/self/mountinfo
+ff="${B}/m"$'\\xff'
+mkdir "$ff" || exit 5
+node ${join(env.home, 'bytes.mjs')} "$(printf %s "$ff" | od -An -tx1 | tr -d ' \n')" || exit 6
+grep -ac " $ff " /proc/self/mountinfo
+`, { timeoutMs: 60_000 });
+    expect(r.code, r.stderr).toBe(1); // the last grep -c counts 0 mounts and exits 1
+    expect(r.stdout).toBe('lower\n1\n0\ninit true\nsession ended\nunmounted true\n0\n');
     expect(r.leftovers).toEqual([]);
     expect(r.survivors).toEqual([]);
   }, 90_000);

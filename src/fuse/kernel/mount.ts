@@ -39,8 +39,10 @@ export interface KernelMount {
   stackDepth: number;
   /** request_timeout=: seconds the kernel lets a request wait before it aborts the connection; 0 none */
   requestTimeout: number;
-  /** -d: log INIT and every request */
+  /** -d: log INIT and every request (trace.ts) */
   debug: boolean;
+  /** where -d lines go (the daemon's log); stderr if unset */
+  log?: (line: string) => void;
 }
 
 /** The mount description of a MountConfig: the generic flags as MS_* bits, the permission words as the kernel's. */
@@ -102,10 +104,10 @@ export function fusermountWords(m: KernelMount): string[] {
   return words;
 }
 
-/** A mounted device: the fd to serve, and (plain user) an O_PATH fd of the directory under the mount, for fusermount3 -u. */
+/** A mounted device: the fd to serve; through fusermount3 (a plain user), who must unmount with it too. */
 export interface Mounted {
   fd: number;
-  pathFd: number | undefined;
+  viaFusermount: boolean;
 }
 
 /** Root (also of a user namespace): mount(2) with the device fd. */
@@ -120,7 +122,7 @@ function mountDirect(mountpoint: Bstr, km: KernelMount): Mounted {
     dev.closeFd(fd);
     throw new Error(`mount(2) failed: ${-r === EPERM ? 'not permitted' : `errno ${-r}`}`);
   }
-  return { fd, pathFd: undefined };
+  return { fd, viaFusermount: false };
 }
 
 /**
@@ -131,7 +133,7 @@ function mountDirect(mountpoint: Bstr, km: KernelMount): Mounted {
  *
  * The mountpoint is a byte string, and Node hands a child only UTF-8 arguments: it goes
  * as `/proc/self/fd/N/.` of an O_PATH fd opened here, before the mount covers it, which
- * fusermount3 resolves (realpath) to the exact bytes. The fd is kept for the unmount.
+ * fusermount3 resolves (realpath) to the exact bytes.
  */
 function mountWithFusermount(mountpoint: Bstr, km: KernelMount): Mounted {
   const dev = fuseDev();
@@ -144,11 +146,9 @@ function mountWithFusermount(mountpoint: Bstr, km: KernelMount): Mounted {
     if (r.error !== undefined) throw new Error(`fusermount3 could not run (install the Debian package fuse3): ${r.error.message}`);
     const fd = dev.recvFd(ours);
     if (r.status !== 0 || fd < 0) throw new Error(`fusermount3 failed (exit ${r.status}): ${r.stderr.trim() || `no device fd (errno ${-fd})`}`);
-    return { fd, pathFd };
-  } catch (e) {
-    dev.closeFd(pathFd);
-    throw e;
+    return { fd, viaFusermount: true };
   } finally {
+    dev.closeFd(pathFd);
     dev.closeFd(theirs);
     dev.closeFd(ours);
   }

@@ -16,6 +16,7 @@ import type { LowLevelAddon, LowLevelHandlers, NodeId, ReqId, Session } from '..
 import { fuseDev, type DevSession } from '../../native/fuse-dev.js';
 import { unmountPath } from '../../native/fuse-mount.js';
 import { mountDevice, type KernelMount } from './mount.js';
+import { Trace } from './trace.js';
 import {
   ATTR_OUT, ENTRY_OUT, FATTR_FH, FATTR_KILL_SUIDGID, FSYNC_FDATASYNC, WRITE_KILL_SUIDGID, FUSE_KERNEL_VERSION, FUSE_MAX_MINOR, FUSE_MIN_MINOR,
   GETATTR_FH, IN_HEADER, INIT_OUT, InitFlag, KSTATFS, Notify, Op, OPEN_OUT, OUT_HEADER, RW_IN, SETATTR_PASSED,
@@ -59,8 +60,10 @@ export interface Negotiated {
 interface KSession {
   dev: DevSession | undefined;
   mountpoint: Bstr;
-  /** a plain user's mount: an O_PATH fd of the directory under it, for fusermount3 -u (fuse/kernel/mount.ts) */
-  pathFd: number | undefined;
+  /** -d: the request log (trace.ts), undefined without -d */
+  trace: Trace | undefined;
+  /** mounted through fusermount3 (a plain user): unmounted through it too */
+  viaFusermount: boolean;
   handlers: LowLevelHandlers;
   ctx: Int32Array;
   onExit: () => void;
@@ -153,7 +156,9 @@ function reply(id: ReqId, argLen: number, data?: Buffer, dataLen = 0): number {
   const s = release(id);
   if (s === undefined) return 0;
   putHeader(out, OUT_HEADER + argLen + dataLen, 0, lo, hi);
-  return send(s, OUT_HEADER + argLen, data, dataLen);
+  const r = send(s, OUT_HEADER + argLen, data, dataLen);
+  if (s.trace !== undefined) s.trace.end(id, argLen + dataLen);
+  return r;
 }
 
 /** the session of a pending request that is still being served */
@@ -176,6 +181,7 @@ function replyError(id: ReqId, errno: number): void {
   const e = errno < 0 || errno >= 1000 ? ERANGE : errno;
   putHeader(out, OUT_HEADER, -e, lo, hi);
   send(s, OUT_HEADER);
+  if (s.trace !== undefined) s.trace.end(id, -e);
 }
 
 function putEntry(p: number, ino: NodeId, generation: number, attr: Float64Array, attrTimeout: number, entryTimeout: number): void {
@@ -275,6 +281,9 @@ function dispatch(s: KSession, b: Buffer, h: number, len: number): void {
   const node = u64(b, h + 16);
   const a = h + IN_HEADER;
   const H = s.handlers;
+  if (s.trace !== undefined && (op === Op.FORGET || op === Op.BATCH_FORGET || op === Op.INTERRUPT || op === Op.INIT)) {
+    s.trace.note(op, lo, hi, node, op === Op.FORGET ? `nlookup=${u64(b, a)}` : op === Op.BATCH_FORGET ? `count=${b.readUInt32LE(a)}` : op === Op.INTERRUPT ? `of unique=${u64(b, a)}` : `kernel 7.${b.readUInt32LE(a + 4)}`);
+  }
   // the kernel forgets an inode whole, when it evicts it (a symlink's cached target goes with it)
   if (op === Op.FORGET) { s.pt?.forgotten(node); s.symlinks?.forget(node); H.forget(node, u64(b, a)); return; }
   if (op === Op.BATCH_FORGET) {
@@ -296,6 +305,7 @@ function dispatch(s: KSession, b: Buffer, h: number, len: number): void {
   ctx[2] = b.readUInt32LE(h + 32) | 0;
   ctx[3] = 0;
   const req = take(s, lo, hi);
+  if (s.trace !== undefined) s.trace.start(req, op, lo, hi, node, ctx[0]!, ctx[2]!);
   try {
     switch (op) {
       case Op.LOOKUP: H.lookup(req, node, cstr(b, a, end)[0]); break;
@@ -422,7 +432,7 @@ function passthroughRefusal(): string | undefined {
 
 function mount(mountpoint: Bstr, km: KernelMount, handlers: LowLevelHandlers, ctx: Int32Array, onExit: () => void): Session {
   const dev = fuseDev();
-  const { fd, pathFd } = mountDevice(mountpoint, km);
+  const { fd, viaFusermount } = mountDevice(mountpoint, km);
   const off = new Set(km.off);
   const passthroughOff = off.has('passthrough') ? undefined : passthroughRefusal();
   if (passthroughOff !== undefined) off.add('passthrough');
@@ -431,7 +441,7 @@ function mount(mountpoint: Bstr, km: KernelMount, handlers: LowLevelHandlers, ct
   // request_timeout is asked for only with a timeout to send
   if (km.requestTimeout === 0) off.add('request_timeout');
   const s: KSession = {
-    dev: undefined, mountpoint, pathFd, handlers, ctx, onExit, ended: false, maxWrite: km.maxWrite, maxMinor: Math.min(km.maxMinor ?? FUSE_MAX_MINOR, FUSE_MAX_MINOR), off, requestTimeout: km.requestTimeout, negotiated: undefined, on: () => false,
+    dev: undefined, mountpoint, viaFusermount, trace: km.debug ? new Trace(km.log ?? ((line) => process.stderr.write(line + '\n'))) : undefined, handlers, ctx, onExit, ended: false, maxWrite: km.maxWrite, maxMinor: Math.min(km.maxMinor ?? FUSE_MAX_MINOR, FUSE_MAX_MINOR), off, requestTimeout: km.requestTimeout, negotiated: undefined, on: () => false,
     passthroughOff, stackDepth: km.stackDepth, pt: undefined, log: (line) => { process.stderr.write(line + '\n'); },
     buf: Buffer.allocUnsafeSlow(cap), lens: new Uint32Array(BATCH), slot,
   };
@@ -448,7 +458,6 @@ function mount(mountpoint: Bstr, km: KernelMount, handlers: LowLevelHandlers, ct
     if (s.ended) return;
     s.ended = true;
     dropPending(s);
-    if (s.pathFd !== undefined) dev.closeFd(s.pathFd);
     s.onExit();
   };
   s.dev = dev.start(fd, s.buf, slot, s.lens, onBatch, exited);
@@ -460,24 +469,16 @@ function mount(mountpoint: Bstr, km: KernelMount, handlers: LowLevelHandlers, ct
 function close(x: Session, unmount: boolean): void {
   const s = sessionOf(x);
   if (s.ended || s.dev === undefined) return;
-  if (!unmount || s.pathFd === undefined) {
+  if (!unmount || !s.viaFusermount) {
     // root: umount2(MNT_DETACH) right after closing the device, which never waits for this thread
     fuseDev().close(s.dev, unmount ? s.mountpoint : undefined);
     return;
   }
   // a plain user cannot umount2: fusermount3 -uz, a child this thread never waits for; the
   // device closes first, so nothing it does can wait on this mount's server
-  const pathFd = s.pathFd;
-  s.pathFd = undefined;
   fuseDev().close(s.dev);
-  unmountPath(s.mountpoint, { lazy: true, pathFd })
-    .catch((e: unknown) => process.stderr.write(`stratafs: ${e instanceof Error ? e.message : String(e)}\n`))
-    .finally(() => fuseDev().closeFd(pathFd));
-}
-
-/** The O_PATH fd of the directory under a plain user's mount (for unmountPath), undefined as root. */
-export function mountpointFd(x: Session): number | undefined {
-  return sessionOf(x).pathFd;
+  unmountPath(s.mountpoint, { lazy: true })
+    .catch((e: unknown) => process.stderr.write(`stratafs: ${e instanceof Error ? e.message : String(e)}\n`));
 }
 
 /** FUSE_NOTIFY_INVAL_INODE: attributes, and with offset >= 0 the cached pages from there (length 0: all) */
