@@ -80,7 +80,8 @@ describe('-d', () => {
 describe('stats', () => {
   it('reports op counts and latencies, lookup cache, copy-ups and whiteouts (--json and text)', async () => {
     // passthrough off: with it the copied-up file's write reaches the layer without a WRITE
-    await mountDaemon(['-o', 'fuse_off=passthrough']);
+    // the 7.19-era write path: no passthrough, no 1 MiB requests (max_pages), no page-cache writeback
+    await mountDaemon(['-o', 'fuse_off=passthrough:max_pages:writeback_cache']);
     await withTimeout(readFile(join(mnt, 'b'), 'utf8'), 5000, 'read');
     // copy-up of a lower file, then a whiteout for a deleted lower file
     const w = await runText('sh', ['-c', `echo more >> ${join(mnt, 'a')} && rm ${join(mnt, 'b')}`], { timeoutMs: 10_000 });
@@ -125,7 +126,8 @@ describe('stats', () => {
   });
 
   it('a large sequential write arrives in 128 KiB requests', async () => {
-    await mountDaemon(['-o', 'fuse_off=passthrough']);
+    // the 7.19-era write path: no passthrough, no 1 MiB requests (max_pages), no page-cache writeback
+    await mountDaemon(['-o', 'fuse_off=passthrough:max_pages:writeback_cache']);
     const dd = await runText('dd', ['if=/dev/zero', `of=${join(mnt, 'big')}`, 'bs=1M', 'count=16', 'conv=fsync'], { timeoutMs: 30_000 });
     expect(dd.code, dd.stderr).toBe(0);
     const s = await stats();

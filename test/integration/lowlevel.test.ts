@@ -133,7 +133,8 @@ describe('the life of a low-level mount', () => {
 
   it('unmounting while a file is open and being read fails with EBUSY and the mount keeps serving', async () => {
     const { l, mnt } = await layers('ll-busy', async (lower) => { await writeFile(join(lower, 'big'), Buffer.alloc(4 << 20, 7)); });
-    const h = await mount('stratafs', l, mnt);
+    // the WRITE counted below must reach the daemon: no passthrough, no writeback cache
+    const h = await mount('stratafs', l, mnt, { extra: ['fuse_off=passthrough:writeback_cache'] });
     const [pid] = h.pids;
     // a reader in its own process: the file stays open and read while we try to unmount
     const reader = spawn('sh', ['-c', 'exec 3<"$1"; while :; do dd bs=4096 count=1 <&3 >/dev/null 2>&1 || exit 3; sleep 0.02; done', 'sh', join(mnt, 'big')], { stdio: 'ignore' });
