@@ -148,13 +148,20 @@ cat "$mp/f"
 grep -c " $mp " /proc/self/mountinfo
 "$STRATAFS" umount "$mp" || exit 4
 grep -c " $mp " /proc/self/mountinfo
+# the daemon's own unmount on SIGTERM (unmountPath as a plain user)
+"$STRATAFS" -o lowerdir=${B}/l,upperdir=${B}/u,workdir=${B}/w,userxattr "$mp" || exit 7
+pid=$("$STRATAFS" stats --json "$mp" | grep -o '"pid": *[0-9]*' | head -1 | tr -dc 0-9)
+[ -n "$pid" ] || exit 8
+kill -TERM "$pid"
+for i in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+grep -c " $mp " /proc/self/mountinfo
 ff="${B}/m"$'\\xff'
 mkdir "$ff" || exit 5
 node ${join(env.home, 'bytes.mjs')} "$(printf %s "$ff" | od -An -tx1 | tr -d ' \n')" || exit 6
 grep -ac " $ff " /proc/self/mountinfo
 `, { timeoutMs: 60_000 });
     expect(r.code, r.stderr).toBe(1); // the last grep -c counts 0 mounts and exits 1
-    expect(r.stdout).toBe('lower\n1\n0\ninit true\nsession ended\nunmounted true\n0\n');
+    expect(r.stdout).toBe('lower\n1\n0\n0\ninit true\nsession ended\nunmounted true\n0\n');
     expect(r.leftovers).toEqual([]);
     expect(r.survivors).toEqual([]);
   }, 90_000);
