@@ -70,6 +70,13 @@ const FUSE_OVERLAYFS_KNOWN: Divergence[] = [
     reason: 'fuse-overlayfs ignores a setgid parent (new objects get the caller group, subdirs lose S_ISGID) and drops S_ISGID when it copies the dir up' },
   { id: 'setgid-dirs-tree', impl: FO, match: { kind: 'tree', field: /^(gid|mode)$/, path: /^sgiddir(\/|$)/ },
     reason: 'as setgid-dirs' },
+  { id: 'rename-over-lower-unlink-resurrects', impl: FO, match: { kind: 'op', op: ['symlink'], candidate: 'EEXIST', reference: 'ok', path: /^sl$/ },
+    reason: 'a name renamed over a lower file and then removed shows the lower file again: fuse-overlayfs writes no whiteout ' +
+      '(ln -s d/low m/sl.tmp; mv -T m/sl.tmp m/sl; rm m/sl; readlink m/sl: the lower target; ln -s d/top m/sl: File exists; the upper is left empty)' },
+  { id: 'rename-over-lower-unlink-resurrects-op', impl: FO, match: { kind: 'op', op: ['readlink', 'read'], candidate: 'ok', reference: 'ok', path: /^sl$/ },
+    reason: 'as rename-over-lower-unlink-resurrects: reads of the name then find the lower link' },
+  { id: 'rename-over-lower-unlink-resurrects-tree', impl: FO, match: { kind: 'tree', field: /^(target|size|hash|mtime|exists)$/, path: /^sl$/ },
+    reason: 'as rename-over-lower-unlink-resurrects' },
   { id: 'upper-private-xattr', impl: FO, match: { kind: 'tree', phase: KERNEL_READS, field: /^xattr user\.fuseoverlayfs\./ },
     reason: 'fuse-overlayfs records origins in user.fuseoverlayfs.origin, which the kernel shows as a user xattr' },
   { id: 'upper-opq-whiteout', impl: FO, match: { kind: 'tree', phase: KERNEL_READS, field: 'exists', path: /(^|\/)\.wh\.\.opq$/ },
@@ -88,6 +95,7 @@ const MUST_REPORT: Record<string, string[]> = {
   // fuse-overlayfs refuses only files named .wh.*; a dir of that name is created and then hidden from anyone reading the upper as it does
   'names-wh-prefix-dir': ['wh-prefix-read'],
   'xattr-overlay-private': ['trusted-overlay-xattr'],
+  'symlink-retarget': ['rename-over-lower-unlink-resurrects'],
   'deep-redirects': ['redirect-not-followed', 'redirect-not-followed-read', 'lower-dir-rename-exdev'],
 };
 
