@@ -180,4 +180,33 @@ describe('cache_symlinks: the kernel keeps symlink targets', () => {
     expect(off.readlinks).toBe(3);
     expect(off.after).toBe('bbbb\nB\n');
   }, 60_000);
+
+  it('a link looked up again (or listed) while a READLINK fills its cached target: every process finishes', async () => {
+    const { t } = await layers('attrs-symlinks-race', 0);
+    const mnt = join(t, 'mnt');
+    const b = await bash(`set -e; cd ${t}/l; echo A > aaaa; for i in 0 1 2 3 4 5 6 7; do ln -s aaaa ln$i; done`);
+    expect(b.code, b.stderr.toString()).toBe(0);
+    // timeout=0: every lstat is a LOOKUP, whose answer drops the target; every stat through a link a READLINK
+    const h = await mount('stratafs', { lowers: [join(t, 'l')], upper: join(t, 'u'), work: join(t, 'w') }, mnt, { extra: [...SERVER, 'timeout=0'] });
+    try {
+      const loop = (what: string): string => `python3 -c '
+import os, sys, time
+m, end, n = sys.argv[1], time.monotonic() + 3, 0
+while time.monotonic() < end:
+    for i in range(8):
+        p = m + "/ln%d" % i
+        ${what}
+    n += 1
+print(n)' ${mnt}`;
+      // the old server sat in folio_lock within a second here: 30 s is a hang
+      const r = await bash(`set -e
+(${loop('os.stat(p)')}) > ${t}/a & (${loop('os.lstat(p)')}) > ${t}/b & (${loop('[e.stat(follow_symlinks=False) for e in os.scandir(m)]')}) > ${t}/c &
+wait; cat ${t}/a ${t}/b ${t}/c`, 30_000);
+      expect(r.code, r.stderr.toString()).toBe(0);
+      expect(r.stdout.toString().trim().split('\n').map(Number).every((n) => n > 10), r.stdout.toString()).toBe(true);
+      expect(count(await stats(mnt), 'readlink')).toBeGreaterThan(10);
+    } finally {
+      await h.unmount();
+    }
+  }, 90_000);
 });

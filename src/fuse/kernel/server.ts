@@ -497,6 +497,22 @@ function invalInode(s: KSession, node: NodeId, offset: number): number {
 const invalAttr = (x: Session, node: NodeId): number => invalInode(sessionOf(x), node, -1);
 
 /**
+ * A symlink's cached target dropped (INVAL_INODE of its pages) through the helper thread:
+ * the kernel locks each cached page to drop it, and a READLINK that is filling that page
+ * holds the lock until this thread answers it. Written here, the daemon sat in folio_lock for
+ * good (load.test.ts, a stat through a link while another process looked the link up again).
+ */
+function dropLinkTarget(s: KSession, node: NodeId): void {
+  if (s.ended || s.dev === undefined) return;
+  const m = Buffer.allocUnsafe(OUT_HEADER + 24);
+  putHeader(m, OUT_HEADER + 24, Notify.INVAL_INODE, 0, 0);
+  putU64(m, OUT_HEADER, node);
+  putI64(m, OUT_HEADER + 8, 0);
+  putI64(m, OUT_HEADER + 16, 0);
+  fuseDev().notify(s.dev, m, OUT_HEADER + 24);
+}
+
+/**
  * FUSE_NOTIFY_INVAL_ENTRY through the helper thread (fuse-dev.c notify): the kernel takes
  * the parent's i_rwsem for it, which a request not answered yet may hold (a LOOKUP or
  * READDIR shared, a CREATE exclusive): written here, the JS thread would wait for a lock
@@ -539,9 +555,8 @@ export const kernelServer: LowLevelAddon = {
   replyErr: replyError,
   replyEntry(req, ino, generation, attr, attrTimeout, entryTimeout) {
     const s = reqSession[req];
-    // a cached symlink target that may have changed behind the mount (symlinks.ts): dropped before
-    // the answer, which the caller follows at once (INVAL_INODE takes no directory lock)
-    if (s?.symlinks !== undefined && ino !== 0 && s.symlinks.changed(ino, attr)) invalInode(s, ino, 0);
+    // a cached symlink target that may have changed behind the mount (symlinks.ts)
+    if (s?.symlinks !== undefined && ino !== 0 && s.symlinks.changed(ino, attr)) dropLinkTarget(s, ino);
     scratch(OUT_HEADER + ENTRY_OUT);
     putEntry(OUT_HEADER, ino, generation, attr, attrTimeout, entryTimeout);
     reply(req, ENTRY_OUT);
@@ -608,7 +623,11 @@ export const kernelServer: LowLevelAddon = {
     const handed: NodeId[] = [];
     const [len, n] = encodeDirPlus(out, OUT_HEADER, size, firstOffset, names, modeIno, (p, i) => {
       const e = isDotOrDotDot(names[i]!) ? undefined : entry(i);
-      if (e !== undefined && e.node !== 0) handed.push(e.node);
+      if (e !== undefined && e.node !== 0) {
+        handed.push(e.node);
+        // READDIRPLUS refreshes a known dentry without a LOOKUP: the same check as replyEntry's
+        if (s.symlinks?.changed(e.node, e.attr) === true) dropLinkTarget(s, e.node);
+      }
       putEntry(p, e?.node ?? 0, 0, e?.attr ?? NO_ATTR, attrTimeout, entryTimeout);
     });
     // The kernel counted nothing of an answer it never took (the request was interrupted

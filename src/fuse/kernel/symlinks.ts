@@ -9,12 +9,17 @@
  *
  * The server cannot tell a change behind its back from the attributes it answers (the core's
  * lookup cache keeps an object's attributes until a change through the mount drops them), but
- * the kernel asks LOOKUP again once the entry times out (timeout=): so every LOOKUP answer for
- * a symlink node the kernel already knows drops its cached target (FUSE_NOTIFY_INVAL_INODE
- * from offset 0) before the answer. The next readlink asks READLINK once more: a change
- * behind the mount's back shows after timeout=, as without the cache, and between two entry
- * timeouts every readlink is served by the kernel. A change made through the mount always
- * gives a new node (a symlink cannot be rewritten in place).
+ * the kernel asks LOOKUP again once the entry times out (timeout=): so every LOOKUP answer,
+ * and every READDIRPLUS entry, for a symlink node the kernel already knows drops its cached
+ * target (FUSE_NOTIFY_INVAL_INODE from offset 0). The next readlink asks READLINK once more:
+ * a change behind the mount's back shows after timeout=, as without the cache, and between
+ * two entry timeouts every readlink is served by the kernel. A change made through the mount
+ * always gives a new node (a symlink cannot be rewritten in place).
+ *
+ * The notification goes out through the helper thread, not before the answer: dropping the
+ * pages locks each one, and a READLINK filling the page holds that lock until the server
+ * answers it (server.ts dropLinkTarget). A readlink in the microseconds between the answer and
+ * the notification still sees the old target, as it would have an instant earlier.
  */
 import { S_IFLNK, S_IFMT } from '../../shared/constants.js';
 import { StatIdx } from '../../native/sys-api.js';
