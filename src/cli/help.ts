@@ -64,7 +64,7 @@ fuse-overlayfs's options:
   xattr_permissions=0|1|2 keep owners and modes of upper objects in
                           security.(1) or user.(2) fuseoverlayfs.override_stat
   noxattrs=1              refuse every xattr request
-  noacl                   accepted: ACLs are never enforced on a stratafs mount
+  noacl                   the kernel does not enforce POSIX ACLs (mode bits only)
   context=..., threaded=, fast_ino=, writeback=
                           accepted without effect
 A comma inside double quotes does not split an option; empty options are skipped.

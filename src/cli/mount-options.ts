@@ -208,9 +208,8 @@ export function applyMountOptions(s: MountSettings, optString: string, cwd: stri
       case 'squash_to_uid': s.squashUid = parseId(key, val); break;
       case 'squash_to_gid': s.squashGid = parseId(key, val); break;
       case 'static_nlink': s.staticNlink = true; break;
-      // What stratafs always does: libfuse 2.9 speaks FUSE 7.19, which predates FUSE_POSIX_ACL,
-      // so the kernel never enforces ACLs on the mount; system.posix_acl_* are plain xattrs.
-      case 'noacl': break;
+      // as fuse-overlayfs: the kernel does not enforce ACLs (posix_acl off); system.posix_acl_* are plain xattrs
+      case 'noacl': s.noAcl = true; break;
       case 'xattr_permissions':
         if (val !== '0' && val !== '1' && val !== '2') throw new ConfigError('invalid value for xattr_permissions (0, 1 or 2 expected)', val ?? '');
         s.xattrPermissions = Number(val) as XattrPermissions;

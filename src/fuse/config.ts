@@ -100,6 +100,8 @@ export interface MountConfig extends OverlayConfig {
   staticNlink: boolean;
   /** noxattrs=1: every xattr request fails with ENOSYS (the kernel then answers EOPNOTSUPP itself) */
   noXattrs: boolean;
+  /** noacl: the kernel does not enforce POSIX ACLs (posix_acl off); system.posix_acl_* are plain xattrs */
+  noAcl: boolean;
 }
 
 /** A bad command line or bad input: one line naming the problem and the path. */
@@ -158,6 +160,7 @@ export interface MountSettings {
   staticNlink: boolean;
   xattrPermissions: XattrPermissions;
   noXattrs: boolean;
+  noAcl: boolean;
 }
 
 /**
@@ -179,7 +182,7 @@ export function defaultMountSettings(uid: number): MountSettings {
     flags: { suid: asRoot, dev: false, exec: true, noatime: true, sync: false, dirsync: false },
     unknownOptions: [], ignoredOptions: [],
     uidMapping: undefined, gidMapping: undefined, squashToRoot: false, squashUid: undefined, squashGid: undefined,
-    staticNlink: false, xattrPermissions: 0, noXattrs: false,
+    staticNlink: false, xattrPermissions: 0, noXattrs: false, noAcl: false,
   };
 }
 
@@ -322,6 +325,7 @@ export function mountConfig(s: MountSettings, w: MountPlace): MountConfig {
       : { uid: s.uidMapping, gid: s.gidMapping, squashUid: squashUid ?? (squashToRoot ? 0 : undefined), squashGid: squashGid ?? (squashToRoot ? 0 : undefined) },
     staticNlink: s.staticNlink,
     noXattrs: s.noXattrs,
+    noAcl: s.noAcl,
     xattrPermissions: s.xattrPermissions,
     // Owners are not shown under squash_to_*: fuse-overlayfs then ignores a failing chown (do_fchown).
     ignoreChownErrors: squashToRoot || squashUid !== undefined || squashGid !== undefined,

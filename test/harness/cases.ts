@@ -580,7 +580,7 @@ export const SCRIPTED: Case[] = [
 
 /**
  * The requests of newer FUSE minors (lseek, copy_file_range, O_TMPFILE, syncfs, statx): kept out of
- * SCRIPTED, which also runs on the libfuse server (FUSE 7.19: the kernel's fallbacks, no
+ * SCRIPTED, which also runs at fuse_minor=19 in CI (the kernel's fallbacks, no
  * O_TMPFILE); test/integration/fuse-server-ops.test.ts runs them with each feature on and off.
  */
 export const FILE_CASES: Case[] = [

@@ -97,7 +97,11 @@ describe('posix_acl: ACLs cached and enforced by the kernel', () => {
     expect(off.flags & ((1 << 20) | (1 << 6))).toBe(0);
     expect(off.second.raw).toBeGreaterThanOrEqual(2 * N);
     expect(off.read).toMatch(/Permission denied/);
-  }, 60_000);
+    // fuse-overlayfs's noacl: the same as fuse_off=posix_acl (fuse-overlayfs 1.10 with noacl also denies the stranger)
+    const noacl = await run(['noacl']);
+    expect(noacl.features).not.toContain('posix_acl');
+    expect(noacl.read).toMatch(/Permission denied/);
+  }, 90_000);
 });
 
 describe('posix_acl vs kernel overlayfs: ACL cases (cases-acl.ts)', () => {

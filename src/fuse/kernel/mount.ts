@@ -53,12 +53,12 @@ export function kernelMount(c: MountConfig): KernelMount {
   const data: string[] = [];
   if (c.allowOther) data.push('allow_other');
   if (c.defaultPermissions) data.push('default_permissions');
-  // posix_acl: with noxattrs every xattr request fails, and with uidmapping=/squash_to_* the ids
+  // posix_acl: noacl asks for it off (as fuse-overlayfs's noacl); with noxattrs every xattr request fails, and with uidmapping=/squash_to_* the ids
   // inside an ACL (stored as on disk, not translated) would be enforced against shown owners;
   // with xattr_permissions the requested mode goes into the override record as the kernel
   // sent it, which DONT_MASK leaves unmasked (a 0644 create by umask 022 was recorded 0666)
   const off = new Set(c.fuseOff);
-  if (c.noXattrs || c.idMapping !== undefined || (c.xattrPermissions ?? 0) !== 0) off.add('posix_acl');
+  if (c.noAcl || c.noXattrs || c.idMapping !== undefined || (c.xattrPermissions ?? 0) !== 0) off.add('posix_acl');
   return {
     source: c.fsname, fstype: 'fuse.stratafs', flags, data, maxWrite: MAX_WRITE,
     maxMinor: c.fuseMinor, off: [...off], stackDepth: stackDepthOf(c), requestTimeout: c.requestTimeout, debug: c.debug,

@@ -101,7 +101,7 @@ export interface LowLevelAddon {
   invalEntry?(session: Session, parent: NodeId, name: Bstr): number;
   /** requests handed to JS and not answered yet, over all sessions */
   pending(): number;
-  /** whether INIT turned a protocol feature on (fuse/kernel/features.ts names); absent: none (libfuse 2.9) */
+  /** whether INIT turned a protocol feature on (fuse/kernel/features.ts names); absent: none */
   uses?(session: Session, feature: string): boolean;
 
   replyErr(req: ReqId, errno: number): void;
@@ -115,7 +115,6 @@ export interface LowLevelAddon {
    * openFlags: bit 1 keep_cache, bit 2 direct_io, bit 3 cache_dir (an OPENDIR, where the server settled `cache_dir`). backingFd: the daemon's fd of the layer file,
    * which a server with FUSE passthrough may let the kernel read and write directly
    * (fuse/kernel/passthrough.ts); -1 or absent: every read and write comes to the handlers.
-   * The libfuse server ignores it.
    */
   replyOpen(req: ReqId, fh: number, openFlags: number, backingFd?: number): void;
   replyReadlink(req: ReqId, target: Bstr): void;

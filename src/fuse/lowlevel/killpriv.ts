@@ -19,7 +19,7 @@
  * without group execute (a "quiet" S_ISGID) therefore always needs the caller's groups,
  * which FUSE does not carry: read from /proc/PID/status.
  *
- * Without it (fuse_off=killpriv_v2, a kernel below 7.33, the libfuse server) the kernel
+ * Without it (fuse_off=killpriv_v2, fuse_minor=32 or lower, a kernel below 7.33) the kernel
  * drops everything but the quiet S_ISGID on its own and tells nothing: the adapter takes
  * every non-root caller's write, truncate and chown as marked, and only that bit is left
  * to drop.
