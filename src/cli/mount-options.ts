@@ -70,7 +70,7 @@ export function splitLowerdir(s: string): string[] {
 
 /** Options that come from fstab/mount(8) and mean nothing to a file system. */
 const SILENT = new Set(['defaults', 'auto', 'noauto', 'nofail', '_netdev', 'user', 'users', 'nouser', 'owner', 'group']);
-/** Generic words the kernel knows but libfuse 2.9's mount cannot apply. */
+/** Generic words the kernel knows that stratafs does not pass to the mount (warned). */
 const UNAPPLIED = new Set(['relatime', 'norelatime', 'strictatime', 'nostrictatime', 'lazytime', 'nolazytime',
   'diratime', 'nodiratime', 'iversion', 'noiversion', 'mand', 'nomand', 'silent', 'loud']);
 
@@ -219,9 +219,9 @@ export function applyMountOptions(s: MountSettings, optString: string, cwd: stri
         s.noXattrs = Number(val) !== 0;
         break;
       case 'plugins': throw new ConfigError('fuse-overlayfs data-source plugins are not supported by stratafs', opt);
-      // SELinux labels (containers/storage passes context="..."): a libfuse 2.9 mount cannot
-      // carry them and fuse-overlayfs ignores them too. Threading and caching knobs of
-      // fuse-overlayfs/libfuse 3 that mean nothing to a single-threaded libfuse 2.9 server.
+      // SELinux labels (containers/storage passes context="..."): not passed to the mount, and
+      // fuse-overlayfs ignores them too. Threading and caching knobs of fuse-overlayfs/libfuse 3
+      // that mean nothing to one event loop (the writeback cache is the writeback_cache feature).
       case 'context': case 'fscontext': case 'defcontext': case 'rootcontext':
       case 'threaded': case 'fast_ino': case 'writeback': case 'clone_fd': case 'max_idle_threads': case 'max_threads':
         s.ignoredOptions.push(opt);
