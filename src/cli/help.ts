@@ -31,6 +31,10 @@ Mount options (-o, comma separated; \\ escapes , and : inside values):
                           this long for the daemon (a hung daemon: that request
                           fails ECONNABORTED, every later one ENOTCONN); default 0,
                           never: a copy-up of a large file holds its request for minutes
+  io_uring                ask the kernel for FUSE over io_uring: requests come
+                          through io_uring commands, not read(2) of /dev/fuse. Only
+                          where root set /sys/module/fuse/parameters/enable_uring
+                          (else nothing changes); default off
   passthrough_lower       as root: FUSE passthrough (reads, writes, mmap) of
                           lower files through too (upper files always are); a handle
                           opened on a lower file then keeps reading it after a copy-up

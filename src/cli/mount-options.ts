@@ -170,6 +170,7 @@ export function applyMountOptions(s: MountSettings, optString: string, cwd: stri
         if (val !== 'kernel') throw new ConfigError('invalid value for fuse_server (kernel expected)', val ?? '');
         s.fuseServer = val;
         break;
+      case 'io_uring': s.ioUring = val === undefined ? true : parseOnOff(key, val); break;
       case 'passthrough_lower': s.passthroughLower = val === undefined ? true : parseOnOff(key, val); break;
       case 'fuse_off': s.fuseOff = checkFuseOff(needValue().split(':')); break;
       case 'request_timeout': s.requestTimeout = checkRequestTimeout(val === undefined || !/^\d+$/.test(val) ? NaN : Number(val), val ?? ''); break;

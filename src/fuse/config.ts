@@ -66,6 +66,8 @@ export interface MountConfig extends OverlayConfig {
    * overlayfs is that a handle opened on a lower file keeps reading it after a copy-up
    */
   passthroughLower: boolean;
+  /** io_uring: ask the kernel for FUSE over io_uring (used only where it offers it: enable_uring) */
+  ioUring: boolean;
   /**
    * request_timeout=: with fuse_server=kernel, seconds the kernel lets one request wait for
    * the daemon before it aborts the connection (FUSE 7.43); 0, the default: never (a copy-up
@@ -140,6 +142,8 @@ export interface MountSettings {
   fuseOff: readonly string[];
   /** passthrough_lower */
   passthroughLower: boolean;
+  /** io_uring */
+  ioUring: boolean;
   requestTimeout: number;
   lookupCacheSize: number;
   allowOther: boolean;
@@ -172,7 +176,7 @@ export function defaultMountSettings(uid: number): MountSettings {
   return {
     lowerdirs: undefined, upperdir: undefined, workdir: undefined,
     readOnly: false, redirectDir: true, userxattr: false,
-    timeout: DEFAULT_TIMEOUT_S, attrTimeout: undefined, negativeTimeout: undefined, fuseApi: 'lowlevel', fuseServer: undefined, fuseMinor: undefined, fuseOff: [], passthroughLower: false, requestTimeout: 0,
+    timeout: DEFAULT_TIMEOUT_S, attrTimeout: undefined, negativeTimeout: undefined, fuseApi: 'lowlevel', fuseServer: undefined, fuseMinor: undefined, fuseOff: [], passthroughLower: false, ioUring: false, requestTimeout: 0,
     lookupCacheSize: DEFAULT_LOOKUP_CACHE_SIZE, allowOther: asRoot, fsync: true, force: false, debug: false,
     fsname: undefined, logFile: undefined,
     // As fuse-overlayfs: noatime (FUSE inodes are S_NOATIME anyway; the daemon's reads touch the
@@ -261,6 +265,7 @@ export function mountConfig(s: MountSettings, w: MountPlace): MountConfig {
     checkFuseOff(s.fuseOff);
     if (s.fuseApi === 'highlevel') throw new ConfigError('fuse_off= is not for fuse_api=highlevel (libfuse 2.9 asks for its own features)', `fuse_off=${s.fuseOff.join(':')}`);
   }
+  if (s.ioUring && s.fuseApi === 'highlevel') throw new ConfigError('io_uring is not for fuse_api=highlevel (libfuse 2.9 reads /dev/fuse)', 'io_uring');
   if (s.passthroughLower && s.fuseApi === 'highlevel') throw new ConfigError('passthrough_lower is not for fuse_api=highlevel (libfuse 2.9 has no passthrough)', 'passthrough_lower');
   if (s.requestTimeout !== 0) {
     checkRequestTimeout(s.requestTimeout);
@@ -311,6 +316,7 @@ export function mountConfig(s: MountSettings, w: MountPlace): MountConfig {
     fuseMinor: s.fuseMinor,
     fuseOff: s.fuseOff,
     passthroughLower: s.passthroughLower || upperPath === undefined,
+    ioUring: s.ioUring,
     requestTimeout: s.requestTimeout,
     allowOther: s.allowOther,
     defaultPermissions: true,

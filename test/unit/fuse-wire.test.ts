@@ -96,6 +96,23 @@ describe('fuse_server=, fuse_minor=, fuse_off=', () => {
     expect(() => cfg('lowerdir=/a,fuse_off=warp_drive')).toThrow(/unknown FUSE feature in fuse_off.*: warp_drive/);
     expect(() => cfg('lowerdir=/a,fuse_api=highlevel,fuse_off=all')).toThrow(/fuse_off= is not for fuse_api=highlevel/);
   });
+  it('io_uring: asked for only with -o io_uring, not beside fuse_api=highlevel; settled only where the kernel offers OVER_IO_URING (flags2 bit 9, 7.42)', () => {
+    expect(kernelMount(cfg('lowerdir=/a')).ioUring).toBeUndefined();
+    expect(kernelMount(cfg('lowerdir=/a,io_uring')).ioUring).toBe(true);
+    expect(kernelMount(cfg('lowerdir=/a,io_uring=off')).ioUring).toBeUndefined();
+    expect(() => cfg('lowerdir=/a,fuse_api=highlevel,io_uring')).toThrow(/io_uring is not for fuse_api=highlevel/);
+    const INIT_EXT = 1 << 30;
+    // 6.18 with enable_uring=N offers flags2 0x5fd; with Y bit 9 (0x200) too
+    expect(settle(45, 0x73fffffb, 0x5fd, new Set()).on).not.toContain('io_uring');
+    const on = settle(45, 0x73fffffb, 0x5fd | 0x200, new Set());
+    expect(on.on).toContain('io_uring');
+    expect(on.flags2 & 0x200).toBe(0x200);
+    expect(on.flags & INIT_EXT).toBe(INIT_EXT);
+    expect(settle(41, 0x73fffffb, 0x5fd | 0x200, new Set()).on).not.toContain('io_uring');
+    expect(settle(45, 0x73fffffb, 0x5fd | 0x200, new Set(['io_uring'])).on).not.toContain('io_uring');
+    // flags2 counts only with INIT_EXT in the kernel's flags
+    expect(settle(45, 0x73fffffb & ~INIT_EXT, 0x5fd | 0x200, new Set()).on).not.toContain('io_uring');
+  });
   it('posix_acl is off where the mount rules it out: noxattrs, and ids shown mapped (an ACL holds on-disk ids)', () => {
     expect(kernelMount(cfg('lowerdir=/a,noxattrs=1')).off).toEqual(['posix_acl']);
     expect(kernelMount(cfg('lowerdir=/a,uidmapping=0:1000:1')).off).toEqual(['posix_acl']);

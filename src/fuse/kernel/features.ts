@@ -77,6 +77,11 @@ export const FEATURES: readonly Feature[] = [
     // of writes that drop setuid/setgid keeps the setgid rule (fuse/lowlevel/killpriv.ts)
     needs: 'killpriv_v2',
   },
+  // Offered only where root set the fuse module's enable_uring (host-wide); asked for only with
+  // -o io_uring (kernelMount), off by default until it measures faster than /dev/fuse reads
+  // (native-notes/fuse-server.md, "io_uring"). Answered, the kernel sends every request but
+  // FORGET and INTERRUPT through the ring once all its queues are registered (fuse-dev.c).
+  { name: 'io_uring', flags: 0, flags2: InitFlag2.OVER_IO_URING, minor: 42, what: 'requests through io_uring commands instead of read(2) of /dev/fuse (only with -o io_uring, where the fuse module\'s enable_uring is set)' },
 ];
 
 export const featureNames = (): string[] => FEATURES.map((f) => f.name);

@@ -39,6 +39,8 @@ export interface KernelMount {
   stackDepth: number;
   /** request_timeout=: seconds the kernel lets a request wait before it aborts the connection; 0 none */
   requestTimeout: number;
+  /** -o io_uring: ask for FUSE over io_uring (features.ts; off unless set) */
+  ioUring?: boolean;
   /** -d: log INIT and every request (trace.ts) */
   debug: boolean;
   /** where -d lines go (the daemon's log); stderr if unset */
@@ -62,6 +64,7 @@ export function kernelMount(c: MountConfig): KernelMount {
   return {
     source: c.fsname, fstype: 'fuse.stratafs', flags, data, maxWrite: MAX_WRITE,
     maxMinor: c.fuseMinor, off: [...off], stackDepth: stackDepthOf(c), requestTimeout: c.requestTimeout, debug: c.debug,
+    ...(c.ioUring ? { ioUring: true } : {}),
   };
 }
 

@@ -440,6 +440,8 @@ function mount(mountpoint: Bstr, km: KernelMount, handlers: LowLevelHandlers, ct
   const { slot, cap } = readRoom(maxPagesPossible(off, km.maxMinor) ? Math.max(km.maxWrite, BIG_WRITE) : km.maxWrite);
   // request_timeout is asked for only with a timeout to send
   if (km.requestTimeout === 0) off.add('request_timeout');
+  // io_uring is opt-in until it measures faster than read(2) of /dev/fuse (features.ts)
+  if (km.ioUring !== true) off.add('io_uring');
   const s: KSession = {
     dev: undefined, mountpoint, viaFusermount, trace: km.debug ? new Trace(km.log ?? ((line) => process.stderr.write(line + '\n'))) : undefined, handlers, ctx, onExit, ended: false, maxWrite: km.maxWrite, maxMinor: Math.min(km.maxMinor ?? FUSE_MAX_MINOR, FUSE_MAX_MINOR), off, requestTimeout: km.requestTimeout, negotiated: undefined, on: () => false,
     passthroughOff, stackDepth: km.stackDepth, pt: undefined, log: (line) => { process.stderr.write(line + '\n'); },

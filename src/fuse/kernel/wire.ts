@@ -49,6 +49,11 @@ export const InitFlag2 = {
   PASSTHROUGH: 1 << (37 - 32),
   /** 7.43: fuse_init_out.request_timeout is read */
   REQUEST_TIMEOUT: 1 << (42 - 32),
+  /**
+   * 7.42: requests may come through io_uring commands on /dev/fuse (offered only while the fuse
+   * module's enable_uring is set: fs/fuse/inode.c fuse_send_init)
+   */
+  OVER_IO_URING: 1 << (41 - 32),
 } as const;
 
 /** fuse_open_out.open_flags */

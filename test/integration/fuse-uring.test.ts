@@ -1,0 +1,82 @@
+/**
+ * FUSE over io_uring (features.ts `io_uring`, native-notes/fuse-server.md "io_uring"). The
+ * kernel offers FUSE_OVER_IO_URING only while the fuse module's `enable_uring` is set, a
+ * host-wide parameter these tests never change: where it is N they show the feature stays
+ * absent and the mount unchanged.
+ */
+import { readFileSync } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { mount, tempDir, unmountAll } from '../harness/mounts.js';
+import { cli } from '../harness/cli-mount.js';
+
+const PARAM = '/sys/module/fuse/parameters/enable_uring';
+// FUSE_OVER_IO_URING: bit 41, flags2 bit 9 (include/uapi/linux/fuse.h)
+const OVER_IO_URING2 = 1 << 9;
+
+/** 'Y', 'N', or undefined where the kernel has no FUSE over io_uring (CONFIG_FUSE_IO_URING) */
+function enableUring(): string | undefined {
+  try {
+    return readFileSync(PARAM, 'latin1').trim();
+  } catch {
+    return undefined;
+  }
+}
+
+interface FuseStats {
+  features: string[];
+  flags2: number;
+  kernelFlags2: number;
+}
+
+async function statsOf(mnt: string): Promise<{ ops: Record<string, { count: number }>; fuse: FuseStats }> {
+  const info = await cli(['stats', '--json', mnt], { timeoutMs: 10_000 });
+  expect(info.code, info.stderr).toBe(0);
+  return JSON.parse(info.stdout) as { ops: Record<string, { count: number }>; fuse: FuseStats };
+}
+
+const before = enableUring();
+afterAll(async () => {
+  expect(await unmountAll()).toEqual([]);
+  // host-wide: no test may change it
+  expect(enableUring()).toBe(before);
+});
+
+describe('io_uring: negotiated only where the kernel offers it', () => {
+  it('-o io_uring asks for it; without enable_uring the kernel does not offer it and nothing changes', async () => {
+    const t = await tempDir('uring-neg');
+    for (const d of ['l', 'u', 'w', 'mnt']) await mkdir(join(t, d));
+    await writeFile(join(t, 'l', 'f'), 'lower\n');
+    const offered = enableUring() === 'Y';
+    for (const extra of [['io_uring'], []]) {
+      const h = await mount('stratafs', { lowers: [join(t, 'l')], upper: join(t, 'u'), work: join(t, 'w') }, join(t, 'mnt'), { extra: ['fuse_minor=45', ...extra] });
+      try {
+        expect(await readFile(join(t, 'mnt', 'f'), 'utf8')).toBe('lower\n');
+        await writeFile(join(t, 'mnt', 'g'), 'upper\n');
+        expect(await readFile(join(t, 'u', 'g'), 'utf8')).toBe('upper\n');
+        const s = await statsOf(join(t, 'mnt'));
+        expect((s.fuse.kernelFlags2 & OVER_IO_URING2) !== 0, 'the kernel offers OVER_IO_URING exactly while enable_uring is Y').toBe(offered);
+        const asked = extra.length > 0 && offered;
+        expect(s.fuse.features.includes('io_uring')).toBe(asked);
+        expect((s.fuse.flags2 & OVER_IO_URING2) !== 0).toBe(asked);
+      } finally {
+        await h.unmount();
+      }
+    }
+  }, 60_000);
+
+  it('io_uring is refused beside fuse_api=highlevel and is a fuse_off= name', async () => {
+    const t = await tempDir('uring-opt');
+    for (const d of ['l', 'mnt']) await mkdir(join(t, d));
+    const r = await cli(['-o', `lowerdir=${join(t, 'l')},fuse_api=highlevel,io_uring`, join(t, 'mnt')], { timeoutMs: 10_000 });
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('io_uring is not for fuse_api=highlevel');
+    const h = await mount('stratafs', { lowers: [join(t, 'l')] }, join(t, 'mnt'), { extra: ['io_uring', 'fuse_off=io_uring'] });
+    try {
+      expect((await statsOf(join(t, 'mnt'))).fuse.features).not.toContain('io_uring');
+    } finally {
+      await h.unmount();
+    }
+  }, 60_000);
+});
