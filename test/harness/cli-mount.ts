@@ -12,6 +12,7 @@ import { dirname, join } from 'node:path';
 import { expect } from 'vitest';
 import { awaitExit, forceCleanup, killPids, mountsAt, pidsWithArg, STRATAFS_BIN, STRATAFS_CLI, tempDir } from './mounts.js';
 import { run, type RunResult } from './proc.js';
+import type { DaemonStats } from '../../src/cli/stats.js';
 
 export { STRATAFS_BIN, STRATAFS_CLI };
 
@@ -35,6 +36,26 @@ export async function cli(args: string[], opts: { timeoutMs?: number; env?: Node
   const env = { PATH: `${dirname(process.execPath)}:${process.env.PATH ?? ''}`, ...opts.env };
   return text(await run(STRATAFS_BIN, args, { timeoutMs: opts.timeoutMs ?? 30_000, env }));
 }
+
+/** the stats of a mount on stratafs's own server: with what INIT settled and the kernel's nodes */
+export type ServerStats = DaemonStats & { fuse: NonNullable<DaemonStats['fuse']>; nodes: number };
+
+/** `stratafs stats --json MNT`: the daemon's counters and memory, as the CLI prints them. */
+export async function daemonStats(mnt: string): Promise<DaemonStats> {
+  const r = await cli(['stats', '--json', mnt], { timeoutMs: 10_000 });
+  expect(r.code, r.stderr).toBe(0);
+  return JSON.parse(r.stdout) as DaemonStats;
+}
+
+/** daemonStats of a mount on the own server, with the negotiated FUSE features and node count it must have. */
+export async function serverStats(mnt: string): Promise<ServerStats> {
+  const s = await daemonStats(mnt);
+  if (s.fuse === undefined || s.nodes === undefined) throw new Error(`${mnt}: not served by stratafs's own FUSE server (no "fuse" in its stats)`);
+  return s as ServerStats;
+}
+
+/** how many requests of one op (adapter name: 'read', 'getxattr', ...) the daemon has answered */
+export const opCount = (s: DaemonStats, op: string): number => s.ops[op]?.count ?? 0;
 
 /** The Node entry, `node dist/cli/main.js ARGS` (what bin/stratafs falls back to; cli-launcher compares the two). */
 export async function cliNode(args: string[], opts: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<CliResult> {

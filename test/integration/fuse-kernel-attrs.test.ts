@@ -13,7 +13,7 @@ import { ACL_CASES } from '../harness/cases-acl.js';
 import { formatReport, runCase } from '../harness/differential.js';
 import { divergencesFor } from '../harness/divergences.js';
 import { kernelOverlayProblem, mount, requireKernel, tempDir, unmountAll, type MountHandle } from '../harness/mounts.js';
-import { cli } from '../harness/cli-mount.js';
+import { serverStats, opCount } from '../harness/cli-mount.js';
 import { bash } from '../harness/proc.js';
 import { STRANGER } from '../harness/callers.js';
 
@@ -29,13 +29,6 @@ afterAll(async () => {
   expect(await unmountAll()).toEqual([]);
 });
 
-interface Stats { ops: Record<string, { count: number }>; fuse: { flags: number; features: string[]; maxWrite: number } }
-async function stats(mnt: string): Promise<Stats> {
-  const r = await cli(['stats', '--json', mnt], { timeoutMs: 10_000 });
-  expect(r.code, r.stderr).toBe(0);
-  return JSON.parse(r.stdout) as Stats;
-}
-const count = (s: Stats, op: string): number => s.ops[op]?.count ?? 0;
 
 /** lower l/ with `n` files in d/ and one file a stranger may read through its ACL only */
 async function layers(name: string, n: number): Promise<{ t: string; mountIt: (extra: string[]) => Promise<MountHandle> }> {
@@ -62,22 +55,22 @@ describe('posix_acl: ACLs cached and enforced by the kernel', () => {
     const N = 200;
     const { t, mountIt } = await layers('attrs-acl-ls', N);
     const mnt = join(t, 'mnt');
-    const run = async (extra: string[]): Promise<{ first: { raw: number }; second: { raw: number; known: number }; features: string[]; flags: number; read: string }> => {
+    const run = async (extra: string[]): Promise<{ first: { raw: number }; second: { raw: number; known: number }; features: readonly string[]; flags: number; read: string }> => {
       const h = await mountIt(extra);
       try {
         // GETXATTRs an `ls -l` sends, less those for inodes the kernel had to look up again: an inode
         // it evicted meanwhile (memory pressure, a drop_caches elsewhere on the machine) takes its ACL along
         const ls = async (): Promise<{ raw: number; known: number }> => {
-          const s0 = await stats(mnt);
+          const s0 = await serverStats(mnt);
           const r = await bash(`ls -l ${mnt}/d > /dev/null`);
           expect(r.code).toBe(0);
-          const s1 = await stats(mnt);
-          const raw = count(s1, 'getxattr') - count(s0, 'getxattr');
-          return { raw, known: raw - (count(s1, 'lookup') - count(s0, 'lookup')) };
+          const s1 = await serverStats(mnt);
+          const raw = opCount(s1, 'getxattr') - opCount(s0, 'getxattr');
+          return { raw, known: raw - (opCount(s1, 'lookup') - opCount(s0, 'lookup')) };
         };
         const first = await ls();
         const second = await ls();
-        const s = await stats(mnt);
+        const s = await serverStats(mnt);
         return { first, second, features: s.fuse.features, flags: s.fuse.flags, read: await strangerReads(join(mnt, 'acl')) };
       } finally {
         await h.unmount();
@@ -127,7 +120,7 @@ describe('max_pages: READs and WRITEs of 1 MiB', () => {
   it('on: 8 MiB written and read back (O_DIRECT) with 1 MiB buffers take 8 WRITEs and 8 READs; off (fuse_off=max_pages): 64 of each', async () => {
     const { t, mountIt } = await layers('attrs-maxpages', 0);
     const mnt = join(t, 'mnt');
-    const run = async (extra: string[]): Promise<{ writes: number; reads: number; features: string[]; maxWrite: number; hash: string }> => {
+    const run = async (extra: string[]): Promise<{ writes: number; reads: number; features: readonly string[]; maxWrite: number; hash: string }> => {
       const h = await mountIt(extra);
       try {
         const w = await bash(`set -e
@@ -135,10 +128,10 @@ head -c 8388608 /dev/urandom > ${t}/data
 dd if=${t}/data of=${mnt}/big bs=1M status=none
 dd if=${mnt}/big of=${t}/back bs=1M iflag=direct status=none`);
         expect(w.code, w.stderr.toString()).toBe(0);
-        const s = await stats(mnt);
+        const s = await serverStats(mnt);
         const sum = (f: string): Promise<string> => readFile(f).then((b) => createHash('sha256').update(b).digest('hex'));
         expect(await sum(join(t, 'back'))).toBe(await sum(join(t, 'data')));
-        return { writes: count(s, 'write'), reads: count(s, 'read'), features: s.fuse.features, maxWrite: s.fuse.maxWrite, hash: await sum(join(t, 'u', 'big')) };
+        return { writes: opCount(s, 'write'), reads: opCount(s, 'read'), features: s.fuse.features, maxWrite: s.fuse.maxWrite, hash: await sum(join(t, 'u', 'big')) };
       } finally {
         await h.unmount();
       }
@@ -160,16 +153,16 @@ describe('cache_symlinks: the kernel keeps symlink targets', () => {
   it('on: readlinks cost one READLINK, and a link replaced behind the mount shows after timeout=; off (fuse_off=cache_symlinks): one READLINK each', async () => {
     const { t } = await layers('attrs-symlinks', 0);
     const mnt = join(t, 'mnt');
-    const run = async (extra: string[]): Promise<{ features: string[]; readlinks: number; before: string; after: string }> => {
+    const run = async (extra: string[]): Promise<{ features: readonly string[]; readlinks: number; before: string; after: string }> => {
       const b = await bash(`set -e; cd ${t}/l; echo A > aaaa; echo B > bbbb; rm -f ln; ln -s aaaa ln`);
       expect(b.code, b.stderr.toString()).toBe(0);
       const h = await mount('stratafs', { lowers: [join(t, 'l')], upper: join(t, 'u'), work: join(t, 'w') }, mnt, { extra: [...SERVER, 'timeout=1', ...extra] });
       try {
         const r1 = await bash(`set -e; readlink ${mnt}/ln; readlink ${mnt}/ln; cat ${mnt}/ln`);
-        const readlinks = count(await stats(mnt), 'readlink');
+        const readlinks = opCount(await serverStats(mnt), 'readlink');
         // behind the mount's back: a new link under the same name (ext4 hands out the freed inode number again)
         const r2 = await bash(`set -e; rm ${t}/l/ln; ln -s bbbb ${t}/l/ln; sleep 1.5; readlink ${mnt}/ln; cat ${mnt}/ln`);
-        return { features: (await stats(mnt)).fuse.features, readlinks, before: r1.stdout.toString(), after: r2.stdout.toString() };
+        return { features: (await serverStats(mnt)).fuse.features, readlinks, before: r1.stdout.toString(), after: r2.stdout.toString() };
       } finally {
         await h.unmount();
       }
@@ -208,7 +201,7 @@ print(n)' ${mnt}`;
 wait; cat ${t}/a ${t}/b ${t}/c`, 30_000);
       expect(r.code, r.stderr.toString()).toBe(0);
       expect(r.stdout.toString().trim().split('\n').map(Number).every((n) => n > 10), r.stdout.toString()).toBe(true);
-      expect(count(await stats(mnt), 'readlink')).toBeGreaterThan(10);
+      expect(opCount(await serverStats(mnt), 'readlink')).toBeGreaterThan(10);
     } finally {
       await h.unmount();
     }

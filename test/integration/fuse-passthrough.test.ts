@@ -19,7 +19,7 @@ import { SCRIPTED } from '../harness/cases.js';
 import { formatReport, runCase } from '../harness/differential.js';
 import { divergencesFor } from '../harness/divergences.js';
 import { kernelOverlayProblem, mount, requireKernel, tempDir, unmountAll, type Layers, type MountHandle } from '../harness/mounts.js';
-import { cli } from '../harness/cli-mount.js';
+import { serverStats, opCount } from '../harness/cli-mount.js';
 import { run } from '../harness/proc.js';
 import { STRATAFS_BIN } from '../harness/mounts.js';
 
@@ -34,20 +34,7 @@ afterAll(async () => {
   expect(await unmountAll()).toEqual([]);
 });
 
-interface Stats {
-  ops: Record<string, { count: number }>;
-  fuse: {
-    features: string[];
-    passthrough?: { maxStackDepth: number; passed: number; fallbacks: Record<string, number>; ids: number } | { off: string };
-  };
-}
 
-async function statsOf(mnt: string): Promise<Stats> {
-  const r = await cli(['stats', '--json', mnt], { timeoutMs: 10_000 });
-  expect(r.code, r.stderr).toBe(0);
-  return JSON.parse(r.stdout) as Stats;
-}
-const count = (s: Stats, op: string): number => s.ops[op]?.count ?? 0;
 
 /** lower `f`, `h`, `big`; upper `g` (8 KiB) */
 async function layers(t: string): Promise<Layers> {
@@ -118,14 +105,14 @@ describe('fuse_server=kernel: passthrough on and off against kernel overlayfs', 
     const mnt = join(t, 's', 'm');
     await withMount(await mount('stratafs', sl, mnt, { extra: SERVER }), async () => {
       expect(await probe(mnt, sl.upper!)).toBe(expected);
-      const s = await statsOf(mnt);
+      const s = await serverStats(mnt);
       expect(s.fuse.features).toContain('passthrough');
       const p = s.fuse.passthrough;
       expect(p !== undefined && 'passed' in p ? [p.maxStackDepth, p.passed > 0, p.ids] : p).toEqual([1, true, 0]);
       // g never reached the daemon; f was copied up while its read-only handle was open in cached mode
       // (the kernel keeps an inode in one mode), so its writer went through WRITE: one
-      expect(count(s, 'write')).toBe(1);
-      expect(count(s, 'read')).toBe(2);
+      expect(opCount(s, 'write')).toBe(1);
+      expect(opCount(s, 'read')).toBe(2);
       // a handle open holds one backing id; closing it releases the id
       const r = await run('python3', ['-c', `import os,subprocess,sys
 fd = os.open(sys.argv[1] + "/g", os.O_RDONLY)
@@ -133,7 +120,7 @@ os.read(fd, 10)
 print(subprocess.run([sys.argv[2], "stats", sys.argv[1]], capture_output=True, text=True).stdout)
 os.close(fd)`, mnt, STRATAFS_BIN], { timeoutMs: 30_000 });
       expect(r.stdout.toString()).toMatch(/FUSE passthrough: \d+ opens passed through, fallbacks .*, 1 backing ids held/);
-      const after = await statsOf(mnt);
+      const after = await serverStats(mnt);
       expect(after.fuse.passthrough).toMatchObject({ ids: 0 });
     });
     expect(await readFile(join(sl.upper!, 'f'), 'utf8')).toBe('NEWDATA\n');
@@ -144,11 +131,11 @@ os.close(fd)`, mnt, STRATAFS_BIN], { timeoutMs: 30_000 });
     // upper at writeback (until then the upper file keeps its old data and mtime: writeback-crash in fuse-writeback.test.ts), so READ/WRITE alone here
     await withMount(await mount('stratafs', ol, omnt, { extra: [...SERVER, 'fuse_off=passthrough:writeback_cache'] }), async () => {
       expect(await probe(omnt, ol.upper!)).toBe(expected);
-      const s = await statsOf(omnt);
+      const s = await serverStats(omnt);
       expect(s.fuse.features).not.toContain('passthrough');
       expect(s.fuse.passthrough).toBeUndefined();
-      expect(count(s, 'write')).toBeGreaterThan(1);
-      expect(count(s, 'read')).toBeGreaterThan(2);
+      expect(opCount(s, 'write')).toBeGreaterThan(1);
+      expect(opCount(s, 'read')).toBeGreaterThan(2);
     });
   }, 120_000);
 });
@@ -161,8 +148,8 @@ describe('fuse_server=kernel passthrough: the table of open files', () => {
     await withMount(await mount('stratafs', sl, mnt, { extra: SERVER }), async () => {
       const r = await run('sh', ['-c', `for i in 1 2 3; do cat ${mnt}/g > /dev/null; ls ${mnt} > /dev/null; done; cat ${mnt}/g > /dev/null`], { timeoutMs: 30_000 });
       expect(r.code, r.stderr.toString()).toBe(0);
-      const s = await statsOf(mnt);
-      expect([count(s, 'opendir') > 0, count(s, 'read')]).toEqual([true, 0]);
+      const s = await serverStats(mnt);
+      expect([opCount(s, 'opendir') > 0, opCount(s, 'read')]).toEqual([true, 0]);
       expect(s.fuse.passthrough).toMatchObject({ ids: 0, fallbacks: {} });
     });
   }, 60_000);
@@ -181,11 +168,11 @@ describe('fuse_server=kernel passthrough and file system stacking', () => {
         expect((await readFile(join(t, 'om', 'g'))).equals(Buffer.alloc(8192, 0x61))).toBe(true);
         expect(await readFile(join(t, 'om', 'f'), 'utf8')).toBe('lowerdata\n');
       });
-      const s = await statsOf(mnt);
+      const s = await serverStats(mnt);
       expect(s.fuse.passthrough).toMatchObject({ maxStackDepth: 1 });
       expect((s.fuse.passthrough as { passed: number }).passed).toBeGreaterThan(0);
       // g passed through (no READ); f is a lower file: cached
-      expect(count(s, 'read')).toBe(1);
+      expect(opCount(s, 'read')).toBe(1);
     });
   }, 60_000);
 
@@ -201,16 +188,16 @@ describe('fuse_server=kernel passthrough and file system stacking', () => {
         await writeFile(join(t, 'm', 'new'), 'new\n');
         expect(await readFile(join(t, 'm', 'new'), 'utf8')).toBe('new\n');
         expect(await readFile(join(t, 'm', 'kf'), 'utf8')).toBe('on overlay\n');
-        const s = await statsOf(join(t, 'm'));
+        const s = await serverStats(join(t, 'm'));
         expect(s.fuse.passthrough).toMatchObject({ maxStackDepth: 1, fallbacks: {} });
-        expect([count(s, 'write'), count(s, 'read')]).toEqual([0, 1]);
+        expect([opCount(s, 'write'), opCount(s, 'read')]).toEqual([0, 1]);
       });
       const h2 = await mount('stratafs', { lowers: [join(t, 'km')] }, join(t, 'm2'), { extra: SERVER });
       await withMount(h2, async () => {
         expect(await readFile(join(t, 'm2', 'kf'), 'utf8')).toBe('on overlay\n');
-        const s = await statsOf(join(t, 'm2'));
+        const s = await serverStats(join(t, 'm2'));
         expect(s.fuse.passthrough).toMatchObject({ maxStackDepth: 2, fallbacks: {} });
-        expect(count(s, 'read')).toBe(0);
+        expect(opCount(s, 'read')).toBe(0);
       });
     });
   }, 60_000);
@@ -223,9 +210,9 @@ describe('fuse_server=kernel passthrough and file system stacking', () => {
       await withMount(await mount('stratafs', { lowers: [join(t, 'm')] }, join(t, 'm2'), { extra: SERVER }), async () => {
         expect(await readFile(join(t, 'm2', 'f'), 'utf8')).toBe('lowerdata\n');
         expect((await readFile(join(t, 'm2', 'g'))).length).toBe(8192);
-        const s = await statsOf(join(t, 'm2'));
+        const s = await serverStats(join(t, 'm2'));
         expect(s.fuse.passthrough).toMatchObject({ passed: 0, fallbacks: { 'stack-depth': 2 } });
-        expect(count(s, 'read')).toBe(2);
+        expect(opCount(s, 'read')).toBe(2);
       });
     });
   }, 60_000);

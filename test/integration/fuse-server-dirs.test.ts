@@ -22,22 +22,15 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { kernelOverlayProblem, mount, requireKernel, tempDir, unmountAll, type Layers } from '../harness/mounts.js';
 import { run, withTimeout } from '../harness/proc.js';
-import { cli, waitFor } from '../harness/cli-mount.js';
+import { waitFor, serverStats, opCount, type ServerStats } from '../harness/cli-mount.js';
 
 // the features under test need 7.28 (cache_dir): CI's fuse_minor=19 pass must not cap them
 const SERVER = 'fuse_minor=45';
 const DIRSTREAM = fileURLToPath(new URL('../harness/dirstream.py', import.meta.url));
 
-interface Stats { nodes?: number; ops: Record<string, { count: number }>; fuse?: { features: string[] } }
 
-async function stats(mnt: string): Promise<Stats> {
-  const r = await cli(['stats', '--json', mnt], { timeoutMs: 10_000 });
-  expect(r.code, r.stderr).toBe(0);
-  return JSON.parse(r.stdout) as Stats;
-}
-const count = (s: Stats, op: string): number => s.ops[op]?.count ?? 0;
 /** requests of each kind between two snapshots */
-const delta = (a: Stats, b: Stats, op: string): number => count(b, op) - count(a, op);
+const delta = (a: ServerStats, b: ServerStats, op: string): number => opCount(b, op) - opCount(a, op);
 
 async function layers(prefix: string, fill: (lower: string) => Promise<void>): Promise<{ l: Layers; mnt: string; upper: string }> {
   const t = await tempDir(prefix);
@@ -88,14 +81,14 @@ describe('cache_dir: listings kept in the kernel while the core has the same one
       const { l, mnt } = await layers(`kdirs-cache-${on}`, (lo) => files(join(lo, 'd'), 300));
       const h = await mount('stratafs', l, mnt, { extra: [SERVER, ...(on ? [] : ['fuse_off=cache_dir'])] });
       const D = join(mnt, 'd');
-      const s0 = await stats(mnt);
+      const s0 = await serverStats(mnt);
       expect(s0.fuse!.features.includes('cache_dir')).toBe(on);
       expect((await sh('ls', ['-f', D])).split('\n').filter(Boolean).length).toBe(302);
-      const s1 = await stats(mnt);
-      const asked = (a: Stats, b: Stats): number => delta(a, b, 'readdir') + delta(a, b, 'readdirplus');
+      const s1 = await serverStats(mnt);
+      const asked = (a: ServerStats, b: ServerStats): number => delta(a, b, 'readdir') + delta(a, b, 'readdirplus');
       expect(asked(s0, s1)).toBeGreaterThan(0);
       await sh('ls', ['-f', D]);
-      const s2 = await stats(mnt);
+      const s2 = await serverStats(mnt);
       expect(delta(s1, s2, 'opendir')).toBe(1);
       expect(asked(s1, s2)).toBe(on ? 0 : asked(s0, s1));
       // through the mount: created, removed, renamed
@@ -108,11 +101,11 @@ describe('cache_dir: listings kept in the kernel while the core has the same one
       expect(names).toContain('g1');
       expect(names).not.toContain('f0');
       expect(names).not.toContain('f1');
-      const s3 = await stats(mnt);
+      const s3 = await serverStats(mnt);
       expect(asked(s2, s3)).toBeGreaterThan(0);
       // unchanged again: kept again
       expect((await readdir(D)).sort()).toEqual(names);
-      expect(asked(s3, await stats(mnt))).toBe(on ? 0 : asked(s2, s3));
+      expect(asked(s3, await serverStats(mnt))).toBe(on ? 0 : asked(s2, s3));
       await h.unmount();
     }, 60_000);
   }
@@ -167,12 +160,12 @@ describe('readdirplus: ls -l without a LOOKUP per entry; lookup counts stay exac
       const { l, mnt } = await layers(`kdirs-plus-${mode}`, (lo) => files(join(lo, 'd'), N));
       const h = await mount('stratafs', l, mnt, { extra: [SERVER, ...off] });
       const D = join(mnt, 'd');
-      const s0 = await stats(mnt);
+      const s0 = await serverStats(mnt);
       expect(s0.fuse!.features.includes('readdirplus')).toBe(mode !== 'off');
       expect(s0.fuse!.features.includes('readdirplus_auto')).toBe(mode === 'auto');
       const base = s0.nodes!;
       expect((await sh('ls', ['-l', D])).split('\n').filter((x) => x.startsWith('-')).length).toBe(N);
-      const s1 = await stats(mnt);
+      const s1 = await serverStats(mnt);
       if (mode === 'off') {
         expect(delta(s0, s1, 'readdirplus')).toBe(0);
         expect(delta(s0, s1, 'lookup')).toBeGreaterThanOrEqual(N);
@@ -187,20 +180,20 @@ describe('readdirplus: ls -l without a LOOKUP per entry; lookup counts stay exac
       // once (READDIRPLUS or LOOKUP), none for an entry the kernel did not get
       const held = await pin(D);
       expect(held.count).toBe(N);
-      const s2 = await stats(mnt);
+      const s2 = await serverStats(mnt);
       expect(s2.nodes).toBe(base + 1 + N);
       await sh('ls', ['-l', D]);
-      const s3 = await stats(mnt);
+      const s3 = await serverStats(mnt);
       expect(delta(s2, s3, 'lookup')).toBe(0);
       expect(delta(s2, s3, 'readdirplus') + delta(s2, s3, 'readdir')).toBe(0);
       expect(s3.nodes).toBe(base + 1 + N);
       await held.release();
       // the kernel forgets what it dropped: every count given back, the table at its baseline
-      expect(await waitFor(async () => { await dropCaches(); return (await stats(mnt)).nodes === base; }, 8000, 200)).toBe(true);
+      expect(await waitFor(async () => { await dropCaches(); return (await serverStats(mnt)).nodes === base; }, 8000, 200)).toBe(true);
       // and again, then rm -rf through the mount
       await sh('ls', ['-l', D]);
       await sh('rm', ['-rf', D]);
-      expect(await waitFor(async () => { await dropCaches(); return (await stats(mnt)).nodes === base; }, 8000, 200)).toBe(true);
+      expect(await waitFor(async () => { await dropCaches(); return (await serverStats(mnt)).nodes === base; }, 8000, 200)).toBe(true);
       await h.unmount();
     }, 120_000);
   }
@@ -209,9 +202,9 @@ describe('readdirplus: ls -l without a LOOKUP per entry; lookup counts stay exac
     const { l, mnt } = await layers('kdirs-plus-plain', (lo) => files(join(lo, 'd'), N));
     for (const off of [[], ['fuse_off=readdirplus_auto']]) {
       const h = await mount('stratafs', l, mnt, { extra: [SERVER, ...off] });
-      const s0 = await stats(mnt);
+      const s0 = await serverStats(mnt);
       expect((await sh('ls', ['-f', join(mnt, 'd')])).split('\n').filter(Boolean).length).toBe(N + 2);
-      const s1 = await stats(mnt);
+      const s1 = await serverStats(mnt);
       if (off.length === 0) {
         expect(delta(s0, s1, 'readdirplus')).toBe(1);
         expect(delta(s0, s1, 'readdir')).toBeGreaterThan(0);
@@ -228,7 +221,7 @@ describe('readdirplus: ls -l without a LOOKUP per entry; lookup counts stay exac
     });
     for (const off of [[], ['fuse_off=parallel_dirops']]) {
       const h = await mount('stratafs', l, mnt, { extra: [SERVER, ...off] });
-      expect((await stats(mnt)).fuse!.features.includes('parallel_dirops')).toBe(off.length === 0);
+      expect((await serverStats(mnt)).fuse!.features.includes('parallel_dirops')).toBe(off.length === 0);
       const outs = await Promise.all(Array.from({ length: 4 }, () => sh('find', [mnt, '-printf', '%y %s %P\n'])));
       for (const o of outs) expect(o.split('\n').filter(Boolean).sort()).toEqual(outs[0]!.split('\n').filter(Boolean).sort());
       expect(outs[0]!.split('\n').filter((x) => x.startsWith('f ')).length).toBe(800);

@@ -16,7 +16,7 @@ import { formatReport, runCase } from '../harness/differential.js';
 import { divergencesFor, type Divergence } from '../harness/divergences.js';
 import { kernelOverlayProblem, mount, mountsAt, requireKernel, scratchTmpfs, tempDir, unmountAll, type Layers } from '../harness/mounts.js';
 import { bash, errnoFromMessage, shq } from '../harness/proc.js';
-import { cli, sleep } from '../harness/cli-mount.js';
+import { cli, sleep, serverStats, opCount, type ServerStats } from '../harness/cli-mount.js';
 
 /** the features need their minors: named, so STRATAFS_TEST_FUSE_MINOR=19 (CI's fallback run) does not take them away */
 const SERVER = ['fuse_minor=45'];
@@ -35,13 +35,6 @@ afterAll(async () => {
   expect(await unmountAll()).toEqual([]);
 });
 
-interface Stats { nodes: number; ops: Record<string, { count: number }>; fuse: { flags2: number; features: string[] } }
-async function statsOf(mnt: string): Promise<Stats> {
-  const r = await cli(['stats', '--json', mnt], { timeoutMs: 10_000 });
-  expect(r.code, r.stderr).toBe(0);
-  return JSON.parse(r.stdout) as Stats;
-}
-const count = (s: Stats, op: string): number => s.ops[op]?.count ?? 0;
 
 /** A lower with a sparse file (3 MiB, 4 bytes of data at 1 MiB) and a dense one; an empty upper. */
 async function layers(name: string): Promise<{ t: string; layers: Layers; mnt: string }> {
@@ -122,18 +115,18 @@ describe('each feature on, and off (fuse_off=): the kernel then takes its own fa
     const on = await layers('fops-on');
     const h = await mount('stratafs', on.layers, on.mnt, { extra: SERVER });
     let got: Record<string, unknown>;
-    let s: Stats;
+    let s: ServerStats;
     try {
       got = await probe(on.mnt);
-      s = await statsOf(on.mnt);
+      s = await serverStats(on.mnt);
     } finally {
       await h.unmount();
     }
     expect(s.fuse.features).toEqual(expect.arrayContaining(['lseek', 'copy_file_range', 'copy_file_range_64', 'syncfs', 'tmpfile', 'statx']));
     expect(got).toEqual({ data0: MiB, hole1M: MiB + 4096, copied: 21, copy: 'llo world 0123456789\n', tmpfile: 1, syncfs: 0, btime: true, dataAfterCopyUp: MiB });
-    expect([count(s, 'lseek'), count(s, 'copy_file_range'), count(s, 'tmpfile'), count(s, 'statx')].every((n) => n > 0)).toBe(true);
+    expect([opCount(s, 'lseek'), opCount(s, 'copy_file_range'), opCount(s, 'tmpfile'), opCount(s, 'statx')].every((n) => n > 0)).toBe(true);
     // Kernel 6.18 sends SYNCFS only on virtiofs (fc->sync_fs): syncfs(2) on a /dev/fuse mount never reaches the daemon
-    expect(count(s, 'syncfs')).toBe(0);
+    expect(opCount(s, 'syncfs')).toBe(0);
     // the copy-up kept the holes (kernel overlayfs copies in 1 MiB chunks and allocates 1 MiB here)
     expect((await stat(join(on.t, 'u', 'ls'))).blocks).toBeLessThanOrEqual(16);
     expect(await readFile(join(on.t, 'u', 'named'), 'utf8')).toBe('tmp');
@@ -142,13 +135,13 @@ describe('each feature on, and off (fuse_off=): the kernel then takes its own fa
     const g = await mount('stratafs', off.layers, off.mnt, { extra: [...SERVER, ALL_OFF] });
     try {
       got = await probe(off.mnt);
-      s = await statsOf(off.mnt);
+      s = await serverStats(off.mnt);
     } finally {
       await g.unmount();
     }
     for (const f of ['lseek', 'copy_file_range', 'copy_file_range_64', 'syncfs', 'tmpfile', 'statx']) expect(s.fuse.features).not.toContain(f);
     expect(got).toEqual({ data0: 0, hole1M: 3 * MiB, copied: 21, copy: 'llo world 0123456789\n', tmpfile: 'ENOTSUP', syncfs: 0, btime: false, dataAfterCopyUp: 0 });
-    expect([count(s, 'lseek'), count(s, 'copy_file_range'), count(s, 'tmpfile'), count(s, 'statx')]).toEqual([0, 0, 0, 0]);
+    expect([opCount(s, 'lseek'), opCount(s, 'copy_file_range'), opCount(s, 'tmpfile'), opCount(s, 'statx')]).toEqual([0, 0, 0, 0]);
   }, 120_000);
 
   it('fuse_off=copy_file_range_64: the kernel asks with COPY_FILE_RANGE (32-bit count) instead, same result', async () => {
@@ -157,7 +150,7 @@ describe('each feature on, and off (fuse_off=): the kernel then takes its own fa
     try {
       const got = await probe(x.mnt);
       expect([got.copied, got.copy]).toEqual([21, 'llo world 0123456789\n']);
-      expect(count(await statsOf(x.mnt), 'copy_file_range')).toBeGreaterThan(0);
+      expect(opCount(await serverStats(x.mnt), 'copy_file_range')).toBeGreaterThan(0);
     } finally {
       await h.unmount();
     }
@@ -183,8 +176,8 @@ print(n)`;
         const r = await bash(`python3 -c ${shq(py)} ${shq(x.mnt)}`, 60_000);
         expect(r.code, r.stderr.toString()).toBe(0);
         expect(Number(r.stdout.toString())).toBe(6 * MiB);
-        const s = await statsOf(x.mnt);
-        expect(count(s, 'copy_file_range')).toBeGreaterThan(0);
+        const s = await serverStats(x.mnt);
+        expect(opCount(s, 'copy_file_range')).toBeGreaterThan(0);
         const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
         expect(sha(await readFile(join(x.t, 'u', 'dst')))).toBe(sha(data));
       } finally {
@@ -200,19 +193,19 @@ print(n)`;
     const h = await mount('stratafs', x.layers, x.mnt, { extra: SERVER });
     try {
       await stat(x.mnt);
-      const before = (await statsOf(x.mnt)).nodes;
+      const before = (await serverStats(x.mnt)).nodes;
       const py = `import os,sys
 for i in range(20):
     fd=os.open(sys.argv[1],os.O_TMPFILE|os.O_RDWR,0o600); os.write(fd,b"x"*4096); os.close(fd)`;
       const r = await bash(`python3 -c ${shq(py)} ${shq(x.mnt)}`, 60_000);
       expect(r.code, r.stderr.toString()).toBe(0);
-      let s = await statsOf(x.mnt);
-      expect(count(s, 'tmpfile')).toBe(20);
+      let s = await serverStats(x.mnt);
+      expect(opCount(s, 'tmpfile')).toBe(20);
       // FORGETs travel with the next requests: a stat per look
       for (let i = 0; i < 100 && s.nodes > before; i++) {
         await sleep(50);
         await stat(join(x.mnt, 'dense'));
-        s = await statsOf(x.mnt);
+        s = await serverStats(x.mnt);
       }
       expect(s.nodes).toBeLessThanOrEqual(before + 1);
       expect(await readdir(join(x.t, 'u'))).toEqual([]);
@@ -228,7 +221,7 @@ describe('request_timeout=: the kernel fails a request a hung daemon never answe
     const x = await layers('fops-timeout');
     const d = await mount('stratafs', x.layers, x.mnt, { extra: SERVER });
     try {
-      const s = await statsOf(x.mnt);
+      const s = await serverStats(x.mnt);
       expect(s.fuse.features).not.toContain('request_timeout');
       expect(s.fuse.flags2 & (1 << 10)).toBe(0);
     } finally {
@@ -237,7 +230,7 @@ describe('request_timeout=: the kernel fails a request a hung daemon never answe
     const h = await mount('stratafs', x.layers, x.mnt, { extra: [...SERVER, 'request_timeout=1'] });
     const pid = h.pids[0]!;
     try {
-      const s = await statsOf(x.mnt);
+      const s = await serverStats(x.mnt);
       expect(s.fuse.features).toContain('request_timeout');
       expect(s.fuse.flags2 & (1 << 10)).toBe(1 << 10);
       process.kill(pid, 'SIGSTOP');

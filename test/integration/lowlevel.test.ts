@@ -15,16 +15,9 @@ import { chmod, link, lstat, mkdir, open, readdir, readFile, readlink, rename, r
 import { join } from 'node:path';
 import { kernelOverlayProblem, kernelSkipReason, mount, tempDir, unmountAll, type Impl, type Layers, type MountHandle } from '../harness/mounts.js';
 import { run, withTimeout } from '../harness/proc.js';
-import { cli, isMounted, pidAlive, waitFor } from '../harness/cli-mount.js';
+import { cli, daemonStats, isMounted, pidAlive, waitFor, serverStats, opCount, type ServerStats } from '../harness/cli-mount.js';
 
-interface Stats { pid: number; nodes?: number; ops: Record<string, { count: number; errors: number }> }
 
-async function stats(mnt: string): Promise<Stats> {
-  const r = await cli(['stats', '--json', mnt], { timeoutMs: 10_000 });
-  expect(r.code, r.stderr).toBe(0);
-  return JSON.parse(r.stdout) as Stats;
-}
-const count = (s: Stats, op: string): number => s.ops[op]?.count ?? 0;
 
 async function dropCaches(): Promise<void> {
   await writeFile('/proc/sys/vm/drop_caches', '2');
@@ -54,25 +47,25 @@ describe('node table and kernel caches', () => {
       }
     });
     const h = await mount('stratafs', l, mnt);
-    const before = await stats(mnt);
+    const before = await serverStats(mnt);
     expect(before.nodes).toBeLessThan(5);
     // ls -lR stats every entry: one lookup each, each handing the kernel a node
     const r = await run('ls', ['-lR', mnt], { timeoutMs: 30_000 });
     expect(r.code, r.stderr.toString()).toBe(0);
-    const walked = await stats(mnt);
+    const walked = await serverStats(mnt);
     expect(walked.nodes).toBeGreaterThanOrEqual(3030);
     expect(walked.nodes).toBeLessThan(3100);
     let last = walked.nodes!;
     const fell = await waitFor(async () => {
       await dropCaches();
-      last = (await stats(mnt)).nodes!;
+      last = (await serverStats(mnt)).nodes!;
       return last <= 2;
     }, 8000, 200);
     expect(fell, `nodes still ${last} after drop_caches`).toBe(true);
     // the table is coherent afterwards: the same walk works and hands out nodes again
     const again = await run('ls', ['-lR', mnt], { timeoutMs: 30_000 });
     expect(again.stdout.toString().split('\n').filter((x) => x.startsWith('-')).length).toBe(3000);
-    expect((await stats(mnt)).nodes).toBeGreaterThanOrEqual(3030);
+    expect((await serverStats(mnt)).nodes).toBeGreaterThanOrEqual(3030);
     await h.unmount();
   });
 
@@ -88,24 +81,24 @@ describe('node table and kernel caches', () => {
       expect(r.code, r.stderr.toString()).toBe(0);
       return r.stdout.toString();
     };
-    const s0 = await stats(mnt);
+    const s0 = await serverStats(mnt);
     const first = await pass();
-    const s1 = await stats(mnt);
+    const s1 = await serverStats(mnt);
     const second = await pass();
-    const s2 = await stats(mnt);
+    const s2 = await serverStats(mnt);
     expect(second).toBe(first);
     // the first pass had to ask: one lookup per file
-    expect(count(s1, 'lookup') - count(s0, 'lookup')).toBeGreaterThanOrEqual(N);
+    expect(opCount(s1, 'lookup') - opCount(s0, 'lookup')).toBeGreaterThanOrEqual(N);
     // the second is answered by the kernel's dentry and attribute caches
-    const asked = count(s2, 'lookup') - count(s1, 'lookup') + count(s2, 'getattr') - count(s1, 'getattr');
+    const asked = opCount(s2, 'lookup') - opCount(s1, 'lookup') + opCount(s2, 'getattr') - opCount(s1, 'getattr');
     expect(asked).toBeLessThanOrEqual(3);
     // negative entries are cached too
     const missing = Array.from({ length: 50 }, (_, i) => join(mnt, `none${i}`));
     await run('stat', missing, { timeoutMs: 10_000 });
-    const s3 = await stats(mnt);
+    const s3 = await serverStats(mnt);
     await run('stat', missing, { timeoutMs: 10_000 });
-    const s4 = await stats(mnt);
-    expect(count(s4, 'lookup') - count(s3, 'lookup')).toBeLessThanOrEqual(3);
+    const s4 = await serverStats(mnt);
+    expect(opCount(s4, 'lookup') - opCount(s3, 'lookup')).toBeLessThanOrEqual(3);
   });
 });
 
@@ -157,7 +150,7 @@ describe('the life of a low-level mount', () => {
       await T(writeFile(join(mnt, 'after-busy'), 'still here\n'), 'write');
       expect(await T(readFile(join(mnt, 'after-busy'), 'utf8'), 'read back')).toBe('still here\n');
       // the daemon counted the new file's CREATE (its data goes to the upper file by passthrough as root, no WRITE)
-      expect(count(await stats(mnt), 'create')).toBeGreaterThanOrEqual(1);
+      expect(opCount(await serverStats(mnt), 'create')).toBeGreaterThanOrEqual(1);
       expect(reader.exitCode).toBeNull();
       reader.kill('SIGKILL');
       await T(readerGone, 'reader exit');
@@ -207,8 +200,8 @@ function sameAsKernel<R>(res: Both<R>, ctx: TestContext): void {
 }
 
 /** Waits until the stratafs daemon has answered `n` more RELEASEs than in `s` (close() returns before the RELEASE is handled). */
-async function released(mnt: string, s: Stats, n = 1): Promise<void> {
-  expect(await waitFor(async () => count(await stats(mnt), 'release') >= count(s, 'release') + n, 5000, 50)).toBe(true);
+async function released(mnt: string, s: ServerStats, n = 1): Promise<void> {
+  expect(await waitFor(async () => opCount(await serverStats(mnt), 'release') >= opCount(s, 'release') + n, 5000, 50)).toBe(true);
 }
 
 describe('open files, unlinked names and hard links (same as kernel overlayfs)', () => {
@@ -255,9 +248,9 @@ describe('open files, unlinked names and hard links (same as kernel overlayfs)',
         await unlink(join(mnt, 'g'));
         // the dentry of f goes (the node lives on: the open g holds it); the next stat looks f up again
         await dropCaches();
-        const s0 = impl === 'stratafs' ? await stats(mnt) : undefined;
+        const s0 = impl === 'stratafs' ? await serverStats(mnt) : undefined;
         const before = await stat(join(mnt, 'f'));
-        if (s0) expect(count(await stats(mnt), 'lookup')).toBeGreaterThan(count(s0, 'lookup'));
+        if (s0) expect(opCount(await serverStats(mnt), 'lookup')).toBeGreaterThan(opCount(s0, 'lookup'));
         await T(fh.write('12345', 0), 'write');
         await T(fh.chmod(0o600), 'fchmod');
         const after = await stat(join(mnt, 'f'));
@@ -318,11 +311,11 @@ describe('open files, unlinked names and hard links (same as kernel overlayfs)',
       await link(join(mnt, 'E', 'x'), join(mnt, 'D', 'y'));
       // the open file pins E/x; D/y and then D are dropped (FORGET of D)
       const fh = await T(open(join(mnt, 'E', 'x'), 'r'), 'open');
-      const s0 = impl === 'stratafs' ? await stats(mnt) : undefined;
+      const s0 = impl === 'stratafs' ? await serverStats(mnt) : undefined;
       try {
         const nodes0 = s0?.nodes ?? 0;
         await dropCaches();
-        if (s0) expect(await waitFor(async () => ((await stats(mnt)).nodes ?? 0) < nodes0, 5000, 50)).toBe(true);
+        if (s0) expect(await waitFor(async () => ((await serverStats(mnt)).nodes ?? 0) < nodes0, 5000, 50)).toBe(true);
         // any rmdir: the daemon's cached paths are rebuilt
         await mkdir(join(mnt, 'Z'));
         await rmdir(join(mnt, 'Z'));
@@ -352,10 +345,10 @@ describe('-o fuse_api=highlevel', () => {
     expect(await readFile(join(l.upper!, 'new'), 'utf8')).toBe('written\n');
     expect(await readFile(join(l.upper!, 'f'), 'utf8')).toBe('changed\n');
     expect(await readFile(join(l.lowers[0]!, 'f'), 'utf8')).toBe('lower\n');
-    const s = await stats(mnt);
+    const s = await daemonStats(mnt);
     // the high-level engine has no node table
     expect(s.nodes).toBeUndefined();
-    expect(count(s, 'write')).toBeGreaterThanOrEqual(2);
+    expect(opCount(s, 'write')).toBeGreaterThanOrEqual(2);
     const info = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').find((x) => x.includes(` ${mnt} `));
     expect(info).toMatch(/fuse\.stratafs/);
   });
