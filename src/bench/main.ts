@@ -13,6 +13,7 @@ import { FULL_PARAMS, QUICK_PARAMS } from './params.js';
 import { IMPL_NAMES, MountError, fuseOverlayfsImpl, kernelImpl, makeStratafsImpl, reapDaemons, stratafsCli, type Impl, type ImplName, type MountHandle, type StratafsVariant } from './impls.js';
 import { bash, describeFailure, findMount, syncAndDrop, killRunningChildren, sampleProc } from './proc.js';
 import { CommandError, CorrectnessError, workloads, type Workload, type WorkloadCtx } from './workloads.js';
+import { enableUring, restoreUring } from './enable-uring.js';
 import { compare, markdown, median, numericDelta, stratafsProfile, type Cell, type ImplStatus, type Mode, type Results, type RunRecord } from './report.js';
 
 interface Options {
@@ -29,6 +30,7 @@ interface Options {
   fioSeconds?: number;
   stratafsCli?: string;
   prepareOnly: boolean;
+  enableUring: boolean;
 }
 
 function positiveInt(v: string): number {
@@ -345,6 +347,7 @@ async function main(): Promise<void> {
     .option('--timeout <seconds>', 'per command timeout (default 600, --quick 180)', positiveInt)
     .option('--fio-seconds <n>', 'fio runtime (default 10, --quick 3)', positiveInt)
     .option('--stratafs-cli <path>', 'stratafs CLI script (default dist/cli/main.js of this checkout)')
+    .option('--enable-uring', 'set the fuse module parameter enable_uring to Y for this run (restored at exit), for a variant with -o io_uring, e.g. --stratafs-variant stratafs-uring=io_uring', false)
     .option('--prepare-only', 'build (or find) the data set, print its manifest path, and stop', false);
   program.parse();
   const o = program.opts<Options>();
@@ -353,6 +356,7 @@ async function main(): Promise<void> {
   const unknownImpls = implNames.filter((n) => !(IMPL_NAMES as readonly string[]).includes(n) && !variantNames.includes(n));
   if (unknownImpls.length > 0) throw new Error(`unknown implementation(s): ${unknownImpls.join(', ')}; known: ${[...IMPL_NAMES, ...variantNames].join(', ')}`);
   if (process.getuid?.() !== 0) throw new Error('the benchmark needs root (mount, drop_caches)');
+  if (o.enableUring && !o.prepareOnly) enableUring(log);
 
   const all = workloads();
   if (o.only !== undefined) {
@@ -469,6 +473,8 @@ async function main(): Promise<void> {
   fs.rmSync(runRoot, { recursive: true, force: true });
   activeRunRoot = null;
   await reapDaemons();
+  // the mounts are gone: the host's setting comes back before the report is written
+  restoreUring();
 
   const results = snapshot(true);
   const md = save(results);

@@ -285,6 +285,8 @@ export interface StratafsProfile {
   whiteoutsWritten?: number;
   /** fuse_server=kernel: every request read from /dev/fuse (FORGET and INIT too) and the wakeups that read them */
   device?: { requests: number; batches: number };
+  /** io_uring on: of those, the requests the ring delivered and the wakeups that took them */
+  ring?: { requests: number; batches: number };
 }
 
 interface OpLike {
@@ -353,6 +355,11 @@ export function stratafsProfile(before: unknown, after: unknown): StratafsProfil
   if (dr !== undefined && db !== undefined) {
     p.device = { requests: dr - (num(before, 'fuse', 'requests') ?? 0), batches: db - (num(before, 'fuse', 'batches') ?? 0) };
   }
+  const rr = num(after, 'fuse', 'uring', 'requests');
+  const rb = num(after, 'fuse', 'uring', 'batches');
+  if (rr !== undefined && rb !== undefined) {
+    p.ring = { requests: rr - (num(before, 'fuse', 'uring', 'requests') ?? 0), batches: rb - (num(before, 'fuse', 'uring', 'batches') ?? 0) };
+  }
   const wo = num(after, 'overlay', 'whiteoutsWritten');
   if (wo !== undefined) p.whiteoutsWritten = wo - (num(before, 'overlay', 'whiteoutsWritten') ?? 0);
   return p;
@@ -381,7 +388,11 @@ export function formatProfile(p: StratafsProfile, run?: RunRecord): string {
   }
   if (p.copyUps !== undefined && p.copyUps.count > 0) tail.push(`copy-ups ${p.copyUps.count} (${(p.copyUps.bytes / 1048576).toFixed(1)} MiB)`);
   if (p.whiteoutsWritten !== undefined && p.whiteoutsWritten > 0) tail.push(`whiteouts ${p.whiteoutsWritten}`);
-  if (p.device !== undefined && p.device.batches > 0) tail.push(`${p.device.requests} requests read from /dev/fuse in ${p.device.batches} wakeups`);
+  if (p.device !== undefined && p.device.batches > 0) {
+    tail.push(p.ring !== undefined
+      ? `${p.device.requests} requests in ${p.device.batches} wakeups, ${p.ring.requests} of them through io_uring (${p.ring.batches} wakeups)`
+      : `${p.device.requests} requests read from /dev/fuse in ${p.device.batches} wakeups`);
+  }
   return `${parts.join('; ')} — ${tail.join(', ')}`;
 }
 

@@ -119,7 +119,7 @@ export async function serve(config: MountConfig, log: (line: string) => void): P
         fuseInit = () => ({
           minor: init.minor, flags: init.flags, flags2: init.flags2, features: init.features,
           kernelMinor: init.kernelMinor, kernelFlags: init.kernelFlags, kernelFlags2: init.kernelFlags2, maxWrite: init.maxWrite,
-          batches: init.batches, requests: init.requests,
+          batches: init.batches, requests: init.requests, uring: init.uring?.(),
           passthrough: init.passthrough !== undefined
             ? { maxStackDepth: init.maxStackDepth, ...init.passthrough() }
             : init.passthroughOff !== undefined ? { off: init.passthroughOff } : undefined,

@@ -29,6 +29,8 @@ export interface DaemonStats {
     kernelMinor: number; kernelFlags: number; kernelFlags2: number; maxWrite: number; batches: number; requests: number;
     /** passthrough: max_stack_depth answered, opens passed through, fallbacks by reason, backing ids held; or why it is off */
     passthrough?: { maxStackDepth: number; passed: number; fallbacks: Record<string, number>; ids: number } | { off: string } | undefined;
+    /** FUSE over io_uring (io_uring on): queues, entries, requests and commits through the ring */
+    uring?: { queues: number; entries: number; requests: number; commits: number; batches: number; failed: string | undefined } | undefined;
   } | undefined;
   overlay: OverlayStats;
   memory: MemoryStats;
@@ -82,6 +84,10 @@ export function formatStats(s: DaemonStats): string {
       lines.push('off' in p
         ? `FUSE passthrough: off (${p.off})`
         : `FUSE passthrough: ${p.passed} opens passed through, fallbacks ${JSON.stringify(p.fallbacks)}, ${p.ids} backing ids held, max_stack_depth ${p.maxStackDepth}`);
+    }
+    const u = f.uring;
+    if (u !== undefined) {
+      lines.push(`FUSE io_uring: ${u.queues} queues x ${u.entries / Math.max(1, u.queues)} entries; ${u.requests} requests in ${u.batches} wakeups, ${u.commits} answers committed${u.failed !== undefined ? `; a command failed: ${u.failed} (the kernel falls back to /dev/fuse)` : ''}`);
     }
   }
   if (s.nodePaths !== undefined) lines.push(fill('node path cache', s.nodePaths, 'bytes'));

@@ -104,6 +104,7 @@ static void notifier_stop(notifier *nt) {
   pthread_mutex_unlock(&nt->mu);
 }
 
+struct uring;
 typedef struct session {
   napi_env env;
   int fd;
@@ -119,7 +120,11 @@ typedef struct session {
   napi_async_context actx;
   napi_ref resource;
   notifier *nt;       /* started at the first notify(); stopped when the session ends */
+  struct uring *ur;   /* FUSE over io_uring (uringSetup), or NULL */
 } session;
+
+static void ring_stop(struct uring *r);
+static int ring_reply(struct uring *r, const char *head, size_t hl, const char *data, size_t dl, ssize_t *out);
 
 static napi_value throw_errno(napi_env env, const char *what, int err) {
   char msg[256];
@@ -265,6 +270,8 @@ static void end_session(session *s) {
   notifier_stop(s->nt);
   s->nt = NULL;
   if (s->fd >= 0) { close(s->fd); s->fd = -1; }
+  ring_stop(s->ur);
+  s->ur = NULL;
   call_js(s, s->on_exit, 0, NULL);
 }
 
@@ -420,6 +427,8 @@ static napi_value dev_write(napi_env env, napi_callback_info info) {
     cnt = 2;
   }
   ssize_t r;
+  /* an answer to a request a ring entry holds is committed through the ring */
+  if (s->ur && ring_reply(s->ur, iov[0].iov_base, iov[0].iov_len, cnt == 2 ? iov[1].iov_base : NULL, cnt == 2 ? iov[1].iov_len : 0, &r)) return num(env, (double) r);
   do r = writev(s->fd, iov, cnt); while (r < 0 && errno == EINTR);
   return num(env, r < 0 ? -errno : (double) r);
 }
@@ -546,12 +555,370 @@ static napi_value dev_backing_close(napi_env env, napi_callback_info info) {
   return num(env, r < 0 ? -errno : 0);
 }
 
+
+/*
+ * FUSE over io_uring (native-notes/fuse-server.md, "io_uring"; the kernel's side is
+ * fs/fuse/dev_uring.c, the structs include/uapi/linux/fuse.h 7.42). After INIT was answered
+ * with FUSE_OVER_IO_URING, the kernel holds every request back (fuse_block_alloc) until each
+ * of its queues -- one per possible CPU (fuse_uring_create: num_possible_cpus()) -- has an
+ * entry registered (is_ring_ready); then requests go to the queue of the caller's CPU and
+ * come back as completions of IORING_OP_URING_CMD commands on the /dev/fuse fd: REGISTER
+ * hands the kernel an entry (a header buffer and a payload buffer of at least max_write),
+ * COMMIT_AND_FETCH answers the entry's request from the same buffers and hands the entry
+ * back. FORGET and INTERRUPT still come through read(2), notifications still go through
+ * write(2) (fuse_io_uring_ops; a commit with unique 0 is refused).
+ *
+ * One ring, set up here with the raw syscalls (no liburing on a fresh machine), serves every
+ * queue from the JS thread: the kernel fills an entry in the task that submitted its command
+ * (io_uring_cmd_complete_in_task), which is this thread, woken from epoll_wait by the task
+ * work. Completions are announced through an eventfd registered with the ring
+ * (IORING_REGISTER_EVENTFD) and polled by uv_poll; each request is packed into the session's
+ * batch buffer exactly as read(2) would have delivered it (fuse_in_header, the per-opcode
+ * struct, the rest), so server.ts decodes both paths alike.
+ */
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <linux/io_uring.h>
+
+#define SFS_URING_CMD_REGISTER 1
+#define SFS_URING_CMD_COMMIT_AND_FETCH 2
+#define SFS_IN_HEADER 40
+#define SFS_OUT_HEADER 16
+
+struct sfs_uring_ent_in_out { uint64_t flags, commit_id; uint32_t payload_sz, padding; uint64_t reserved; };
+/* in_out: fuse_in_header on fetch, fuse_out_header on commit; op_in: the request's first argument */
+struct sfs_uring_req_header { char in_out[128]; char op_in[128]; struct sfs_uring_ent_in_out ring; };
+/* the 80-byte command area of an SQE128 */
+struct sfs_uring_cmd_req { uint64_t flags, commit_id; uint16_t qid; uint8_t padding[6]; };
+
+enum { ENT_KERNEL, ENT_JS, ENT_DEAD };
+typedef struct ring_ent {
+  struct sfs_uring_req_header *hdr;
+  char *payload;
+  struct iovec iov[2];
+  uint64_t unique;   /* the request JS holds (state ENT_JS) */
+  uint16_t qid;
+  int state;
+} ring_ent;
+
+struct uring {
+  session *s;
+  int fd, efd;
+  unsigned *sq_head, *sq_tail, *sq_mask, *sq_array, *cq_head, *cq_tail, *cq_mask;
+  struct io_uring_cqe *cqes;
+  char *sqes;
+  unsigned sq_entries, pending;  /* SQEs written, not yet submitted */
+  ring_ent *ents;
+  unsigned nents, queues;
+  size_t payload;
+  uv_poll_t poll;
+  int polling;
+  double requests, commits, batches;
+  int failed;       /* the first error a command completed with (-errno), 0 none */
+  int dead;         /* entries the kernel gave back (teardown) */
+};
+typedef struct uring uring;
+
+static int sys_uring_setup(unsigned entries, struct io_uring_params *p) { return (int) syscall(__NR_io_uring_setup, entries, p); }
+static int sys_uring_enter(int fd, unsigned submit, unsigned complete, unsigned flags) { return (int) syscall(__NR_io_uring_enter, fd, submit, complete, flags, NULL, 0); }
+static int sys_uring_register(int fd, unsigned op, void *arg, unsigned n) { return (int) syscall(__NR_io_uring_register, fd, op, arg, n); }
+
+/* the number of queues the kernel expects: num_possible_cpus() (the highest possible CPU + 1) */
+static unsigned possible_cpus(void) {
+  char b[256];
+  int fd = open("/sys/devices/system/cpu/possible", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  ssize_t n = read(fd, b, sizeof b - 1);
+  close(fd);
+  if (n <= 0) return 0;
+  b[n] = 0;
+  /* "0-1", "0", "0-3,5-7": the last number is the highest */
+  char *p = b + n;
+  while (p > b && (p[-1] < '0' || p[-1] > '9')) p--;
+  while (p > b && p[-1] >= '0' && p[-1] <= '9') p--;
+  return (unsigned) strtoul(p, NULL, 10) + 1;
+}
+
+/* one URING_CMD SQE for entry i; submitted by ring_submit */
+static void ring_queue_cmd(uring *r, unsigned i, uint32_t op, uint64_t commit_id) {
+  ring_ent *e = &r->ents[i];
+  unsigned tail = *r->sq_tail, idx = tail & *r->sq_mask;
+  struct io_uring_sqe *sqe = (struct io_uring_sqe *) (r->sqes + (size_t) idx * 128);
+  memset(sqe, 0, 128);
+  sqe->opcode = IORING_OP_URING_CMD;
+  sqe->fd = r->s->fd;
+  sqe->cmd_op = op;
+  sqe->user_data = i;
+  if (op == SFS_URING_CMD_REGISTER) { sqe->addr = (uint64_t) (uintptr_t) e->iov; sqe->len = 2; }
+  struct sfs_uring_cmd_req *cmd = (struct sfs_uring_cmd_req *) sqe->cmd;
+  cmd->commit_id = commit_id;
+  cmd->qid = e->qid;
+  r->sq_array[idx] = idx;
+  __atomic_store_n(r->sq_tail, tail + 1, __ATOMIC_RELEASE);
+  r->pending++;
+  e->state = ENT_KERNEL;
+}
+
+static int ring_submit(uring *r) {
+  while (r->pending > 0) {
+    int n = sys_uring_enter(r->fd, r->pending, 0, 0);
+    if (n < 0) { if (errno == EINTR) continue; return -errno; }
+    r->pending -= (unsigned) n;
+    if (n == 0) return -EBUSY;
+  }
+  return 0;
+}
+
+/*
+ * Completions: a request in an entry (res 0) is packed into the batch buffer; the batch goes
+ * to JS when full and at the end. An error ends the entry: the kernel's teardown (ENOTCONN,
+ * ECANCELED) or a refused command (the first one is kept for stats: a failed REGISTER makes
+ * the kernel fall back to /dev/fuse, fuse_uring_cmd).
+ */
+static void on_ring(uv_poll_t *h, int status, int events) {
+  uring *r = h->data;
+  session *s = r->s;
+  uint64_t v;
+  if (s->ended) return;
+  while (read(r->efd, &v, sizeof v) < 0 && errno == EINTR) {}
+  uint32_t n = 0;
+  size_t pos = 0;
+  s->dispatching = 1;
+  for (;;) {
+    unsigned head = *r->cq_head, tail = __atomic_load_n(r->cq_tail, __ATOMIC_ACQUIRE);
+    if (head == tail || s->ended) break;
+    struct io_uring_cqe *c = &r->cqes[head & *r->cq_mask];
+    uint64_t i = c->user_data;
+    int res = c->res;
+    __atomic_store_n(r->cq_head, head + 1, __ATOMIC_RELEASE);
+    if (i >= r->nents) continue;
+    ring_ent *e = &r->ents[i];
+    if (res < 0) {
+      e->state = ENT_DEAD;
+      r->dead++;
+      if (!r->failed && res != -ENOTCONN && res != -ECANCELED) {
+        r->failed = res;
+        fprintf(stderr, "stratafs: FUSE io_uring command failed: %s\n", strerror(-res));
+      }
+      continue;
+    }
+    uint32_t len, psz = e->hdr->ring.payload_sz;
+    memcpy(&len, e->hdr->in_out, 4);
+    memcpy(&e->unique, e->hdr->in_out + 8, 8);
+    /* in_header.len counts the first argument (in op_in) and the payload */
+    if (len < SFS_IN_HEADER + psz || len - SFS_IN_HEADER - psz > sizeof e->hdr->op_in || psz > r->payload) {
+      fprintf(stderr, "stratafs: FUSE io_uring request of %u bytes with payload %u: dropped\n", len, psz);
+      e->state = ENT_DEAD;
+      r->dead++;
+      continue;
+    }
+    uint32_t arg0 = len - SFS_IN_HEADER - psz;
+    char *d = s->buf + pos;
+    memcpy(d, e->hdr->in_out, SFS_IN_HEADER);
+    memcpy(d + SFS_IN_HEADER, e->hdr->op_in, arg0);
+    memcpy(d + SFS_IN_HEADER + arg0, e->payload, psz);
+    e->state = ENT_JS;
+    r->requests++;
+    s->lens[n++] = len;
+    pos += ((size_t) len + 7) & ~(size_t) 7;
+    if (n == s->nslots || s->cap - pos < s->slot) {
+      r->batches++;
+      napi_handle_scope scope;
+      napi_open_handle_scope(s->env, &scope);
+      napi_value arg = num(s->env, n);
+      call_js(s, s->on_batch, 1, &arg);
+      napi_close_handle_scope(s->env, scope);
+      n = 0;
+      pos = 0;
+    }
+  }
+  if (n > 0 && !s->ended) {
+    r->batches++;
+    napi_handle_scope scope;
+    napi_open_handle_scope(s->env, &scope);
+    napi_value arg = num(s->env, n);
+    call_js(s, s->on_batch, 1, &arg);
+    napi_close_handle_scope(s->env, scope);
+  }
+  if (!s->ended) ring_submit(r);
+  s->dispatching = 0;
+  if (s->ended) release_session(s);
+}
+
+/*
+ * The answer to a request held by a ring entry: the out header into the entry's header, the
+ * rest into its payload, then COMMIT_AND_FETCH (submitted at once: the caller waits). 1 when
+ * the unique was a ring entry's, 0 when the reply goes to /dev/fuse (a request read(2) gave).
+ */
+static int ring_reply(uring *r, const char *head, size_t hl, const char *data, size_t dl, ssize_t *out) {
+  uint64_t unique;
+  if (hl < SFS_OUT_HEADER) return 0;
+  memcpy(&unique, head + 8, 8);
+  if (unique == 0) return 0;
+  for (unsigned i = 0; i < r->nents; i++) {
+    ring_ent *e = &r->ents[i];
+    if (e->state != ENT_JS || e->unique != unique) continue;
+    size_t body = hl - SFS_OUT_HEADER + dl;
+    if (body > r->payload) { *out = -EOVERFLOW; return 1; }
+    memcpy(e->hdr->in_out, head, SFS_OUT_HEADER);
+    memcpy(e->payload, head + SFS_OUT_HEADER, hl - SFS_OUT_HEADER);
+    if (dl > 0) memcpy(e->payload + hl - SFS_OUT_HEADER, data, dl);
+    e->hdr->ring.payload_sz = (uint32_t) body;
+    ring_queue_cmd(r, i, SFS_URING_CMD_COMMIT_AND_FETCH, unique);
+    r->commits++;
+    int err = ring_submit(r);
+    *out = err < 0 ? err : (ssize_t) (hl + dl);
+    return 1;
+  }
+  return 0;
+}
+
+static void on_ring_closed(uv_handle_t *h) { free(h->data); }
+
+/*
+ * Ends the ring with the session (the device is closed first: the kernel tears its entries
+ * down). The entries' buffers stay mapped: task work the kernel queued before the close may
+ * still copy a request into them on this thread's next return to user space, and the
+ * daemon exits with its mount anyway.
+ */
+static void ring_stop(uring *r) {
+  if (!r) return;
+  if (r->polling) { uv_poll_stop(&r->poll); r->polling = 0; }
+  close(r->fd);
+  close(r->efd);
+  uv_close((uv_handle_t *) &r->poll, on_ring_closed);
+}
+
+/*
+ * uringSetup(session, payloadSize, depth) -> queues (> 0) or -errno: the ring, its eventfd and
+ * `depth` entries per queue, before INIT is answered: once the kernel has FUSE_OVER_IO_URING
+ * in the answer it holds every request back until all queues have an entry, so a ring that
+ * cannot be made (io_uring disabled by sysctl, no memory) must be known before. payloadSize
+ * must be at least the kernel's max_payload_sz: max(8 KiB, max_write, max_pages pages).
+ */
+static napi_value dev_uring_setup(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  double payload = 0, depth = 0;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  session *s = argc == 3 ? session_arg(env, argv[0]) : NULL;
+  if (!s) { napi_throw_error(env, NULL, "uringStart(session, payloadSize, depth)"); return NULL; }
+  napi_get_value_double(env, argv[1], &payload);
+  napi_get_value_double(env, argv[2], &depth);
+  if (s->ended) return num(env, -ENOTCONN);
+  if (s->ur) return num(env, -EALREADY);
+  unsigned queues = possible_cpus();
+  if (queues == 0 || depth < 1 || depth > 64 || payload < 8192) return num(env, -EINVAL);
+  uring *r = calloc(1, sizeof *r);
+  if (!r) return num(env, -ENOMEM);
+  r->s = s;
+  r->queues = queues;
+  r->nents = queues * (unsigned) depth;
+  r->payload = ((size_t) payload + 4095) & ~(size_t) 4095;
+  r->efd = -1;
+  struct io_uring_params p;
+  memset(&p, 0, sizeof p);
+  p.flags = IORING_SETUP_SQE128;
+  unsigned want = 1;
+  while (want < r->nents) want <<= 1;
+  int err = 0;
+  r->fd = sys_uring_setup(want, &p);
+  if (r->fd < 0) { err = -errno; free(r); return num(env, err); }
+  size_t sq_len = p.sq_off.array + p.sq_entries * sizeof(unsigned);
+  size_t cq_len = p.cq_off.cqes + p.cq_entries * sizeof(struct io_uring_cqe);
+  if (p.features & IORING_FEAT_SINGLE_MMAP) sq_len = cq_len = sq_len > cq_len ? sq_len : cq_len;
+  char *sq = mmap(NULL, sq_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, r->fd, IORING_OFF_SQ_RING);
+  char *cq = sq;
+  if (sq != MAP_FAILED && !(p.features & IORING_FEAT_SINGLE_MMAP))
+    cq = mmap(NULL, cq_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, r->fd, IORING_OFF_CQ_RING);
+  r->sqes = mmap(NULL, (size_t) p.sq_entries * 128, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, r->fd, IORING_OFF_SQES);
+  r->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (sq == MAP_FAILED || cq == MAP_FAILED || r->sqes == MAP_FAILED || r->efd < 0) err = -errno;
+  else if (sys_uring_register(r->fd, IORING_REGISTER_EVENTFD, &r->efd, 1) < 0) err = -errno;
+  r->ents = err ? NULL : calloc(r->nents, sizeof *r->ents);
+  if (!err && !r->ents) err = -ENOMEM;
+  if (err) {
+    /* the mappings go with the ring fd's last reference only once unmapped; a failed setup is rare */
+    if (r->efd >= 0) close(r->efd);
+    close(r->fd);
+    free(r->ents);
+    free(r);
+    return num(env, err);
+  }
+  r->sq_head = (unsigned *) (sq + p.sq_off.head); r->sq_tail = (unsigned *) (sq + p.sq_off.tail);
+  r->sq_mask = (unsigned *) (sq + p.sq_off.ring_mask); r->sq_array = (unsigned *) (sq + p.sq_off.array);
+  r->cq_head = (unsigned *) (cq + p.cq_off.head); r->cq_tail = (unsigned *) (cq + p.cq_off.tail);
+  r->cq_mask = (unsigned *) (cq + p.cq_off.ring_mask); r->cqes = (struct io_uring_cqe *) (cq + p.cq_off.cqes);
+  r->sq_entries = p.sq_entries;
+  /* headers together; each payload its own mapping, touched only as far as requests fill it */
+  char *hdrs = mmap(NULL, (size_t) r->nents * sizeof(struct sfs_uring_req_header), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (hdrs == MAP_FAILED) { err = -errno; close(r->efd); close(r->fd); free(r->ents); free(r); return num(env, err); }
+  for (unsigned i = 0; i < r->nents; i++) {
+    ring_ent *e = &r->ents[i];
+    e->hdr = (struct sfs_uring_req_header *) (hdrs + (size_t) i * sizeof *e->hdr);
+    e->payload = mmap(NULL, r->payload, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (e->payload == MAP_FAILED) { err = -errno; break; }
+    e->iov[0].iov_base = e->hdr; e->iov[0].iov_len = sizeof *e->hdr;
+    e->iov[1].iov_base = e->payload; e->iov[1].iov_len = r->payload;
+    e->qid = (uint16_t) (i % queues);
+  }
+  if (err) { close(r->efd); close(r->fd); free(r->ents); free(r); return num(env, err); }
+  uv_loop_t *loop;
+  napi_get_uv_event_loop(env, &loop);
+  uv_poll_init(loop, &r->poll, r->efd);
+  r->poll.data = r;
+  uv_poll_start(&r->poll, UV_READABLE, on_ring);
+  r->polling = 1;
+  s->ur = r;
+  return num(env, queues);
+}
+
+/*
+ * uringRegister(session) -> 0 or -errno: REGISTER every entry, once INIT was answered with
+ * FUSE_OVER_IO_URING (fuse_uring_cmd answers EAGAIN before: the ring needs max_write). A
+ * REGISTER the kernel refuses completes with the error and makes it fall back to /dev/fuse.
+ */
+static napi_value dev_uring_register(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  session *s = argc == 1 ? session_arg(env, argv[0]) : NULL;
+  if (!s) { napi_throw_error(env, NULL, "uringRegister(session)"); return NULL; }
+  uring *r = s->ur;
+  if (s->ended) return num(env, -ENOTCONN);
+  if (!r) return num(env, -EINVAL);
+  int err = 0;
+  /* submitted in rounds no larger than the SQ ring */
+  for (unsigned i = 0; i < r->nents && !err; i++) {
+    ring_queue_cmd(r, i, SFS_URING_CMD_REGISTER, 0);
+    if (r->pending == r->sq_entries || i + 1 == r->nents) err = ring_submit(r);
+  }
+  return num(env, err);
+}
+
+/* uringStats(session) -> [queues, entries, requests, commits, batches, failed -errno, dead] (all 0 without a ring) */
+static napi_value dev_uring_stats(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1], arr;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  session *s = argc == 1 ? session_arg(env, argv[0]) : NULL;
+  if (!s) { napi_throw_error(env, NULL, "uringStats(session)"); return NULL; }
+  uring *r = s->ur;
+  double v[7] = { 0 };
+  if (r) { v[0] = r->queues; v[1] = r->nents; v[2] = r->requests; v[3] = r->commits; v[4] = r->batches; v[5] = r->failed; v[6] = r->dead; }
+  napi_create_array_with_length(env, 7, &arr);
+  for (uint32_t i = 0; i < 7; i++) napi_set_element(env, arr, i, num(env, v[i]));
+  return arr;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   static const struct { const char *name; napi_callback fn; } fns[] = {
     { "open", dev_open }, { "mount", dev_mount }, { "start", dev_start }, { "write", dev_write }, { "close", dev_close }, { "closeFd", dev_close_fd },
     { "socketpair", dev_socketpair }, { "recvFd", dev_recv_fd },
     { "backingOpen", dev_backing_open }, { "backingClose", dev_backing_close },
     { "socketpair", dev_socketpair }, { "recvFd", dev_recv_fd }, { "notify", dev_notify }, { "notified", dev_notified },
+    { "uringSetup", dev_uring_setup }, { "uringRegister", dev_uring_register }, { "uringStats", dev_uring_stats },
   };
   for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
     napi_value f;

@@ -46,6 +46,17 @@ export interface FuseDevAddon {
   notify(s: DevSession, msg: Buffer, len: number): number;
   /** what the helper thread did: [queued, written, failed, last errno] */
   notified(s: DevSession): [number, number, number, number];
+  /**
+   * FUSE over io_uring, before INIT is answered with it: a ring, its eventfd (polled on this
+   * thread's loop) and `depth` entries of `payloadSize` bytes per queue (one queue per
+   * possible CPU). Requests the ring delivers reach onBatch packed as read(2) gives them, and
+   * write() commits an answer to one through the ring. The queue count, or -errno.
+   */
+  uringSetup(s: DevSession, payloadSize: number, depth: number): number;
+  /** after INIT was answered with FUSE_OVER_IO_URING: REGISTER every entry; 0 or -errno */
+  uringRegister(s: DevSession): number;
+  /** [queues, entries, requests, commits, batches, first failure -errno, entries given back] (zeros without a ring) */
+  uringStats(s: DevSession): [number, number, number, number, number, number, number];
   /** ends the session (closes the device); with a path, detaches that mount too (MNT_DETACH) */
   close(s: DevSession, detachPath?: Bstr): void;
 }

@@ -2,13 +2,18 @@
  * FUSE over io_uring (features.ts `io_uring`, native-notes/fuse-server.md "io_uring"). The
  * kernel offers FUSE_OVER_IO_URING only while the fuse module's `enable_uring` is set, a
  * host-wide parameter these tests never change: where it is N they show the feature stays
- * absent and the mount unchanged.
+ * absent and the mount unchanged, and the ring transport's tests are skipped through the
+ * runner with that reason (never passed). Only `stratafs bench --enable-uring` sets it, for
+ * its run; where root has set it, they run the mount through the ring.
  */
 import { readFileSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
-import { mount, tempDir, unmountAll } from '../harness/mounts.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SCRIPTED } from '../harness/cases.js';
+import { formatReport, runCase } from '../harness/differential.js';
+import { divergencesFor } from '../harness/divergences.js';
+import { kernelOverlayProblem, mount, requireKernel, tempDir, unmountAll } from '../harness/mounts.js';
 import { cli } from '../harness/cli-mount.js';
 
 const PARAM = '/sys/module/fuse/parameters/enable_uring';
@@ -28,6 +33,7 @@ interface FuseStats {
   features: string[];
   flags2: number;
   kernelFlags2: number;
+  uring?: { queues: number; entries: number; requests: number; commits: number; batches: number; failed: string | undefined };
 }
 
 async function statsOf(mnt: string): Promise<{ ops: Record<string, { count: number }>; fuse: FuseStats }> {
@@ -36,7 +42,11 @@ async function statsOf(mnt: string): Promise<{ ops: Record<string, { count: numb
   return JSON.parse(info.stdout) as { ops: Record<string, { count: number }>; fuse: FuseStats };
 }
 
+let kernelProblem: string | undefined;
 const before = enableUring();
+beforeAll(async () => {
+  kernelProblem = await kernelOverlayProblem();
+});
 afterAll(async () => {
   expect(await unmountAll()).toEqual([]);
   // host-wide: no test may change it
@@ -79,4 +89,50 @@ describe('io_uring: negotiated only where the kernel offers it', () => {
       await h.unmount();
     }
   }, 60_000);
+});
+
+describe('io_uring: requests through the ring (only where enable_uring is already Y)', () => {
+  const skipWhy = (): string | undefined => {
+    const v = enableUring();
+    if (v === undefined) return `this kernel has no FUSE over io_uring (${PARAM} missing: CONFIG_FUSE_IO_URING)`;
+    if (v !== 'Y') return `the fuse module parameter enable_uring is ${v} on this host (${PARAM}); tests never set it (stratafs bench --enable-uring does, for its run)`;
+    return undefined;
+  };
+
+  it('a mount served through the ring: files, listings and large WRITEs/READs, counted by the ring', async (ctx) => {
+    const why = skipWhy();
+    if (why !== undefined) ctx.skip(why);
+    const t = await tempDir('uring-ring');
+    for (const d of ['l', 'u', 'w', 'mnt']) await mkdir(join(t, d));
+    for (let i = 0; i < 300; i++) await writeFile(join(t, 'l', `f${i}`), `lower ${i}\n`);
+    const h = await mount('stratafs', { lowers: [join(t, 'l')], upper: join(t, 'u'), work: join(t, 'w') }, join(t, 'mnt'), { extra: ['fuse_minor=45', 'io_uring', 'fuse_off=passthrough'] });
+    try {
+      expect((await readdir(join(t, 'mnt'))).length).toBe(300);
+      for (let i = 0; i < 300; i += 37) expect(await readFile(join(t, 'mnt', `f${i}`), 'utf8')).toBe(`lower ${i}\n`);
+      const big = Buffer.alloc(3 << 20);
+      for (let i = 0; i < big.length; i += 4096) big.writeUInt32LE(i, i);
+      await writeFile(join(t, 'mnt', 'big'), big);
+      expect((await stat(join(t, 'mnt', 'big'))).size).toBe(big.length);
+      expect((await readFile(join(t, 'mnt', 'big'))).equals(big)).toBe(true);
+      expect((await readFile(join(t, 'u', 'big'))).equals(big)).toBe(true);
+      const s = await statsOf(join(t, 'mnt'));
+      expect(s.fuse.features).toContain('io_uring');
+      expect(s.fuse.uring, 'the ring was set up').toBeDefined();
+      expect(s.fuse.uring!.failed).toBeUndefined();
+      expect(s.fuse.uring!.requests).toBeGreaterThan(300);
+      expect(s.fuse.uring!.commits).toBeGreaterThan(300);
+    } finally {
+      await h.unmount();
+    }
+  }, 120_000);
+
+  for (const c of SCRIPTED.slice(0, 12)) {
+    it(`scripted case through the ring vs kernel overlayfs: ${c.name}`, async (ctx) => {
+      const why = skipWhy();
+      if (why !== undefined) ctx.skip(why);
+      requireKernel(kernelProblem, ctx);
+      const r = await runCase(c, { candidate: 'stratafs', divergences: divergencesFor('stratafs'), candidateOptions: ['fuse_minor=45', 'io_uring'] });
+      expect(r.unexplained, formatReport(r, c.ops)).toEqual([]);
+    }, 120_000);
+  }
 });

@@ -33,6 +33,24 @@ import { STAT_LEN } from '../../native/sys-api.js';
 import { COUNT_OUT, OFFSET_OUT, STATX_OUT, fileRequest, putCount, putOffset, putStatx } from './file-requests.js';
 
 
+/** FUSE over io_uring, as `stratafs stats` shows it */
+export interface UringStats {
+  queues: number;
+  entries: number;
+  /** requests the ring delivered, answers committed through it, wakeups that took them */
+  requests: number;
+  commits: number;
+  batches: number;
+  /** the first error a command completed with (a refused REGISTER: the kernel fell back to /dev/fuse) */
+  failed: string | undefined;
+}
+
+/**
+ * Ring entries per queue (one queue per possible CPU): requests in flight per CPU before
+ * the kernel queues more. Each holds a payload buffer of max_write, touched as far as used.
+ */
+const URING_DEPTH = 8;
+
 /** what INIT settled, for `-d` and stats */
 export interface Negotiated {
   kernelMinor: number;
@@ -52,6 +70,8 @@ export interface Negotiated {
   passthroughOff: string | undefined;
   /** opens passed through and fallbacks (undefined without passthrough) */
   passthrough: (() => PassthroughStats) | undefined;
+  /** FUSE over io_uring: the ring's counts (undefined unless io_uring is on) */
+  uring: (() => UringStats) | undefined;
   /** wakeups that read requests, and the requests they read: the average batch */
   batches: number;
   requests: number;
@@ -230,7 +250,19 @@ function init(s: KSession, b: Buffer, a: number, lo: number, hi: number): void {
   }
   // a newer major: say ours, the kernel asks again
   const minor = major > FUSE_KERNEL_VERSION ? s.maxMinor : Math.min(kminor, s.maxMinor);
-  const settled = major > FUSE_KERNEL_VERSION ? { flags: 0, flags2: 0, on: [] } : settle(minor, kflags, kflags2, s.off);
+  let settled = major > FUSE_KERNEL_VERSION ? { flags: 0, flags2: 0, on: [] } : settle(minor, kflags, kflags2, s.off);
+  let sizes = initSizes(settled.on, s.maxWrite, s.slot);
+  // the ring is made before INIT names it: from the answer on, the kernel holds every request
+  // back until each queue has an entry (fuse-dev.c), so a ring that cannot be made means no io_uring
+  if (settled.on.includes('io_uring') && s.dev !== undefined) {
+    // the kernel's max_payload_sz: max(8 KiB, max_write, max_pages pages; 32 without MAX_PAGES)
+    const q = fuseDev().uringSetup(s.dev, Math.max(8192, sizes.maxWrite, (sizes.maxPages || 32) * 4096), URING_DEPTH);
+    if (q < 0) {
+      s.log(`stratafs: FUSE over io_uring not used: setting up the ring failed (errno ${-q})`);
+      settled = settle(minor, kflags, kflags2, new Set([...s.off, 'io_uring']));
+      sizes = initSizes(settled.on, s.maxWrite, s.slot);
+    }
+  }
   const flags = settled.flags;
   const p = OUT_HEADER;
   o.writeUInt32LE(FUSE_KERNEL_VERSION, p);
@@ -238,7 +270,6 @@ function init(s: KSession, b: Buffer, a: number, lo: number, hi: number): void {
   o.writeUInt32LE(maxReadahead, p + 8);
   o.writeUInt32LE(flags, p + 12);
   // max_background, congestion_threshold 0: the kernel's defaults, as libfuse 2.9
-  const sizes = initSizes(settled.on, s.maxWrite, s.slot);
   o.writeUInt32LE(sizes.maxWrite, p + 20);
   o.writeUInt32LE(1, p + 24); // time_gran: nanoseconds
   if (sizes.maxPages > 0) o.writeUInt16LE(sizes.maxPages, p + 28);
@@ -256,8 +287,17 @@ function init(s: KSession, b: Buffer, a: number, lo: number, hi: number): void {
   s.negotiated = {
     kernelMinor: kminor, kernelFlags: kflags, kernelFlags2: kflags2, minor, flags, flags2: settled.flags2, features: settled.on,
     maxWrite: sizes.maxWrite, maxReadahead, maxStackDepth: passthrough ? s.stackDepth : 0, passthroughOff: s.passthroughOff,
-    passthrough: undefined, batches: 0, requests: 0,
+    passthrough: undefined, uring: undefined, batches: 0, requests: 0,
   };
+  if (settled.on.includes('io_uring') && s.dev !== undefined) {
+    const dev = s.dev;
+    const r = fuseDev().uringRegister(dev);
+    if (r < 0) s.log(`stratafs: FUSE over io_uring: registering the ring's entries failed (errno ${-r})`);
+    s.negotiated.uring = () => {
+      const [queues, entries, requests, commits, batches, failed] = s.ended ? [0, 0, 0, 0, 0, 0] : fuseDev().uringStats(dev);
+      return { queues, entries, requests, commits, batches, failed: failed !== 0 ? `errno ${-failed}` : undefined };
+    };
+  }
   if (passthrough) {
     const pt = new PassthroughTable(() => s.dev, s.log);
     s.pt = pt;
