@@ -13,20 +13,23 @@ import fs from 'node:fs';
 export const ENABLE_URING = '/sys/module/fuse/parameters/enable_uring';
 
 let previous: string | undefined;
+/** the parameter's file (another only in the unit test, which never touches the host's) */
+let file = ENABLE_URING;
 
 /** Sets enable_uring to Y; the value before ('Y' or 'N'). Throws where the kernel has no FUSE over io_uring. */
-export function enableUring(log: (line: string) => void): string {
+export function enableUring(log: (line: string) => void, path = ENABLE_URING): string {
   let before: string;
   try {
-    before = fs.readFileSync(ENABLE_URING, 'latin1').trim();
+    before = fs.readFileSync(path, 'latin1').trim();
   } catch (e) {
-    throw new Error(`--enable-uring: ${ENABLE_URING} is not readable (a kernel without CONFIG_FUSE_IO_URING, or the fuse module not loaded): ${e instanceof Error ? e.message : String(e)}`);
+    throw new Error(`--enable-uring: ${path} is not readable (a kernel without CONFIG_FUSE_IO_URING, or the fuse module not loaded): ${e instanceof Error ? e.message : String(e)}`);
   }
   if (previous === undefined) {
     previous = before;
+    file = path;
     process.on('exit', restoreUring);
   }
-  fs.writeFileSync(ENABLE_URING, 'Y');
+  fs.writeFileSync(path, 'Y');
   log(`enable_uring: ${before} -> Y for this run (restored on exit)`);
   return before;
 }
@@ -37,9 +40,9 @@ export function restoreUring(): void {
   const v = previous;
   previous = undefined;
   try {
-    fs.writeFileSync(ENABLE_URING, v === 'Y' ? 'Y' : 'N');
+    fs.writeFileSync(file, v === 'Y' ? 'Y' : 'N');
     process.stderr.write(`bench: enable_uring restored to ${v}\n`);
   } catch (e) {
-    process.stderr.write(`bench: could not restore ${ENABLE_URING} to ${v}: ${e instanceof Error ? e.message : String(e)}\n`);
+    process.stderr.write(`bench: could not restore ${file} to ${v}: ${e instanceof Error ? e.message : String(e)}\n`);
   }
 }
