@@ -14,7 +14,7 @@ import { SCRIPTED } from '../harness/cases.js';
 import { formatReport, runCase } from '../harness/differential.js';
 import { divergencesFor } from '../harness/divergences.js';
 import { kernelOverlayProblem, mount, requireKernel, tempDir, unmountAll } from '../harness/mounts.js';
-import { cli } from '../harness/cli-mount.js';
+import { cli, serverStats } from '../harness/cli-mount.js';
 
 const PARAM = '/sys/module/fuse/parameters/enable_uring';
 // FUSE_OVER_IO_URING: bit 41, flags2 bit 9 (include/uapi/linux/fuse.h)
@@ -29,18 +29,7 @@ function enableUring(): string | undefined {
   }
 }
 
-interface FuseStats {
-  features: string[];
-  flags2: number;
-  kernelFlags2: number;
-  uring?: { queues: number; entries: number; requests: number; commits: number; batches: number; failed: string | undefined };
-}
-
-async function statsOf(mnt: string): Promise<{ ops: Record<string, { count: number }>; fuse: FuseStats }> {
-  const info = await cli(['stats', '--json', mnt], { timeoutMs: 10_000 });
-  expect(info.code, info.stderr).toBe(0);
-  return JSON.parse(info.stdout) as { ops: Record<string, { count: number }>; fuse: FuseStats };
-}
+const statsOf = serverStats;
 
 let kernelProblem: string | undefined;
 const before = enableUring();
