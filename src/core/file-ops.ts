@@ -18,13 +18,13 @@ import * as fs from 'node:fs';
 import { promisify } from 'node:util';
 import type { Bstr } from '../shared/bstr.js';
 import { copyUp } from './copy-up.js';
-import { closeWhenIdle, fail, relOf, requireUpper, sys, type Ctx, type OpenFile } from './ctx.js';
+import { closeWhenIdle, fail, relOf, requireUpper, sys, type Ctx, type Entry, type OpenFile } from './ctx.js';
 import { codeOf, FsError, isFsError, nodeErrnoCode } from '../shared/errors.js';
 import { linkFd, prepareCreate, placeNew } from './dir-ops.js';
 import { overrideStat, placeMode, placeOwner } from './override-stat.js';
 import { ACL_ACCESS, ACL_DEFAULT, inherit } from './acl.js';
 import { isUpperEntry, lookup, resolve } from './namei.js';
-import type { Caller, OpenResult } from './types.js';
+import type { Caller, FileVersion, OpenResult } from './types.js';
 import { S_IFDIR, S_IFREG, S_ISGID, S_ISUID, EPERM, O_ACCMODE } from '../shared/constants.js';
 import { StatIdx, inoOf, type Offset } from '../native/sys.js';
 
@@ -87,8 +87,16 @@ function nodeErr(e: unknown, path: Bstr | null, syscall: string): FsError {
  * invalidate this name's page cache; without keep_cache the kernel drops it at
  * open. The low-level front-end gives an upper file's hard links one node
  * (fuse/lowlevel/nodes.ts), but the core does not know which front-end calls it.
+ *
+ * The fstat that decides it also gives the layer file's version (FileVersion): the
+ * front-end compares it with what it told the kernel (close-to-open), and `e`, the entry
+ * opened, is checked here against it. A lower entry keeps its attributes after the first
+ * getattr (namei's premise: lower layers do not change under a mount); a layer file changed
+ * behind the mount shows its new size, times or inode number in this fstat, and the entry
+ * goes (its attributes, and its inode number if the file was replaced by a rename): the next
+ * lookup or getattr reads the layer again.
  */
-export function register(ctx: Ctx, f: OpenFile): OpenResult {
+export function register(ctx: Ctx, f: OpenFile, e?: Entry): OpenResult {
   const st = ctx.st;
   const stated = sys.raw.fstat(f.fd, st) === 0;
   const keepCache = stated && st[StatIdx.nlink]! <= 1;
@@ -97,13 +105,36 @@ export function register(ctx: Ctx, f: OpenFile): OpenResult {
   // WRITE with FUSE_WRITE_KILL_SUIDGID), where kernel overlayfs drops them for a caller
   // without CAP_FSETID (fuse-killpriv.test.ts). Served through WRITE, the server drops them.
   const setId = !stated || (st[StatIdx.mode]! & (S_ISUID | S_ISGID)) !== 0;
+  const version = stated ? versionOf(st) : undefined;
+  const stale = e?.attrs !== undefined && version !== undefined && !attrsAre(ctx, e, version, st[StatIdx.dev]!);
+  if (stale) ctx.cache.drop(e.path);
   const fh = ctx.nextFh++;
   ctx.files.set(fh, f);
   let set = ctx.filesByIno.get(f.ino);
   if (!set) { set = new Set(); ctx.filesByIno.set(f.ino, set); }
   set.add(f);
-  // Every change comes through the mount: the kernel's page cache stays valid across opens.
-  return setId ? { fh, keepCache, directIo: false } : { fh, keepCache, directIo: false, backing: { fd: f.fd, lower: f.lower } };
+  const r: OpenResult = { fh, keepCache, directIo: false, version, stale };
+  if (!setId) r.backing = { fd: f.fd, lower: f.lower };
+  return r;
+}
+
+const versionOf = (st: Float64Array): FileVersion => ({
+  mtimeSec: st[StatIdx.mtimeSec]!, mtimeNsec: st[StatIdx.mtimeNsec]!, ctimeSec: st[StatIdx.ctimeSec]!,
+  ctimeNsec: st[StatIdx.ctimeNsec]!, size: st[StatIdx.size]!, ino: inoOf(st),
+});
+
+/** Whether a lower entry's cached attributes are those of the layer file now at `v` (on device `dev`). */
+function attrsAre(ctx: Ctx, e: Entry, v: FileVersion, dev: number): boolean {
+  const a = e.attrs!;
+  return a[StatIdx.mtimeNsec] === v.mtimeNsec && a[StatIdx.ctimeNsec] === v.ctimeNsec && a[StatIdx.mtimeSec] === v.mtimeSec &&
+    a[StatIdx.ctimeSec] === v.ctimeSec && a[StatIdx.size] === v.size && e.ino === ctx.inodes.real(dev, v.ino);
+}
+
+/** The version of the layer file behind handle `fh` now (undefined: no such handle, or fstat failed). */
+export function handleVersion(ctx: Ctx, fh: number): FileVersion | undefined {
+  const f = ctx.files.get(fh);
+  if (f === undefined || sys.raw.fstat(f.fd, ctx.st) !== 0) return undefined;
+  return versionOf(ctx.st);
 }
 
 function handle(ctx: Ctx, fh: number, path: Bstr | null, syscall: string): OpenFile {
@@ -123,7 +154,7 @@ export async function open(ctx: Ctx, path: Bstr, flags: number, _caller: Caller)
   const ref = e.stack[0]!;
   const L = ctx.layers[ref.layer]!;
   const fd = openBacking(L.fd, ref.rel, backingOpenFlags(flags, { fsync: ctx.config.fsync, truncate: true }), 0);
-  return register(ctx, L.upper ? { fd, path, flags, ino: e.ino, lower: false } : { fd, path, flags, ino: e.ino, lower: true, lowerRef: ref });
+  return register(ctx, L.upper ? { fd, path, flags, ino: e.ino, lower: false } : { fd, path, flags, ino: e.ino, lower: true, lowerRef: ref }, e);
 }
 
 export async function create(ctx: Ctx, path: Bstr, mode: number, flags: number, caller: Caller): Promise<OpenResult> {

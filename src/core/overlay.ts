@@ -25,7 +25,7 @@ import { LookupCache } from './lookup-cache.js';
 import { LRUCache } from 'lru-cache';
 import * as readdirOps from './readdir.js';
 import type {
-  AttrArray, Caller, HandleOps, MergedEntry, OpenResult, OverlayOps, OverlayStats, CacheFill, StatFs, TimeSet, Timespec,
+  AttrArray, Caller, FileVersion, HandleOps, MergedEntry, OpenResult, OverlayOps, OverlayStats, CacheFill, StatFs, TimeSet, Timespec,
 } from './types.js';
 import {
   canMknodWhiteout, canWriteTrustedXattr, listXattrsOrEmpty, TRUSTED_PREFIX, USER_PREFIX, WhiteoutWriter,
@@ -281,6 +281,8 @@ export class Overlay implements OverlayOps, HandleOps {
   fsetxattr(fh: number, name: Bstr, value: Buffer, flags: number): Promise<void> { return this.run(null, 'fsetxattr', () => handleOps.fsetxattr(this.ctx, fh, name, value, flags)); }
   fremovexattr(fh: number, name: Bstr): Promise<void> { return this.run(null, 'fremovexattr', () => handleOps.fremovexattr(this.ctx, fh, name)); }
   handlesOf(ino: Ino): number[] { return handleOps.handlesOf(this.ctx, ino); }
+  /** the version of the layer file behind handle fh now (file-ops.ts): a front-end's close-to-open record after its writes */
+  handleVersion(fh: number): FileVersion | undefined { return fileOps.handleVersion(this.ctx, fh); }
 
   opendir(path: Bstr, caller: Caller): Promise<number> { return this.run(path, 'opendir', () => readdirOps.opendir(this.ctx, path, caller)); }
   readdir(path: Bstr | null, fh: number): Promise<MergedEntry[]> { return this.run(path, 'readdir', () => readdirOps.readdir(this.ctx, path, fh)); }

@@ -43,7 +43,34 @@ export interface OpenResult {
    * fd, and whether it is a lower file (a copy-up would leave a passed-through handle on it)
    */
   backing?: { fd: number; lower: boolean };
+  /** the layer file's version as this open found it (fstat of its fd): what close-to-open checks compare */
+  version?: FileVersion;
+  /**
+   * the core had answered attributes of the object that the layer file no longer has (it
+   * changed behind the mount): they are dropped, and what the front-end told its cache is stale
+   */
+  stale?: boolean;
 }
+
+/**
+ * What tells one content of a layer file from another, from an fstat of its fd: times, size
+ * and the layer's own inode number (a file replaced by a rename in its layer has another one,
+ * and another ctime). Changes behind the mount show in it; the front-end compares the version
+ * of each open with the one it last told the kernel about (close-to-open).
+ */
+export interface FileVersion {
+  readonly mtimeSec: number;
+  readonly mtimeNsec: number;
+  readonly ctimeSec: number;
+  readonly ctimeNsec: number;
+  readonly size: number;
+  /** the layer file's st_ino (not the overlay's) */
+  readonly ino: Ino;
+}
+
+export const sameVersion = (a: FileVersion, b: FileVersion): boolean =>
+  a.mtimeNsec === b.mtimeNsec && a.ctimeNsec === b.ctimeNsec && a.mtimeSec === b.mtimeSec &&
+  a.ctimeSec === b.ctimeSec && a.size === b.size && a.ino === b.ino;
 
 /**
  * The operations the FUSE front-ends call. Paths are absolute within the mount

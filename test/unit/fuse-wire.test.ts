@@ -233,8 +233,8 @@ describe('file requests (file-requests.ts): decoding and replies', () => {
 describe('INIT settles features (features.ts)', () => {
   const INIT_EXT = 1 << 30;
   it('asks for a feature only when offered, in the minor, and not switched off', () => {
-    // the listing features are switched off here, so each line sees the others alone
-    const MINE = ['cache_dir', 'readdirplus', 'readdirplus_auto', 'parallel_dirops'];
+    // the listing features (and close_to_open, an OPEN answer) are switched off here, so each line sees the others alone
+    const MINE = ['cache_dir', 'readdirplus', 'readdirplus_auto', 'parallel_dirops', 'close_to_open'];
     const ops = ['lseek', 'copy_file_range', 'copy_file_range_64', 'syncfs', 'tmpfile', 'statx'];
     const later = ['max_pages', 'cache_symlinks', 'posix_acl', 'killpriv_v2', 'passthrough', 'rename2', ...MINE];
     // this machine's 6.18: 7.45, flags 0x73fffffb with INIT_EXT, flags2 0x5fd (REQUEST_TIMEOUT is bit 10)
@@ -291,6 +291,10 @@ describe('INIT settles features (features.ts)', () => {
     expect(settle(27, 0x1, 0, new Set(MINE)).on).toEqual(['async_read', 'rename2', 'lseek']);
     // flags2 counts only when the kernel set INIT_EXT
     expect(settle(45, 0x33fffffb, 0x5fd, new Set()).on).not.toContain('request_timeout');
+    // close_to_open is an OPEN answer and NOTIFY_INVAL_INODE (7.12): no flag, on at every minor the server speaks
+    expect(settle(19, 0, 0, new Set()).on).toContain('close_to_open');
+    expect(settle(19, 0, 0, new Set()).flags).toBe(0);
+    expect(settle(45, 0x73fffffb, 0x5fd, new Set(['close_to_open'])).on).not.toContain('close_to_open');
   });
   it('a feature that excludes another keeps it off (the kernel drops PASSTHROUGH answered with WRITEBACK_CACHE)', () => {
     const pt = FEATURES.find((f) => f.name === 'passthrough');

@@ -43,6 +43,12 @@ export const FEATURES: readonly Feature[] = [
   // the kernel keeps symlink targets (one READLINK per link); LOOKUP answers that show a link
   // changed drop the cached target (symlinks.ts)
   { name: 'cache_symlinks', flags: InitFlag.CACHE_SYMLINKS, flags2: 0, minor: 29, what: 'symlink targets cached by the kernel' },
+  // Close-to-open for layer files changed behind the mount: an OPEN whose backing file's fstat
+  // differs from what the node's last open found answers without FOPEN_KEEP_CACHE (the kernel
+  // drops the pages at open) and drops the node's cached attributes (NOTIFY_INVAL_INODE without
+  // pages, 7.12) before its answer. No INIT flag: AUTO_INVAL_DATA and EXPLICIT_INVAL_DATA stay
+  // unasked (native-notes/fuse-server.md). Off: every open of a one-name file keeps the cache.
+  { name: 'close_to_open', flags: 0, flags2: 0, minor: 12, what: 'a file changed behind the mount shows its new data and size at the next open (off: the cached pages and size stay)' },
   { name: 'posix_acl', flags: InitFlag.POSIX_ACL | InitFlag.DONT_MASK, flags2: 0, minor: 26, what: 'POSIX ACLs cached and enforced by the kernel; default ACLs instead of the umask' },
   {
     name: 'killpriv_v2', flags: InitFlag.HANDLE_KILLPRIV_V2, flags2: 0, minor: 33,

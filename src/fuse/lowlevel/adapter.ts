@@ -18,7 +18,7 @@ import type { Bstr } from '../../shared/bstr.js';
 import { toText } from '../../shared/bstr.js';
 import { FsError } from '../../shared/errors.js';
 import type { NodeInfo } from '../../core/overlay.js';
-import type { AttrArray, Caller, HandleOps, MergedEntry, OpenResult, OverlayOps, TimeSet, Timespec } from '../../core/types.js';
+import { sameVersion, type AttrArray, type Caller, type FileVersion, type HandleOps, type MergedEntry, type OpenResult, type OverlayOps, type TimeSet, type Timespec } from '../../core/types.js';
 import { SetattrValid, type LowLevelAddon, type LowLevelHandlers, type NodeId, type ReqId, type Session } from './contract.js';
 import { StatIdx, STAT_LEN, inoOf, type Ino, type Offset } from '../../native/sys-api.js';
 import type { IdView } from '../idmap.js';
@@ -27,7 +27,7 @@ import { callerKeepsSetgid, modeAfterKill, privileged } from './killpriv.js';
 import { ReadBuffers } from './read-buffers.js';
 import { openForWriteback } from './writeback.js';
 import { dirListing, osErrName, RequestStats, startCall, statvfsArray, toErrno, type DirListing, type OpSummary } from '../requests.js';
-import { S_IFDIR, S_IFMT, ENOENT, ENOSYS, ERANGE, RENAME_EXCHANGE } from '../../shared/constants.js';
+import { S_IFDIR, S_IFMT, ENOENT, ENOSYS, ERANGE, O_ACCMODE, RENAME_EXCHANGE } from '../../shared/constants.js';
 
 /** The core as the low-level adapter uses it: OverlayOps, the calls through a handle, node identity and fallocate. */
 export interface LowLevelCore extends OverlayOps, HandleOps {
@@ -39,6 +39,7 @@ export interface LowLevelCore extends OverlayOps, HandleOps {
   btime(path: Bstr | null, fh: number): Promise<Timespec | undefined>;
   tmpfile(dir: Bstr, mode: number, flags: number, caller: Caller): Promise<{ open: OpenResult; attr: AttrArray }>;
   linkHandle(fh: number, path: Bstr, caller: Caller): Promise<void>;
+  handleVersion(fh: number): FileVersion | undefined;
 }
 
 export interface LowLevelOptions {
@@ -161,6 +162,17 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
   let serverKills = false;
   /** writeback_cache settled at INIT: open flags as writeback.ts says */
   let writeback = false;
+  /** close_to_open settled at INIT (fuse/kernel/features.ts): opens check the layer file's version */
+  let closeToOpen = false;
+  /**
+   * close_to_open: per file node, the layer file's version the kernel's cache of it stands for:
+   * that of its last open, refreshed where a change through the mount leaves the kernel's pages
+   * and attributes right (a writable handle released, a SETATTR answered). A node the kernel
+   * forgot takes its cache with it.
+   */
+  const versions = new WeakMap<Node, FileVersion>();
+  /** handles opened for writing: their release records the version their writes left */
+  const writers = new Set<number>();
   let markInit: () => void = () => undefined;
   const initialized = new Promise<void>((resolve) => { markInit = resolve; });
 
@@ -315,11 +327,44 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
 
   const time = (set: boolean, now: boolean, sec: number, nsec: number): TimeSet => (now ? 'now' : set ? { sec, nsec } : 'omit');
 
+  /**
+   * close_to_open: an open of node `n` found its layer file at `r.version`. Unchanged since what
+   * the kernel's cache of the node stands for (or the node's first open, with no pages cached
+   * yet): the core's keep_cache stands. Changed behind the mount (or the core dropped attributes
+   * it had answered, `r.stale`): the open answers without FOPEN_KEEP_CACHE, and the kernel drops
+   * the node's pages itself once it has the answer, in the opener's context; its cached
+   * attributes go before the answer (INVAL_INODE without pages, which takes no page lock: safe
+   * from this thread), so the opener's next stat or read past the old size asks GETATTR.
+   * Returns whether the kernel may keep the cache.
+   */
+  function opened(n: Node, r: OpenResult, flags: number): boolean {
+    if ((flags & O_ACCMODE) !== 0) writers.add(r.fh);
+    const v = r.version;
+    if (v === undefined) return r.keepCache;
+    const before = versions.get(n);
+    versions.set(n, v);
+    if (r.stale !== true && (before === undefined || sameVersion(before, v))) return r.keepCache;
+    if (debug) log(`${new Date().toISOString()} changed behind the mount: ${describe(n.id)}, its cached data and attributes dropped`);
+    if (session !== undefined) ll.invalAttr(session, n.id);
+    return false;
+  }
+
+  /** close_to_open: attributes answered for a node after a change through the mount; its version follows them */
+  function answered(n: Node, attr: AttrArray): void {
+    const before = versions.get(n);
+    if (before === undefined) return;
+    versions.set(n, {
+      mtimeSec: attr[StatIdx.mtimeSec]!, mtimeNsec: attr[StatIdx.mtimeNsec]!, ctimeSec: attr[StatIdx.ctimeSec]!,
+      ctimeNsec: attr[StatIdx.ctimeNsec]!, size: attr[StatIdx.size]!, ino: before.ino,
+    });
+  }
+
   const handlers: LowLevelHandlers = {
     init() {
       serverKills = session !== undefined && (ll.uses?.(session, 'killpriv_v2') ?? false);
       cacheDir = session !== undefined && (ll.uses?.(session, 'cache_dir') ?? false);
       writeback = session !== undefined && (ll.uses?.(session, 'writeback_cache') ?? false);
+      closeToOpen = session !== undefined && (ll.uses?.(session, 'close_to_open') ?? false);
       markInit();
     },
 
@@ -359,7 +404,11 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
         const who = caller();
         const kwho = caller0();
         return againIfMoved(() => setattrAt(node, who, kwho));
-      }, (attr) => { ll.replyAttr(req, shown(attr), attrTimeout); }, { changes: () => [n] });
+      }, (attr) => {
+        // the kernel takes these attributes and truncates its pages to the size: its cache stands for them now
+        if (closeToOpen && n !== undefined) answered(n, attr);
+        ll.replyAttr(req, shown(attr), attrTimeout);
+      }, { changes: () => [n] });
 
       /** The changes in libfuse's order, by the node's path of now (each one is the same again on a second try). */
       async function setattrAt(node: Node, who: Caller, kwho: Caller): Promise<AttrArray> {
@@ -490,7 +539,8 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
         return writeback ? openForWriteback(flags, openAs) : openAs(flags);
       }, (r) => {
         (n!.fhs ??= new Set()).add(r.fh);
-        ll.replyOpen(req, r.fh, openFlags(r), backingFd(r, passLower));
+        const keep = closeToOpen ? opened(n!, r, flags) : r.keepCache;
+        ll.replyOpen(req, r.fh, (keep ? 1 : 0) | (r.directIo ? 2 : 0), backingFd(r, passLower));
         return r.fh;
       }, { changes: () => [n] });
     },
@@ -510,6 +560,7 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
         }
       }, ({ r, n, attr }) => {
         (n.fhs ??= new Set()).add(r.fh);
+        if (closeToOpen) opened(n, r, flags);
         ll.replyCreate(req, n.id, 0, shown(attr), attrTimeout, entryTimeout, r.fh, openFlags(r), backingFd(r, passLower));
         return r.fh;
       }, { changes: () => [P] });
@@ -547,7 +598,14 @@ export function createLowLevelAdapter(core: LowLevelCore, opt: LowLevelOptions):
     },
     release(req, id, fh) {
       settle('release', req, () => `${describe(id)} fh=${fh}`, () => {
-        nodes.get(id)?.fhs?.delete(fh);
+        const n = nodes.get(id);
+        n?.fhs?.delete(fh);
+        // what this handle's writes left is what the kernel's pages hold (a writeback cache has
+        // written them back by now: the kernel flushes before it releases)
+        if (writers.delete(fh) && n !== undefined) {
+          const v = core.handleVersion(fh);
+          if (v !== undefined) versions.set(n, v);
+        }
         return core.release(null, fh);
       }, () => { ll.replyErr(req, 0); });
     },
