@@ -15,7 +15,7 @@ import { mkdir, open, readFile, rename, stat, writeFile } from 'node:fs/promises
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { kernelOverlayProblem, mount, requireKernel, tempDir, unmountAll, type Impl, type MountHandle } from '../harness/mounts.js';
-import { cli } from '../harness/cli-mount.js';
+import { opCount, serverStats } from '../harness/cli-mount.js';
 
 let kernelProblem: string | undefined;
 beforeAll(async () => {
@@ -34,13 +34,7 @@ const OFF = ['fuse_minor=45', 'timeout=30', 'fuse_off=passthrough:writeback_cach
 /** as root without passthrough the writeback cache is on (a plain user's mount has it by default) */
 const WRITEBACK = ['fuse_minor=45', 'timeout=30', 'fuse_off=passthrough'];
 
-interface Stats { ops: Record<string, { count: number }>; fuse: { features: string[] } }
-async function stats(mnt: string): Promise<Stats> {
-  const r = await cli(['stats', '--json', mnt], { timeoutMs: 10_000 });
-  expect(r.code, r.stderr).toBe(0);
-  return JSON.parse(r.stdout) as Stats;
-}
-const reads = async (mnt: string): Promise<number> => (await stats(mnt)).ops.read?.count ?? 0;
+const reads = async (mnt: string): Promise<number> => opCount(await serverStats(mnt), 'read');
 
 interface Setup { l: string; u: string; mnt: string; handle: MountHandle }
 async function setup(name: string, impl: Impl, extra: string[]): Promise<Setup> {
@@ -117,7 +111,7 @@ describe('close_to_open: layer files changed behind the mount', () => {
   it('on: each new open reads the new data, stat shows the new size; descriptors opened before keep reading', async () => {
     const s = await setup('c2o-on', 'stratafs', ON);
     try {
-      expect((await stats(s.mnt)).fuse.features).toContain('close_to_open');
+      expect((await serverStats(s.mnt)).fuse.features).toContain('close_to_open');
       const o = await changeBehind(s);
       expect(o.data).toEqual(NEW);
       expect(o.size).toEqual(sizes(NEW));
@@ -145,7 +139,7 @@ describe('close_to_open: layer files changed behind the mount', () => {
   it('off (fuse_off=close_to_open): the kernel keeps the old pages and size of every lower file', async () => {
     const s = await setup('c2o-off', 'stratafs', OFF);
     try {
-      expect((await stats(s.mnt)).fuse.features).not.toContain('close_to_open');
+      expect((await serverStats(s.mnt)).fuse.features).not.toContain('close_to_open');
       const o = await changeBehind(s);
       for (const f of ['same', 'grow', 'shrink', 'ren', 'up', 'upren']) expect(o.data[f], f).toBe('old-data\n');
       expect(o.size).toEqual({ same: 9, grow: 9, shrink: 9, ren: 9, up: 9, upren: 9 });
