@@ -366,7 +366,10 @@ export function workloads(): Workload[] {
         const q = Math.ceil(c.m.bigFileBytes / BLOCK / 4);
         const r = await sh(
           c,
-          `pids=(); for k in 0 1 2 3; do dd if=${sq(c.m.bigFile)} of=/dev/null bs=1M skip=$((k*${q})) count=${q} & pids+=($!); done; ` +
+          // dd writes its summary to stderr in several writes: four at once interleave mid-line and a
+          // count went missing (48 of 64 MiB, both transports in the same second); tail passes each
+          // summary's last line on in one write, which a pipe keeps whole
+          `pids=(); for k in 0 1 2 3; do (set -o pipefail; dd if=${sq(c.m.bigFile)} of=/dev/null bs=1M skip=$((k*${q})) count=${q} 2>&1 | tail -n 1 >&2) & pids+=($!); done; ` +
             `rc=0; for p in "\${pids[@]}"; do wait "$p" || rc=1; done; exit $rc`,
           'parallel dd',
         );
