@@ -16,7 +16,7 @@
  * synchronous writes: a Node stream on fd 2 would outlive the dup2.
  */
 import * as fs from 'node:fs';
-import { dup2 } from '../native/sys.js';
+import { dropExePages, dup2 } from '../native/sys.js';
 import { failedStartLog, goneMessage, openDaemonLog, pipeNotifier, runServer, type Notifier } from './daemon.js';
 import { ConfigError, type MountConfig } from '../fuse/config.js';
 import { parseCommandLine, parsePlainMount } from './args.js';
@@ -92,7 +92,13 @@ export async function daemonChild(argv: string[]): Promise<number> {
   // The daemon must not keep the caller's cwd busy; every path is absolute by now.
   process.chdir('/');
   const notify: Notifier = {
-    ready: () => pipeNotifier.ready(),
+    ready: () => {
+      pipeNotifier.ready();
+      // Startup is over: what it paged in of the node binary (~38 of its 94 MiB: symbol tables,
+      // module loading, snapshot) leaves the resident set; what serving uses faults back in
+      // from the page cache (native-notes/fuse-server.md, "Memory").
+      dropExePages();
+    },
     fail: (message) => {
       failedStartLog(log.path, log.managed);
       pipeNotifier.fail(message);

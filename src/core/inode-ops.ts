@@ -18,8 +18,15 @@ import { changeMode, changeOwner, overrideOpenStat, overrideStat } from './overr
  * st_ino. `real`, if given, receives the top real object's own inode number
  * (lower-only entries with cached attributes leave it unchanged).
  */
+/** out as a plain array of doubles (Array.from goes through the iterator: ~15x slower) */
+function plainCopy(out: AttrArray): number[] {
+  const a = new Array<number>(out.length);
+  for (let i = 0; i < out.length; i++) a[i] = out[i]!;
+  return a;
+}
+
 export function attrsOf(ctx: Ctx, e: Entry, real?: { ino: Ino }): AttrArray {
-  if (e.attrs !== undefined) return e.attrs.slice();
+  if (e.attrs !== undefined) return new Float64Array(e.attrs);
   const out = new Float64Array(STAT_LEN);
   const ref = e.stack[0]!;
   const L = ctx.layers[ref.layer]!;
@@ -34,7 +41,7 @@ export function attrsOf(ctx: Ctx, e: Entry, real?: { ino: Ino }): AttrArray {
   setIno(out, e.ino);
   // As the kernel: counting subdirectories of a merged directory is not worth it; find(1) accepts 1.
   if (e.type === S_IFDIR && e.stack.length > 1) out[StatIdx.nlink] = 1;
-  if (!L.upper) e.attrs = out.slice();
+  if (!L.upper) e.attrs = plainCopy(out);
   return out;
 }
 

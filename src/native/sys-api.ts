@@ -158,6 +158,8 @@ export interface SysAddon {
   copyRange(srcfd: number, offIn: Offset, dstfd: number, offOut: Offset, len: Offset): Promise<CopyResult>;
   /** statx(2) STATX_BTIME of rel beneath dirfd (rel '': dirfd itself): [sec, nsec], [] where the file system keeps none, or -errno */
   btimeat(dirfd: number, rel: string): [number, number] | [] | number;
+  /** unmaps the clean pages of the node executable (bytes unmapped, or -errno): sys.ts dropExePages */
+  dropExePages(): number;
   /** syncfs(2) of the file system holding fd, on a thread of its own */
   syncfs(fd: number): Promise<void>;
   /** umount2 on a thread of its own: the caller may be the daemon serving that mount. */

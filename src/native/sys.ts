@@ -497,3 +497,13 @@ function asFsError(e: unknown, path: Bstr, syscall: string): unknown {
   const errno = (e as { errno?: unknown } | null)?.errno;
   return typeof errno === 'number' ? new FsError(codeOf(errno), path, syscall) : e;
 }
+
+/**
+ * Unmaps the pages of the node executable this process mapped and never wrote (sys.c
+ * dropExePages): what startup touched leaves the resident set, the page cache keeps it, and
+ * what runs later faults back in. Bytes unmapped; 0 where it failed (nothing changed then).
+ */
+export function dropExePages(): number {
+  const r = raw.dropExePages();
+  return r > 0 ? r : 0;
+}
