@@ -119,7 +119,9 @@ export function lookupChild(ctx: Ctx, parent: Entry, name: Bstr): Entry | undefi
   } else {
     ino = ctx.inodes.real(w.topDev, w.topIno);
   }
-  return { path, type, stack, ino, redirect: w.redirect, opaque: w.opaque };
+  // slice(): the walk's array grew by push to room for 17 (152 bytes for the usual one layer);
+  // the entry lives in the lookup cache, one per node the kernel holds (7 MiB per 56k nodes)
+  return { path, type, stack: stack.slice(), ino, redirect: w.redirect, opaque: w.opaque };
 }
 
 /**
