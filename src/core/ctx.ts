@@ -68,8 +68,8 @@ export interface Entry {
 export interface LowerDirInfo {
   /** every name in it; undefined for very large directories (then lstat answers) */
   names: Set<Bstr> | undefined;
-  /** targets of `.wh.<name>` files */
-  wh: Set<Bstr>;
+  /** targets of `.wh.<name>` files (most directories have none: they share one empty set) */
+  wh: ReadonlySet<Bstr>;
   /** it holds `.wh..wh..opq` */
   opq: boolean;
 }

@@ -290,20 +290,23 @@ export function lowerDirBytes(v: LowerDirInfo, key: string): number {
 }
 
 /** Listing facts of directory `rel` of lower layer `layer` (cached; lower layers are immutable). */
+/** the whiteout set of every directory without one (~150 bytes each otherwise) */
+const NO_WHITEOUTS: ReadonlySet<Bstr> = new Set();
+
 export function lowerDirInfo(w: WalkCtx, layer: number, rel: Bstr): LowerDirInfo | undefined {
   const key = layer + '\0' + rel;
   const hit = w.lowerDirs.get(key);
   if (hit !== undefined) return hit;
   const r = sys.raw.readdirat(w.layers[layer]!.fd, rel);
   if (typeof r === 'number') return undefined;
-  const wh = new Set<Bstr>();
+  let wh: Set<Bstr> | undefined;
   let opq = false;
   for (const n of r.names) {
     if (!n.startsWith('.wh.')) continue;
     if (n === '.wh..wh..opq') opq = true;
-    else if (n.length > 4) wh.add(n.slice(4));
+    else if (n.length > 4) (wh ??= new Set()).add(n.slice(4));
   }
-  const info: LowerDirInfo = { names: r.names.length <= NAMES_KEPT_MAX ? new Set(r.names) : undefined, wh, opq };
+  const info: LowerDirInfo = { names: r.names.length <= NAMES_KEPT_MAX ? new Set(r.names) : undefined, wh: wh ?? NO_WHITEOUTS, opq };
   // A directory whose names would take more than a quarter of the cache keeps only its markers: left out
   // of the cache altogether, every lookup in it would read it again.
   if (info.names !== undefined && lowerDirBytes(info, key) > w.lowerDirs.maxSize / 4) info.names = undefined;
