@@ -51,8 +51,12 @@ export class Node {
   names: Name[] = [];
   /** identity shared by hard links (see Overlay.lookupNode), when it has one */
   key: string | undefined;
-  /** names bound under this directory (to unbind them when it is forgotten) */
-  kids: Set<Bstr> | undefined;
+  /**
+   * the nodes bound under this directory, by name (lookups, and unbinding them when it is
+   * forgotten): one map per directory rather than one table keyed by `parent id/name`, whose
+   * key strings cost ~60 bytes per node
+   */
+  kids: Map<Bstr, Node> | undefined;
   /** open file handles (to reach a nameless node) */
   fhs: Set<number> | undefined;
   /** the path cache's entry for this node is current while this equals the table's generation */
@@ -60,13 +64,11 @@ export class Node {
   constructor(readonly id: NodeId, readonly isDir: boolean, public ino: Ino) {}
 }
 
-const childKey = (parent: Node, name: Bstr): string => parent.id + '/' + name;
 const open = (n: Node): boolean => n.fhs !== undefined && n.fhs.size > 0;
 
 export class NodeTable {
   readonly root: Node;
   private readonly byId = new Map<NodeId, Node>();
-  private readonly children = new Map<string, Node>();
   private readonly byKey = new Map<string, Node>();
   private nextId = ROOT_ID + 1;
   /** bumped by every rename of a directory: cached paths below it are stale */
@@ -88,7 +90,7 @@ export class NodeTable {
   get(id: NodeId): Node | undefined { return this.byId.get(id); }
 
   /** The node the kernel knows under `name` in `parent`, if any. */
-  child(parent: Node, name: Bstr): Node | undefined { return this.children.get(childKey(parent, name)); }
+  child(parent: Node, name: Bstr): Node | undefined { return parent.kids?.get(name); }
 
   /** The node's path in the mount, or null once it has no name (or an ancestor lost its). */
   path(n: Node): Bstr | null {
@@ -125,8 +127,7 @@ export class NodeTable {
    * existing or new, with its lookup count raised by one.
    */
   found(parent: Node, name: Bstr, isDir: boolean, ino: Ino, key: string | undefined): Node {
-    const ck = childKey(parent, name);
-    const bound = this.children.get(ck);
+    const bound = parent.kids?.get(name);
     let n: Node | undefined;
     if (key !== undefined) {
       const k = this.byKey.get(key);
@@ -172,8 +173,7 @@ export class NodeTable {
     this.byId.delete(id);
     this.paths.delete(n);
     for (const { parent, name } of n.names) {
-      const ck = childKey(parent, name);
-      if (this.children.get(ck) === n) { this.children.delete(ck); parent.kids?.delete(name); }
+      if (parent.kids?.get(name) === n) parent.kids.delete(name);
     }
     n.names.length = 0;
     if (n.key !== undefined && this.byKey.get(n.key) === n) this.byKey.delete(n.key);
@@ -183,10 +183,8 @@ export class NodeTable {
     // link's last one, which path() follows into a node that no longer exists
     // (null, or a stale cached path), while the other name is fine.
     if (n.kids !== undefined && n.kids.size > 0) {
-      for (const name of n.kids) {
-        const c = this.children.get(childKey(n, name));
-        if (c !== undefined) this.unbind(c, n, name);
-      }
+      // a copy: unbind() deletes from n.kids
+      for (const [name, c] of [...n.kids]) this.unbind(c, n, name);
       this.pathGen++;
     }
     n.kids = undefined;
@@ -194,13 +192,13 @@ export class NodeTable {
 
   /** `name` in `parent` is gone (unlink, rmdir). */
   removed(parent: Node, name: Bstr): void {
-    const n = this.children.get(childKey(parent, name));
+    const n = parent.kids?.get(name);
     if (n !== undefined) this.unbind(n, parent, name);
   }
 
   /** `name` moved from `parent` to `newName` in `newParent`, replacing whatever had that name. */
   renamed(parent: Node, name: Bstr, newParent: Node, newName: Bstr): void {
-    const n = this.children.get(childKey(parent, name));
+    const n = parent.kids?.get(name);
     this.removed(newParent, newName);
     if (n === undefined) return;
     this.unbind(n, parent, name);
@@ -212,8 +210,8 @@ export class NodeTable {
 
   /** renameat2(RENAME_EXCHANGE): the nodes at `name` in `parent` and `newName` in `newParent` swapped names. */
   exchanged(parent: Node, name: Bstr, newParent: Node, newName: Bstr): void {
-    const a = this.children.get(childKey(parent, name));
-    const b = this.children.get(childKey(newParent, newName));
+    const a = parent.kids?.get(name);
+    const b = newParent.kids?.get(newName);
     if (a !== undefined) this.unbind(a, parent, name);
     if (b !== undefined) this.unbind(b, newParent, newName);
     for (const [n, p, nm] of [[a, newParent, newName], [b, parent, name]] as const) {
@@ -234,8 +232,7 @@ export class NodeTable {
   }
 
   private bind(n: Node, parent: Node, name: Bstr): void {
-    this.children.set(childKey(parent, name), n);
-    (parent.kids ??= new Set()).add(name);
+    (parent.kids ??= new Map()).set(name, n);
     // A one-element literal: push() onto an empty array reserves 17 slots, 130 bytes more per node.
     if (n.names.length === 0) n.names = [{ parent, name }];
     else n.names.push({ parent, name });
@@ -243,8 +240,7 @@ export class NodeTable {
   }
 
   private unbind(n: Node, parent: Node, name: Bstr): void {
-    const ck = childKey(parent, name);
-    if (this.children.get(ck) === n) { this.children.delete(ck); parent.kids?.delete(name); }
+    if (parent.kids?.get(name) === n) parent.kids.delete(name);
     const i = n.names.findIndex((x) => x.parent === parent && x.name === name);
     if (i >= 0) n.names.splice(i, 1);
     n.cachedGen = -1;
