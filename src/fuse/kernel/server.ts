@@ -575,6 +575,29 @@ function invalEntry(x: Session, parent: NodeId, name: Bstr): number {
   return fuseDev().notify(s.dev, m, len);
 }
 
+/**
+ * The answer encoded at OUT_HEADER (argLen bytes) goes out after the node's cached symlink target
+ * is dropped: both through the helper thread, in that order, so the caller that follows the link
+ * the moment its LOOKUP returns reads it again (with the drop merely queued before a direct answer,
+ * `readlink` right after printed the old target about every second run). The JS thread never waits:
+ * a READLINK holding the page lock the drop waits for is answered meanwhile. A request held by
+ * an io_uring entry must be answered through the ring: there the drop is only queued first.
+ */
+function replyAfterDrop(req: ReqId, s: KSession, node: NodeId, argLen: number): void {
+  if (featureOn(s, 'io_uring') || s.dev === undefined || s.ended) {
+    dropLinkTarget(s, node);
+    reply(req, argLen);
+    return;
+  }
+  const lo = reqLo[req]!;
+  const hi = reqHi[req]!;
+  if (release(req) === undefined) return;
+  dropLinkTarget(s, node);
+  putHeader(out, OUT_HEADER + argLen, 0, lo, hi);
+  fuseDev().notify(s.dev, out, OUT_HEADER + argLen);
+  if (s.trace !== undefined) s.trace.end(req, argLen);
+}
+
 /** the helper thread's notifications of a session: [queued, written, failed, last errno] */
 export function notified(x: Session): [number, number, number, number] {
   const s = sessionOf(x);
@@ -597,11 +620,11 @@ export const kernelServer: LowLevelAddon = {
   replyErr: replyError,
   replyEntry(req, ino, generation, attr, attrTimeout, entryTimeout) {
     const s = reqSession[req];
-    // a cached symlink target that may have changed behind the mount (symlinks.ts)
-    if (s?.symlinks !== undefined && ino !== 0 && s.symlinks.changed(ino, attr)) dropLinkTarget(s, ino);
     scratch(OUT_HEADER + ENTRY_OUT);
     putEntry(OUT_HEADER, ino, generation, attr, attrTimeout, entryTimeout);
-    reply(req, ENTRY_OUT);
+    // a cached symlink target that may have changed behind the mount (symlinks.ts): dropped before the answer
+    if (s?.symlinks !== undefined && ino !== 0 && s.symlinks.changed(ino, attr)) replyAfterDrop(req, s, ino, ENTRY_OUT);
+    else reply(req, ENTRY_OUT);
   },
   replyCreate(req, ino, generation, attr, attrTimeout, entryTimeout, fh, openFlags, backingFd = -1) {
     scratch(OUT_HEADER + ENTRY_OUT + OPEN_OUT);

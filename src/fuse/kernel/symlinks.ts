@@ -16,10 +16,12 @@
  * two entry timeouts every readlink is served by the kernel. A change made through the mount
  * always gives a new node (a symlink cannot be rewritten in place).
  *
- * The notification goes out through the helper thread, not before the answer: dropping the
+ * The notification goes out through the helper thread, never from the JS thread: dropping the
  * pages locks each one, and a READLINK filling the page holds that lock until the server
- * answers it (server.ts dropLinkTarget). A readlink in the microseconds between the answer and
- * the notification still sees the old target, as it would have an instant earlier.
+ * answers it (server.ts dropLinkTarget). A LOOKUP's answer follows it through the same thread
+ * (replyAfterDrop), so the caller that follows the link next reads it again; a READDIRPLUS
+ * answer goes out directly, before its entries' drops land (a readlink in between sees the old
+ * target, as it would have an instant earlier).
  */
 import { S_IFLNK, S_IFMT } from '../../shared/constants.js';
 import { StatIdx } from '../../native/sys-api.js';
