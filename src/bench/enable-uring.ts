@@ -22,7 +22,7 @@ export function enableUring(log: (line: string) => void, path = ENABLE_URING): s
   try {
     before = fs.readFileSync(path, 'latin1').trim();
   } catch (e) {
-    throw new Error(`--enable-uring: ${path} is not readable (a kernel without CONFIG_FUSE_IO_URING, or the fuse module not loaded): ${e instanceof Error ? e.message : String(e)}`);
+    throw new Error(`--enable-uring: ${path} is not readable (a kernel without CONFIG_FUSE_IO_URING, or the fuse module not loaded): ${e instanceof Error ? e.message : String(e)}`, { cause: e });
   }
   if (previous === undefined) {
     previous = before;
