@@ -316,6 +316,15 @@ static uint32_t read_batch(session *s, int *gone) {
   return n;
 }
 
+/* One call into JS: onBatch(n), the n requests packed in the buffer (the device's or the ring's). */
+static void hand_batch(session *s, uint32_t n) {
+  napi_handle_scope scope;
+  napi_open_handle_scope(s->env, &scope);
+  napi_value arg = num(s->env, n);
+  call_js(s, s->on_batch, 1, &arg);
+  napi_close_handle_scope(s->env, scope);
+}
+
 /* /dev/fuse readable: one batch, then ONE call into JS with the count (lengths in `lens`). */
 static void on_readable(uv_poll_t *h, int status, int events) {
   session *s = h->data;
@@ -323,13 +332,7 @@ static void on_readable(uv_poll_t *h, int status, int events) {
   if (s->ended) return;
   uint32_t n = gone ? 0 : read_batch(s, &gone);
   s->dispatching = 1;
-  if (n > 0) {
-    napi_handle_scope scope;
-    napi_open_handle_scope(s->env, &scope);
-    napi_value arg = num(s->env, n);
-    call_js(s, s->on_batch, 1, &arg);
-    napi_close_handle_scope(s->env, scope);
-  }
+  if (n > 0) hand_batch(s, n);
   if (gone) end_session(s);
   s->dispatching = 0;
   if (s->ended) release_session(s);
@@ -724,22 +727,14 @@ static void on_ring(uv_poll_t *h, int status, int events) {
     pos += ((size_t) len + 7) & ~(size_t) 7;
     if (n == s->nslots || s->cap - pos < s->slot) {
       r->batches++;
-      napi_handle_scope scope;
-      napi_open_handle_scope(s->env, &scope);
-      napi_value arg = num(s->env, n);
-      call_js(s, s->on_batch, 1, &arg);
-      napi_close_handle_scope(s->env, scope);
+      hand_batch(s, n);
       n = 0;
       pos = 0;
     }
   }
   if (n > 0 && !s->ended) {
     r->batches++;
-    napi_handle_scope scope;
-    napi_open_handle_scope(s->env, &scope);
-    napi_value arg = num(s->env, n);
-    call_js(s, s->on_batch, 1, &arg);
-    napi_close_handle_scope(s->env, scope);
+    hand_batch(s, n);
   }
   if (!s->ended) ring_submit(r);
   s->dispatching = 0;
