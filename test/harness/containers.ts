@@ -486,6 +486,9 @@ ${mountProgram ? `[storage.options.overlay]\nmount_program = "${mountProgram}"\n
   // processes than this sandbox's hard limits, and raising a hard limit needs CAP_SYS_RESOURCE,
   // which the sandbox lacks ("error setting rlimit type 7/6: operation not permitted"); an empty
   // list makes the containers inherit podman's own limits.
+  // network_config_dir: podman 4.3's CNI backend takes a lock file in its network directory at
+  // every start, netns none or not; left at /etc/cni/net.d it created the host's
+  // /etc/cni/net.d/cni.lock on a fresh machine (the sandbox covers /etc/containers, not /etc/cni).
   await writeFile(join(dir, 'containers.conf'), `[containers]
 netns = "none"
 default_ulimits = []
@@ -493,8 +496,10 @@ default_ulimits = []
 runtime = "runc"
 cgroup_manager = "cgroupfs"
 events_logger = "file"
+[network]
+network_config_dir = "${join(dir, 'cni')}"
 `);
-  for (const d of ['home', 'tmp', 'xdg', 'stratafs-run']) await mkdir(join(dir, d), { recursive: true, mode: 0o700 });
+  for (const d of ['home', 'tmp', 'xdg', 'stratafs-run', 'cni']) await mkdir(join(dir, d), { recursive: true, mode: 0o700 });
   return {
     driver,
     argvLog,
