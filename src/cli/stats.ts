@@ -31,6 +31,8 @@ export interface DaemonStats {
     passthrough?: { maxStackDepth: number; passed: number; fallbacks: Record<string, number>; ids: number } | { off: string } | undefined;
     /** FUSE over io_uring (io_uring on): queues, entries, requests and commits through the ring */
     uring?: { queues: number; entries: number; requests: number; commits: number; batches: number; failed: string | undefined } | undefined;
+    /** what the helper threads wrote (INVAL_ENTRY, symlink page drops, the LOOKUP answers behind them): waiting, written, failed, last errno */
+    notifications?: { queued: number; written: number; failed: number; lastErrno: number } | undefined;
   } | undefined;
   overlay: OverlayStats;
   memory: MemoryStats;
@@ -85,6 +87,8 @@ export function formatStats(s: DaemonStats): string {
         ? `FUSE passthrough: off (${p.off})`
         : `FUSE passthrough: ${p.passed} opens passed through, fallbacks ${JSON.stringify(p.fallbacks)}, ${p.ids} backing ids held, max_stack_depth ${p.maxStackDepth}`);
     }
+    const n = f.notifications;
+    if (n !== undefined) lines.push(`FUSE notifications (helper threads): ${n.written} written, ${n.queued} waiting, ${n.failed} failed${n.failed > 0 ? ` (last errno ${n.lastErrno})` : ''}`);
     const u = f.uring;
     if (u !== undefined) {
       lines.push(`FUSE io_uring: ${u.queues} queues x ${u.entries / Math.max(1, u.queues)} entries; ${u.requests} requests in ${u.batches} wakeups, ${u.commits} answers committed${u.failed !== undefined ? `; a command failed: ${u.failed} (the kernel falls back to /dev/fuse)` : ''}`);

@@ -5,8 +5,8 @@
  * write(2) each. No libfuse: the protocol itself (INIT, decoding requests,
  * encoding replies) is TypeScript (src/fuse/kernel/).
  *
- * Everything here runs on the JS thread, but for one helper thread per session that
- * writes the notifications which take locks in the kernel (notify(), below).
+ * Everything here runs on the JS thread, but for two helper threads per session that
+ * write the notifications which take locks in the kernel (notify(), below).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -30,7 +30,17 @@
  * parent directory's i_rwsem, INVAL_INODE with an offset locks the pages) are written
  * by this thread, never by the JS thread: a request the JS thread has not answered yet
  * may hold that lock (a LOOKUP holds its directory shared, a CREATE exclusive), and the
- * JS thread blocked in write(2) would never answer it. The thread owns a dup of the
+ * JS thread blocked in write(2) would never answer it.
+ *
+ * Two lanes, each a thread with its own queue, because a lane writes in order and some
+ * answers wait in one (server.ts replyAfterDrop: a LOOKUP answer behind the drop of a
+ * symlink's pages). LANE_ENTRY holds only INVAL_ENTRY/DELETE, which wait for a directory's
+ * i_rwsem; LANE_PAGES the page drops and the answers that follow them. In one queue, an
+ * INVAL_ENTRY waiting for a directory that a LOOKUP's caller holds shared sat in front of
+ * that very LOOKUP's answer: every client of the mount hung (the helper in
+ * fuse_reverse_inval_entry; load.test in CI, reproduced by renaming symlinks in the upper
+ * behind the mount while another process stats them). A page drop waits only for a
+ * READLINK that the JS thread answers directly. Each thread owns a dup of the
  * device fd (never a number that close() could hand to something else) and frees
  * itself once told to stop.
  */
@@ -119,7 +129,7 @@ typedef struct session {
   napi_ref buf_ref, lens_ref, on_batch, on_exit, self;
   napi_async_context actx;
   napi_ref resource;
-  notifier *nt;       /* started at the first notify(); stopped when the session ends */
+  notifier *nt[2];    /* per lane (LANE_ENTRY, LANE_PAGES), started at its first notify(); stopped when the session ends */
   struct uring *ur;   /* FUSE over io_uring (uringSetup), or NULL */
 } session;
 
@@ -267,8 +277,7 @@ static void end_session(session *s) {
   if (s->ended) return;
   s->ended = 1;
   if (s->polling) { uv_poll_stop(&s->poll); s->polling = 0; }
-  notifier_stop(s->nt);
-  s->nt = NULL;
+  for (int l = 0; l < 2; l++) { notifier_stop(s->nt[l]); s->nt[l] = NULL; }
   if (s->fd >= 0) { close(s->fd); s->fd = -1; }
   ring_stop(s->ur);
   s->ur = NULL;
@@ -436,30 +445,37 @@ static napi_value dev_write(napi_env env, napi_callback_info info) {
   return num(env, r < 0 ? -errno : (double) r);
 }
 
+enum { LANE_ENTRY = 0, LANE_PAGES = 1 };
+
 /*
- * notify(session, msg, len) -> 0 or -errno: queue one notification (header and
- * arguments, copied) for the helper thread, which writes them in order. Returns at
- * once: the JS thread never waits for the kernel's locks.
+ * notify(session, msg, len, lane) -> 0 or -errno: queue one notification or answer
+ * (header and arguments, copied) for the lane's helper thread, which writes them in
+ * order. Returns at once: the JS thread never waits for the kernel's locks.
  */
 static napi_value dev_notify(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
+  size_t argc = 4;
+  napi_value argv[4];
   void *data;
   size_t cap = 0;
-  double len = 0;
+  double len = 0, lane = -1;
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  session *s = argc == 3 ? session_arg(env, argv[0]) : NULL;
-  if (!s || napi_get_buffer_info(env, argv[1], &data, &cap) != napi_ok) { napi_throw_error(env, NULL, "notify(session, msg, len)"); return NULL; }
+  session *s = argc == 4 ? session_arg(env, argv[0]) : NULL;
+  if (s) napi_get_value_double(env, argv[3], &lane);
+  if (!s || (lane != LANE_ENTRY && lane != LANE_PAGES) || napi_get_buffer_info(env, argv[1], &data, &cap) != napi_ok) {
+    napi_throw_error(env, NULL, "notify(session, msg, len, lane 0|1)");
+    return NULL;
+  }
   if (s->ended) return num(env, -ENOTCONN);
   napi_get_value_double(env, argv[2], &len);
   size_t n = len < 0 || len > cap ? cap : (size_t) len;
-  if (!s->nt && !(s->nt = notifier_start(s->fd))) return num(env, -EAGAIN);
+  notifier **slot = &s->nt[(int) lane];
+  if (!*slot && !(*slot = notifier_start(s->fd))) return num(env, -EAGAIN);
   note *m = malloc(sizeof *m + n);
   if (!m) return num(env, -ENOMEM);
   m->next = NULL;
   m->len = n;
   memcpy(m->data, data, n);
-  notifier *nt = s->nt;
+  notifier *nt = *slot;
   pthread_mutex_lock(&nt->mu);
   if (nt->tail) nt->tail->next = m; else nt->head = m;
   nt->tail = m;
@@ -468,7 +484,7 @@ static napi_value dev_notify(napi_env env, napi_callback_info info) {
   return num(env, 0);
 }
 
-/* notified(session) -> [queued, written, failed, last errno]: what the helper thread did */
+/* notified(session) -> [queued, written, failed, last errno]: what the helper threads did, both lanes summed */
 static napi_value dev_notified(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1], arr;
@@ -476,11 +492,14 @@ static napi_value dev_notified(napi_env env, napi_callback_info info) {
   session *s = argc == 1 ? session_arg(env, argv[0]) : NULL;
   if (!s) { napi_throw_error(env, NULL, "notified(session)"); return NULL; }
   double v[4] = { 0, 0, 0, 0 };
-  if (s->nt) {
-    pthread_mutex_lock(&s->nt->mu);
-    for (note *n = s->nt->head; n; n = n->next) v[0]++;
-    v[1] = s->nt->written; v[2] = s->nt->failed; v[3] = s->nt->last_err;
-    pthread_mutex_unlock(&s->nt->mu);
+  for (int l = 0; l < 2; l++) {
+    notifier *nt = s->nt[l];
+    if (!nt) continue;
+    pthread_mutex_lock(&nt->mu);
+    for (note *n = nt->head; n; n = n->next) v[0]++;
+    v[1] += nt->written; v[2] += nt->failed;
+    if (nt->last_err) v[3] = nt->last_err;
+    pthread_mutex_unlock(&nt->mu);
   }
   napi_create_array_with_length(env, 4, &arr);
   for (uint32_t i = 0; i < 4; i++) napi_set_element(env, arr, i, num(env, v[i]));

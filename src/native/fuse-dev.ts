@@ -10,6 +10,10 @@ import type { Bstr } from '../shared/bstr.js';
 declare const devSessionBrand: unique symbol;
 export type DevSession = { readonly [devSessionBrand]: true };
 
+/** The helper threads' queues (fuse-dev.c LANE_ENTRY, LANE_PAGES). */
+export const Lane = { ENTRY: 0, PAGES: 1 } as const;
+export type Lane = (typeof Lane)[keyof typeof Lane];
+
 export interface FuseDevAddon {
   /** /dev/fuse opened O_RDWR|O_CLOEXEC; throws with the reason */
   open(): number;
@@ -39,12 +43,14 @@ export interface FuseDevAddon {
   /** FUSE_DEV_IOC_BACKING_CLOSE: 0 or -errno; files already opened through the id keep working */
   backingClose(s: DevSession, id: number): number;
   /**
-   * Queues one notification (msg[0, len), copied) for the session's helper thread, which
-   * writes them in order: for those that take inode locks in the kernel (INVAL_ENTRY,
-   * DELETE, INVAL_INODE of pages), which the JS thread must never wait for. 0 or -errno.
+   * Queues one notification (msg[0, len), copied) for the helper thread of `lane`, which
+   * writes them in order: those that take inode locks in the kernel, which the JS thread
+   * must never wait for. Lane.ENTRY: INVAL_ENTRY and DELETE (a directory's i_rwsem);
+   * Lane.PAGES: INVAL_INODE of pages and the answers queued behind them, never behind a
+   * wait for a directory (fuse-dev.c, above notifier). 0 or -errno.
    */
-  notify(s: DevSession, msg: Buffer, len: number): number;
-  /** what the helper thread did: [queued, written, failed, last errno] */
+  notify(s: DevSession, msg: Buffer, len: number, lane: Lane): number;
+  /** what the helper threads did, both lanes: [queued, written, failed, last errno] */
   notified(s: DevSession): [number, number, number, number];
   /**
    * FUSE over io_uring, before INIT is answered with it: a ring, its eventfd (polled on this

@@ -206,4 +206,49 @@ wait; cat ${t}/a ${t}/b ${t}/c`, 30_000);
       await h.unmount();
     }
   }, 90_000);
+
+  it('links renamed in the upper behind the mount while others stat them: the listings\' INVAL_ENTRYs never hold up a LOOKUP answer', async () => {
+    // 1000 lower names: with lookup_cache=1 the core reads the listing afresh (above 64 KiB), so
+    // each READDIR sees the renames and drops their dentries (INVAL_ENTRY, which waits for the
+    // directory). A stat then looks the link up with the directory held, and its answer follows
+    // the drop of the link's cached target. With both in one queue of the helper thread, the
+    // INVAL_ENTRY waited for a LOOKUP whose answer waited behind it: every process hung (within
+    // 8 s in each of 3 runs by hand; load.test.ts hung on it in CI).
+    const { t, mountIt } = await layers('attrs-symlinks-entries', 1000);
+    const b = await bash(`set -e; mkdir -p ${t}/u/d; for i in 0 1 2 3 4 5 6 7; do ln -s f$i ${t}/u/d/s$i; done`);
+    expect(b.code, b.stderr.toString()).toBe(0);
+    const h = await mountIt(['lookup_cache=1', 'timeout=0']);
+    const d = join(t, 'mnt', 'd');
+    try {
+      const before = (await serverStats(join(t, 'mnt'))).fuse!.notifications!;
+      const r = await bash(`set -e
+stats='import os, sys, time
+d, end, n = sys.argv[1], time.monotonic() + 6, 0
+while time.monotonic() < end:
+    for i in range(8):
+        try: os.stat(d + "/s%d" % i); os.lstat(d + "/s%d" % i)
+        except FileNotFoundError: pass
+    n += 1
+print(n)'
+renames='import os, sys, time
+d, u, end, n = sys.argv[1], sys.argv[2], time.monotonic() + 6, 0
+while time.monotonic() < end:
+    k = n % 8
+    os.rename(u + "/s%d" % k, u + "/z%d" % k); os.listdir(d)
+    os.rename(u + "/z%d" % k, u + "/s%d" % k); os.listdir(d)
+    n += 1
+print(n)'
+python3 -c "$stats" ${d} > ${t}/a & python3 -c "$stats" ${d} > ${t}/b & python3 -c "$renames" ${d} ${t}/u/d > ${t}/c &
+wait; cat ${t}/a ${t}/b ${t}/c`, 40_000);
+      expect(r.code, `a hang is a timeout here: ${r.stderr.toString()}`).toBe(0);
+      expect(r.stdout.toString().trim().split('\n').map(Number).every((n) => n > 10), r.stdout.toString()).toBe(true);
+      const after = (await serverStats(join(t, 'mnt'))).fuse!.notifications!;
+      // the scenario happened: dentries dropped and targets dropped with LOOKUP answers behind them
+      expect(after.written - before.written).toBeGreaterThan(100);
+      expect(after.failed).toBe(0);
+      expect(opCount(await serverStats(join(t, 'mnt')), 'readdir') + opCount(await serverStats(join(t, 'mnt')), 'readdirplus')).toBeGreaterThan(20);
+    } finally {
+      await h.unmount();
+    }
+  }, 120_000);
 });

@@ -13,7 +13,7 @@
 import type { Bstr } from '../../shared/bstr.js';
 import { EIO, ENOENT, ENOSYS, EPROTO, ERANGE } from '../../shared/constants.js';
 import type { LowLevelAddon, LowLevelHandlers, NodeId, ReqId, Session } from '../lowlevel/contract.js';
-import { fuseDev, type DevSession } from '../../native/fuse-dev.js';
+import { Lane, fuseDev, type DevSession } from '../../native/fuse-dev.js';
 import { unmountPath } from '../../native/fuse-mount.js';
 import { mountDevice, type KernelMount } from './mount.js';
 import { Trace } from './trace.js';
@@ -551,7 +551,7 @@ function dropLinkTarget(s: KSession, node: NodeId): void {
   putU64(m, OUT_HEADER, node);
   putI64(m, OUT_HEADER + 8, 0);
   putI64(m, OUT_HEADER + 16, 0);
-  fuseDev().notify(s.dev, m, OUT_HEADER + 24);
+  fuseDev().notify(s.dev, m, OUT_HEADER + 24, Lane.PAGES);
 }
 
 /**
@@ -572,7 +572,7 @@ function invalEntry(x: Session, parent: NodeId, name: Bstr): number {
   m.writeUInt32LE(0, OUT_HEADER + 12); // flags: 0, drop it (not FUSE_EXPIRE_ONLY)
   m.write(name, OUT_HEADER + 16, name.length, 'latin1');
   m[len - 1] = 0;
-  return fuseDev().notify(s.dev, m, len);
+  return fuseDev().notify(s.dev, m, len, Lane.ENTRY);
 }
 
 /**
@@ -580,7 +580,8 @@ function invalEntry(x: Session, parent: NodeId, name: Bstr): number {
  * is dropped: both through the helper thread, in that order, so the caller that follows the link
  * the moment its LOOKUP returns reads it again (with the drop merely queued before a direct answer,
  * `readlink` right after printed the old target about every second run). The JS thread never waits:
- * a READLINK holding the page lock the drop waits for is answered meanwhile. A request held by
+ * a READLINK holding the page lock the drop waits for is answered meanwhile. The lane is the pages'
+ * one, never the one of INVAL_ENTRY: that waits for the directory this LOOKUP's caller may hold. A request held by
  * an io_uring entry must be answered through the ring: there the drop is only queued first.
  */
 function replyAfterDrop(req: ReqId, s: KSession, node: NodeId, argLen: number): void {
@@ -594,7 +595,7 @@ function replyAfterDrop(req: ReqId, s: KSession, node: NodeId, argLen: number): 
   if (release(req) === undefined) return;
   dropLinkTarget(s, node);
   putHeader(out, OUT_HEADER + argLen, 0, lo, hi);
-  fuseDev().notify(s.dev, out, OUT_HEADER + argLen);
+  fuseDev().notify(s.dev, out, OUT_HEADER + argLen, Lane.PAGES);
   if (s.trace !== undefined) s.trace.end(req, argLen);
 }
 
