@@ -15,6 +15,8 @@ export interface StratafsVariant {
   name: string;
   /** comma-separated mount words appended to the bench's own -o */
   options: string;
+  /** another build's CLI script (--stratafs-build), in place of this checkout's */
+  cli?: string;
 }
 
 export interface MountDirs {

@@ -24,6 +24,7 @@ interface Options {
   compare?: string;
   impl?: ImplName[];
   stratafsVariant: StratafsVariant[];
+  stratafsBuild: StratafsVariant[];
   only?: string[];
   modes: Mode[];
   timeout?: number;
@@ -47,16 +48,29 @@ function list<T extends string>(allowed: readonly T[] | null) {
   };
 }
 
-/** NAME=OPTS: a column name of its own and the mount words it adds (NAME never one of the built-in names). */
-function variant(v: string, prev: StratafsVariant[]): StratafsVariant[] {
-  const eq = v.indexOf('=');
-  const name = eq < 0 ? v : v.slice(0, eq);
-  const options = eq < 0 ? '' : v.slice(eq + 1);
+/** A column name of its own: never one of the built-in names, never given twice. */
+function columnName(name: string, prev: readonly StratafsVariant[]): string {
   if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name)) throw new InvalidArgumentError(`variant name ${JSON.stringify(name)}: letters, digits, . _ - only`);
   if ((IMPL_NAMES as readonly string[]).includes(name) && name !== 'stratafs') throw new InvalidArgumentError(`variant name ${name} is an implementation's`);
   if (prev.some((p) => p.name === name)) throw new InvalidArgumentError(`variant ${name} given twice`);
+  return name;
+}
+
+/** NAME=OPTS: a column name of its own and the mount words it adds. */
+function variant(v: string, prev: StratafsVariant[]): StratafsVariant[] {
+  const eq = v.indexOf('=');
+  const name = columnName(eq < 0 ? v : v.slice(0, eq), prev);
+  const options = eq < 0 ? '' : v.slice(eq + 1);
   if (/\s/.test(options)) throw new InvalidArgumentError(`variant ${name}: mount options without spaces (comma-separated words)`);
   return [...prev, { name, options }];
+}
+
+/** NAME=PATH: a column mounted by another build's CLI script with its own defaults (a copy of an earlier commit), so before and after share one run. */
+function build(v: string, prev: StratafsVariant[]): StratafsVariant[] {
+  const eq = v.indexOf('=');
+  if (eq < 0 || eq === v.length - 1) throw new InvalidArgumentError(`${JSON.stringify(v)}: NAME=PATH of a built dist/cli/main.js`);
+  const name = columnName(v.slice(0, eq), prev);
+  return [...prev, { name, options: '', cli: path.resolve(v.slice(eq + 1)) }];
 }
 
 const log = (s: string): void => {
@@ -342,6 +356,12 @@ async function main(): Promise<void> {
       variant,
       [] as StratafsVariant[],
     )
+    .option(
+      '--stratafs-build <NAME=PATH>',
+      "run another build's stratafs (its dist/cli/main.js, e.g. main before a change built in a copy) as column NAME in the same run (repeatable; like a variant, it replaces the plain stratafs column unless --impl names it)",
+      build,
+      [] as StratafsVariant[],
+    )
     .option('--only <list>', 'workload ids to run (default all)', list<string>(null))
     .option('--modes <list>', 'cold,warm', list<Mode>(['cold', 'warm']), ['cold', 'warm'] as Mode[])
     .option('--timeout <seconds>', 'per command timeout (default 600, --quick 180)', positiveInt)
@@ -351,7 +371,10 @@ async function main(): Promise<void> {
     .option('--prepare-only', 'build (or find) the data set, print its manifest path, and stop', false);
   program.parse();
   const o = program.opts<Options>();
-  const variantNames = o.stratafsVariant.map((v) => v.name);
+  const variants = [...o.stratafsVariant, ...o.stratafsBuild];
+  const variantNames = variants.map((v) => v.name);
+  const twice = variantNames.filter((n, i) => variantNames.indexOf(n) !== i);
+  if (twice.length > 0) throw new Error(`column ${twice[0]} named by both --stratafs-variant and --stratafs-build`);
   const implNames: ImplName[] = o.impl ?? IMPL_NAMES.flatMap((n) => (n === 'stratafs' && variantNames.length > 0 ? variantNames : [n]));
   const unknownImpls = implNames.filter((n) => !(IMPL_NAMES as readonly string[]).includes(n) && !variantNames.includes(n));
   if (unknownImpls.length > 0) throw new Error(`unknown implementation(s): ${unknownImpls.join(', ')}; known: ${[...IMPL_NAMES, ...variantNames].join(', ')}`);
@@ -385,7 +408,7 @@ async function main(): Promise<void> {
     ['kernel', kernelImpl],
     ['fuse-overlayfs', fuseOverlayfsImpl],
     ['stratafs', makeStratafsImpl(cli)],
-    ...o.stratafsVariant.map((v): [ImplName, Impl] => [v.name, makeStratafsImpl(cli, v)]),
+    ...variants.map((v): [ImplName, Impl] => [v.name, makeStratafsImpl(v.cli ?? cli, v)]),
   ]);
   const statuses: ImplStatus[] = [];
   const impls: Impl[] = [];
