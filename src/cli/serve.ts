@@ -120,7 +120,7 @@ export async function serve(config: MountConfig, log: (line: string) => void): P
           minor: init.minor, flags: init.flags, flags2: init.flags2, features: init.features,
           kernelMinor: init.kernelMinor, kernelFlags: init.kernelFlags, kernelFlags2: init.kernelFlags2, maxWrite: init.maxWrite,
           batches: init.batches, requests: init.requests, uring: init.uring?.(),
-          notifications: notificationsOf(notified(session)),
+          notifications: notified(session),
           passthrough: init.passthrough !== undefined
             ? { maxStackDepth: init.maxStackDepth, ...init.passthrough() }
             : init.passthroughOff !== undefined ? { off: init.passthroughOff } : undefined,
@@ -186,9 +186,4 @@ export async function serve(config: MountConfig, log: (line: string) => void): P
     },
     ended,
   };
-}
-
-/** The helper threads' count of notifications (and answers queued behind them), for stats. */
-function notificationsOf([queued, written, failed, lastErrno]: [number, number, number, number]): { queued: number; written: number; failed: number; lastErrno: number } {
-  return { queued, written, failed, lastErrno };
 }

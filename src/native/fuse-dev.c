@@ -44,6 +44,7 @@
  * device fd (never a number that close() could hand to something else) and frees
  * itself once told to stop.
  */
+enum { LANE_ENTRY = 0, LANE_PAGES = 1, LANE_COUNT = 2 };
 typedef struct note { struct note *next; size_t len; char data[]; } note;
 typedef struct notifier {
   pthread_mutex_t mu;
@@ -129,7 +130,7 @@ typedef struct session {
   napi_ref buf_ref, lens_ref, on_batch, on_exit, self;
   napi_async_context actx;
   napi_ref resource;
-  notifier *nt[2];    /* per lane (LANE_ENTRY, LANE_PAGES), started at its first notify(); stopped when the session ends */
+  notifier *nt[LANE_COUNT]; /* per lane (LANE_ENTRY, LANE_PAGES), started at its first notify(); stopped when the session ends */
   struct uring *ur;   /* FUSE over io_uring (uringSetup), or NULL */
 } session;
 
@@ -277,7 +278,7 @@ static void end_session(session *s) {
   if (s->ended) return;
   s->ended = 1;
   if (s->polling) { uv_poll_stop(&s->poll); s->polling = 0; }
-  for (int l = 0; l < 2; l++) { notifier_stop(s->nt[l]); s->nt[l] = NULL; }
+  for (int l = 0; l < LANE_COUNT; l++) { notifier_stop(s->nt[l]); s->nt[l] = NULL; }
   if (s->fd >= 0) { close(s->fd); s->fd = -1; }
   ring_stop(s->ur);
   s->ur = NULL;
@@ -445,8 +446,6 @@ static napi_value dev_write(napi_env env, napi_callback_info info) {
   return num(env, r < 0 ? -errno : (double) r);
 }
 
-enum { LANE_ENTRY = 0, LANE_PAGES = 1 };
-
 /*
  * notify(session, msg, len, lane) -> 0 or -errno: queue one notification or answer
  * (header and arguments, copied) for the lane's helper thread, which writes them in
@@ -492,7 +491,7 @@ static napi_value dev_notified(napi_env env, napi_callback_info info) {
   session *s = argc == 1 ? session_arg(env, argv[0]) : NULL;
   if (!s) { napi_throw_error(env, NULL, "notified(session)"); return NULL; }
   double v[4] = { 0, 0, 0, 0 };
-  for (int l = 0; l < 2; l++) {
+  for (int l = 0; l < LANE_COUNT; l++) {
     notifier *nt = s->nt[l];
     if (!nt) continue;
     pthread_mutex_lock(&nt->mu);

@@ -580,9 +580,10 @@ function invalEntry(x: Session, parent: NodeId, name: Bstr): number {
  * is dropped: both through the helper thread, in that order, so the caller that follows the link
  * the moment its LOOKUP returns reads it again (with the drop merely queued before a direct answer,
  * `readlink` right after printed the old target about every second run). The JS thread never waits:
- * a READLINK holding the page lock the drop waits for is answered meanwhile. The lane is the pages'
- * one, never the one of INVAL_ENTRY: that waits for the directory this LOOKUP's caller may hold. A request held by
- * an io_uring entry must be answered through the ring: there the drop is only queued first.
+ * a READLINK holding the page lock the drop waits for is answered meanwhile. Both go in the pages'
+ * lane, never behind an INVAL_ENTRY: that waits for the directory this LOOKUP's caller may hold.
+ * A request held by an io_uring entry must be answered through the ring: there the drop is only
+ * queued first.
  */
 function replyAfterDrop(req: ReqId, s: KSession, node: NodeId, argLen: number): void {
   if (featureOn(s, 'io_uring') || s.dev === undefined || s.ended) {
@@ -599,10 +600,11 @@ function replyAfterDrop(req: ReqId, s: KSession, node: NodeId, argLen: number): 
   if (s.trace !== undefined) s.trace.end(req, argLen);
 }
 
-/** the helper thread's notifications of a session: [queued, written, failed, last errno] */
-export function notified(x: Session): [number, number, number, number] {
+/** What the helper threads wrote for a session: notifications and the answers queued behind them. */
+export function notified(x: Session): { queued: number; written: number; failed: number; lastErrno: number } {
   const s = sessionOf(x);
-  return s.dev === undefined || s.ended ? [0, 0, 0, 0] : fuseDev().notified(s.dev);
+  const [queued, written, failed, lastErrno] = s.dev === undefined || s.ended ? [0, 0, 0, 0] : fuseDev().notified(s.dev);
+  return { queued, written, failed, lastErrno };
 }
 
 /** What INIT settled for a session (undefined until the kernel's INIT was answered). */
